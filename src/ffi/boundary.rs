@@ -1,0 +1,156 @@
+//! The plumbing every exported function shares: the panic boundary, the thread's last error,
+//! and checked conversion of C pointers into Rust references.
+
+use super::status::greenai_status;
+use crate::Error;
+use std::cell::RefCell;
+use std::ffi::{c_char, CString};
+use std::ptr::NonNull;
+
+/// Why a C call failed before or inside the core.
+#[derive(Debug)]
+pub(crate) enum FfiError {
+    /// A required pointer was NULL; names the argument.
+    Null(&'static str),
+    /// The core refused the call.
+    Core(Error),
+}
+
+impl From<Error> for FfiError {
+    fn from(e: Error) -> Self {
+        FfiError::Core(e)
+    }
+}
+
+/// What an exported body returns inside [`ffi_boundary!`].
+pub(crate) type FfiResult<T> = Result<T, FfiError>;
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(message: String) {
+    let message = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+    LAST_ERROR.with(|slot| *slot.borrow_mut() = message);
+}
+
+/// Turns the outcome of an exported body (or its panic) into a status, recording the message.
+pub(crate) fn finish(outcome: std::thread::Result<FfiResult<()>>) -> greenai_status {
+    match outcome {
+        Ok(Ok(())) => greenai_status::GREENAI_OK,
+        Ok(Err(FfiError::Null(name))) => {
+            set_last_error(format!("argument `{name}` is NULL"));
+            greenai_status::GREENAI_ERR_NULL_POINTER
+        }
+        Ok(Err(FfiError::Core(e))) => {
+            set_last_error(e.to_string());
+            greenai_status::from(&e)
+        }
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            set_last_error(format!("internal error (panic caught at the C boundary): {what}"));
+            greenai_status::GREENAI_ERR_PANIC
+        }
+    }
+}
+
+/// Runs an exported function's body (returning [`FfiResult`]) so that no panic crosses into C;
+/// evaluates to the [`greenai_status`].
+macro_rules! ffi_boundary {
+    ($($body:tt)*) => {
+        $crate::ffi::boundary::finish(::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(
+            || -> $crate::ffi::FfiResult<()> { $($body)* },
+        )))
+    };
+}
+
+fn check_extent<T>(ptr: *const T, len: usize, name: &'static str) -> FfiResult<bool> {
+    if len == 0 {
+        return Ok(false);
+    }
+    if ptr.is_null() {
+        return Err(FfiError::Null(name));
+    }
+    if !ptr.is_aligned() {
+        return Err(Error::invalid(name, format!("{ptr:p}"), "pointer not aligned for its element type").into());
+    }
+    let fits = len.checked_mul(std::mem::size_of::<T>()).is_some_and(|bytes| bytes <= isize::MAX as usize);
+    if !fits {
+        return Err(Error::Overflow { context: name, detail: format!("{len} elements").to_string() }.into());
+    }
+    Ok(true)
+}
+
+/// Borrows `(ptr, len)` from C as a slice; `(NULL, 0)` and `(any, 0)` are the empty slice.
+///
+/// # Safety
+/// When `len > 0`, `ptr` must point to `len` initialised `T` that stay valid and unmodified for `'a`.
+pub(crate) unsafe fn slice_in<'a, T>(ptr: *const T, len: usize, name: &'static str) -> FfiResult<&'a [T]> {
+    if !check_extent(ptr, len, name)? {
+        return Ok(&[]);
+    }
+    // SAFETY: ptr is non-null and aligned, len * size_of::<T>() <= isize::MAX, and the caller
+    // guarantees the memory is valid for reads of len elements for 'a.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Borrows `(ptr, len)` from C as a mutable slice; `(NULL, 0)` is the empty slice.
+///
+/// # Safety
+/// When `len > 0`, `ptr` must point to `len` writable `T`, not aliased by any other argument, valid for `'a`.
+pub(crate) unsafe fn slice_out<'a, T>(ptr: *mut T, len: usize, name: &'static str) -> FfiResult<&'a mut [T]> {
+    if !check_extent(ptr, len, name)? {
+        return Ok(&mut []);
+    }
+    // SAFETY: as in slice_in, and the caller guarantees exclusive access for writes.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// A C out-pointer, checked non-NULL and aligned up front, written once on success.
+pub(crate) struct OutPtr<T>(NonNull<T>);
+
+impl<T> OutPtr<T> {
+    /// Writes the result through the pointer.
+    pub(crate) fn write(self, value: T) {
+        // SAFETY: out_ptr checked the pointer non-null and aligned; its caller guarantees it is
+        // valid for a write of one T. `write` does not read or drop the old (possibly uninitialised) value.
+        unsafe { self.0.as_ptr().write(value) }
+    }
+}
+
+/// Checks a C out-pointer before any work is done.
+///
+/// # Safety
+/// `ptr`, when non-NULL, must be valid for writing one `T` until the returned [`OutPtr`] is written.
+pub(crate) unsafe fn out_ptr<T>(ptr: *mut T, name: &'static str) -> FfiResult<OutPtr<T>> {
+    let ptr = NonNull::new(ptr).ok_or(FfiError::Null(name))?;
+    if !ptr.as_ptr().is_aligned() {
+        return Err(Error::invalid(name, format!("{ptr:p}"), "pointer not aligned").into());
+    }
+    Ok(OutPtr(ptr))
+}
+
+/// The library version, `"MAJOR.MINOR.PATCH"`, as a static NUL-terminated string.
+#[no_mangle]
+pub extern "C" fn greenai_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The name of a status (`"GREENAI_OK"`, ...), as a static NUL-terminated string.
+/// `status` must be one of the `greenai_status` values.
+#[no_mangle]
+pub extern "C" fn greenai_status_str(status: greenai_status) -> *const c_char {
+    status.name().as_ptr().cast()
+}
+
+/// The detailed message of the calling thread's last failed greenai call, or `""` when none failed.
+///
+/// The string belongs to greenai and stays valid until the next failing call on the same thread.
+#[no_mangle]
+pub extern "C" fn greenai_last_error_message() -> *const c_char {
+    LAST_ERROR.with(|slot| slot.borrow().as_ptr())
+}

@@ -1,0 +1,136 @@
+//! Builds every C99 and C++17 program in `tests/c/` and `examples/c/` against the static library with
+//! all warnings as errors, and runs it (under valgrind when it is installed: no error, nothing leaked).
+//! Also checks that `include/greenai.h` compiles alone in both languages.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const C_FLAGS: &[&str] = &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g"];
+const CXX_FLAGS: &[&str] = &["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-g"];
+const NATIVE_LIBS: &[&str] = &["-lpthread", "-ldl", "-lm", "-lrt", "-lutil"];
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/<profile>`: the test executable lives in its `deps/` folder, beside which cargo puts the library.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<exe>").to_path_buf()
+}
+
+fn work_dir() -> PathBuf {
+    let dir = profile_dir().join("c-tests");
+    std::fs::create_dir_all(&dir).expect("create the C test build folder");
+    dir
+}
+
+fn compiler(cxx: bool) -> String {
+    let (var, default) = if cxx { ("CXX", "c++") } else { ("CC", "cc") };
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let output = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{cmd:?} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
+
+fn has_valgrind() -> bool {
+    Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+fn build(source: &Path, binary: &Path) -> Result<(), String> {
+    let cxx = source.extension().is_some_and(|e| e == "cpp");
+    let lib = profile_dir().join("libgreenai.a");
+    if !lib.exists() {
+        return Err(format!("{} is missing: the library's staticlib was not built", lib.display()));
+    }
+    let mut cmd = Command::new(compiler(cxx));
+    cmd.args(if cxx { CXX_FLAGS } else { C_FLAGS })
+        .arg("-I")
+        .arg(manifest_dir().join("include"))
+        .arg("-I")
+        .arg(source.parent().expect("source folder"))
+        .arg(source)
+        .arg(&lib)
+        .args(NATIVE_LIBS)
+        .arg("-o")
+        .arg(binary);
+    run(&mut cmd)
+}
+
+fn sources() -> Vec<PathBuf> {
+    let mut sources = Vec::new();
+    for dir in ["tests/c", "examples/c"] {
+        let Ok(entries) = std::fs::read_dir(manifest_dir().join(dir)) else { continue };
+        for entry in entries {
+            let path = entry.expect("directory entry").path();
+            if path.extension().is_some_and(|e| e == "c" || e == "cpp") {
+                sources.push(path);
+            }
+        }
+    }
+    sources.sort();
+    sources
+}
+
+#[test]
+fn c_and_cxx_programs_pass() {
+    let sources = sources();
+    assert!(!sources.is_empty(), "no C test sources found");
+    let valgrind = has_valgrind();
+    let mut failures = Vec::new();
+    for source in &sources {
+        let stem = source.file_stem().and_then(|s| s.to_str()).expect("file name");
+        let binary = work_dir().join(format!("{stem}-{}", if source.extension().unwrap() == "cpp" { "cxx" } else { "c" }));
+        let outcome = build(source, &binary).and_then(|()| {
+            let mut cmd = if valgrind {
+                let mut cmd = Command::new("valgrind");
+                cmd.args([
+                    "--error-exitcode=1",
+                    "--leak-check=full",
+                    "--errors-for-leak-kinds=definite,indirect,possible",
+                    "-q",
+                ])
+                .arg(&binary);
+                cmd
+            } else {
+                Command::new(&binary)
+            };
+            cmd.current_dir(manifest_dir());
+            run(&mut cmd)
+        });
+        match outcome {
+            Ok(()) => eprintln!("ok: {}{}", source.display(), if valgrind { " (valgrind)" } else { "" }),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn header_compiles_alone_as_c99_and_cxx17() {
+    let dir = work_dir();
+    for (cxx, name) in [(false, "header_alone.c"), (true, "header_alone.cpp")] {
+        let source = dir.join(name);
+        std::fs::write(&source, "#include \"greenai.h\"\nint main(void) { return (int)GREENAI_OK; }\n")
+            .expect("write the header test");
+        let mut cmd = Command::new(compiler(cxx));
+        cmd.args(if cxx { CXX_FLAGS } else { C_FLAGS })
+            .arg("-fsyntax-only")
+            .arg("-I")
+            .arg(manifest_dir().join("include"))
+            .arg(&source);
+        if let Err(e) = run(&mut cmd) {
+            panic!("{e}");
+        }
+    }
+}
