@@ -12,7 +12,8 @@ fn main() {
 
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml parses");
+    let mut config =
+        cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml parses");
     let version = |key: &str| env::var(key).expect("cargo sets the version variables");
     config.after_includes = Some(format!(
         "\n#define GREENAI_VERSION_MAJOR {}\n#define GREENAI_VERSION_MINOR {}\n#define GREENAI_VERSION_PATCH {}\n",
@@ -29,6 +30,7 @@ fn main() {
     bindings.write_to_file(&generated);
     if env::var_os("GREENAI_UPDATE_HEADER").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(crate_dir.join("include")).expect("include/ can be created");
-        std::fs::copy(&generated, crate_dir.join("include/greenai.h")).expect("include/greenai.h can be written");
+        std::fs::copy(&generated, crate_dir.join("include/greenai.h"))
+            .expect("include/greenai.h can be written");
     }
 }

@@ -121,8 +121,7 @@ pub fn checked_product(context: &'static str, dims: &[usize]) -> Result<usize> {
         return Ok(0);
     }
     dims.iter().try_fold(1usize, |acc, &d| {
-        acc.checked_mul(d)
-            .ok_or_else(|| Error::Overflow { context, detail: format!("product of {dims:?}") })
+        acc.checked_mul(d).ok_or_else(|| Error::Overflow { context, detail: format!("product of {dims:?}") })
     })
 }
 
@@ -137,9 +136,8 @@ pub fn check_no_nan(name: &'static str, data: &[f32]) -> Result<()> {
 /// Allocates a vector of `len` copies of `value`, reporting allocation failure as an error.
 pub fn try_vec<T: Clone>(len: usize, value: T) -> Result<Vec<T>> {
     let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| Error::OutOfMemory {
-        bytes: len.saturating_mul(std::mem::size_of::<T>()),
-    })?;
+    v.try_reserve_exact(len)
+        .map_err(|_| Error::OutOfMemory { bytes: len.saturating_mul(std::mem::size_of::<T>()) })?;
     v.resize(len, value);
     Ok(v)
 }

@@ -16,9 +16,16 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod distill;
+pub mod energy;
 pub mod error;
 pub mod ffi;
+pub mod flops;
 pub mod kernels;
+pub mod lowrank;
+pub mod model;
+pub mod prune;
+pub mod quant;
 pub mod tensor;
 
 pub use error::{Error, Result};

@@ -90,7 +90,8 @@ fn c_and_cxx_programs_pass() {
     let mut failures = Vec::new();
     for source in &sources {
         let stem = source.file_stem().and_then(|s| s.to_str()).expect("file name");
-        let binary = work_dir().join(format!("{stem}-{}", if source.extension().unwrap() == "cpp" { "cxx" } else { "c" }));
+        let binary = work_dir()
+            .join(format!("{stem}-{}", if source.extension().unwrap() == "cpp" { "cxx" } else { "c" }));
         let outcome = build(source, &binary).and_then(|()| {
             let mut cmd = if valgrind {
                 let mut cmd = Command::new("valgrind");

@@ -76,7 +76,9 @@ fn check_extent<T>(ptr: *const T, len: usize, name: &'static str) -> FfiResult<b
         return Err(FfiError::Null(name));
     }
     if !ptr.is_aligned() {
-        return Err(Error::invalid(name, format!("{ptr:p}"), "pointer not aligned for its element type").into());
+        return Err(
+            Error::invalid(name, format!("{ptr:p}"), "pointer not aligned for its element type").into()
+        );
     }
     let fits = len.checked_mul(std::mem::size_of::<T>()).is_some_and(|bytes| bytes <= isize::MAX as usize);
     if !fits {

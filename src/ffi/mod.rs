@@ -11,8 +11,18 @@
 
 #[macro_use]
 mod boundary;
+pub mod distill;
+pub mod energy;
+pub mod flops;
+pub mod gemm_float;
+pub mod gemm_int8;
+pub mod lowrank;
+pub mod model;
+pub mod prune;
+pub mod quant;
+pub mod sparse;
 mod status;
-mod tensor;
+pub mod tensor;
 
 pub use boundary::{greenai_last_error_message, greenai_status_str, greenai_version};
 pub use status::greenai_status;

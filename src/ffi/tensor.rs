@@ -78,7 +78,10 @@ impl greenai_tensor {
     ///
     /// # Safety
     /// `ptr`, when non-NULL, must be a live handle from this library.
-    pub(crate) unsafe fn get<'a>(ptr: *const greenai_tensor, name: &'static str) -> Result<&'a DynTensor, FfiError> {
+    pub(crate) unsafe fn get<'a>(
+        ptr: *const greenai_tensor,
+        name: &'static str,
+    ) -> Result<&'a DynTensor, FfiError> {
         // SAFETY: the caller guarantees a non-NULL ptr is a live handle made by into_raw.
         let handle = unsafe { ptr.as_ref() }.ok_or(FfiError::Null(name))?;
         Ok(&handle.tensor)
@@ -88,7 +91,10 @@ impl greenai_tensor {
     ///
     /// # Safety
     /// `ptr`, when non-NULL, must be a live handle from this library, not used elsewhere during the call.
-    pub(crate) unsafe fn get_mut<'a>(ptr: *mut greenai_tensor, name: &'static str) -> Result<&'a mut DynTensor, FfiError> {
+    pub(crate) unsafe fn get_mut<'a>(
+        ptr: *mut greenai_tensor,
+        name: &'static str,
+    ) -> Result<&'a mut DynTensor, FfiError> {
         // SAFETY: the caller guarantees a non-NULL ptr is a live, unaliased handle made by into_raw.
         let handle = unsafe { ptr.as_mut() }.ok_or(FfiError::Null(name))?;
         Ok(&mut handle.tensor)
@@ -145,7 +151,10 @@ pub unsafe extern "C" fn greenai_tensor_from_data(
 /// # Safety
 /// `tensor` must be a live handle; `dtype` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn greenai_tensor_dtype(tensor: *const greenai_tensor, dtype: *mut greenai_dtype) -> greenai_status {
+pub unsafe extern "C" fn greenai_tensor_dtype(
+    tensor: *const greenai_tensor,
+    dtype: *mut greenai_dtype,
+) -> greenai_status {
     ffi_boundary! {
         // SAFETY: the caller guarantees the pointers as documented.
         let (tensor, out) = unsafe { (greenai_tensor::get(tensor, "tensor")?, out_ptr(dtype, "dtype")?) };
@@ -159,7 +168,10 @@ pub unsafe extern "C" fn greenai_tensor_dtype(tensor: *const greenai_tensor, dty
 /// # Safety
 /// `tensor` must be a live handle; `ndim` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn greenai_tensor_ndim(tensor: *const greenai_tensor, ndim: *mut usize) -> greenai_status {
+pub unsafe extern "C" fn greenai_tensor_ndim(
+    tensor: *const greenai_tensor,
+    ndim: *mut usize,
+) -> greenai_status {
     ffi_boundary! {
         // SAFETY: the caller guarantees the pointers as documented.
         let (tensor, out) = unsafe { (greenai_tensor::get(tensor, "tensor")?, out_ptr(ndim, "ndim")?) };
@@ -193,7 +205,10 @@ pub unsafe extern "C" fn greenai_tensor_shape(
 /// # Safety
 /// `tensor` must be a live handle; `byte_len` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn greenai_tensor_byte_len(tensor: *const greenai_tensor, byte_len: *mut usize) -> greenai_status {
+pub unsafe extern "C" fn greenai_tensor_byte_len(
+    tensor: *const greenai_tensor,
+    byte_len: *mut usize,
+) -> greenai_status {
     ffi_boundary! {
         // SAFETY: the caller guarantees the pointers as documented.
         let (tensor, out) = unsafe { (greenai_tensor::get(tensor, "tensor")?, out_ptr(byte_len, "byte_len")?) };
@@ -208,7 +223,10 @@ pub unsafe extern "C" fn greenai_tensor_byte_len(tensor: *const greenai_tensor, 
 /// # Safety
 /// `tensor` must be a live handle; `data` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn greenai_tensor_data(tensor: *mut greenai_tensor, data: *mut *mut c_void) -> greenai_status {
+pub unsafe extern "C" fn greenai_tensor_data(
+    tensor: *mut greenai_tensor,
+    data: *mut *mut c_void,
+) -> greenai_status {
     ffi_boundary! {
         // SAFETY: the caller guarantees the pointers as documented.
         let (tensor, out) = unsafe { (greenai_tensor::get_mut(tensor, "tensor")?, out_ptr(data, "data")?) };

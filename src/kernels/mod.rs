@@ -6,6 +6,12 @@
 //! path the machine lacks falls back to the best one it has). Functions ending in `_on` take an
 //! explicit [`Isa`], so tests and benchmarks can compare paths in one process.
 
+pub mod convert;
+pub mod gemm_float;
+pub mod gemm_int8;
+pub mod math;
+pub mod sparse;
+
 use crate::{Error, Result};
 use std::sync::OnceLock;
 

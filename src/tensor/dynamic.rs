@@ -98,7 +98,11 @@ impl DynTensor {
             DType::I4 | DType::U4 => {
                 let mut packed = try_vec(bytes.len(), 0u8)?;
                 packed.copy_from_slice(bytes);
-                DynTensor::Packed4(Packed4 { signed: dtype == DType::I4, shape: shape.to_vec(), bytes: packed })
+                DynTensor::Packed4(Packed4 {
+                    signed: dtype == DType::I4,
+                    shape: shape.to_vec(),
+                    bytes: packed,
+                })
             }
         })
     }

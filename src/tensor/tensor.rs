@@ -274,7 +274,7 @@ fn fmt_data<T: Element>(f: &mut fmt::Formatter<'_>, data: &[T], shape: &[usize])
     match shape.split_first() {
         None => write!(f, "{}", data.first().copied().unwrap_or_default()),
         Some((&n, rest)) => {
-            let stride = if n == 0 { 0 } else { data.len() / n };
+            let stride = data.len().checked_div(n).unwrap_or(0);
             f.write_str("[")?;
             for i in 0..n {
                 if n > 2 * DEBUG_EDGE && i == DEBUG_EDGE {

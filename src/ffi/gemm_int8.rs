@@ -1,0 +1,1 @@
+//! C ABI: gemm_int8.

@@ -1,0 +1,1 @@
+//! FLOPs, parameters and bytes moved, per layer and per model.

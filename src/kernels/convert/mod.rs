@@ -1,0 +1,140 @@
+//! Element conversion kernels: f32 <-> f16/bf16 casts and ONNX-exact linear quantization.
+//!
+//! `y = saturate(round_half_even(x / scale) + zero_point)` with `x / scale` computed in f32, and
+//! `x = (y - zero_point) * scale`, exactly as ONNX QuantizeLinear / DequantizeLinear define them.
+//! The scalar path in [`scalar`] is the definition; SIMD paths must match it bit for bit.
+
+pub mod scalar;
+
+use super::Isa;
+use crate::{Error, Result};
+use half::{bf16, f16};
+
+fn check_same_len(x: usize, y: usize) -> Result<()> {
+    if x != y {
+        return Err(Error::ShapeMismatch {
+            context: "conversion output",
+            expected: vec![x],
+            actual: vec![y],
+        });
+    }
+    Ok(())
+}
+
+/// Checks a quantization scale: positive, finite and normal.
+pub fn check_scale(scale: f32) -> Result<()> {
+    if !(scale.is_normal() && scale > 0.0) {
+        return Err(Error::invalid("scale", scale, "must be positive, finite and normal"));
+    }
+    Ok(())
+}
+
+/// Converts f32 to IEEE binary16, round to nearest even (NaN stays NaN, overflow to infinity).
+pub fn f32_to_f16(x: &[f32], y: &mut [f16]) -> Result<()> {
+    f32_to_f16_on(Isa::active(), x, y)
+}
+
+/// [`f32_to_f16`] on a chosen path.
+pub fn f32_to_f16_on(isa: Isa, x: &[f32], y: &mut [f16]) -> Result<()> {
+    isa.ensure_available()?;
+    check_same_len(x.len(), y.len())?;
+    scalar::f32_to_f16(x, y);
+    Ok(())
+}
+
+/// Converts IEEE binary16 to f32 (exact).
+pub fn f16_to_f32(x: &[f16], y: &mut [f32]) -> Result<()> {
+    f16_to_f32_on(Isa::active(), x, y)
+}
+
+/// [`f16_to_f32`] on a chosen path.
+pub fn f16_to_f32_on(isa: Isa, x: &[f16], y: &mut [f32]) -> Result<()> {
+    isa.ensure_available()?;
+    check_same_len(x.len(), y.len())?;
+    scalar::f16_to_f32(x, y);
+    Ok(())
+}
+
+/// Converts f32 to bfloat16, round to nearest even (NaN stays NaN).
+pub fn f32_to_bf16(x: &[f32], y: &mut [bf16]) -> Result<()> {
+    f32_to_bf16_on(Isa::active(), x, y)
+}
+
+/// [`f32_to_bf16`] on a chosen path.
+pub fn f32_to_bf16_on(isa: Isa, x: &[f32], y: &mut [bf16]) -> Result<()> {
+    isa.ensure_available()?;
+    check_same_len(x.len(), y.len())?;
+    scalar::f32_to_bf16(x, y);
+    Ok(())
+}
+
+/// Converts bfloat16 to f32 (exact).
+pub fn bf16_to_f32(x: &[bf16], y: &mut [f32]) -> Result<()> {
+    bf16_to_f32_on(Isa::active(), x, y)
+}
+
+/// [`bf16_to_f32`] on a chosen path.
+pub fn bf16_to_f32_on(isa: Isa, x: &[bf16], y: &mut [f32]) -> Result<()> {
+    isa.ensure_available()?;
+    check_same_len(x.len(), y.len())?;
+    scalar::bf16_to_f32(x, y);
+    Ok(())
+}
+
+/// ONNX QuantizeLinear to i8. A NaN in `x` is an error naming its index, and `y` is left untouched.
+pub fn quantize_i8(x: &[f32], scale: f32, zero_point: i8, y: &mut [i8]) -> Result<()> {
+    quantize_i8_on(Isa::active(), x, scale, zero_point, y)
+}
+
+/// [`quantize_i8`] on a chosen path.
+pub fn quantize_i8_on(isa: Isa, x: &[f32], scale: f32, zero_point: i8, y: &mut [i8]) -> Result<()> {
+    isa.ensure_available()?;
+    check_scale(scale)?;
+    check_same_len(x.len(), y.len())?;
+    crate::error::check_no_nan("x", x)?;
+    scalar::quantize_i8(x, scale, zero_point, y);
+    Ok(())
+}
+
+/// ONNX QuantizeLinear to u8. A NaN in `x` is an error naming its index, and `y` is left untouched.
+pub fn quantize_u8(x: &[f32], scale: f32, zero_point: u8, y: &mut [u8]) -> Result<()> {
+    quantize_u8_on(Isa::active(), x, scale, zero_point, y)
+}
+
+/// [`quantize_u8`] on a chosen path.
+pub fn quantize_u8_on(isa: Isa, x: &[f32], scale: f32, zero_point: u8, y: &mut [u8]) -> Result<()> {
+    isa.ensure_available()?;
+    check_scale(scale)?;
+    check_same_len(x.len(), y.len())?;
+    crate::error::check_no_nan("x", x)?;
+    scalar::quantize_u8(x, scale, zero_point, y);
+    Ok(())
+}
+
+/// ONNX DequantizeLinear from i8: `x = (y - zero_point) * scale`.
+pub fn dequantize_i8(y: &[i8], scale: f32, zero_point: i8, x: &mut [f32]) -> Result<()> {
+    dequantize_i8_on(Isa::active(), y, scale, zero_point, x)
+}
+
+/// [`dequantize_i8`] on a chosen path.
+pub fn dequantize_i8_on(isa: Isa, y: &[i8], scale: f32, zero_point: i8, x: &mut [f32]) -> Result<()> {
+    isa.ensure_available()?;
+    check_scale(scale)?;
+    check_same_len(y.len(), x.len())?;
+    scalar::dequantize_i8(y, scale, zero_point, x);
+    Ok(())
+}
+
+/// ONNX DequantizeLinear from u8: `x = (y - zero_point) * scale`.
+pub fn dequantize_u8(y: &[u8], scale: f32, zero_point: u8, x: &mut [f32]) -> Result<()> {
+    dequantize_u8_on(Isa::active(), y, scale, zero_point, x)
+}
+
+/// [`dequantize_u8`] on a chosen path.
+pub fn dequantize_u8_on(isa: Isa, y: &[u8], scale: f32, zero_point: u8, x: &mut [f32]) -> Result<()> {
+    isa.ensure_available()?;
+    check_scale(scale)?;
+    check_same_len(y.len(), x.len())?;
+    scalar::dequantize_u8(y, scale, zero_point, x);
+    Ok(())
+}

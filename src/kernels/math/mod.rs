@@ -1,0 +1,1 @@
+//! Vectorised elementwise math: exp, log-sum-exp, softmax.

@@ -1,0 +1,1 @@
+//! Sparse x dense products: CSR and N:M compressed.

@@ -1,0 +1,1 @@
+//! Model files: safetensors in and out, and the compressed-file convention.

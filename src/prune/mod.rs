@@ -1,0 +1,1 @@
+//! Pruning: masks, criteria, schedules, structured shrinking and sparse storage.

@@ -1,0 +1,1 @@
+//! Quantization: specs, parameters, quantize/dequantize, calibration, fake-quant and error metrics.
