@@ -1,1 +1,41 @@
-//! Model files: safetensors in and out, and the compressed-file convention.
+//! Model files: safetensors in (memory-mapped) and out (written atomically), and the
+//! compressed-file convention.
+
+mod file;
+mod write;
+
+pub use file::{ModelFile, TensorEntry};
+pub use write::{write_safetensors, OutTensor};
+
+/// Maps a safetensors dtype to greenai's, where greenai has one.
+pub fn dtype_from_safetensors(dtype: safetensors::Dtype) -> Option<crate::DType> {
+    use crate::DType;
+    use safetensors::Dtype as S;
+    Some(match dtype {
+        S::F32 => DType::F32,
+        S::F16 => DType::F16,
+        S::BF16 => DType::BF16,
+        S::I8 => DType::I8,
+        S::U8 => DType::U8,
+        S::I16 => DType::I16,
+        S::U16 => DType::U16,
+        S::I32 => DType::I32,
+        _ => return None,
+    })
+}
+
+/// The safetensors dtype that stores a greenai dtype (4-bit types are stored packed as U8).
+pub fn dtype_to_safetensors(dtype: crate::DType) -> safetensors::Dtype {
+    use crate::DType;
+    use safetensors::Dtype as S;
+    match dtype {
+        DType::F32 => S::F32,
+        DType::F16 => S::F16,
+        DType::BF16 => S::BF16,
+        DType::I8 => S::I8,
+        DType::U8 | DType::I4 | DType::U4 => S::U8,
+        DType::I16 => S::I16,
+        DType::U16 => S::U16,
+        DType::I32 => S::I32,
+    }
+}
