@@ -156,3 +156,70 @@ pub extern "C" fn greenai_status_str(status: greenai_status) -> *const c_char {
 pub extern "C" fn greenai_last_error_message() -> *const c_char {
     LAST_ERROR.with(|slot| slot.borrow().as_ptr())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn last_message() -> String {
+        // SAFETY: greenai_last_error_message returns a valid NUL-terminated string owned by this thread.
+        unsafe { CStr::from_ptr(greenai_last_error_message()) }.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        let status = ffi_boundary! {
+            let v: Vec<u8> = Vec::new();
+            let _ = v[usize::MAX / 2];
+            Ok(())
+        };
+        assert_eq!(status, greenai_status::GREENAI_ERR_PANIC);
+        assert!(last_message().contains("index out of bounds"), "{}", last_message());
+    }
+
+    #[test]
+    fn errors_map_to_statuses_and_messages_persist_until_the_next_failure() {
+        let status = ffi_boundary! { Err(Error::invalid("alpha", 2.0, "must lie in [0, 1]").into()) };
+        assert_eq!(status, greenai_status::GREENAI_ERR_INVALID_ARGUMENT);
+        assert_eq!(last_message(), "invalid argument `alpha` = 2: must lie in [0, 1]");
+        assert_eq!(ffi_boundary! { Ok(()) }, greenai_status::GREENAI_OK);
+        assert!(last_message().contains("alpha"));
+        assert_eq!(ffi_boundary! { Err(FfiError::Null("x")) }, greenai_status::GREENAI_ERR_NULL_POINTER);
+        assert_eq!(last_message(), "argument `x` is NULL");
+    }
+
+    #[test]
+    fn empty_and_null_slices() {
+        // SAFETY: length 0 never dereferences the pointer.
+        let empty = unsafe { slice_in::<f32>(std::ptr::null(), 0, "x") }.unwrap();
+        assert!(empty.is_empty());
+        // SAFETY: a NULL pointer with a nonzero length is refused before any access.
+        let null = unsafe { slice_in::<f32>(std::ptr::null(), 3, "x") };
+        assert!(matches!(null, Err(FfiError::Null("x"))));
+        let buf = [0u32; 4];
+        let misaligned = buf.as_ptr().cast::<u8>().wrapping_add(1).cast::<u32>();
+        // SAFETY: a misaligned pointer is refused before any access.
+        let refused = unsafe { slice_in(misaligned, 2, "x") };
+        assert!(matches!(refused, Err(FfiError::Core(Error::InvalidArgument { .. }))));
+        // SAFETY: a length whose byte size exceeds isize::MAX is refused before any access.
+        let huge = unsafe { slice_in(buf.as_ptr(), usize::MAX / 2, "x") };
+        assert!(matches!(huge, Err(FfiError::Core(Error::Overflow { .. }))));
+    }
+
+    #[test]
+    fn every_status_has_a_distinct_name() {
+        let statuses = (0..=11).map(|v: u32| {
+            // SAFETY: the values 0..=11 are exactly the declared discriminants of greenai_status.
+            unsafe { std::mem::transmute::<u32, greenai_status>(v) }
+        });
+        let names: std::collections::HashSet<_> = statuses
+            .map(|s| {
+                // SAFETY: greenai_status_str returns a static NUL-terminated string.
+                unsafe { CStr::from_ptr(greenai_status_str(s)) }.to_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(names.len(), 12);
+        assert!(names.iter().all(|n| n.starts_with("GREENAI_")));
+    }
+}
