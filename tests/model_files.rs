@@ -114,3 +114,28 @@ fn failed_writes_leave_existing_output_untouched() {
     assert!(matches!(write_safetensors(&unwritable, &ok, &HashMap::new()), Err(Error::Io { .. })));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn inspect_counts_range_and_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let values = [0.0f32, -2.5, 0.0, 4.0, -0.0, 1.0];
+    let w: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let tensors = vec![
+        ("w".to_string(), OutTensor { dtype: Dtype::F32, shape: vec![2, 3], bytes: Cow::Owned(w) }),
+        ("n".to_string(), OutTensor { dtype: Dtype::I8, shape: vec![2], bytes: Cow::Owned(vec![0x80, 5]) }),
+        ("e".to_string(), OutTensor { dtype: Dtype::F16, shape: vec![0], bytes: Cow::Owned(vec![]) }),
+    ];
+    write_safetensors(&path, &tensors, &HashMap::new()).unwrap();
+    let file = ModelFile::open(&path).unwrap();
+    let rows = greenai::model::inspect(&file).unwrap();
+    let w = rows.iter().find(|r| r.name == "w").unwrap();
+    assert_eq!((w.params, w.bytes, w.min, w.max), (6, 24, Some(-2.5), Some(4.0)));
+    assert!((w.sparsity - 0.5).abs() < 1e-12, "three of six are zero (-0.0 included)");
+    let n = rows.iter().find(|r| r.name == "n").unwrap();
+    assert_eq!((n.min, n.max, n.sparsity), (Some(-128.0), Some(5.0), 0.0));
+    let e = rows.iter().find(|r| r.name == "e").unwrap();
+    assert_eq!((e.params, e.min, e.sparsity), (0, None, 0.0));
+    // Released pages are read back from the file on the next access.
+    assert_eq!(file.tensor("w").unwrap().to_f32().unwrap(), values.to_vec());
+}

@@ -85,6 +85,28 @@ impl ModelFile {
         })
     }
 
+    /// Tells the kernel that a tensor's pages will not be read again soon, so that reading a large
+    /// file tensor by tensor keeps resident memory flat. Reading the tensor later still works.
+    pub fn release(&self, entry: &TensorEntry<'_>) {
+        #[cfg(unix)]
+        {
+            const PAGE: usize = 4096;
+            let start = entry.bytes.as_ptr() as usize - self.map.as_ptr() as usize;
+            let first = start.div_ceil(PAGE) * PAGE;
+            let end = (start + entry.bytes.len()) / PAGE * PAGE;
+            if end > first {
+                // SAFETY: the map is a read-only shared file mapping; MADV_DONTNEED only drops resident
+                // pages, which the kernel reloads from the file on the next access. Whole pages inside
+                // this tensor's range are released, so no other tensor's data is affected.
+                let _ = unsafe {
+                    self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first)
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = entry;
+    }
+
     /// The tensor called `name`.
     pub fn tensor(&self, name: &str) -> Option<TensorEntry<'_>> {
         self.tensors().find(|t| t.name == name)

@@ -2,9 +2,11 @@
 //! compressed-file convention.
 
 mod file;
+mod inspect;
 mod write;
 
 pub use file::{ModelFile, TensorEntry};
+pub use inspect::{inspect, summarize, TensorSummary};
 pub use write::{write_safetensors, OutTensor};
 
 /// Maps a safetensors dtype to greenai's, where greenai has one.
