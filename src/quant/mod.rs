@@ -1,1 +1,29 @@
 //! Quantization: specs, parameters, quantize/dequantize, calibration, fake-quant and error metrics.
+//!
+//! ```
+//! use greenai::quant::{QTensor, QuantSpec, Preset};
+//! use greenai::Tensor;
+//! let x = Tensor::from_vec([4], vec![-1.0f32, 0.0, 0.5, 2.0])?;
+//! let q = QTensor::quantize_dynamic(&x, QuantSpec::preset(Preset::OnnxActivationU8))?;
+//! let back = q.dequantize()?;
+//! assert!((back.as_slice()[3] - 2.0).abs() <= q.params().scales()[0] / 2.0);
+//! # Ok::<(), greenai::Error>(())
+//! ```
+//!
+//! C ABI: `src/ffi/quant.rs`.
+
+mod affine;
+mod calibrate;
+mod fake;
+pub mod float;
+mod metrics;
+pub mod onnx;
+mod pack;
+mod params;
+
+pub use affine::{dequantize_into, quantize_into, QSlice, QSliceMut, QTensor};
+pub use calibrate::{Calibration, Observer};
+pub use fake::{fake_quantize, fake_quantize_grad};
+pub use metrics::{error_metrics, error_metrics_per_axis, ErrorMetrics};
+pub use pack::{pack_4bit, packed_len, unpack_4bit};
+pub use params::{Convention, Granularity, Mode, Preset, QType, QuantParams, QuantSpec, Rounding, ScaleType};

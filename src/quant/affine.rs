@@ -1,0 +1,375 @@
+//! Quantize and dequantize for every type and granularity: the in-place slice forms an engine
+//! calls, and [`QTensor`] (data plus parameters).
+//!
+//! `q = clamp(round(x / scale) + zero_point, qmin, qmax)` and `x = (q - zero_point) * scale`, with the
+//! division, rounding and range of the parameters' [`QuantSpec`]. The ONNX cases (i8/u8, full range,
+//! half to even, `x / scale` in f32) run through the SIMD kernels of [`crate::kernels::convert`].
+
+use super::pack::{nibble_get, nibble_put, packed_len};
+use super::params::{Convention, Layout, QType, QuantParams, QuantSpec, Rounding};
+use crate::error::{Error, Result};
+use crate::kernels::convert as kernel;
+use crate::tensor::{DynTensor, Packed4, Tensor};
+
+/// Quantized values, borrowed, by type; 4-bit types are packed two per byte (first in the low nibble).
+#[derive(Clone, Copy, Debug)]
+pub enum QSlice<'a> {
+    /// Packed signed 4-bit values.
+    I4(&'a [u8]),
+    /// Packed unsigned 4-bit values.
+    U4(&'a [u8]),
+    /// i8 values.
+    I8(&'a [i8]),
+    /// u8 values.
+    U8(&'a [u8]),
+    /// i16 values.
+    I16(&'a [i16]),
+    /// u16 values.
+    U16(&'a [u16]),
+}
+
+/// Quantized values, mutably borrowed, by type; 4-bit types packed as in [`QSlice`].
+#[derive(Debug)]
+pub enum QSliceMut<'a> {
+    /// Packed signed 4-bit values.
+    I4(&'a mut [u8]),
+    /// Packed unsigned 4-bit values.
+    U4(&'a mut [u8]),
+    /// i8 values.
+    I8(&'a mut [i8]),
+    /// u8 values.
+    U8(&'a mut [u8]),
+    /// i16 values.
+    I16(&'a mut [i16]),
+    /// u16 values.
+    U16(&'a mut [u16]),
+}
+
+impl QSlice<'_> {
+    /// The quantized type.
+    pub fn qtype(&self) -> QType {
+        match self {
+            QSlice::I4(_) => QType::I4,
+            QSlice::U4(_) => QType::U4,
+            QSlice::I8(_) => QType::I8,
+            QSlice::U8(_) => QType::U8,
+            QSlice::I16(_) => QType::I16,
+            QSlice::U16(_) => QType::U16,
+        }
+    }
+
+    /// Storage length: elements, or bytes for the packed types.
+    fn storage_len(&self) -> usize {
+        match self {
+            QSlice::I4(s) | QSlice::U4(s) | QSlice::U8(s) => s.len(),
+            QSlice::I8(s) => s.len(),
+            QSlice::I16(s) => s.len(),
+            QSlice::U16(s) => s.len(),
+        }
+    }
+
+    /// The value at element `i` (in range).
+    fn get(&self, i: usize) -> i32 {
+        match self {
+            QSlice::I4(s) => nibble_get(s, i, true),
+            QSlice::U4(s) => nibble_get(s, i, false),
+            QSlice::I8(s) => i32::from(s[i]),
+            QSlice::U8(s) => i32::from(s[i]),
+            QSlice::I16(s) => i32::from(s[i]),
+            QSlice::U16(s) => i32::from(s[i]),
+        }
+    }
+}
+
+impl QSliceMut<'_> {
+    /// The quantized type.
+    pub fn qtype(&self) -> QType {
+        self.as_ref().qtype()
+    }
+
+    /// A shared view.
+    pub fn as_ref(&self) -> QSlice<'_> {
+        match self {
+            QSliceMut::I4(s) => QSlice::I4(s),
+            QSliceMut::U4(s) => QSlice::U4(s),
+            QSliceMut::I8(s) => QSlice::I8(s),
+            QSliceMut::U8(s) => QSlice::U8(s),
+            QSliceMut::I16(s) => QSlice::I16(s),
+            QSliceMut::U16(s) => QSlice::U16(s),
+        }
+    }
+
+    /// Stores `q` (already in the type's range) at element `i`.
+    fn put(&mut self, i: usize, q: i32) {
+        match self {
+            QSliceMut::I4(s) | QSliceMut::U4(s) => nibble_put(s, i, q),
+            QSliceMut::I8(s) => s[i] = q as i8,
+            QSliceMut::U8(s) => s[i] = q as u8,
+            QSliceMut::I16(s) => s[i] = q as i16,
+            QSliceMut::U16(s) => s[i] = q as u16,
+        }
+    }
+}
+
+/// Checks that a quantized buffer has the parameters' type and holds exactly `n` elements.
+fn check_qbuffer(q: QSlice<'_>, spec: &QuantSpec, n: usize) -> Result<()> {
+    if q.qtype() != spec.qtype {
+        return Err(Error::invalid(
+            "quantized buffer",
+            format!("{:?}", q.qtype()),
+            format!("the parameters are for {:?}", spec.qtype),
+        ));
+    }
+    let needed = if spec.qtype.bits() == 4 { packed_len(n) } else { n };
+    if q.storage_len() != needed {
+        return Err(Error::ShapeMismatch {
+            context: "quantized buffer length",
+            expected: vec![needed],
+            actual: vec![q.storage_len()],
+        });
+    }
+    Ok(())
+}
+
+/// A uniform draw in `[0, 1)` from `(seed, index)`: SplitMix64 of the pair, reproducible in any order.
+pub(crate) fn uniform(seed: u64, index: usize) -> f64 {
+    let mut z = seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// One group's quantizer: the spec's division, rounding and range with one scale and zero point.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Quantizer {
+    scale: f32,
+    inv_scale: f32,
+    zero_point: i32,
+    qmin: i32,
+    qmax: i32,
+    reciprocal: bool,
+    rounding: Rounding,
+}
+
+impl Quantizer {
+    /// The quantizer of `spec` with these parameters.
+    pub(crate) fn new(spec: &QuantSpec, scale: f32, zero_point: i32) -> Self {
+        let (qmin, qmax) = spec.qrange();
+        Quantizer {
+            scale,
+            inv_scale: 1.0 / scale,
+            zero_point,
+            qmin,
+            qmax,
+            reciprocal: spec.convention != Convention::Onnx,
+            rounding: spec.rounding,
+        }
+    }
+
+    /// `round(x / scale) + zero_point` before clamping, as an f64 (exact; `+-inf` for infinite `x`).
+    /// `index` is the element's flat index (it keys stochastic rounding).
+    #[inline]
+    pub(crate) fn unclamped(&self, x: f32, index: usize) -> f64 {
+        let t = if self.reciprocal { x * self.inv_scale } else { x / self.scale };
+        let r = match self.rounding {
+            Rounding::HalfEven => f64::from(t.round_ties_even()),
+            Rounding::HalfAway => f64::from(t.round()),
+            Rounding::Stochastic { seed } => (f64::from(t) + uniform(seed, index)).floor(),
+        };
+        r + f64::from(self.zero_point)
+    }
+
+    /// The quantized value of `x` (not NaN).
+    #[inline]
+    pub(crate) fn quantize(&self, x: f32, index: usize) -> i32 {
+        self.unclamped(x, index).clamp(f64::from(self.qmin), f64::from(self.qmax)) as i32
+    }
+
+    /// `(q - zero_point) * scale` in f32.
+    #[inline]
+    pub(crate) fn dequantize(&self, q: i32) -> f32 {
+        (q - self.zero_point) as f32 * self.scale
+    }
+
+    /// Whether `x` lies inside the clipping range (its unclamped value is in `[qmin, qmax]`).
+    #[inline]
+    pub(crate) fn inside(&self, x: f32, index: usize) -> bool {
+        let u = self.unclamped(x, index);
+        u >= f64::from(self.qmin) && u <= f64::from(self.qmax)
+    }
+}
+
+/// Whether these parameters are exactly ONNX QuantizeLinear on i8/u8, which the SIMD kernels compute.
+fn onnx_kernel_case(spec: &QuantSpec) -> bool {
+    matches!(spec.qtype, QType::I8 | QType::U8)
+        && spec.convention == Convention::Onnx
+        && spec.rounding == Rounding::HalfEven
+        && spec.qrange() == spec.qtype.range()
+}
+
+/// Quantizes `x` (row-major, `shape`) with `params` into `out`, in place. A NaN in `x` is an error
+/// naming its index, and then nothing is written; `+-inf` saturate.
+pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: QSliceMut<'_>) -> Result<()> {
+    let spec = *params.spec();
+    let layout = params.layout_for(shape)?;
+    super::params::check_data(spec.granularity, x, shape)?;
+    check_qbuffer(out.as_ref(), &spec, x.len())?;
+    let kernel_path = onnx_kernel_case(&spec);
+    if !(kernel_path && matches!(layout, Layout::Tensor { .. })) {
+        // Runs are written one by one: find any NaN before the first write.
+        crate::error::check_no_nan("x", x)?;
+    }
+    let (scales, zps) = (params.scales(), params.zero_points());
+    let mut result = Ok(());
+    layout.runs(|start, count, g| {
+        if result.is_err() {
+            return;
+        }
+        let range = start..start + count;
+        match (&mut out, kernel_path) {
+            (QSliceMut::I8(y), true) => {
+                result = kernel::quantize_i8(&x[range.clone()], scales[g], zps[g] as i8, &mut y[range]);
+            }
+            (QSliceMut::U8(y), true) => {
+                result = kernel::quantize_u8(&x[range.clone()], scales[g], zps[g] as u8, &mut y[range]);
+            }
+            _ => {
+                let qz = Quantizer::new(&spec, scales[g], zps[g]);
+                for i in range {
+                    out.put(i, qz.quantize(x[i], i));
+                }
+            }
+        }
+    });
+    result?;
+    if let QSliceMut::I4(b) | QSliceMut::U4(b) = &mut out {
+        if x.len() % 2 == 1 {
+            // The unused high nibble of an odd-length tensor is zero.
+            let last = b.len() - 1;
+            b[last] &= 0x0F;
+        }
+    }
+    Ok(())
+}
+
+/// Dequantizes `q` (row-major, `shape`) with `params` into `out`, in place: `(q - zero_point) * scale`.
+pub fn dequantize_into(q: QSlice<'_>, shape: &[usize], params: &QuantParams, out: &mut [f32]) -> Result<()> {
+    let spec = *params.spec();
+    let layout = params.layout_for(shape)?;
+    let n = crate::tensor::numel(shape)?;
+    if out.len() != n {
+        return Err(Error::ShapeMismatch { context: "dequantize output", expected: vec![n], actual: vec![out.len()] });
+    }
+    check_qbuffer(q, &spec, n)?;
+    let (scales, zps) = (params.scales(), params.zero_points());
+    let mut result = Ok(());
+    layout.runs(|start, count, g| {
+        if result.is_err() {
+            return;
+        }
+        let range = start..start + count;
+        match q {
+            QSlice::I8(y) => result = kernel::dequantize_i8(&y[range.clone()], scales[g], zps[g] as i8, &mut out[range]),
+            QSlice::U8(y) => result = kernel::dequantize_u8(&y[range.clone()], scales[g], zps[g] as u8, &mut out[range]),
+            _ => {
+                let qz = Quantizer::new(&spec, scales[g], zps[g]);
+                for i in range {
+                    out[i] = qz.dequantize(q.get(i));
+                }
+            }
+        }
+    });
+    result
+}
+
+/// A quantized tensor: integer data (4-bit types packed) and the parameters that give it meaning.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QTensor {
+    data: DynTensor,
+    params: QuantParams,
+}
+
+impl QTensor {
+    /// Quantizes `x` with given parameters.
+    pub fn quantize(x: &Tensor<f32>, params: QuantParams) -> Result<Self> {
+        let mut data = DynTensor::zeros(params.spec().qtype.dtype(), x.shape())?;
+        quantize_into(x.as_slice(), x.shape(), &params, qslice_mut(&mut data)?)?;
+        Ok(QTensor { data, params })
+    }
+
+    /// Quantizes `x` with min-max parameters computed from `x` itself by the spec (dynamic quantization).
+    pub fn quantize_dynamic(x: &Tensor<f32>, spec: QuantSpec) -> Result<Self> {
+        let params = QuantParams::from_data(spec, x.as_slice(), x.shape())?;
+        Self::quantize(x, params)
+    }
+
+    /// Wraps existing quantized data (its dtype must be the parameters' type and its shape fit them).
+    pub fn from_parts(data: DynTensor, params: QuantParams) -> Result<Self> {
+        params.layout_for(data.shape())?;
+        let q = QTensor { data, params };
+        check_qbuffer(q.as_qslice()?, q.params.spec(), q.data.len())?;
+        Ok(q)
+    }
+
+    /// The quantized data.
+    pub fn data(&self) -> &DynTensor {
+        &self.data
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &QuantParams {
+        &self.params
+    }
+
+    /// The logical shape.
+    pub fn shape(&self) -> &[usize] {
+        self.data.shape()
+    }
+
+    /// The data as a typed slice.
+    pub fn as_qslice(&self) -> Result<QSlice<'_>> {
+        Ok(match &self.data {
+            DynTensor::I8(t) => QSlice::I8(t.as_slice()),
+            DynTensor::U8(t) => QSlice::U8(t.as_slice()),
+            DynTensor::I16(t) => QSlice::I16(t.as_slice()),
+            DynTensor::U16(t) => QSlice::U16(t.as_slice()),
+            DynTensor::Packed4(Packed4 { signed: true, bytes, .. }) => QSlice::I4(bytes),
+            DynTensor::Packed4(Packed4 { bytes, .. }) => QSlice::U4(bytes),
+            other => {
+                return Err(Error::UnsupportedDType { dtype: other.dtype(), operation: "quantized tensor" })
+            }
+        })
+    }
+
+    /// The quantized values, one `i32` per element (4-bit values unpacked).
+    pub fn values(&self) -> Result<Vec<i32>> {
+        let q = self.as_qslice()?;
+        let mut v = crate::error::try_vec(self.data.len(), 0i32)?;
+        for (i, d) in v.iter_mut().enumerate() {
+            *d = q.get(i);
+        }
+        Ok(v)
+    }
+
+    /// The real values the data stands for.
+    pub fn dequantize(&self) -> Result<Tensor<f32>> {
+        let mut out = Tensor::<f32>::zeros(self.shape().to_vec())?;
+        dequantize_into(self.as_qslice()?, self.shape(), &self.params, out.as_mut_slice())?;
+        Ok(out)
+    }
+}
+
+/// The quantized storage of a [`DynTensor`] as a typed mutable slice.
+fn qslice_mut(data: &mut DynTensor) -> Result<QSliceMut<'_>> {
+    Ok(match data {
+        DynTensor::I8(t) => QSliceMut::I8(t.as_mut_slice()),
+        DynTensor::U8(t) => QSliceMut::U8(t.as_mut_slice()),
+        DynTensor::I16(t) => QSliceMut::I16(t.as_mut_slice()),
+        DynTensor::U16(t) => QSliceMut::U16(t.as_mut_slice()),
+        DynTensor::Packed4(Packed4 { signed: true, bytes, .. }) => QSliceMut::I4(bytes),
+        DynTensor::Packed4(Packed4 { bytes, .. }) => QSliceMut::U4(bytes),
+        other => return Err(Error::UnsupportedDType { dtype: other.dtype(), operation: "quantized tensor" }),
+    })
+}
