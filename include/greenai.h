@@ -41,6 +41,12 @@ typedef enum {
   GREENAI_ERR_PANIC = 11,
 } greenai_status;
 
+// The count rule: `k = rounding(amount * n)`, optionally capped so at least one candidate survives.
+typedef struct CountRule CountRule;
+
+// How `amount * n` becomes a whole count.
+typedef struct Rounding Rounding;
+
 // An owned tensor: row-major, contiguous, of one dtype. Made by `greenai_tensor_new` or
 // `greenai_tensor_from_data`, released by `greenai_tensor_free`.
 typedef struct greenai_tensor greenai_tensor;
@@ -80,6 +86,8 @@ typedef uint32_t greenai_dtype;
 
 
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -95,6 +103,41 @@ const char *greenai_status_str(greenai_status status);
 //
 // The string belongs to greenai and stays valid until the next failing call on the same thread.
 const char *greenai_last_error_message(void);
+
+// Unstructured magnitude pruning of `w[n]`: prunes the `round_half_even(sparsity * n)` smallest
+// |w| (ties: lower index first) and writes `mask[n]` (1 keeps, 0 prunes).
+// `sparsity` must be in [0, 1]; NaN weights are refused; `mask` is written only on success.
+//
+// # Safety
+// `w` and `mask` must point to `n` readable / writable elements (or be NULL when `n` is 0).
+greenai_status greenai_prune_magnitude(const float *w, size_t n, float sparsity, uint8_t *mask);
+
+// N:M pruning of a row-major `rows x cols` weight: in each group of `group_m` consecutive
+// weights of a row, keeps the `keep_n` largest |w| (ties: lower index pruned first), writing
+// `mask[rows * cols]`. `cols` must be divisible by `group_m`, `keep_n <= group_m`, `group_m >= 1`.
+//
+// # Safety
+// `w` and `mask` must point to `rows * cols` readable / writable elements.
+greenai_status greenai_prune_n_m(const float *w,
+                                 size_t rows,
+                                 size_t cols,
+                                 size_t keep_n,
+                                 size_t group_m,
+                                 uint8_t *mask);
+
+// Ln-structured pruning (torch's `ln_structured`) of a row-major weight of `shape[ndim]`: removes
+// the `round_half_even(amount * shape[dim])` channels along `dim` with the smallest norm over
+// the other dims (`p` = 1, 2 or INFINITY), writing `mask[numel]` (1 keeps, 0 prunes).
+//
+// # Safety
+// `shape` must hold `ndim` values; `w` and `mask` the product of `shape` elements.
+greenai_status greenai_prune_ln_structured(const float *w,
+                                           const size_t *shape,
+                                           size_t ndim,
+                                           size_t dim,
+                                           float p,
+                                           float amount,
+                                           uint8_t *mask);
 
 // Creates a zero-filled tensor of `dtype` and `shape[ndim]` (`ndim` 0 is a scalar) into `*out`.
 //
