@@ -104,11 +104,17 @@ typedef enum {
   GREENAI_ERR_PANIC = 11,
 } greenai_status;
 
+// The count rule: `k = rounding(amount * n)`, optionally capped so at least one candidate survives.
+typedef struct CountRule CountRule;
+
 // Named presets: the conventions of the tools users come from.
 typedef struct Preset Preset;
 
 // The integer type of quantized values.
 typedef struct QType QType;
+
+// How `amount * n` becomes a whole count.
+typedef struct Rounding Rounding;
 
 // A calibration observer. Made by `greenai_observer_new`, released by `greenai_observer_free`.
 typedef struct greenai_observer greenai_observer;
@@ -194,6 +200,8 @@ typedef struct {
 
 
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -209,6 +217,41 @@ const char *greenai_status_str(greenai_status status);
 //
 // The string belongs to greenai and stays valid until the next failing call on the same thread.
 const char *greenai_last_error_message(void);
+
+// Unstructured magnitude pruning of `w[n]`: prunes the `round_half_even(sparsity * n)` smallest
+// |w| (ties: lower index first) and writes `mask[n]` (1 keeps, 0 prunes).
+// `sparsity` must be in [0, 1]; NaN weights are refused; `mask` is written only on success.
+//
+// # Safety
+// `w` and `mask` must point to `n` readable / writable elements (or be NULL when `n` is 0).
+greenai_status greenai_prune_magnitude(const float *w, size_t n, float sparsity, uint8_t *mask);
+
+// N:M pruning of a row-major `rows x cols` weight: in each group of `group_m` consecutive
+// weights of a row, keeps the `keep_n` largest |w| (ties: lower index pruned first), writing
+// `mask[rows * cols]`. `cols` must be divisible by `group_m`, `keep_n <= group_m`, `group_m >= 1`.
+//
+// # Safety
+// `w` and `mask` must point to `rows * cols` readable / writable elements.
+greenai_status greenai_prune_n_m(const float *w,
+                                 size_t rows,
+                                 size_t cols,
+                                 size_t keep_n,
+                                 size_t group_m,
+                                 uint8_t *mask);
+
+// Ln-structured pruning (torch's `ln_structured`) of a row-major weight of `shape[ndim]`: removes
+// the `round_half_even(amount * shape[dim])` channels along `dim` with the smallest norm over
+// the other dims (`p` = 1, 2 or INFINITY), writing `mask[numel]` (1 keeps, 0 prunes).
+//
+// # Safety
+// `shape` must hold `ndim` values; `w` and `mask` the product of `shape` elements.
+greenai_status greenai_prune_ln_structured(const float *w,
+                                           const size_t *shape,
+                                           size_t ndim,
+                                           size_t dim,
+                                           float p,
+                                           float amount,
+                                           uint8_t *mask);
 
 // ONNX QuantizeLinear to int8: `y = saturate(round_half_even(x / scale) + zero_point)`, `x / scale` in
 // float. NaN in `x` fails with `GREENAI_ERR_NON_FINITE`; +-inf saturate; `y` is written only on success.

@@ -1,1 +1,14 @@
-//! Pruning: masks, criteria, schedules, structured shrinking and sparse storage.
+//! Pruning: masks, criteria, N:M patterns, schedules, structured shrinking and sparse storage.
+
+pub mod criteria;
+pub mod mask;
+pub mod nm;
+pub mod schedule;
+
+pub use criteria::{
+    global_magnitude, ln_structured, magnitude, random, wanda, ActivationNormObserver, CountRule, Norm,
+    Rounding,
+};
+pub use mask::Mask;
+pub use nm::n_m;
+pub use schedule::{ConstantSparsity, PolynomialDecay, Schedule, ScheduleStep};
