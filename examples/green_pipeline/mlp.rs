@@ -4,6 +4,7 @@ use crate::data::{Rng, Split, CLASSES};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// One dense layer `y = x W^T + b`, W row-major (outputs x inputs), with an optional pruning mask.
+#[derive(Clone)]
 pub struct Dense {
     pub inputs: usize,
     pub outputs: usize,
@@ -71,6 +72,7 @@ impl Dense {
 }
 
 /// Dense layers with ReLU between them; the last layer gives the logits.
+#[derive(Clone)]
 pub struct Mlp {
     pub layers: Vec<Dense>,
 }

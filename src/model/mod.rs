@@ -1,10 +1,15 @@
 //! Model files: safetensors in (memory-mapped) and out (written atomically), and the
 //! compressed-file convention.
 
+mod compress;
 mod file;
 mod inspect;
 mod write;
 
+pub use compress::{
+    compress, decompress, metadata_key, Calibrate, CompressOptions, CompressReport, Grouping, Pruning, Target,
+    TensorReport,
+};
 pub use file::{ModelFile, TensorEntry};
 pub use inspect::{inspect, summarize, TensorSummary};
 pub use write::{write_safetensors, OutTensor};

@@ -1,0 +1,236 @@
+//! `greenai inspect`, `compress` and `decompress`: model files in, smaller model files out.
+
+use greenai::model::{
+    self, Calibrate, CompressOptions, CompressReport, Grouping, ModelFile, Pruning, Target, TensorSummary,
+};
+use greenai::{Error, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `greenai inspect`.
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// A safetensors file.
+    file: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `greenai compress`.
+#[derive(clap::Args)]
+pub struct CompressArgs {
+    /// The safetensors file to compress.
+    file: PathBuf,
+    /// Where to write the compressed file (replaced atomically).
+    #[arg(short, long, value_name = "OUT")]
+    output: PathBuf,
+    /// Target type of float weights: int8, uint8, int4, fp16, bf16, or none (prune only).
+    #[arg(long, default_value = "int8")]
+    quant: String,
+    /// Scale sharing for integer targets: tensor, channel, or block:N (N weights along the last dimension).
+    #[arg(long, default_value = "channel")]
+    granularity: String,
+    /// Range selection for integer targets: minmax, percentile:P, mse, entropy.
+    #[arg(long, default_value = "minmax")]
+    calibration: String,
+    /// Prune first: a share such as 0.5 (smallest magnitudes), or N:M such as 2:4.
+    #[arg(long)]
+    prune: Option<String>,
+    /// Leave tensors whose names match this regular expression unchanged.
+    #[arg(long, value_name = "REGEX")]
+    skip: Option<String>,
+    /// Also compress 1-D tensors (biases, norms).
+    #[arg(long)]
+    include_1d: bool,
+    /// Write the per-tensor report as JSON to this file.
+    #[arg(long, value_name = "JSON")]
+    report: Option<PathBuf>,
+}
+
+/// Arguments of `greenai decompress`.
+#[derive(clap::Args)]
+pub struct DecompressArgs {
+    /// A file written by `greenai compress`.
+    file: PathBuf,
+    /// Where to write the plain float safetensors file (replaced atomically).
+    #[arg(short, long, value_name = "OUT")]
+    output: PathBuf,
+}
+
+fn progress_bar(total: usize, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} tensors ({elapsed})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"))
+}
+
+/// Runs `greenai inspect`.
+pub fn inspect(args: &InspectArgs) -> Result<()> {
+    let file = ModelFile::open(&args.file)?;
+    let rows = model::inspect(&file)?;
+    if args.json {
+        return print_json(&rows);
+    }
+    print_summary(&file, &rows);
+    Ok(())
+}
+
+fn print_summary(file: &ModelFile, rows: &[TensorSummary]) {
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    println!("{}: {} tensors, header {} bytes", file.path().display(), rows.len(), file.header_len());
+    println!("{:<w$}  {:<5} {:<18} {:>12} {:>12} {:>11} {:>11} {:>8}", "name", "dtype", "shape", "params", "bytes", "min", "max", "sparsity");
+    for r in rows {
+        println!(
+            "{:<w$}  {:<5} {:<18} {:>12} {:>12} {:>11} {:>11} {:>7.2}%",
+            r.name,
+            r.dtype,
+            format!("{:?}", r.shape),
+            r.params,
+            r.bytes,
+            fmt_opt(r.min),
+            fmt_opt(r.max),
+            r.sparsity * 100.0
+        );
+    }
+    let (params, bytes): (usize, usize) = rows.iter().fold((0, 0), |(p, b), r| (p + r.params, b + r.bytes));
+    println!("{:<w$}  {:<5} {:<18} {:>12} {:>12}", "total", "", "", params, bytes);
+}
+
+fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::format("json", e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn parse_target(text: &str) -> Result<Option<Target>> {
+    Ok(Some(match text.to_ascii_lowercase().as_str() {
+        "int8" | "i8" => Target::Int8,
+        "uint8" | "u8" => Target::Uint8,
+        "int4" | "i4" => Target::Int4,
+        "fp16" | "f16" => Target::Fp16,
+        "bf16" => Target::Bf16,
+        "none" => return Ok(None),
+        _ => return Err(Error::invalid("--quant", text, "expected int8, uint8, int4, fp16, bf16 or none")),
+    }))
+}
+
+fn parse_granularity(text: &str) -> Result<Grouping> {
+    match text.split_once(':') {
+        None if text == "tensor" => Ok(Grouping::Tensor),
+        None if text == "channel" => Ok(Grouping::Channel),
+        Some(("block", n)) => match n.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Grouping::Block(n)),
+            _ => Err(Error::invalid("--granularity", text, "block size must be a positive integer")),
+        },
+        _ => Err(Error::invalid("--granularity", text, "expected tensor, channel or block:N")),
+    }
+}
+
+fn parse_calibration(text: &str) -> Result<Calibrate> {
+    match text.split_once(':') {
+        None if text == "minmax" => Ok(Calibrate::MinMax),
+        None if text == "mse" => Ok(Calibrate::Mse),
+        None if text == "entropy" => Ok(Calibrate::Entropy),
+        Some(("percentile", p)) => match p.parse::<f64>() {
+            Ok(p) if p > 0.0 && p <= 100.0 => Ok(Calibrate::Percentile(p)),
+            _ => Err(Error::invalid("--calibration", text, "percentile must lie in (0, 100]")),
+        },
+        _ => Err(Error::invalid("--calibration", text, "expected minmax, percentile:P, mse or entropy")),
+    }
+}
+
+fn parse_pruning(text: &str) -> Result<Pruning> {
+    if let Some((n, m)) = text.split_once(':') {
+        return match (n.parse::<usize>(), m.parse::<usize>()) {
+            (Ok(n), Ok(m)) => Ok(Pruning::NOfM { n, m }),
+            _ => Err(Error::invalid("--prune", text, "N:M needs two integers")),
+        };
+    }
+    match text.parse::<f64>() {
+        Ok(a) if (0.0..=1.0).contains(&a) => Ok(Pruning::Amount(a)),
+        _ => Err(Error::invalid("--prune", text, "expected a share in [0, 1] or N:M")),
+    }
+}
+
+/// Runs `greenai compress`.
+pub fn compress(args: &CompressArgs) -> Result<()> {
+    let options = CompressOptions {
+        target: parse_target(&args.quant)?,
+        grouping: parse_granularity(&args.granularity)?,
+        calibration: parse_calibration(&args.calibration)?,
+        pruning: args.prune.as_deref().map(parse_pruning).transpose()?,
+        include_1d: args.include_1d,
+    };
+    let skip = args
+        .skip
+        .as_deref()
+        .map(|p| regex::Regex::new(p).map_err(|e| Error::invalid("--skip", p, e.to_string())))
+        .transpose()?;
+    let file = ModelFile::open(&args.file)?;
+    if let Some(re) = &skip {
+        if !file.tensors().any(|t| re.is_match(t.name)) {
+            return Err(Error::invalid("--skip", re.as_str(), "matches no tensor name in the file"));
+        }
+    }
+    let bar = progress_bar(file.len(), "compressing");
+    let keep = |name: &str| skip.as_ref().is_none_or(|re| !re.is_match(name));
+    let report = model::compress(&file, &args.output, &options, &keep, &mut |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    print_report(&report);
+    if let Some(path) = &args.report {
+        write_json(path, &report)?;
+    }
+    Ok(())
+}
+
+fn write_json(path: &Path, report: &CompressReport) -> Result<()> {
+    let text = serde_json::to_string_pretty(report).map_err(|e| Error::format("json", e.to_string()))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| Error::io(path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+fn print_report(report: &CompressReport) {
+    let w = report.tensors.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    println!("{:<w$}  {:<18} {:>6} {:>6} {:>12} {:>12} {:>8} {:>9} {:>11}", "name", "shape", "before", "after", "bytes before", "bytes after", "sparsity", "SQNR dB", "max |err|");
+    for r in &report.tensors {
+        println!(
+            "{:<w$}  {:<18} {:>6} {:>6} {:>12} {:>12} {:>7.2}% {:>9} {:>11}",
+            r.name,
+            format!("{:?}", r.shape),
+            r.dtype_before,
+            r.dtype_after,
+            r.bytes_before,
+            r.bytes_after,
+            r.sparsity * 100.0,
+            r.sqnr_db.map_or_else(|| "-".to_string(), |v| format!("{v:.1}")),
+            r.max_abs_error.map_or_else(|| "-".to_string(), |v| format!("{v:.3e}")),
+        );
+    }
+    println!(
+        "total: {} -> {} bytes ({:.3}x); reading the weights once from DRAM: {:.3e} J -> {:.3e} J \
+         (Horowitz 45 nm, a lower bound)",
+        report.bytes_before, report.bytes_after, report.size_ratio, report.read_energy_before_j, report.read_energy_after_j
+    );
+}
+
+/// Runs `greenai decompress`.
+pub fn decompress(args: &DecompressArgs) -> Result<()> {
+    let file = ModelFile::open(&args.file)?;
+    let bar = progress_bar(file.len(), "decompressing");
+    model::decompress(&file, &args.output, &mut |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    println!("wrote {}", args.output.display());
+    Ok(())
+}

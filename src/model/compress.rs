@@ -1,0 +1,513 @@
+//! `compress` and `decompress`: the compressed-file convention.
+//!
+//! A compressed file is a plain safetensors file that any reader opens:
+//! - a quantized tensor `NAME` is stored as its integer data (`I8`, `U8`, `I16`, `U16`; 4-bit values
+//!   packed two per byte, first element in the low nibble, as `U8` of shape `[ceil(numel / 2)]`), with
+//!   `NAME.scale` (`F32`, the parameter shape: `[]` per tensor, `[shape[0]]` per channel, the tensor's
+//!   shape with the last dimension divided into blocks per block) and, when affine, `NAME.zero_point`
+//!   (one unpacked integer per parameter, `I8` or `U8`);
+//! - an fp16/bf16 cast stores the tensor as `F16`/`BF16`;
+//! - a pruned tensor that is not quantized is stored dense, with its zeros;
+//! - `__metadata__` holds `greenai.version`, `greenai.format` (`1`) and, for every changed tensor,
+//!   `greenai.tensor.NAME`: `key=value` pairs separated by `;` (`kind` = `quant` | `cast` | `pruned`,
+//!   `dtype` = the original dtype, `shape`, and for `quant`: `qtype`, `mode`, `granularity`, `axis`,
+//!   `block`; `sparsity` and `prune` when pruned).
+//!
+//! Everything else (integer tensors, 1-D tensors unless asked, tensors a pattern excludes) passes
+//! through byte for byte. [`decompress`] restores every changed tensor to its original float dtype.
+
+use super::file::{ModelFile, TensorEntry};
+use super::write::{write_safetensors, OutTensor};
+use crate::prune::{self, CountRule};
+use crate::quant::{self, Calibration, Granularity, Mode, QType, QTensor, QuantParams, QuantSpec};
+use crate::{DynTensor, Error, Result, Tensor};
+use half::{bf16, f16};
+use safetensors::Dtype;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// What float tensors become.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// i8, symmetric on [-127, 127].
+    Int8,
+    /// u8, affine.
+    Uint8,
+    /// i4, symmetric, packed two per byte.
+    Int4,
+    /// IEEE binary16.
+    Fp16,
+    /// bfloat16.
+    Bf16,
+}
+
+/// Which weights share a scale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grouping {
+    /// One scale per tensor.
+    Tensor,
+    /// One scale per output channel (dimension 0).
+    Channel,
+    /// One scale per block of this many consecutive weights along the last dimension.
+    Block(usize),
+}
+
+/// How the quantization range is chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Calibrate {
+    /// The full range of the weights.
+    MinMax,
+    /// The range holding this percentage of the weights.
+    Percentile(f64),
+    /// The clipping threshold minimising the mean squared error.
+    Mse,
+    /// The clipping threshold minimising the KL divergence (TensorRT's entropy calibration).
+    Entropy,
+}
+
+/// Which weights are pruned before quantization.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pruning {
+    /// This share of each tensor's weights, smallest magnitude first (torch's count rule).
+    Amount(f64),
+    /// Keep the `n` largest of every `m` consecutive weights along the last dimension.
+    NOfM {
+        /// Kept per group.
+        n: usize,
+        /// Group size.
+        m: usize,
+    },
+}
+
+/// What `compress` does.
+#[derive(Clone, Debug)]
+pub struct CompressOptions {
+    /// The target type; `None` only prunes.
+    pub target: Option<Target>,
+    /// Scale sharing for integer targets.
+    pub grouping: Grouping,
+    /// Range selection for integer targets.
+    pub calibration: Calibrate,
+    /// Pruning applied first, if any.
+    pub pruning: Option<Pruning>,
+    /// Also compress 1-D tensors (biases, norms), which otherwise pass through.
+    pub include_1d: bool,
+}
+
+impl Default for CompressOptions {
+    fn default() -> Self {
+        CompressOptions {
+            target: Some(Target::Int8),
+            grouping: Grouping::Channel,
+            calibration: Calibrate::MinMax,
+            pruning: None,
+            include_1d: false,
+        }
+    }
+}
+
+/// What happened to one tensor.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct TensorReport {
+    /// The tensor's name.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Stored dtype before (`"F32"`, ...).
+    pub dtype_before: String,
+    /// Stored dtype after (`"I8"`, `"I4"`, `"F16"`, ...; unchanged when passed through).
+    pub dtype_after: String,
+    /// Bytes before.
+    pub bytes_before: usize,
+    /// Bytes after, scales and zero points included.
+    pub bytes_after: usize,
+    /// Share of zero weights after compression.
+    pub sparsity: f64,
+    /// SQNR of the stored weights against the original, in dB (`None` when passed through).
+    pub sqnr_db: Option<f64>,
+    /// Largest absolute error against the original (`None` when passed through).
+    pub max_abs_error: Option<f64>,
+}
+
+/// The outcome of `compress`.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct CompressReport {
+    /// One row per input tensor, in file order.
+    pub tensors: Vec<TensorReport>,
+    /// Tensor bytes of the input.
+    pub bytes_before: usize,
+    /// Tensor bytes of the output.
+    pub bytes_after: usize,
+    /// `bytes_after / bytes_before`.
+    pub size_ratio: f64,
+    /// Estimated DRAM energy to read every weight once before compression, in joules (Horowitz 45 nm,
+    /// a lower bound).
+    pub read_energy_before_j: f64,
+    /// The same after compression.
+    pub read_energy_after_j: f64,
+}
+
+/// Metadata key of a changed tensor.
+pub fn metadata_key(name: &str) -> String {
+    format!("greenai.tensor.{name}")
+}
+
+fn dram_joules(bytes: usize) -> f64 {
+    // Horowitz, ISSCC 2014, 45 nm: about 640 pJ per 32-bit DRAM word.
+    bytes as f64 / 4.0 * 640.0 * 1e-12
+}
+
+fn shape_text(shape: &[usize]) -> String {
+    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn spec_for(target: Target, grouping: Grouping, ndim: usize) -> Result<QuantSpec> {
+    let (qtype, mode) = match target {
+        Target::Int8 => (QType::I8, Mode::Symmetric),
+        Target::Uint8 => (QType::U8, Mode::Affine),
+        Target::Int4 => (QType::I4, Mode::Symmetric),
+        Target::Fp16 | Target::Bf16 => return Err(Error::invalid("target", format!("{target:?}"), "not an integer type")),
+    };
+    let granularity = match grouping {
+        Grouping::Tensor => Granularity::PerTensor,
+        Grouping::Channel if ndim >= 1 => Granularity::PerAxis { axis: 0 },
+        Grouping::Block(block) if ndim >= 1 => Granularity::PerBlock { axis: ndim - 1, block },
+        _ => Granularity::PerTensor,
+    };
+    Ok(QuantSpec::new(qtype, mode).with_granularity(granularity))
+}
+
+fn calibrated_params(spec: QuantSpec, calibration: Calibrate, x: &[f32], shape: &[usize]) -> Result<QuantParams> {
+    let method = match calibration {
+        Calibrate::MinMax => return QuantParams::from_data(spec, x, shape),
+        Calibrate::Percentile(percentile) => Calibration::Percentile { percentile },
+        Calibrate::Mse => Calibration::Mse,
+        Calibrate::Entropy => Calibration::Entropy,
+    };
+    let mut observer = quant::Observer::new(method, spec)?;
+    observer.observe(x, shape)?;
+    observer.params()
+}
+
+fn prune_in_place(weights: &mut [f32], shape: &[usize], pruning: Pruning) -> Result<()> {
+    let mask = match pruning {
+        Pruning::Amount(amount) => prune::magnitude(weights, amount, CountRule::default(), None)?,
+        Pruning::NOfM { n, m } => {
+            // Groups run along the last (input) dimension: view the tensor as rows of that length.
+            let cols = *shape.last().unwrap_or(&1);
+            let rows = if cols == 0 { 0 } else { weights.len() / cols };
+            prune::n_m(weights, &[rows, cols], n, m, false)?
+        }
+    };
+    mask.bake(weights)
+}
+
+fn zero_share(values: &[f32]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.iter().filter(|&&v| v == 0.0).count() as f64 / values.len() as f64
+}
+
+fn pass_through<'a>(entry: &TensorEntry<'a>) -> (TensorReport, Vec<(String, OutTensor<'a>)>) {
+    let report = TensorReport {
+        name: entry.name.to_string(),
+        shape: entry.shape.to_vec(),
+        dtype_before: format!("{:?}", entry.dtype),
+        dtype_after: format!("{:?}", entry.dtype),
+        bytes_before: entry.bytes.len(),
+        bytes_after: entry.bytes.len(),
+        sparsity: 0.0,
+        sqnr_db: None,
+        max_abs_error: None,
+    };
+    let out = OutTensor { dtype: entry.dtype, shape: entry.shape.to_vec(), bytes: Cow::Borrowed(entry.bytes) };
+    (report, vec![(entry.name.to_string(), out)])
+}
+
+struct Compressed {
+    outputs: Vec<(String, OutTensor<'static>)>,
+    restored: Vec<f32>,
+    dtype_after: String,
+    metadata: String,
+}
+
+fn compress_tensor(entry: &TensorEntry<'_>, options: &CompressOptions, original: &[f32]) -> Result<Compressed> {
+    let shape = entry.shape.to_vec();
+    let mut weights = original.to_vec();
+    let mut meta = format!("dtype={:?};shape={}", entry.dtype, shape_text(&shape));
+    if let Some(pruning) = options.pruning {
+        prune_in_place(&mut weights, &shape, pruning)?;
+        let pattern = match pruning {
+            Pruning::Amount(a) => format!("{a}"),
+            Pruning::NOfM { n, m } => format!("{n}:{m}"),
+        };
+        write!(meta, ";prune={pattern};sparsity={}", zero_share(&weights)).expect("String writes");
+    }
+    let name = entry.name.to_string();
+    let to_bytes = |v: Vec<u8>| Cow::Owned(v);
+    match options.target {
+        None => {
+            let bytes = weights.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let out = OutTensor { dtype: Dtype::F32, shape, bytes: to_bytes(bytes) };
+            Ok(Compressed { outputs: vec![(name, out)], restored: weights, dtype_after: "F32".into(), metadata: format!("kind=pruned;{meta}") })
+        }
+        Some(Target::Fp16) => {
+            let mut h = vec![f16::ZERO; weights.len()];
+            crate::kernels::convert::f32_to_f16(&weights, &mut h)?;
+            let restored = h.iter().map(|v| v.to_f32()).collect();
+            let out = OutTensor { dtype: Dtype::F16, shape, bytes: to_bytes(bytemuck::cast_slice(&h).to_vec()) };
+            Ok(Compressed { outputs: vec![(name, out)], restored, dtype_after: "F16".into(), metadata: format!("kind=cast;{meta}") })
+        }
+        Some(Target::Bf16) => {
+            let mut b = vec![bf16::ZERO; weights.len()];
+            crate::kernels::convert::f32_to_bf16(&weights, &mut b)?;
+            let restored = b.iter().map(|v| v.to_f32()).collect();
+            let out = OutTensor { dtype: Dtype::BF16, shape, bytes: to_bytes(bytemuck::cast_slice(&b).to_vec()) };
+            Ok(Compressed { outputs: vec![(name, out)], restored, dtype_after: "BF16".into(), metadata: format!("kind=cast;{meta}") })
+        }
+        Some(target) => {
+            let spec = spec_for(target, options.grouping, shape.len())?;
+            let params = calibrated_params(spec, options.calibration, &weights, &shape)?;
+            let tensor = Tensor::from_vec(shape.clone(), weights)?;
+            let q = QTensor::quantize(&tensor, params)?;
+            let restored = q.dequantize()?.into_vec();
+            let params = q.params();
+            let (data_dtype, data_shape, dtype_after) = match q.data() {
+                DynTensor::I8(_) => (Dtype::I8, shape.clone(), "I8"),
+                DynTensor::U8(_) => (Dtype::U8, shape.clone(), "U8"),
+                DynTensor::Packed4(p) => (Dtype::U8, vec![p.bytes.len()], if p.signed { "I4" } else { "U4" }),
+                other => return Err(Error::UnsupportedDType { dtype: other.dtype(), operation: "compress" }),
+            };
+            let mut outputs = vec![(
+                name.clone(),
+                OutTensor { dtype: data_dtype, shape: data_shape, bytes: to_bytes(q.data().as_bytes().to_vec()) },
+            )];
+            let scales = params.scales().iter().flat_map(|s| s.to_le_bytes()).collect();
+            outputs.push((format!("{name}.scale"), OutTensor { dtype: Dtype::F32, shape: params.shape().to_vec(), bytes: to_bytes(scales) }));
+            if spec.mode == Mode::Affine {
+                let (dtype, zps): (Dtype, Vec<u8>) = if spec.qtype.is_signed() {
+                    (Dtype::I8, params.zero_points().iter().map(|&z| z as i8 as u8).collect())
+                } else {
+                    (Dtype::U8, params.zero_points().iter().map(|&z| z as u8).collect())
+                };
+                outputs.push((format!("{name}.zero_point"), OutTensor { dtype, shape: params.shape().to_vec(), bytes: to_bytes(zps) }));
+            }
+            let (granularity, axis, block) = match spec.granularity {
+                Granularity::PerTensor => ("tensor", 0, 0),
+                Granularity::PerAxis { axis } => ("channel", axis, 0),
+                Granularity::PerBlock { axis, block } => ("block", axis, block),
+            };
+            let mode = if spec.mode == Mode::Affine { "affine" } else { "symmetric" };
+            let metadata = format!(
+                "kind=quant;{meta};qtype={};mode={mode};granularity={granularity};axis={axis};block={block};narrow={}",
+                dtype_after.to_lowercase(),
+                u8::from(spec.narrow_range)
+            );
+            Ok(Compressed { outputs, restored, dtype_after: dtype_after.into(), metadata })
+        }
+    }
+}
+
+/// Compresses every float tensor of `input` that `should_compress(name)` accepts (and that is at
+/// least 2-D unless `include_1d`), writes the result to `output` atomically, and reports per tensor.
+/// `progress(done, total)` is called after each tensor.
+pub fn compress(
+    input: &ModelFile,
+    output: &Path,
+    options: &CompressOptions,
+    should_compress: &dyn Fn(&str) -> bool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<CompressReport> {
+    if let Some(Pruning::Amount(a)) = options.pruning {
+        prune::criteria::check_amount(a)?;
+    }
+    if let Grouping::Block(0) = options.grouping {
+        return Err(Error::invalid("block", 0, "a block holds at least one weight"));
+    }
+    let total = input.len();
+    let mut reports = Vec::with_capacity(total);
+    let mut outputs: Vec<(String, OutTensor<'_>)> = Vec::with_capacity(total);
+    let mut metadata = HashMap::from([
+        ("greenai.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        ("greenai.format".to_string(), "1".to_string()),
+    ]);
+    for (done, entry) in input.tensors().enumerate() {
+        let eligible = entry.is_float()
+            && !entry.is_empty()
+            && (entry.shape.len() >= 2 || options.include_1d)
+            && should_compress(entry.name);
+        if !eligible {
+            let (report, outs) = pass_through(&entry);
+            reports.push(report);
+            outputs.extend(outs);
+            progress(done + 1, total);
+            continue;
+        }
+        let original = entry.to_f32()?;
+        if let Some(index) = original.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite { name: "weights", index, value: f64::from(original[index]) })
+                .map_err(|e| Error::format(entry.name, e.to_string()));
+        }
+        let c = compress_tensor(&entry, options, &original)?;
+        let metrics = quant::error_metrics(&original, &c.restored)?;
+        let bytes_after = c.outputs.iter().map(|(_, t)| t.bytes.len()).sum();
+        reports.push(TensorReport {
+            name: entry.name.to_string(),
+            shape: entry.shape.to_vec(),
+            dtype_before: format!("{:?}", entry.dtype),
+            dtype_after: c.dtype_after,
+            bytes_before: entry.bytes.len(),
+            bytes_after,
+            sparsity: zero_share(&c.restored),
+            sqnr_db: Some(metrics.sqnr_db),
+            max_abs_error: Some(metrics.max_abs),
+        });
+        metadata.insert(metadata_key(entry.name), c.metadata);
+        outputs.extend(c.outputs);
+        input.release(&entry);
+        progress(done + 1, total);
+    }
+    let names: std::collections::HashSet<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
+    if names.len() != outputs.len() {
+        return Err(Error::format(input.path().display().to_string(), "a tensor name collides with a `.scale` or `.zero_point` companion"));
+    }
+    write_safetensors(output, &outputs, &metadata)?;
+    let bytes_before: usize = reports.iter().map(|r| r.bytes_before).sum();
+    let bytes_after: usize = reports.iter().map(|r| r.bytes_after).sum();
+    Ok(CompressReport {
+        tensors: reports,
+        bytes_before,
+        bytes_after,
+        size_ratio: if bytes_before == 0 { 1.0 } else { bytes_after as f64 / bytes_before as f64 },
+        read_energy_before_j: dram_joules(bytes_before),
+        read_energy_after_j: dram_joules(bytes_after),
+    })
+}
+
+fn parse_meta(text: &str) -> HashMap<&str, &str> {
+    text.split(';').filter_map(|kv| kv.split_once('=')).collect()
+}
+
+fn field<'a>(meta: &HashMap<&str, &'a str>, key: &str, name: &str) -> Result<&'a str> {
+    meta.get(key).copied().ok_or_else(|| Error::format(metadata_key(name), format!("missing `{key}`")))
+}
+
+fn number(meta: &HashMap<&str, &str>, key: &str, name: &str) -> Result<usize> {
+    field(meta, key, name)?.parse().map_err(|_| Error::format(metadata_key(name), format!("`{key}` is not a number")))
+}
+
+fn encode(values: &[f32], dtype: Dtype) -> Result<(Dtype, Vec<u8>)> {
+    Ok(match dtype {
+        Dtype::F16 => (dtype, values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect()),
+        Dtype::BF16 => (dtype, values.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect()),
+        Dtype::F64 => (dtype, values.iter().flat_map(|&v| f64::from(v).to_le_bytes()).collect()),
+        _ => (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+    })
+}
+
+fn original_dtype(text: &str) -> Dtype {
+    match text {
+        "F16" => Dtype::F16,
+        "BF16" => Dtype::BF16,
+        "F64" => Dtype::F64,
+        _ => Dtype::F32,
+    }
+}
+
+fn restore(input: &ModelFile, entry: &TensorEntry<'_>, meta: &HashMap<&str, &str>) -> Result<Vec<f32>> {
+    let name = entry.name;
+    let shape: Vec<usize> = field(meta, "shape", name)?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|d| d.parse().map_err(|_| Error::format(metadata_key(name), "bad `shape`")))
+        .collect::<Result<_>>()?;
+    match field(meta, "kind", name)? {
+        "cast" | "pruned" => entry.to_f32(),
+        "quant" => {
+            let qtype = match field(meta, "qtype", name)? {
+                "i8" => QType::I8,
+                "u8" => QType::U8,
+                "i4" => QType::I4,
+                "u4" => QType::U4,
+                other => return Err(Error::format(metadata_key(name), format!("unknown qtype `{other}`"))),
+            };
+            let mode = if field(meta, "mode", name)? == "affine" { Mode::Affine } else { Mode::Symmetric };
+            let axis = number(meta, "axis", name)?;
+            let granularity = match field(meta, "granularity", name)? {
+                "tensor" => Granularity::PerTensor,
+                "channel" => Granularity::PerAxis { axis },
+                "block" => Granularity::PerBlock { axis, block: number(meta, "block", name)? },
+                other => return Err(Error::format(metadata_key(name), format!("unknown granularity `{other}`"))),
+            };
+            let mut spec = QuantSpec::new(qtype, mode).with_granularity(granularity);
+            spec.narrow_range = meta.get("narrow") == Some(&"1");
+            let companion = |suffix: &str| {
+                input.tensor(&format!("{name}{suffix}")).ok_or_else(|| Error::format(name, format!("missing `{name}{suffix}`")))
+            };
+            let scale_entry = companion(".scale")?;
+            let scales = scale_entry.to_f32()?;
+            let zero_points: Vec<i32> = match mode {
+                Mode::Affine => {
+                    let zp = companion(".zero_point")?;
+                    match zp.dtype {
+                        Dtype::I8 => zp.bytes.iter().map(|&b| i32::from(b as i8)).collect(),
+                        _ => zp.bytes.iter().map(|&b| i32::from(b)).collect(),
+                    }
+                }
+                Mode::Symmetric => vec![0; scales.len()],
+            };
+            let params = QuantParams::new(spec, scale_entry.shape.to_vec(), scales, zero_points)?;
+            let data = DynTensor::from_bytes(qtype.dtype(), &shape, entry.bytes)?;
+            QTensor::from_parts(data, params)?.dequantize().map(Tensor::into_vec)
+        }
+        other => Err(Error::format(metadata_key(name), format!("unknown kind `{other}`"))),
+    }
+}
+
+/// Turns a file written by [`compress`] back into a plain float safetensors file: every changed tensor
+/// restored to its original dtype, companions dropped, everything else copied byte for byte.
+pub fn decompress(input: &ModelFile, output: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<()> {
+    let companions: std::collections::HashSet<String> = input
+        .tensors()
+        .filter(|t| input.metadata().contains_key(&metadata_key(t.name)))
+        .flat_map(|t| [format!("{}.scale", t.name), format!("{}.zero_point", t.name)])
+        .collect();
+    let total = input.len();
+    let mut outputs: Vec<(String, OutTensor<'_>)> = Vec::with_capacity(total);
+    for (done, entry) in input.tensors().enumerate() {
+        if companions.contains(entry.name) {
+            progress(done + 1, total);
+            continue;
+        }
+        match input.metadata().get(&metadata_key(entry.name)) {
+            None => outputs.push((
+                entry.name.to_string(),
+                OutTensor { dtype: entry.dtype, shape: entry.shape.to_vec(), bytes: Cow::Borrowed(entry.bytes) },
+            )),
+            Some(text) => {
+                let meta = parse_meta(text);
+                let values = restore(input, &entry, &meta)?;
+                let shape = field(&meta, "shape", entry.name)?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|d| d.parse().unwrap_or(0))
+                    .collect();
+                let (dtype, bytes) = encode(&values, original_dtype(field(&meta, "dtype", entry.name)?))?;
+                outputs.push((entry.name.to_string(), OutTensor { dtype, shape, bytes: Cow::Owned(bytes) }));
+            }
+        }
+        progress(done + 1, total);
+    }
+    let metadata: HashMap<String, String> = input
+        .metadata()
+        .iter()
+        .filter(|(k, _)| !k.starts_with("greenai."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    write_safetensors(output, &outputs, &metadata)
+}
