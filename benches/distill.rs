@@ -63,7 +63,9 @@ fn bench_kd(c: &mut Criterion) {
     let id = format!("{batch}x{classes}");
     for isa in Isa::available().into_iter().filter(|&isa| isa != Isa::Scalar) {
         group.bench_function(BenchmarkId::new(format!("fused_{isa}"), &id), |b| {
-            b.iter(|| kd_loss_on(isa, &s, &t, Some(&labels), batch, classes, &params, Some(&mut grad)).unwrap())
+            b.iter(|| {
+                kd_loss_on(isa, &s, &t, Some(&labels), batch, classes, &params, Some(&mut grad)).unwrap()
+            })
         });
     }
     group.bench_function(BenchmarkId::new("plain_scalar", &id), |b| {

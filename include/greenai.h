@@ -13,6 +13,12 @@
 #define GREENAI_VERSION_PATCH 0
 
 
+// The `eps` of [`cosine_embedding_loss`] (as in PyTorch's `cosine_embedding_loss`).
+#define COSINE_EPS 1e-12
+
+// The `eps` under the norm of an attention map (as in PyTorch's `F.normalize`).
+#define ATTENTION_EPS 1e-12
+
 // The outcome of a greenai C function. Values are fixed forever; retired values are never reused.
 typedef enum {
   // Success.
@@ -95,6 +101,89 @@ const char *greenai_status_str(greenai_status status);
 //
 // The string belongs to greenai and stays valid until the next failing call on the same thread.
 const char *greenai_last_error_message(void);
+
+// Hinton KD loss, batch mean: `alpha*T^2*KL(softmax(t/T) || softmax(s/T)) + (1-alpha)*CE(s, labels)`
+// over `batch x classes` row-major logits. Writes the loss to `*loss` and, when `grad` is not
+// NULL, `d loss / d student` (`batch x classes`) to `grad`. `labels` (`batch` class indices) may
+// be NULL only when `alpha == 1`. Errors: `temperature` not positive and finite, `alpha` outside
+// [0, 1], a label out of range, a non-finite logit; nothing is written then.
+//
+// # Safety
+// `student` and `teacher` must point to `batch*classes` readable floats, `labels` (unless NULL)
+// to `batch` readable `int32_t`, `grad` (unless NULL) to `batch*classes` writable floats not
+// overlapping the inputs, and `loss` must be writable.
+greenai_status greenai_kd_loss(const float *student,
+                               const float *teacher,
+                               const int32_t *labels,
+                               size_t batch,
+                               size_t classes,
+                               float temperature,
+                               float alpha,
+                               float *loss,
+                               float *grad);
+
+// Hinton KD loss over `batch x seq x classes` logits, the mean over kept tokens: `labels` are
+// `batch x seq` (NULL allowed only when `alpha == 1`), `mask` is `batch x seq` (nonzero keeps
+// the token; NULL keeps all). Masked tokens get a zero gradient and their labels are not read;
+// with no kept token the loss and gradient are 0. Otherwise as `greenai_kd_loss`.
+//
+// # Safety
+// As `greenai_kd_loss` with `batch*seq` rows; `mask` (unless NULL) must point to `batch*seq` bytes.
+greenai_status greenai_kd_loss_seq(const float *student,
+                                   const float *teacher,
+                                   const int32_t *labels,
+                                   const uint8_t *mask,
+                                   size_t batch,
+                                   size_t seq,
+                                   size_t classes,
+                                   float temperature,
+                                   float alpha,
+                                   float *loss,
+                                   float *grad);
+
+// FitNets hint loss: the mean over `n` elements of `(student - teacher)^2`; `grad` (unless NULL)
+// receives `d loss / d student`. Non-finite input is an error; nothing is written then.
+//
+// # Safety
+// `student` and `teacher` must point to `n` readable floats, `grad` (unless NULL) to `n`
+// writable floats, and `loss` must be writable.
+greenai_status greenai_mse_loss(const float *student,
+                                const float *teacher,
+                                size_t n,
+                                float *loss,
+                                float *grad);
+
+// Cosine embedding loss with target 1 (DistilBERT), batch mean: per row of `batch x dim`,
+// `1 - s.t / sqrt((|s|^2 + 1e-12)(|t|^2 + 1e-12))`; `grad` (unless NULL) receives
+// `d loss / d student`. Non-finite input is an error; nothing is written then.
+//
+// # Safety
+// `student` and `teacher` must point to `batch*dim` readable floats, `grad` (unless NULL) to
+// `batch*dim` writable floats, and `loss` must be writable.
+greenai_status greenai_cosine_embedding_loss(const float *student,
+                                             const float *teacher,
+                                             size_t batch,
+                                             size_t dim,
+                                             float *loss,
+                                             float *grad);
+
+// Attention transfer (Zagoruyko & Komodakis), batch mean: per sample, the squared distance
+// between the L2-normalised maps `mean over channels of x^2` of the student
+// (`batch x student_channels x spatial`) and the teacher (`batch x teacher_channels x spatial`);
+// `grad` (unless NULL) receives `d loss / d student`. Errors leave the outputs untouched.
+//
+// # Safety
+// `student` must point to `batch*student_channels*spatial` readable floats, `teacher` to
+// `batch*teacher_channels*spatial`, `grad` (unless NULL) to as many writable floats as
+// `student`, and `loss` must be writable.
+greenai_status greenai_attention_transfer_loss(const float *student,
+                                               const float *teacher,
+                                               size_t batch,
+                                               size_t student_channels,
+                                               size_t teacher_channels,
+                                               size_t spatial,
+                                               float *loss,
+                                               float *grad);
 
 // Creates a zero-filled tensor of `dtype` and `shape[ndim]` (`ndim` 0 is a scalar) into `*out`.
 //

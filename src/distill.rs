@@ -182,8 +182,13 @@ fn kd_rows(
     let labels = if params.uses_labels() {
         let labels = labels.ok_or_else(|| Error::invalid("labels", "none", "required when alpha < 1"))?;
         check_shape("kd labels", labels.len(), &dims[..2], rows)?;
-        if let Some(r) = (0..rows).find(|&r| kept(r) && !(0..classes as i64).contains(&i64::from(labels[r]))) {
-            return Err(Error::invalid("labels", labels[r], format!("row {r}: not a class index below {classes}")));
+        if let Some(r) = (0..rows).find(|&r| kept(r) && !(0..classes as i64).contains(&i64::from(labels[r])))
+        {
+            return Err(Error::invalid(
+                "labels",
+                labels[r],
+                format!("row {r}: not a class index below {classes}"),
+            ));
         }
         Some(labels)
     } else {
@@ -203,8 +208,8 @@ fn kd_rows(
         let row = r * classes..(r + 1) * classes;
         let ms = math::max_finite_on(isa, &student[row.clone()])?
             .ok_or_else(|| non_finite("student", &student[row.clone()]))?;
-        let mt =
-            math::max_finite_on(isa, &teacher[row.clone()])?.ok_or_else(|| non_finite("teacher", &teacher[row]))?;
+        let mt = math::max_finite_on(isa, &teacher[row.clone()])?
+            .ok_or_else(|| non_finite("teacher", &teacher[row]))?;
         *m = (ms, mt);
     }
 
@@ -268,7 +273,12 @@ fn kd_rows(
 /// Mean squared error between hidden states (FitNets hint loss): `sum (s - t)^2 / n` for
 /// [`Reduction::Mean`] (over all elements), `sum (s - t)^2` for [`Reduction::Sum`]; `grad`
 /// receives `dL/ds`.
-pub fn mse_loss(student: &[f32], teacher: &[f32], reduction: Reduction, grad: Option<&mut [f32]>) -> Result<f32> {
+pub fn mse_loss(
+    student: &[f32],
+    teacher: &[f32],
+    reduction: Reduction,
+    grad: Option<&mut [f32]>,
+) -> Result<f32> {
     let n = student.len();
     check_shape("mse teacher", teacher.len(), &[n], n)?;
     if let Some(g) = grad.as_deref() {
@@ -390,7 +400,8 @@ pub fn attention_transfer_loss(
             // dL/dq = 2 (qs - qt); through q = a / |a| (for |a| > eps): dL/da = (d - q (q.d)) / |a|;
             // da_j / dx_cj = 2 x_cj / C.
             let (norm, below_eps) = (norm_s.max(ATTENTION_EPS), norm_s <= ATTENTION_EPS);
-            let dot: f64 = if below_eps { 0.0 } else { qs.iter().zip(&qt).map(|(q, t)| q * 2.0 * (q - t)).sum() };
+            let dot: f64 =
+                if below_eps { 0.0 } else { qs.iter().zip(&qt).map(|(q, t)| q * 2.0 * (q - t)).sum() };
             let g = &mut g[b * student_channels * spatial..(b + 1) * student_channels * spatial];
             let scale = 2.0 / (student_channels as f64 * divisor);
             for (gc, xc) in g.chunks_exact_mut(spatial).zip(xs.chunks_exact(spatial)) {

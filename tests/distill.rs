@@ -20,9 +20,14 @@ fn reference_row(s: &[f64], t: &[f64], y: Option<usize>, temp: f64, alpha: f64) 
     let (ls, lt, l1) = (lse(s, 1.0 / temp), lse(t, 1.0 / temp), lse(s, 1.0));
     let log_q: Vec<f64> = s.iter().map(|&v| v / temp - ls).collect();
     let log_p: Vec<f64> = t.iter().map(|&v| v / temp - lt).collect();
-    let kl: f64 = log_p.iter().zip(&log_q).map(|(&lp, &lq)| if lp.exp() == 0.0 { 0.0 } else { lp.exp() * (lp - lq) }).sum();
+    let kl: f64 = log_p
+        .iter()
+        .zip(&log_q)
+        .map(|(&lp, &lq)| if lp.exp() == 0.0 { 0.0 } else { lp.exp() * (lp - lq) })
+        .sum();
     let mut loss = alpha * temp * temp * kl;
-    let mut grad: Vec<f64> = log_q.iter().zip(&log_p).map(|(lq, lp)| alpha * temp * (lq.exp() - lp.exp())).collect();
+    let mut grad: Vec<f64> =
+        log_q.iter().zip(&log_p).map(|(lq, lp)| alpha * temp * (lq.exp() - lp.exp())).collect();
     if let Some(y) = y {
         loss += (1.0 - alpha) * (l1 - s[y]);
         for (i, g) in grad.iter_mut().enumerate() {
@@ -70,7 +75,15 @@ fn reference(
 /// Likewise the gradient's max norm is floored at `grad_floor`: its soft and hard parts can
 /// cancel to far below the f32 rounding of each.
 #[allow(clippy::too_many_arguments)]
-fn assert_close(loss: f32, grad: &[f32], want: &(f64, Vec<f64>), tol: f64, floor: f64, grad_floor: f64, what: &str) {
+fn assert_close(
+    loss: f32,
+    grad: &[f32],
+    want: &(f64, Vec<f64>),
+    tol: f64,
+    floor: f64,
+    grad_floor: f64,
+    what: &str,
+) {
     let loss_err = (f64::from(loss) - want.0).abs();
     assert!(loss_err <= tol * want.0.abs() + floor, "{what}: loss {loss} vs {} (err {loss_err:e})", want.0);
     let norm = want.1.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -106,7 +119,8 @@ fn labels_for(rows: usize, classes: usize, seed: u64) -> Vec<i32> {
 fn kd_matches_the_f64_reference() {
     let mut seed = 1;
     for isa in Isa::available() {
-        for &(batch, classes) in &[(1usize, 1usize), (1, 2), (3, 5), (2, 17), (7, 100), (4, 1000), (2, 4099)] {
+        for &(batch, classes) in &[(1usize, 1usize), (1, 2), (3, 5), (2, 17), (7, 100), (4, 1000), (2, 4099)]
+        {
             for &scale in &[1.0f32, 30.0, 2e4] {
                 for &temperature in &[0.5f32, 1.0, 2.0, 4.0, 10.0] {
                     for &alpha in &[0.0f32, 0.3, 0.5, 1.0] {
@@ -118,15 +132,29 @@ fn kd_matches_the_f64_reference() {
                             let params = KdParams::new(temperature, alpha).with_reduction(reduction);
                             let want = reference(&s, &t, Some(&labels), None, classes, &params);
                             let mut grad = vec![f32::NAN; s.len()];
-                            let loss =
-                                kd_loss_on(isa, &s, &t, Some(&labels), batch, classes, &params, Some(&mut grad)).unwrap();
+                            let loss = kd_loss_on(
+                                isa,
+                                &s,
+                                &t,
+                                Some(&labels),
+                                batch,
+                                classes,
+                                &params,
+                                Some(&mut grad),
+                            )
+                            .unwrap();
                             let what = format!("{isa} B={batch} C={classes} scale={scale} T={temperature} a={alpha} {reduction:?}");
-                            let floor = 8.0 * f64::from(f32::EPSILON) * f64::from(alpha * temperature * temperature) * reduction_rows(reduction, batch);
+                            let floor = 8.0
+                                * f64::from(f32::EPSILON)
+                                * f64::from(alpha * temperature * temperature)
+                                * reduction_rows(reduction, batch);
                             // One tenth of the scale of the gradient's terms, alpha T + (1 - alpha), per row.
                             let divisor = if reduction == Reduction::Mean { batch as f64 } else { 1.0 };
                             let grad_floor = 0.1 * f64::from(alpha * temperature + 1.0 - alpha) / divisor;
                             assert_close(loss, &grad, &want, 1e-5, floor, grad_floor, &what);
-                            let loss_only = kd_loss_on(isa, &s, &t, Some(&labels), batch, classes, &params, None).unwrap();
+                            let loss_only =
+                                kd_loss_on(isa, &s, &t, Some(&labels), batch, classes, &params, None)
+                                    .unwrap();
                             assert_eq!(loss_only, loss, "{what}");
                         }
                     }
@@ -149,7 +177,15 @@ fn huge_logits_give_finite_results() {
         let params = KdParams::new(1.0, 0.5);
         let loss = kd_loss_on(isa, &s, &t, Some(&labels), batch, classes, &params, Some(&mut grad)).unwrap();
         assert!(loss.is_finite() && grad.iter().all(|g| g.is_finite()), "{isa}: {loss}");
-        assert_close(loss, &grad, &reference(&s, &t, Some(&labels), None, classes, &params), 1e-5, 0.0, 0.0, "huge");
+        assert_close(
+            loss,
+            &grad,
+            &reference(&s, &t, Some(&labels), None, classes, &params),
+            1e-5,
+            0.0,
+            0.0,
+            "huge",
+        );
     }
 }
 
@@ -164,22 +200,43 @@ fn sequence_form_masks_tokens_and_means_over_kept_ones() {
     let params = KdParams::new(2.0, 0.4);
     for isa in Isa::available() {
         let mut grad = vec![f32::NAN; s.len()];
-        let loss =
-            kd_loss_seq_on(isa, &s, &t, Some(&labels), Some(&mask), batch, seq, classes, &params, Some(&mut grad))
-                .unwrap();
+        let loss = kd_loss_seq_on(
+            isa,
+            &s,
+            &t,
+            Some(&labels),
+            Some(&mask),
+            batch,
+            seq,
+            classes,
+            &params,
+            Some(&mut grad),
+        )
+        .unwrap();
         let want = reference(&s, &t, Some(&labels), Some(&mask), classes, &params);
         assert_close(loss, &grad, &want, 1e-5, 0.0, 0.0, "masked sequence");
         assert!(grad[2 * classes..3 * classes].iter().all(|&g| g == 0.0));
         // No kept token: loss and gradient 0.
-        let loss =
-            kd_loss_seq_on(isa, &s, &t, Some(&labels), Some(&[0; 10]), batch, seq, classes, &params, Some(&mut grad))
-                .unwrap();
+        let loss = kd_loss_seq_on(
+            isa,
+            &s,
+            &t,
+            Some(&labels),
+            Some(&[0; 10]),
+            batch,
+            seq,
+            classes,
+            &params,
+            Some(&mut grad),
+        )
+        .unwrap();
         assert_eq!(loss, 0.0);
         assert!(grad.iter().all(|&g| g == 0.0));
         // Unmasked, the sequence form is the batch form over batch*seq rows.
         let mut labels = labels.clone();
         labels[2] = 0;
-        let seq_loss = kd_loss_seq_on(isa, &s, &t, Some(&labels), None, batch, seq, classes, &params, None).unwrap();
+        let seq_loss =
+            kd_loss_seq_on(isa, &s, &t, Some(&labels), None, batch, seq, classes, &params, None).unwrap();
         let flat_loss = kd_loss_on(isa, &s, &t, Some(&labels), batch * seq, classes, &params, None).unwrap();
         assert_eq!(seq_loss, flat_loss);
     }
@@ -199,10 +256,16 @@ fn bad_input_is_an_error_and_writes_nothing() {
         result.unwrap_err()
     };
     for temperature in [0.0, -1.0, f32::NAN, f32::INFINITY] {
-        assert!(matches!(run(&s, &t, Some(&labels), batch, classes, &KdParams::new(temperature, 0.5)), Error::InvalidArgument { .. }));
+        assert!(matches!(
+            run(&s, &t, Some(&labels), batch, classes, &KdParams::new(temperature, 0.5)),
+            Error::InvalidArgument { .. }
+        ));
     }
     for alpha in [-0.1, 1.1, f32::NAN] {
-        assert!(matches!(run(&s, &t, Some(&labels), batch, classes, &KdParams::new(1.0, alpha)), Error::InvalidArgument { .. }));
+        assert!(matches!(
+            run(&s, &t, Some(&labels), batch, classes, &KdParams::new(1.0, alpha)),
+            Error::InvalidArgument { .. }
+        ));
     }
     assert!(matches!(run(&s, &t, Some(&[0, 4, 1]), batch, classes, &ok), Error::InvalidArgument { .. }));
     assert!(matches!(run(&s, &t, Some(&[0, -1, 1]), batch, classes, &ok), Error::InvalidArgument { .. }));
@@ -213,7 +276,10 @@ fn bad_input_is_an_error_and_writes_nothing() {
     for bad in [f32::NAN, f32::INFINITY] {
         let mut s_bad = s.clone();
         s_bad[11] = bad; // in the last row: earlier rows must not have been written either
-        assert!(matches!(run(&s_bad, &t, Some(&labels), batch, classes, &ok), Error::NonFinite { index: 3, .. }));
+        assert!(matches!(
+            run(&s_bad, &t, Some(&labels), batch, classes, &ok),
+            Error::NonFinite { index: 3, .. }
+        ));
         let mut t_bad = t.clone();
         t_bad[5] = bad;
         assert!(matches!(run(&s, &t_bad, Some(&labels), batch, classes, &ok), Error::NonFinite { .. }));
@@ -231,7 +297,12 @@ fn grid_logits(n: usize) -> impl Strategy<Value = Vec<f32>> {
 }
 
 fn case() -> impl Strategy<Value = (usize, usize, f32, f32)> {
-    (1usize..4, 1usize..40, prop_oneof![Just(0.5f32), Just(1.0), Just(2.0), Just(5.0)], prop_oneof![Just(0.0f32), Just(0.5), Just(1.0)])
+    (
+        1usize..4,
+        1usize..40,
+        prop_oneof![Just(0.5f32), Just(1.0), Just(2.0), Just(5.0)],
+        prop_oneof![Just(0.0f32), Just(0.5), Just(1.0)],
+    )
 }
 
 proptest! {
@@ -382,13 +453,24 @@ fn feature_losses_vanish_on_matching_inputs_and_refuse_bad_ones() {
     assert!(cosine_embedding_loss(&x, &scaled, 4, 6, Reduction::Mean, None).unwrap().abs() < 1e-6);
     // Attention maps are invariant to scaling and compare across channel counts.
     let doubled: Vec<f32> = x[..12].iter().chain(&x[..12]).copied().collect();
-    assert!(attention_transfer_loss(&x[..12], &doubled, 1, 4, 8, 3, Reduction::Mean, None).unwrap().abs() < 1e-6);
+    assert!(
+        attention_transfer_loss(&x[..12], &doubled, 1, 4, 8, 3, Reduction::Mean, None).unwrap().abs() < 1e-6
+    );
     let mut grad = vec![-7.0f32; 24];
     let mut bad = x.clone();
     bad[23] = f32::NAN;
-    assert!(matches!(mse_loss(&x, &bad, Reduction::Mean, Some(&mut grad)), Err(Error::NonFinite { index: 23, .. })));
-    assert!(matches!(cosine_embedding_loss(&x, &x, 5, 5, Reduction::Mean, Some(&mut grad)), Err(Error::ShapeMismatch { .. })));
-    assert!(matches!(attention_transfer_loss(&x, &x, 2, 3, 3, 5, Reduction::Mean, Some(&mut grad)), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(
+        mse_loss(&x, &bad, Reduction::Mean, Some(&mut grad)),
+        Err(Error::NonFinite { index: 23, .. })
+    ));
+    assert!(matches!(
+        cosine_embedding_loss(&x, &x, 5, 5, Reduction::Mean, Some(&mut grad)),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    assert!(matches!(
+        attention_transfer_loss(&x, &x, 2, 3, 3, 5, Reduction::Mean, Some(&mut grad)),
+        Err(Error::ShapeMismatch { .. })
+    ));
     assert!(grad.iter().all(|&g| g == -7.0));
     assert!(attention_transfer_loss(&[], &[], 1, 0, 2, 3, Reduction::Mean, None).is_err());
 }

@@ -157,7 +157,14 @@ pub(super) unsafe fn kd_row_sums(
 /// # Safety
 /// The CPU must support NEON.
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn kd_row_grad(es: &[f32], et: &[f32], cs: f32, ct: f32, ch: Option<f32>, grad: &mut [f32]) {
+pub(super) unsafe fn kd_row_grad(
+    es: &[f32],
+    et: &[f32],
+    cs: f32,
+    ct: f32,
+    ch: Option<f32>,
+    grad: &mut [f32],
+) {
     match ch {
         Some(ch) => simd::kd_row_grad::<Neon, true>(es, et, cs, ct, ch, grad),
         None => simd::kd_row_grad::<Neon, false>(es, et, cs, ct, 0.0, grad),

@@ -196,14 +196,7 @@ pub(super) fn exp_sum<V: Lanes>(x: &[f32], shift: f32, scale: f32, y: &mut [f32]
 /// One vector of the fused KD sums: updates the four accumulators, returns the exponentials.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn kd_step<V: Lanes, const HARD: bool>(
-    sv: V,
-    tv: V,
-    ms: V,
-    mt: V,
-    inv_t: V,
-    acc: &mut [V; 4],
-) -> (V, V, V) {
+fn kd_step<V: Lanes, const HARD: bool>(sv: V, tv: V, ms: V, mt: V, inv_t: V, acc: &mut [V; 4]) -> (V, V, V) {
     let (ss, ts) = (sv.sub(ms), tv.sub(mt));
     let (ds, dt) = (ss.mul(inv_t), ts.mul(inv_t));
     let (es, et) = (exp(ds), exp(dt));

@@ -43,7 +43,16 @@ fn exp_inputs() -> Vec<f32> {
             xs.push(f32::from_bits(b.wrapping_sub(d)));
         }
     }
-    xs.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MAX, f32::MIN, -0.0, f32::MIN_POSITIVE, 1e-45]);
+    xs.extend([
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MAX,
+        f32::MIN,
+        -0.0,
+        f32::MIN_POSITIVE,
+        1e-45,
+    ]);
     xs
 }
 

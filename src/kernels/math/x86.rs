@@ -165,7 +165,14 @@ pub(super) unsafe fn kd_row_sums(
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn kd_row_grad(es: &[f32], et: &[f32], cs: f32, ct: f32, ch: Option<f32>, grad: &mut [f32]) {
+pub(super) unsafe fn kd_row_grad(
+    es: &[f32],
+    et: &[f32],
+    cs: f32,
+    ct: f32,
+    ch: Option<f32>,
+    grad: &mut [f32],
+) {
     match ch {
         Some(ch) => simd::kd_row_grad::<Avx2, true>(es, et, cs, ct, ch, grad),
         None => simd::kd_row_grad::<Avx2, false>(es, et, cs, ct, 0.0, grad),
