@@ -112,7 +112,7 @@ pub(super) fn exp<V: Lanes>(x: V) -> V {
 
 /// exp for lanes that may underflow, overflow or be NaN: the scale `2^n` is applied in two
 /// exact-or-once-rounded halves so that subnormal results are correctly rounded.
-#[inline(never)]
+#[inline(always)]
 fn exp_wide<V: Lanes>(x: V) -> V {
     let clamped = x.max(V::splat(super::EXP_LO)).min(V::splat(super::EXP_HI));
     let (p, n) = exp_reduced(clamped);
