@@ -13,68 +13,11 @@
 #define GREENAI_VERSION_PATCH 0
 
 
-// One scale and zero point for the whole tensor.
-#define GREENAI_GRANULARITY_PER_TENSOR 0
+// The `eps` of [`cosine_embedding_loss`] (as in PyTorch's `cosine_embedding_loss`).
+#define COSINE_EPS 1e-12
 
-// One scale and zero point per index along `axis`.
-#define GREENAI_GRANULARITY_PER_AXIS 1
-
-// One scale and zero point per `block_size` consecutive indices along `axis` (last block may be short).
-#define GREENAI_GRANULARITY_PER_BLOCK 2
-
-// Round half to even.
-#define GREENAI_ROUNDING_HALF_EVEN 0
-
-// Round half away from zero.
-#define GREENAI_ROUNDING_HALF_AWAY 1
-
-// Stochastic rounding keyed by `seed` and the element index.
-#define GREENAI_ROUNDING_STOCHASTIC 2
-
-// ONNX Runtime's formulas (`x / scale`).
-#define GREENAI_CONVENTION_ONNX 0
-
-// PyTorch observers' formulas (`x * (1 / scale)`).
-#define GREENAI_CONVENTION_PYTORCH 1
-
-// TensorFlow Lite's formulas (`x * (1 / scale)`).
-#define GREENAI_CONVENTION_TFLITE 2
-
-// ONNX Runtime activations: uint8 affine per tensor.
-#define GREENAI_PRESET_ONNX_ACTIVATION_U8 0
-
-// ONNX Runtime weights: int8 symmetric on [-127, 127] per tensor.
-#define GREENAI_PRESET_ONNX_WEIGHT_I8 1
-
-// ONNX Runtime 4-bit weights: int4 symmetric per block of 32 along axis 0.
-#define GREENAI_PRESET_ONNX_WEIGHT_I4_BLOCK32 2
-
-// PyTorch MinMaxObserver: uint8 affine per tensor.
-#define GREENAI_PRESET_PYTORCH_ACTIVATION_U8 3
-
-// PyTorch PerChannelMinMaxObserver: int8 symmetric per axis 0.
-#define GREENAI_PRESET_PYTORCH_WEIGHT_I8_PER_CHANNEL 4
-
-// TensorFlow Lite activations: int8 affine, ties away from zero.
-#define GREENAI_PRESET_TFLITE_ACTIVATION_I8 5
-
-// TensorFlow Lite weights: int8 symmetric on [-127, 127] per axis 0, ties away from zero.
-#define GREENAI_PRESET_TFLITE_WEIGHT_I8_PER_CHANNEL 6
-
-// Calibration by the smallest and largest values seen.
-#define GREENAI_CALIBRATION_MIN_MAX 0
-
-// PyTorch's moving-average min-max (`arg`: averaging constant in (0, 1]).
-#define GREENAI_CALIBRATION_MOVING_AVERAGE 1
-
-// Percentile of the values (`arg`: percentile in (0, 100]).
-#define GREENAI_CALIBRATION_PERCENTILE 2
-
-// TensorRT entropy (KL divergence) calibration.
-#define GREENAI_CALIBRATION_ENTROPY 3
-
-// The clipping threshold minimising the quantization MSE.
-#define GREENAI_CALIBRATION_MSE 4
+// The `eps` under the norm of an attention map (as in PyTorch's `F.normalize`).
+#define ATTENTION_EPS 1e-12
 
 // The outcome of a greenai C function. Values are fixed forever; retired values are never reused.
 typedef enum {
@@ -104,65 +47,12 @@ typedef enum {
   GREENAI_ERR_PANIC = 11,
 } greenai_status;
 
-// The count rule: `k = rounding(amount * n)`, optionally capped so at least one candidate survives.
-typedef struct CountRule CountRule;
-
-// Named presets: the conventions of the tools users come from.
-typedef struct Preset Preset;
-
-// The integer type of quantized values.
-typedef struct QType QType;
-
-// How `amount * n` becomes a whole count.
-typedef struct Rounding Rounding;
-
-// A calibration observer. Made by `greenai_observer_new`, released by `greenai_observer_free`.
-typedef struct greenai_observer greenai_observer;
-
 // An owned tensor: row-major, contiguous, of one dtype. Made by `greenai_tensor_new` or
 // `greenai_tensor_from_data`, released by `greenai_tensor_free`.
 typedef struct greenai_tensor greenai_tensor;
 
 // An element type code, one of the `GREENAI_DTYPE_*` values.
 typedef uint32_t greenai_dtype;
-
-// How floats become integers: the C form of the Rust `QuantSpec`. Flags are 0 or 1.
-typedef struct {
-  // `GREENAI_DTYPE_I4`, `_U4`, `_I8`, `_U8`, `_I16` or `_U16`.
-  greenai_dtype qtype;
-  // 1: symmetric range about zero; 0: affine.
-  uint32_t symmetric;
-  // 1: drop the lowest signed value ([-127, 127]) or the highest unsigned one.
-  uint32_t narrow_range;
-  // 1: one bit less of range (7-bit values in int8).
-  uint32_t reduced_range;
-  // A `GREENAI_GRANULARITY_*` value.
-  uint32_t granularity;
-  // The axis of per-axis and per-block granularity.
-  size_t axis;
-  // Elements per block (per-block granularity).
-  size_t block_size;
-  // A `GREENAI_ROUNDING_*` value.
-  uint32_t rounding;
-  // Key of stochastic rounding.
-  uint64_t seed;
-  // `GREENAI_DTYPE_F32` or `GREENAI_DTYPE_F16`: the float type of the scales.
-  greenai_dtype scale_type;
-  // A `GREENAI_CONVENTION_*` value.
-  uint32_t convention;
-} greenai_quant_spec;
-
-// Quantization error of an approximation against its reference.
-typedef struct {
-  // Mean squared error.
-  double mse;
-  // Signal-to-quantization-noise ratio in dB (infinity when exact).
-  double sqnr_db;
-  // Cosine similarity.
-  double cosine;
-  // Largest absolute error.
-  double max_abs;
-} greenai_error_metrics;
 
 // IEEE binary32 (`float`).
 #define GREENAI_DTYPE_F32 0
@@ -196,12 +86,6 @@ typedef struct {
 
 
 
-
-
-
-
-
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -218,252 +102,88 @@ const char *greenai_status_str(greenai_status status);
 // The string belongs to greenai and stays valid until the next failing call on the same thread.
 const char *greenai_last_error_message(void);
 
-// Unstructured magnitude pruning of `w[n]`: prunes the `round_half_even(sparsity * n)` smallest
-// |w| (ties: lower index first) and writes `mask[n]` (1 keeps, 0 prunes).
-// `sparsity` must be in [0, 1]; NaN weights are refused; `mask` is written only on success.
+// Hinton KD loss, batch mean: `alpha*T^2*KL(softmax(t/T) || softmax(s/T)) + (1-alpha)*CE(s, labels)`
+// over `batch x classes` row-major logits. Writes the loss to `*loss` and, when `grad` is not
+// NULL, `d loss / d student` (`batch x classes`) to `grad`. `labels` (`batch` class indices) may
+// be NULL only when `alpha == 1`. Errors: `temperature` not positive and finite, `alpha` outside
+// [0, 1], a label out of range, a non-finite logit; nothing is written then.
 //
 // # Safety
-// `w` and `mask` must point to `n` readable / writable elements (or be NULL when `n` is 0).
-greenai_status greenai_prune_magnitude(const float *w, size_t n, float sparsity, uint8_t *mask);
+// `student` and `teacher` must point to `batch*classes` readable floats, `labels` (unless NULL)
+// to `batch` readable `int32_t`, `grad` (unless NULL) to `batch*classes` writable floats not
+// overlapping the inputs, and `loss` must be writable.
+greenai_status greenai_kd_loss(const float *student,
+                               const float *teacher,
+                               const int32_t *labels,
+                               size_t batch,
+                               size_t classes,
+                               float temperature,
+                               float alpha,
+                               float *loss,
+                               float *grad);
 
-// N:M pruning of a row-major `rows x cols` weight: in each group of `group_m` consecutive
-// weights of a row, keeps the `keep_n` largest |w| (ties: lower index pruned first), writing
-// `mask[rows * cols]`. `cols` must be divisible by `group_m`, `keep_n <= group_m`, `group_m >= 1`.
+// Hinton KD loss over `batch x seq x classes` logits, the mean over kept tokens: `labels` are
+// `batch x seq` (NULL allowed only when `alpha == 1`), `mask` is `batch x seq` (nonzero keeps
+// the token; NULL keeps all). Masked tokens get a zero gradient and their labels are not read;
+// with no kept token the loss and gradient are 0. Otherwise as `greenai_kd_loss`.
 //
 // # Safety
-// `w` and `mask` must point to `rows * cols` readable / writable elements.
-greenai_status greenai_prune_n_m(const float *w,
-                                 size_t rows,
-                                 size_t cols,
-                                 size_t keep_n,
-                                 size_t group_m,
-                                 uint8_t *mask);
+// As `greenai_kd_loss` with `batch*seq` rows; `mask` (unless NULL) must point to `batch*seq` bytes.
+greenai_status greenai_kd_loss_seq(const float *student,
+                                   const float *teacher,
+                                   const int32_t *labels,
+                                   const uint8_t *mask,
+                                   size_t batch,
+                                   size_t seq,
+                                   size_t classes,
+                                   float temperature,
+                                   float alpha,
+                                   float *loss,
+                                   float *grad);
 
-// Ln-structured pruning (torch's `ln_structured`) of a row-major weight of `shape[ndim]`: removes
-// the `round_half_even(amount * shape[dim])` channels along `dim` with the smallest norm over
-// the other dims (`p` = 1, 2 or INFINITY), writing `mask[numel]` (1 keeps, 0 prunes).
+// FitNets hint loss: the mean over `n` elements of `(student - teacher)^2`; `grad` (unless NULL)
+// receives `d loss / d student`. Non-finite input is an error; nothing is written then.
 //
 // # Safety
-// `shape` must hold `ndim` values; `w` and `mask` the product of `shape` elements.
-greenai_status greenai_prune_ln_structured(const float *w,
-                                           const size_t *shape,
-                                           size_t ndim,
-                                           size_t dim,
-                                           float p,
-                                           float amount,
-                                           uint8_t *mask);
+// `student` and `teacher` must point to `n` readable floats, `grad` (unless NULL) to `n`
+// writable floats, and `loss` must be writable.
+greenai_status greenai_mse_loss(const float *student,
+                                const float *teacher,
+                                size_t n,
+                                float *loss,
+                                float *grad);
 
-// ONNX QuantizeLinear to int8: `y = saturate(round_half_even(x / scale) + zero_point)`, `x / scale` in
-// float. NaN in `x` fails with `GREENAI_ERR_NON_FINITE`; +-inf saturate; `y` is written only on success.
+// Cosine embedding loss with target 1 (DistilBERT), batch mean: per row of `batch x dim`,
+// `1 - s.t / sqrt((|s|^2 + 1e-12)(|t|^2 + 1e-12))`; `grad` (unless NULL) receives
+// `d loss / d student`. Non-finite input is an error; nothing is written then.
 //
 // # Safety
-// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0) and must not overlap.
-greenai_status greenai_quantize_linear_i8(const float *x,
-                                          size_t n,
-                                          float scale,
-                                          int8_t zero_point,
-                                          int8_t *y);
+// `student` and `teacher` must point to `batch*dim` readable floats, `grad` (unless NULL) to
+// `batch*dim` writable floats, and `loss` must be writable.
+greenai_status greenai_cosine_embedding_loss(const float *student,
+                                             const float *teacher,
+                                             size_t batch,
+                                             size_t dim,
+                                             float *loss,
+                                             float *grad);
 
-// ONNX QuantizeLinear to uint8 (as `greenai_quantize_linear_i8`).
+// Attention transfer (Zagoruyko & Komodakis), batch mean: per sample, the squared distance
+// between the L2-normalised maps `mean over channels of x^2` of the student
+// (`batch x student_channels x spatial`) and the teacher (`batch x teacher_channels x spatial`);
+// `grad` (unless NULL) receives `d loss / d student`. Errors leave the outputs untouched.
 //
 // # Safety
-// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0) and must not overlap.
-greenai_status greenai_quantize_linear_u8(const float *x,
-                                          size_t n,
-                                          float scale,
-                                          uint8_t zero_point,
-                                          uint8_t *y);
-
-// ONNX DequantizeLinear from int8: `x = (y - zero_point) * scale` in float.
-//
-// # Safety
-// `y` and `x` must point to `n` elements each (or be NULL when `n` is 0) and must not overlap.
-greenai_status greenai_dequantize_linear_i8(const int8_t *y,
-                                            size_t n,
-                                            float scale,
-                                            int8_t zero_point,
-                                            float *x);
-
-// ONNX DequantizeLinear from uint8: `x = (y - zero_point) * scale` in float.
-//
-// # Safety
-// `y` and `x` must point to `n` elements each (or be NULL when `n` is 0) and must not overlap.
-greenai_status greenai_dequantize_linear_u8(const uint8_t *y,
-                                            size_t n,
-                                            float scale,
-                                            uint8_t zero_point,
-                                            float *x);
-
-// ONNX QuantizeLinear to int8 with one scale and zero point per index along `axis` of the row-major
-// tensor `x` of `shape[ndim]`; `scales` and `zero_points` hold `shape[axis]` values.
-//
-// # Safety
-// `shape` must point to `ndim` sizes; `x` and `y` to the tensor's element count; `scales` and
-// `zero_points` to `shape[axis]` values.
-greenai_status greenai_quantize_per_axis_i8(const float *x,
-                                            const size_t *shape,
-                                            size_t ndim,
-                                            size_t axis,
-                                            const float *scales,
-                                            const int8_t *zero_points,
-                                            int8_t *y);
-
-// ONNX DynamicQuantizeLinear as ONNX Runtime computes it: `scale = (max(0, max x) - min(0, min x)) / 255`
-// (1 when that is 0), `zero_point = round_half_even(clamp(-min(0, min x) / scale, 0, 255))`, then
-// QuantizeLinear to uint8. NaN or an infinity in `x` is an error; nothing is written on failure.
-//
-// # Safety
-// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0); `scale` and `zero_point` writable.
-greenai_status greenai_dynamic_quantize_u8(const float *x,
-                                           size_t n,
-                                           uint8_t *y,
-                                           float *scale,
-                                           uint8_t *zero_point);
-
-// Converts floats to IEEE binary16 bit patterns, round to nearest even (NaN stays NaN, overflow to inf).
-//
-// # Safety
-// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0).
-greenai_status greenai_f32_to_f16(const float *x,
-                                  size_t n,
-                                  uint16_t *y);
-
-// Converts IEEE binary16 bit patterns to floats (exact).
-//
-// # Safety
-// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0).
-greenai_status greenai_f16_to_f32(const uint16_t *x, size_t n, float *y);
-
-// Converts floats to bfloat16 bit patterns, round to nearest even (NaN stays NaN).
-//
-// # Safety
-// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0).
-greenai_status greenai_f32_to_bf16(const float *x, size_t n, uint16_t *y);
-
-// Converts bfloat16 bit patterns to floats (exact).
-//
-// # Safety
-// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0).
-greenai_status greenai_bf16_to_f32(const uint16_t *x, size_t n, float *y);
-
-// Writes the spec of a `GREENAI_PRESET_*` to `*spec`.
-//
-// # Safety
-// `spec` must be writable.
-greenai_status greenai_quant_spec_preset(uint32_t preset, greenai_quant_spec *spec);
-
-// Writes to `*count` how many scales (and zero points) `spec` needs for a tensor of `shape[ndim]`.
-//
-// # Safety
-// `spec` readable; `shape` points to `ndim` sizes; `count` writable.
-greenai_status greenai_quant_param_count(const greenai_quant_spec *spec,
-                                         const size_t *shape,
-                                         size_t ndim,
-                                         size_t *count);
-
-// Computes min-max parameters of `spec` for the tensor `x` of `shape[ndim]` (its groups' minima and
-// maxima, by the spec's convention) into `scales[n_params]` and `zero_points[n_params]`;
-// `n_params` must be `greenai_quant_param_count`. NaN or infinity in `x` is an error.
-//
-// # Safety
-// `spec` readable; `shape` points to `ndim` sizes; `x` to the element count; the outputs to `n_params`.
-greenai_status greenai_quant_choose_params(const greenai_quant_spec *spec,
-                                           const float *x,
-                                           const size_t *shape,
-                                           size_t ndim,
-                                           float *scales,
-                                           int32_t *zero_points,
-                                           size_t n_params);
-
-// Quantizes the row-major tensor `x` of `shape[ndim]` with `spec` and the given parameters into `y`,
-// which holds `y_bytes` bytes: exactly the storage of the spec's type (4-bit types packed two per byte,
-// first element in the low nibble). NaN in `x` is an error; nothing is written on failure.
-//
-// # Safety
-// `spec` readable; `shape` points to `ndim` sizes; `x` to the element count; `scales` and
-// `zero_points` to `n_params` values; `y` to `y_bytes` writable bytes aligned for the type.
-greenai_status greenai_quantize(const greenai_quant_spec *spec,
-                                const float *x,
-                                const size_t *shape,
-                                size_t ndim,
-                                const float *scales,
-                                const int32_t *zero_points,
-                                size_t n_params,
-                                void *y,
-                                size_t y_bytes);
-
-// Dequantizes `y` (`y_bytes` bytes of the spec's type, 4-bit packed) of `shape[ndim]` with the given
-// parameters into the floats `x`: `(q - zero_point) * scale`. Nothing is written on failure.
-//
-// # Safety
-// As `greenai_quantize`, with `y` readable and `x` writable for the element count.
-greenai_status greenai_dequantize(const greenai_quant_spec *spec,
-                                  const void *y,
-                                  size_t y_bytes,
-                                  const size_t *shape,
-                                  size_t ndim,
-                                  const float *scales,
-                                  const int32_t *zero_points,
-                                  size_t n_params,
-                                  float *x);
-
-// Creates an observer of `method` (a `GREENAI_CALIBRATION_*`; `arg` is the averaging constant or the
-// percentile, ignored otherwise) that gives parameters for `spec`, into `*out`.
-//
-// # Safety
-// `spec` readable; `out` writable.
-greenai_status greenai_observer_new(uint32_t method,
-                                    double arg,
-                                    const greenai_quant_spec *spec,
-                                    greenai_observer **out);
-
-// Feeds one batch `x` of `shape[ndim]` to the observer. NaN or infinity is an error and leaves the
-// observer unchanged.
-//
-// # Safety
-// `observer` a live handle; `shape` points to `ndim` sizes; `x` to the element count.
-greenai_status greenai_observer_feed(greenai_observer *observer,
-                                     const float *x,
-                                     const size_t *shape,
-                                     size_t ndim);
-
-// Writes the calibrated parameters into `scales[n_params]` and `zero_points[n_params]`; `n_params`
-// must equal the observer's group count (as `greenai_quant_param_count` gives for the fed shape).
-//
-// # Safety
-// `observer` a live handle; the outputs point to `n_params` writable values.
-greenai_status greenai_observer_params(greenai_observer *observer,
-                                       float *scales,
-                                       int32_t *zero_points,
-                                       size_t n_params);
-
-// Releases an observer. NULL is accepted and does nothing.
-//
-// # Safety
-// `observer` must be NULL or a live handle from this library, not used again afterwards.
-void greenai_observer_free(greenai_observer *observer);
-
-// Error metrics of `approx[n]` against `reference[n]` into `*metrics`.
-//
-// # Safety
-// `reference` and `approx` point to `n` floats; `metrics` writable.
-greenai_status greenai_quant_error_metrics(const float *reference,
-                                           const float *approx,
-                                           size_t n,
-                                           greenai_error_metrics *metrics);
-
-// Error metrics per index along `axis` of tensors of `shape[ndim]` into `metrics[shape[axis]]`.
-//
-// # Safety
-// `shape` points to `ndim` sizes; `reference` and `approx` to the element count; `metrics` to
-// `n_metrics` writable structs.
-greenai_status greenai_quant_error_metrics_per_axis(const float *reference,
-                                                    const float *approx,
-                                                    const size_t *shape,
-                                                    size_t ndim,
-                                                    size_t axis,
-                                                    greenai_error_metrics *metrics,
-                                                    size_t n_metrics);
+// `student` must point to `batch*student_channels*spatial` readable floats, `teacher` to
+// `batch*teacher_channels*spatial`, `grad` (unless NULL) to as many writable floats as
+// `student`, and `loss` must be writable.
+greenai_status greenai_attention_transfer_loss(const float *student,
+                                               const float *teacher,
+                                               size_t batch,
+                                               size_t student_channels,
+                                               size_t teacher_channels,
+                                               size_t spatial,
+                                               float *loss,
+                                               float *grad);
 
 // Creates a zero-filled tensor of `dtype` and `shape[ndim]` (`ndim` 0 is a scalar) into `*out`.
 //

@@ -1,1 +1,187 @@
-//! Vectorised elementwise math: exp, log-sum-exp, softmax.
+//! Vectorised elementwise math: exp, max, exp-sum, softmax, and the two row kernels of the fused
+//! knowledge-distillation pass.
+//!
+//! [`scalar`] is the definition: its [`scalar::exp`] is within a few ulp of the exact value over
+//! the whole f32 range (subnormal results and overflow to infinity included), and the SIMD paths
+//! reproduce it bit for bit. Sums are accumulated in f32 lanes over short blocks, then in f64.
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+pub mod scalar;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod simd;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use super::Isa;
+use crate::{Error, Result};
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// ln 2 split for Cody-Waite reduction: `LN2_HI` has 9 significant bits, so `n * LN2_HI` is exact.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// Cephes `expf` minimax coefficients for `(exp(r) - 1 - r) / r^2`, highest degree first.
+const EXP_POLY: [f32; 6] =
+    [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+/// Below this exp is 0 in f32 (exp(-104) < 2^-150), above it infinity (exp(88.8) > f32::MAX).
+const EXP_LO: f32 = -104.0;
+const EXP_HI: f32 = 88.8;
+
+/// The sums one row of the fused KD pass needs, for student logits `s`, teacher logits `t`,
+/// their maxima `ms`, `mt` and `1/T`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KdRowSums {
+    /// `sum exp((s - ms) / T)`.
+    pub student: f64,
+    /// `sum exp((t - mt) / T)`.
+    pub teacher: f64,
+    /// `sum exp(s - ms)` (equal to `student` when the hard part is not computed separately).
+    pub hard: f64,
+    /// `sum exp((t - mt) / T) * ((t - mt) / T - (s - ms) / T)`, terms with a zero exponential left out.
+    pub cross: f64,
+}
+
+/// Where [`kd_row_sums`] stores the row's exponentials, for [`kd_row_grad`].
+#[derive(Debug)]
+pub struct KdStore<'a> {
+    /// Receives `exp((s - ms) / T)`.
+    pub student: &'a mut [f32],
+    /// Receives `exp((t - mt) / T)`.
+    pub teacher: &'a mut [f32],
+    /// Receives `exp(s - ms)` when the hard part is separate; otherwise unused (may be empty).
+    pub hard: &'a mut [f32],
+}
+
+/// Calls `$f` of the chosen path (which must have passed `ensure_available`).
+macro_rules! dispatch {
+    ($isa:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: ensure_available confirmed AVX2, FMA and F16C.
+            Isa::Avx2 => unsafe { x86::$f($($arg),*) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: ensure_available confirmed NEON.
+            Isa::Neon => unsafe { aarch64::$f($($arg),*) },
+            _ => scalar::$f($($arg),*),
+        }
+    };
+}
+
+fn check_same_len(context: &'static str, expected: usize, actual: usize) -> Result<()> {
+    if expected != actual {
+        return Err(Error::ShapeMismatch { context, expected: vec![expected], actual: vec![actual] });
+    }
+    Ok(())
+}
+
+/// `y = exp(x)` elementwise.
+pub fn exp(x: &[f32], y: &mut [f32]) -> Result<()> {
+    exp_on(Isa::active(), x, y)
+}
+
+/// [`exp`] on a chosen path.
+pub fn exp_on(isa: Isa, x: &[f32], y: &mut [f32]) -> Result<()> {
+    isa.ensure_available()?;
+    check_same_len("exp output", x.len(), y.len())?;
+    dispatch!(isa, exp_slice(x, y));
+    Ok(())
+}
+
+/// The maximum of `x` when every element is finite (`-inf` when `x` is empty); `None` when some
+/// element is infinite or NaN.
+pub fn max_finite(x: &[f32]) -> Option<f32> {
+    let (max, finite) = dispatch!(Isa::active(), max_finite(x));
+    finite.then_some(max)
+}
+
+/// [`max_finite`] on a chosen path.
+pub fn max_finite_on(isa: Isa, x: &[f32]) -> Result<Option<f32>> {
+    isa.ensure_available()?;
+    let (max, finite) = dispatch!(isa, max_finite(x));
+    Ok(finite.then_some(max))
+}
+
+/// `y = exp((x - shift) * scale)` elementwise; returns the sum of `y` (accumulated in f64).
+pub fn exp_sum(x: &[f32], shift: f32, scale: f32, y: &mut [f32]) -> Result<f64> {
+    exp_sum_on(Isa::active(), x, shift, scale, y)
+}
+
+/// [`exp_sum`] on a chosen path.
+pub fn exp_sum_on(isa: Isa, x: &[f32], shift: f32, scale: f32, y: &mut [f32]) -> Result<f64> {
+    isa.ensure_available()?;
+    check_same_len("exp_sum output", x.len(), y.len())?;
+    Ok(dispatch!(isa, exp_sum(x, shift, scale, y)))
+}
+
+/// `y = softmax(x * scale)` (max-subtracted); returns `log(sum(exp(x * scale)))`. `x` must be
+/// finite and `scale` positive and finite; an empty `x` gives `-inf`.
+pub fn softmax(x: &[f32], scale: f32, y: &mut [f32]) -> Result<f64> {
+    softmax_on(Isa::active(), x, scale, y)
+}
+
+/// [`softmax`] on a chosen path.
+pub fn softmax_on(isa: Isa, x: &[f32], scale: f32, y: &mut [f32]) -> Result<f64> {
+    isa.ensure_available()?;
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(Error::invalid("scale", scale, "must be positive and finite"));
+    }
+    check_same_len("softmax output", x.len(), y.len())?;
+    let Some(max) = max_finite_on(isa, x)? else {
+        let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        return Err(Error::NonFinite { name: "x", index, value: f64::from(x[index]) });
+    };
+    if x.is_empty() {
+        return Ok(f64::NEG_INFINITY);
+    }
+    let total = dispatch!(isa, exp_sum(x, max, scale, y));
+    let inv = (1.0 / total) as f32;
+    y.iter_mut().for_each(|v| *v *= inv);
+    Ok(f64::from(max) * f64::from(scale) + total.ln())
+}
+
+/// The fused KD sums of one row of student logits `s` and teacher logits `t`, given their maxima
+/// `ms`, `mt` (as [`max_finite`] gives them) and `inv_t = 1/T`; `hard` also sums `exp(s - ms)`.
+/// With `store`, the exponentials are written for [`kd_row_grad`].
+#[allow(clippy::too_many_arguments)]
+pub fn kd_row_sums_on(
+    isa: Isa,
+    s: &[f32],
+    t: &[f32],
+    ms: f32,
+    mt: f32,
+    inv_t: f32,
+    hard: bool,
+    store: Option<KdStore<'_>>,
+) -> Result<KdRowSums> {
+    isa.ensure_available()?;
+    check_same_len("kd teacher row", s.len(), t.len())?;
+    if let Some(st) = &store {
+        check_same_len("kd student store", s.len(), st.student.len())?;
+        check_same_len("kd teacher store", s.len(), st.teacher.len())?;
+        if hard {
+            check_same_len("kd hard store", s.len(), st.hard.len())?;
+        }
+    }
+    Ok(dispatch!(isa, kd_row_sums(s, t, ms, mt, inv_t, hard, store)))
+}
+
+/// The KD gradient of one row from the stored exponentials:
+/// `grad = cs * es + ct * et`, plus `ch * grad` when `ch` is given (`grad` then holds `exp(s - ms)`).
+pub fn kd_row_grad_on(
+    isa: Isa,
+    es: &[f32],
+    et: &[f32],
+    cs: f32,
+    ct: f32,
+    ch: Option<f32>,
+    grad: &mut [f32],
+) -> Result<()> {
+    isa.ensure_available()?;
+    check_same_len("kd teacher exponentials", es.len(), et.len())?;
+    check_same_len("kd gradient row", es.len(), grad.len())?;
+    dispatch!(isa, kd_row_grad(es, et, cs, ct, ch, grad));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

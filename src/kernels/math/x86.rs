@@ -1,0 +1,180 @@
+//! AVX2+FMA paths: the bodies of `simd.rs` on 8 lanes.
+
+use super::simd::{self, Lanes};
+use super::{KdRowSums, KdStore};
+use std::arch::x86_64::*;
+
+/// Eight f32 lanes in a `__m256`. Only made inside the `#[target_feature]` functions below.
+#[derive(Clone, Copy)]
+struct Avx2(__m256);
+
+// SAFETY (for every `unsafe` block in this impl): an `Avx2` value exists only inside the entry
+// points of this file, which carry `#[target_feature(enable = "avx2,fma,f16c")]` and are called
+// only after `Isa::Avx2` was found available, so the intrinsics' features are present.
+impl Lanes for Avx2 {
+    const N: usize = 8;
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees 8 readable floats; features as above.
+        Avx2(unsafe { _mm256_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller guarantees 8 writable floats; features as above.
+        unsafe { _mm256_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    fn splat(v: f32) -> Self {
+        // SAFETY: features as above.
+        Avx2(unsafe { _mm256_set1_ps(v) })
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        // SAFETY: features as above.
+        Avx2(unsafe { _mm256_add_ps(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        // SAFETY: features as above.
+        Avx2(unsafe { _mm256_sub_ps(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        // SAFETY: features as above.
+        Avx2(unsafe { _mm256_mul_ps(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        // SAFETY: features as above.
+        Avx2(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
+    }
+    #[inline(always)]
+    fn max(self, o: Self) -> Self {
+        // SAFETY: features as above.
+        Avx2(unsafe { _mm256_max_ps(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn min(self, o: Self) -> Self {
+        // SAFETY: features as above.
+        Avx2(unsafe { _mm256_min_ps(self.0, o.0) })
+    }
+    #[inline(always)]
+    fn round_even(self) -> Self {
+        // SAFETY: features as above.
+        Avx2(unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0) })
+    }
+    #[inline(always)]
+    fn pow2(n: Self) -> Self {
+        // SAFETY: features as above; n is integer-valued in [-126, 127], so the biased exponent fits.
+        unsafe {
+            let bits = _mm256_add_epi32(_mm256_cvtps_epi32(n.0), _mm256_set1_epi32(127));
+            Avx2(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)))
+        }
+    }
+    #[inline(always)]
+    fn any_outside(self, lo: f32, hi: f32) -> bool {
+        // SAFETY: features as above.
+        unsafe {
+            let below = _mm256_cmp_ps::<_CMP_NGE_UQ>(self.0, _mm256_set1_ps(lo));
+            let above = _mm256_cmp_ps::<_CMP_NLE_UQ>(self.0, _mm256_set1_ps(hi));
+            _mm256_movemask_ps(_mm256_or_ps(below, above)) != 0
+        }
+    }
+    #[inline(always)]
+    fn nan_from(self, x: Self) -> Self {
+        // SAFETY: features as above.
+        unsafe { Avx2(_mm256_blendv_ps(self.0, x.0, _mm256_cmp_ps::<_CMP_UNORD_Q>(x.0, x.0))) }
+    }
+    #[inline(always)]
+    fn where_positive(self, m: Self) -> Self {
+        // SAFETY: features as above.
+        unsafe { Avx2(_mm256_and_ps(self.0, _mm256_cmp_ps::<_CMP_GT_OQ>(m.0, _mm256_setzero_ps()))) }
+    }
+    #[inline(always)]
+    fn sum(self) -> f32 {
+        // SAFETY: features as above.
+        unsafe {
+            let v = _mm_add_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
+            let v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+            let v = _mm_add_ss(v, _mm_shuffle_ps::<0b01>(v, v));
+            _mm_cvtss_f32(v)
+        }
+    }
+    #[inline(always)]
+    fn hmax(self) -> f32 {
+        // SAFETY: features as above.
+        unsafe {
+            let v = _mm_max_ps(_mm256_castps256_ps128(self.0), _mm256_extractf128_ps::<1>(self.0));
+            let v = _mm_max_ps(v, _mm_movehl_ps(v, v));
+            let v = _mm_max_ss(v, _mm_shuffle_ps::<0b01>(v, v));
+            _mm_cvtss_f32(v)
+        }
+    }
+}
+
+/// `y = exp(x)`; lengths equal.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn exp_slice(x: &[f32], y: &mut [f32]) {
+    simd::exp_slice::<Avx2>(x, y)
+}
+
+/// Maximum and finiteness of `x`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn max_finite(x: &[f32]) -> (f32, bool) {
+    simd::max_finite::<Avx2>(x)
+}
+
+/// `y = exp((x - shift) * scale)`, returns the sum; lengths equal.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn exp_sum(x: &[f32], shift: f32, scale: f32, y: &mut [f32]) -> f64 {
+    simd::exp_sum::<Avx2>(x, shift, scale, y)
+}
+
+/// The fused KD sums of one row; lengths checked by the caller.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn kd_row_sums(
+    s: &[f32],
+    t: &[f32],
+    ms: f32,
+    mt: f32,
+    inv_t: f32,
+    hard: bool,
+    store: Option<KdStore<'_>>,
+) -> KdRowSums {
+    if hard {
+        simd::kd_row_sums::<Avx2, true>(s, t, ms, mt, inv_t, store)
+    } else {
+        simd::kd_row_sums::<Avx2, false>(s, t, ms, mt, inv_t, store)
+    }
+}
+
+/// The KD gradient combination of one row; lengths checked by the caller.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn kd_row_grad(
+    es: &[f32],
+    et: &[f32],
+    cs: f32,
+    ct: f32,
+    ch: Option<f32>,
+    grad: &mut [f32],
+) {
+    match ch {
+        Some(ch) => simd::kd_row_grad::<Avx2, true>(es, et, cs, ct, ch, grad),
+        None => simd::kd_row_grad::<Avx2, false>(es, et, cs, ct, 0.0, grad),
+    }
+}
