@@ -15,7 +15,10 @@ fn widen_f16(h: uint16x4_t) -> float32x4_t {
     let magnitude = vandq_u32(w, vdupq_n_u32(0x7fff));
     let shifted = vshlq_n_u32::<13>(magnitude);
     // As an f32, `shifted` is the value scaled by 2^-112 (subnormal f16 become subnormal f32): rescale.
-    let finite = vreinterpretq_u32_f32(vmulq_f32(vreinterpretq_f32_u32(shifted), vdupq_n_f32(f32::from_bits(0x7780_0000))));
+    let finite = vreinterpretq_u32_f32(vmulq_f32(
+        vreinterpretq_f32_u32(shifted),
+        vdupq_n_f32(f32::from_bits(0x7780_0000)),
+    ));
     let special = vorrq_u32(shifted, vdupq_n_u32(0x7f80_0000));
     let is_special = vcgeq_u32(magnitude, vdupq_n_u32(0x7c00));
     vreinterpretq_f32_u32(vorrq_u32(vbslq_u32(is_special, special, finite), sign))
@@ -194,7 +197,14 @@ macro_rules! gemv_rows {
 ///
 /// # Safety
 /// The CPU has NEON; `w` holds `n` rows of `k` (`ldw` apart), `x` `k`, `y` `n`.
-pub(crate) unsafe fn gemv<W: WeightElement>(n: usize, k: usize, w: &[W], ldw: usize, x: &[f32], y: &mut [f32]) {
+pub(crate) unsafe fn gemv<W: WeightElement>(
+    n: usize,
+    k: usize,
+    w: &[W],
+    ldw: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
     let one = |_| 1.0f32;
     match W::KIND {
         WeightKind::F32 => {
@@ -219,6 +229,14 @@ pub(crate) unsafe fn gemv<W: WeightElement>(n: usize, k: usize, w: &[W], ldw: us
 ///
 /// # Safety
 /// As [`gemv`], and `scales` holds `n`.
-pub(crate) unsafe fn gemv_i8(n: usize, k: usize, w: &[i8], ldw: usize, scales: &[f32], x: &[f32], y: &mut [f32]) {
+pub(crate) unsafe fn gemv_i8(
+    n: usize,
+    k: usize,
+    w: &[i8],
+    ldw: usize,
+    scales: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+) {
     gemv_rows!(dots_i8, n, k, w, ldw, x, y, |i: usize| scales[i])
 }

@@ -10,14 +10,14 @@
 //! reference (blocked, with FMA), so results agree within floating-point rounding, not bit for
 //! bit: the tests bound `|got - exact| <= 2 k eps sum_p |a_ip| |b_pj|` against a float64 product.
 
-pub mod blocking;
-pub mod scalar;
-#[cfg(target_arch = "x86_64")]
-mod x86;
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+pub mod blocking;
+pub mod scalar;
 #[cfg(test)]
 mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use super::Isa;
 use crate::error::{check_len, try_vec};
@@ -109,15 +109,19 @@ pub(crate) unsafe fn as_kind<W: WeightElement, T>(b: &[W]) -> &[T] {
 /// `(rows - 1) * ld + cols`, or 0 when it is empty. Fails when `ld < cols` or on overflow.
 pub fn matrix_len(name: &'static str, rows: usize, cols: usize, ld: usize) -> Result<usize> {
     if ld < cols {
-        return Err(Error::invalid(name, ld, format!("leading dimension smaller than the row length {cols}")));
+        return Err(Error::invalid(
+            name,
+            ld,
+            format!("leading dimension smaller than the row length {cols}"),
+        ));
     }
     if rows == 0 || cols == 0 {
         return Ok(0);
     }
-    (rows - 1)
-        .checked_mul(ld)
-        .and_then(|x| x.checked_add(cols))
-        .ok_or_else(|| Error::Overflow { context: name, detail: format!("{rows} rows x leading dimension {ld}") })
+    (rows - 1).checked_mul(ld).and_then(|x| x.checked_add(cols)).ok_or_else(|| Error::Overflow {
+        context: name,
+        detail: format!("{rows} rows x leading dimension {ld}"),
+    })
 }
 
 /// Checks a matrix argument against its buffer; returns the elements it spans.
@@ -241,7 +245,14 @@ pub fn gemm_on<W: WeightElement>(
 }
 
 /// `C = A * B` with prepacked B: A `m x b.k()` (`lda`), C `m x b.n()` (`ldc`), overwritten.
-pub fn gemm_packed<W: WeightElement>(m: usize, a: &[f32], lda: usize, b: &PackedB<W>, c: &mut [f32], ldc: usize) -> Result<()> {
+pub fn gemm_packed<W: WeightElement>(
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB<W>,
+    c: &mut [f32],
+    ldc: usize,
+) -> Result<()> {
     gemm_packed_on(Isa::active(), m, a, lda, b, c, ldc)
 }
 
@@ -301,10 +312,10 @@ pub fn gemm_packed_on<W: WeightElement>(
 fn rows_per_task(m: usize, n: usize, k: usize) -> usize {
     #[cfg(feature = "parallel")]
     {
+        // Small products never ask rayon for its thread count (which would start its pool).
         let work = m.saturating_mul(n).saturating_mul(k);
-        let threads = rayon::current_num_threads();
-        if threads > 1 && work >= blocking::PARALLEL_MIN_MACS && m >= 2 * MR {
-            let tasks = threads.min(m / MR);
+        if work >= blocking::PARALLEL_MIN_MACS && m >= 2 * MR && rayon::current_num_threads() > 1 {
+            let tasks = rayon::current_num_threads().min(m / MR);
             return m.div_ceil(tasks).div_ceil(MR) * MR;
         }
     }
@@ -488,7 +499,15 @@ pub fn gemv_on<W: WeightElement>(
 
 /// `y_i = scale_i * sum_j W_ij x_j` with int8 weights and a per-row scale: W `n x k` (`ldw`),
 /// `scales` length `n`, `x` length `k`, `y` length `n` (overwritten).
-pub fn gemv_i8(n: usize, k: usize, w: &[i8], ldw: usize, scales: &[f32], x: &[f32], y: &mut [f32]) -> Result<()> {
+pub fn gemv_i8(
+    n: usize,
+    k: usize,
+    w: &[i8],
+    ldw: usize,
+    scales: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
     gemv_i8_on(Isa::active(), n, k, w, ldw, scales, x, y)
 }
 

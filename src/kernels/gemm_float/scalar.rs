@@ -29,7 +29,14 @@ pub fn gemm<W: WeightElement>(
 }
 
 /// `C = A * B` with B prepacked.
-pub fn gemm_packed<W: WeightElement>(m: usize, a: &[f32], lda: usize, b: &PackedB<W>, c: &mut [f32], ldc: usize) {
+pub fn gemm_packed<W: WeightElement>(
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB<W>,
+    c: &mut [f32],
+    ldc: usize,
+) {
     for i in 0..m {
         for j in 0..b.n() {
             let mut acc = 0.0f32;

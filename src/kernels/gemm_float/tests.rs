@@ -41,7 +41,15 @@ fn assert_close(got: f32, exact: f64, mag: f64, k: usize, what: &str) {
 
 /// The float64 product and magnitude sums of `A (m x k) * B (k x n)`.
 #[allow(clippy::too_many_arguments)]
-fn exact_product(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize) -> Vec<(f64, f64)> {
+fn exact_product(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+) -> Vec<(f64, f64)> {
     let mut out = Vec::with_capacity(m * n);
     for i in 0..m {
         for j in 0..n {
@@ -61,7 +69,16 @@ const SENTINEL: f32 = -7.25;
 
 /// Runs one GEMM shape with weights `b` on every path and checks it; C's padding stays untouched.
 #[allow(clippy::too_many_arguments)]
-fn check_gemm<W: WeightElement>(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[W], ldb: usize, ldc: usize) {
+fn check_gemm<W: WeightElement>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[W],
+    ldb: usize,
+    ldc: usize,
+) {
     let b32: Vec<f32> = b.iter().map(|w| w.to_f32()).collect();
     let exact = exact_product(m, n, k, a, lda, &b32, ldb);
     let c_len = matrix_len("c", m, n, ldc).unwrap() + 3;
@@ -133,14 +150,18 @@ fn gemm_f32_weights_match_exact_product_on_every_path() {
 
 #[test]
 fn gemm_f16_edge_values() {
-    let edges = [0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x0400, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00, 0x3c00, 0x3555];
+    let edges = [
+        0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x0400, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00, 0x3c00,
+        0x3555,
+    ];
     let (m, n, k) = (7, 2 * NR + 3, 29);
     let mut rng = Rng(3);
     let a = rng.vec(m * k);
     let b: Vec<f16> = (0..k * n).map(|i| f16::from_bits(edges[(i * 7 + i / 5) % edges.len()])).collect();
     check_gemm(m, n, k, &a, k, &b, n, n);
     // Only finite weights, so every output is finite and the bound is exercised on large and tiny values.
-    let finite: Vec<f16> = b.iter().map(|&w| if w.is_finite() { w } else { f16::from_bits(0x0001) }).collect();
+    let finite: Vec<f16> =
+        b.iter().map(|&w| if w.is_finite() { w } else { f16::from_bits(0x0001) }).collect();
     check_gemm(m, n, k, &a, k, &finite, n, n);
 }
 
@@ -173,7 +194,13 @@ fn check_gemv_all<W: GemvWeight + Copy>(
         for i in 0..n {
             let (s, mag) = exact[i];
             let scale = scales[i] as f64;
-            assert_close(y[i], s * scale, mag * scale.abs(), k + 1, &format!("{isa} gemv n={n} k={k} row {i}"));
+            assert_close(
+                y[i],
+                s * scale,
+                mag * scale.abs(),
+                k + 1,
+                &format!("{isa} gemv n={n} k={k} row {i}"),
+            );
         }
         assert_eq!(&y[n..], &[SENTINEL; 2], "{isa}: wrote past y");
     }
@@ -182,7 +209,8 @@ fn check_gemv_all<W: GemvWeight + Copy>(
 #[test]
 fn gemv_every_weight_type_matches_exact_product() {
     let mut rng = Rng(11);
-    let mut shapes = vec![(0, 0), (0, 7), (5, 0), (1, 1), (3, 15), (4, 16), (9, 33), (17, 257), (300, 70), (5, 1031)];
+    let mut shapes =
+        vec![(0, 0), (0, 7), (5, 0), (1, 1), (3, 15), (4, 16), (9, 33), (17, 257), (300, 70), (5, 1031)];
     for _ in 0..10 {
         shapes.push((rng.below(50), rng.below(200)));
     }
@@ -199,7 +227,9 @@ fn gemv_every_weight_type_matches_exact_product() {
         check_gemv_all(n, k, &bh, ldw, &ones, &x, |isa, y| gemv_on(isa, n, k, &bh, ldw, &x, y).unwrap());
         let q: Vec<i8> = (0..len).map(|i| [-128i8, 127, 0, -1, (rng.next() >> 56) as i8][i % 5]).collect();
         let scales: Vec<f32> = (0..n).map(|_| rng.unit() * 0.01).collect();
-        check_gemv_all(n, k, &q, ldw, &scales, &x, |isa, y| gemv_i8_on(isa, n, k, &q, ldw, &scales, &x, y).unwrap());
+        check_gemv_all(n, k, &q, ldw, &scales, &x, |isa, y| {
+            gemv_i8_on(isa, n, k, &q, ldw, &scales, &x, y).unwrap()
+        });
     }
 }
 
@@ -219,13 +249,13 @@ fn bad_input_is_an_error_and_writes_nothing() {
     for isa in Isa::available() {
         let mut c = vec![SENTINEL; 16];
         let bad = [
-            gemm_on(isa, 3, 4, 4, &a, 3, &b, 4, &mut c, 4),   // lda < k
-            gemm_on(isa, 3, 4, 3, &a, 3, &b, 3, &mut c, 4),   // ldb < n
-            gemm_on(isa, 3, 4, 3, &a, 3, &b, 4, &mut c, 3),   // ldc < n
+            gemm_on(isa, 3, 4, 4, &a, 3, &b, 4, &mut c, 4),       // lda < k
+            gemm_on(isa, 3, 4, 3, &a, 3, &b, 3, &mut c, 4),       // ldb < n
+            gemm_on(isa, 3, 4, 3, &a, 3, &b, 4, &mut c, 3),       // ldc < n
             gemm_on(isa, 4, 4, 3, &a[..11], 3, &b, 4, &mut c, 4), // a too short
-            gemm_on(isa, 3, 4, 4, &a, 4, &b, 4, &mut c, 4),   // b too short
-            gemm_on(isa, 3, 6, 3, &a, 3, &b[..0], 6, &mut c, 6), // b empty
-            gemm_on(isa, 5, 4, 3, &a, 3, &b, 4, &mut c, 4),   // c and a too short
+            gemm_on(isa, 3, 4, 4, &a, 4, &b, 4, &mut c, 4),       // b too short
+            gemm_on(isa, 3, 6, 3, &a, 3, &b[..0], 6, &mut c, 6),  // b empty
+            gemm_on(isa, 5, 4, 3, &a, 3, &b, 4, &mut c, 4),       // c and a too short
             gemm_on(isa, usize::MAX, 4, 3, &a, usize::MAX / 2, &b, 4, &mut c, 4), // overflow
         ];
         for (i, r) in bad.iter().enumerate() {

@@ -174,7 +174,14 @@ macro_rules! gemv_rows {
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; `w` holds `n` rows of `k` (`ldw` apart), `x` `k`, `y` `n`.
-pub(crate) unsafe fn gemv<W: WeightElement>(n: usize, k: usize, w: &[W], ldw: usize, x: &[f32], y: &mut [f32]) {
+pub(crate) unsafe fn gemv<W: WeightElement>(
+    n: usize,
+    k: usize,
+    w: &[W],
+    ldw: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
     let one = |_| 1.0f32;
     match W::KIND {
         WeightKind::F32 => {
@@ -201,6 +208,14 @@ kernels!(microkernel_i8, dots_i8, i8, load_i8);
 ///
 /// # Safety
 /// As [`gemv`], and `scales` holds `n`.
-pub(crate) unsafe fn gemv_i8(n: usize, k: usize, w: &[i8], ldw: usize, scales: &[f32], x: &[f32], y: &mut [f32]) {
+pub(crate) unsafe fn gemv_i8(
+    n: usize,
+    k: usize,
+    w: &[i8],
+    ldw: usize,
+    scales: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+) {
     gemv_rows!(dots_i8, n, k, w, ldw, x, y, |i: usize| scales[i])
 }
