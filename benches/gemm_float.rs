@@ -123,11 +123,11 @@ fn copies(bytes: usize) -> usize {
 }
 
 /// Round-robin over `copies` of `w`, `y = W x` per iteration.
-fn bench_gemv<T: Clone>(
+fn bench_gemv<T: Clone + Sync>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     w: Vec<T>,
-    mut run: impl FnMut(&[T]),
+    mut run: impl FnMut(&[T]) + Send,
 ) {
     let bytes = w.len() * std::mem::size_of::<T>();
     let ws: Vec<Vec<T>> = (0..copies(bytes)).map(|_| w.clone()).collect();
