@@ -13,11 +13,23 @@
 #define GREENAI_VERSION_PATCH 0
 
 
-// The `eps` of [`cosine_embedding_loss`] (as in PyTorch's `cosine_embedding_loss`).
-#define COSINE_EPS 1e-12
+// Rows of C per microkernel call.
+#define MR 6
 
-// The `eps` under the norm of an attention map (as in PyTorch's `F.normalize`).
-#define ATTENTION_EPS 1e-12
+// Columns of C per microkernel call (and the width of a packed B panel).
+#define NR 16
+
+// Depth of one pass: B panel slices and packed A blocks are `KC` deep.
+#define KC 256
+
+// Rows of A packed per block (a multiple of [`MR`]).
+#define MC 120
+
+// Multiply-adds below which a GEMM stays on the calling thread.
+#define PARALLEL_MIN_MACS (1 << 22)
+
+// Weights below which a GEMV stays on the calling thread.
+#define PARALLEL_MIN_GEMV_WEIGHTS (1 << 20)
 
 // The outcome of a greenai C function. Values are fixed forever; retired values are never reused.
 typedef enum {
@@ -46,6 +58,10 @@ typedef enum {
   // A bug in greenai: a Rust panic was caught at the boundary.
   GREENAI_ERR_PANIC = 11,
 } greenai_status;
+
+// f16 weights (`k x n`) prepacked for repeated GEMM. Made by `greenai_packed_f16_new`,
+// released by `greenai_packed_f16_free`.
+typedef struct greenai_packed_f16 greenai_packed_f16;
 
 // An owned tensor: row-major, contiguous, of one dtype. Made by `greenai_tensor_new` or
 // `greenai_tensor_from_data`, released by `greenai_tensor_free`.
@@ -102,88 +118,111 @@ const char *greenai_status_str(greenai_status status);
 // The string belongs to greenai and stays valid until the next failing call on the same thread.
 const char *greenai_last_error_message(void);
 
-// Hinton KD loss, batch mean: `alpha*T^2*KL(softmax(t/T) || softmax(s/T)) + (1-alpha)*CE(s, labels)`
-// over `batch x classes` row-major logits. Writes the loss to `*loss` and, when `grad` is not
-// NULL, `d loss / d student` (`batch x classes`) to `grad`. `labels` (`batch` class indices) may
-// be NULL only when `alpha == 1`. Errors: `temperature` not positive and finite, `alpha` outside
-// [0, 1], a label out of range, a non-finite logit; nothing is written then.
+// `C = A * B`: A `m x k` f32 (leading dimension `lda`), B `k x n` IEEE binary16 bit patterns
+// (`ldb`), C `m x n` f32 (`ldc`), all row-major, C overwritten. Leading dimensions are in
+// elements and at least the row length. `k = 0` sets C to zero.
 //
 // # Safety
-// `student` and `teacher` must point to `batch*classes` readable floats, `labels` (unless NULL)
-// to `batch` readable `int32_t`, `grad` (unless NULL) to `batch*classes` writable floats not
-// overlapping the inputs, and `loss` must be writable.
-greenai_status greenai_kd_loss(const float *student,
-                               const float *teacher,
-                               const int32_t *labels,
-                               size_t batch,
-                               size_t classes,
-                               float temperature,
-                               float alpha,
-                               float *loss,
-                               float *grad);
+// `a`, `b` and `c` must span `(rows - 1) * ld + cols` elements of their matrices (or be NULL
+// when that is 0); `c` must not overlap `a` or `b`.
+greenai_status greenai_gemm_f32_f16w(size_t m,
+                                     size_t n,
+                                     size_t k,
+                                     const float *a,
+                                     size_t lda,
+                                     const uint16_t *b,
+                                     size_t ldb,
+                                     float *c,
+                                     size_t ldc);
 
-// Hinton KD loss over `batch x seq x classes` logits, the mean over kept tokens: `labels` are
-// `batch x seq` (NULL allowed only when `alpha == 1`), `mask` is `batch x seq` (nonzero keeps
-// the token; NULL keeps all). Masked tokens get a zero gradient and their labels are not read;
-// with no kept token the loss and gradient are 0. Otherwise as `greenai_kd_loss`.
+// `C = A * B` with B given as bfloat16 bit patterns; otherwise as `greenai_gemm_f32_f16w`.
 //
 // # Safety
-// As `greenai_kd_loss` with `batch*seq` rows; `mask` (unless NULL) must point to `batch*seq` bytes.
-greenai_status greenai_kd_loss_seq(const float *student,
-                                   const float *teacher,
-                                   const int32_t *labels,
-                                   const uint8_t *mask,
-                                   size_t batch,
-                                   size_t seq,
-                                   size_t classes,
-                                   float temperature,
-                                   float alpha,
-                                   float *loss,
-                                   float *grad);
+// As `greenai_gemm_f32_f16w`.
+greenai_status greenai_gemm_f32_bf16w(size_t m,
+                                      size_t n,
+                                      size_t k,
+                                      const float *a,
+                                      size_t lda,
+                                      const uint16_t *b,
+                                      size_t ldb,
+                                      float *c,
+                                      size_t ldc);
 
-// FitNets hint loss: the mean over `n` elements of `(student - teacher)^2`; `grad` (unless NULL)
-// receives `d loss / d student`. Non-finite input is an error; nothing is written then.
+// Packs B (`k x n` IEEE binary16 bit patterns, row-major, leading dimension `ldb`) into `*out`.
 //
 // # Safety
-// `student` and `teacher` must point to `n` readable floats, `grad` (unless NULL) to `n`
-// writable floats, and `loss` must be writable.
-greenai_status greenai_mse_loss(const float *student,
-                                const float *teacher,
-                                size_t n,
-                                float *loss,
-                                float *grad);
+// `b` must span `(k - 1) * ldb + n` elements (or be NULL when that is 0); `out` must be writable.
+greenai_status greenai_packed_f16_new(size_t k,
+                                      size_t n,
+                                      const uint16_t *b,
+                                      size_t ldb,
+                                      greenai_packed_f16 **out);
 
-// Cosine embedding loss with target 1 (DistilBERT), batch mean: per row of `batch x dim`,
-// `1 - s.t / sqrt((|s|^2 + 1e-12)(|t|^2 + 1e-12))`; `grad` (unless NULL) receives
-// `d loss / d student`. Non-finite input is an error; nothing is written then.
+// Releases packed weights; NULL is ignored.
 //
 // # Safety
-// `student` and `teacher` must point to `batch*dim` readable floats, `grad` (unless NULL) to
-// `batch*dim` writable floats, and `loss` must be writable.
-greenai_status greenai_cosine_embedding_loss(const float *student,
-                                             const float *teacher,
-                                             size_t batch,
-                                             size_t dim,
-                                             float *loss,
-                                             float *grad);
+// `packed` must be NULL or a live handle from `greenai_packed_f16_new`, not used afterwards.
+void greenai_packed_f16_free(greenai_packed_f16 *packed);
 
-// Attention transfer (Zagoruyko & Komodakis), batch mean: per sample, the squared distance
-// between the L2-normalised maps `mean over channels of x^2` of the student
-// (`batch x student_channels x spatial`) and the teacher (`batch x teacher_channels x spatial`);
-// `grad` (unless NULL) receives `d loss / d student`. Errors leave the outputs untouched.
+// `C = A * B` with prepacked B (`k x n`): A `m x k` f32 (`lda`), C `m x n` f32 (`ldc`), overwritten.
 //
 // # Safety
-// `student` must point to `batch*student_channels*spatial` readable floats, `teacher` to
-// `batch*teacher_channels*spatial`, `grad` (unless NULL) to as many writable floats as
-// `student`, and `loss` must be writable.
-greenai_status greenai_attention_transfer_loss(const float *student,
-                                               const float *teacher,
-                                               size_t batch,
-                                               size_t student_channels,
-                                               size_t teacher_channels,
-                                               size_t spatial,
-                                               float *loss,
-                                               float *grad);
+// `packed` must be a live handle; `a` and `c` must span their matrices; `c` must not overlap `a`.
+greenai_status greenai_gemm_f32_packed_f16(size_t m,
+                                           const float *a,
+                                           size_t lda,
+                                           const greenai_packed_f16 *packed,
+                                           float *c,
+                                           size_t ldc);
+
+// `y = W x`: W `n x k` f32 row-major (leading dimension `ldw` >= `k`), `x` `k` floats,
+// `y` `n` floats (overwritten).
+//
+// # Safety
+// `w` must span `(n - 1) * ldw + k` elements, `x` `k` and `y` `n` (each may be NULL when its
+// count is 0); `y` must not overlap the inputs.
+greenai_status greenai_gemv_f32(size_t n,
+                                size_t k,
+                                const float *w,
+                                size_t ldw,
+                                const float *x,
+                                float *y);
+
+// `y = W x` with W as IEEE binary16 bit patterns; otherwise as `greenai_gemv_f32`.
+//
+// # Safety
+// As `greenai_gemv_f32`.
+greenai_status greenai_gemv_f32_f16w(size_t n,
+                                     size_t k,
+                                     const uint16_t *w,
+                                     size_t ldw,
+                                     const float *x,
+                                     float *y);
+
+// `y = W x` with W as bfloat16 bit patterns; otherwise as `greenai_gemv_f32`.
+//
+// # Safety
+// As `greenai_gemv_f32`.
+greenai_status greenai_gemv_f32_bf16w(size_t n,
+                                      size_t k,
+                                      const uint16_t *w,
+                                      size_t ldw,
+                                      const float *x,
+                                      float *y);
+
+// `y_i = scales_i * sum_j W_ij x_j`: W `n x k` int8 row-major (`ldw` >= `k`), `scales` `n`
+// floats (one per row), `x` `k` floats, `y` `n` floats (overwritten).
+//
+// # Safety
+// As `greenai_gemv_f32`, and `scales` must hold `n` floats.
+greenai_status greenai_gemv_f32_i8w(size_t n,
+                                    size_t k,
+                                    const int8_t *w,
+                                    size_t ldw,
+                                    const float *scales,
+                                    const float *x,
+                                    float *y);
 
 // Creates a zero-filled tensor of `dtype` and `shape[ndim]` (`ndim` 0 is a scalar) into `*out`.
 //

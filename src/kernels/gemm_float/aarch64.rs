@@ -1,0 +1,242 @@
+//! NEON kernels: a 6 x 16 f32 register tile for GEMM (twenty-four accumulators), and four-row GEMV.
+//! f16 is widened exactly with integer operations and one multiply (no FP16 extension needed).
+
+use super::blocking::{MR, NR};
+use super::{as_kind, GemvWeight, Tile, WeightElement, WeightKind};
+use core::arch::aarch64::*;
+use half::{bf16, f16};
+
+/// Four f16 bit patterns widened exactly to f32 (zeros, subnormals, normals, infinities, NaN).
+#[target_feature(enable = "neon")]
+#[inline]
+fn widen_f16(h: uint16x4_t) -> float32x4_t {
+    let w = vmovl_u16(h);
+    let sign = vshlq_n_u32::<16>(vandq_u32(w, vdupq_n_u32(0x8000)));
+    let magnitude = vandq_u32(w, vdupq_n_u32(0x7fff));
+    let shifted = vshlq_n_u32::<13>(magnitude);
+    // As an f32, `shifted` is the value scaled by 2^-112 (subnormal f16 become subnormal f32): rescale.
+    let finite = vreinterpretq_u32_f32(vmulq_f32(
+        vreinterpretq_f32_u32(shifted),
+        vdupq_n_f32(f32::from_bits(0x7780_0000)),
+    ));
+    let special = vorrq_u32(shifted, vdupq_n_u32(0x7f80_0000));
+    let is_special = vcgeq_u32(magnitude, vdupq_n_u32(0x7c00));
+    vreinterpretq_f32_u32(vorrq_u32(vbslq_u32(is_special, special, finite), sign))
+}
+
+/// Eight f32 weights at `p`.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn load_f32(p: *const f32) -> [float32x4_t; 2] {
+    // SAFETY: the caller guarantees 8 readable elements at p.
+    unsafe { [vld1q_f32(p), vld1q_f32(p.add(4))] }
+}
+
+/// Eight f16 weights at `p`, widened exactly.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn load_f16(p: *const f16) -> [float32x4_t; 2] {
+    // SAFETY: the caller guarantees 8 readable elements at p.
+    let h = unsafe { vld1q_u16(p.cast()) };
+    [widen_f16(vget_low_u16(h)), widen_f16(vget_high_u16(h))]
+}
+
+/// Eight bf16 weights at `p`, widened exactly.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn load_bf16(p: *const bf16) -> [float32x4_t; 2] {
+    // SAFETY: the caller guarantees 8 readable elements at p.
+    let h = unsafe { vld1q_u16(p.cast()) };
+    [
+        vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_low_u16(h))),
+        vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_high_u16(h))),
+    ]
+}
+
+/// Eight int8 weights at `p`, as f32.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn load_i8(p: *const i8) -> [float32x4_t; 2] {
+    // SAFETY: the caller guarantees 8 readable bytes at p.
+    let h = vmovl_s8(unsafe { vld1_s8(p) });
+    [vcvtq_f32_s32(vmovl_s16(vget_low_s16(h))), vcvtq_f32_s32(vmovl_s16(vget_high_s16(h)))]
+}
+
+macro_rules! kernels {
+    ($microkernel:ident, $dots:ident, $t:ty, $load:ident) => {
+        /// One MR x NR tile of C from packed panels.
+        ///
+        /// # Safety
+        /// The CPU has NEON; the buffers hold the tile (`Tile::assert_fits`).
+        #[target_feature(enable = "neon")]
+        #[allow(dead_code)]
+        unsafe fn $microkernel(tile: Tile, a: &[f32], b: &[$t], c: &mut [f32]) {
+            let mut acc = [[vdupq_n_f32(0.0); 4]; MR];
+            let (ap, bp) = (a.as_ptr(), b.as_ptr());
+            for p in 0..tile.kc {
+                // SAFETY: a holds kc * MR and b kc * NR elements (asserted by the caller).
+                unsafe {
+                    let [b0, b1] = $load(bp.add(p * NR));
+                    let [b2, b3] = $load(bp.add(p * NR + 8));
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = *ap.add(p * MR + r);
+                        row[0] = vfmaq_n_f32(row[0], b0, av);
+                        row[1] = vfmaq_n_f32(row[1], b1, av);
+                        row[2] = vfmaq_n_f32(row[2], b2, av);
+                        row[3] = vfmaq_n_f32(row[3], b3, av);
+                    }
+                }
+            }
+            if tile.mr == MR && tile.nr == NR {
+                for (r, row) in acc.iter().enumerate() {
+                    for (q, &v) in row.iter().enumerate() {
+                        // SAFETY: c holds (MR - 1) * ldc + NR elements (asserted by the caller).
+                        unsafe {
+                            let cp = c.as_mut_ptr().add(r * tile.ldc + 4 * q);
+                            let v = if tile.accumulate { vaddq_f32(v, vld1q_f32(cp)) } else { v };
+                            vst1q_f32(cp, v);
+                        }
+                    }
+                }
+            } else {
+                let mut spill = [[0.0f32; NR]; MR];
+                for (dst, row) in spill.iter_mut().zip(&acc) {
+                    for (q, &v) in row.iter().enumerate() {
+                        // SAFETY: each spill row holds NR = 16 f32.
+                        unsafe { vst1q_f32(dst.as_mut_ptr().add(4 * q), v) };
+                    }
+                }
+                tile.store(&spill, c);
+            }
+        }
+
+        /// Dot products of `R` weight rows (`ldw` apart) with `x`.
+        ///
+        /// # Safety
+        /// The CPU has NEON; `w` holds `(R - 1) * ldw + k` elements and `x` holds `k`.
+        #[target_feature(enable = "neon")]
+        unsafe fn $dots<const R: usize>(w: &[$t], ldw: usize, k: usize, x: &[f32]) -> [f32; R] {
+            let rows: [*const $t; R] = core::array::from_fn(|r| w[r * ldw..].as_ptr());
+            let mut acc = [[vdupq_n_f32(0.0); 4]; R];
+            let mut j = 0;
+            while j + 16 <= k {
+                // SAFETY: j + 16 <= k, so every row and x have 16 elements from j.
+                unsafe {
+                    let xs = [
+                        vld1q_f32(x.as_ptr().add(j)),
+                        vld1q_f32(x.as_ptr().add(j + 4)),
+                        vld1q_f32(x.as_ptr().add(j + 8)),
+                        vld1q_f32(x.as_ptr().add(j + 12)),
+                    ];
+                    for (row, a) in rows.iter().zip(acc.iter_mut()) {
+                        let [w0, w1] = $load(row.add(j));
+                        let [w2, w3] = $load(row.add(j + 8));
+                        a[0] = vfmaq_f32(a[0], w0, xs[0]);
+                        a[1] = vfmaq_f32(a[1], w1, xs[1]);
+                        a[2] = vfmaq_f32(a[2], w2, xs[2]);
+                        a[3] = vfmaq_f32(a[3], w3, xs[3]);
+                    }
+                }
+                j += 16;
+            }
+            core::array::from_fn(|r| {
+                let tail: f32 = (j..k).map(|t| w[r * ldw + t].value() * x[t]).sum();
+                let [a0, a1, a2, a3] = acc[r];
+                vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3))) + tail
+            })
+        }
+    };
+}
+
+kernels!(microkernel_f32, dots_f32, f32, load_f32);
+kernels!(microkernel_f16, dots_f16, f16, load_f16);
+kernels!(microkernel_bf16, dots_bf16, bf16, load_bf16);
+kernels!(microkernel_i8, dots_i8, i8, load_i8);
+
+/// One MR x NR tile of C from packed panels of any weight format.
+///
+/// # Safety
+/// The CPU has NEON; the buffers hold the tile (`Tile::assert_fits`).
+pub(crate) unsafe fn microkernel<W: WeightElement>(tile: Tile, a: &[f32], b: &[W], c: &mut [f32]) {
+    // SAFETY: the kind names W's concrete type; the CPU and buffers are the caller's contract.
+    unsafe {
+        match W::KIND {
+            WeightKind::F32 => microkernel_f32(tile, a, as_kind(b), c),
+            WeightKind::F16 => microkernel_f16(tile, a, as_kind(b), c),
+            WeightKind::Bf16 => microkernel_bf16(tile, a, as_kind(b), c),
+        }
+    }
+}
+
+/// Rows per GEMV group.
+const ROWS: usize = 4;
+
+/// `y = W x` over `n` rows, ROWS at a time, then one at a time; `scale(i)` multiplies output `i`.
+macro_rules! gemv_rows {
+    ($dots:ident, $n:expr, $k:expr, $w:expr, $ldw:expr, $x:expr, $y:expr, $scale:expr) => {{
+        let (n, k, w, ldw, x, y) = ($n, $k, $w, $ldw, $x, $y);
+        let mut i = 0;
+        while i + ROWS <= n {
+            // SAFETY: the caller checked w holds n rows of k (ldw apart) and x holds k.
+            let d: [f32; ROWS] = unsafe { $dots(&w[i * ldw..], ldw, k, x) };
+            for (r, v) in d.into_iter().enumerate() {
+                y[i + r] = $scale(i + r) * v;
+            }
+            i += ROWS;
+        }
+        while i < n {
+            // SAFETY: as above, for one row.
+            let [v]: [f32; 1] = unsafe { $dots(&w[i * ldw..], ldw, k, x) };
+            y[i] = $scale(i) * v;
+            i += 1;
+        }
+    }};
+}
+
+/// `y = W x` for f32, f16 or bf16 weights.
+///
+/// # Safety
+/// The CPU has NEON; `w` holds `n` rows of `k` (`ldw` apart), `x` `k`, `y` `n`.
+pub(crate) unsafe fn gemv<W: WeightElement>(
+    n: usize,
+    k: usize,
+    w: &[W],
+    ldw: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    let one = |_| 1.0f32;
+    match W::KIND {
+        WeightKind::F32 => {
+            // SAFETY: the kind names W's concrete type.
+            let w = unsafe { as_kind::<W, f32>(w) };
+            gemv_rows!(dots_f32, n, k, w, ldw, x, y, one)
+        }
+        WeightKind::F16 => {
+            // SAFETY: the kind names W's concrete type.
+            let w = unsafe { as_kind::<W, f16>(w) };
+            gemv_rows!(dots_f16, n, k, w, ldw, x, y, one)
+        }
+        WeightKind::Bf16 => {
+            // SAFETY: the kind names W's concrete type.
+            let w = unsafe { as_kind::<W, bf16>(w) };
+            gemv_rows!(dots_bf16, n, k, w, ldw, x, y, one)
+        }
+    }
+}
+
+/// `y_i = scale_i * (W x)_i` for int8 weights.
+///
+/// # Safety
+/// As [`gemv`], and `scales` holds `n`.
+pub(crate) unsafe fn gemv_i8(
+    n: usize,
+    k: usize,
+    w: &[i8],
+    ldw: usize,
+    scales: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+) {
+    gemv_rows!(dots_i8, n, k, w, ldw, x, y, |i: usize| scales[i])
+}

@@ -1,0 +1,85 @@
+//! The scalar reference: plain loops in f32, each output summed over `p = 0..k` in order
+//! (`acc = acc + a * b`, rounded after every step). Arguments are checked by the caller.
+
+use super::blocking::{MR, NR};
+use super::{PackedB, Tile, WeightElement};
+
+/// `C = A * B`, the definition.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<W: WeightElement>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[W],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f32;
+            for p in 0..k {
+                acc += a[i * lda + p] * b[p * ldb + j].to_f32();
+            }
+            c[i * ldc + j] = acc;
+        }
+    }
+}
+
+/// `C = A * B` with B prepacked.
+pub fn gemm_packed<W: WeightElement>(
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB<W>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    for i in 0..m {
+        for j in 0..b.n() {
+            let mut acc = 0.0f32;
+            for p in 0..b.k() {
+                acc += a[i * lda + p] * b.get(p, j).to_f32();
+            }
+            c[i * ldc + j] = acc;
+        }
+    }
+}
+
+/// One `MR x NR` tile from packed panels (the portable microkernel).
+pub(crate) fn microkernel<W: WeightElement>(tile: Tile, a: &[f32], b: &[W], c: &mut [f32]) {
+    let mut acc = [[0.0f32; NR]; MR];
+    for p in 0..tile.kc {
+        for (r, row) in acc.iter_mut().enumerate() {
+            let av = a[p * MR + r];
+            for (j, v) in row.iter_mut().enumerate() {
+                *v += av * b[p * NR + j].to_f32();
+            }
+        }
+    }
+    tile.store(&acc, c);
+}
+
+/// `y = W x`: `y_i = sum_j W_ij x_j`.
+pub fn gemv<W: WeightElement>(n: usize, k: usize, w: &[W], ldw: usize, x: &[f32], y: &mut [f32]) {
+    for (i, yi) in y.iter_mut().enumerate().take(n) {
+        let mut acc = 0.0f32;
+        for j in 0..k {
+            acc += w[i * ldw + j].to_f32() * x[j];
+        }
+        *yi = acc;
+    }
+}
+
+/// `y_i = scale_i * sum_j W_ij x_j` with int8 weights.
+pub fn gemv_i8(n: usize, k: usize, w: &[i8], ldw: usize, scales: &[f32], x: &[f32], y: &mut [f32]) {
+    for (i, yi) in y.iter_mut().enumerate().take(n) {
+        let mut acc = 0.0f32;
+        for j in 0..k {
+            acc += f32::from(w[i * ldw + j]) * x[j];
+        }
+        *yi = scales[i] * acc;
+    }
+}

@@ -1,0 +1,221 @@
+//! AVX2 + FMA + F16C kernels: a 6 x 16 f32 register tile for GEMM (f16/bf16 panels converted
+//! with `vcvtph2ps` / a 16-bit shift as they are loaded), and four-row GEMV with eight accumulators.
+
+use super::blocking::{MR, NR};
+use super::{as_kind, GemvWeight, Tile, WeightElement, WeightKind};
+use core::arch::x86_64::*;
+use half::{bf16, f16};
+
+/// Eight f32 weights at `p`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load_f32(p: *const f32) -> __m256 {
+    // SAFETY: the caller guarantees 8 readable elements at p.
+    unsafe { _mm256_loadu_ps(p) }
+}
+
+/// Eight f16 weights at `p`, widened exactly.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load_f16(p: *const f16) -> __m256 {
+    // SAFETY: the caller guarantees 8 readable elements (16 bytes) at p.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+}
+
+/// Eight bf16 weights at `p`, widened exactly (the bits move to the top half of an f32).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load_bf16(p: *const bf16) -> __m256 {
+    // SAFETY: the caller guarantees 8 readable elements (16 bytes) at p.
+    unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast())))) }
+}
+
+/// Eight int8 weights at `p`, as f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load_i8(p: *const i8) -> __m256 {
+    // SAFETY: the caller guarantees 8 readable bytes at p.
+    unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()))) }
+}
+
+/// Sum of the eight lanes of `v`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn hsum(v: __m256) -> f32 {
+    let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps::<1>(q, q)))
+}
+
+macro_rules! kernels {
+    ($microkernel:ident, $dots:ident, $t:ty, $load:ident) => {
+        /// One MR x NR tile of C from packed panels.
+        ///
+        /// # Safety
+        /// The CPU has AVX2, FMA and F16C; the buffers hold the tile (`Tile::assert_fits`).
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[allow(dead_code)]
+        unsafe fn $microkernel(tile: Tile, a: &[f32], b: &[$t], c: &mut [f32]) {
+            let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+            let (ap, bp) = (a.as_ptr(), b.as_ptr());
+            for p in 0..tile.kc {
+                // SAFETY: a holds kc * MR and b kc * NR elements (asserted by the caller).
+                unsafe {
+                    let b0 = $load(bp.add(p * NR));
+                    let b1 = $load(bp.add(p * NR + 8));
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = _mm256_broadcast_ss(&*ap.add(p * MR + r));
+                        row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                        row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+                    }
+                }
+            }
+            if tile.mr == MR && tile.nr == NR {
+                for (r, row) in acc.iter().enumerate() {
+                    // SAFETY: c holds (MR - 1) * ldc + NR elements (asserted by the caller).
+                    unsafe {
+                        let cp = c.as_mut_ptr().add(r * tile.ldc);
+                        let (mut v0, mut v1) = (row[0], row[1]);
+                        if tile.accumulate {
+                            v0 = _mm256_add_ps(v0, _mm256_loadu_ps(cp));
+                            v1 = _mm256_add_ps(v1, _mm256_loadu_ps(cp.add(8)));
+                        }
+                        _mm256_storeu_ps(cp, v0);
+                        _mm256_storeu_ps(cp.add(8), v1);
+                    }
+                }
+            } else {
+                let mut spill = [[0.0f32; NR]; MR];
+                for (dst, row) in spill.iter_mut().zip(&acc) {
+                    // SAFETY: each spill row holds NR = 16 f32.
+                    unsafe {
+                        _mm256_storeu_ps(dst.as_mut_ptr(), row[0]);
+                        _mm256_storeu_ps(dst.as_mut_ptr().add(8), row[1]);
+                    }
+                }
+                tile.store(&spill, c);
+            }
+        }
+
+        /// Dot products of `R` weight rows (from `rows`, `ldw` apart) with `x`.
+        ///
+        /// # Safety
+        /// The CPU has AVX2, FMA and F16C; `w` holds `(R - 1) * ldw + k` elements and `x` holds `k`.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $dots<const R: usize>(w: &[$t], ldw: usize, k: usize, x: &[f32]) -> [f32; R] {
+            let rows: [*const $t; R] = core::array::from_fn(|r| w[r * ldw..].as_ptr());
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            let mut j = 0;
+            while j + 16 <= k {
+                // SAFETY: j + 16 <= k, so every row and x have 16 elements from j.
+                unsafe {
+                    let x0 = _mm256_loadu_ps(x.as_ptr().add(j));
+                    let x1 = _mm256_loadu_ps(x.as_ptr().add(j + 8));
+                    for (row, a) in rows.iter().zip(acc.iter_mut()) {
+                        a[0] = _mm256_fmadd_ps($load(row.add(j)), x0, a[0]);
+                        a[1] = _mm256_fmadd_ps($load(row.add(j + 8)), x1, a[1]);
+                    }
+                }
+                j += 16;
+            }
+            core::array::from_fn(|r| {
+                let tail: f32 = (j..k).map(|t| w[r * ldw + t].value() * x[t]).sum();
+                hsum(_mm256_add_ps(acc[r][0], acc[r][1])) + tail
+            })
+        }
+    };
+}
+
+kernels!(microkernel_f32, dots_f32, f32, load_f32);
+kernels!(microkernel_f16, dots_f16, f16, load_f16);
+kernels!(microkernel_bf16, dots_bf16, bf16, load_bf16);
+
+/// One MR x NR tile of C from packed panels of any weight format.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; the buffers hold the tile (`Tile::assert_fits`).
+pub(crate) unsafe fn microkernel<W: WeightElement>(tile: Tile, a: &[f32], b: &[W], c: &mut [f32]) {
+    // SAFETY: the kind names W's concrete type; the CPU and buffers are the caller's contract.
+    unsafe {
+        match W::KIND {
+            WeightKind::F32 => microkernel_f32(tile, a, as_kind(b), c),
+            WeightKind::F16 => microkernel_f16(tile, a, as_kind(b), c),
+            WeightKind::Bf16 => microkernel_bf16(tile, a, as_kind(b), c),
+        }
+    }
+}
+
+/// Rows per GEMV group: 4 rows x 2 accumulators keep eight FMA chains in flight.
+const ROWS: usize = 4;
+
+/// `y = W x` over `n` rows, ROWS at a time, then one at a time; `scale(i)` multiplies output `i`.
+macro_rules! gemv_rows {
+    ($dots:ident, $n:expr, $k:expr, $w:expr, $ldw:expr, $x:expr, $y:expr, $scale:expr) => {{
+        let (n, k, w, ldw, x, y) = ($n, $k, $w, $ldw, $x, $y);
+        let mut i = 0;
+        while i + ROWS <= n {
+            // SAFETY: the caller checked w holds n rows of k (ldw apart) and x holds k.
+            let d: [f32; ROWS] = unsafe { $dots(&w[i * ldw..], ldw, k, x) };
+            for (r, v) in d.into_iter().enumerate() {
+                y[i + r] = $scale(i + r) * v;
+            }
+            i += ROWS;
+        }
+        while i < n {
+            // SAFETY: as above, for one row.
+            let [v]: [f32; 1] = unsafe { $dots(&w[i * ldw..], ldw, k, x) };
+            y[i] = $scale(i) * v;
+            i += 1;
+        }
+    }};
+}
+
+/// `y = W x` for f32, f16 or bf16 weights.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` holds `n` rows of `k` (`ldw` apart), `x` `k`, `y` `n`.
+pub(crate) unsafe fn gemv<W: WeightElement>(
+    n: usize,
+    k: usize,
+    w: &[W],
+    ldw: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    let one = |_| 1.0f32;
+    match W::KIND {
+        WeightKind::F32 => {
+            // SAFETY: the kind names W's concrete type.
+            let w = unsafe { as_kind::<W, f32>(w) };
+            gemv_rows!(dots_f32, n, k, w, ldw, x, y, one)
+        }
+        WeightKind::F16 => {
+            // SAFETY: the kind names W's concrete type.
+            let w = unsafe { as_kind::<W, f16>(w) };
+            gemv_rows!(dots_f16, n, k, w, ldw, x, y, one)
+        }
+        WeightKind::Bf16 => {
+            // SAFETY: the kind names W's concrete type.
+            let w = unsafe { as_kind::<W, bf16>(w) };
+            gemv_rows!(dots_bf16, n, k, w, ldw, x, y, one)
+        }
+    }
+}
+
+kernels!(microkernel_i8, dots_i8, i8, load_i8);
+
+/// `y_i = scale_i * (W x)_i` for int8 weights.
+///
+/// # Safety
+/// As [`gemv`], and `scales` holds `n`.
+pub(crate) unsafe fn gemv_i8(
+    n: usize,
+    k: usize,
+    w: &[i8],
+    ldw: usize,
+    scales: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+) {
+    gemv_rows!(dots_i8, n, k, w, ldw, x, y, |i: usize| scales[i])
+}
