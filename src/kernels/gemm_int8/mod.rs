@@ -232,9 +232,10 @@ fn run<T: AElement>(
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
-        let threads = rayon::current_num_threads();
+        // Small products never touch rayon (not even to ask its thread count, which starts the pool).
         let macs = m.saturating_mul(n).saturating_mul(packed.k());
-        if threads > 1 && macs >= blocking::PARALLEL_MIN_MACS {
+        let threads = if macs >= blocking::PARALLEL_MIN_MACS { rayon::current_num_threads() } else { 1 };
+        if threads > 1 {
             let panels = packed.panels();
             let split = |len: usize, unit: usize| -> Vec<Range<usize>> {
                 let units = len.div_ceil(unit);
