@@ -13,23 +13,25 @@
 #define GREENAI_VERSION_PATCH 0
 
 
-// Rows of C per microkernel call.
+// Rows of C per microkernel tile (A row panel height).
 #define MR 6
 
-// Columns of C per microkernel call (and the width of a packed B panel).
+// Columns of C per microkernel tile (B column panel width): two vectors of eight i32.
 #define NR 16
 
-// Depth of one pass: B panel slices and packed A blocks are `KC` deep.
-#define KC 256
+// Depth step: the kernels consume k four bytes at a time (one `vpmaddubsw`+`vpmaddwd` quad).
+#define KU 4
 
-// Rows of A packed per block (a multiple of [`MR`]).
+// Depth of one cache block, in quads of [`KU`]: an A panel (6 x 512 bytes) and a B panel
+// (512 x 16 bytes) stay in L1 together.
+#define KC_QUADS 128
+
+// Rows of A per cache block (a multiple of [`MR`]): the packed A block (120 x 512 bytes, twice
+// that for the widened exact layout) stays in L2 while B panels stream past it.
 #define MC 120
 
-// Multiply-adds below which a GEMM stays on the calling thread.
-#define PARALLEL_MIN_MACS (1 << 22)
-
-// Weights below which a GEMV stays on the calling thread.
-#define PARALLEL_MIN_GEMV_WEIGHTS (1 << 20)
+// Below this many multiply-adds a product stays on the calling thread.
+#define PARALLEL_MIN_MACS (1 << 21)
 
 // The outcome of a greenai C function. Values are fixed forever; retired values are never reused.
 typedef enum {
@@ -59,16 +61,29 @@ typedef enum {
   GREENAI_ERR_PANIC = 11,
 } greenai_status;
 
-// f16 weights (`k x n`) prepacked for repeated GEMM. Made by `greenai_packed_f16_new`,
-// released by `greenai_packed_f16_free`.
-typedef struct greenai_packed_f16 greenai_packed_f16;
+// B (`k x n`, `int8_t`) packed once for the GEMM kernels, with its column sums. Made by
+// `greenai_packed_i8_pack` or `greenai_packed_i8_pack_transposed`, released by `greenai_packed_i8_free`.
+typedef struct greenai_packed_i8 greenai_packed_i8;
+
+// A linear layer `y = x W^T + b` with int8 weights per output channel. Made by
+// `greenai_qlinear_from_f32` or `greenai_qlinear_from_i8`, released by `greenai_qlinear_free`.
+typedef struct greenai_qlinear greenai_qlinear;
 
 // An owned tensor: row-major, contiguous, of one dtype. Made by `greenai_tensor_new` or
 // `greenai_tensor_from_data`, released by `greenai_tensor_free`.
 typedef struct greenai_tensor greenai_tensor;
 
+// How `greenai_qlinear_forward` quantizes its input rows, one of the `GREENAI_ACT_QUANT_*` values.
+typedef uint32_t greenai_act_quant;
+
 // An element type code, one of the `GREENAI_DTYPE_*` values.
 typedef uint32_t greenai_dtype;
+
+// u8 affine per row over `[min(0, min x), max(0, max x)]`, as ONNX dynamic quantization.
+#define GREENAI_ACT_QUANT_U8_AFFINE 0
+
+// i8 symmetric per row, scale `max |x| / 127`.
+#define GREENAI_ACT_QUANT_I8_SYMMETRIC 1
 
 // IEEE binary32 (`float`).
 #define GREENAI_DTYPE_F32 0
@@ -118,111 +133,200 @@ const char *greenai_status_str(greenai_status status);
 // The string belongs to greenai and stays valid until the next failing call on the same thread.
 const char *greenai_last_error_message(void);
 
-// `C = A * B`: A `m x k` f32 (leading dimension `lda`), B `k x n` IEEE binary16 bit patterns
-// (`ldb`), C `m x n` f32 (`ldc`), all row-major, C overwritten. Leading dimensions are in
-// elements and at least the row length. `k = 0` sets C to zero.
+// `C = A B`: A `uint8_t` (`m x k`), B `int8_t` (`k x n`), C `int32_t` (`m x n`), exact for every
+// input. `k == 0` zeroes C.
 //
 // # Safety
-// `a`, `b` and `c` must span `(rows - 1) * ld + cols` elements of their matrices (or be NULL
-// when that is 0); `c` must not overlap `a` or `b`.
-greenai_status greenai_gemm_f32_f16w(size_t m,
+// Each pointer must cover its matrix's extent (see the module notes); C must not overlap A or B.
+greenai_status greenai_gemm_u8i8_i32(size_t m,
                                      size_t n,
                                      size_t k,
-                                     const float *a,
+                                     const uint8_t *a,
                                      size_t lda,
-                                     const uint16_t *b,
+                                     const int8_t *b,
                                      size_t ldb,
-                                     float *c,
+                                     int32_t *c,
                                      size_t ldc);
 
-// `C = A * B` with B given as bfloat16 bit patterns; otherwise as `greenai_gemm_f32_f16w`.
+// `C = A B`: A `int8_t` (`m x k`), B `int8_t` (`k x n`), C `int32_t` (`m x n`), exact for every
+// input. `k == 0` zeroes C.
 //
 // # Safety
-// As `greenai_gemm_f32_f16w`.
-greenai_status greenai_gemm_f32_bf16w(size_t m,
-                                      size_t n,
-                                      size_t k,
-                                      const float *a,
-                                      size_t lda,
-                                      const uint16_t *b,
-                                      size_t ldb,
-                                      float *c,
-                                      size_t ldc);
-
-// Packs B (`k x n` IEEE binary16 bit patterns, row-major, leading dimension `ldb`) into `*out`.
-//
-// # Safety
-// `b` must span `(k - 1) * ldb + n` elements (or be NULL when that is 0); `out` must be writable.
-greenai_status greenai_packed_f16_new(size_t k,
-                                      size_t n,
-                                      const uint16_t *b,
-                                      size_t ldb,
-                                      greenai_packed_f16 **out);
-
-// Releases packed weights; NULL is ignored.
-//
-// # Safety
-// `packed` must be NULL or a live handle from `greenai_packed_f16_new`, not used afterwards.
-void greenai_packed_f16_free(greenai_packed_f16 *packed);
-
-// `C = A * B` with prepacked B (`k x n`): A `m x k` f32 (`lda`), C `m x n` f32 (`ldc`), overwritten.
-//
-// # Safety
-// `packed` must be a live handle; `a` and `c` must span their matrices; `c` must not overlap `a`.
-greenai_status greenai_gemm_f32_packed_f16(size_t m,
-                                           const float *a,
-                                           size_t lda,
-                                           const greenai_packed_f16 *packed,
-                                           float *c,
-                                           size_t ldc);
-
-// `y = W x`: W `n x k` f32 row-major (leading dimension `ldw` >= `k`), `x` `k` floats,
-// `y` `n` floats (overwritten).
-//
-// # Safety
-// `w` must span `(n - 1) * ldw + k` elements, `x` `k` and `y` `n` (each may be NULL when its
-// count is 0); `y` must not overlap the inputs.
-greenai_status greenai_gemv_f32(size_t n,
-                                size_t k,
-                                const float *w,
-                                size_t ldw,
-                                const float *x,
-                                float *y);
-
-// `y = W x` with W as IEEE binary16 bit patterns; otherwise as `greenai_gemv_f32`.
-//
-// # Safety
-// As `greenai_gemv_f32`.
-greenai_status greenai_gemv_f32_f16w(size_t n,
+// Each pointer must cover its matrix's extent (see the module notes); C must not overlap A or B.
+greenai_status greenai_gemm_i8i8_i32(size_t m,
+                                     size_t n,
                                      size_t k,
-                                     const uint16_t *w,
-                                     size_t ldw,
-                                     const float *x,
-                                     float *y);
+                                     const int8_t *a,
+                                     size_t lda,
+                                     const int8_t *b,
+                                     size_t ldb,
+                                     int32_t *c,
+                                     size_t ldc);
 
-// `y = W x` with W as bfloat16 bit patterns; otherwise as `greenai_gemv_f32`.
+// `C += A B` with A `uint8_t`, B `int8_t`, C `int32_t` (wrapping on int32 overflow).
 //
 // # Safety
-// As `greenai_gemv_f32`.
-greenai_status greenai_gemv_f32_bf16w(size_t n,
-                                      size_t k,
-                                      const uint16_t *w,
-                                      size_t ldw,
-                                      const float *x,
-                                      float *y);
+// As `greenai_gemm_u8i8_i32`.
+greenai_status greenai_gemm_u8i8_i32_acc(size_t m,
+                                         size_t n,
+                                         size_t k,
+                                         const uint8_t *a,
+                                         size_t lda,
+                                         const int8_t *b,
+                                         size_t ldb,
+                                         int32_t *c,
+                                         size_t ldc);
 
-// `y_i = scales_i * sum_j W_ij x_j`: W `n x k` int8 row-major (`ldw` >= `k`), `scales` `n`
-// floats (one per row), `x` `k` floats, `y` `n` floats (overwritten).
+// `C += A B` with A `int8_t`, B `int8_t`, C `int32_t` (wrapping on int32 overflow).
 //
 // # Safety
-// As `greenai_gemv_f32`, and `scales` must hold `n` floats.
-greenai_status greenai_gemv_f32_i8w(size_t n,
-                                    size_t k,
-                                    const int8_t *w,
-                                    size_t ldw,
-                                    const float *scales,
-                                    const float *x,
-                                    float *y);
+// As `greenai_gemm_i8i8_i32`.
+greenai_status greenai_gemm_i8i8_i32_acc(size_t m,
+                                         size_t n,
+                                         size_t k,
+                                         const int8_t *a,
+                                         size_t lda,
+                                         const int8_t *b,
+                                         size_t ldb,
+                                         int32_t *c,
+                                         size_t ldc);
+
+// Packs row-major B (`k x n`, `int8_t`, leading dimension `ldb >= n`) into a new handle at `*out`.
+//
+// # Safety
+// `b` must cover B's extent; `out` must be writable.
+greenai_status greenai_packed_i8_pack(size_t k,
+                                      size_t n,
+                                      const int8_t *b,
+                                      size_t ldb,
+                                      greenai_packed_i8 **out);
+
+// Packs B = W^T from row-major W (`n x k`, one row per output channel, leading dimension
+// `ldw >= k`) into a new handle at `*out`.
+//
+// # Safety
+// `w` must cover W's extent; `out` must be writable.
+greenai_status greenai_packed_i8_pack_transposed(size_t n,
+                                                 size_t k,
+                                                 const int8_t *w,
+                                                 size_t ldw,
+                                                 greenai_packed_i8 **out);
+
+// Writes the packed matrix's `k` and `n` to `*k` and `*n`.
+//
+// # Safety
+// `packed` must be a live handle; `k` and `n` must be writable.
+greenai_status greenai_packed_i8_dims(const greenai_packed_i8 *packed, size_t *k, size_t *n);
+
+// Copies B's `n` column sums (`sum_k b[k][j]`) into `sums[capacity]` (`capacity >= n`).
+//
+// # Safety
+// `packed` must be a live handle; `sums` must point to `capacity` writable `int32_t`.
+greenai_status greenai_packed_i8_col_sums(const greenai_packed_i8 *packed,
+                                          int32_t *sums,
+                                          size_t capacity);
+
+// `C = A B` with B prepacked: A `uint8_t` (`m x k`), C `int32_t` (`m x n`), exact.
+//
+// # Safety
+// `packed` must be a live handle; `a` and `c` must cover their extents and not overlap.
+greenai_status greenai_gemm_u8_packed_i32(size_t m,
+                                          const uint8_t *a,
+                                          size_t lda,
+                                          const greenai_packed_i8 *packed,
+                                          int32_t *c,
+                                          size_t ldc);
+
+// `C = A B` with B prepacked: A `int8_t` (`m x k`), C `int32_t` (`m x n`), exact.
+//
+// # Safety
+// `packed` must be a live handle; `a` and `c` must cover their extents and not overlap.
+greenai_status greenai_gemm_i8_packed_i32(size_t m,
+                                          const int8_t *a,
+                                          size_t lda,
+                                          const greenai_packed_i8 *packed,
+                                          int32_t *c,
+                                          size_t ldc);
+
+// `C += A B` with B prepacked and A `uint8_t` (wrapping on int32 overflow).
+//
+// # Safety
+// As `greenai_gemm_u8_packed_i32`.
+greenai_status greenai_gemm_u8_packed_i32_acc(size_t m,
+                                              const uint8_t *a,
+                                              size_t lda,
+                                              const greenai_packed_i8 *packed,
+                                              int32_t *c,
+                                              size_t ldc);
+
+// `C += A B` with B prepacked and A `int8_t` (wrapping on int32 overflow).
+//
+// # Safety
+// As `greenai_gemm_i8_packed_i32`.
+greenai_status greenai_gemm_i8_packed_i32_acc(size_t m,
+                                              const int8_t *a,
+                                              size_t lda,
+                                              const greenai_packed_i8 *packed,
+                                              int32_t *c,
+                                              size_t ldc);
+
+// Releases a packed matrix. NULL is accepted and does nothing; a handle must not be freed twice.
+//
+// # Safety
+// `packed` must be NULL or a live handle from this library, not used again afterwards.
+void greenai_packed_i8_free(greenai_packed_i8 *packed);
+
+// Builds a layer from f32 weights W (`out_features x in_features`, row-major), quantized
+// symmetric per output channel to [-127, 127] (to [-63, 63] when `reduce_range` is 1: the fastest
+// kernel, less accurate); `bias` (`out_features` floats) may be NULL for none. Writes `*out`.
+//
+// # Safety
+// `w` must point to `out_features * in_features` floats, `bias` to `out_features` or be NULL;
+// `out` must be writable.
+greenai_status greenai_qlinear_from_f32(const float *w,
+                                        size_t out_features,
+                                        size_t in_features,
+                                        const float *bias,
+                                        uint32_t reduce_range,
+                                        greenai_qlinear **out);
+
+// Builds a layer from int8 weights W (`out_features x in_features`, row-major, zero point 0) with
+// one positive `scales[o]` per output channel; `bias` may be NULL for none. Writes `*out`.
+//
+// # Safety
+// `w` must point to `out_features * in_features` bytes, `scales` to `out_features` floats,
+// `bias` to `out_features` floats or be NULL; `out` must be writable.
+greenai_status greenai_qlinear_from_i8(const int8_t *w,
+                                       size_t out_features,
+                                       size_t in_features,
+                                       const float *scales,
+                                       const float *bias,
+                                       greenai_qlinear **out);
+
+// `y = x W^T + b` for `batch` rows: x `batch x in_features` floats, y `batch x out_features`,
+// x quantized per row as `mode` says. A non-finite x is `GREENAI_ERR_NON_FINITE`, y untouched.
+//
+// # Safety
+// `layer` must be a live handle; `x` and `y` must point to their sizes and not overlap.
+greenai_status greenai_qlinear_forward(const greenai_qlinear *layer,
+                                       const float *x,
+                                       size_t batch,
+                                       greenai_act_quant mode,
+                                       float *y);
+
+// Writes the layer's input and output feature counts.
+//
+// # Safety
+// `layer` must be a live handle; `in_features` and `out_features` must be writable.
+greenai_status greenai_qlinear_dims(const greenai_qlinear *layer,
+                                    size_t *in_features,
+                                    size_t *out_features);
+
+// Releases a layer. NULL is accepted and does nothing; a handle must not be freed twice.
+//
+// # Safety
+// `layer` must be NULL or a live handle from this library, not used again afterwards.
+void greenai_qlinear_free(greenai_qlinear *layer);
 
 // Creates a zero-filled tensor of `dtype` and `shape[ndim]` (`ndim` 0 is a scalar) into `*out`.
 //

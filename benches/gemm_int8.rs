@@ -1,0 +1,152 @@
+//! int8 GEMM throughput against `matrixmultiply::sgemm` (f32) at the same shapes, one thread,
+//! plus two-thread scaling. Throughput is in operations (2 m n k) per second: "Gelem/s" = GOPS.
+//!
+//! Paths: `packed_7bit` (B prepacked with values in [-64, 63]: the `vpmaddubsw` path),
+//! `packed_exact` (full-range u8 x i8, the widened exact path), `unpacked_exact` (packs B per call),
+//! `scalar` (portable kernel, small sizes only).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use greenai::kernels::gemm_int8::{gemm_on, gemm_packed_on, PackedI8, Update};
+use greenai::kernels::Isa;
+use std::hint::black_box;
+
+struct Rng(u64);
+impl Rng {
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (self.0 >> 33) as u8
+            })
+            .collect()
+    }
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a rayon pool")
+}
+
+fn bench_shape(c: &mut Criterion, group_name: &str, m: usize, n: usize, k: usize, with_scalar: bool) {
+    let one = pool(1);
+    let mut rng = Rng(1);
+    let a = rng.bytes(m * k);
+    let b_full: Vec<i8> = rng.bytes(k * n).into_iter().map(|v| v as i8).collect();
+    let b_7bit: Vec<i8> = b_full.iter().map(|&v| v >> 1).collect();
+    let packed_full = PackedI8::pack(k, n, &b_full, n).unwrap();
+    let packed_7bit = PackedI8::pack(k, n, &b_7bit, n).unwrap();
+    let af: Vec<f32> = a.iter().map(|&v| f32::from(v)).collect();
+    let bf: Vec<f32> = b_full.iter().map(|&v| f32::from(v)).collect();
+    let mut ci = vec![0i32; m * n];
+    let mut cf = vec![0f32; m * n];
+    let isa = Isa::best();
+
+    let mut group = c.benchmark_group(group_name);
+    group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+    if m * n * k >= 1 << 27 {
+        group.sample_size(10);
+    }
+    let shape = format!("{m}x{n}x{k}");
+    group.bench_function(BenchmarkId::new("packed_7bit", &shape), |bench| {
+        one.install(|| {
+            bench.iter(|| {
+                gemm_packed_on(isa, m, black_box(&a), k, &packed_7bit, &mut ci, n, Update::Overwrite).unwrap()
+            })
+        })
+    });
+    group.bench_function(BenchmarkId::new("packed_exact", &shape), |bench| {
+        one.install(|| {
+            bench.iter(|| {
+                gemm_packed_on(isa, m, black_box(&a), k, &packed_full, &mut ci, n, Update::Overwrite).unwrap()
+            })
+        })
+    });
+    group.bench_function(BenchmarkId::new("unpacked_exact", &shape), |bench| {
+        one.install(|| {
+            bench.iter(|| {
+                gemm_on(isa, Update::Overwrite, m, n, k, black_box(&a), k, &b_full, n, &mut ci, n).unwrap()
+            })
+        })
+    });
+    if with_scalar {
+        group.bench_function(BenchmarkId::new("scalar", &shape), |bench| {
+            one.install(|| {
+                bench.iter(|| {
+                    gemm_packed_on(
+                        Isa::Scalar,
+                        m,
+                        black_box(&a),
+                        k,
+                        &packed_full,
+                        &mut ci,
+                        n,
+                        Update::Overwrite,
+                    )
+                    .unwrap()
+                })
+            })
+        });
+    }
+    group.bench_function(BenchmarkId::new("matrixmultiply_sgemm_f32", &shape), |bench| {
+        bench.iter(|| {
+            // SAFETY: the slices hold m x k, k x n and m x n row-major f32 with the strides given.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    black_box(af.as_ptr()),
+                    k as isize,
+                    1,
+                    bf.as_ptr(),
+                    n as isize,
+                    1,
+                    0.0,
+                    cf.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            }
+        })
+    });
+    group.finish();
+}
+
+fn square(c: &mut Criterion) {
+    for s in [256, 512, 1024] {
+        bench_shape(c, "gemm_int8_square", s, s, s, s == 256);
+    }
+}
+
+fn language_model(c: &mut Criterion) {
+    for m in [16, 128] {
+        bench_shape(c, "gemm_int8_llm", m, 4096, 4096, false);
+    }
+}
+
+fn threads(c: &mut Criterion) {
+    let s = 1024;
+    let mut rng = Rng(2);
+    let a = rng.bytes(s * s);
+    let b: Vec<i8> = rng.bytes(s * s).into_iter().map(|v| (v as i8) >> 1).collect();
+    let packed = PackedI8::pack(s, s, &b, s).unwrap();
+    let mut ci = vec![0i32; s * s];
+    let mut group = c.benchmark_group("gemm_int8_threads");
+    group.throughput(Throughput::Elements((2 * s * s * s) as u64));
+    group.sample_size(10);
+    for t in [1, 2] {
+        let p = pool(t);
+        group.bench_function(BenchmarkId::new("packed_7bit_1024", t), |bench| {
+            p.install(|| {
+                bench.iter(|| {
+                    gemm_packed_on(Isa::best(), s, black_box(&a), s, &packed, &mut ci, s, Update::Overwrite)
+                        .unwrap()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, square, language_model, threads);
+criterion_main!(benches);

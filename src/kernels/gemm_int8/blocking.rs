@@ -1,0 +1,18 @@
+//! Register tile and cache blocking of the int8 GEMM: every size the kernels and drivers share.
+
+/// Rows of C per microkernel tile (A row panel height).
+pub const MR: usize = 6;
+/// Columns of C per microkernel tile (B column panel width): two vectors of eight i32.
+pub const NR: usize = 16;
+/// Depth step: the kernels consume k four bytes at a time (one `vpmaddubsw`+`vpmaddwd` quad).
+pub const KU: usize = 4;
+/// Depth of one cache block, in quads of [`KU`]: an A panel (6 x 512 bytes) and a B panel
+/// (512 x 16 bytes) stay in L1 together.
+pub const KC_QUADS: usize = 128;
+/// Rows of A per cache block (a multiple of [`MR`]): the packed A block (120 x 512 bytes, twice
+/// that for the widened exact layout) stays in L2 while B panels stream past it.
+pub const MC: usize = 120;
+/// Below this many multiply-adds a product stays on the calling thread.
+pub const PARALLEL_MIN_MACS: usize = 1 << 21;
+
+const _: () = assert!(MC % MR == 0 && NR * KU == 64);

@@ -1,0 +1,170 @@
+//! The quantized linear layer: `y = x W^T + b` with W int8 per output channel, x quantized per row.
+
+use super::{check_matrix, gemm_packed_on, PackedI8, Update};
+use crate::error::{check_len, try_vec};
+use crate::kernels::convert::scalar::{quantize_i8, quantize_u8};
+use crate::kernels::Isa;
+use crate::{Error, Result};
+
+/// How the layer quantizes its f32 input, one scale (and zero point) per row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivationQuant {
+    /// u8 affine over `[min(0, min x), max(0, max x)]`, as ONNX DynamicQuantizeLinear and ONNX
+    /// Runtime's dynamic quantization do.
+    U8Affine,
+    /// i8 symmetric: scale `max |x| / 127`, zero point 0.
+    I8Symmetric,
+}
+
+/// A linear layer with int8 weights, symmetric per output channel, prepacked for the GEMM.
+#[derive(Clone, Debug)]
+pub struct QuantLinear {
+    packed: PackedI8,
+    scales: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+fn first_non_finite(name: &'static str, x: &[f32]) -> Result<()> {
+    match x.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(Error::NonFinite { name, index, value: f64::from(x[index]) }),
+        None => Ok(()),
+    }
+}
+
+/// `max |x| / limit`, or 1 for an all-zero slice (any scale represents zeros exactly).
+fn symmetric_scale(x: &[f32], limit: f32) -> f32 {
+    let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    if max > 0.0 {
+        max / limit
+    } else {
+        1.0
+    }
+}
+
+impl QuantLinear {
+    /// Quantizes f32 weights W (`out_features x in_features`, row-major) per output channel,
+    /// symmetric: `scale = max |w| / 127` and values in [-127, 127]; with `reduce_range`, 7-bit
+    /// ([-63, 63], scale `max |w| / 63`) as ONNX Runtime's `reduce_range`, which lets every
+    /// product take the fastest AVX2 path at some accuracy cost.
+    pub fn from_f32(
+        out_features: usize,
+        in_features: usize,
+        w: &[f32],
+        bias: Option<&[f32]>,
+        reduce_range: bool,
+    ) -> Result<Self> {
+        check_matrix("w", w.len(), out_features, in_features, in_features)?;
+        first_non_finite("w", &w[..out_features * in_features])?;
+        let limit = if reduce_range { 63.0 } else { 127.0 };
+        let mut q = try_vec(out_features * in_features, 0i8)?;
+        let mut scales = try_vec(out_features, 0f32)?;
+        for (o, scale) in scales.iter_mut().enumerate() {
+            let row = &w[o * in_features..(o + 1) * in_features];
+            *scale = symmetric_scale(row, limit);
+            quantize_i8(row, *scale, 0, &mut q[o * in_features..(o + 1) * in_features]);
+        }
+        Self::from_quantized(out_features, in_features, &q, &scales, bias)
+    }
+
+    /// Wraps already quantized weights W (`out_features x in_features` i8, row-major) with one
+    /// positive finite scale per output channel (zero point 0).
+    pub fn from_quantized(
+        out_features: usize,
+        in_features: usize,
+        w: &[i8],
+        scales: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Self> {
+        check_len("scales", scales.len(), out_features)?;
+        let scales = &scales[..out_features];
+        if let Some((o, &s)) = scales.iter().enumerate().find(|(_, s)| !(s.is_finite() && **s > 0.0)) {
+            return Err(Error::invalid(
+                "scales",
+                s,
+                format!("scale of channel {o} must be positive and finite"),
+            ));
+        }
+        let bias = match bias {
+            Some(b) => {
+                check_len("bias", b.len(), out_features)?;
+                first_non_finite("bias", &b[..out_features])?;
+                b[..out_features].to_vec()
+            }
+            None => try_vec(out_features, 0f32)?,
+        };
+        let packed = PackedI8::pack_transposed(out_features, in_features, w, in_features)?;
+        Ok(QuantLinear { packed, scales: scales.to_vec(), bias })
+    }
+
+    /// Input features (columns of x).
+    pub fn in_features(&self) -> usize {
+        self.packed.k()
+    }
+
+    /// Output features (columns of y).
+    pub fn out_features(&self) -> usize {
+        self.packed.n()
+    }
+
+    /// `y = x W^T + b` for `batch` rows of x (`batch x in_features`), y `batch x out_features`.
+    /// A non-finite value in x is an error and y is left untouched.
+    pub fn forward(&self, x: &[f32], batch: usize, mode: ActivationQuant, y: &mut [f32]) -> Result<()> {
+        self.forward_on(Isa::active(), x, batch, mode, y)
+    }
+
+    /// [`QuantLinear::forward`] on a chosen path.
+    pub fn forward_on(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        batch: usize,
+        mode: ActivationQuant,
+        y: &mut [f32],
+    ) -> Result<()> {
+        isa.ensure_available()?;
+        let (k, n) = (self.in_features(), self.out_features());
+        check_matrix("x", x.len(), batch, k, k)?;
+        check_matrix("y", y.len(), batch, n, n)?;
+        let x = &x[..batch * k];
+        first_non_finite("x", x)?;
+        let mut acc = try_vec(batch * n, 0i32)?;
+        let mut row_scale = try_vec(batch, 0f32)?;
+        let mut row_zero = try_vec(batch, 0i32)?;
+        match mode {
+            ActivationQuant::U8Affine => {
+                let mut q = try_vec(batch * k, 0u8)?;
+                for i in 0..batch {
+                    let row = &x[i * k..(i + 1) * k];
+                    let lo = row.iter().fold(0f32, |m, &v| m.min(v));
+                    let hi = row.iter().fold(0f32, |m, &v| m.max(v));
+                    let scale = (hi - lo) / 255.0;
+                    if !scale.is_finite() {
+                        return Err(Error::invalid("x", format!("range of row {i}"), "too wide for f32"));
+                    }
+                    let scale = if scale > 0.0 { scale } else { 1.0 };
+                    let zero = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
+                    quantize_u8(row, scale, zero, &mut q[i * k..(i + 1) * k]);
+                    (row_scale[i], row_zero[i]) = (scale, i32::from(zero));
+                }
+                gemm_packed_on(isa, batch, &q, k, &self.packed, &mut acc, n, Update::Overwrite)?;
+            }
+            ActivationQuant::I8Symmetric => {
+                let mut q = try_vec(batch * k, 0i8)?;
+                for i in 0..batch {
+                    let row = &x[i * k..(i + 1) * k];
+                    row_scale[i] = symmetric_scale(row, 127.0);
+                    quantize_i8(row, row_scale[i], 0, &mut q[i * k..(i + 1) * k]);
+                }
+                gemm_packed_on(isa, batch, &q, k, &self.packed, &mut acc, n, Update::Overwrite)?;
+            }
+        }
+        let sums = self.packed.col_sums();
+        for i in 0..batch {
+            for j in 0..n {
+                let centred = i64::from(acc[i * n + j]) - i64::from(row_zero[i]) * i64::from(sums[j]);
+                y[i * n + j] = centred as f32 * (row_scale[i] * self.scales[j]) + self.bias[j];
+            }
+        }
+        Ok(())
+    }
+}

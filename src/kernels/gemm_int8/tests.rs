@@ -1,0 +1,317 @@
+use super::*;
+use proptest::prelude::*;
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+    fn gauss(&mut self) -> f64 {
+        let u1 = ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let u2 = ((self.next() >> 11) as f64) / (1u64 << 53) as f64;
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+fn as_i8(v: Vec<u8>) -> Vec<i8> {
+    v.into_iter().map(|x| x as i8).collect()
+}
+
+/// The independent reference: i64 sums (no wrapping can occur at these sizes).
+fn reference<A: Copy + Into<i64>>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[A],
+    lda: usize,
+    b: &[i8],
+    ldb: usize,
+) -> Vec<i64> {
+    let mut c = vec![0i64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|kk| a[i * lda + kk].into() * i64::from(b[kk * ldb + j])).sum();
+        }
+    }
+    c
+}
+
+/// Runs every path, overwrite and accumulate, with padding in the leading dimensions, and
+/// compares with the reference; the padding of C must stay untouched.
+fn check_all_paths<A: AElement + Into<i64>>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[A],
+    lda: usize,
+    b: &[i8],
+    ldb: usize,
+) {
+    let want = reference(m, n, k, a, lda, b, ldb);
+    let ldc = n + 3;
+    let c_len = matrix_len(m, n, ldc).unwrap() + 5;
+    let packed = PackedI8::pack(k, n, b, ldb).unwrap();
+    for isa in Isa::available() {
+        for update in [Update::Overwrite, Update::Accumulate] {
+            for use_packed in [false, true] {
+                let mut c = vec![7i32; c_len];
+                if use_packed {
+                    gemm_packed_on(isa, m, a, lda, &packed, &mut c, ldc, update).unwrap();
+                } else {
+                    gemm_on(isa, update, m, n, k, a, lda, b, ldb, &mut c, ldc).unwrap();
+                }
+                for i in 0..m {
+                    for j in (0..ldc).take_while(|j| i * ldc + j < c.len()) {
+                        let got = i64::from(c[i * ldc + j]);
+                        let expected = if j >= n {
+                            7
+                        } else {
+                            want[i * n + j] + if update == Update::Accumulate { 7 } else { 0 }
+                        };
+                        assert_eq!(
+                            got, expected,
+                            "{isa} {update:?} packed={use_packed} m={m} n={n} k={k} at ({i},{j})"
+                        );
+                    }
+                }
+                assert!(c[matrix_len(m, n, ldc).unwrap()..].iter().all(|&v| v == 7), "wrote past C");
+            }
+        }
+    }
+}
+
+const SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (0, 5, 3),
+    (4, 0, 3),
+    (3, 5, 0),
+    (1, 17, 3),
+    (7, 1, 13),
+    (6, 16, 4),
+    (13, 31, 37),
+    (12, 32, 520),
+    (125, 19, 9),
+    (29, 47, 515),
+    (2, 70, 1027),
+];
+
+#[test]
+fn every_path_matches_reference_on_random_shapes() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for &(m, n, k) in SHAPES {
+        let (lda, ldb) = (k + 1, n + 2);
+        let a = rng.bytes(matrix_len(m, k, lda).unwrap());
+        let b = as_i8(rng.bytes(matrix_len(k, n, ldb).unwrap()));
+        check_all_paths(m, n, k, &a, lda, &b, ldb);
+        check_all_paths(m, n, k, &as_i8(a), lda, &b, ldb);
+    }
+}
+
+#[test]
+fn saturation_patterns_are_exact() {
+    let (m, n, k) = (13, 21, 260);
+    // all 255 x all -128, alternating extremes, and the i8 edges.
+    let patterns: Vec<(Vec<u8>, Vec<i8>)> = vec![
+        (vec![255; m * k], vec![-128; k * n]),
+        (vec![255; m * k], vec![127; k * n]),
+        (
+            (0..m * k).map(|i| if i % 2 == 0 { 255 } else { 0 }).collect(),
+            (0..k * n).map(|i| if i % 3 == 0 { -128 } else { 127 }).collect(),
+        ),
+        (
+            (0..m * k).map(|i| if (i / 2) % 2 == 0 { 255 } else { 128 }).collect(),
+            (0..k * n).map(|i| if (i / 2) % 2 == 0 { -128 } else { -127 }).collect(),
+        ),
+    ];
+    for (a, b) in &patterns {
+        check_all_paths(m, n, k, a, k, b, n);
+        check_all_paths(m, n, k, &as_i8(a.clone()), k, b, n);
+        // i8 A = -128 everywhere (shifts to 0) and 127 everywhere (shifts to 255).
+        check_all_paths(m, n, k, &vec![-128i8; m * k], k, b, n);
+        check_all_paths(m, n, k, &vec![127i8; m * k], k, b, n);
+    }
+}
+
+#[test]
+fn seven_bit_operands_take_the_fast_path_and_stay_exact() {
+    let mut rng = Rng(42);
+    let (m, n, k) = (19, 35, 133);
+    let b_small: Vec<i8> = rng.bytes(k * n).into_iter().map(|v| (v % 128) as i8 - 64).collect();
+    assert!(PackedI8::pack(k, n, &b_small, n).unwrap().is_seven_bit());
+    let a_full = rng.bytes(m * k);
+    check_all_paths(m, n, k, &a_full, k, &b_small, n);
+    let a_small: Vec<u8> = rng.bytes(m * k).into_iter().map(|v| v & 127).collect();
+    let b_full = as_i8(rng.bytes(k * n));
+    assert!(!PackedI8::pack(k, n, &b_full, n).unwrap().is_seven_bit());
+    check_all_paths(m, n, k, &a_small, k, &b_full, n);
+}
+
+#[test]
+fn large_products_split_across_threads_stay_exact() {
+    let mut rng = Rng(7);
+    // above PARALLEL_MIN_MACS: split by column panels, then (n small) by rows.
+    for (m, n, k) in [(70, 100, 300), (301, 20, 400)] {
+        let a = rng.bytes(m * k);
+        let b = as_i8(rng.bytes(k * n));
+        let want = reference(m, n, k, &a, k, &b, n);
+        for isa in Isa::available() {
+            let mut c = vec![0i32; m * n];
+            gemm_on(isa, Update::Overwrite, m, n, k, &a, k, &b, n, &mut c, n).unwrap();
+            assert!(c.iter().zip(&want).all(|(&g, &w)| i64::from(g) == w), "{isa} {m}x{n}x{k}");
+        }
+    }
+}
+
+#[test]
+fn packing_the_transpose_agrees_and_column_sums_are_exact() {
+    let mut rng = Rng(11);
+    let (k, n) = (37, 23);
+    let b = as_i8(rng.bytes(k * n));
+    let w: Vec<i8> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+    let p = PackedI8::pack(k, n, &b, n).unwrap();
+    let t = PackedI8::pack_transposed(n, k, &w, k).unwrap();
+    assert_eq!((p.k(), p.n(), t.k(), t.n()), (k, n, k, n));
+    let sums: Vec<i32> = (0..n).map(|j| (0..k).map(|kk| i32::from(b[kk * n + j])).sum()).collect();
+    assert_eq!(p.col_sums(), &sums[..]);
+    assert_eq!(t.col_sums(), &sums[..]);
+    let a = rng.bytes(5 * k);
+    let (mut c1, mut c2) = (vec![0; 5 * n], vec![0; 5 * n]);
+    gemm_packed(5, &a, k, &p, &mut c1, n, Update::Overwrite).unwrap();
+    gemm_packed(5, &a, k, &t, &mut c2, n, Update::Overwrite).unwrap();
+    assert_eq!(c1, c2);
+}
+
+#[test]
+fn empty_dimensions_are_valid_and_k_zero_overwrite_zeroes_c() {
+    let mut c = vec![5i32; 6];
+    gemm_u8i8_i32(2, 3, 0, &[], 0, &[], 3, &mut c, 3).unwrap();
+    assert_eq!(c, vec![0; 6]);
+    let mut c = vec![5i32; 6];
+    gemm_u8i8_i32_acc(2, 3, 0, &[], 0, &[], 3, &mut c, 3).unwrap();
+    assert_eq!(c, vec![5; 6]);
+    gemm_i8i8_i32(0, 3, 4, &[], 4, &[0; 12], 3, &mut [], 3).unwrap();
+    gemm_i8i8_i32_acc(2, 0, 4, &[0; 8], 4, &[], 0, &mut [], 0).unwrap();
+}
+
+#[test]
+fn bad_arguments_are_errors_and_nothing_is_written() {
+    let a = [1u8; 12];
+    let b = [1i8; 12];
+    let mut c = [9i32; 9];
+    let cases: Vec<(usize, usize, usize, usize, usize, usize)> = vec![
+        (3, 3, 4, 3, 3, 3),          // lda < k
+        (3, 3, 4, 4, 2, 3),          // ldb < n
+        (3, 3, 4, 4, 3, 2),          // ldc < n
+        (4, 3, 4, 4, 3, 3),          // A too short
+        (3, 4, 4, 4, 4, 4),          // B and C too short
+        (3, 3, 4, usize::MAX, 3, 3), // A extent overflows
+        (usize::MAX, 3, 4, 4, 3, 3), // rows overflow
+    ];
+    for (m, n, k, lda, ldb, ldc) in cases {
+        assert!(
+            gemm_u8i8_i32(m, n, k, &a, lda, &b, ldb, &mut c, ldc).is_err(),
+            "{m} {n} {k} {lda} {ldb} {ldc}"
+        );
+        assert!(gemm_i8i8_i32_acc(m, n, k, &b, lda, &b, ldb, &mut c, ldc).is_err());
+    }
+    assert_eq!(c, [9; 9]);
+    let packed = PackedI8::pack(4, 3, &b, 3).unwrap();
+    assert!(gemm_packed(3, &a, 3, &packed, &mut c, 3, Update::Overwrite).is_err());
+    assert!(gemm_packed(3, &a, 4, &packed, &mut c[..8], 3, Update::Overwrite).is_err());
+    assert_eq!(c, [9; 9]);
+    assert!(PackedI8::pack(4, 4, &b, 4).is_err());
+    assert!(PackedI8::pack_transposed(3, 5, &b, 4).is_err());
+}
+
+fn relative_frobenius_error(
+    layer: &QuantLinear,
+    mode: ActivationQuant,
+    w: &[f32],
+    bias: &[f32],
+    x: &[f32],
+    batch: usize,
+) -> f64 {
+    let (n, k) = (layer.out_features(), layer.in_features());
+    let mut y = vec![0f32; batch * n];
+    layer.forward(x, batch, mode, &mut y).unwrap();
+    let (mut err, mut norm) = (0f64, 0f64);
+    for i in 0..batch {
+        for j in 0..n {
+            let exact: f64 =
+                (0..k).map(|kk| f64::from(x[i * k + kk]) * f64::from(w[j * k + kk])).sum::<f64>()
+                    + f64::from(bias[j]);
+            err += (f64::from(y[i * n + j]) - exact).powi(2);
+            norm += exact.powi(2);
+        }
+    }
+    (err / norm).sqrt()
+}
+
+#[test]
+fn quantized_linear_is_within_one_percent_of_the_f32_product() {
+    let mut rng = Rng(2024);
+    let (batch, k, n) = (33, 96, 70);
+    let w: Vec<f32> = (0..n * k).map(|_| rng.gauss() as f32).collect();
+    let x: Vec<f32> = (0..batch * k).map(|_| rng.gauss() as f32 + 0.3).collect();
+    let bias: Vec<f32> = (0..n).map(|_| rng.gauss() as f32 * 0.1).collect();
+    let layer = QuantLinear::from_f32(n, k, &w, Some(&bias), false).unwrap();
+    for mode in [ActivationQuant::U8Affine, ActivationQuant::I8Symmetric] {
+        let e = relative_frobenius_error(&layer, mode, &w, &bias, &x, batch);
+        assert!(e < 0.01, "{mode:?}: relative error {e}");
+        assert!(e > 1e-5, "{mode:?}: suspiciously exact {e}");
+    }
+    // 7-bit weights: every product on the fast path, error about twice as large.
+    let reduced = QuantLinear::from_f32(n, k, &w, Some(&bias), true).unwrap();
+    let e = relative_frobenius_error(&reduced, ActivationQuant::U8Affine, &w, &bias, &x, batch);
+    assert!(e < 0.03, "reduced range: relative error {e}");
+}
+
+#[test]
+fn quantized_linear_paths_agree_and_refuse_bad_input() {
+    let mut rng = Rng(5);
+    let (batch, k, n) = (7, 50, 21);
+    let w: Vec<f32> = (0..n * k).map(|_| rng.gauss() as f32).collect();
+    let x: Vec<f32> = (0..batch * k).map(|_| rng.gauss() as f32).collect();
+    let layer = QuantLinear::from_f32(n, k, &w, None, false).unwrap();
+    for mode in [ActivationQuant::U8Affine, ActivationQuant::I8Symmetric] {
+        let mut first = vec![0f32; batch * n];
+        layer.forward_on(Isa::Scalar, &x, batch, mode, &mut first).unwrap();
+        for isa in Isa::available() {
+            let mut y = vec![0f32; batch * n];
+            layer.forward_on(isa, &x, batch, mode, &mut y).unwrap();
+            assert_eq!(y, first, "{isa} {mode:?}");
+        }
+    }
+    let mut y = vec![1f32; batch * n];
+    let mut bad = x.clone();
+    bad[3] = f32::NAN;
+    assert!(layer.forward(&bad, batch, ActivationQuant::U8Affine, &mut y).is_err());
+    assert!(layer.forward(&x[..batch * k - 1], batch, ActivationQuant::U8Affine, &mut y).is_err());
+    assert!(layer.forward(&x, batch, ActivationQuant::I8Symmetric, &mut y[..batch * n - 1]).is_err());
+    assert!(y.iter().all(|&v| v == 1.0));
+    assert!(QuantLinear::from_quantized(2, 2, &[1, 2, 3, 4], &[1.0, 0.0], None).is_err());
+    assert!(QuantLinear::from_f32(2, 2, &[1.0, 2.0, 3.0], None, false).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn every_path_matches_reference_on_arbitrary_data(
+        m in 0usize..20, n in 0usize..40, k in 0usize..80, pad in 0usize..3, seed in any::<u64>(),
+    ) {
+        let mut rng = Rng(seed | 1);
+        let (lda, ldb) = (k + pad, n + pad);
+        let a = rng.bytes(matrix_len(m, k, lda).unwrap());
+        let b = as_i8(rng.bytes(matrix_len(k, n, ldb).unwrap()));
+        check_all_paths(m, n, k, &a, lda, &b, ldb);
+        check_all_paths(m, n, k, &as_i8(a), lda, &b, ldb);
+    }
+}

@@ -1,0 +1,108 @@
+//! AVX2 microkernels: a 6 x 16 tile of i32 in twelve ymm accumulators.
+//!
+//! B quads hold 16 columns x 4 k bytes (two vectors of 8 columns); A gives four bytes per row per
+//! quad, broadcast to every lane. Two exact sequences:
+//! - narrow (`vpmaddubsw` then `vpmaddwd` by ones): exact only when no i16 pair sum saturates,
+//!   which the driver guarantees (A <= 127 or B in [-64, 63]);
+//! - wide (full range): B bytes sign-extended in place into even/odd k i16 vectors, A pre-widened
+//!   to i16 pairs, two `vpmaddwd` per vector: products of 8-bit values never overflow there.
+
+use super::blocking::{KU, MR, NR};
+use super::pack::Quad;
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Adds (or stores) the accumulators into the tile at `c`.
+///
+/// # Safety
+/// `c` must be valid for reads and writes of `MR` rows of `NR` i32 spaced `ldc` apart.
+#[inline(always)]
+unsafe fn store(acc: &[[__m256i; 2]; MR], c: *mut i32, ldc: usize, accumulate: bool) {
+    for (r, row) in acc.iter().enumerate() {
+        for (g, &v) in row.iter().enumerate() {
+            // SAFETY: the caller guarantees the tile is inside C; unaligned access is allowed.
+            unsafe {
+                let p = c.add(r * ldc + g * 8).cast::<__m256i>();
+                let v = if accumulate { _mm256_add_epi32(_mm256_loadu_si256(p), v) } else { v };
+                _mm256_storeu_si256(p, v);
+            }
+        }
+    }
+}
+
+/// Narrow kernel: `tile (+)= A B` over `quads` quads with `vpmaddubsw` + `vpmaddwd`.
+///
+/// # Safety
+/// AVX2 must be available; `a` must hold `quads * MR * 4` bytes, `b` `quads` quads, and `c` an
+/// `MR x NR` tile with leading dimension `ldc`. No i16 pair sum `a0*b0 + a1*b1` may exceed the
+/// i16 range (A <= 127 or B in [-64, 63]).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn kernel_narrow(
+    quads: usize,
+    a: *const u8,
+    b: *const Quad,
+    c: *mut i32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    for q in 0..quads {
+        // SAFETY: q < quads, so the quad and the A bytes read are inside the caller's buffers;
+        // Quad is 64-byte aligned.
+        unsafe {
+            let bq = b.add(q).cast::<__m256i>();
+            let b0 = _mm256_load_si256(bq);
+            let b1 = _mm256_load_si256(bq.add(1));
+            let aq = a.add(q * MR * KU);
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let av = _mm256_set1_epi32(aq.add(r * KU).cast::<i32>().read_unaligned());
+                acc_row[0] =
+                    _mm256_add_epi32(acc_row[0], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones));
+                acc_row[1] =
+                    _mm256_add_epi32(acc_row[1], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones));
+            }
+        }
+    }
+    // SAFETY: the caller guarantees the tile.
+    unsafe { store(&acc, c, ldc, accumulate) }
+}
+
+/// Wide kernel: `tile (+)= A B` over `quads` quads, exact for every u8 A and i8 B.
+///
+/// # Safety
+/// AVX2 must be available; `a` must hold `quads * MR * 4` i16 in the wide layout (`[a0, a2, a1,
+/// a3]` per row per quad), `b` `quads` quads, and `c` an `MR x NR` tile with leading dimension `ldc`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn kernel_wide(
+    quads: usize,
+    a: *const i16,
+    b: *const Quad,
+    c: *mut i32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    for q in 0..quads {
+        // SAFETY: q < quads keeps every read inside the caller's buffers; Quad is 64-byte aligned.
+        unsafe {
+            let bq = b.add(q).cast::<__m256i>();
+            let aq = a.add(q * MR * KU);
+            for g in 0..NR / 8 {
+                let bv = _mm256_load_si256(bq.add(g));
+                // i16 lane 2c+h holds bytes k(2h), k(2h+1) of column c: low byte is the even k.
+                let even = _mm256_srai_epi16(_mm256_slli_epi16(bv, 8), 8);
+                let odd = _mm256_srai_epi16(bv, 8);
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let pairs = aq.add(r * KU).cast::<i32>();
+                    let a_even = _mm256_set1_epi32(pairs.read_unaligned());
+                    let a_odd = _mm256_set1_epi32(pairs.add(1).read_unaligned());
+                    acc_row[g] = _mm256_add_epi32(acc_row[g], _mm256_madd_epi16(even, a_even));
+                    acc_row[g] = _mm256_add_epi32(acc_row[g], _mm256_madd_epi16(odd, a_odd));
+                }
+            }
+        }
+    }
+    // SAFETY: the caller guarantees the tile.
+    unsafe { store(&acc, c, ldc, accumulate) }
+}
