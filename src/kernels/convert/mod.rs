@@ -4,11 +4,30 @@
 //! `x = (y - zero_point) * scale`, exactly as ONNX QuantizeLinear / DequantizeLinear define them.
 //! The scalar path in [`scalar`] is the definition; SIMD paths must match it bit for bit.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use super::Isa;
 use crate::{Error, Result};
 use half::{bf16, f16};
+
+/// Runs kernel `$f` on the path `$isa` (already checked available with `Isa::ensure_available`).
+macro_rules! dispatch {
+    ($isa:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `ensure_available` passed for `Isa::Avx2`, so the CPU has AVX2, FMA and F16C.
+            Isa::Avx2 => unsafe { x86::$f($($arg),*) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: `ensure_available` passed for `Isa::Neon`, so the CPU has NEON.
+            Isa::Neon => unsafe { aarch64::$f($($arg),*) },
+            _ => scalar::$f($($arg),*),
+        }
+    };
+}
 
 fn check_same_len(x: usize, y: usize) -> Result<()> {
     if x != y {
@@ -38,7 +57,7 @@ pub fn f32_to_f16(x: &[f32], y: &mut [f16]) -> Result<()> {
 pub fn f32_to_f16_on(isa: Isa, x: &[f32], y: &mut [f16]) -> Result<()> {
     isa.ensure_available()?;
     check_same_len(x.len(), y.len())?;
-    scalar::f32_to_f16(x, y);
+    dispatch!(isa, f32_to_f16(x, y));
     Ok(())
 }
 
@@ -51,7 +70,7 @@ pub fn f16_to_f32(x: &[f16], y: &mut [f32]) -> Result<()> {
 pub fn f16_to_f32_on(isa: Isa, x: &[f16], y: &mut [f32]) -> Result<()> {
     isa.ensure_available()?;
     check_same_len(x.len(), y.len())?;
-    scalar::f16_to_f32(x, y);
+    dispatch!(isa, f16_to_f32(x, y));
     Ok(())
 }
 
@@ -64,7 +83,7 @@ pub fn f32_to_bf16(x: &[f32], y: &mut [bf16]) -> Result<()> {
 pub fn f32_to_bf16_on(isa: Isa, x: &[f32], y: &mut [bf16]) -> Result<()> {
     isa.ensure_available()?;
     check_same_len(x.len(), y.len())?;
-    scalar::f32_to_bf16(x, y);
+    dispatch!(isa, f32_to_bf16(x, y));
     Ok(())
 }
 
@@ -77,8 +96,29 @@ pub fn bf16_to_f32(x: &[bf16], y: &mut [f32]) -> Result<()> {
 pub fn bf16_to_f32_on(isa: Isa, x: &[bf16], y: &mut [f32]) -> Result<()> {
     isa.ensure_available()?;
     check_same_len(x.len(), y.len())?;
-    scalar::bf16_to_f32(x, y);
+    dispatch!(isa, bf16_to_f32(x, y));
     Ok(())
+}
+
+/// Index of the first NaN in `x`, if any: a SIMD pass that runs at memory bandwidth.
+pub fn first_nan(x: &[f32]) -> Option<usize> {
+    // `Isa::active` is always available.
+    dispatch!(Isa::active(), first_nan(x))
+}
+
+/// [`first_nan`] on a chosen path.
+pub fn first_nan_on(isa: Isa, x: &[f32]) -> Result<Option<usize>> {
+    isa.ensure_available()?;
+    Ok(dispatch!(isa, first_nan(x)))
+}
+
+/// Fails with [`Error::NonFinite`] naming the first NaN in `data`, like
+/// [`crate::error::check_no_nan`] but on the SIMD path `isa`.
+pub fn check_no_nan_on(isa: Isa, name: &'static str, data: &[f32]) -> Result<()> {
+    match first_nan_on(isa, data)? {
+        Some(index) => Err(Error::NonFinite { name, index, value: f64::NAN }),
+        None => Ok(()),
+    }
 }
 
 /// ONNX QuantizeLinear to i8. A NaN in `x` is an error naming its index, and `y` is left untouched.
@@ -91,8 +131,8 @@ pub fn quantize_i8_on(isa: Isa, x: &[f32], scale: f32, zero_point: i8, y: &mut [
     isa.ensure_available()?;
     check_scale(scale)?;
     check_same_len(x.len(), y.len())?;
-    crate::error::check_no_nan("x", x)?;
-    scalar::quantize_i8(x, scale, zero_point, y);
+    check_no_nan_on(isa, "x", x)?;
+    dispatch!(isa, quantize_i8(x, scale, zero_point, y));
     Ok(())
 }
 
@@ -106,8 +146,8 @@ pub fn quantize_u8_on(isa: Isa, x: &[f32], scale: f32, zero_point: u8, y: &mut [
     isa.ensure_available()?;
     check_scale(scale)?;
     check_same_len(x.len(), y.len())?;
-    crate::error::check_no_nan("x", x)?;
-    scalar::quantize_u8(x, scale, zero_point, y);
+    check_no_nan_on(isa, "x", x)?;
+    dispatch!(isa, quantize_u8(x, scale, zero_point, y));
     Ok(())
 }
 
@@ -121,7 +161,7 @@ pub fn dequantize_i8_on(isa: Isa, y: &[i8], scale: f32, zero_point: i8, x: &mut 
     isa.ensure_available()?;
     check_scale(scale)?;
     check_same_len(y.len(), x.len())?;
-    scalar::dequantize_i8(y, scale, zero_point, x);
+    dispatch!(isa, dequantize_i8(y, scale, zero_point, x));
     Ok(())
 }
 
@@ -135,6 +175,6 @@ pub fn dequantize_u8_on(isa: Isa, y: &[u8], scale: f32, zero_point: u8, x: &mut 
     isa.ensure_available()?;
     check_scale(scale)?;
     check_same_len(y.len(), x.len())?;
-    scalar::dequantize_u8(y, scale, zero_point, x);
+    dispatch!(isa, dequantize_u8(y, scale, zero_point, x));
     Ok(())
 }

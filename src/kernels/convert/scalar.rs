@@ -67,3 +67,8 @@ pub fn dequantize_u8(y: &[u8], scale: f32, zero_point: u8, x: &mut [f32]) {
         *d = (i32::from(s) - i32::from(zero_point)) as f32 * scale;
     }
 }
+
+/// Index of the first NaN in `x`, if any.
+pub fn first_nan(x: &[f32]) -> Option<usize> {
+    x.iter().position(|v| v.is_nan())
+}
