@@ -4,6 +4,7 @@ pub mod criteria;
 pub mod mask;
 pub mod nm;
 pub mod schedule;
+pub mod sparse;
 
 pub use criteria::{
     global_magnitude, ln_structured, magnitude, random, wanda, ActivationNormObserver, CountRule, Norm,
@@ -12,3 +13,4 @@ pub use criteria::{
 pub use mask::Mask;
 pub use nm::n_m;
 pub use schedule::{ConstantSparsity, PolynomialDecay, Schedule, ScheduleStep};
+pub use sparse::{Csr, NmCompressed};

@@ -1,1 +1,145 @@
-//! Sparse x dense products: CSR and N:M compressed.
+//! Sparse x dense products: `Y = A * X` with `A` in CSR or N:M compressed form (see
+//! [`crate::prune::sparse`]) and `X`, `Y` dense row-major (`X` is `A.cols() x ncols`, `Y` is
+//! `A.rows() x ncols`, overwritten).
+//!
+//! Each output row is `sum_k a_k * X[col_k, :]`, accumulated in f32 in storage order by the
+//! scalar reference ([`scalar`]); the SIMD paths keep eight columns per register with FMA (and
+//! gather for one column), so they agree with it to rounding.
+//!
+//! [`sparse_beats_dense`] says where this pays, from crossovers measured on the reference
+//! machine (AMD EPYC Zen 3, one core) with `benches/sparse.rs` against `matrixmultiply::sgemm`.
+
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod aarch64;
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
+
+use super::Isa;
+use crate::prune::sparse::{Csr, NmCompressed};
+use crate::{Error, Result};
+
+fn check_operands(rows: usize, cols: usize, x: usize, ncols: usize, y: usize) -> Result<()> {
+    let need_x = crate::tensor::numel(&[cols, ncols])?;
+    let need_y = crate::tensor::numel(&[rows, ncols])?;
+    if x != need_x {
+        return Err(Error::ShapeMismatch {
+            context: "spmm x (cols x ncols)",
+            expected: vec![cols, ncols],
+            actual: vec![x],
+        });
+    }
+    if y != need_y {
+        return Err(Error::ShapeMismatch {
+            context: "spmm y (rows x ncols)",
+            expected: vec![rows, ncols],
+            actual: vec![y],
+        });
+    }
+    Ok(())
+}
+
+/// One output row on a path: `y_row = sum_k values[k] * x[cols[k], :]`.
+/// Callers guarantee every `cols[k] < x.len() / ncols`, `values.len() == cols.len()`,
+/// `y_row.len() == ncols` and column indices below `i32::MAX`.
+fn row_on(isa: Isa, values: &[f32], cols: &[u32], x: &[f32], ncols: usize, y_row: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller checked Isa::Avx2 is available; the index contract above holds.
+        Isa::Avx2 => unsafe { x86::row_spmm(values, cols, x, ncols, y_row) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: the caller checked Isa::Neon is available; the index contract above holds.
+        Isa::Neon => unsafe { aarch64::row_spmm(values, cols, x, ncols, y_row) },
+        _ => scalar::row_spmm(values, cols, x, ncols, y_row),
+    }
+}
+
+/// CSR x dense: `y (rows x ncols) = a (rows x cols) * x (cols x ncols)`, all row-major.
+pub fn csr_spmm(a: &Csr<f32>, x: &[f32], ncols: usize, y: &mut [f32]) -> Result<()> {
+    csr_spmm_on(Isa::active(), a, x, ncols, y)
+}
+
+/// [`csr_spmm`] on a chosen path.
+pub fn csr_spmm_on(isa: Isa, a: &Csr<f32>, x: &[f32], ncols: usize, y: &mut [f32]) -> Result<()> {
+    isa.ensure_available()?;
+    check_operands(a.rows(), a.cols(), x.len(), ncols, y.len())?;
+    if ncols == 0 {
+        return Ok(());
+    }
+    for (r, y_row) in y.chunks_exact_mut(ncols).enumerate() {
+        let (values, cols) = a.row(r);
+        row_on(isa, values, cols, x, ncols, y_row);
+    }
+    Ok(())
+}
+
+/// CSR x vector: `y (rows) = a (rows x cols) * x (cols)`.
+pub fn csr_spmv(a: &Csr<f32>, x: &[f32], y: &mut [f32]) -> Result<()> {
+    csr_spmm_on(Isa::active(), a, x, 1, y)
+}
+
+/// [`csr_spmv`] on a chosen path.
+pub fn csr_spmv_on(isa: Isa, a: &Csr<f32>, x: &[f32], y: &mut [f32]) -> Result<()> {
+    csr_spmm_on(isa, a, x, 1, y)
+}
+
+/// N:M compressed x dense: `y (rows x ncols) = a (rows x cols) * x (cols x ncols)`, row-major.
+pub fn nm_spmm(a: &NmCompressed, x: &[f32], ncols: usize, y: &mut [f32]) -> Result<()> {
+    nm_spmm_on(Isa::active(), a, x, ncols, y)
+}
+
+/// [`nm_spmm`] on a chosen path.
+pub fn nm_spmm_on(isa: Isa, a: &NmCompressed, x: &[f32], ncols: usize, y: &mut [f32]) -> Result<()> {
+    isa.ensure_available()?;
+    check_operands(a.rows(), a.cols(), x.len(), ncols, y.len())?;
+    if ncols == 0 {
+        return Ok(());
+    }
+    let per_row = a.cols() / a.m() * a.n();
+    let mut cols = crate::error::try_vec(per_row, 0u32)?;
+    for (r, y_row) in y.chunks_exact_mut(ncols).enumerate() {
+        a.row_columns(r, &mut cols)?;
+        row_on(isa, &a.values()[r * per_row..(r + 1) * per_row], &cols, x, ncols, y_row);
+    }
+    Ok(())
+}
+
+/// A sparse format [`sparse_beats_dense`] can judge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SparseFormat {
+    /// [`Csr`] with f32 values.
+    Csr,
+    /// [`NmCompressed`] (its sparsity is `1 - n/m`).
+    NM,
+}
+
+/// Whether the sparse product beats the dense f32 product (`matrixmultiply::sgemm`) for a
+/// `rows x cols` weight of this `sparsity` times `ncols` activation columns, on one core.
+///
+/// The thresholds are the crossovers measured by `benches/sparse.rs` (see the crate's report):
+/// CSR wins from about 50% sparsity with one column (the dense product is then a memory-bound
+/// GEMV) and from about 75% with 16 or more columns; N:M wins at 2:4 (50%) and sparser.
+pub fn sparse_beats_dense(
+    format: SparseFormat,
+    rows: usize,
+    cols: usize,
+    ncols: usize,
+    sparsity: f64,
+) -> bool {
+    if rows == 0 || cols == 0 || ncols == 0 || !(0.0..=1.0).contains(&sparsity) {
+        return false;
+    }
+    let crossover = match (format, ncols) {
+        (SparseFormat::Csr, 1) => CSR_CROSSOVER_ONE_COLUMN,
+        (SparseFormat::Csr, _) => CSR_CROSSOVER_MANY_COLUMNS,
+        (SparseFormat::NM, _) => NM_CROSSOVER,
+    };
+    sparsity >= crossover
+}
+
+/// Measured: the sparsity from which CSR x vector beats the dense GEMV.
+const CSR_CROSSOVER_ONE_COLUMN: f64 = 0.5;
+/// Measured: the sparsity from which CSR x 16..128 columns beats the dense GEMM.
+const CSR_CROSSOVER_MANY_COLUMNS: f64 = 0.75;
+/// Measured: the N:M sparsity from which the compressed product beats the dense GEMM.
+const NM_CROSSOVER: f64 = 0.5;
