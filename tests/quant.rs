@@ -4,8 +4,8 @@
 
 use greenai::kernels::{convert, Isa};
 use greenai::quant::{
-    self, Calibration, Convention, Granularity, Mode, Observer, Preset, QSliceMut, QTensor, QType, QuantParams,
-    QuantSpec, Rounding, ScaleType,
+    self, Calibration, Convention, Granularity, Mode, Observer, Preset, QSliceMut, QTensor, QType,
+    QuantParams, QuantSpec, Rounding, ScaleType,
 };
 use greenai::{Error, Tensor};
 use half::{bf16, f16};
@@ -45,12 +45,19 @@ fn f16_and_bf16_casts_match_half_on_every_pattern() {
         for (i, &b) in patterns.iter().enumerate() {
             let reference = f16::from_bits(b).to_f32();
             assert_eq!(wide[i].to_bits(), reference.to_bits(), "{isa:?} f16 {b:#06x} -> f32");
-            assert_eq!(narrow[i].to_bits(), f16::from_f32(reference).to_bits(), "{isa:?} f16 {b:#06x} round trip");
+            assert_eq!(
+                narrow[i].to_bits(),
+                f16::from_f32(reference).to_bits(),
+                "{isa:?} f16 {b:#06x} round trip"
+            );
         }
         // Midpoints between neighbouring f16 values: exact ties, rounded to even.
         let mids: Vec<f32> = patterns[..0x7BFF]
             .iter()
-            .map(|&b| ((f64::from(f16::from_bits(b).to_f32()) + f64::from(f16::from_bits(b + 1).to_f32())) / 2.0) as f32)
+            .map(|&b| {
+                ((f64::from(f16::from_bits(b).to_f32()) + f64::from(f16::from_bits(b + 1).to_f32())) / 2.0)
+                    as f32
+            })
             .collect();
         let mut out = vec![f16::ZERO; mids.len()];
         convert::f32_to_f16_on(isa, &mids, &mut out).unwrap();
@@ -64,7 +71,11 @@ fn f16_and_bf16_casts_match_half_on_every_pattern() {
         for (i, &b) in patterns.iter().enumerate() {
             let reference = bf16::from_bits(b).to_f32();
             assert_eq!(wide[i].to_bits(), reference.to_bits(), "{isa:?} bf16 {b:#06x} -> f32");
-            assert_eq!(back[i].to_bits(), bf16::from_f32(reference).to_bits(), "{isa:?} bf16 {b:#06x} round trip");
+            assert_eq!(
+                back[i].to_bits(),
+                bf16::from_f32(reference).to_bits(),
+                "{isa:?} bf16 {b:#06x} round trip"
+            );
         }
     }
 }
@@ -79,14 +90,27 @@ fn f32_casts_match_half_on_random_bits() {
         convert::f32_to_f16_on(isa, &x, &mut h).unwrap();
         convert::f32_to_bf16_on(isa, &x, &mut b).unwrap();
         for i in 0..x.len() {
-            assert_eq!(h[i].to_bits(), f16::from_f32(x[i]).to_bits(), "{isa:?} f16 of {:#010x}", x[i].to_bits());
-            assert_eq!(b[i].to_bits(), bf16::from_f32(x[i]).to_bits(), "{isa:?} bf16 of {:#010x}", x[i].to_bits());
+            assert_eq!(
+                h[i].to_bits(),
+                f16::from_f32(x[i]).to_bits(),
+                "{isa:?} f16 of {:#010x}",
+                x[i].to_bits()
+            );
+            assert_eq!(
+                b[i].to_bits(),
+                bf16::from_f32(x[i]).to_bits(),
+                "{isa:?} bf16 of {:#010x}",
+                x[i].to_bits()
+            );
         }
     }
     // The tensor helpers go through the same kernels.
     let t = Tensor::from_vec([4], vec![1.0f32, 65520.0, -0.0, 1e-8]).unwrap();
     let h = quant::float::to_f16(&t).unwrap();
-    assert_eq!(h.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), [0x3C00, 0x7C00, 0x8000, 0x0000]);
+    assert_eq!(
+        h.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        [0x3C00, 0x7C00, 0x8000, 0x0000]
+    );
     assert_eq!(quant::float::from_f16(&h).unwrap().as_slice()[0], 1.0);
     assert_eq!(quant::float::from_bf16(&quant::float::to_bf16(&t).unwrap()).unwrap().as_slice()[0], 1.0);
 }
@@ -145,11 +169,24 @@ fn pytorch_parameters() {
     // differently from the division.
     let x = 6.3927517f32;
     let s = 0.2841223f32;
-    assert_ne!((x * (1.0 / s)).round_ties_even(), (x / s).round_ties_even(), "a case that tells the two apart");
-    let torch = QuantParams::new(QuantSpec { narrow_range: false, ..w }.with_granularity(Granularity::PerTensor), vec![], vec![s], vec![0]).unwrap();
+    assert_ne!(
+        (x * (1.0 / s)).round_ties_even(),
+        (x / s).round_ties_even(),
+        "a case that tells the two apart"
+    );
+    let torch = QuantParams::new(
+        QuantSpec { narrow_range: false, ..w }.with_granularity(Granularity::PerTensor),
+        vec![],
+        vec![s],
+        vec![0],
+    )
+    .unwrap();
     let onnx = QuantParams::new(QuantSpec::new(QType::I8, Mode::Affine), vec![], vec![s], vec![0]).unwrap();
     let t = Tensor::from_vec([1], vec![x]).unwrap();
-    assert_eq!(QTensor::quantize(&t, torch).unwrap().values().unwrap(), [(x * (1.0 / s)).round_ties_even() as i32]);
+    assert_eq!(
+        QTensor::quantize(&t, torch).unwrap().values().unwrap(),
+        [(x * (1.0 / s)).round_ties_even() as i32]
+    );
     assert_eq!(QTensor::quantize(&t, onnx).unwrap().values().unwrap(), [(x / s).round_ties_even() as i32]);
 }
 
@@ -164,7 +201,8 @@ fn tflite_parameters_and_ties_away() {
     assert_eq!(w.qrange(), (-127, 127));
     assert_eq!(w.params_for_range(-2.0, 1.0).unwrap(), (2.0 / 127.0, 0));
     // Ties away from zero: 2.5 -> 3, -2.5 -> -3 (half-even would give 2 and -2).
-    let params = QuantParams::new(w.with_granularity(Granularity::PerTensor), vec![], vec![0.5], vec![0]).unwrap();
+    let params =
+        QuantParams::new(w.with_granularity(Granularity::PerTensor), vec![], vec![0.5], vec![0]).unwrap();
     let t = Tensor::from_vec([4], vec![1.25f32, -1.25, 0.25, 100.0]).unwrap();
     assert_eq!(QTensor::quantize(&t, params).unwrap().values().unwrap(), [3, -3, 1, 127]);
 }
@@ -185,7 +223,8 @@ fn f16_scales_are_f16_values() {
 #[test]
 fn per_block_uses_a_short_last_block_and_packs_low_nibble_first() {
     // [2, 5] in blocks of 2 along axis 1: parameter shape [2, 3], the third block holds one column.
-    let spec = QuantSpec::new(QType::I4, Mode::Symmetric).with_granularity(Granularity::PerBlock { axis: 1, block: 2 });
+    let spec = QuantSpec::new(QType::I4, Mode::Symmetric)
+        .with_granularity(Granularity::PerBlock { axis: 1, block: 2 });
     let x = Tensor::from_vec([2, 5], vec![1.0f32, -2.0, 3.0, 0.5, 7.0, 0.0, 0.0, -4.0, 1.0, -1.0]).unwrap();
     let q = QTensor::quantize_dynamic(&x, spec).unwrap();
     assert_eq!(q.params().shape(), &[2, 3]);
@@ -215,7 +254,8 @@ fn per_block_uses_a_short_last_block_and_packs_low_nibble_first() {
 #[test]
 fn per_block_along_a_leading_axis() {
     // [5, 2] in blocks of 2 along axis 0: parameter shape [3, 2]; element (r, c) uses (r / 2, c).
-    let spec = QuantSpec::new(QType::U8, Mode::Affine).with_granularity(Granularity::PerBlock { axis: 0, block: 2 });
+    let spec =
+        QuantSpec::new(QType::U8, Mode::Affine).with_granularity(Granularity::PerBlock { axis: 0, block: 2 });
     let data: Vec<f32> = (0..10).map(|i| (i as f32 - 4.5) * 1.5).collect();
     let x = Tensor::from_vec([5, 2], data.clone()).unwrap();
     let q = QTensor::quantize_dynamic(&x, spec).unwrap();
@@ -365,7 +405,8 @@ proptest! {
 
 #[test]
 fn stochastic_rounding_is_unbiased_and_reproducible() {
-    let spec = QuantSpec { rounding: Rounding::Stochastic { seed: 7 }, ..QuantSpec::new(QType::I8, Mode::Affine) };
+    let spec =
+        QuantSpec { rounding: Rounding::Stochastic { seed: 7 }, ..QuantSpec::new(QType::I8, Mode::Affine) };
     let params = QuantParams::new(spec, vec![], vec![1.0], vec![0]).unwrap();
     let x = Tensor::from_vec([20000], vec![0.3f32; 20000]).unwrap();
     let a = QTensor::quantize(&x, params.clone()).unwrap().values().unwrap();
@@ -476,7 +517,10 @@ fn fake_quant_forward_and_straight_through_gradient() {
     let mut untouched = [9.0f32; 8];
     let mut bad = x;
     bad[3] = f32::NAN;
-    assert!(matches!(quant::fake_quantize(&bad, &[8], &params, &mut untouched), Err(Error::NonFinite { index: 3, .. })));
+    assert!(matches!(
+        quant::fake_quantize(&bad, &[8], &params, &mut untouched),
+        Err(Error::NonFinite { index: 3, .. })
+    ));
     assert_eq!(untouched, [9.0; 8]);
 }
 
@@ -497,26 +541,50 @@ fn bad_input_is_an_error_and_writes_nothing() {
     // Per tensor through the kernel path too.
     let p1 = QuantParams::new(QuantSpec::new(QType::U8, Mode::Affine), vec![], vec![1.0], vec![0]).unwrap();
     let mut u = [7u8; 6];
-    assert!(matches!(quant::quantize_into(&x, &[6], &p1, QSliceMut::U8(&mut u)), Err(Error::NonFinite { index: 4, .. })));
+    assert!(matches!(
+        quant::quantize_into(&x, &[6], &p1, QSliceMut::U8(&mut u)),
+        Err(Error::NonFinite { index: 4, .. })
+    ));
     assert_eq!(u, [7; 6]);
 
     let base = QuantSpec::new(QType::I8, Mode::Affine);
     for s in [0.0, -1.0, f32::NAN, f32::INFINITY, 1e-40] {
-        assert!(matches!(QuantParams::new(base, vec![], vec![s], vec![0]), Err(Error::InvalidArgument { .. })), "{s}");
+        assert!(
+            matches!(QuantParams::new(base, vec![], vec![s], vec![0]), Err(Error::InvalidArgument { .. })),
+            "{s}"
+        );
     }
-    assert!(matches!(QuantParams::new(base, vec![], vec![1.0], vec![128]), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(
+        QuantParams::new(base, vec![], vec![1.0], vec![128]),
+        Err(Error::InvalidArgument { .. })
+    ));
     let u4 = QuantSpec::new(QType::U4, Mode::Affine);
     assert!(QuantParams::new(u4, vec![], vec![1.0], vec![16]).is_err());
     assert!(QuantParams::new(u4, vec![], vec![1.0], vec![-1]).is_err());
-    assert!(matches!(QuantParams::new(base, vec![], vec![1.0, 1.0], vec![0, 0]), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(
+        QuantParams::new(base, vec![], vec![1.0, 1.0], vec![0, 0]),
+        Err(Error::ShapeMismatch { .. })
+    ));
     // Axis out of range, block size 0, parameters that do not fit the shape, data that does not fit it.
     let mut y = [7i8; 6];
     let x = [0.5f32; 6];
-    assert!(matches!(quant::quantize_into(&x, &[6], &params, QSliceMut::I8(&mut y)), Err(Error::InvalidArgument { .. })));
-    assert!(matches!(quant::quantize_into(&x, &[3, 2], &params, QSliceMut::I8(&mut y)), Err(Error::ShapeMismatch { .. })));
-    assert!(matches!(quant::quantize_into(&x, &[2, 4], &params, QSliceMut::I8(&mut y)), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(
+        quant::quantize_into(&x, &[6], &params, QSliceMut::I8(&mut y)),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        quant::quantize_into(&x, &[3, 2], &params, QSliceMut::I8(&mut y)),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    assert!(matches!(
+        quant::quantize_into(&x, &[2, 4], &params, QSliceMut::I8(&mut y)),
+        Err(Error::ShapeMismatch { .. })
+    ));
     let mut short = [7i8; 5];
-    assert!(matches!(quant::quantize_into(&x, &[2, 3], &params, QSliceMut::I8(&mut short)), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(
+        quant::quantize_into(&x, &[2, 3], &params, QSliceMut::I8(&mut short)),
+        Err(Error::ShapeMismatch { .. })
+    ));
     let mut wrong = [7u8; 6];
     assert!(quant::quantize_into(&x, &[2, 3], &params, QSliceMut::U8(&mut wrong)).is_err());
     assert_eq!((y, short, wrong), ([7; 6], [7; 5], [7; 6]));
@@ -533,11 +601,18 @@ fn bad_input_is_an_error_and_writes_nothing() {
     assert!(matches!(obs.observe(&[0.0, f32::INFINITY], &[2]), Err(Error::NonFinite { index: 1, .. })));
     assert!(matches!(obs.observe(&[f32::NAN], &[1]), Err(Error::NonFinite { index: 0, .. })));
     assert_eq!(obs, before);
-    assert!(Observer::new(Calibration::Entropy, base.with_granularity(Granularity::PerBlock { axis: 0, block: 4 })).is_err());
+    assert!(Observer::new(
+        Calibration::Entropy,
+        base.with_granularity(Granularity::PerBlock { axis: 0, block: 4 })
+    )
+    .is_err());
     assert!(Observer::new(Calibration::Percentile { percentile: 0.0 }, base).is_err());
     // Dynamic quantization refuses NaN and infinity without writing.
     let mut d = [5u8; 3];
-    assert!(matches!(quant::onnx::dynamic_quantize_linear(&[0.0, 1.0, f32::NAN], &mut d), Err(Error::NonFinite { index: 2, .. })));
+    assert!(matches!(
+        quant::onnx::dynamic_quantize_linear(&[0.0, 1.0, f32::NAN], &mut d),
+        Err(Error::NonFinite { index: 2, .. })
+    ));
     assert!(quant::onnx::dynamic_quantize_linear(&[0.0, 1.0, f32::INFINITY], &mut d).is_err());
     assert_eq!(d, [5; 3]);
 }

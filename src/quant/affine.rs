@@ -260,7 +260,11 @@ pub fn dequantize_into(q: QSlice<'_>, shape: &[usize], params: &QuantParams, out
     let layout = params.layout_for(shape)?;
     let n = crate::tensor::numel(shape)?;
     if out.len() != n {
-        return Err(Error::ShapeMismatch { context: "dequantize output", expected: vec![n], actual: vec![out.len()] });
+        return Err(Error::ShapeMismatch {
+            context: "dequantize output",
+            expected: vec![n],
+            actual: vec![out.len()],
+        });
     }
     check_qbuffer(q, &spec, n)?;
     let (scales, zps) = (params.scales(), params.zero_points());
@@ -271,8 +275,12 @@ pub fn dequantize_into(q: QSlice<'_>, shape: &[usize], params: &QuantParams, out
         }
         let range = start..start + count;
         match q {
-            QSlice::I8(y) => result = kernel::dequantize_i8(&y[range.clone()], scales[g], zps[g] as i8, &mut out[range]),
-            QSlice::U8(y) => result = kernel::dequantize_u8(&y[range.clone()], scales[g], zps[g] as u8, &mut out[range]),
+            QSlice::I8(y) => {
+                result = kernel::dequantize_i8(&y[range.clone()], scales[g], zps[g] as i8, &mut out[range])
+            }
+            QSlice::U8(y) => {
+                result = kernel::dequantize_u8(&y[range.clone()], scales[g], zps[g] as u8, &mut out[range])
+            }
             _ => {
                 let qz = Quantizer::new(&spec, scales[g], zps[g]);
                 for i in range {
