@@ -616,3 +616,31 @@ fn bad_input_is_an_error_and_writes_nothing() {
     assert!(quant::onnx::dynamic_quantize_linear(&[0.0, 1.0, f32::INFINITY], &mut d).is_err());
     assert_eq!(d, [5; 3]);
 }
+
+#[test]
+fn entropy_threshold_matches_pytorch_quantization() {
+    // |x| histograms and the thresholds an independent numpy transcription of pytorch-quantization's
+    // `_compute_amax_entropy` chose (tests/data/make_entropy_vectors.py).
+    let text = include_str!("data/entropy_vectors.txt");
+    let mut cases = 0;
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('|').map(str::trim).collect();
+        let qtype = if f[0] == "8" { QType::I8 } else { QType::I4 };
+        let chosen: usize = f[2].parse().unwrap();
+        // Values at bin centres of the grid [0, 1) in 2048 bins (the observer's grid for max |x| in [0.5, 1)).
+        let w = 1.0f64 / 2048.0;
+        let mut data = Vec::new();
+        for pair in f[1].split_whitespace() {
+            let (j, c) = pair.split_once(':').unwrap();
+            let (j, c): (usize, usize) = (j.parse().unwrap(), c.parse().unwrap());
+            data.extend(std::iter::repeat_n(((j as f64 + 0.5) * w) as f32, c));
+        }
+        let max = data.iter().copied().fold(0.0f32, f32::max);
+        let mut obs = Observer::new(Calibration::Entropy, QuantSpec::new(qtype, Mode::Symmetric)).unwrap();
+        obs.observe(&data, &[data.len()]).unwrap();
+        let (_, hi) = obs.ranges().unwrap();
+        assert_eq!(hi[0], ((chosen as f64 * w) as f32).min(max), "{qtype:?}: reference bin {chosen}");
+        cases += 1;
+    }
+    assert_eq!(cases, 4);
+}
