@@ -546,6 +546,14 @@ fn bad_input_is_an_error_and_writes_nothing() {
         Err(Error::NonFinite { index: 4, .. })
     ));
     assert_eq!(u, [7; 6]);
+    let mut long = vec![0.5f32; 40];
+    long[33] = f32::NAN;
+    let mut u = [7u8; 40];
+    assert!(matches!(
+        quant::quantize_into(&long, &[40], &p1, QSliceMut::U8(&mut u)),
+        Err(Error::NonFinite { index: 33, .. })
+    ));
+    assert_eq!(u, [7; 40]);
 
     let base = QuantSpec::new(QType::I8, Mode::Affine);
     for s in [0.0, -1.0, f32::NAN, f32::INFINITY, 1e-40] {
