@@ -47,10 +47,18 @@ fn parse(line: &str) -> Case {
         (axis, block) => Granularity::PerBlock { axis: axis.parse().unwrap(), block },
     };
     // ONNX QuantizeLinear: full range, half to even, x / scale in f32.
-    let spec = QuantSpec { narrow_range: false, ..QuantSpec::new(qt, Mode::Affine) }.with_granularity(granularity);
+    let spec =
+        QuantSpec { narrow_range: false, ..QuantSpec::new(qt, Mode::Affine) }.with_granularity(granularity);
     let param_shape = granularity.param_shape(&shape).unwrap();
     let params = QuantParams::new(spec, param_shape, floats(fields[1]), ints(fields[2])).unwrap();
-    Case { op: head[0].to_string(), qtype: qt, params, shape, a: fields[3].to_string(), b: fields[4].to_string() }
+    Case {
+        op: head[0].to_string(),
+        qtype: qt,
+        params,
+        shape,
+        a: fields[3].to_string(),
+        b: fields[4].to_string(),
+    }
 }
 
 /// Quantizes through the typed buffer of `qtype` and returns the values as i32.
@@ -162,13 +170,19 @@ fn matches_onnx_runtime_bit_for_bit() {
             "dequantize" => {
                 let q = ints(&case.a);
                 let expected = floats(&case.b);
-                assert_eq!(bits(&dequantize(&q, &case.shape, &case.params, case.qtype)), bits(&expected), "{line}");
+                assert_eq!(
+                    bits(&dequantize(&q, &case.shape, &case.params, case.qtype)),
+                    bits(&expected),
+                    "{line}"
+                );
                 dequantized += 1;
             }
             other => panic!("unknown op {other}"),
         }
     }
-    println!("ONNX Runtime vectors: {quantized} quantize, {dequantized} dequantize, {dynamic} dynamic cases agree");
+    println!(
+        "ONNX Runtime vectors: {quantized} quantize, {dequantized} dequantize, {dynamic} dynamic cases agree"
+    );
     assert!(quantized >= 20 && dequantized >= 13 && dynamic >= 7);
 }
 

@@ -7,8 +7,8 @@ use super::status::greenai_status;
 use super::tensor::{greenai_dtype, GREENAI_DTYPE_F16, GREENAI_DTYPE_F32};
 use crate::kernels::convert as kernel;
 use crate::quant::{
-    self, Calibration, Convention, Granularity, Mode, Observer, Preset, QSlice, QSliceMut, QType, QuantParams,
-    QuantSpec, Rounding, ScaleType,
+    self, Calibration, Convention, Granularity, Mode, Observer, Preset, QSlice, QSliceMut, QType,
+    QuantParams, QuantSpec, Rounding, ScaleType,
 };
 use crate::tensor::DType;
 use crate::Error;
@@ -303,7 +303,9 @@ impl greenai_quant_spec {
         let granularity = match self.granularity {
             GREENAI_GRANULARITY_PER_TENSOR => Granularity::PerTensor,
             GREENAI_GRANULARITY_PER_AXIS => Granularity::PerAxis { axis: self.axis },
-            GREENAI_GRANULARITY_PER_BLOCK => Granularity::PerBlock { axis: self.axis, block: self.block_size },
+            GREENAI_GRANULARITY_PER_BLOCK => {
+                Granularity::PerBlock { axis: self.axis, block: self.block_size }
+            }
             other => return Err(Error::invalid("granularity", other, "not a GREENAI_GRANULARITY_* value")),
         };
         let rounding = match self.rounding {
@@ -384,7 +386,10 @@ unsafe fn read_spec(spec: *const greenai_quant_spec) -> Result<QuantSpec, FfiErr
 /// # Safety
 /// `spec` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn greenai_quant_spec_preset(preset: u32, spec: *mut greenai_quant_spec) -> greenai_status {
+pub unsafe extern "C" fn greenai_quant_spec_preset(
+    preset: u32,
+    spec: *mut greenai_quant_spec,
+) -> greenai_status {
     ffi_boundary! {
         // SAFETY: the caller guarantees `spec` is writable.
         let out = unsafe { out_ptr(spec, "spec")? };
@@ -419,7 +424,11 @@ pub unsafe extern "C" fn greenai_quant_param_count(
 ///
 /// # Safety
 /// `shape` must point to `ndim` sizes.
-unsafe fn dims<'a>(spec: &QuantSpec, shape: *const usize, ndim: usize) -> Result<(&'a [usize], usize, usize), FfiError> {
+unsafe fn dims<'a>(
+    spec: &QuantSpec,
+    shape: *const usize,
+    ndim: usize,
+) -> Result<(&'a [usize], usize, usize), FfiError> {
     // SAFETY: the caller guarantees `shape` as documented.
     let shape = unsafe { slice_in(shape, ndim, "shape")? };
     let n = crate::tensor::numel(shape)?;

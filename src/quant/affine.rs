@@ -201,6 +201,9 @@ impl Quantizer {
     }
 }
 
+/// Runs shorter than this are computed inline rather than through a kernel call.
+const KERNEL_MIN_RUN: usize = 16;
+
 /// Whether these parameters are exactly ONNX QuantizeLinear on i8/u8, which the SIMD kernels compute.
 fn onnx_kernel_case(spec: &QuantSpec) -> bool {
     matches!(spec.qtype, QType::I8 | QType::U8)
@@ -217,8 +220,10 @@ pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: 
     super::params::check_data(spec.granularity, x, shape)?;
     check_qbuffer(out.as_ref(), &spec, x.len())?;
     let kernel_path = onnx_kernel_case(&spec);
-    if !(kernel_path && matches!(layout, Layout::Tensor { .. })) {
-        // Runs are written one by one: find any NaN before the first write.
+    let one_kernel_call = kernel_path && matches!(layout, Layout::Tensor { n } if n >= KERNEL_MIN_RUN);
+    if !one_kernel_call {
+        // Several runs, or the inline loop: find any NaN before the first write (one kernel call
+        // checks before it writes).
         crate::error::check_no_nan("x", x)?;
     }
     let (scales, zps) = (params.scales(), params.zero_points());
@@ -228,7 +233,9 @@ pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: 
             return;
         }
         let range = start..start + count;
-        match (&mut out, kernel_path) {
+        // Short runs (per-axis along the last axis, blocks across rows) skip the kernel call overhead;
+        // the loop below computes the same ONNX formula.
+        match (&mut out, kernel_path && count >= KERNEL_MIN_RUN) {
             (QSliceMut::I8(y), true) => {
                 result = kernel::quantize_i8(&x[range.clone()], scales[g], zps[g] as i8, &mut y[range]);
             }
@@ -260,7 +267,11 @@ pub fn dequantize_into(q: QSlice<'_>, shape: &[usize], params: &QuantParams, out
     let layout = params.layout_for(shape)?;
     let n = crate::tensor::numel(shape)?;
     if out.len() != n {
-        return Err(Error::ShapeMismatch { context: "dequantize output", expected: vec![n], actual: vec![out.len()] });
+        return Err(Error::ShapeMismatch {
+            context: "dequantize output",
+            expected: vec![n],
+            actual: vec![out.len()],
+        });
     }
     check_qbuffer(q, &spec, n)?;
     let (scales, zps) = (params.scales(), params.zero_points());
@@ -271,8 +282,12 @@ pub fn dequantize_into(q: QSlice<'_>, shape: &[usize], params: &QuantParams, out
         }
         let range = start..start + count;
         match q {
-            QSlice::I8(y) => result = kernel::dequantize_i8(&y[range.clone()], scales[g], zps[g] as i8, &mut out[range]),
-            QSlice::U8(y) => result = kernel::dequantize_u8(&y[range.clone()], scales[g], zps[g] as u8, &mut out[range]),
+            QSlice::I8(y) if count >= KERNEL_MIN_RUN => {
+                result = kernel::dequantize_i8(&y[range.clone()], scales[g], zps[g] as i8, &mut out[range])
+            }
+            QSlice::U8(y) if count >= KERNEL_MIN_RUN => {
+                result = kernel::dequantize_u8(&y[range.clone()], scales[g], zps[g] as u8, &mut out[range])
+            }
             _ => {
                 let qz = Quantizer::new(&spec, scales[g], zps[g]);
                 for i in range {

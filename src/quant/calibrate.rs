@@ -254,7 +254,11 @@ impl Observer {
     /// both streams. Moving averages depend on order and cannot be merged.
     pub fn merge(&mut self, other: &Observer) -> Result<()> {
         if let Calibration::MovingAverageMinMax { .. } = self.method {
-            return Err(Error::invalid("observer", "moving-average min-max", "depends on batch order; cannot merge"));
+            return Err(Error::invalid(
+                "observer",
+                "moving-average min-max",
+                "depends on batch order; cannot merge",
+            ));
         }
         if self.method != other.method || self.spec != other.spec {
             return Err(Error::invalid("other", "observer", "method or spec differs"));
@@ -302,8 +306,12 @@ impl Observer {
                 return Err(Error::invalid("observer", format!("group {g}"), "has seen no data"));
             }
             let (lo, hi) = match (&group.hist, self.method) {
-                (Some(h), Calibration::Percentile { percentile }) => self.percentile_range(group, h, percentile),
-                (Some(h), Calibration::Entropy) => clip(group, entropy_threshold(&h.folded(), h.width(), &self.spec)),
+                (Some(h), Calibration::Percentile { percentile }) => {
+                    self.percentile_range(group, h, percentile)
+                }
+                (Some(h), Calibration::Entropy) => {
+                    clip(group, entropy_threshold(&h.folded(), h.width(), &self.spec))
+                }
                 (Some(h), Calibration::Mse) => self.mse_range(group, h)?,
                 _ => (group.min, group.max),
             };

@@ -36,7 +36,11 @@ fn check_nibbles(values: &[i8], signed: bool, packed: &[u8]) -> Result<()> {
     }
     let (lo, hi) = if signed { (-8, 7) } else { (0, 15) };
     if let Some(i) = values.iter().position(|&v| v < lo || v > hi) {
-        return Err(Error::invalid("values", format!("[{i}] = {}", values[i]), format!("outside [{lo}, {hi}]")));
+        return Err(Error::invalid(
+            "values",
+            format!("[{i}] = {}", values[i]),
+            format!("outside [{lo}, {hi}]"),
+        ));
     }
     Ok(())
 }

@@ -328,7 +328,9 @@ impl QuantSpec {
         };
         match preset {
             OnnxActivationU8 => base(QType::U8, Mode::Affine, Convention::Onnx),
-            OnnxWeightI8 => QuantSpec { narrow_range: true, ..base(QType::I8, Mode::Symmetric, Convention::Onnx) },
+            OnnxWeightI8 => {
+                QuantSpec { narrow_range: true, ..base(QType::I8, Mode::Symmetric, Convention::Onnx) }
+            }
             OnnxWeightI4Block32 => QuantSpec {
                 granularity: Granularity::PerBlock { axis: 0, block: 32 },
                 ..base(QType::I4, Mode::Symmetric, Convention::Onnx)
@@ -338,9 +340,10 @@ impl QuantSpec {
                 granularity: Granularity::PerAxis { axis: 0 },
                 ..base(QType::I8, Mode::Symmetric, Convention::PyTorch)
             },
-            TfLiteActivationI8 => {
-                QuantSpec { rounding: Rounding::HalfAway, ..base(QType::I8, Mode::Affine, Convention::TfLite) }
-            }
+            TfLiteActivationI8 => QuantSpec {
+                rounding: Rounding::HalfAway,
+                ..base(QType::I8, Mode::Affine, Convention::TfLite)
+            },
             TfLiteWeightI8PerChannel => QuantSpec {
                 narrow_range: true,
                 rounding: Rounding::HalfAway,
@@ -446,7 +449,9 @@ impl QuantSpec {
     fn store_scale(&self, scale: f32) -> f32 {
         match self.scale_type {
             ScaleType::F32 => scale,
-            ScaleType::F16 => f16::from_f32(scale).to_f32().clamp(f16::MIN_POSITIVE.to_f32(), f16::MAX.to_f32()),
+            ScaleType::F16 => {
+                f16::from_f32(scale).to_f32().clamp(f16::MIN_POSITIVE.to_f32(), f16::MAX.to_f32())
+            }
         }
     }
 }
@@ -468,10 +473,18 @@ impl QuantParams {
         let groups = crate::tensor::numel(&shape)?;
         match spec.granularity {
             Granularity::PerTensor if !shape.is_empty() => {
-                return Err(Error::ShapeMismatch { context: "per-tensor parameters", expected: vec![], actual: shape });
+                return Err(Error::ShapeMismatch {
+                    context: "per-tensor parameters",
+                    expected: vec![],
+                    actual: shape,
+                });
             }
             Granularity::PerAxis { .. } if shape.len() != 1 => {
-                return Err(Error::invalid("shape", format!("{shape:?}"), "per-axis parameters are one-dimensional"));
+                return Err(Error::invalid(
+                    "shape",
+                    format!("{shape:?}"),
+                    "per-axis parameters are one-dimensional",
+                ));
             }
             Granularity::PerBlock { block: 0, .. } => {
                 return Err(Error::invalid("block", 0, "block size must be at least 1"));
@@ -480,7 +493,11 @@ impl QuantParams {
         }
         for (name, len) in [("scales", scales.len()), ("zero_points", zero_points.len())] {
             if len != groups {
-                return Err(Error::ShapeMismatch { context: name, expected: vec![groups], actual: vec![len] });
+                return Err(Error::ShapeMismatch {
+                    context: name,
+                    expected: vec![groups],
+                    actual: vec![len],
+                });
             }
         }
         for (i, &s) in scales.iter().enumerate() {
@@ -507,7 +524,11 @@ impl QuantParams {
         crate::error::check_no_nan("mins", mins)?;
         crate::error::check_no_nan("maxs", maxs)?;
         if mins.len() != maxs.len() {
-            return Err(Error::ShapeMismatch { context: "maxs", expected: vec![mins.len()], actual: vec![maxs.len()] });
+            return Err(Error::ShapeMismatch {
+                context: "maxs",
+                expected: vec![mins.len()],
+                actual: vec![maxs.len()],
+            });
         }
         let mut scales = crate::error::try_vec(mins.len(), 0.0f32)?;
         let mut zero_points = crate::error::try_vec(mins.len(), 0i32)?;
@@ -574,7 +595,11 @@ impl QuantParams {
         let layout = self.spec.granularity.layout(shape)?;
         let expected = self.spec.granularity.param_shape(shape)?;
         if expected != self.shape {
-            return Err(Error::ShapeMismatch { context: "quantization parameters", expected, actual: self.shape.clone() });
+            return Err(Error::ShapeMismatch {
+                context: "quantization parameters",
+                expected,
+                actual: self.shape.clone(),
+            });
         }
         Ok(layout)
     }
@@ -584,7 +609,11 @@ impl QuantParams {
 pub(crate) fn check_data(granularity: Granularity, x: &[f32], shape: &[usize]) -> Result<Layout> {
     let n = crate::tensor::numel(shape)?;
     if x.len() != n {
-        return Err(Error::ShapeMismatch { context: "data length vs shape", expected: vec![n], actual: vec![x.len()] });
+        return Err(Error::ShapeMismatch {
+            context: "data length vs shape",
+            expected: vec![n],
+            actual: vec![x.len()],
+        });
     }
     granularity.layout(shape)
 }
