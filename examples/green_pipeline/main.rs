@@ -15,11 +15,11 @@ mod stages;
 
 use data::{load_digits, CLASSES, FEATURES};
 use greenai::distill::{kd_loss, KdParams};
-use mlp::{accuracy, train, Mlp};
+use mlp::{train, Mlp};
 use stages::{Report, Stage};
 
 const TEACHER: &[usize] = &[FEATURES, 256, 256, CLASSES];
-const STUDENT: &[usize] = &[FEATURES, 16, CLASSES];
+const STUDENT: &[usize] = &[FEATURES, 12, CLASSES];
 const SEEDS: [u64; 3] = [1, 2, 3];
 const EPOCHS: usize = 40;
 const FINE_TUNE_EPOCHS: usize = 15;
@@ -29,16 +29,28 @@ const KD: (f32, f32) = (4.0, 0.9);
 fn cross_entropy(labels: &[i32]) -> impl FnMut(&[usize], &[f32], &mut [f32]) -> f32 + '_ {
     move |rows, logits, grad| {
         let batch_labels: Vec<i32> = rows.iter().map(|&r| labels[r]).collect();
-        kd_loss(logits, logits, Some(&batch_labels), rows.len(), CLASSES, &KdParams::new(1.0, 0.0), Some(grad))
-            .expect("logits are finite and labels in range")
+        kd_loss(
+            logits,
+            logits,
+            Some(&batch_labels),
+            rows.len(),
+            CLASSES,
+            &KdParams::new(1.0, 0.0),
+            Some(grad),
+        )
+        .expect("logits are finite and labels in range")
     }
 }
 
 /// Hinton distillation from the teacher's logits on the training set.
-fn distillation<'a>(labels: &'a [i32], teacher: &'a [f32]) -> impl FnMut(&[usize], &[f32], &mut [f32]) -> f32 + 'a {
+fn distillation<'a>(
+    labels: &'a [i32],
+    teacher: &'a [f32],
+) -> impl FnMut(&[usize], &[f32], &mut [f32]) -> f32 + 'a {
     move |rows, logits, grad| {
         let batch_labels: Vec<i32> = rows.iter().map(|&r| labels[r]).collect();
-        let targets: Vec<f32> = rows.iter().flat_map(|&r| &teacher[r * CLASSES..(r + 1) * CLASSES]).copied().collect();
+        let targets: Vec<f32> =
+            rows.iter().flat_map(|&r| &teacher[r * CLASSES..(r + 1) * CLASSES]).copied().collect();
         let params = KdParams::new(KD.0, KD.1);
         kd_loss(logits, &targets, Some(&batch_labels), rows.len(), CLASSES, &params, Some(grad))
             .expect("logits are finite and labels in range")
@@ -58,8 +70,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let json = json_path()?;
     let started = std::time::Instant::now();
     let (train_set, test_set) = load_digits()?;
+    let report = run(&train_set, &test_set)?;
+    report.print();
+    if let Some(path) = json {
+        std::fs::write(&path, report.to_json()).map_err(|e| format!("{path}: {e}"))?;
+        println!("wrote {path}");
+    }
+    println!("total time {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Every stage, in order, evaluated on the test split.
+fn run<'a>(train_set: &data::Split, test_set: &'a data::Split) -> greenai::Result<Report<'a>> {
     println!("digits: {} training and {} test images, {} classes", train_set.len(), test_set.len(), CLASSES);
-    let mut report = Report::new(&test_set);
+    let mut report = Report::new(test_set);
 
     let mut teacher = Mlp::new(TEACHER, 7);
     train(&mut teacher, &train_set, EPOCHS, 2e-3, 7, &mut cross_entropy(&train_set.y));
@@ -84,22 +108,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut student = distilled[0].clone();
     stages::prune_magnitude(&mut student, 0.5)?;
-    train(&mut student, &train_set, FINE_TUNE_EPOCHS, 1e-3, 11, &mut distillation(&train_set.y, &teacher_logits));
+    train(
+        &mut student,
+        &train_set,
+        FINE_TUNE_EPOCHS,
+        1e-3,
+        11,
+        &mut distillation(&train_set.y, &teacher_logits),
+    );
     report.add_f32("pruned 50% + fine-tuned (f32)", &student, Some(Stage::Magnitude(0.5)))?;
 
     let mut student = distilled[0].clone();
     stages::prune_two_of_four(&mut student)?;
-    train(&mut student, &train_set, FINE_TUNE_EPOCHS, 1e-3, 12, &mut distillation(&train_set.y, &teacher_logits));
+    train(
+        &mut student,
+        &train_set,
+        FINE_TUNE_EPOCHS,
+        1e-3,
+        12,
+        &mut distillation(&train_set.y, &teacher_logits),
+    );
     report.add_f32("pruned 2:4 + fine-tuned (f32)", &student, Some(Stage::TwoOfFour))?;
 
     report.add_int8("2:4 student, int8 (greenai int8 GEMM)", &student)?;
     report.add_fp16("2:4 student, fp16 (greenai f16 GEMM)", &student)?;
+    Ok(report)
+}
 
-    report.print();
-    if let Some(path) = json {
-        std::fs::write(&path, report.to_json()).map_err(|e| format!("{path}: {e}"))?;
-        println!("wrote {path}");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pipeline's promises, checked on the real data with the fixed seeds.
+    #[test]
+    fn pipeline_meets_its_targets() {
+        let (train_set, test_set) = load_digits().unwrap();
+        let report = run(&train_set, &test_set).unwrap();
+        let acc = |stage: &str| report.accuracy(stage).unwrap_or_else(|| panic!("no stage {stage}"));
+        assert!(acc("teacher (f32)") >= 0.96, "teacher {}", acc("teacher (f32)"));
+        assert!(acc("student distilled (f32, 3 seeds)") >= acc("student alone (f32, 3 seeds)"));
+        let f32_student = acc("pruned 2:4 + fine-tuned (f32)");
+        assert!((acc("2:4 student, int8 (greenai int8 GEMM)") - f32_student).abs() <= 0.01);
+        assert!((acc("2:4 student, fp16 (greenai f16 GEMM)") - f32_student).abs() <= 0.01);
+        let json = report.to_json();
+        assert_eq!(json.matches("\"stage\"").count(), 7, "{json}");
     }
-    println!("total time {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
 }

@@ -108,11 +108,6 @@ impl Mlp {
         self.layers.iter().map(|l| l.w.len() + l.b.len()).sum()
     }
 
-    /// Multiply-accumulates per inference (dense).
-    pub fn macs(&self) -> usize {
-        self.layers.iter().map(|l| l.w.len()).sum()
-    }
-
     /// Backpropagates `grad_logits` (d loss / d logits) and takes one Adam step.
     fn step(
         &mut self,

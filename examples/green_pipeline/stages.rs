@@ -98,10 +98,27 @@ impl<'a> Report<'a> {
         Report { test, rows: Vec::new() }
     }
 
-    fn push(&mut self, name: &str, accuracy: f64, params: usize, bytes: usize, plan: (u64, f64, f64), micros: f64) {
+    fn push(
+        &mut self,
+        name: &str,
+        accuracy: f64,
+        params: usize,
+        bytes: usize,
+        plan: (u64, f64, f64),
+        micros: f64,
+    ) {
         let (macs, joules, gco2e_per_million) = plan;
         println!("  {name}: {:.2}%", accuracy * 100.0);
-        self.rows.push(Row { name: name.to_string(), accuracy, params, bytes, macs, joules, gco2e_per_million, micros });
+        self.rows.push(Row {
+            name: name.to_string(),
+            accuracy,
+            params,
+            bytes,
+            macs,
+            joules,
+            gco2e_per_million,
+            micros,
+        });
     }
 
     /// An f32 model, dense or pruned; pruned weights are counted as stored sparse (CSR or 2:4 compressed).
@@ -185,7 +202,9 @@ impl<'a> Report<'a> {
             .layers
             .iter()
             .map(|l| {
-                (0..l.inputs * l.outputs).map(|i| f16::from_f32(l.w[(i % l.outputs) * l.inputs + i / l.outputs])).collect()
+                (0..l.inputs * l.outputs)
+                    .map(|i| f16::from_f32(l.w[(i % l.outputs) * l.inputs + i / l.outputs]))
+                    .collect()
             })
             .collect();
         let n = self.test.len();
@@ -215,6 +234,12 @@ impl<'a> Report<'a> {
         Ok(())
     }
 
+    /// The test accuracy of a stage, by name.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn accuracy(&self, stage: &str) -> Option<f64> {
+        self.rows.iter().find(|r| r.name == stage).map(|r| r.accuracy)
+    }
+
     /// Prints the table.
     pub fn print(&self) {
         println!(
@@ -223,7 +248,7 @@ impl<'a> Report<'a> {
         );
         for r in &self.rows {
             println!(
-                "{:<38} {:>7.2}% {:>8} {:>8} {:>9} {:>12.2} {:>12.4} {:>10.1}",
+                "{:<38} {:>7.2}% {:>8} {:>8} {:>9} {:>12.2} {:>12.3e} {:>10.1}",
                 r.name,
                 r.accuracy * 100.0,
                 r.params,

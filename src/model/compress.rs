@@ -19,7 +19,7 @@
 use super::file::{ModelFile, TensorEntry};
 use super::write::{write_safetensors, OutTensor};
 use crate::prune::{self, CountRule};
-use crate::quant::{self, Calibration, Granularity, Mode, QType, QTensor, QuantParams, QuantSpec};
+use crate::quant::{self, Calibration, Granularity, Mode, QTensor, QType, QuantParams, QuantSpec};
 use crate::{DynTensor, Error, Result, Tensor};
 use half::{bf16, f16};
 use safetensors::Dtype;
@@ -157,8 +157,7 @@ pub fn metadata_key(name: &str) -> String {
 }
 
 fn dram_joules(bytes: usize) -> f64 {
-    // Horowitz, ISSCC 2014, 45 nm: about 640 pJ per 32-bit DRAM word.
-    bytes as f64 / 4.0 * 640.0 * 1e-12
+    bytes as f64 / 4.0 * crate::energy::EnergyTable::HOROWITZ_45NM.dram_word * 1e-12
 }
 
 fn shape_text(shape: &[usize]) -> String {
@@ -170,7 +169,9 @@ fn spec_for(target: Target, grouping: Grouping, ndim: usize) -> Result<QuantSpec
         Target::Int8 => (QType::I8, Mode::Symmetric),
         Target::Uint8 => (QType::U8, Mode::Affine),
         Target::Int4 => (QType::I4, Mode::Symmetric),
-        Target::Fp16 | Target::Bf16 => return Err(Error::invalid("target", format!("{target:?}"), "not an integer type")),
+        Target::Fp16 | Target::Bf16 => {
+            return Err(Error::invalid("target", format!("{target:?}"), "not an integer type"))
+        }
     };
     let granularity = match grouping {
         Grouping::Tensor => Granularity::PerTensor,
@@ -181,7 +182,12 @@ fn spec_for(target: Target, grouping: Grouping, ndim: usize) -> Result<QuantSpec
     Ok(QuantSpec::new(qtype, mode).with_granularity(granularity))
 }
 
-fn calibrated_params(spec: QuantSpec, calibration: Calibrate, x: &[f32], shape: &[usize]) -> Result<QuantParams> {
+fn calibrated_params(
+    spec: QuantSpec,
+    calibration: Calibrate,
+    x: &[f32],
+    shape: &[usize],
+) -> Result<QuantParams> {
     let method = match calibration {
         Calibrate::MinMax => return QuantParams::from_data(spec, x, shape),
         Calibrate::Percentile(percentile) => Calibration::Percentile { percentile },
@@ -225,7 +231,8 @@ fn pass_through<'a>(entry: &TensorEntry<'a>) -> (TensorReport, Vec<(String, OutT
         sqnr_db: None,
         max_abs_error: None,
     };
-    let out = OutTensor { dtype: entry.dtype, shape: entry.shape.to_vec(), bytes: Cow::Borrowed(entry.bytes) };
+    let out =
+        OutTensor { dtype: entry.dtype, shape: entry.shape.to_vec(), bytes: Cow::Borrowed(entry.bytes) };
     (report, vec![(entry.name.to_string(), out)])
 }
 
@@ -236,7 +243,11 @@ struct Compressed {
     metadata: String,
 }
 
-fn compress_tensor(entry: &TensorEntry<'_>, options: &CompressOptions, original: &[f32]) -> Result<Compressed> {
+fn compress_tensor(
+    entry: &TensorEntry<'_>,
+    options: &CompressOptions,
+    original: &[f32],
+) -> Result<Compressed> {
     let shape = entry.shape.to_vec();
     let mut weights = original.to_vec();
     let mut meta = format!("dtype={:?};shape={}", entry.dtype, shape_text(&shape));
@@ -254,21 +265,38 @@ fn compress_tensor(entry: &TensorEntry<'_>, options: &CompressOptions, original:
         None => {
             let bytes = weights.iter().flat_map(|v| v.to_le_bytes()).collect();
             let out = OutTensor { dtype: Dtype::F32, shape, bytes: to_bytes(bytes) };
-            Ok(Compressed { outputs: vec![(name, out)], restored: weights, dtype_after: "F32".into(), metadata: format!("kind=pruned;{meta}") })
+            Ok(Compressed {
+                outputs: vec![(name, out)],
+                restored: weights,
+                dtype_after: "F32".into(),
+                metadata: format!("kind=pruned;{meta}"),
+            })
         }
         Some(Target::Fp16) => {
             let mut h = vec![f16::ZERO; weights.len()];
             crate::kernels::convert::f32_to_f16(&weights, &mut h)?;
             let restored = h.iter().map(|v| v.to_f32()).collect();
-            let out = OutTensor { dtype: Dtype::F16, shape, bytes: to_bytes(bytemuck::cast_slice(&h).to_vec()) };
-            Ok(Compressed { outputs: vec![(name, out)], restored, dtype_after: "F16".into(), metadata: format!("kind=cast;{meta}") })
+            let out =
+                OutTensor { dtype: Dtype::F16, shape, bytes: to_bytes(bytemuck::cast_slice(&h).to_vec()) };
+            Ok(Compressed {
+                outputs: vec![(name, out)],
+                restored,
+                dtype_after: "F16".into(),
+                metadata: format!("kind=cast;{meta}"),
+            })
         }
         Some(Target::Bf16) => {
             let mut b = vec![bf16::ZERO; weights.len()];
             crate::kernels::convert::f32_to_bf16(&weights, &mut b)?;
             let restored = b.iter().map(|v| v.to_f32()).collect();
-            let out = OutTensor { dtype: Dtype::BF16, shape, bytes: to_bytes(bytemuck::cast_slice(&b).to_vec()) };
-            Ok(Compressed { outputs: vec![(name, out)], restored, dtype_after: "BF16".into(), metadata: format!("kind=cast;{meta}") })
+            let out =
+                OutTensor { dtype: Dtype::BF16, shape, bytes: to_bytes(bytemuck::cast_slice(&b).to_vec()) };
+            Ok(Compressed {
+                outputs: vec![(name, out)],
+                restored,
+                dtype_after: "BF16".into(),
+                metadata: format!("kind=cast;{meta}"),
+            })
         }
         Some(target) => {
             let spec = spec_for(target, options.grouping, shape.len())?;
@@ -285,17 +313,27 @@ fn compress_tensor(entry: &TensorEntry<'_>, options: &CompressOptions, original:
             };
             let mut outputs = vec![(
                 name.clone(),
-                OutTensor { dtype: data_dtype, shape: data_shape, bytes: to_bytes(q.data().as_bytes().to_vec()) },
+                OutTensor {
+                    dtype: data_dtype,
+                    shape: data_shape,
+                    bytes: to_bytes(q.data().as_bytes().to_vec()),
+                },
             )];
             let scales = params.scales().iter().flat_map(|s| s.to_le_bytes()).collect();
-            outputs.push((format!("{name}.scale"), OutTensor { dtype: Dtype::F32, shape: params.shape().to_vec(), bytes: to_bytes(scales) }));
+            outputs.push((
+                format!("{name}.scale"),
+                OutTensor { dtype: Dtype::F32, shape: params.shape().to_vec(), bytes: to_bytes(scales) },
+            ));
             if spec.mode == Mode::Affine {
                 let (dtype, zps): (Dtype, Vec<u8>) = if spec.qtype.is_signed() {
                     (Dtype::I8, params.zero_points().iter().map(|&z| z as i8 as u8).collect())
                 } else {
                     (Dtype::U8, params.zero_points().iter().map(|&z| z as u8).collect())
                 };
-                outputs.push((format!("{name}.zero_point"), OutTensor { dtype, shape: params.shape().to_vec(), bytes: to_bytes(zps) }));
+                outputs.push((
+                    format!("{name}.zero_point"),
+                    OutTensor { dtype, shape: params.shape().to_vec(), bytes: to_bytes(zps) },
+                ));
             }
             let (granularity, axis, block) = match spec.granularity {
                 Granularity::PerTensor => ("tensor", 0, 0),
@@ -374,7 +412,10 @@ pub fn compress(
     }
     let names: std::collections::HashSet<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
     if names.len() != outputs.len() {
-        return Err(Error::format(input.path().display().to_string(), "a tensor name collides with a `.scale` or `.zero_point` companion"));
+        return Err(Error::format(
+            input.path().display().to_string(),
+            "a tensor name collides with a `.scale` or `.zero_point` companion",
+        ));
     }
     write_safetensors(output, &outputs, &metadata)?;
     let bytes_before: usize = reports.iter().map(|r| r.bytes_before).sum();
@@ -398,7 +439,9 @@ fn field<'a>(meta: &HashMap<&str, &'a str>, key: &str, name: &str) -> Result<&'a
 }
 
 fn number(meta: &HashMap<&str, &str>, key: &str, name: &str) -> Result<usize> {
-    field(meta, key, name)?.parse().map_err(|_| Error::format(metadata_key(name), format!("`{key}` is not a number")))
+    field(meta, key, name)?
+        .parse()
+        .map_err(|_| Error::format(metadata_key(name), format!("`{key}` is not a number")))
 }
 
 fn encode(values: &[f32], dtype: Dtype) -> Result<(Dtype, Vec<u8>)> {
@@ -442,12 +485,16 @@ fn restore(input: &ModelFile, entry: &TensorEntry<'_>, meta: &HashMap<&str, &str
                 "tensor" => Granularity::PerTensor,
                 "channel" => Granularity::PerAxis { axis },
                 "block" => Granularity::PerBlock { axis, block: number(meta, "block", name)? },
-                other => return Err(Error::format(metadata_key(name), format!("unknown granularity `{other}`"))),
+                other => {
+                    return Err(Error::format(metadata_key(name), format!("unknown granularity `{other}`")))
+                }
             };
             let mut spec = QuantSpec::new(qtype, mode).with_granularity(granularity);
             spec.narrow_range = meta.get("narrow") == Some(&"1");
             let companion = |suffix: &str| {
-                input.tensor(&format!("{name}{suffix}")).ok_or_else(|| Error::format(name, format!("missing `{name}{suffix}`")))
+                input
+                    .tensor(&format!("{name}{suffix}"))
+                    .ok_or_else(|| Error::format(name, format!("missing `{name}{suffix}`")))
             };
             let scale_entry = companion(".scale")?;
             let scales = scale_entry.to_f32()?;
@@ -487,7 +534,11 @@ pub fn decompress(input: &ModelFile, output: &Path, progress: &mut dyn FnMut(usi
         match input.metadata().get(&metadata_key(entry.name)) {
             None => outputs.push((
                 entry.name.to_string(),
-                OutTensor { dtype: entry.dtype, shape: entry.shape.to_vec(), bytes: Cow::Borrowed(entry.bytes) },
+                OutTensor {
+                    dtype: entry.dtype,
+                    shape: entry.shape.to_vec(),
+                    bytes: Cow::Borrowed(entry.bytes),
+                },
             )),
             Some(text) => {
                 let meta = parse_meta(text);

@@ -89,7 +89,10 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
 fn print_summary(file: &ModelFile, rows: &[TensorSummary]) {
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
     println!("{}: {} tensors, header {} bytes", file.path().display(), rows.len(), file.header_len());
-    println!("{:<w$}  {:<5} {:<18} {:>12} {:>12} {:>11} {:>11} {:>8}", "name", "dtype", "shape", "params", "bytes", "min", "max", "sparsity");
+    println!(
+        "{:<w$}  {:<5} {:<18} {:>12} {:>12} {:>11} {:>11} {:>8}",
+        "name", "dtype", "shape", "params", "bytes", "min", "max", "sparsity"
+    );
     for r in rows {
         println!(
             "{:<w$}  {:<5} {:<18} {:>12} {:>12} {:>11} {:>11} {:>7.2}%",
@@ -185,7 +188,8 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
     }
     let bar = progress_bar(file.len(), "compressing");
     let keep = |name: &str| skip.as_ref().is_none_or(|re| !re.is_match(name));
-    let report = model::compress(&file, &args.output, &options, &keep, &mut |done, _| bar.set_position(done as u64))?;
+    let report =
+        model::compress(&file, &args.output, &options, &keep, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     print_report(&report);
     if let Some(path) = &args.report {
@@ -203,7 +207,10 @@ fn write_json(path: &Path, report: &CompressReport) -> Result<()> {
 
 fn print_report(report: &CompressReport) {
     let w = report.tensors.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    println!("{:<w$}  {:<18} {:>6} {:>6} {:>12} {:>12} {:>8} {:>9} {:>11}", "name", "shape", "before", "after", "bytes before", "bytes after", "sparsity", "SQNR dB", "max |err|");
+    println!(
+        "{:<w$}  {:<18} {:>6} {:>6} {:>12} {:>12} {:>8} {:>9} {:>11}",
+        "name", "shape", "before", "after", "bytes before", "bytes after", "sparsity", "SQNR dB", "max |err|"
+    );
     for r in &report.tensors {
         println!(
             "{:<w$}  {:<18} {:>6} {:>6} {:>12} {:>12} {:>7.2}% {:>9} {:>11}",
@@ -221,7 +228,11 @@ fn print_report(report: &CompressReport) {
     println!(
         "total: {} -> {} bytes ({:.3}x); reading the weights once from DRAM: {:.3e} J -> {:.3e} J \
          (Horowitz 45 nm, a lower bound)",
-        report.bytes_before, report.bytes_after, report.size_ratio, report.read_energy_before_j, report.read_energy_after_j
+        report.bytes_before,
+        report.bytes_after,
+        report.size_ratio,
+        report.read_energy_before_j,
+        report.read_energy_after_j
     );
 }
 
