@@ -38,7 +38,9 @@ fn casts(c: &mut Criterion) {
     g.throughput(Throughput::Elements(IN_CACHE as u64));
     g.bench_function("half_slice", |bn| bn.iter(|| black_box(&h).convert_to_f32_slice(&mut back)));
     for isa in Isa::available() {
-        g.bench_function(isa.name(), |bn| bn.iter(|| cv::f16_to_f32_on(isa, black_box(&h), &mut back).unwrap()));
+        g.bench_function(isa.name(), |bn| {
+            bn.iter(|| cv::f16_to_f32_on(isa, black_box(&h), &mut back).unwrap())
+        });
     }
     g.finish();
 
@@ -46,7 +48,9 @@ fn casts(c: &mut Criterion) {
     g.throughput(Throughput::Elements(IN_CACHE as u64));
     g.bench_function("half_slice", |bn| bn.iter(|| b.convert_from_f32_slice(black_box(&x))));
     for isa in Isa::available() {
-        g.bench_function(isa.name(), |bn| bn.iter(|| cv::f32_to_bf16_on(isa, black_box(&x), &mut b).unwrap()));
+        g.bench_function(isa.name(), |bn| {
+            bn.iter(|| cv::f32_to_bf16_on(isa, black_box(&x), &mut b).unwrap())
+        });
     }
     g.finish();
 }
@@ -58,18 +62,24 @@ fn quantize_in_cache(c: &mut Criterion) {
     let mut g = c.benchmark_group("quantize_i8_in_cache");
     g.throughput(Throughput::Elements(IN_CACHE as u64));
     for isa in Isa::available() {
-        g.bench_function(isa.name(), |bn| bn.iter(|| cv::quantize_i8_on(isa, black_box(&x), 0.8, 3, &mut y).unwrap()));
+        g.bench_function(isa.name(), |bn| {
+            bn.iter(|| cv::quantize_i8_on(isa, black_box(&x), 0.8, 3, &mut y).unwrap())
+        });
     }
     // The NaN pre-scan alone: the part of quantize that reads the input a first time.
     for isa in Isa::available() {
-        g.bench_function(BenchmarkId::new("nan_scan", isa), |bn| bn.iter(|| cv::first_nan_on(isa, black_box(&x))));
+        g.bench_function(BenchmarkId::new("nan_scan", isa), |bn| {
+            bn.iter(|| cv::first_nan_on(isa, black_box(&x)))
+        });
     }
     g.finish();
 
     let mut g = c.benchmark_group("dequantize_i8_in_cache");
     g.throughput(Throughput::Elements(IN_CACHE as u64));
     for isa in Isa::available() {
-        g.bench_function(isa.name(), |bn| bn.iter(|| cv::dequantize_i8_on(isa, black_box(&y), 0.8, 3, &mut back).unwrap()));
+        g.bench_function(isa.name(), |bn| {
+            bn.iter(|| cv::dequantize_i8_on(isa, black_box(&y), 0.8, 3, &mut back).unwrap())
+        });
     }
     g.finish();
 }
@@ -84,7 +94,9 @@ fn quantize_from_dram(c: &mut Criterion) {
     g.throughput(Throughput::Elements(len as u64));
     g.bench_function("copy_from_slice", |bn| bn.iter(|| copy.copy_from_slice(black_box(&x))));
     for isa in simd_paths() {
-        g.bench_function(isa.name(), |bn| bn.iter(|| cv::quantize_i8_on(isa, black_box(&x), 0.8, 3, &mut y).unwrap()));
+        g.bench_function(isa.name(), |bn| {
+            bn.iter(|| cv::quantize_i8_on(isa, black_box(&x), 0.8, 3, &mut y).unwrap())
+        });
     }
     g.finish();
 }

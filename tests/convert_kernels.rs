@@ -59,13 +59,13 @@ fn cast_edges() -> Vec<f32> {
         65519.996,                   // just below the f16 overflow threshold
         65520.0,                     // rounds to infinity in f16
         -65520.0,
-        6.103_515_6e-5,  // f16::MIN_POSITIVE
-        5.960_464_5e-8,  // smallest f16 subnormal
-        2.980_232_2e-8,  // half of it: a tie, rounds to zero (even)
-        2.980_232_5e-8,  // just above the tie: rounds up to the smallest subnormal
-        8.940_697e-8,    // 1.5 subnormal steps: tie, rounds to 2 (even)
-        1.000_488_3,     // 1 + 2^-11: f16 tie, rounds to 1
-        1.001_464_8,     // 1 + 3 * 2^-11: f16 tie, rounds up to 1 + 2^-9
+        6.103_515_6e-5,              // f16::MIN_POSITIVE
+        5.960_464_5e-8,              // smallest f16 subnormal
+        2.980_232_2e-8,              // half of it: a tie, rounds to zero (even)
+        2.980_232_5e-8,              // just above the tie: rounds up to the smallest subnormal
+        8.940_697e-8,                // 1.5 subnormal steps: tie, rounds to 2 (even)
+        1.000_488_3,                 // 1 + 2^-11: f16 tie, rounds to 1
+        1.001_464_8,                 // 1 + 3 * 2^-11: f16 tie, rounds up to 1 + 2^-9
         f32::from_bits(0x3F80_8000), // bf16 tie, rounds to even (down)
         f32::from_bits(0x3F81_8000), // bf16 tie, rounds to even (up)
         f32::from_bits(0x3F80_8001), // just above a bf16 tie
@@ -169,7 +169,9 @@ fn all_65536_f16_patterns_widen_exactly_and_narrow_back() {
             let want = f16_by_definition(h.to_bits());
             if want.is_nan() {
                 // NaN stays NaN, quieted, keeping its payload in the top fraction bits (as `half`).
-                let quiet = (u32::from(h.to_bits() & 0x8000) << 16) | 0x7FC0_0000 | (u32::from(h.to_bits() & 0x3FF) << 13);
+                let quiet = (u32::from(h.to_bits() & 0x8000) << 16)
+                    | 0x7FC0_0000
+                    | (u32::from(h.to_bits() & 0x3FF) << 13);
                 assert_eq!(w.to_bits(), quiet, "f16 {:#06x} on {isa}", h.to_bits());
             } else {
                 assert_eq!(f64::from(*w).to_bits(), want.to_bits(), "f16 {:#06x} on {isa}", h.to_bits());
@@ -201,7 +203,11 @@ fn all_65536_bf16_patterns_widen_exactly_and_narrow_back() {
             let want = if is_nan { u32::from(bits | 0x0040) << 16 } else { u32::from(bits) << 16 };
             assert_eq!(w.to_bits(), want, "bf16 {bits:#06x} on {isa}");
             assert_eq!(w.to_bits(), h.to_f32().to_bits(), "bf16 {bits:#06x} on {isa} vs half");
-            assert_eq!(b.to_bits(), if is_nan { bits | 0x0040 } else { bits }, "bf16 {bits:#06x} round trip on {isa}");
+            assert_eq!(
+                b.to_bits(),
+                if is_nan { bits | 0x0040 } else { bits },
+                "bf16 {bits:#06x} round trip on {isa}"
+            );
         }
     }
 }
@@ -231,7 +237,10 @@ fn cast_length_mismatch_is_an_error() {
             cv::f32_to_f16_on(isa, &[1.0; 3], &mut [f16::ZERO; 2]),
             Err(Error::ShapeMismatch { .. })
         ));
-        assert!(matches!(cv::bf16_to_f32_on(isa, &[bf16::ZERO; 2], &mut [0.0; 3]), Err(Error::ShapeMismatch { .. })));
+        assert!(matches!(
+            cv::bf16_to_f32_on(isa, &[bf16::ZERO; 2], &mut [0.0; 3]),
+            Err(Error::ShapeMismatch { .. })
+        ));
     }
 }
 
@@ -265,7 +274,12 @@ fn quantize_edges(scale: f32) -> Vec<f32> {
     ];
     for k in -300..300 {
         let tie = (k as f32 + 0.5) * scale;
-        v.extend([tie, f32::from_bits(tie.to_bits() + 1), f32::from_bits(tie.to_bits().saturating_sub(1)), k as f32 * scale]);
+        v.extend([
+            tie,
+            f32::from_bits(tie.to_bits() + 1),
+            f32::from_bits(tie.to_bits().saturating_sub(1)),
+            k as f32 * scale,
+        ]);
     }
     v
 }
@@ -291,9 +305,19 @@ fn quantize_matches_the_f64_reference_on_random_and_edge_values() {
                     cv::quantize_u8_on(isa, &x, scale, zu, &mut yu).unwrap();
                     for i in 0..len {
                         let want = quantize_reference(x[i], scale, zi.into(), -128, 127);
-                        assert_eq!(i32::from(yi[i]), want, "i8 on {isa}: x = {:e}, scale {scale:e}, zp {zi}", x[i]);
+                        assert_eq!(
+                            i32::from(yi[i]),
+                            want,
+                            "i8 on {isa}: x = {:e}, scale {scale:e}, zp {zi}",
+                            x[i]
+                        );
                         let want = quantize_reference(x[i], scale, zu.into(), 0, 255);
-                        assert_eq!(i32::from(yu[i]), want, "u8 on {isa}: x = {:e}, scale {scale:e}, zp {zu}", x[i]);
+                        assert_eq!(
+                            i32::from(yu[i]),
+                            want,
+                            "u8 on {isa}: x = {:e}, scale {scale:e}, zp {zu}",
+                            x[i]
+                        );
                     }
                 }
             }
@@ -375,7 +399,8 @@ fn dequantize_every_byte_matches_the_f64_reference() {
                     let yi: Vec<i8> = bytes.iter().map(|&b| b as i8).collect();
                     let mut x = vec![0.0f32; len];
                     cv::dequantize_i8_on(isa, &yi, scale, zi, &mut x).unwrap();
-                    let want: Vec<f32> = yi.iter().map(|&v| dequantize_reference(v.into(), scale, zi.into())).collect();
+                    let want: Vec<f32> =
+                        yi.iter().map(|&v| dequantize_reference(v.into(), scale, zi.into())).collect();
                     assert_same_f32(&x, &want, "dequantize i8", isa);
                     cv::dequantize_u8_on(isa, &bytes, scale, zu, &mut x).unwrap();
                     let want: Vec<f32> =

@@ -138,7 +138,13 @@ pub unsafe fn first_nan(x: &[f32]) -> Option<usize> {
 /// float and the float sum is exact whenever the result lies inside `[lo, hi]`. `x` holds no NaN.
 #[target_feature(enable = "neon")]
 #[inline]
-fn quantize_lanes(x: float32x4_t, scale: float32x4_t, zp: float32x4_t, lo: float32x4_t, hi: float32x4_t) -> int32x4_t {
+fn quantize_lanes(
+    x: float32x4_t,
+    scale: float32x4_t,
+    zp: float32x4_t,
+    lo: float32x4_t,
+    hi: float32x4_t,
+) -> int32x4_t {
     let q = vrndnq_f32(vdivq_f32(x, scale));
     vcvtq_s32_f32(vminq_f32(vmaxq_f32(vaddq_f32(q, zp), lo), hi))
 }
@@ -170,7 +176,8 @@ fn quantize_blocks<const SIGNED: bool>(x: &[f32], scale: f32, zero_point: i32, y
 #[target_feature(enable = "neon")]
 pub unsafe fn quantize_i8(x: &[f32], scale: f32, zero_point: i8, y: &mut [i8]) {
     let n = x.len().min(y.len());
-    let done = quantize_blocks::<true>(&x[..n], scale, zero_point.into(), bytemuck::cast_slice_mut(&mut y[..n]));
+    let done =
+        quantize_blocks::<true>(&x[..n], scale, zero_point.into(), bytemuck::cast_slice_mut(&mut y[..n]));
     scalar::quantize_i8(&x[done..n], scale, zero_point, &mut y[done..n]);
 }
 
@@ -218,7 +225,8 @@ fn dequantize_blocks<const SIGNED: bool>(y: &[u8], scale: f32, zero_point: i32, 
 #[target_feature(enable = "neon")]
 pub unsafe fn dequantize_i8(y: &[i8], scale: f32, zero_point: i8, x: &mut [f32]) {
     let n = y.len().min(x.len());
-    let done = dequantize_blocks::<true>(bytemuck::cast_slice(&y[..n]), scale, zero_point.into(), &mut x[..n]);
+    let done =
+        dequantize_blocks::<true>(bytemuck::cast_slice(&y[..n]), scale, zero_point.into(), &mut x[..n]);
     scalar::dequantize_i8(&y[done..n], scale, zero_point, &mut x[done..n]);
 }
 

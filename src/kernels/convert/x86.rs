@@ -127,7 +127,10 @@ pub unsafe fn first_nan(x: &[f32]) -> Option<usize> {
                 let v = _mm256_loadu_ps(p.add(k * LANES));
                 _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v)
             };
-            let m = _mm256_or_ps(_mm256_or_ps(unordered(0), unordered(1)), _mm256_or_ps(unordered(2), unordered(3)));
+            let m = _mm256_or_ps(
+                _mm256_or_ps(unordered(0), unordered(1)),
+                _mm256_or_ps(unordered(2), unordered(3)),
+            );
             _mm256_movemask_ps(m) != 0
         };
         if any_nan {
@@ -178,7 +181,8 @@ fn quantize_blocks<const SIGNED: bool>(x: &[f32], scale: f32, zero_point: i32, y
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn quantize_i8(x: &[f32], scale: f32, zero_point: i8, y: &mut [i8]) {
     let n = x.len().min(y.len());
-    let done = quantize_blocks::<true>(&x[..n], scale, zero_point.into(), bytemuck::cast_slice_mut(&mut y[..n]));
+    let done =
+        quantize_blocks::<true>(&x[..n], scale, zero_point.into(), bytemuck::cast_slice_mut(&mut y[..n]));
     scalar::quantize_i8(&x[done..n], scale, zero_point, &mut y[done..n]);
 }
 
@@ -214,7 +218,8 @@ fn dequantize_blocks<const SIGNED: bool>(y: &[u8], scale: f32, zero_point: i32, 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dequantize_i8(y: &[i8], scale: f32, zero_point: i8, x: &mut [f32]) {
     let n = y.len().min(x.len());
-    let done = dequantize_blocks::<true>(bytemuck::cast_slice(&y[..n]), scale, zero_point.into(), &mut x[..n]);
+    let done =
+        dequantize_blocks::<true>(bytemuck::cast_slice(&y[..n]), scale, zero_point.into(), &mut x[..n]);
     scalar::dequantize_i8(&y[done..n], scale, zero_point, &mut x[done..n]);
 }
 
