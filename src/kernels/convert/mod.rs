@@ -2,7 +2,10 @@
 //!
 //! `y = saturate(round_half_even(x / scale) + zero_point)` with `x / scale` computed in f32, and
 //! `x = (y - zero_point) * scale`, exactly as ONNX QuantizeLinear / DequantizeLinear define them.
-//! The scalar path in [`scalar`] is the definition; SIMD paths must match it bit for bit.
+//! The scalar path in [`scalar`] is the definition; the AVX2+F16C (`x86.rs`) and NEON
+//! (`aarch64.rs`) paths match it bit for bit, NaN payloads included: a NaN cast either way is
+//! quieted and keeps its top payload bits, as `half` does. Quantize refuses NaN with one SIMD
+//! pre-scan ([`first_nan`]) before writing anything, then converts in a second pass.
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
@@ -112,8 +115,13 @@ pub fn first_nan_on(isa: Isa, x: &[f32]) -> Result<Option<usize>> {
     Ok(dispatch!(isa, first_nan(x)))
 }
 
-/// Fails with [`Error::NonFinite`] naming the first NaN in `data`, like
-/// [`crate::error::check_no_nan`] but on the SIMD path `isa`.
+/// Fails with [`Error::NonFinite`] naming the first NaN in `data`: [`crate::error::check_no_nan`]
+/// on the SIMD path.
+pub fn check_no_nan(name: &'static str, data: &[f32]) -> Result<()> {
+    check_no_nan_on(Isa::active(), name, data)
+}
+
+/// [`check_no_nan`] on a chosen path.
 pub fn check_no_nan_on(isa: Isa, name: &'static str, data: &[f32]) -> Result<()> {
     match first_nan_on(isa, data)? {
         Some(index) => Err(Error::NonFinite { name, index, value: f64::NAN }),
