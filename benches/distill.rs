@@ -25,13 +25,13 @@ fn plain_kd(
     };
     let (mut ps, mut pt, mut p1) = (Vec::new(), Vec::new(), Vec::new());
     let mut total = 0.0f32;
-    for r in 0..batch {
+    for (r, &label) in labels.iter().enumerate().take(batch) {
         let row = r * classes..(r + 1) * classes;
         softmax(&s[row.clone()], 1.0 / temperature, &mut ps);
         softmax(&t[row.clone()], 1.0 / temperature, &mut pt);
         softmax(&s[row.clone()], 1.0, &mut p1);
         let kl: f32 = pt.iter().zip(&ps).filter(|(p, _)| **p > 0.0).map(|(p, q)| p * (p.ln() - q.ln())).sum();
-        let y = labels[r] as usize;
+        let y = label as usize;
         total += alpha * temperature * temperature * kl - (1.0 - alpha) * p1[y].ln();
         for (i, g) in grad[row].iter_mut().enumerate() {
             let onehot = if i == y { 1.0 } else { 0.0 };

@@ -47,7 +47,7 @@ fn reference(
     classes: usize,
     params: &KdParams,
 ) -> (f64, Vec<f64>) {
-    let rows = if classes == 0 { 0 } else { s.len() / classes };
+    let rows = s.len().checked_div(classes).unwrap_or(0);
     let kept: Vec<usize> = (0..rows).filter(|&r| mask.map_or(true, |m| m[r] != 0)).collect();
     let divisor = match params.reduction {
         Reduction::Mean => kept.len().max(1) as f64,
