@@ -290,7 +290,9 @@ pub struct RaplReading(pub Vec<u64>);
 
 fn read_u64(path: &Path) -> Result<u64> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    text.trim().parse().map_err(|_| Error::format(path.display().to_string(), format!("not a counter: {text:?}")))
+    text.trim()
+        .parse()
+        .map_err(|_| Error::format(path.display().to_string(), format!("not a counter: {text:?}")))
 }
 
 impl RaplMeter {
@@ -302,9 +304,8 @@ impl RaplMeter {
     /// The meter under a powercap root (tests point this at a fake tree).
     pub fn open_at(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref();
-        let unavailable = |why: String| {
-            Error::format("RAPL energy meter", format!("not available on this machine: {why}"))
-        };
+        let unavailable =
+            |why: String| Error::format("RAPL energy meter", format!("not available on this machine: {why}"));
         let entries = std::fs::read_dir(root).map_err(|e| unavailable(format!("{}: {e}", root.display())))?;
         let mut domains = Vec::new();
         for entry in entries.flatten() {
@@ -315,10 +316,15 @@ impl RaplMeter {
                 continue;
             }
             let dir = entry.path();
-            let name = std::fs::read_to_string(dir.join("name")).map(|s| s.trim().to_string()).unwrap_or(folder);
+            let name =
+                std::fs::read_to_string(dir.join("name")).map(|s| s.trim().to_string()).unwrap_or(folder);
             let energy = dir.join("energy_uj");
             read_u64(&energy).map_err(|e| unavailable(format!("{e} (reading it usually needs root)")))?;
-            domains.push(RaplDomain { name, energy, max_range_uj: read_u64(&dir.join("max_energy_range_uj"))? });
+            domains.push(RaplDomain {
+                name,
+                energy,
+                max_range_uj: read_u64(&dir.join("max_energy_range_uj"))?,
+            });
         }
         if domains.is_empty() {
             return Err(unavailable(format!("no intel-rapl:* package under {}", root.display())));
@@ -373,7 +379,10 @@ mod tests {
         domain(root, "intel-rapl:0:0", "core", 5, 10_000_000); // sub-zone: ignored
         std::fs::write(root.join("unrelated"), "x").unwrap();
         let meter = RaplMeter::open_at(root).unwrap();
-        assert_eq!(meter.domains.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["package-0", "package-1"]);
+        assert_eq!(
+            meter.domains.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+            ["package-0", "package-1"]
+        );
         let start = meter.read().unwrap();
         assert_eq!(start, RaplReading(vec![1_000_000, 9_500_000]));
         // package-0 gains 2 J; package-1 wraps: 0.5 J to the top, then 1.5 J.

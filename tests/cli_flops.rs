@@ -5,7 +5,11 @@ use std::process::Command;
 
 fn greenai(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_greenai")).args(args).output().expect("run greenai");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -40,7 +44,8 @@ fn hf_config_and_seq_len() {
             "num_key_value_heads": 2, "intermediate_size": 688, "vocab_size": 1000, "max_position_embeddings": 512}"#,
     )
     .unwrap();
-    let (ok, stdout, stderr) = greenai(&["flops", "--hf-config", path.to_str().unwrap(), "--seq-len", "64", "--json"]);
+    let (ok, stdout, stderr) =
+        greenai(&["flops", "--hf-config", path.to_str().unwrap(), "--seq-len", "64", "--json"]);
     assert!(ok, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["report"]["input"], serde_json::json!([1, 64]));

@@ -1,6 +1,8 @@
 //! Model building, bad input, compression-aware cost, and the Hugging Face config reader.
 
-use greenai::flops::{zoo, Activation, Comparison, Compression, Conv, Layer, Linear, Model, Precision, Sparsity};
+use greenai::flops::{
+    zoo, Activation, Comparison, Compression, Conv, Layer, Linear, Model, Precision, Sparsity,
+};
 
 fn msg<T: std::fmt::Debug>(r: greenai::Result<T>) -> String {
     r.unwrap_err().to_string()
@@ -72,7 +74,11 @@ fn compression_changes_macs_params_and_bytes_by_the_stated_rules() {
 #[test]
 fn per_layer_plans_and_report_table() {
     let m = zoo::by_name("resnet18", 1, None).unwrap();
-    let r = m.report_with(|name| if name == "fc" { Compression::dense(Precision::Int8) } else { Compression::default() }).unwrap();
+    let r = m
+        .report_with(
+            |name| if name == "fc" { Compression::dense(Precision::Int8) } else { Compression::default() },
+        )
+        .unwrap();
     let fc = r.rows.iter().find(|row| row.name == "fc").unwrap();
     assert_eq!(fc.cost.weight_bytes, 512 * 1000 + 1000 * 4);
     let text = r.to_string();
@@ -120,7 +126,8 @@ mod hf {
         assert!(e(r#"{"model_type": "t5"}"#).contains("model_type"));
         assert!(e(r#"{"hidden_size": 8}"#).contains("model_type"));
         assert!(e(r#"{"model_type": "bert", "hidden_size": 768}"#).contains("num_attention_heads"));
-        assert!(e(r#"{"model_type": "bert", "hidden_size": -4, "num_attention_heads": 2}"#).contains("hidden_size"));
+        assert!(e(r#"{"model_type": "bert", "hidden_size": -4, "num_attention_heads": 2}"#)
+            .contains("hidden_size"));
         let bad_heads = BERT_BASE.replace("\"num_attention_heads\": 12", "\"num_attention_heads\": 7");
         assert!(e(&bad_heads).contains("num_attention_heads"));
         let bad_act = BERT_BASE.replace("\"gelu\"", "\"mish\"");

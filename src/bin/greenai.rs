@@ -1,6 +1,7 @@
 //! The `greenai` command (feature `cli`). One module per subcommand under `src/bin/greenai/`; a new
 //! subcommand adds a variant to [`Command`] and a module with its `Args` and `run`.
 
+#[path = "greenai/flops.rs"]
 mod flops;
 
 use clap::{Parser, Subcommand};

@@ -3,7 +3,9 @@
 
 use super::boundary::{out_ptr, slice_in, slice_out, FfiError, FfiResult};
 use super::status::greenai_status;
-use crate::flops::{zoo, Activation, Attention, Compression, Conv, Cost, Layer, Linear, Model, PoolKind, Precision, Sparsity};
+use crate::flops::{
+    zoo, Activation, Attention, Compression, Conv, Cost, Layer, Linear, Model, PoolKind, Precision, Sparsity,
+};
 use crate::Error;
 use std::ffi::{c_char, CStr};
 
@@ -481,9 +483,12 @@ fn op_layer(op: greenai_op, arg: usize) -> Result<Layer, Error> {
         GREENAI_OP_LAYERNORM => Layer::LayerNorm { dim: arg, bias: true },
         GREENAI_OP_RMSNORM => Layer::RmsNorm { dim: arg },
         GREENAI_OP_FLATTEN => Layer::Flatten { start_dim: arg },
-        GREENAI_OP_MAXPOOL2D => {
-            Layer::Pool { kind: PoolKind::Max, kernel: vec![arg; 2], stride: vec![arg; 2], padding: vec![0; 2] }
-        }
+        GREENAI_OP_MAXPOOL2D => Layer::Pool {
+            kind: PoolKind::Max,
+            kernel: vec![arg; 2],
+            stride: vec![arg; 2],
+            padding: vec![0; 2],
+        },
         GREENAI_OP_GLOBAL_AVGPOOL2D => Layer::AdaptivePool { kind: PoolKind::Avg, output: vec![1, 1] },
         GREENAI_OP_MATMUL => Layer::MatMul,
         other => return Err(Error::invalid("op", other, "not a GREENAI_OP_* value")),

@@ -6,7 +6,8 @@ use std::fmt;
 /// Multiplies counts, failing with [`Error::Overflow`] instead of wrapping.
 pub(crate) fn prod(xs: impl IntoIterator<Item = u64>) -> Result<u64> {
     xs.into_iter().try_fold(1u64, |acc, x| {
-        acc.checked_mul(x).ok_or_else(|| Error::Overflow { context: "flops", detail: "count exceeds u64".into() })
+        acc.checked_mul(x)
+            .ok_or_else(|| Error::Overflow { context: "flops", detail: "count exceeds u64".into() })
     })
 }
 
@@ -293,8 +294,9 @@ impl Count {
         let small_bits = if comp.weights.is_int() { 32 } else { comp.weights.bits() };
         let small_bytes = self.small_params * small_bits / 8;
         let table_bytes = bits_to_bytes((self.table_params * comp.weights.bits()) as f64);
-        let table_read = bits_to_bytes((prod([self.table_rows_read, self.table_row_width])? * comp.weights.bits()) as f64)
-            .min(table_bytes);
+        let table_read =
+            bits_to_bytes((prod([self.table_rows_read, self.table_row_width])? * comp.weights.bits()) as f64)
+                .min(table_bytes);
         let macs = macs.round() as u64 + self.act_macs;
         let abits = comp.activations.bits() as f64;
         let cost = Cost {

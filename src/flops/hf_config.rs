@@ -77,7 +77,10 @@ pub fn parse(json: &str) -> Result<TransformerConfig> {
     let kv_heads = get_usize(&v, &["num_key_value_heads"], Some(heads))?;
     let head_dim = get_usize(&v, &["head_dim"], Some(hidden / heads))?;
     if family != Family::Llama && hidden % heads != 0 {
-        return Err(field_err("num_attention_heads", format!("{heads} does not divide hidden size {hidden}")));
+        return Err(field_err(
+            "num_attention_heads",
+            format!("{heads} does not divide hidden size {hidden}"),
+        ));
     }
     if heads % kv_heads != 0 {
         return Err(field_err("num_key_value_heads", format!("{kv_heads} does not divide {heads} heads")));
@@ -89,7 +92,11 @@ pub fn parse(json: &str) -> Result<TransformerConfig> {
         heads,
         kv_heads,
         head_dim,
-        intermediate: get_usize(&v, &["intermediate_size", "n_inner"], (family == Family::Gpt2).then_some(4 * hidden))?,
+        intermediate: get_usize(
+            &v,
+            &["intermediate_size", "n_inner"],
+            (family == Family::Gpt2).then_some(4 * hidden),
+        )?,
         vocab: get_usize(&v, &["vocab_size"], None)?,
         max_positions: get_usize(&v, &["max_position_embeddings", "n_positions"], None)?,
         type_vocab: if family == Family::Bert { get_usize(&v, &["type_vocab_size"], Some(2))? } else { 0 },

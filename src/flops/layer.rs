@@ -160,7 +160,7 @@ impl Attention {
             embed_dim,
             num_heads,
             num_kv_heads: num_heads,
-            head_dim: if num_heads == 0 { 0 } else { embed_dim / num_heads },
+            head_dim: embed_dim.checked_div(num_heads).unwrap_or(0),
             bias: true,
             rope: false,
         }
@@ -377,7 +377,10 @@ fn rank_at_least(layer: &str, x: &[usize], n: usize, what: &str) -> Result<()> {
 fn last_dim(layer: &str, x: &[usize], dim: usize, field: &str) -> Result<()> {
     rank_at_least(layer, x, 2, "at least [N, features]")?;
     if x[x.len() - 1] != dim {
-        return Err(bad(layer, format!("`{field}` = {dim} but the input's last dimension is {} ({x:?})", x[x.len() - 1])));
+        return Err(bad(
+            layer,
+            format!("`{field}` = {dim} but the input's last dimension is {} ({x:?})", x[x.len() - 1]),
+        ));
     }
     Ok(())
 }
@@ -472,7 +475,10 @@ impl Layer {
             Layer::MatMul => {
                 let (a, b) = two(name, inputs)?;
                 rank_at_least(name, a, 2, "[..., M, K]")?;
-                if a.len() != b.len() || a[..a.len() - 2] != b[..b.len() - 2] || a[a.len() - 1] != b[b.len() - 2] {
+                if a.len() != b.len()
+                    || a[..a.len() - 2] != b[..b.len() - 2]
+                    || a[a.len() - 1] != b[b.len() - 2]
+                {
                     return Err(bad(name, format!("cannot multiply {a:?} by {b:?}")));
                 }
                 let (m, k, n) = (a[a.len() - 2], a[a.len() - 1], b[b.len() - 1]);
@@ -487,7 +493,10 @@ impl Layer {
                 let x = one(name, inputs)?;
                 rank_at_least(name, x, 2, "[N, C, ...]")?;
                 if x[1] != *channels {
-                    return Err(bad(name, format!("`channels` = {channels} but the input has {} ({x:?})", x[1])));
+                    return Err(bad(
+                        name,
+                        format!("`channels` = {channels} but the input has {} ({x:?})", x[1]),
+                    ));
                 }
                 c.small_params = 2 * *channels as u64;
                 c.other_flops = prod([2, elems(x)?])?;
@@ -517,7 +526,9 @@ impl Layer {
                 if x[1] != *channels || channels % groups != 0 {
                     return Err(bad(
                         name,
-                        format!("`groups` = {groups} must divide `channels` = {channels}, which must match {x:?}"),
+                        format!(
+                            "`groups` = {groups} must divide `channels` = {channels}, which must match {x:?}"
+                        ),
                     ));
                 }
                 let n = elems(x)?;
@@ -550,11 +561,17 @@ impl Layer {
                 for i in 0..sp {
                     let (k, s) = (positive(name, "kernel", kernel[i])?, positive(name, "stride", stride[i])?);
                     if padding[i] * 2 > kernel[i] {
-                        return Err(bad(name, format!("padding {} exceeds half the kernel {}", padding[i], k)));
+                        return Err(bad(
+                            name,
+                            format!("padding {} exceeds half the kernel {}", padding[i], k),
+                        ));
                     }
                     let padded = x[i + 2] + 2 * padding[i];
                     if kernel[i] > padded {
-                        return Err(bad(name, format!("kernel {k} larger than padded input {padded} ({x:?})")));
+                        return Err(bad(
+                            name,
+                            format!("kernel {k} larger than padded input {padded} ({x:?})"),
+                        ));
                     }
                     out.push((padded - kernel[i]) / s as usize + 1);
                 }
@@ -712,7 +729,10 @@ fn conv_analyse(name: &str, conv: &Conv, x: &[usize], c: &mut Count) -> Result<V
     positive(name, "in_channels", conv.in_channels)?;
     positive(name, "out_channels", conv.out_channels)?;
     if x[1] != conv.in_channels {
-        return Err(bad(name, format!("`in_channels` = {} but the input has {} ({x:?})", conv.in_channels, x[1])));
+        return Err(bad(
+            name,
+            format!("`in_channels` = {} but the input has {} ({x:?})", conv.in_channels, x[1]),
+        ));
     }
     if conv.in_channels % conv.groups != 0 || conv.out_channels % conv.groups != 0 {
         return Err(bad(
@@ -732,7 +752,10 @@ fn conv_analyse(name: &str, conv: &Conv, x: &[usize], c: &mut Count) -> Result<V
         let span = d * (k - 1) + 1;
         if conv.transposed {
             if op >= s && op >= d {
-                return Err(bad(name, format!("`output_padding` {op} must be smaller than stride or dilation")));
+                return Err(bad(
+                    name,
+                    format!("`output_padding` {op} must be smaller than stride or dilation"),
+                ));
             }
             let full = (n - 1) * s + span + op;
             if full <= 2 * p {
@@ -743,7 +766,10 @@ fn conv_analyse(name: &str, conv: &Conv, x: &[usize], c: &mut Count) -> Result<V
             if span > n + 2 * p {
                 return Err(bad(
                     name,
-                    format!("kernel extent {span} (kernel {k}, dilation {d}) larger than padded input {} ({x:?})", n + 2 * p),
+                    format!(
+                        "kernel extent {span} (kernel {k}, dilation {d}) larger than padded input {} ({x:?})",
+                        n + 2 * p
+                    ),
                 ));
             }
             out.push((n + 2 * p - span) / s + 1);
@@ -754,9 +780,21 @@ fn conv_analyse(name: &str, conv: &Conv, x: &[usize], c: &mut Count) -> Result<V
     let batch = x[0] as u64;
     let matrix = if conv.transposed {
         // Each input pixel scatters (C_in/g) x (C_out/g * K) products.
-        WeightMatrix { rows: cout_g * kernel, cols: cin_g, copies: g, uses: prod([batch, elems(&x[2..])?])?, shared: false }
+        WeightMatrix {
+            rows: cout_g * kernel,
+            cols: cin_g,
+            copies: g,
+            uses: prod([batch, elems(&x[2..])?])?,
+            shared: false,
+        }
     } else {
-        WeightMatrix { rows: cout_g, cols: cin_g * kernel, copies: g, uses: prod([batch, elems(&out[2..])?])?, shared: false }
+        WeightMatrix {
+            rows: cout_g,
+            cols: cin_g * kernel,
+            copies: g,
+            uses: prod([batch, elems(&out[2..])?])?,
+            shared: false,
+        }
     };
     c.matrices.push(matrix);
     if conv.bias {
@@ -781,7 +819,10 @@ fn attention_analyse(name: &str, a: &Attention, inputs: &[Vec<usize>], c: &mut C
     }
     for x in [q, kv] {
         if x.len() != 3 || x[2] != a.embed_dim || x[0] != q[0] {
-            return Err(bad(name, format!("expects [N, L, {e}] inputs with one batch size, got {q:?} and {kv:?}")));
+            return Err(bad(
+                name,
+                format!("expects [N, L, {e}] inputs with one batch size, got {q:?} and {kv:?}"),
+            ));
         }
     }
     let (n, lq, lk) = (q[0] as u64, q[1] as u64, kv[1] as u64);

@@ -55,7 +55,11 @@ impl Model {
     /// An empty model taking `input` (batch first; no zero dimension).
     pub fn new(name: impl Into<String>, input: &[usize]) -> Result<Self> {
         if input.is_empty() || input.contains(&0) {
-            return Err(Error::invalid("input", format!("{input:?}"), "needs at least one dimension, none zero"));
+            return Err(Error::invalid(
+                "input",
+                format!("{input:?}"),
+                "needs at least one dimension, none zero",
+            ));
         }
         Ok(Model { name: name.into(), input: input.to_vec(), nodes: Vec::new() })
     }
@@ -93,9 +97,9 @@ impl Model {
         let shapes = inputs
             .iter()
             .map(|i| {
-                self.shape_of(i)
-                    .map(<[usize]>::to_vec)
-                    .ok_or_else(|| Error::invalid("layer", &name, format!("reads `{i}`, which does not exist")))
+                self.shape_of(i).map(<[usize]>::to_vec).ok_or_else(|| {
+                    Error::invalid("layer", &name, format!("reads `{i}`, which does not exist"))
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let output = layer.output_shape(&name, &shapes)?;
@@ -140,7 +144,10 @@ impl Model {
         if self.nodes.iter().any(|n| matches!(n.layer, Layer::BatchNorm { .. })) {
             notes.push("batchnorm counted as a separate scale-and-shift; inference engines usually fold it into the preceding convolution".into());
         }
-        notes.push("not counted: quantization scales and zero points, dropout (inference), data layout copies".into());
+        notes.push(
+            "not counted: quantization scales and zero points, dropout (inference), data layout copies"
+                .into(),
+        );
         Ok(Report { model: self.name.clone(), input: self.input.clone(), rows, total, notes })
     }
 }
@@ -266,7 +273,13 @@ impl Comparison {
 impl fmt::Display for Comparison {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let row = |f: &mut fmt::Formatter<'_>, what: &str, b: u64, a: u64| {
-            writeln!(f, "{what:<14} {:>14} {:>14} {:>8.3}x", si(b as f64), si(a as f64), b as f64 / a.max(1) as f64)
+            writeln!(
+                f,
+                "{what:<14} {:>14} {:>14} {:>8.3}x",
+                si(b as f64),
+                si(a as f64),
+                b as f64 / a.max(1) as f64
+            )
         };
         writeln!(f, "{:<14} {:>14} {:>14} {:>9}", "", "before", "after", "saving")?;
         row(f, "MACs", self.before.macs, self.after.macs)?;

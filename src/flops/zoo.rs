@@ -6,8 +6,18 @@ use super::model::Model;
 use crate::{Error, Result};
 
 /// Names accepted by [`by_name`].
-pub const NAMES: [&str; 10] =
-    ["resnet18", "resnet34", "resnet50", "resnet101", "vgg16", "alexnet", "mobilenet_v2", "vit_b_16", "bert_base", "gpt2"];
+pub const NAMES: [&str; 10] = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "vgg16",
+    "alexnet",
+    "mobilenet_v2",
+    "vit_b_16",
+    "bert_base",
+    "gpt2",
+];
 
 /// Builds a zoo model by name for `batch` inputs; `seq_len` is used by the language models
 /// (default 128 for BERT, 1024 for GPT-2) and must be `None` or ignored for the others.
@@ -49,7 +59,10 @@ fn resnet(name: &str, batch: usize, bottleneck: bool, blocks: [usize; 4]) -> Res
     let mut m = Model::new(name, &[batch, 3, 224, 224])?;
     conv_bn(&mut m, "", "conv1", "bn1", Conv::d2(3, 64, 7).stride(2).padding(3))?;
     relu(&mut m, "relu".into())?;
-    m.add("maxpool", Layer::Pool { kind: PoolKind::Max, kernel: vec![3, 3], stride: vec![2, 2], padding: vec![1, 1] })?;
+    m.add(
+        "maxpool",
+        Layer::Pool { kind: PoolKind::Max, kernel: vec![3, 3], stride: vec![2, 2], padding: vec![1, 1] },
+    )?;
     let expansion = if bottleneck { 4 } else { 1 };
     let mut inplanes = 64;
     for (stage, &n) in blocks.iter().enumerate() {
@@ -156,7 +169,15 @@ fn mobilenet_v2(batch: usize) -> Result<Model> {
     let relu6 = |m: &mut Model, name: String| m.add(name, Layer::Activation(Activation::Relu6)).map(|_| ());
     conv_bn(&mut m, "features.0.", "0", "1", Conv::d2(3, 32, 3).stride(2).padding(1))?;
     relu6(&mut m, "features.0.2".into())?;
-    let settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
+    let settings = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ];
     let (mut cin, mut idx) = (32, 1);
     for (t, c, n, s) in settings {
         for i in 0..n {
@@ -169,7 +190,13 @@ fn mobilenet_v2(batch: usize) -> Result<Model> {
                 relu6(&mut m, format!("{p}0.2"))?;
             }
             let j = if t != 1 { 1 } else { 0 };
-            conv_bn(&mut m, &p, &format!("{j}.0"), &format!("{j}.1"), Conv::d2(hidden, hidden, 3).stride(stride).padding(1).groups(hidden))?;
+            conv_bn(
+                &mut m,
+                &p,
+                &format!("{j}.0"),
+                &format!("{j}.1"),
+                Conv::d2(hidden, hidden, 3).stride(stride).padding(1).groups(hidden),
+            )?;
             relu6(&mut m, format!("{p}{j}.2"))?;
             conv_bn(&mut m, &p, &format!("{}", j + 1), &format!("{}", j + 2), Conv::d2(hidden, c, 1))?;
             if stride == 1 && cin == c {
@@ -213,7 +240,11 @@ fn vit_b_16(batch: usize) -> Result<Model> {
         .add("class_token", Layer::ClassToken { dim: e })?
         .add("encoder.pos_embedding", Layer::AddEmbedding { rows: 197, dim: e })?;
     let norm = Layer::LayerNorm { dim: e, bias: true };
-    let mlp = [Layer::Linear(Linear::new(e, 3072)), Layer::Activation(Activation::Gelu), Layer::Linear(Linear::new(3072, e))];
+    let mlp = [
+        Layer::Linear(Linear::new(e, 3072)),
+        Layer::Activation(Activation::Gelu),
+        Layer::Linear(Linear::new(3072, e)),
+    ];
     for l in 0..layers {
         pre_norm_block(&mut m, &format!("encoder.layers.{l}."), &norm, Attention::new(e, 12), &mlp)?;
     }
@@ -376,7 +407,11 @@ pub fn transformer(cfg: &TransformerConfig, batch: usize, seq_len: usize) -> Res
                 m.add(format!("{p}mlp.gate_proj"), lin(e, cfg.intermediate))?
                     .add(format!("{p}mlp.act"), act.clone())?
                     .add_from(format!("{p}mlp.up_proj"), lin(e, cfg.intermediate), &[&h])?
-                    .add_from(format!("{p}mlp.mul"), Layer::Mul, &[&format!("{p}mlp.act"), &format!("{p}mlp.up_proj")])?
+                    .add_from(
+                        format!("{p}mlp.mul"),
+                        Layer::Mul,
+                        &[&format!("{p}mlp.act"), &format!("{p}mlp.up_proj")],
+                    )?
                     .add(format!("{p}mlp.down_proj"), lin(cfg.intermediate, e))?
                     .add_from(format!("{p}add_2"), Layer::Add, &[&x, &format!("{p}mlp.down_proj")])?;
             }

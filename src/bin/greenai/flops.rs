@@ -1,7 +1,7 @@
 //! `greenai flops`: the cost report of a zoo model or a Hugging Face `config.json`.
 
 use greenai::energy::{Carbon, EnergyTable, GridSource, InferenceFootprint};
-use greenai::flops::{hf_config, si, zoo, Comparison, Compression, Model, Precision, Report, Sparsity};
+use greenai::flops::{hf_config, zoo, Comparison, Compression, Model, Precision, Report, Sparsity};
 use greenai::{Error, Result};
 use std::path::PathBuf;
 
@@ -43,7 +43,10 @@ pub struct Args {
 fn parse_sparsity(s: &str) -> Result<Sparsity> {
     let bad = || Error::invalid("sparsity", s, "expected a fraction in [0, 1) or N:M such as 2:4");
     if let Some((n, m)) = s.split_once(':') {
-        return Ok(Sparsity::NM { n: n.trim().parse().map_err(|_| bad())?, m: m.trim().parse().map_err(|_| bad())? });
+        return Ok(Sparsity::NM {
+            n: n.trim().parse().map_err(|_| bad())?,
+            m: m.trim().parse().map_err(|_| bad())?,
+        });
     }
     let f: f64 = s.trim().parse().map_err(|_| bad())?;
     Ok(if f == 0.0 { Sparsity::Dense } else { Sparsity::Unstructured(f) })
@@ -113,8 +116,10 @@ pub fn run(args: &Args) -> Result<()> {
         None
     };
     if args.json {
-        let out = Output { compression: comp, report: &report, energy_table: table, carbon, footprint, baseline };
-        let text = serde_json::to_string_pretty(&out).map_err(|e| Error::format("json output", e.to_string()))?;
+        let out =
+            Output { compression: comp, report: &report, energy_table: table, carbon, footprint, baseline };
+        let text =
+            serde_json::to_string_pretty(&out).map_err(|e| Error::format("json output", e.to_string()))?;
         println!("{text}");
         return Ok(());
     }
@@ -139,9 +144,10 @@ pub fn run(args: &Args) -> Result<()> {
         println!("\ncompression ({p}, {:?}, rank {:?}) against dense f32:", comp.sparsity, comp.rank);
         print!("{}", b.comparison);
         println!(
-            "energy per inference      {:>14} {:>14} {:>8.3}x",
-            format!("{}J", si(b.footprint.per_inference.joules)),
-            format!("{}J", si(f.joules)),
+            "{:<14} {:>12.4e} J {:>12.4e} J {:>8.3}x",
+            "energy/infer",
+            b.footprint.per_inference.joules,
+            f.joules,
             b.footprint.per_inference.joules / f.joules
         );
     }
