@@ -135,10 +135,10 @@ pub fn run(args: &Args) -> Result<()> {
         carbon.pue
     );
     let m = footprint.per_million;
-    println!("per million inferences: {:.3} kWh, {:.1} gCO2e", m.kwh, m.gco2e);
+    println!("per million inferences: {:.4e} kWh, {:.4e} gCO2e", m.kwh, m.gco2e);
     println!("per million inferences by energy source (PUE {}):", carbon.pue);
     for g in GridSource::ALL {
-        println!("  {:<8} {:>10.1} gCO2e", g.name(), m.kwh * carbon.pue * g.g_per_kwh());
+        println!("  {:<8} {:>12.4e} gCO2e", g.name(), m.kwh * carbon.pue * g.g_per_kwh());
     }
     if let Some(b) = baseline {
         println!("\ncompression ({p}, {:?}, rank {:?}) against dense f32:", comp.sparsity, comp.rank);
