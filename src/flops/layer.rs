@@ -160,7 +160,7 @@ impl Attention {
             embed_dim,
             num_heads,
             num_kv_heads: num_heads,
-            head_dim: if num_heads == 0 { 0 } else { embed_dim / num_heads },
+            head_dim: embed_dim.checked_div(num_heads).unwrap_or(0),
             bias: true,
             rope: false,
         }

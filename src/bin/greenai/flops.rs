@@ -1,7 +1,7 @@
 //! `greenai flops`: the cost report of a zoo model or a Hugging Face `config.json`.
 
 use greenai::energy::{Carbon, EnergyTable, GridSource, InferenceFootprint};
-use greenai::flops::{hf_config, si, zoo, Comparison, Compression, Model, Precision, Report, Sparsity};
+use greenai::flops::{hf_config, zoo, Comparison, Compression, Model, Precision, Report, Sparsity};
 use greenai::{Error, Result};
 use std::path::PathBuf;
 
@@ -135,18 +135,19 @@ pub fn run(args: &Args) -> Result<()> {
         carbon.pue
     );
     let m = footprint.per_million;
-    println!("per million inferences: {:.3} kWh, {:.1} gCO2e", m.kwh, m.gco2e);
+    println!("per million inferences: {:.4e} kWh, {:.4e} gCO2e", m.kwh, m.gco2e);
     println!("per million inferences by energy source (PUE {}):", carbon.pue);
     for g in GridSource::ALL {
-        println!("  {:<8} {:>10.1} gCO2e", g.name(), m.kwh * carbon.pue * g.g_per_kwh());
+        println!("  {:<8} {:>12.4e} gCO2e", g.name(), m.kwh * carbon.pue * g.g_per_kwh());
     }
     if let Some(b) = baseline {
         println!("\ncompression ({p}, {:?}, rank {:?}) against dense f32:", comp.sparsity, comp.rank);
         print!("{}", b.comparison);
         println!(
-            "energy per inference      {:>14} {:>14} {:>8.3}x",
-            format!("{}J", si(b.footprint.per_inference.joules)),
-            format!("{}J", si(f.joules)),
+            "{:<14} {:>12.4e} J {:>12.4e} J {:>8.3}x",
+            "energy/infer",
+            b.footprint.per_inference.joules,
+            f.joules,
             b.footprint.per_inference.joules / f.joules
         );
     }
