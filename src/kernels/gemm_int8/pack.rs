@@ -53,16 +53,13 @@ impl PackedI8 {
         data.resize(len, Quad([0; NR * KU]));
         let mut col_sums = crate::error::try_vec(n, 0i32)?;
         let mut seven_bit = true;
-        for p in 0..panels {
-            for j in p * NR..n.min(p * NR + NR) {
-                let mut sum = 0i32;
-                for kk in 0..k {
-                    let v = at(kk, j);
-                    seven_bit &= (-64..=63).contains(&v);
-                    sum = sum.wrapping_add(i32::from(v));
-                    data[p * quads + kk / KU].0[(j - p * NR) * KU + kk % KU] = v;
-                }
-                col_sums[j] = sum;
+        for (j, col_sum) in col_sums.iter_mut().enumerate() {
+            let (p, c) = (j / NR, j % NR);
+            for kk in 0..k {
+                let v = at(kk, j);
+                seven_bit &= (-64..=63).contains(&v);
+                *col_sum = col_sum.wrapping_add(i32::from(v));
+                data[p * quads + kk / KU].0[c * KU + kk % KU] = v;
             }
         }
         Ok(PackedI8 { k, n, quads, data, col_sums, seven_bit })

@@ -15,12 +15,14 @@ use std::arch::x86_64::*;
 /// Adds (or stores) the accumulators into the tile at `c`.
 ///
 /// # Safety
-/// `c` must be valid for reads and writes of `MR` rows of `NR` i32 spaced `ldc` apart.
-#[inline(always)]
+/// AVX2 must be available; `c` must be valid for reads and writes of `MR` rows of `NR` i32
+/// spaced `ldc` apart.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn store(acc: &[[__m256i; 2]; MR], c: *mut i32, ldc: usize, accumulate: bool) {
     for (r, row) in acc.iter().enumerate() {
         for (g, &v) in row.iter().enumerate() {
-            // SAFETY: the caller guarantees the tile is inside C; unaligned access is allowed.
+            // SAFETY: AVX2 is enabled in this function and the caller guarantees the tile.is inside C; unaligned access is allowed.
             unsafe {
                 let p = c.add(r * ldc + g * 8).cast::<__m256i>();
                 let v = if accumulate { _mm256_add_epi32(_mm256_loadu_si256(p), v) } else { v };
@@ -64,7 +66,7 @@ pub(crate) unsafe fn kernel_narrow(
             }
         }
     }
-    // SAFETY: the caller guarantees the tile.
+    // SAFETY: AVX2 is enabled in this function and the caller guarantees the tile.
     unsafe { store(&acc, c, ldc, accumulate) }
 }
 
@@ -103,6 +105,6 @@ pub(crate) unsafe fn kernel_wide(
             }
         }
     }
-    // SAFETY: the caller guarantees the tile.
+    // SAFETY: AVX2 is enabled in this function and the caller guarantees the tile.
     unsafe { store(&acc, c, ldc, accumulate) }
 }
