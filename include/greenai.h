@@ -47,6 +47,12 @@ typedef struct CountRule CountRule;
 // How `amount * n` becomes a whole count.
 typedef struct Rounding Rounding;
 
+// A CSR matrix with f32 values. Made by `greenai_csr_from_dense`, released by `greenai_csr_free`.
+typedef struct greenai_csr greenai_csr;
+
+// An N:M compressed f32 matrix. Made by `greenai_nm_from_dense`, released by `greenai_nm_free`.
+typedef struct greenai_nm greenai_nm;
+
 // An owned tensor: row-major, contiguous, of one dtype. Made by `greenai_tensor_new` or
 // `greenai_tensor_from_data`, released by `greenai_tensor_free`.
 typedef struct greenai_tensor greenai_tensor;
@@ -104,6 +110,27 @@ const char *greenai_status_str(greenai_status status);
 // The string belongs to greenai and stays valid until the next failing call on the same thread.
 const char *greenai_last_error_message(void);
 
+// Factorizes a row-major `rows x cols` weight `w ~= a (rows x r) * b (r x cols)` by truncated SVD
+// (balanced split: `a = U sqrt(S)`, `b = sqrt(S) V^T`). `rank > 0` fixes r; `rank == 0` picks the
+// smallest r keeping the share `energy` in (0, 1] of the squared singular values. `a` must hold
+// `a_len >= rows * r` floats and `b` `b_len >= r * cols` (`rows * min(rows, cols)` and
+// `min(rows, cols) * cols` always suffice). Writes r to `*out_rank` and
+// `||w - a b||_F / ||w||_F` to `*out_relative_error`; nothing is written on failure.
+//
+// # Safety
+// `w` must hold `rows * cols` floats, `a` and `b` their stated lengths; the out-pointers must be writable.
+greenai_status greenai_lowrank_svd(const float *w,
+                                   size_t rows,
+                                   size_t cols,
+                                   size_t rank,
+                                   float energy,
+                                   float *a,
+                                   size_t a_len,
+                                   float *b,
+                                   size_t b_len,
+                                   size_t *out_rank,
+                                   float *out_relative_error);
+
 // Unstructured magnitude pruning of `w[n]`: prunes the `round_half_even(sparsity * n)` smallest
 // |w| (ties: lower index first) and writes `mask[n]` (1 keeps, 0 prunes).
 // `sparsity` must be in [0, 1]; NaN weights are refused; `mask` is written only on success.
@@ -138,6 +165,76 @@ greenai_status greenai_prune_ln_structured(const float *w,
                                            float p,
                                            float amount,
                                            uint8_t *mask);
+
+// Compresses a row-major `rows x cols` matrix to CSR (entries equal to zero are dropped) into `*out`.
+//
+// # Safety
+// `dense` must hold `rows * cols` floats; `out` must be writable.
+greenai_status greenai_csr_from_dense(const float *dense,
+                                      size_t rows,
+                                      size_t cols,
+                                      greenai_csr **out);
+
+// Writes the stored nonzeros to `*nnz` and the storage size (values, 32-bit column indices and row
+// pointers) in bytes to `*bytes`.
+//
+// # Safety
+// `csr` must be a live handle; `nnz` and `bytes` writable.
+greenai_status greenai_csr_info(const greenai_csr *csr, size_t *nnz, size_t *bytes);
+
+// Expands a CSR matrix back to row-major `dense[len]` (`len` must be rows * cols).
+//
+// # Safety
+// `csr` must be a live handle; `dense` must hold `len` writable floats.
+greenai_status greenai_csr_to_dense(const greenai_csr *csr, float *dense, size_t len);
+
+// `y (rows x ncols) = csr (rows x cols) * x (cols x ncols)`, row-major; `y` is overwritten.
+//
+// # Safety
+// `csr` must be a live handle; `x` must hold `cols * ncols` floats and `y` `rows * ncols`.
+greenai_status greenai_csr_spmm(const greenai_csr *csr, const float *x, size_t ncols, float *y);
+
+// Releases a CSR handle; NULL is ignored.
+//
+// # Safety
+// `csr` must be NULL or a live handle, not used afterwards.
+void greenai_csr_free(greenai_csr *csr);
+
+// Compresses a row-major `rows x cols` matrix whose groups of `m` consecutive columns each hold at
+// most `n` nonzeros (as after `greenai_prune_n_m` and masking) into `*out`.
+//
+// # Safety
+// `dense` must hold `rows * cols` floats; `out` must be writable.
+greenai_status greenai_nm_from_dense(const float *dense,
+                                     size_t rows,
+                                     size_t cols,
+                                     size_t n,
+                                     size_t m,
+                                     greenai_nm **out);
+
+// Writes the storage size (kept values plus packed positions) in bytes to `*bytes`.
+//
+// # Safety
+// `nm` must be a live handle; `bytes` writable.
+greenai_status greenai_nm_storage_bytes(const greenai_nm *nm, size_t *bytes);
+
+// Expands an N:M matrix back to row-major `dense[len]` (`len` must be rows * cols).
+//
+// # Safety
+// `nm` must be a live handle; `dense` must hold `len` writable floats.
+greenai_status greenai_nm_to_dense(const greenai_nm *nm, float *dense, size_t len);
+
+// `y (rows x ncols) = nm (rows x cols) * x (cols x ncols)`, row-major; `y` is overwritten.
+//
+// # Safety
+// `nm` must be a live handle; `x` must hold `cols * ncols` floats and `y` `rows * ncols`.
+greenai_status greenai_nm_spmm(const greenai_nm *nm, const float *x, size_t ncols, float *y);
+
+// Releases an N:M handle; NULL is ignored.
+//
+// # Safety
+// `nm` must be NULL or a live handle, not used afterwards.
+void greenai_nm_free(greenai_nm *nm);
 
 // Creates a zero-filled tensor of `dtype` and `shape[ndim]` (`ndim` 0 is a scalar) into `*out`.
 //
