@@ -41,205 +41,24 @@ typedef enum {
   GREENAI_ERR_PANIC = 11,
 } greenai_status;
 
-// Energy per operation and per memory access, in picojoules.
-typedef struct EnergyTable EnergyTable;
+// The count rule: `k = rounding(amount * n)`, optionally capped so at least one candidate survives.
+typedef struct CountRule CountRule;
 
-// Carbon intensity of electricity by source (CodeCarbon's table, gCO2e/kWh).
-typedef struct GridSource GridSource;
+// How `amount * n` becomes a whole count.
+typedef struct Rounding Rounding;
 
-// A model built layer by layer; made by `greenai_flops_model_new` or `greenai_flops_zoo`, released by
-// `greenai_flops_model_free`.
-typedef struct greenai_flops_model greenai_flops_model;
+// A CSR matrix with f32 values. Made by `greenai_csr_from_dense`, released by `greenai_csr_free`.
+typedef struct greenai_csr greenai_csr;
+
+// An N:M compressed f32 matrix. Made by `greenai_nm_from_dense`, released by `greenai_nm_free`.
+typedef struct greenai_nm greenai_nm;
 
 // An owned tensor: row-major, contiguous, of one dtype. Made by `greenai_tensor_new` or
 // `greenai_tensor_from_data`, released by `greenai_tensor_free`.
 typedef struct greenai_tensor greenai_tensor;
 
-// The cost of a layer or model per inference (see the Rust `flops` module docs for every rule).
-typedef struct {
-  // Multiply-accumulates executed.
-  uint64_t macs;
-  // Operations: 2 x MACs plus every non-MAC operation.
-  uint64_t flops;
-  // Parameters stored.
-  uint64_t params;
-  // Bytes the weights occupy.
-  uint64_t weight_bytes;
-  // Bytes of weights read per inference.
-  uint64_t weight_read_bytes;
-  // Activation bytes read.
-  uint64_t act_read_bytes;
-  // Activation bytes written.
-  uint64_t act_written_bytes;
-} greenai_cost;
-
-// Weight precision code, one of the `GREENAI_PRECISION_*` values.
-typedef uint32_t greenai_precision;
-
-// An electricity source, one of the `GREENAI_GRID_*` values.
-typedef uint32_t greenai_grid;
-
-// A 2-d convolution's hyper-parameters (input sizes come separately).
-typedef struct {
-  // Input channels.
-  size_t in_channels;
-  // Output channels.
-  size_t out_channels;
-  // Kernel height.
-  size_t kernel_h;
-  // Kernel width.
-  size_t kernel_w;
-  // Vertical stride.
-  size_t stride_h;
-  // Horizontal stride.
-  size_t stride_w;
-  // Zero padding above and below.
-  size_t pad_h;
-  // Zero padding left and right.
-  size_t pad_w;
-  // Vertical dilation.
-  size_t dilation_h;
-  // Horizontal dilation.
-  size_t dilation_w;
-  // Channel groups (`in_channels` for depthwise).
-  size_t groups;
-  // Nonzero when a bias is added.
-  uint32_t bias;
-} greenai_conv2d_params;
-
-// A linear layer's hyper-parameters.
-typedef struct {
-  // Input features.
-  size_t in_features;
-  // Output features.
-  size_t out_features;
-  // Nonzero when a bias is added.
-  uint32_t bias;
-} greenai_linear_params;
-
-// Multi-head attention's hyper-parameters (with the q, k, v and output projections).
-typedef struct {
-  // Model width.
-  size_t embed_dim;
-  // Query heads.
-  size_t num_heads;
-  // Key/value heads (divides `num_heads`).
-  size_t num_kv_heads;
-  // Width of one head.
-  size_t head_dim;
-  // Nonzero when the projections have biases.
-  uint32_t bias;
-  // Nonzero when rotary position embeddings are applied.
-  uint32_t rope;
-} greenai_attention_params;
-
-// A parameter-light operation for `greenai_flops_model_add_op`, one of the `GREENAI_OP_*` values.
-typedef uint32_t greenai_op;
-
-// How the weights are stored and run.
-typedef struct {
-  // Weight precision (`GREENAI_PRECISION_*`).
-  greenai_precision precision;
-  // Unstructured sparsity in [0, 1); used when `nm_m` is 0.
-  double sparsity;
-  // N of N:M sparsity (kept per group); 0 with `nm_m` 0 for none.
-  uint32_t nm_n;
-  // M of N:M sparsity (group size); 0 for none.
-  uint32_t nm_m;
-  // Low-rank factorisation rank; 0 for none.
-  uint64_t rank;
-} greenai_compression;
-
 // An element type code, one of the `GREENAI_DTYPE_*` values.
 typedef uint32_t greenai_dtype;
-
-
-
-
-
-// World average (475 gCO2e/kWh, CodeCarbon).
-#define GREENAI_GRID_WORLD 0
-
-// Coal (995).
-#define GREENAI_GRID_COAL 1
-
-// Oil (816).
-#define GREENAI_GRID_OIL 2
-
-// Natural gas (743).
-#define GREENAI_GRID_GAS 3
-
-// Nuclear (29).
-#define GREENAI_GRID_NUCLEAR 4
-
-// Hydro (26).
-#define GREENAI_GRID_HYDRO 5
-
-// Solar (48).
-#define GREENAI_GRID_SOLAR 6
-
-// Wind (26).
-#define GREENAI_GRID_WIND 7
-
-// fp32.
-#define GREENAI_PRECISION_F32 0
-
-// fp16.
-#define GREENAI_PRECISION_F16 1
-
-// bfloat16.
-#define GREENAI_PRECISION_BF16 2
-
-// int8.
-#define GREENAI_PRECISION_INT8 3
-
-// int4 (activations int8).
-#define GREENAI_PRECISION_INT4 4
-
-// ReLU.
-#define GREENAI_OP_RELU 0
-
-// GELU (erf).
-#define GREENAI_OP_GELU 1
-
-// SiLU.
-#define GREENAI_OP_SILU 2
-
-// Sigmoid.
-#define GREENAI_OP_SIGMOID 3
-
-// Tanh.
-#define GREENAI_OP_TANH 4
-
-// Softmax over the last dimension.
-#define GREENAI_OP_SOFTMAX 5
-
-// Elementwise sum of `from` and `from2` (residual).
-#define GREENAI_OP_ADD 6
-
-// Elementwise product of `from` and `from2`.
-#define GREENAI_OP_MUL 7
-
-// BatchNorm; `arg` = channels.
-#define GREENAI_OP_BATCHNORM 8
-
-// LayerNorm with bias; `arg` = last dimension.
-#define GREENAI_OP_LAYERNORM 9
-
-// RMSNorm; `arg` = last dimension.
-#define GREENAI_OP_RMSNORM 10
-
-// Flatten from dimension `arg`.
-#define GREENAI_OP_FLATTEN 11
-
-// Max pooling 2-d, square window and stride `arg`.
-#define GREENAI_OP_MAXPOOL2D 12
-
-// Global average pooling 2-d (adaptive, output 1x1).
-#define GREENAI_OP_GLOBAL_AVGPOOL2D 13
-
-// Matrix product of `from` and `from2`.
-#define GREENAI_OP_MATMUL 14
 
 // IEEE binary32 (`float`).
 #define GREENAI_DTYPE_F32 0
@@ -273,6 +92,8 @@ typedef uint32_t greenai_dtype;
 
 
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -289,141 +110,131 @@ const char *greenai_status_str(greenai_status status);
 // The string belongs to greenai and stays valid until the next failing call on the same thread.
 const char *greenai_last_error_message(void);
 
-// Joules of `*cost` with the default energy table (Horowitz, ISSCC 2014, 45 nm: a lower bound); MACs run at
-// `weights` precision, other operations at `activations` precision (`GREENAI_PRECISION_*`).
+// Factorizes a row-major `rows x cols` weight `w ~= a (rows x r) * b (r x cols)` by truncated SVD
+// (balanced split: `a = U sqrt(S)`, `b = sqrt(S) V^T`). `rank > 0` fixes r; `rank == 0` picks the
+// smallest r keeping the share `energy` in (0, 1] of the squared singular values. `a` must hold
+// `a_len >= rows * r` floats and `b` `b_len >= r * cols` (`rows * min(rows, cols)` and
+// `min(rows, cols) * cols` always suffice). Writes r to `*out_rank` and
+// `||w - a b||_F / ||w||_F` to `*out_relative_error`; nothing is written on failure.
 //
 // # Safety
-// `cost` must point to a valid `greenai_cost`; `joules` must be writable.
-greenai_status greenai_energy_joules(const greenai_cost *cost,
-                                     greenai_precision weights,
-                                     greenai_precision activations,
-                                     double *joules);
+// `w` must hold `rows * cols` floats, `a` and `b` their stated lengths; the out-pointers must be writable.
+greenai_status greenai_lowrank_svd(const float *w,
+                                   size_t rows,
+                                   size_t cols,
+                                   size_t rank,
+                                   float energy,
+                                   float *a,
+                                   size_t a_len,
+                                   float *b,
+                                   size_t b_len,
+                                   size_t *out_rank,
+                                   float *out_relative_error);
 
-// Grams of CO2 equivalent of `joules`: `kWh x pue x g_per_kwh` (`pue` >= 1, `g_per_kwh` >= 0).
+// Unstructured magnitude pruning of `w[n]`: prunes the `round_half_even(sparsity * n)` smallest
+// |w| (ties: lower index first) and writes `mask[n]` (1 keeps, 0 prunes).
+// `sparsity` must be in [0, 1]; NaN weights are refused; `mask` is written only on success.
 //
 // # Safety
-// `grams` must be writable.
-greenai_status greenai_energy_co2e_grams(double joules,
-                                         double g_per_kwh,
-                                         double pue,
-                                         double *grams);
+// `w` and `mask` must point to `n` readable / writable elements (or be NULL when `n` is 0).
+greenai_status greenai_prune_magnitude(const float *w, size_t n, float sparsity, uint8_t *mask);
 
-// Writes the carbon intensity of `source` (gCO2e/kWh, CodeCarbon's table) to `*g_per_kwh`.
+// N:M pruning of a row-major `rows x cols` weight: in each group of `group_m` consecutive
+// weights of a row, keeps the `keep_n` largest |w| (ties: lower index pruned first), writing
+// `mask[rows * cols]`. `cols` must be divisible by `group_m`, `keep_n <= group_m`, `group_m >= 1`.
 //
 // # Safety
-// `g_per_kwh` must be writable.
-greenai_status greenai_grid_intensity(greenai_grid source, double *g_per_kwh);
+// `w` and `mask` must point to `rows * cols` readable / writable elements.
+greenai_status greenai_prune_n_m(const float *w,
+                                 size_t rows,
+                                 size_t cols,
+                                 size_t keep_n,
+                                 size_t group_m,
+                                 uint8_t *mask);
 
-// Dense f32 cost of a 2-d convolution on `[batch, in_channels, in_h, in_w]`; writes the output shape
-// `[N, C, H, W]` to `out_shape[4]` and the cost to `*cost`.
+// Ln-structured pruning (torch's `ln_structured`) of a row-major weight of `shape[ndim]`: removes
+// the `round_half_even(amount * shape[dim])` channels along `dim` with the smallest norm over
+// the other dims (`p` = 1, 2 or INFINITY), writing `mask[numel]` (1 keeps, 0 prunes).
 //
 // # Safety
-// `params` must point to a valid descriptor; `out_shape` to 4 writable `size_t`; `cost` must be writable.
-greenai_status greenai_flops_conv2d(const greenai_conv2d_params *params,
-                                    size_t batch,
-                                    size_t in_h,
-                                    size_t in_w,
-                                    size_t *out_shape,
-                                    greenai_cost *cost);
+// `shape` must hold `ndim` values; `w` and `mask` the product of `shape` elements.
+greenai_status greenai_prune_ln_structured(const float *w,
+                                           const size_t *shape,
+                                           size_t ndim,
+                                           size_t dim,
+                                           float p,
+                                           float amount,
+                                           uint8_t *mask);
 
-// Dense f32 cost of a linear layer applied to `tokens` vectors.
+// Compresses a row-major `rows x cols` matrix to CSR (entries equal to zero are dropped) into `*out`.
 //
 // # Safety
-// `params` must point to a valid descriptor; `cost` must be writable.
-greenai_status greenai_flops_linear(const greenai_linear_params *params,
-                                    size_t tokens,
-                                    greenai_cost *cost);
+// `dense` must hold `rows * cols` floats; `out` must be writable.
+greenai_status greenai_csr_from_dense(const float *dense,
+                                      size_t rows,
+                                      size_t cols,
+                                      greenai_csr **out);
 
-// Dense f32 cost of attention: `batch` queries of `q_len` tokens attending to `kv_len` tokens
-// (`kv_len == q_len` is self-attention).
+// Writes the stored nonzeros to `*nnz` and the storage size (values, 32-bit column indices and row
+// pointers) in bytes to `*bytes`.
 //
 // # Safety
-// `params` must point to a valid descriptor; `cost` must be writable.
-greenai_status greenai_flops_attention(const greenai_attention_params *params,
-                                       size_t batch,
-                                       size_t q_len,
-                                       size_t kv_len,
-                                       greenai_cost *cost);
+// `csr` must be a live handle; `nnz` and `bytes` writable.
+greenai_status greenai_csr_info(const greenai_csr *csr, size_t *nnz, size_t *bytes);
 
-// Creates an empty model whose input has shape `input_shape[ndim]` (batch first).
+// Expands a CSR matrix back to row-major `dense[len]` (`len` must be rows * cols).
 //
 // # Safety
-// `input_shape` must point to `ndim` `size_t`; `out` must be writable.
-greenai_status greenai_flops_model_new(const size_t *input_shape,
-                                       size_t ndim,
-                                       greenai_flops_model **out);
+// `csr` must be a live handle; `dense` must hold `len` writable floats.
+greenai_status greenai_csr_to_dense(const greenai_csr *csr, float *dense, size_t len);
 
-// Builds a zoo model (`"resnet50"`, `"bert_base"`, ...) for `batch` inputs; `seq_len` 0 takes the default.
+// `y (rows x ncols) = csr (rows x cols) * x (cols x ncols)`, row-major; `y` is overwritten.
 //
 // # Safety
-// `name` must be a NUL-terminated string; `out` must be writable.
-greenai_status greenai_flops_zoo(const char *name,
-                                 size_t batch,
-                                 size_t seq_len,
-                                 greenai_flops_model **out);
+// `csr` must be a live handle; `x` must hold `cols * ncols` floats and `y` `rows * ncols`.
+greenai_status greenai_csr_spmm(const greenai_csr *csr, const float *x, size_t ncols, float *y);
 
-// Releases a model; NULL is ignored.
+// Releases a CSR handle; NULL is ignored.
 //
 // # Safety
-// `model` must be NULL or a live handle, not used afterwards.
-void greenai_flops_model_free(greenai_flops_model *model);
+// `csr` must be NULL or a live handle, not used afterwards.
+void greenai_csr_free(greenai_csr *csr);
 
-// Appends a 2-d convolution named `name` reading the node `from` (NULL: the last layer).
+// Compresses a row-major `rows x cols` matrix whose groups of `m` consecutive columns each hold at
+// most `n` nonzeros (as after `greenai_prune_n_m` and masking) into `*out`.
 //
 // # Safety
-// `model` must be a live handle; `name` (and `from` when not NULL) NUL-terminated strings; `params` valid.
-greenai_status greenai_flops_model_add_conv2d(greenai_flops_model *model,
-                                              const char *name,
-                                              const greenai_conv2d_params *params,
-                                              const char *from);
+// `dense` must hold `rows * cols` floats; `out` must be writable.
+greenai_status greenai_nm_from_dense(const float *dense,
+                                     size_t rows,
+                                     size_t cols,
+                                     size_t n,
+                                     size_t m,
+                                     greenai_nm **out);
 
-// Appends a linear layer named `name` reading `from` (NULL: the last layer).
+// Writes the storage size (kept values plus packed positions) in bytes to `*bytes`.
 //
 // # Safety
-// As for `greenai_flops_model_add_conv2d`.
-greenai_status greenai_flops_model_add_linear(greenai_flops_model *model,
-                                              const char *name,
-                                              const greenai_linear_params *params,
-                                              const char *from);
+// `nm` must be a live handle; `bytes` writable.
+greenai_status greenai_nm_storage_bytes(const greenai_nm *nm, size_t *bytes);
 
-// Appends self-attention named `name` reading `from` (NULL: the last layer), shape `[N, L, embed_dim]`.
+// Expands an N:M matrix back to row-major `dense[len]` (`len` must be rows * cols).
 //
 // # Safety
-// As for `greenai_flops_model_add_conv2d`.
-greenai_status greenai_flops_model_add_attention(greenai_flops_model *model,
-                                                 const char *name,
-                                                 const greenai_attention_params *params,
-                                                 const char *from);
+// `nm` must be a live handle; `dense` must hold `len` writable floats.
+greenai_status greenai_nm_to_dense(const greenai_nm *nm, float *dense, size_t len);
 
-// Appends operation `op` (with its one argument `arg`, ignored by most) named `name`, reading `from`
-// (NULL: the last layer) and, for two-input operations, `from2`.
+// `y (rows x ncols) = nm (rows x cols) * x (cols x ncols)`, row-major; `y` is overwritten.
 //
 // # Safety
-// `model` must be a live handle; `name`, and `from`/`from2` when not NULL, NUL-terminated strings.
-greenai_status greenai_flops_model_add_op(greenai_flops_model *model,
-                                          const char *name,
-                                          greenai_op op,
-                                          size_t arg,
-                                          const char *from,
-                                          const char *from2);
+// `nm` must be a live handle; `x` must hold `cols * ncols` floats and `y` `rows * ncols`.
+greenai_status greenai_nm_spmm(const greenai_nm *nm, const float *x, size_t ncols, float *y);
 
-// Writes the model's output shape to `shape[capacity]` and its rank to `*ndim`
-// (`GREENAI_ERR_BUFFER_TOO_SMALL` when `capacity` is smaller than the rank).
+// Releases an N:M handle; NULL is ignored.
 //
 // # Safety
-// `model` must be a live handle; `shape` must point to `capacity` writable `size_t`; `ndim` writable.
-greenai_status greenai_flops_model_output_shape(greenai_flops_model *model,
-                                                size_t *shape,
-                                                size_t capacity,
-                                                size_t *ndim);
-
-// Writes the model's total cost under `compression` (NULL: dense f32) to `*cost`.
-//
-// # Safety
-// `model` must be a live handle; `compression` NULL or valid; `cost` writable.
-greenai_status greenai_flops_model_cost(greenai_flops_model *model,
-                                        const greenai_compression *compression,
-                                        greenai_cost *cost);
+// `nm` must be NULL or a live handle, not used afterwards.
+void greenai_nm_free(greenai_nm *nm);
 
 // Creates a zero-filled tensor of `dtype` and `shape[ndim]` (`ndim` 0 is a scalar) into `*out`.
 //

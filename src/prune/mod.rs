@@ -4,6 +4,7 @@ pub mod criteria;
 pub mod mask;
 pub mod nm;
 pub mod schedule;
+pub mod shrink;
 pub mod sparse;
 
 pub use criteria::{

@@ -178,14 +178,8 @@ impl NmCompressed {
                 ));
             }
             // Fill up with the first zero positions, then keep positions increasing.
-            for j in 0..m {
-                if chosen.len() == n {
-                    break;
-                }
-                if group[j] == 0.0 {
-                    chosen.push(j);
-                }
-            }
+            let missing = n - chosen.len();
+            chosen.extend(group.iter().enumerate().filter(|(_, v)| **v == 0.0).map(|(j, _)| j).take(missing));
             chosen.sort_unstable();
             for (s, &j) in chosen.iter().enumerate() {
                 let slot = g * n + s;

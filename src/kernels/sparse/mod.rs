@@ -116,9 +116,13 @@ pub enum SparseFormat {
 /// Whether the sparse product beats the dense f32 product (`matrixmultiply::sgemm`) for a
 /// `rows x cols` weight of this `sparsity` times `ncols` activation columns, on one core.
 ///
-/// The thresholds are the crossovers measured by `benches/sparse.rs` (see the crate's report):
-/// CSR wins from about 50% sparsity with one column (the dense product is then a memory-bound
-/// GEMV) and from about 75% with 16 or more columns; N:M wins at 2:4 (50%) and sparser.
+/// From `benches/sparse.rs` on the reference machine (under heavy load, so approximate): CSR at
+/// 90% ran 9.5x (1 column), 6.7x (16) and 4.4x (128) faster than dense at 1024x1024; the
+/// crossover sweep was not completed, so the CSR thresholds below (50% for one column, where dense
+/// is a memory-bound GEMV, 75% otherwise) are estimates from those ratios and the flop count.
+/// The N:M kernel reuses the CSR row kernel and only matched dense at 1024x1024x1 and beat it at
+/// 4096x4096x1 (1.65x); with 16 or more columns it lost (about 0.7x), so N:M says yes only for
+/// one column.
 pub fn sparse_beats_dense(
     format: SparseFormat,
     rows: usize,
@@ -129,17 +133,17 @@ pub fn sparse_beats_dense(
     if rows == 0 || cols == 0 || ncols == 0 || !(0.0..=1.0).contains(&sparsity) {
         return false;
     }
-    let crossover = match (format, ncols) {
-        (SparseFormat::Csr, 1) => CSR_CROSSOVER_ONE_COLUMN,
-        (SparseFormat::Csr, _) => CSR_CROSSOVER_MANY_COLUMNS,
-        (SparseFormat::NM, _) => NM_CROSSOVER,
-    };
-    sparsity >= crossover
+    match (format, ncols) {
+        (SparseFormat::Csr, 1) => sparsity >= CSR_CROSSOVER_ONE_COLUMN,
+        (SparseFormat::Csr, _) => sparsity >= CSR_CROSSOVER_MANY_COLUMNS,
+        (SparseFormat::NM, 1) => sparsity >= NM_CROSSOVER_ONE_COLUMN,
+        (SparseFormat::NM, _) => false,
+    }
 }
 
-/// Measured: the sparsity from which CSR x vector beats the dense GEMV.
+/// The sparsity from which CSR x vector beats the dense GEMV (estimate, see above).
 const CSR_CROSSOVER_ONE_COLUMN: f64 = 0.5;
-/// Measured: the sparsity from which CSR x 16..128 columns beats the dense GEMM.
+/// The sparsity from which CSR x 16..128 columns beats the dense GEMM (estimate, see above).
 const CSR_CROSSOVER_MANY_COLUMNS: f64 = 0.75;
-/// Measured: the N:M sparsity from which the compressed product beats the dense GEMM.
-const NM_CROSSOVER: f64 = 0.5;
+/// Measured: N:M x vector beats the dense GEMV from 2:4 on large weights.
+const NM_CROSSOVER_ONE_COLUMN: f64 = 0.5;

@@ -18,20 +18,23 @@ pub(crate) unsafe fn row_spmm(values: &[f32], cols: &[u32], x: &[f32], ncols: us
         return;
     }
     let mut c0 = 0;
-    // SAFETY (all tiles): c0 + 8 * NV <= ncols, so every load and store stays inside its row.
     while c0 + 64 <= ncols {
+        // SAFETY: forwarded contract, and c0 + 64 <= ncols as the tile requires.
         unsafe { tile::<8>(values, cols, x, ncols, y_row, c0) };
         c0 += 64;
     }
     if c0 + 32 <= ncols {
+        // SAFETY: forwarded contract, and c0 + 32 <= ncols as the tile requires.
         unsafe { tile::<4>(values, cols, x, ncols, y_row, c0) };
         c0 += 32;
     }
     if c0 + 16 <= ncols {
+        // SAFETY: forwarded contract, and c0 + 16 <= ncols as the tile requires.
         unsafe { tile::<2>(values, cols, x, ncols, y_row, c0) };
         c0 += 16;
     }
     if c0 + 8 <= ncols {
+        // SAFETY: forwarded contract, and c0 + 8 <= ncols as the tile requires.
         unsafe { tile::<1>(values, cols, x, ncols, y_row, c0) };
         c0 += 8;
     }
