@@ -13,6 +13,100 @@
 #define GREENAI_VERSION_PATCH 0
 
 
+// The `eps` of [`cosine_embedding_loss`] (as in PyTorch's `cosine_embedding_loss`).
+#define COSINE_EPS 1e-12
+
+// The `eps` under the norm of an attention map (as in PyTorch's `F.normalize`).
+#define ATTENTION_EPS 1e-12
+
+// One scale and zero point for the whole tensor.
+#define GREENAI_GRANULARITY_PER_TENSOR 0
+
+// One scale and zero point per index along `axis`.
+#define GREENAI_GRANULARITY_PER_AXIS 1
+
+// One scale and zero point per `block_size` consecutive indices along `axis` (last block may be short).
+#define GREENAI_GRANULARITY_PER_BLOCK 2
+
+// Round half to even.
+#define GREENAI_ROUNDING_HALF_EVEN 0
+
+// Round half away from zero.
+#define GREENAI_ROUNDING_HALF_AWAY 1
+
+// Stochastic rounding keyed by `seed` and the element index.
+#define GREENAI_ROUNDING_STOCHASTIC 2
+
+// ONNX Runtime's formulas (`x / scale`).
+#define GREENAI_CONVENTION_ONNX 0
+
+// PyTorch observers' formulas (`x * (1 / scale)`).
+#define GREENAI_CONVENTION_PYTORCH 1
+
+// TensorFlow Lite's formulas (`x * (1 / scale)`).
+#define GREENAI_CONVENTION_TFLITE 2
+
+// ONNX Runtime activations: uint8 affine per tensor.
+#define GREENAI_PRESET_ONNX_ACTIVATION_U8 0
+
+// ONNX Runtime weights: int8 symmetric on [-127, 127] per tensor.
+#define GREENAI_PRESET_ONNX_WEIGHT_I8 1
+
+// ONNX Runtime 4-bit weights: int4 symmetric per block of 32 along axis 0.
+#define GREENAI_PRESET_ONNX_WEIGHT_I4_BLOCK32 2
+
+// PyTorch MinMaxObserver: uint8 affine per tensor.
+#define GREENAI_PRESET_PYTORCH_ACTIVATION_U8 3
+
+// PyTorch PerChannelMinMaxObserver: int8 symmetric per axis 0.
+#define GREENAI_PRESET_PYTORCH_WEIGHT_I8_PER_CHANNEL 4
+
+// TensorFlow Lite activations: int8 affine, ties away from zero.
+#define GREENAI_PRESET_TFLITE_ACTIVATION_I8 5
+
+// TensorFlow Lite weights: int8 symmetric on [-127, 127] per axis 0, ties away from zero.
+#define GREENAI_PRESET_TFLITE_WEIGHT_I8_PER_CHANNEL 6
+
+// Calibration by the smallest and largest values seen.
+#define GREENAI_CALIBRATION_MIN_MAX 0
+
+// PyTorch's moving-average min-max (`arg`: averaging constant in (0, 1]).
+#define GREENAI_CALIBRATION_MOVING_AVERAGE 1
+
+// Percentile of the values (`arg`: percentile in (0, 100]).
+#define GREENAI_CALIBRATION_PERCENTILE 2
+
+// TensorRT entropy (KL divergence) calibration.
+#define GREENAI_CALIBRATION_ENTROPY 3
+
+// The clipping threshold minimising the quantization MSE.
+#define GREENAI_CALIBRATION_MSE 4
+
+// Rows of C per microkernel call.
+#define MR 6
+
+// Columns of C per microkernel call (and the width of a packed B panel).
+#define NR 16
+
+// Depth of one pass: B panel slices and packed A blocks are `KC` deep.
+#define KC 256
+
+// Rows of A packed per block (a multiple of [`MR`]).
+#define MC 120
+
+// Multiply-adds below which a GEMM stays on the calling thread.
+#define PARALLEL_MIN_MACS (1 << 22)
+
+// Weights below which a GEMV stays on the calling thread.
+#define PARALLEL_MIN_GEMV_WEIGHTS (1 << 20)
+
+// Depth step: the kernels consume k four bytes at a time (one `vpmaddubsw`+`vpmaddwd` quad).
+#define KU 4
+
+// Depth of one cache block, in quads of [`KU`]: an A panel (6 x 512 bytes) and a B panel
+// (512 x 16 bytes) stay in L1 together.
+#define KC_QUADS 128
+
 // The outcome of a greenai C function. Values are fixed forever; retired values are never reused.
 typedef enum {
   // Success.
@@ -44,21 +138,282 @@ typedef enum {
 // The count rule: `k = rounding(amount * n)`, optionally capped so at least one candidate survives.
 typedef struct CountRule CountRule;
 
+// Energy per operation and per memory access, in picojoules.
+typedef struct EnergyTable EnergyTable;
+
+// Carbon intensity of electricity by source (CodeCarbon's table, gCO2e/kWh).
+typedef struct GridSource GridSource;
+
+// Named presets: the conventions of the tools users come from.
+typedef struct Preset Preset;
+
+// The integer type of quantized values.
+typedef struct QType QType;
+
 // How `amount * n` becomes a whole count.
 typedef struct Rounding Rounding;
 
 // A CSR matrix with f32 values. Made by `greenai_csr_from_dense`, released by `greenai_csr_free`.
 typedef struct greenai_csr greenai_csr;
 
+// A model built layer by layer; made by `greenai_flops_model_new` or `greenai_flops_zoo`, released by
+// `greenai_flops_model_free`.
+typedef struct greenai_flops_model greenai_flops_model;
+
 // An N:M compressed f32 matrix. Made by `greenai_nm_from_dense`, released by `greenai_nm_free`.
 typedef struct greenai_nm greenai_nm;
+
+// A calibration observer. Made by `greenai_observer_new`, released by `greenai_observer_free`.
+typedef struct greenai_observer greenai_observer;
+
+// f16 weights (`k x n`) prepacked for repeated GEMM. Made by `greenai_packed_f16_new`,
+// released by `greenai_packed_f16_free`.
+typedef struct greenai_packed_f16 greenai_packed_f16;
+
+// B (`k x n`, `int8_t`) packed once for the GEMM kernels, with its column sums. Made by
+// `greenai_packed_i8_pack` or `greenai_packed_i8_pack_transposed`, released by `greenai_packed_i8_free`.
+typedef struct greenai_packed_i8 greenai_packed_i8;
+
+// A linear layer `y = x W^T + b` with int8 weights per output channel. Made by
+// `greenai_qlinear_from_f32` or `greenai_qlinear_from_i8`, released by `greenai_qlinear_free`.
+typedef struct greenai_qlinear greenai_qlinear;
 
 // An owned tensor: row-major, contiguous, of one dtype. Made by `greenai_tensor_new` or
 // `greenai_tensor_from_data`, released by `greenai_tensor_free`.
 typedef struct greenai_tensor greenai_tensor;
 
+// The cost of a layer or model per inference (see the Rust `flops` module docs for every rule).
+typedef struct {
+  // Multiply-accumulates executed.
+  uint64_t macs;
+  // Operations: 2 x MACs plus every non-MAC operation.
+  uint64_t flops;
+  // Parameters stored.
+  uint64_t params;
+  // Bytes the weights occupy.
+  uint64_t weight_bytes;
+  // Bytes of weights read per inference.
+  uint64_t weight_read_bytes;
+  // Activation bytes read.
+  uint64_t act_read_bytes;
+  // Activation bytes written.
+  uint64_t act_written_bytes;
+} greenai_cost;
+
+// Weight precision code, one of the `GREENAI_PRECISION_*` values.
+typedef uint32_t greenai_precision;
+
+// An electricity source, one of the `GREENAI_GRID_*` values.
+typedef uint32_t greenai_grid;
+
+// A 2-d convolution's hyper-parameters (input sizes come separately).
+typedef struct {
+  // Input channels.
+  size_t in_channels;
+  // Output channels.
+  size_t out_channels;
+  // Kernel height.
+  size_t kernel_h;
+  // Kernel width.
+  size_t kernel_w;
+  // Vertical stride.
+  size_t stride_h;
+  // Horizontal stride.
+  size_t stride_w;
+  // Zero padding above and below.
+  size_t pad_h;
+  // Zero padding left and right.
+  size_t pad_w;
+  // Vertical dilation.
+  size_t dilation_h;
+  // Horizontal dilation.
+  size_t dilation_w;
+  // Channel groups (`in_channels` for depthwise).
+  size_t groups;
+  // Nonzero when a bias is added.
+  uint32_t bias;
+} greenai_conv2d_params;
+
+// A linear layer's hyper-parameters.
+typedef struct {
+  // Input features.
+  size_t in_features;
+  // Output features.
+  size_t out_features;
+  // Nonzero when a bias is added.
+  uint32_t bias;
+} greenai_linear_params;
+
+// Multi-head attention's hyper-parameters (with the q, k, v and output projections).
+typedef struct {
+  // Model width.
+  size_t embed_dim;
+  // Query heads.
+  size_t num_heads;
+  // Key/value heads (divides `num_heads`).
+  size_t num_kv_heads;
+  // Width of one head.
+  size_t head_dim;
+  // Nonzero when the projections have biases.
+  uint32_t bias;
+  // Nonzero when rotary position embeddings are applied.
+  uint32_t rope;
+} greenai_attention_params;
+
+// A parameter-light operation for `greenai_flops_model_add_op`, one of the `GREENAI_OP_*` values.
+typedef uint32_t greenai_op;
+
+// How the weights are stored and run.
+typedef struct {
+  // Weight precision (`GREENAI_PRECISION_*`).
+  greenai_precision precision;
+  // Unstructured sparsity in [0, 1); used when `nm_m` is 0.
+  double sparsity;
+  // N of N:M sparsity (kept per group); 0 with `nm_m` 0 for none.
+  uint32_t nm_n;
+  // M of N:M sparsity (group size); 0 for none.
+  uint32_t nm_m;
+  // Low-rank factorisation rank; 0 for none.
+  uint64_t rank;
+} greenai_compression;
+
+// How `greenai_qlinear_forward` quantizes its input rows, one of the `GREENAI_ACT_QUANT_*` values.
+typedef uint32_t greenai_act_quant;
+
 // An element type code, one of the `GREENAI_DTYPE_*` values.
 typedef uint32_t greenai_dtype;
+
+// How floats become integers: the C form of the Rust `QuantSpec`. Flags are 0 or 1.
+typedef struct {
+  // `GREENAI_DTYPE_I4`, `_U4`, `_I8`, `_U8`, `_I16` or `_U16`.
+  greenai_dtype qtype;
+  // 1: symmetric range about zero; 0: affine.
+  uint32_t symmetric;
+  // 1: drop the lowest signed value ([-127, 127]) or the highest unsigned one.
+  uint32_t narrow_range;
+  // 1: one bit less of range (7-bit values in int8).
+  uint32_t reduced_range;
+  // A `GREENAI_GRANULARITY_*` value.
+  uint32_t granularity;
+  // The axis of per-axis and per-block granularity.
+  size_t axis;
+  // Elements per block (per-block granularity).
+  size_t block_size;
+  // A `GREENAI_ROUNDING_*` value.
+  uint32_t rounding;
+  // Key of stochastic rounding.
+  uint64_t seed;
+  // `GREENAI_DTYPE_F32` or `GREENAI_DTYPE_F16`: the float type of the scales.
+  greenai_dtype scale_type;
+  // A `GREENAI_CONVENTION_*` value.
+  uint32_t convention;
+} greenai_quant_spec;
+
+// Quantization error of an approximation against its reference.
+typedef struct {
+  // Mean squared error.
+  double mse;
+  // Signal-to-quantization-noise ratio in dB (infinity when exact).
+  double sqnr_db;
+  // Cosine similarity.
+  double cosine;
+  // Largest absolute error.
+  double max_abs;
+} greenai_error_metrics;
+
+
+
+
+
+// World average (475 gCO2e/kWh, CodeCarbon).
+#define GREENAI_GRID_WORLD 0
+
+// Coal (995).
+#define GREENAI_GRID_COAL 1
+
+// Oil (816).
+#define GREENAI_GRID_OIL 2
+
+// Natural gas (743).
+#define GREENAI_GRID_GAS 3
+
+// Nuclear (29).
+#define GREENAI_GRID_NUCLEAR 4
+
+// Hydro (26).
+#define GREENAI_GRID_HYDRO 5
+
+// Solar (48).
+#define GREENAI_GRID_SOLAR 6
+
+// Wind (26).
+#define GREENAI_GRID_WIND 7
+
+// fp32.
+#define GREENAI_PRECISION_F32 0
+
+// fp16.
+#define GREENAI_PRECISION_F16 1
+
+// bfloat16.
+#define GREENAI_PRECISION_BF16 2
+
+// int8.
+#define GREENAI_PRECISION_INT8 3
+
+// int4 (activations int8).
+#define GREENAI_PRECISION_INT4 4
+
+// ReLU.
+#define GREENAI_OP_RELU 0
+
+// GELU (erf).
+#define GREENAI_OP_GELU 1
+
+// SiLU.
+#define GREENAI_OP_SILU 2
+
+// Sigmoid.
+#define GREENAI_OP_SIGMOID 3
+
+// Tanh.
+#define GREENAI_OP_TANH 4
+
+// Softmax over the last dimension.
+#define GREENAI_OP_SOFTMAX 5
+
+// Elementwise sum of `from` and `from2` (residual).
+#define GREENAI_OP_ADD 6
+
+// Elementwise product of `from` and `from2`.
+#define GREENAI_OP_MUL 7
+
+// BatchNorm; `arg` = channels.
+#define GREENAI_OP_BATCHNORM 8
+
+// LayerNorm with bias; `arg` = last dimension.
+#define GREENAI_OP_LAYERNORM 9
+
+// RMSNorm; `arg` = last dimension.
+#define GREENAI_OP_RMSNORM 10
+
+// Flatten from dimension `arg`.
+#define GREENAI_OP_FLATTEN 11
+
+// Max pooling 2-d, square window and stride `arg`.
+#define GREENAI_OP_MAXPOOL2D 12
+
+// Global average pooling 2-d (adaptive, output 1x1).
+#define GREENAI_OP_GLOBAL_AVGPOOL2D 13
+
+// Matrix product of `from` and `from2`.
+#define GREENAI_OP_MATMUL 14
+
+// u8 affine per row over `[min(0, min x), max(0, max x)]`, as ONNX dynamic quantization.
+#define GREENAI_ACT_QUANT_U8_AFFINE 0
+
+// i8 symmetric per row, scale `max |x| / 127`.
+#define GREENAI_ACT_QUANT_I8_SYMMETRIC 1
 
 // IEEE binary32 (`float`).
 #define GREENAI_DTYPE_F32 0
@@ -94,6 +449,10 @@ typedef uint32_t greenai_dtype;
 
 
 
+
+
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -109,6 +468,526 @@ const char *greenai_status_str(greenai_status status);
 //
 // The string belongs to greenai and stays valid until the next failing call on the same thread.
 const char *greenai_last_error_message(void);
+
+// Hinton KD loss, batch mean: `alpha*T^2*KL(softmax(t/T) || softmax(s/T)) + (1-alpha)*CE(s, labels)`
+// over `batch x classes` row-major logits. Writes the loss to `*loss` and, when `grad` is not
+// NULL, `d loss / d student` (`batch x classes`) to `grad`. `labels` (`batch` class indices) may
+// be NULL only when `alpha == 1`. Errors: `temperature` not positive and finite, `alpha` outside
+// [0, 1], a label out of range, a non-finite logit; nothing is written then.
+//
+// # Safety
+// `student` and `teacher` must point to `batch*classes` readable floats, `labels` (unless NULL)
+// to `batch` readable `int32_t`, `grad` (unless NULL) to `batch*classes` writable floats not
+// overlapping the inputs, and `loss` must be writable.
+greenai_status greenai_kd_loss(const float *student,
+                               const float *teacher,
+                               const int32_t *labels,
+                               size_t batch,
+                               size_t classes,
+                               float temperature,
+                               float alpha,
+                               float *loss,
+                               float *grad);
+
+// Hinton KD loss over `batch x seq x classes` logits, the mean over kept tokens: `labels` are
+// `batch x seq` (NULL allowed only when `alpha == 1`), `mask` is `batch x seq` (nonzero keeps
+// the token; NULL keeps all). Masked tokens get a zero gradient and their labels are not read;
+// with no kept token the loss and gradient are 0. Otherwise as `greenai_kd_loss`.
+//
+// # Safety
+// As `greenai_kd_loss` with `batch*seq` rows; `mask` (unless NULL) must point to `batch*seq` bytes.
+greenai_status greenai_kd_loss_seq(const float *student,
+                                   const float *teacher,
+                                   const int32_t *labels,
+                                   const uint8_t *mask,
+                                   size_t batch,
+                                   size_t seq,
+                                   size_t classes,
+                                   float temperature,
+                                   float alpha,
+                                   float *loss,
+                                   float *grad);
+
+// FitNets hint loss: the mean over `n` elements of `(student - teacher)^2`; `grad` (unless NULL)
+// receives `d loss / d student`. Non-finite input is an error; nothing is written then.
+//
+// # Safety
+// `student` and `teacher` must point to `n` readable floats, `grad` (unless NULL) to `n`
+// writable floats, and `loss` must be writable.
+greenai_status greenai_mse_loss(const float *student,
+                                const float *teacher,
+                                size_t n,
+                                float *loss,
+                                float *grad);
+
+// Cosine embedding loss with target 1 (DistilBERT), batch mean: per row of `batch x dim`,
+// `1 - s.t / sqrt((|s|^2 + 1e-12)(|t|^2 + 1e-12))`; `grad` (unless NULL) receives
+// `d loss / d student`. Non-finite input is an error; nothing is written then.
+//
+// # Safety
+// `student` and `teacher` must point to `batch*dim` readable floats, `grad` (unless NULL) to
+// `batch*dim` writable floats, and `loss` must be writable.
+greenai_status greenai_cosine_embedding_loss(const float *student,
+                                             const float *teacher,
+                                             size_t batch,
+                                             size_t dim,
+                                             float *loss,
+                                             float *grad);
+
+// Attention transfer (Zagoruyko & Komodakis), batch mean: per sample, the squared distance
+// between the L2-normalised maps `mean over channels of x^2` of the student
+// (`batch x student_channels x spatial`) and the teacher (`batch x teacher_channels x spatial`);
+// `grad` (unless NULL) receives `d loss / d student`. Errors leave the outputs untouched.
+//
+// # Safety
+// `student` must point to `batch*student_channels*spatial` readable floats, `teacher` to
+// `batch*teacher_channels*spatial`, `grad` (unless NULL) to as many writable floats as
+// `student`, and `loss` must be writable.
+greenai_status greenai_attention_transfer_loss(const float *student,
+                                               const float *teacher,
+                                               size_t batch,
+                                               size_t student_channels,
+                                               size_t teacher_channels,
+                                               size_t spatial,
+                                               float *loss,
+                                               float *grad);
+
+// Joules of `*cost` with the default energy table (Horowitz, ISSCC 2014, 45 nm: a lower bound); MACs run at
+// `weights` precision, other operations at `activations` precision (`GREENAI_PRECISION_*`).
+//
+// # Safety
+// `cost` must point to a valid `greenai_cost`; `joules` must be writable.
+greenai_status greenai_energy_joules(const greenai_cost *cost,
+                                     greenai_precision weights,
+                                     greenai_precision activations,
+                                     double *joules);
+
+// Grams of CO2 equivalent of `joules`: `kWh x pue x g_per_kwh` (`pue` >= 1, `g_per_kwh` >= 0).
+//
+// # Safety
+// `grams` must be writable.
+greenai_status greenai_energy_co2e_grams(double joules,
+                                         double g_per_kwh,
+                                         double pue,
+                                         double *grams);
+
+// Writes the carbon intensity of `source` (gCO2e/kWh, CodeCarbon's table) to `*g_per_kwh`.
+//
+// # Safety
+// `g_per_kwh` must be writable.
+greenai_status greenai_grid_intensity(greenai_grid source, double *g_per_kwh);
+
+// Dense f32 cost of a 2-d convolution on `[batch, in_channels, in_h, in_w]`; writes the output shape
+// `[N, C, H, W]` to `out_shape[4]` and the cost to `*cost`.
+//
+// # Safety
+// `params` must point to a valid descriptor; `out_shape` to 4 writable `size_t`; `cost` must be writable.
+greenai_status greenai_flops_conv2d(const greenai_conv2d_params *params,
+                                    size_t batch,
+                                    size_t in_h,
+                                    size_t in_w,
+                                    size_t *out_shape,
+                                    greenai_cost *cost);
+
+// Dense f32 cost of a linear layer applied to `tokens` vectors.
+//
+// # Safety
+// `params` must point to a valid descriptor; `cost` must be writable.
+greenai_status greenai_flops_linear(const greenai_linear_params *params,
+                                    size_t tokens,
+                                    greenai_cost *cost);
+
+// Dense f32 cost of attention: `batch` queries of `q_len` tokens attending to `kv_len` tokens
+// (`kv_len == q_len` is self-attention).
+//
+// # Safety
+// `params` must point to a valid descriptor; `cost` must be writable.
+greenai_status greenai_flops_attention(const greenai_attention_params *params,
+                                       size_t batch,
+                                       size_t q_len,
+                                       size_t kv_len,
+                                       greenai_cost *cost);
+
+// Creates an empty model whose input has shape `input_shape[ndim]` (batch first).
+//
+// # Safety
+// `input_shape` must point to `ndim` `size_t`; `out` must be writable.
+greenai_status greenai_flops_model_new(const size_t *input_shape,
+                                       size_t ndim,
+                                       greenai_flops_model **out);
+
+// Builds a zoo model (`"resnet50"`, `"bert_base"`, ...) for `batch` inputs; `seq_len` 0 takes the default.
+//
+// # Safety
+// `name` must be a NUL-terminated string; `out` must be writable.
+greenai_status greenai_flops_zoo(const char *name,
+                                 size_t batch,
+                                 size_t seq_len,
+                                 greenai_flops_model **out);
+
+// Releases a model; NULL is ignored.
+//
+// # Safety
+// `model` must be NULL or a live handle, not used afterwards.
+void greenai_flops_model_free(greenai_flops_model *model);
+
+// Appends a 2-d convolution named `name` reading the node `from` (NULL: the last layer).
+//
+// # Safety
+// `model` must be a live handle; `name` (and `from` when not NULL) NUL-terminated strings; `params` valid.
+greenai_status greenai_flops_model_add_conv2d(greenai_flops_model *model,
+                                              const char *name,
+                                              const greenai_conv2d_params *params,
+                                              const char *from);
+
+// Appends a linear layer named `name` reading `from` (NULL: the last layer).
+//
+// # Safety
+// As for `greenai_flops_model_add_conv2d`.
+greenai_status greenai_flops_model_add_linear(greenai_flops_model *model,
+                                              const char *name,
+                                              const greenai_linear_params *params,
+                                              const char *from);
+
+// Appends self-attention named `name` reading `from` (NULL: the last layer), shape `[N, L, embed_dim]`.
+//
+// # Safety
+// As for `greenai_flops_model_add_conv2d`.
+greenai_status greenai_flops_model_add_attention(greenai_flops_model *model,
+                                                 const char *name,
+                                                 const greenai_attention_params *params,
+                                                 const char *from);
+
+// Appends operation `op` (with its one argument `arg`, ignored by most) named `name`, reading `from`
+// (NULL: the last layer) and, for two-input operations, `from2`.
+//
+// # Safety
+// `model` must be a live handle; `name`, and `from`/`from2` when not NULL, NUL-terminated strings.
+greenai_status greenai_flops_model_add_op(greenai_flops_model *model,
+                                          const char *name,
+                                          greenai_op op,
+                                          size_t arg,
+                                          const char *from,
+                                          const char *from2);
+
+// Writes the model's output shape to `shape[capacity]` and its rank to `*ndim`
+// (`GREENAI_ERR_BUFFER_TOO_SMALL` when `capacity` is smaller than the rank).
+//
+// # Safety
+// `model` must be a live handle; `shape` must point to `capacity` writable `size_t`; `ndim` writable.
+greenai_status greenai_flops_model_output_shape(greenai_flops_model *model,
+                                                size_t *shape,
+                                                size_t capacity,
+                                                size_t *ndim);
+
+// Writes the model's total cost under `compression` (NULL: dense f32) to `*cost`.
+//
+// # Safety
+// `model` must be a live handle; `compression` NULL or valid; `cost` writable.
+greenai_status greenai_flops_model_cost(greenai_flops_model *model,
+                                        const greenai_compression *compression,
+                                        greenai_cost *cost);
+
+// `C = A * B`: A `m x k` f32 (leading dimension `lda`), B `k x n` IEEE binary16 bit patterns
+// (`ldb`), C `m x n` f32 (`ldc`), all row-major, C overwritten. Leading dimensions are in
+// elements and at least the row length. `k = 0` sets C to zero.
+//
+// # Safety
+// `a`, `b` and `c` must span `(rows - 1) * ld + cols` elements of their matrices (or be NULL
+// when that is 0); `c` must not overlap `a` or `b`.
+greenai_status greenai_gemm_f32_f16w(size_t m,
+                                     size_t n,
+                                     size_t k,
+                                     const float *a,
+                                     size_t lda,
+                                     const uint16_t *b,
+                                     size_t ldb,
+                                     float *c,
+                                     size_t ldc);
+
+// `C = A * B` with B given as bfloat16 bit patterns; otherwise as `greenai_gemm_f32_f16w`.
+//
+// # Safety
+// As `greenai_gemm_f32_f16w`.
+greenai_status greenai_gemm_f32_bf16w(size_t m,
+                                      size_t n,
+                                      size_t k,
+                                      const float *a,
+                                      size_t lda,
+                                      const uint16_t *b,
+                                      size_t ldb,
+                                      float *c,
+                                      size_t ldc);
+
+// Packs B (`k x n` IEEE binary16 bit patterns, row-major, leading dimension `ldb`) into `*out`.
+//
+// # Safety
+// `b` must span `(k - 1) * ldb + n` elements (or be NULL when that is 0); `out` must be writable.
+greenai_status greenai_packed_f16_new(size_t k,
+                                      size_t n,
+                                      const uint16_t *b,
+                                      size_t ldb,
+                                      greenai_packed_f16 **out);
+
+// Releases packed weights; NULL is ignored.
+//
+// # Safety
+// `packed` must be NULL or a live handle from `greenai_packed_f16_new`, not used afterwards.
+void greenai_packed_f16_free(greenai_packed_f16 *packed);
+
+// `C = A * B` with prepacked B (`k x n`): A `m x k` f32 (`lda`), C `m x n` f32 (`ldc`), overwritten.
+//
+// # Safety
+// `packed` must be a live handle; `a` and `c` must span their matrices; `c` must not overlap `a`.
+greenai_status greenai_gemm_f32_packed_f16(size_t m,
+                                           const float *a,
+                                           size_t lda,
+                                           const greenai_packed_f16 *packed,
+                                           float *c,
+                                           size_t ldc);
+
+// `y = W x`: W `n x k` f32 row-major (leading dimension `ldw` >= `k`), `x` `k` floats,
+// `y` `n` floats (overwritten).
+//
+// # Safety
+// `w` must span `(n - 1) * ldw + k` elements, `x` `k` and `y` `n` (each may be NULL when its
+// count is 0); `y` must not overlap the inputs.
+greenai_status greenai_gemv_f32(size_t n,
+                                size_t k,
+                                const float *w,
+                                size_t ldw,
+                                const float *x,
+                                float *y);
+
+// `y = W x` with W as IEEE binary16 bit patterns; otherwise as `greenai_gemv_f32`.
+//
+// # Safety
+// As `greenai_gemv_f32`.
+greenai_status greenai_gemv_f32_f16w(size_t n,
+                                     size_t k,
+                                     const uint16_t *w,
+                                     size_t ldw,
+                                     const float *x,
+                                     float *y);
+
+// `y = W x` with W as bfloat16 bit patterns; otherwise as `greenai_gemv_f32`.
+//
+// # Safety
+// As `greenai_gemv_f32`.
+greenai_status greenai_gemv_f32_bf16w(size_t n,
+                                      size_t k,
+                                      const uint16_t *w,
+                                      size_t ldw,
+                                      const float *x,
+                                      float *y);
+
+// `y_i = scales_i * sum_j W_ij x_j`: W `n x k` int8 row-major (`ldw` >= `k`), `scales` `n`
+// floats (one per row), `x` `k` floats, `y` `n` floats (overwritten).
+//
+// # Safety
+// As `greenai_gemv_f32`, and `scales` must hold `n` floats.
+greenai_status greenai_gemv_f32_i8w(size_t n,
+                                    size_t k,
+                                    const int8_t *w,
+                                    size_t ldw,
+                                    const float *scales,
+                                    const float *x,
+                                    float *y);
+
+// `C = A B`: A `uint8_t` (`m x k`), B `int8_t` (`k x n`), C `int32_t` (`m x n`), exact for every
+// input. `k == 0` zeroes C.
+//
+// # Safety
+// Each pointer must cover its matrix's extent (see the module notes); C must not overlap A or B.
+greenai_status greenai_gemm_u8i8_i32(size_t m,
+                                     size_t n,
+                                     size_t k,
+                                     const uint8_t *a,
+                                     size_t lda,
+                                     const int8_t *b,
+                                     size_t ldb,
+                                     int32_t *c,
+                                     size_t ldc);
+
+// `C = A B`: A `int8_t` (`m x k`), B `int8_t` (`k x n`), C `int32_t` (`m x n`), exact for every
+// input. `k == 0` zeroes C.
+//
+// # Safety
+// Each pointer must cover its matrix's extent (see the module notes); C must not overlap A or B.
+greenai_status greenai_gemm_i8i8_i32(size_t m,
+                                     size_t n,
+                                     size_t k,
+                                     const int8_t *a,
+                                     size_t lda,
+                                     const int8_t *b,
+                                     size_t ldb,
+                                     int32_t *c,
+                                     size_t ldc);
+
+// `C += A B` with A `uint8_t`, B `int8_t`, C `int32_t` (wrapping on int32 overflow).
+//
+// # Safety
+// As `greenai_gemm_u8i8_i32`.
+greenai_status greenai_gemm_u8i8_i32_acc(size_t m,
+                                         size_t n,
+                                         size_t k,
+                                         const uint8_t *a,
+                                         size_t lda,
+                                         const int8_t *b,
+                                         size_t ldb,
+                                         int32_t *c,
+                                         size_t ldc);
+
+// `C += A B` with A `int8_t`, B `int8_t`, C `int32_t` (wrapping on int32 overflow).
+//
+// # Safety
+// As `greenai_gemm_i8i8_i32`.
+greenai_status greenai_gemm_i8i8_i32_acc(size_t m,
+                                         size_t n,
+                                         size_t k,
+                                         const int8_t *a,
+                                         size_t lda,
+                                         const int8_t *b,
+                                         size_t ldb,
+                                         int32_t *c,
+                                         size_t ldc);
+
+// Packs row-major B (`k x n`, `int8_t`, leading dimension `ldb >= n`) into a new handle at `*out`.
+//
+// # Safety
+// `b` must cover B's extent; `out` must be writable.
+greenai_status greenai_packed_i8_pack(size_t k,
+                                      size_t n,
+                                      const int8_t *b,
+                                      size_t ldb,
+                                      greenai_packed_i8 **out);
+
+// Packs B = W^T from row-major W (`n x k`, one row per output channel, leading dimension
+// `ldw >= k`) into a new handle at `*out`.
+//
+// # Safety
+// `w` must cover W's extent; `out` must be writable.
+greenai_status greenai_packed_i8_pack_transposed(size_t n,
+                                                 size_t k,
+                                                 const int8_t *w,
+                                                 size_t ldw,
+                                                 greenai_packed_i8 **out);
+
+// Writes the packed matrix's `k` and `n` to `*k` and `*n`.
+//
+// # Safety
+// `packed` must be a live handle; `k` and `n` must be writable.
+greenai_status greenai_packed_i8_dims(const greenai_packed_i8 *packed, size_t *k, size_t *n);
+
+// Copies B's `n` column sums (`sum_k b[k][j]`) into `sums[capacity]` (`capacity >= n`).
+//
+// # Safety
+// `packed` must be a live handle; `sums` must point to `capacity` writable `int32_t`.
+greenai_status greenai_packed_i8_col_sums(const greenai_packed_i8 *packed,
+                                          int32_t *sums,
+                                          size_t capacity);
+
+// `C = A B` with B prepacked: A `uint8_t` (`m x k`), C `int32_t` (`m x n`), exact.
+//
+// # Safety
+// `packed` must be a live handle; `a` and `c` must cover their extents and not overlap.
+greenai_status greenai_gemm_u8_packed_i32(size_t m,
+                                          const uint8_t *a,
+                                          size_t lda,
+                                          const greenai_packed_i8 *packed,
+                                          int32_t *c,
+                                          size_t ldc);
+
+// `C = A B` with B prepacked: A `int8_t` (`m x k`), C `int32_t` (`m x n`), exact.
+//
+// # Safety
+// `packed` must be a live handle; `a` and `c` must cover their extents and not overlap.
+greenai_status greenai_gemm_i8_packed_i32(size_t m,
+                                          const int8_t *a,
+                                          size_t lda,
+                                          const greenai_packed_i8 *packed,
+                                          int32_t *c,
+                                          size_t ldc);
+
+// `C += A B` with B prepacked and A `uint8_t` (wrapping on int32 overflow).
+//
+// # Safety
+// As `greenai_gemm_u8_packed_i32`.
+greenai_status greenai_gemm_u8_packed_i32_acc(size_t m,
+                                              const uint8_t *a,
+                                              size_t lda,
+                                              const greenai_packed_i8 *packed,
+                                              int32_t *c,
+                                              size_t ldc);
+
+// `C += A B` with B prepacked and A `int8_t` (wrapping on int32 overflow).
+//
+// # Safety
+// As `greenai_gemm_i8_packed_i32`.
+greenai_status greenai_gemm_i8_packed_i32_acc(size_t m,
+                                              const int8_t *a,
+                                              size_t lda,
+                                              const greenai_packed_i8 *packed,
+                                              int32_t *c,
+                                              size_t ldc);
+
+// Releases a packed matrix. NULL is accepted and does nothing; a handle must not be freed twice.
+//
+// # Safety
+// `packed` must be NULL or a live handle from this library, not used again afterwards.
+void greenai_packed_i8_free(greenai_packed_i8 *packed);
+
+// Builds a layer from f32 weights W (`out_features x in_features`, row-major), quantized
+// symmetric per output channel to [-127, 127] (to [-63, 63] when `reduce_range` is 1: the fastest
+// kernel, less accurate); `bias` (`out_features` floats) may be NULL for none. Writes `*out`.
+//
+// # Safety
+// `w` must point to `out_features * in_features` floats, `bias` to `out_features` or be NULL;
+// `out` must be writable.
+greenai_status greenai_qlinear_from_f32(const float *w,
+                                        size_t out_features,
+                                        size_t in_features,
+                                        const float *bias,
+                                        uint32_t reduce_range,
+                                        greenai_qlinear **out);
+
+// Builds a layer from int8 weights W (`out_features x in_features`, row-major, zero point 0) with
+// one positive `scales[o]` per output channel; `bias` may be NULL for none. Writes `*out`.
+//
+// # Safety
+// `w` must point to `out_features * in_features` bytes, `scales` to `out_features` floats,
+// `bias` to `out_features` floats or be NULL; `out` must be writable.
+greenai_status greenai_qlinear_from_i8(const int8_t *w,
+                                       size_t out_features,
+                                       size_t in_features,
+                                       const float *scales,
+                                       const float *bias,
+                                       greenai_qlinear **out);
+
+// `y = x W^T + b` for `batch` rows: x `batch x in_features` floats, y `batch x out_features`,
+// x quantized per row as `mode` says. A non-finite x is `GREENAI_ERR_NON_FINITE`, y untouched.
+//
+// # Safety
+// `layer` must be a live handle; `x` and `y` must point to their sizes and not overlap.
+greenai_status greenai_qlinear_forward(const greenai_qlinear *layer,
+                                       const float *x,
+                                       size_t batch,
+                                       greenai_act_quant mode,
+                                       float *y);
+
+// Writes the layer's input and output feature counts.
+//
+// # Safety
+// `layer` must be a live handle; `in_features` and `out_features` must be writable.
+greenai_status greenai_qlinear_dims(const greenai_qlinear *layer,
+                                    size_t *in_features,
+                                    size_t *out_features);
+
+// Releases a layer. NULL is accepted and does nothing; a handle must not be freed twice.
+//
+// # Safety
+// `layer` must be NULL or a live handle from this library, not used again afterwards.
+void greenai_qlinear_free(greenai_qlinear *layer);
 
 // Factorizes a row-major `rows x cols` weight `w ~= a (rows x r) * b (r x cols)` by truncated SVD
 // (balanced split: `a = U sqrt(S)`, `b = sqrt(S) V^T`). `rank > 0` fixes r; `rank == 0` picks the
@@ -165,6 +1044,218 @@ greenai_status greenai_prune_ln_structured(const float *w,
                                            float p,
                                            float amount,
                                            uint8_t *mask);
+
+// ONNX QuantizeLinear to int8: `y = saturate(round_half_even(x / scale) + zero_point)`, `x / scale` in
+// float. NaN in `x` fails with `GREENAI_ERR_NON_FINITE`; +-inf saturate; `y` is written only on success.
+//
+// # Safety
+// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0) and must not overlap.
+greenai_status greenai_quantize_linear_i8(const float *x,
+                                          size_t n,
+                                          float scale,
+                                          int8_t zero_point,
+                                          int8_t *y);
+
+// ONNX QuantizeLinear to uint8 (as `greenai_quantize_linear_i8`).
+//
+// # Safety
+// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0) and must not overlap.
+greenai_status greenai_quantize_linear_u8(const float *x,
+                                          size_t n,
+                                          float scale,
+                                          uint8_t zero_point,
+                                          uint8_t *y);
+
+// ONNX DequantizeLinear from int8: `x = (y - zero_point) * scale` in float.
+//
+// # Safety
+// `y` and `x` must point to `n` elements each (or be NULL when `n` is 0) and must not overlap.
+greenai_status greenai_dequantize_linear_i8(const int8_t *y,
+                                            size_t n,
+                                            float scale,
+                                            int8_t zero_point,
+                                            float *x);
+
+// ONNX DequantizeLinear from uint8: `x = (y - zero_point) * scale` in float.
+//
+// # Safety
+// `y` and `x` must point to `n` elements each (or be NULL when `n` is 0) and must not overlap.
+greenai_status greenai_dequantize_linear_u8(const uint8_t *y,
+                                            size_t n,
+                                            float scale,
+                                            uint8_t zero_point,
+                                            float *x);
+
+// ONNX QuantizeLinear to int8 with one scale and zero point per index along `axis` of the row-major
+// tensor `x` of `shape[ndim]`; `scales` and `zero_points` hold `shape[axis]` values.
+//
+// # Safety
+// `shape` must point to `ndim` sizes; `x` and `y` to the tensor's element count; `scales` and
+// `zero_points` to `shape[axis]` values.
+greenai_status greenai_quantize_per_axis_i8(const float *x,
+                                            const size_t *shape,
+                                            size_t ndim,
+                                            size_t axis,
+                                            const float *scales,
+                                            const int8_t *zero_points,
+                                            int8_t *y);
+
+// ONNX DynamicQuantizeLinear as ONNX Runtime computes it: `scale = (max(0, max x) - min(0, min x)) / 255`
+// (1 when that is 0), `zero_point = round_half_even(clamp(-min(0, min x) / scale, 0, 255))`, then
+// QuantizeLinear to uint8. NaN or an infinity in `x` is an error; nothing is written on failure.
+//
+// # Safety
+// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0); `scale` and `zero_point` writable.
+greenai_status greenai_dynamic_quantize_u8(const float *x,
+                                           size_t n,
+                                           uint8_t *y,
+                                           float *scale,
+                                           uint8_t *zero_point);
+
+// Converts floats to IEEE binary16 bit patterns, round to nearest even (NaN stays NaN, overflow to inf).
+//
+// # Safety
+// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0).
+greenai_status greenai_f32_to_f16(const float *x,
+                                  size_t n,
+                                  uint16_t *y);
+
+// Converts IEEE binary16 bit patterns to floats (exact).
+//
+// # Safety
+// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0).
+greenai_status greenai_f16_to_f32(const uint16_t *x, size_t n, float *y);
+
+// Converts floats to bfloat16 bit patterns, round to nearest even (NaN stays NaN).
+//
+// # Safety
+// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0).
+greenai_status greenai_f32_to_bf16(const float *x, size_t n, uint16_t *y);
+
+// Converts bfloat16 bit patterns to floats (exact).
+//
+// # Safety
+// `x` and `y` must point to `n` elements each (or be NULL when `n` is 0).
+greenai_status greenai_bf16_to_f32(const uint16_t *x, size_t n, float *y);
+
+// Writes the spec of a `GREENAI_PRESET_*` to `*spec`.
+//
+// # Safety
+// `spec` must be writable.
+greenai_status greenai_quant_spec_preset(uint32_t preset, greenai_quant_spec *spec);
+
+// Writes to `*count` how many scales (and zero points) `spec` needs for a tensor of `shape[ndim]`.
+//
+// # Safety
+// `spec` readable; `shape` points to `ndim` sizes; `count` writable.
+greenai_status greenai_quant_param_count(const greenai_quant_spec *spec,
+                                         const size_t *shape,
+                                         size_t ndim,
+                                         size_t *count);
+
+// Computes min-max parameters of `spec` for the tensor `x` of `shape[ndim]` (its groups' minima and
+// maxima, by the spec's convention) into `scales[n_params]` and `zero_points[n_params]`;
+// `n_params` must be `greenai_quant_param_count`. NaN or infinity in `x` is an error.
+//
+// # Safety
+// `spec` readable; `shape` points to `ndim` sizes; `x` to the element count; the outputs to `n_params`.
+greenai_status greenai_quant_choose_params(const greenai_quant_spec *spec,
+                                           const float *x,
+                                           const size_t *shape,
+                                           size_t ndim,
+                                           float *scales,
+                                           int32_t *zero_points,
+                                           size_t n_params);
+
+// Quantizes the row-major tensor `x` of `shape[ndim]` with `spec` and the given parameters into `y`,
+// which holds `y_bytes` bytes: exactly the storage of the spec's type (4-bit types packed two per byte,
+// first element in the low nibble). NaN in `x` is an error; nothing is written on failure.
+//
+// # Safety
+// `spec` readable; `shape` points to `ndim` sizes; `x` to the element count; `scales` and
+// `zero_points` to `n_params` values; `y` to `y_bytes` writable bytes aligned for the type.
+greenai_status greenai_quantize(const greenai_quant_spec *spec,
+                                const float *x,
+                                const size_t *shape,
+                                size_t ndim,
+                                const float *scales,
+                                const int32_t *zero_points,
+                                size_t n_params,
+                                void *y,
+                                size_t y_bytes);
+
+// Dequantizes `y` (`y_bytes` bytes of the spec's type, 4-bit packed) of `shape[ndim]` with the given
+// parameters into the floats `x`: `(q - zero_point) * scale`. Nothing is written on failure.
+//
+// # Safety
+// As `greenai_quantize`, with `y` readable and `x` writable for the element count.
+greenai_status greenai_dequantize(const greenai_quant_spec *spec,
+                                  const void *y,
+                                  size_t y_bytes,
+                                  const size_t *shape,
+                                  size_t ndim,
+                                  const float *scales,
+                                  const int32_t *zero_points,
+                                  size_t n_params,
+                                  float *x);
+
+// Creates an observer of `method` (a `GREENAI_CALIBRATION_*`; `arg` is the averaging constant or the
+// percentile, ignored otherwise) that gives parameters for `spec`, into `*out`.
+//
+// # Safety
+// `spec` readable; `out` writable.
+greenai_status greenai_observer_new(uint32_t method,
+                                    double arg,
+                                    const greenai_quant_spec *spec,
+                                    greenai_observer **out);
+
+// Feeds one batch `x` of `shape[ndim]` to the observer. NaN or infinity is an error and leaves the
+// observer unchanged.
+//
+// # Safety
+// `observer` a live handle; `shape` points to `ndim` sizes; `x` to the element count.
+greenai_status greenai_observer_feed(greenai_observer *observer,
+                                     const float *x,
+                                     const size_t *shape,
+                                     size_t ndim);
+
+// Writes the calibrated parameters into `scales[n_params]` and `zero_points[n_params]`; `n_params`
+// must equal the observer's group count (as `greenai_quant_param_count` gives for the fed shape).
+//
+// # Safety
+// `observer` a live handle; the outputs point to `n_params` writable values.
+greenai_status greenai_observer_params(greenai_observer *observer,
+                                       float *scales,
+                                       int32_t *zero_points,
+                                       size_t n_params);
+
+// Releases an observer. NULL is accepted and does nothing.
+//
+// # Safety
+// `observer` must be NULL or a live handle from this library, not used again afterwards.
+void greenai_observer_free(greenai_observer *observer);
+
+// Error metrics of `approx[n]` against `reference[n]` into `*metrics`.
+//
+// # Safety
+// `reference` and `approx` point to `n` floats; `metrics` writable.
+greenai_status greenai_quant_error_metrics(const float *reference,
+                                           const float *approx,
+                                           size_t n,
+                                           greenai_error_metrics *metrics);
+
+// Error metrics per index along `axis` of tensors of `shape[ndim]` into `metrics[shape[axis]]`.
+//
+// # Safety
+// `shape` points to `ndim` sizes; `reference` and `approx` to the element count; `metrics` to
+// `n_metrics` writable structs.
+greenai_status greenai_quant_error_metrics_per_axis(const float *reference,
+                                                    const float *approx,
+                                                    const size_t *shape,
+                                                    size_t ndim,
+                                                    size_t axis,
+                                                    greenai_error_metrics *metrics,
+                                                    size_t n_metrics);
 
 // Compresses a row-major `rows x cols` matrix to CSR (entries equal to zero are dropped) into `*out`.
 //
