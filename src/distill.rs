@@ -178,7 +178,7 @@ fn kd_rows(
     if let Some(m) = mask {
         check_shape("kd token mask", m.len(), &dims[..2], rows)?;
     }
-    let kept = |r: usize| mask.map_or(true, |m| m[r] != 0);
+    let kept = |r: usize| mask.is_none_or(|m| m[r] != 0);
     let labels = if params.uses_labels() {
         let labels = labels.ok_or_else(|| Error::invalid("labels", "none", "required when alpha < 1"))?;
         check_shape("kd labels", labels.len(), &dims[..2], rows)?;

@@ -48,7 +48,7 @@ fn reference(
     params: &KdParams,
 ) -> (f64, Vec<f64>) {
     let rows = s.len().checked_div(classes).unwrap_or(0);
-    let kept: Vec<usize> = (0..rows).filter(|&r| mask.map_or(true, |m| m[r] != 0)).collect();
+    let kept: Vec<usize> = (0..rows).filter(|&r| mask.is_none_or(|m| m[r] != 0)).collect();
     let divisor = match params.reduction {
         Reduction::Mean => kept.len().max(1) as f64,
         Reduction::Sum => 1.0,

@@ -86,13 +86,13 @@ fn run<'a>(train_set: &data::Split, test_set: &'a data::Split) -> greenai::Resul
     let mut report = Report::new(test_set);
 
     let mut teacher = Mlp::new(TEACHER, 7);
-    train(&mut teacher, &train_set, EPOCHS, 2e-3, 7, &mut cross_entropy(&train_set.y));
+    train(&mut teacher, train_set, EPOCHS, 2e-3, 7, &mut cross_entropy(&train_set.y));
     report.add_f32("teacher (f32)", &teacher, None)?;
 
     let mut alone = Vec::new();
     for seed in SEEDS {
         let mut student = Mlp::new(STUDENT, seed);
-        train(&mut student, &train_set, EPOCHS, 3e-3, seed, &mut cross_entropy(&train_set.y));
+        train(&mut student, train_set, EPOCHS, 3e-3, seed, &mut cross_entropy(&train_set.y));
         alone.push(student);
     }
     report.add_mean("student alone (f32, 3 seeds)", &alone)?;
@@ -101,7 +101,7 @@ fn run<'a>(train_set: &data::Split, test_set: &'a data::Split) -> greenai::Resul
     let mut distilled = Vec::new();
     for seed in SEEDS {
         let mut student = Mlp::new(STUDENT, seed);
-        train(&mut student, &train_set, EPOCHS, 3e-3, seed, &mut distillation(&train_set.y, &teacher_logits));
+        train(&mut student, train_set, EPOCHS, 3e-3, seed, &mut distillation(&train_set.y, &teacher_logits));
         distilled.push(student);
     }
     report.add_mean("student distilled (f32, 3 seeds)", &distilled)?;
@@ -110,7 +110,7 @@ fn run<'a>(train_set: &data::Split, test_set: &'a data::Split) -> greenai::Resul
     stages::prune_magnitude(&mut student, 0.5)?;
     train(
         &mut student,
-        &train_set,
+        train_set,
         FINE_TUNE_EPOCHS,
         1e-3,
         11,
@@ -122,7 +122,7 @@ fn run<'a>(train_set: &data::Split, test_set: &'a data::Split) -> greenai::Resul
     stages::prune_two_of_four(&mut student)?;
     train(
         &mut student,
-        &train_set,
+        train_set,
         FINE_TUNE_EPOCHS,
         1e-3,
         12,

@@ -205,7 +205,7 @@ fn prune_in_place(weights: &mut [f32], shape: &[usize], pruning: Pruning) -> Res
         Pruning::NOfM { n, m } => {
             // Groups run along the last (input) dimension: view the tensor as rows of that length.
             let cols = *shape.last().unwrap_or(&1);
-            let rows = if cols == 0 { 0 } else { weights.len() / cols };
+            let rows = weights.len().checked_div(cols).unwrap_or(0);
             prune::n_m(weights, &[rows, cols], n, m, false)?
         }
     };
