@@ -43,12 +43,42 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     ))
 }
 
+/// `cargo test` builds the library only as an rlib, so the static library the C programs link is built
+/// here, with this test's profile and features (a no-op when it is already fresh).
+fn build_static_lib() -> Result<(), String> {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let profile = match profile_dir().file_name().and_then(|n| n.to_str()) {
+                Some("debug") => "dev".to_string(),
+                Some(other) => other.to_string(),
+                None => return Err("no profile folder".to_string()),
+            };
+            let features: Vec<&str> = [
+                ("parallel", cfg!(feature = "parallel")),
+                ("serde", cfg!(feature = "serde")),
+                ("cli", cfg!(feature = "cli")),
+            ]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+            let mut cmd = Command::new(cargo);
+            cmd.current_dir(manifest_dir())
+                .args(["build", "--lib", "--profile", &profile, "--no-default-features"])
+                .arg(format!("--features={}", features.join(",")));
+            run(&mut cmd)
+        })
+        .clone()
+}
+
 fn has_valgrind() -> bool {
     Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
 fn build(source: &Path, binary: &Path) -> Result<(), String> {
     let cxx = source.extension().is_some_and(|e| e == "cpp");
+    build_static_lib()?;
     let lib = profile_dir().join("libgreenai.a");
     if !lib.exists() {
         return Err(format!("{} is missing: the library's staticlib was not built", lib.display()));

@@ -286,7 +286,7 @@ impl Count {
             wbytes += match comp.sparsity {
                 Sparsity::Dense => stored * wbits,
                 Sparsity::Unstructured(_) => kept * wbits + stored,
-                Sparsity::NM { m, .. } => kept * (wbits + (m as f64).log2().ceil()),
+                Sparsity::NM { m, .. } => kept * (wbits + f64::from(m.next_power_of_two().trailing_zeros())),
             };
         }
         let wbytes = bits_to_bytes(wbytes);
