@@ -352,7 +352,8 @@ fn compress_tensor(
 }
 
 /// Compresses every float tensor of `input` that `should_compress(name)` accepts (and that is at
-/// least 2-D unless `include_1d`), writes the result to `output` atomically, and reports per tensor.
+/// least 2-D unless `include_1d`), writes the result to `output` atomically (the input's metadata
+/// carried over), and reports per tensor.
 /// `progress(done, total)` is called after each tensor.
 pub fn compress(
     input: &ModelFile,
@@ -370,10 +371,9 @@ pub fn compress(
     let total = input.len();
     let mut reports = Vec::with_capacity(total);
     let mut outputs: Vec<(String, OutTensor<'_>)> = Vec::with_capacity(total);
-    let mut metadata = HashMap::from([
-        ("greenai.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-        ("greenai.format".to_string(), "1".to_string()),
-    ]);
+    let mut metadata = input.metadata().clone();
+    metadata.insert("greenai.version".to_string(), env!("CARGO_PKG_VERSION").to_string());
+    metadata.insert("greenai.format".to_string(), "1".to_string());
     for (done, entry) in input.tensors().enumerate() {
         let eligible = entry.is_float()
             && !entry.is_empty()

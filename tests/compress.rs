@@ -1,0 +1,196 @@
+//! compress -> decompress round trips through real safetensors files, and bad input.
+
+use greenai::model::{
+    compress, decompress, Calibrate, CompressOptions, Grouping, ModelFile, OutTensor, Pruning, Target,
+};
+use greenai::Error;
+use safetensors::Dtype;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Deterministic standard normal samples (SplitMix64 + Box-Muller), independent of greenai.
+fn gaussian(n: usize, seed: u64, std: f32) -> Vec<f32> {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..n)
+        .map(|_| {
+            let (u1, u2) = (next().max(1e-12), next());
+            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32 * std
+        })
+        .collect()
+}
+
+fn le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn write_model(path: &Path, weight: &[f32]) {
+    let tensors = vec![
+        (
+            "layer.weight".to_string(),
+            OutTensor { dtype: Dtype::F32, shape: vec![64, 128], bytes: Cow::Owned(le_bytes(weight)) },
+        ),
+        (
+            "layer.bias".to_string(),
+            OutTensor {
+                dtype: Dtype::F32,
+                shape: vec![64],
+                bytes: Cow::Owned(le_bytes(&gaussian(64, 9, 0.1))),
+            },
+        ),
+        (
+            "step".to_string(),
+            OutTensor { dtype: Dtype::I64, shape: vec![1], bytes: Cow::Owned(7i64.to_le_bytes().to_vec()) },
+        ),
+    ];
+    greenai::model::write_safetensors(path, &tensors, &HashMap::from([("origin".into(), "test".into())]))
+        .unwrap();
+}
+
+fn sqnr_db(a: &[f32], b: &[f32]) -> f64 {
+    let signal: f64 = a.iter().map(|&x| f64::from(x).powi(2)).sum();
+    let noise: f64 = a.iter().zip(b).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum();
+    10.0 * (signal / noise).log10()
+}
+
+#[test]
+fn int8_per_channel_round_trip_keeps_names_shapes_and_pass_through_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, packed, restored) =
+        (dir.path().join("in.st"), dir.path().join("q.st"), dir.path().join("out.st"));
+    let weight = gaussian(64 * 128, 1, 0.02);
+    write_model(&input, &weight);
+    let source = ModelFile::open(&input).unwrap();
+    let mut calls = 0;
+    let report =
+        compress(&source, &packed, &CompressOptions::default(), &|_| true, &mut |_, _| calls += 1).unwrap();
+    assert_eq!(calls, 3);
+    let row = report.tensors.iter().find(|r| r.name == "layer.weight").unwrap();
+    assert_eq!(row.dtype_after, "I8");
+    assert!(row.sqnr_db.unwrap() >= 30.0, "SQNR {:?}", row.sqnr_db);
+    let q = ModelFile::open(&packed).unwrap();
+    assert_eq!(q.tensor("layer.weight").unwrap().dtype, Dtype::I8);
+    assert_eq!(q.tensor("layer.weight.scale").unwrap().shape, &[64]);
+    assert!(q.tensor("layer.weight.zero_point").is_none(), "symmetric int8 stores no zero point");
+    assert_eq!(q.tensor("layer.bias").unwrap().bytes, source.tensor("layer.bias").unwrap().bytes);
+
+    decompress(&q, &restored, &mut |_, _| {}).unwrap();
+    let back = ModelFile::open(&restored).unwrap();
+    let mut names: Vec<_> = back.tensors().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["layer.bias", "layer.weight", "step"]);
+    assert_eq!(back.metadata().get("origin").map(String::as_str), Some("test"));
+    for name in ["layer.bias", "step"] {
+        assert_eq!(back.tensor(name).unwrap().bytes, source.tensor(name).unwrap().bytes, "{name}");
+    }
+    let w = back.tensor("layer.weight").unwrap();
+    assert_eq!((w.dtype, w.shape), (Dtype::F32, &[64usize, 128][..]));
+    assert!(sqnr_db(&weight, &w.to_f32().unwrap()) >= 30.0);
+}
+
+#[test]
+fn a_weights_only_int8_file_is_at_most_0_27_of_the_f32_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, packed) = (dir.path().join("in.st"), dir.path().join("q.st"));
+    let tensors: Vec<(String, OutTensor)> = (0..4)
+        .map(|i| {
+            let w = gaussian(256 * 256, i, 0.05);
+            (
+                format!("w{i}"),
+                OutTensor { dtype: Dtype::F32, shape: vec![256, 256], bytes: Cow::Owned(le_bytes(&w)) },
+            )
+        })
+        .collect();
+    greenai::model::write_safetensors(&input, &tensors, &HashMap::new()).unwrap();
+    compress(
+        &ModelFile::open(&input).unwrap(),
+        &packed,
+        &CompressOptions::default(),
+        &|_| true,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let ratio =
+        std::fs::metadata(&packed).unwrap().len() as f64 / std::fs::metadata(&input).unwrap().len() as f64;
+    assert!(ratio <= 0.27, "file size ratio {ratio}");
+}
+
+#[test]
+fn int4_blocks_fp16_and_pruning_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.st");
+    let weight = gaussian(64 * 128, 3, 0.02);
+    write_model(&input, &weight);
+    let source = ModelFile::open(&input).unwrap();
+    let cases = [
+        (
+            CompressOptions {
+                target: Some(Target::Int4),
+                grouping: Grouping::Block(32),
+                ..Default::default()
+            },
+            10.0,
+        ),
+        (
+            CompressOptions {
+                target: Some(Target::Uint8),
+                calibration: Calibrate::Mse,
+                ..Default::default()
+            },
+            25.0,
+        ),
+        (CompressOptions { target: Some(Target::Fp16), ..Default::default() }, 60.0),
+        (
+            CompressOptions {
+                target: Some(Target::Int8),
+                pruning: Some(Pruning::NOfM { n: 2, m: 4 }),
+                ..Default::default()
+            },
+            0.0,
+        ),
+    ];
+    for (i, (options, min_sqnr)) in cases.into_iter().enumerate() {
+        let (packed, restored) = (dir.path().join(format!("q{i}.st")), dir.path().join(format!("r{i}.st")));
+        compress(&source, &packed, &options, &|_| true, &mut |_, _| {}).unwrap();
+        decompress(&ModelFile::open(&packed).unwrap(), &restored, &mut |_, _| {}).unwrap();
+        let back = ModelFile::open(&restored).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
+        let sqnr = sqnr_db(&weight, &back);
+        assert!(sqnr >= min_sqnr, "case {i}: SQNR {sqnr}");
+        if options.pruning.is_some() {
+            for group in back.chunks_exact(4) {
+                assert!(group.iter().filter(|&&v| v == 0.0).count() >= 2, "2:4 group {group:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_an_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.st");
+    let mut weight = gaussian(64 * 128, 5, 0.02);
+    weight[77] = f32::NAN;
+    write_model(&input, &weight);
+    let source = ModelFile::open(&input).unwrap();
+    let out = dir.path().join("q.st");
+    std::fs::write(&out, b"keep").unwrap();
+    let err = compress(&source, &out, &CompressOptions::default(), &|_| true, &mut |_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("77"), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"keep");
+    let bad_amount = CompressOptions { pruning: Some(Pruning::Amount(1.5)), ..Default::default() };
+    assert!(matches!(
+        compress(&source, &out, &bad_amount, &|_| true, &mut |_, _| {}),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let bad_block = CompressOptions { grouping: Grouping::Block(0), ..Default::default() };
+    assert!(compress(&source, &out, &bad_block, &|_| true, &mut |_, _| {}).is_err());
+    assert_eq!(std::fs::read(&out).unwrap(), b"keep");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left");
+}
