@@ -85,7 +85,7 @@ fn random_bits(rng: &mut Rng, len: usize) -> Vec<f32> {
 /// across lengths every edge value lands both in vector bodies and in tails.
 fn with_edges(mut base: Vec<f32>, edges: &[f32], shift: usize) -> Vec<f32> {
     for (i, slot) in base.iter_mut().enumerate() {
-        if (i + shift) % 3 == 0 {
+        if (i + shift).is_multiple_of(3) {
             *slot = edges[(i + shift) % edges.len()];
         }
     }
@@ -347,7 +347,7 @@ fn nan_is_an_error_naming_the_first_index_and_nothing_is_written() {
         for len in lengths().filter(|&n| n > 0) {
             let mut x: Vec<f32> = (0..len).map(|_| rng.uniform(10.0)).collect();
             let first = (rng.next() as usize) % len;
-            x[first] = if first % 2 == 0 { f32::NAN } else { -f32::from_bits(0x7F80_0001) };
+            x[first] = if first.is_multiple_of(2) { f32::NAN } else { -f32::from_bits(0x7F80_0001) };
             if first + 1 < len {
                 x[len - 1] = f32::NAN;
             }

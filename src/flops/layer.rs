@@ -734,7 +734,7 @@ fn conv_analyse(name: &str, conv: &Conv, x: &[usize], c: &mut Count) -> Result<V
             format!("`in_channels` = {} but the input has {} ({x:?})", conv.in_channels, x[1]),
         ));
     }
-    if conv.in_channels % conv.groups != 0 || conv.out_channels % conv.groups != 0 {
+    if !conv.in_channels.is_multiple_of(conv.groups) || !conv.out_channels.is_multiple_of(conv.groups) {
         return Err(bad(
             name,
             format!(
@@ -814,7 +814,7 @@ fn attention_analyse(name: &str, a: &Attention, inputs: &[Vec<usize>], c: &mut C
     let h = positive(name, "num_heads", a.num_heads)?;
     let hkv = positive(name, "num_kv_heads", a.num_kv_heads)?;
     let d = positive(name, "head_dim", a.head_dim)?;
-    if a.num_heads % a.num_kv_heads != 0 {
+    if !a.num_heads.is_multiple_of(a.num_kv_heads) {
         return Err(bad(name, format!("`num_kv_heads` = {hkv} must divide `num_heads` = {h}")));
     }
     for x in [q, kv] {

@@ -299,7 +299,7 @@ impl ActivationNormObserver {
     /// Adds a batch of activations, row-major (tokens, features). NaN is refused.
     pub fn observe(&mut self, activations: &[f32]) -> Result<()> {
         let features = self.sum_squares.len();
-        if features == 0 || activations.len() % features != 0 {
+        if features == 0 || !activations.len().is_multiple_of(features) {
             return Err(Error::ShapeMismatch {
                 context: "activations (tokens x features)",
                 expected: vec![features],

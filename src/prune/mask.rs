@@ -14,7 +14,7 @@ impl Mask {
     /// A mask of `len` weights, all kept.
     pub fn ones(len: usize) -> Result<Self> {
         let mut words = try_vec(len.div_ceil(64), u64::MAX)?;
-        if len % 64 != 0 {
+        if !len.is_multiple_of(64) {
             if let Some(last) = words.last_mut() {
                 *last = (1u64 << (len % 64)) - 1;
             }

@@ -39,7 +39,7 @@ fn check_frequency(frequency: u64) -> Result<()> {
 }
 
 fn is_pruning_step(step: u64, begin: u64, end: Option<u64>, frequency: u64) -> bool {
-    step >= begin && end.is_none_or(|e| step <= e) && (step - begin) % frequency == 0
+    step >= begin && end.is_none_or(|e| step <= e) && (step - begin).is_multiple_of(frequency)
 }
 
 /// Zhu & Gupta's gradual pruning (TF-MOT `PolynomialDecay`).

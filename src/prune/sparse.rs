@@ -159,7 +159,7 @@ impl NmCompressed {
         if cols > i32::MAX as usize {
             return Err(Error::Overflow { context: "N:M column index", detail: format!("{cols} columns") });
         }
-        if cols % m != 0 {
+        if !cols.is_multiple_of(m) {
             return Err(Error::invalid("cols", cols, format!("not divisible by m = {m}")));
         }
         let groups = rows * (cols / m);

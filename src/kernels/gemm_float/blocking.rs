@@ -17,4 +17,4 @@ pub const PARALLEL_MIN_MACS: usize = 1 << 22;
 /// Weights below which a GEMV stays on the calling thread.
 pub const PARALLEL_MIN_GEMV_WEIGHTS: usize = 1 << 20;
 
-const _: () = assert!(MC % MR == 0);
+const _: () = assert!(MC.is_multiple_of(MR));

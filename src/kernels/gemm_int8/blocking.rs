@@ -15,4 +15,4 @@ pub const MC: usize = 120;
 /// Below this many multiply-adds a product stays on the calling thread.
 pub const PARALLEL_MIN_MACS: usize = 1 << 21;
 
-const _: () = assert!(MC % MR == 0 && NR * KU == 64);
+const _: () = assert!(MC.is_multiple_of(MR) && NR * KU == 64);
