@@ -245,10 +245,14 @@ fn run<T: AElement>(
                     .collect()
             };
             if panels >= threads {
+                // SAFETY: the column ranges are disjoint, so each thread writes its own columns of C,
+                // whose bounds were checked above; `isa` was checked available.
                 split(panels, 1).into_par_iter().try_for_each(|cols| unsafe {
                     drive(isa, a, lda, packed, 0..m, cols, cp, ldc, accumulate)
                 })?;
             } else {
+                // SAFETY: the row ranges are disjoint, so each thread writes its own rows of C, whose
+                // bounds were checked above; `isa` was checked available.
                 split(m, MR).into_par_iter().try_for_each(|rows| unsafe {
                     drive(isa, a, lda, packed, rows, 0..panels, cp, ldc, accumulate)
                 })?;
