@@ -125,12 +125,10 @@ pub fn checked_product(context: &'static str, dims: &[usize]) -> Result<usize> {
     })
 }
 
-/// Fails with [`Error::NonFinite`] naming the first NaN in `data`.
+/// Fails with [`Error::NonFinite`] naming the first NaN in `data` (the SIMD scan of
+/// [`crate::kernels::convert::check_no_nan`]).
 pub fn check_no_nan(name: &'static str, data: &[f32]) -> Result<()> {
-    match data.iter().position(|v| v.is_nan()) {
-        Some(index) => Err(Error::NonFinite { name, index, value: f64::NAN }),
-        None => Ok(()),
-    }
+    crate::kernels::convert::check_no_nan(name, data)
 }
 
 /// Allocates a vector of `len` copies of `value`, reporting allocation failure as an error.

@@ -115,8 +115,7 @@ pub fn first_nan_on(isa: Isa, x: &[f32]) -> Result<Option<usize>> {
     Ok(dispatch!(isa, first_nan(x)))
 }
 
-/// Fails with [`Error::NonFinite`] naming the first NaN in `data`: [`crate::error::check_no_nan`]
-/// on the SIMD path.
+/// Fails with [`Error::NonFinite`] naming the first NaN in `data`, on the active SIMD path.
 pub fn check_no_nan(name: &'static str, data: &[f32]) -> Result<()> {
     check_no_nan_on(Isa::active(), name, data)
 }
