@@ -147,6 +147,46 @@ fn onnx_runtime_parameters() {
 }
 
 #[test]
+fn narrow_and_reduced_ranges_saturate_at_their_own_bounds() {
+    // Long per-channel runs (the SIMD kernel path) with ties and values far outside the range; each
+    // element against `clamp(round_half_even(x / s in f32) + z)` computed here, on the bounds ONNX
+    // Runtime documents.
+    let cases = [
+        (QType::I8, true, false, (-127i64, 127i64), [0i32, 3]),
+        (QType::I8, false, true, (-64, 64), [0, -2]),
+        (QType::U8, false, true, (0, 127), [5, 60]),
+    ];
+    let mut rng = Rng(0x5EED);
+    for (qtype, narrow_range, reduced_range, (qmin, qmax), zero_points) in cases {
+        let spec = QuantSpec { narrow_range, reduced_range, ..QuantSpec::new(qtype, Mode::Affine) }
+            .with_granularity(Granularity::PerAxis { axis: 0 });
+        let scales = [0.5f32, 3.0];
+        let cols = 70;
+        let x: Vec<f32> = (0..2 * cols)
+            .map(|i| match i % 5 {
+                0 => (i as f32 - 70.0) * 0.25, // multiples of 1/4: exact ties at scale 0.5
+                1 => 1e4,
+                2 => -1e4,
+                _ => (rng.uniform() as f32 - 0.5) * 900.0,
+            })
+            .collect();
+        let params = QuantParams::new(spec, vec![2], scales.to_vec(), zero_points.to_vec()).unwrap();
+        let q = QTensor::quantize(&Tensor::from_vec(vec![2, cols], x.clone()).unwrap(), params).unwrap();
+        let got = q.values().unwrap();
+        for (i, (&v, &g)) in x.iter().zip(&got).enumerate() {
+            let c = i / cols;
+            let t = f64::from((v / scales[c]).round_ties_even());
+            let want = (t as i64 + i64::from(zero_points[c])).clamp(qmin, qmax);
+            assert_eq!(
+                i64::from(g),
+                want,
+                "{qtype:?} narrow={narrow_range} reduced={reduced_range} x[{i}]={v}"
+            );
+        }
+    }
+}
+
+#[test]
 fn pytorch_parameters() {
     let spec = QuantSpec::preset(Preset::PyTorchActivationU8);
     // f32: scale = 4 / 255, zero point = 0 - round(-1 / scale) = 64.

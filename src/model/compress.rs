@@ -246,35 +246,35 @@ struct Compressed {
 fn compress_tensor(
     entry: &TensorEntry<'_>,
     options: &CompressOptions,
-    original: &[f32],
+    original: &Tensor<f32>,
 ) -> Result<Compressed> {
     let shape = entry.shape.to_vec();
-    let mut weights = original.to_vec();
+    let mut weights = Cow::Borrowed(original);
     let mut meta = format!("dtype={:?};shape={}", entry.dtype, shape_text(&shape));
     if let Some(pruning) = options.pruning {
-        prune_in_place(&mut weights, &shape, pruning)?;
+        prune_in_place(weights.to_mut().as_mut_slice(), &shape, pruning)?;
         let pattern = match pruning {
             Pruning::Amount(a) => format!("{a}"),
             Pruning::NOfM { n, m } => format!("{n}:{m}"),
         };
-        write!(meta, ";prune={pattern};sparsity={}", zero_share(&weights)).expect("String writes");
+        write!(meta, ";prune={pattern};sparsity={}", zero_share(weights.as_slice())).expect("String writes");
     }
     let name = entry.name.to_string();
     let to_bytes = |v: Vec<u8>| Cow::Owned(v);
     match options.target {
         None => {
-            let bytes = weights.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let bytes = weights.as_slice().iter().flat_map(|v| v.to_le_bytes()).collect();
             let out = OutTensor { dtype: Dtype::F32, shape, bytes: to_bytes(bytes) };
             Ok(Compressed {
                 outputs: vec![(name, out)],
-                restored: weights,
+                restored: weights.into_owned().into_vec(),
                 dtype_after: "F32".into(),
                 metadata: format!("kind=pruned;{meta}"),
             })
         }
         Some(Target::Fp16) => {
             let mut h = vec![f16::ZERO; weights.len()];
-            crate::kernels::convert::f32_to_f16(&weights, &mut h)?;
+            crate::kernels::convert::f32_to_f16(weights.as_slice(), &mut h)?;
             let restored = h.iter().map(|v| v.to_f32()).collect();
             let out =
                 OutTensor { dtype: Dtype::F16, shape, bytes: to_bytes(bytemuck::cast_slice(&h).to_vec()) };
@@ -287,7 +287,7 @@ fn compress_tensor(
         }
         Some(Target::Bf16) => {
             let mut b = vec![bf16::ZERO; weights.len()];
-            crate::kernels::convert::f32_to_bf16(&weights, &mut b)?;
+            crate::kernels::convert::f32_to_bf16(weights.as_slice(), &mut b)?;
             let restored = b.iter().map(|v| v.to_f32()).collect();
             let out =
                 OutTensor { dtype: Dtype::BF16, shape, bytes: to_bytes(bytemuck::cast_slice(&b).to_vec()) };
@@ -300,24 +300,23 @@ fn compress_tensor(
         }
         Some(target) => {
             let spec = spec_for(target, options.grouping, shape.len())?;
-            let params = calibrated_params(spec, options.calibration, &weights, &shape)?;
-            let tensor = Tensor::from_vec(shape.clone(), weights)?;
-            let q = QTensor::quantize(&tensor, params)?;
+            let params = calibrated_params(spec, options.calibration, weights.as_slice(), &shape)?;
+            let q = QTensor::quantize(&weights, params)?;
             let restored = q.dequantize()?.into_vec();
-            let params = q.params();
-            let (data_dtype, data_shape, dtype_after) = match q.data() {
-                DynTensor::I8(_) => (Dtype::I8, shape.clone(), "I8"),
-                DynTensor::U8(_) => (Dtype::U8, shape.clone(), "U8"),
-                DynTensor::Packed4(p) => (Dtype::U8, vec![p.bytes.len()], if p.signed { "I4" } else { "U4" }),
+            let (data, params) = q.into_parts();
+            let (data_dtype, data_shape, dtype_after, bytes) = match data {
+                DynTensor::I8(t) => {
+                    (Dtype::I8, shape.clone(), "I8", bytemuck::allocation::cast_vec(t.into_vec()))
+                }
+                DynTensor::U8(t) => (Dtype::U8, shape.clone(), "U8", t.into_vec()),
+                DynTensor::Packed4(p) => {
+                    (Dtype::U8, vec![p.bytes.len()], if p.signed { "I4" } else { "U4" }, p.bytes)
+                }
                 other => return Err(Error::UnsupportedDType { dtype: other.dtype(), operation: "compress" }),
             };
             let mut outputs = vec![(
                 name.clone(),
-                OutTensor {
-                    dtype: data_dtype,
-                    shape: data_shape,
-                    bytes: to_bytes(q.data().as_bytes().to_vec()),
-                },
+                OutTensor { dtype: data_dtype, shape: data_shape, bytes: to_bytes(bytes) },
             )];
             let scales = params.scales().iter().flat_map(|s| s.to_le_bytes()).collect();
             outputs.push((
@@ -386,13 +385,17 @@ pub fn compress(
             progress(done + 1, total);
             continue;
         }
-        let original = entry.to_f32()?;
-        if let Some(index) = original.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite { name: "weights", index, value: f64::from(original[index]) })
-                .map_err(|e| Error::format(entry.name, e.to_string()));
+        let original = Tensor::from_vec(entry.shape.to_vec(), entry.to_f32()?)?;
+        if crate::kernels::math::max_finite(original.as_slice()).is_none() {
+            let index = original.as_slice().iter().position(|v| !v.is_finite()).unwrap_or(0);
+            let value = f64::from(original.as_slice()[index]);
+            return Err(Error::format(
+                entry.name,
+                Error::NonFinite { name: "weights", index, value }.to_string(),
+            ));
         }
         let c = compress_tensor(&entry, options, &original)?;
-        let metrics = quant::error_metrics(&original, &c.restored)?;
+        let metrics = quant::error_metrics(original.as_slice(), &c.restored)?;
         let bytes_after = c.outputs.iter().map(|(_, t)| t.bytes.len()).sum();
         reports.push(TensorReport {
             name: entry.name.to_string(),

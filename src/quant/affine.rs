@@ -204,12 +204,28 @@ impl Quantizer {
 /// Runs shorter than this are computed inline rather than through a kernel call.
 const KERNEL_MIN_RUN: usize = 16;
 
-/// Whether these parameters are exactly ONNX QuantizeLinear on i8/u8, which the SIMD kernels compute.
+/// Whether these parameters are ONNX QuantizeLinear on i8/u8, which the SIMD kernels compute; a
+/// narrower integer range is then one more clamp (clamping to a sub-range after the type's range is
+/// clamping to the sub-range).
 fn onnx_kernel_case(spec: &QuantSpec) -> bool {
     matches!(spec.qtype, QType::I8 | QType::U8)
         && spec.convention == Convention::Onnx
         && spec.rounding == Rounding::HalfEven
-        && spec.qrange() == spec.qtype.range()
+}
+
+/// Clamps kernel output to a range inside its type's range (a no-op for the full range).
+fn clamp_run<T: Copy + PartialOrd + TryFrom<i32>>(y: &mut [T], (qmin, qmax): (i32, i32)) {
+    if let (Ok(lo), Ok(hi)) = (T::try_from(qmin), T::try_from(qmax)) {
+        for v in y {
+            *v = if *v < lo {
+                lo
+            } else if *v > hi {
+                hi
+            } else {
+                *v
+            };
+        }
+    }
 }
 
 /// Quantizes `x` (row-major, `shape`) with `params` into `out`, in place. A NaN in `x` is an error
@@ -220,6 +236,7 @@ pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: 
     super::params::check_data(spec.granularity, x, shape)?;
     check_qbuffer(out.as_ref(), &spec, x.len())?;
     let kernel_path = onnx_kernel_case(&spec);
+    let narrow = spec.qrange() != spec.qtype.range();
     let one_kernel_call = kernel_path && matches!(layout, Layout::Tensor { n } if n >= KERNEL_MIN_RUN);
     if !one_kernel_call {
         // Several runs, or the inline loop: find any NaN before the first write (one kernel call
@@ -237,10 +254,18 @@ pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: 
         // the loop below computes the same ONNX formula.
         match (&mut out, kernel_path && count >= KERNEL_MIN_RUN) {
             (QSliceMut::I8(y), true) => {
-                result = kernel::quantize_i8(&x[range.clone()], scales[g], zps[g] as i8, &mut y[range]);
+                let y = &mut y[range.clone()];
+                result = kernel::quantize_i8(&x[range], scales[g], zps[g] as i8, y);
+                if narrow {
+                    clamp_run(y, spec.qrange());
+                }
             }
             (QSliceMut::U8(y), true) => {
-                result = kernel::quantize_u8(&x[range.clone()], scales[g], zps[g] as u8, &mut y[range]);
+                let y = &mut y[range.clone()];
+                result = kernel::quantize_u8(&x[range], scales[g], zps[g] as u8, y);
+                if narrow {
+                    clamp_run(y, spec.qrange());
+                }
             }
             _ => {
                 let qz = Quantizer::new(&spec, scales[g], zps[g]);
@@ -326,6 +351,11 @@ impl QTensor {
         let q = QTensor { data, params };
         check_qbuffer(q.as_qslice()?, q.params.spec(), q.data.len())?;
         Ok(q)
+    }
+
+    /// The quantized data and the parameters, without copying.
+    pub fn into_parts(self) -> (DynTensor, QuantParams) {
+        (self.data, self.params)
     }
 
     /// The quantized data.

@@ -184,9 +184,6 @@ impl Observer {
     /// observer is unchanged; so is a batch whose groups differ from earlier batches'.
     pub fn observe(&mut self, x: &[f32], shape: &[usize]) -> Result<()> {
         let layout = super::params::check_data(self.spec.granularity, x, shape)?;
-        if let Some(index) = x.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite { name: "x", index, value: f64::from(x[index]) });
-        }
         let param_shape = self.spec.granularity.param_shape(shape)?;
         let block_shape = matches!(layout, Layout::Block { .. }).then(|| shape.to_vec());
         if let Some(expected) = &self.param_shape {
@@ -199,16 +196,8 @@ impl Observer {
             }
         }
         let groups = layout.groups();
-        let mut bmin = crate::error::try_vec(groups, f32::INFINITY)?;
-        let mut bmax = crate::error::try_vec(groups, f32::NEG_INFINITY)?;
-        let mut seen = crate::error::try_vec(groups, false)?;
-        layout.runs(|start, count, g| {
-            for &v in &x[start..start + count] {
-                bmin[g] = bmin[g].min(v);
-                bmax[g] = bmax[g].max(v);
-            }
-            seen[g] |= count > 0;
-        });
+        let (bmin, bmax) = layout.ranges(x)?;
+        let seen: Vec<bool> = bmin.iter().zip(&bmax).map(|(lo, hi)| lo <= hi).collect();
         if self.groups.is_empty() {
             let empty = Group { seen: false, min: 0.0, max: 0.0, hist: None };
             self.groups = crate::error::try_vec(groups, empty)?;

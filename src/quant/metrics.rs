@@ -37,6 +37,17 @@ impl Sums {
         self.max_abs = self.max_abs.max(e.abs());
     }
 
+    fn merge(self, o: &Sums) -> Sums {
+        Sums {
+            n: self.n + o.n,
+            xx: self.xx + o.xx,
+            yy: self.yy + o.yy,
+            xy: self.xy + o.xy,
+            ee: self.ee + o.ee,
+            max_abs: self.max_abs.max(o.max_abs),
+        }
+    }
+
     fn finish(&self) -> ErrorMetrics {
         let mse = if self.n == 0 { 0.0 } else { self.ee / self.n as f64 };
         let sqnr_db = if self.ee == 0.0 { f64::INFINITY } else { 10.0 * (self.xx / self.ee).log10() };
@@ -49,7 +60,7 @@ impl Sums {
     }
 }
 
-fn check(reference: &[f32], approx: &[f32]) -> Result<()> {
+fn check_lengths(reference: &[f32], approx: &[f32]) -> Result<()> {
     if reference.len() != approx.len() {
         return Err(Error::ShapeMismatch {
             context: "metrics approximation",
@@ -57,18 +68,41 @@ fn check(reference: &[f32], approx: &[f32]) -> Result<()> {
             actual: vec![approx.len()],
         });
     }
+    Ok(())
+}
+
+fn check_no_nan(reference: &[f32], approx: &[f32]) -> Result<()> {
     crate::error::check_no_nan("reference", reference)?;
     crate::error::check_no_nan("approx", approx)
 }
 
+fn check(reference: &[f32], approx: &[f32]) -> Result<()> {
+    check_lengths(reference, approx)?;
+    check_no_nan(reference, approx)
+}
+
 /// Metrics of `approx` against `reference` over the whole tensor.
 pub fn error_metrics(reference: &[f32], approx: &[f32]) -> Result<ErrorMetrics> {
-    check(reference, approx)?;
-    let mut s = Sums::default();
-    for (&x, &y) in reference.iter().zip(approx) {
-        s.add(x, y);
+    check_lengths(reference, approx)?;
+    // Independent partial sums per lane, so the loop vectorises; merged at the end.
+    const LANES: usize = 4;
+    let mut lanes = [Sums::default(); LANES];
+    let (xs, ys) = (reference.chunks_exact(LANES), approx.chunks_exact(LANES));
+    let (x_rest, y_rest) = (xs.remainder(), ys.remainder());
+    for (x, y) in xs.zip(ys) {
+        for i in 0..LANES {
+            lanes[i].add(x[i], y[i]);
+        }
     }
-    Ok(s.finish())
+    for (i, (&x, &y)) in x_rest.iter().zip(y_rest).enumerate() {
+        lanes[i].add(x, y);
+    }
+    let sums = lanes.iter().fold(Sums::default(), |a, b| a.merge(b));
+    if sums.xx.is_nan() || sums.yy.is_nan() || sums.ee.is_nan() {
+        // A NaN input makes a sum NaN (so can infinities): look for it only then.
+        check_no_nan(reference, approx)?;
+    }
+    Ok(sums.finish())
 }
 
 /// Metrics per index along `axis` (per channel) of row-major tensors of `shape`.

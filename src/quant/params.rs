@@ -151,6 +151,50 @@ impl Layout {
             }
         }
     }
+    /// Each group's minimum and maximum (`+inf` and `-inf` for a group with no element). A NaN or
+    /// an infinity in `x` is an error naming its index.
+    pub(crate) fn ranges(&self, x: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let groups = self.groups();
+        let mut mins = crate::error::try_vec(groups, f32::INFINITY)?;
+        let mut maxs = crate::error::try_vec(groups, f32::NEG_INFINITY)?;
+        let mut finite = true;
+        self.runs(|start, count, g| {
+            let (lo, hi, run_finite) = min_max_finite(&x[start..start + count]);
+            mins[g] = mins[g].min(lo);
+            maxs[g] = maxs[g].max(hi);
+            finite &= run_finite;
+        });
+        if !finite {
+            let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
+            return Err(Error::NonFinite { name: "x", index, value: f64::from(x[index]) });
+        }
+        Ok((mins, maxs))
+    }
+}
+
+/// Minimum, maximum and whether every element is finite, in one pass the compiler vectorises
+/// (independent lanes; `v * 0` is NaN exactly for infinities and NaN, and NaN sticks in a sum).
+fn min_max_finite(x: &[f32]) -> (f32, f32, bool) {
+    const LANES: usize = 16;
+    let (mut lo, mut hi, mut bad) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES], [0.0f32; LANES]);
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for i in 0..LANES {
+            let v = chunk[i];
+            lo[i] = if v < lo[i] { v } else { lo[i] };
+            hi[i] = if v > hi[i] { v } else { hi[i] };
+            bad[i] += v * 0.0;
+        }
+    }
+    for (i, &v) in rest.iter().enumerate() {
+        lo[i] = if v < lo[i] { v } else { lo[i] };
+        hi[i] = if v > hi[i] { v } else { hi[i] };
+        bad[i] += v * 0.0;
+    }
+    let min = lo.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+    let max = hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    (min, max, bad.iter().all(|&b| b == 0.0))
 }
 
 impl Granularity {
@@ -549,18 +593,7 @@ impl QuantParams {
     /// minimum and maximum. A NaN or an infinity is an error naming its index.
     pub fn from_data(spec: QuantSpec, x: &[f32], shape: &[usize]) -> Result<Self> {
         let layout = check_data(spec.granularity, x, shape)?;
-        if let Some(index) = x.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite { name: "x", index, value: f64::from(x[index]) });
-        }
-        let groups = layout.groups();
-        let mut mins = crate::error::try_vec(groups, f32::INFINITY)?;
-        let mut maxs = crate::error::try_vec(groups, f32::NEG_INFINITY)?;
-        layout.runs(|start, count, g| {
-            for &v in &x[start..start + count] {
-                mins[g] = mins[g].min(v);
-                maxs[g] = maxs[g].max(v);
-            }
-        });
+        let (mut mins, mut maxs) = layout.ranges(x)?;
         for (lo, hi) in mins.iter_mut().zip(maxs.iter_mut()) {
             if lo > hi {
                 // An empty group: any range will do.
