@@ -4,9 +4,16 @@
 //! Paths: `packed_7bit` (B prepacked with values in [-64, 63]: the `vpmaddubsw` path),
 //! `packed_exact` (full-range u8 x i8, the widened exact path), `unpacked_exact` (packs B per call),
 //! `scalar` (portable kernel, small sizes only).
+//!
+//! `quant_linear_*`: the layer an engine calls (`QuantLinear::forward`, x quantized per row on the
+//! fly, int8 weights prepacked) at language-model shapes, m = 1 (decode: a GEMV whose weights come
+//! from DRAM), 16 and 128, against the f32 product of the same shape (greenai's f32 GEMV for m = 1,
+//! `matrixmultiply::sgemm` otherwise). Throughput in weight bytes read per call is not comparable
+//! across formats, so it is 2 m n k operations here too.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use greenai::kernels::gemm_int8::{gemm_on, gemm_packed_on, PackedI8, Update};
+use greenai::kernels::gemm_float;
+use greenai::kernels::gemm_int8::{gemm_on, gemm_packed_on, ActivationQuant, PackedI8, QuantLinear, Update};
 use greenai::kernels::Isa;
 use std::hint::black_box;
 
@@ -124,6 +131,67 @@ fn language_model(c: &mut Criterion) {
     }
 }
 
+/// Deterministic values in [-0.5, 0.5).
+fn floats(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng(seed);
+    rng.bytes(len).into_iter().map(|v| f32::from(v) / 256.0 - 0.5).collect()
+}
+
+fn quant_linear(c: &mut Criterion) {
+    let one = pool(1);
+    for (out_f, in_f) in [(4096, 4096), (11008, 4096)] {
+        let w = floats(out_f * in_f, 3);
+        let layer = QuantLinear::from_f32(out_f, in_f, &w, None, false).unwrap();
+        let mut group = c.benchmark_group(format!("quant_linear_{out_f}x{in_f}_1thread"));
+        group.sample_size(10);
+        for m in [1, 16, 128] {
+            let x = floats(m * in_f, 4);
+            let mut y = vec![0f32; m * out_f];
+            group.throughput(Throughput::Elements((2 * m * out_f * in_f) as u64));
+            group.bench_function(BenchmarkId::new("greenai_int8_u8_dynamic", m), |bench| {
+                one.install(|| {
+                    bench.iter(|| layer.forward(black_box(&x), m, ActivationQuant::U8Affine, &mut y).unwrap())
+                })
+            });
+            if m == 1 {
+                group.bench_function(BenchmarkId::new("greenai_f32_gemv", m), |bench| {
+                    one.install(|| {
+                        bench.iter(|| {
+                            gemm_float::gemv_f32(out_f, in_f, black_box(&w), in_f, &x, &mut y).unwrap()
+                        })
+                    })
+                });
+            } else {
+                group.bench_function(BenchmarkId::new("matrixmultiply_sgemm_f32", m), |bench| {
+                    bench.iter(|| {
+                        // SAFETY: x is m x in_f, w is out_f x in_f (read as its transpose, in_f x out_f,
+                        // with strides 1 and in_f), y is m x out_f; all row-major.
+                        unsafe {
+                            matrixmultiply::sgemm(
+                                m,
+                                in_f,
+                                out_f,
+                                1.0,
+                                black_box(x.as_ptr()),
+                                in_f as isize,
+                                1,
+                                w.as_ptr(),
+                                1,
+                                in_f as isize,
+                                0.0,
+                                y.as_mut_ptr(),
+                                out_f as isize,
+                                1,
+                            )
+                        }
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
 fn threads(c: &mut Criterion) {
     let s = 1024;
     let mut rng = Rng(2);
@@ -148,5 +216,5 @@ fn threads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, square, language_model, threads);
+criterion_group!(benches, square, language_model, quant_linear, threads);
 criterion_main!(benches);

@@ -12,7 +12,7 @@
 //! over rows times classes. Inputs are validated in full before any output is written.
 
 use crate::error::{checked_product, try_vec};
-use crate::kernels::math::{self, KdStore};
+use crate::kernels::math::{self, HardExp, KdStore};
 use crate::kernels::Isa;
 use crate::{Error, Result};
 
@@ -216,8 +216,9 @@ fn kd_rows(
     let temperature = f64::from(params.temperature);
     let inv_t = 1.0 / params.temperature;
     let alpha = f64::from(params.alpha);
-    // With T = 1 the hard softmax is the soft one: one exponential less per logit.
-    let hard = params.uses_labels() && inv_t != 1.0;
+    // With T = 1 the hard softmax is the soft one; with T = 2, 4 or 8 its numerators are the soft
+    // ones squared: one exponential less per logit either way.
+    let hard = HardExp::for_temperature(params.temperature, params.uses_labels());
     let divisor = params.reduction.divisor(kept_rows);
     let mut scratch = if grad.is_some() { try_vec(2 * classes, 0.0f32)? } else { Vec::new() };
 
@@ -252,16 +253,12 @@ fn kd_rows(
             let hard_weight = (1.0 - alpha) / divisor;
             let mut cs = soft / sums.student;
             let ct = -soft / sums.teacher;
-            let ch = if hard {
-                Some((hard_weight / sums.hard) as f32)
-            } else {
-                if label.is_some() {
-                    cs += hard_weight / sums.student;
-                }
-                None
-            };
+            let ch = hard_weight / sums.hard;
+            if hard == HardExp::Soft && label.is_some() {
+                cs += ch;
+            }
             let (es, et) = scratch.split_at(classes);
-            math::kd_row_grad_on(isa, es, et, cs as f32, ct as f32, ch, g)?;
+            math::kd_row_grad_on(isa, es, et, cs as f32, ct as f32, ch as f32, hard, g)?;
             if let Some(y) = label {
                 g[y] -= hard_weight as f32;
             }

@@ -122,7 +122,7 @@ fn kd_matches_the_f64_reference() {
         for &(batch, classes) in &[(1usize, 1usize), (1, 2), (3, 5), (2, 17), (7, 100), (4, 1000), (2, 4099)]
         {
             for &scale in &[1.0f32, 30.0, 2e4] {
-                for &temperature in &[0.5f32, 1.0, 2.0, 4.0, 10.0] {
+                for &temperature in &[0.5f32, 1.0, 2.0, 3.0, 4.0, 8.0, 10.0] {
                     for &alpha in &[0.0f32, 0.3, 0.5, 1.0] {
                         seed += 1;
                         let s = data(batch * classes, seed, scale);
@@ -439,7 +439,9 @@ proptest! {
                 up[i] += h;
                 down[i] -= h;
                 let fd = (reference(&up) - reference(&down)) / (2.0 * h);
-                prop_assert!((f64::from(grad[i]) - fd).abs() <= 1e-5 * norm, "{name}: d/ds[{i}] = {} vs {fd}", grad[i]);
+                // The difference quotient itself carries rounding noise of about eps |L| / h.
+                let fd_noise = 8.0 * f64::EPSILON * want.abs().max(1.0) / h;
+                prop_assert!((f64::from(grad[i]) - fd).abs() <= 1e-5 * norm + fd_noise, "{name}: d/ds[{i}] = {} vs {fd}", grad[i]);
             }
         }
     }

@@ -9,6 +9,10 @@ pub const KU: usize = 4;
 /// Depth of one cache block, in quads of [`KU`]: an A panel (6 x 512 bytes) and a B panel
 /// (512 x 16 bytes) stay in L1 together.
 pub const KC_QUADS: usize = 128;
+/// Largest packed A block (bytes, widened layout counted) that is kept whole over all of k: for
+/// few rows of A (the decode step's m = 1), no depth blocking, so B streams through once in its
+/// stored order instead of in short strided pieces, and C is written once.
+pub const A_WHOLE_DEPTH_BYTES: usize = 192 * 1024;
 /// Rows of A per cache block (a multiple of [`MR`]): the packed A block (120 x 512 bytes, twice
 /// that for the widened exact layout) stays in L2 while B panels stream past it.
 pub const MC: usize = 120;

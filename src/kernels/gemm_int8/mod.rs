@@ -27,7 +27,7 @@ pub use pack::{AElement, PackedI8};
 use super::Isa;
 use crate::error::{check_len, try_vec};
 use crate::{Error, Result};
-use blocking::{KC_QUADS, KU, MC, MR, NR};
+use blocking::{A_WHOLE_DEPTH_BYTES, KC_QUADS, KU, MC, MR, NR};
 use pack::{block_is_seven_bit, pack_a_narrow, pack_a_wide, Quad};
 use std::ops::Range;
 
@@ -293,11 +293,13 @@ unsafe fn drive<T: AElement>(
 ) -> Result<()> {
     let (n, k, quads) = (packed.n(), packed.k(), packed.quads());
     let block_rows = MC.min(rows.len().div_ceil(MR) * MR);
-    let block_len = block_rows * KC_QUADS.min(quads) * KU;
+    let whole_depth = block_rows * quads * KU * std::mem::size_of::<i16>() <= A_WHOLE_DEPTH_BYTES;
+    let kc = if whole_depth { quads.max(1) } else { KC_QUADS };
+    let block_len = block_rows * kc.min(quads) * KU;
     let mut narrow = try_vec(block_len, 0u8)?;
     let mut wide: Vec<i16> = Vec::new();
-    for q0 in (0..quads).step_by(KC_QUADS) {
-        let qn = KC_QUADS.min(quads - q0);
+    for q0 in (0..quads).step_by(kc) {
+        let qn = kc.min(quads - q0);
         let ks = q0 * KU..k.min((q0 + qn) * KU);
         let add = accumulate || q0 > 0;
         for i0 in rows.clone().step_by(MC) {
@@ -351,25 +353,38 @@ struct Tile {
 /// # Safety
 /// `c` must be valid for reads and writes of `tile.rows` rows of `tile.cols` i32, `ldc` apart.
 unsafe fn run_tile(isa: Isa, a: APanel<'_>, b: &[Quad], c: *mut i32, ldc: usize, tile: Tile) {
-    let full = tile.rows == MR && tile.cols == NR;
-    let mut local = [[0i32; NR]; MR];
-    let (out, out_ld, add) = if full && isa != Isa::Scalar {
-        (c, ldc, tile.add)
-    } else {
-        (local.as_mut_ptr().cast::<i32>(), NR, false)
+    // AVX2 kernels come in every row count, so only a narrow last panel goes through `local`.
+    let direct = match isa {
+        Isa::Avx2 => tile.cols == NR,
+        Isa::Scalar => false,
+        _ => tile.cols == NR && tile.rows == MR,
     };
+    let mut local = [[0i32; NR]; MR];
+    let (out, out_ld, add) =
+        if direct { (c, ldc, tile.add) } else { (local.as_mut_ptr().cast::<i32>(), NR, false) };
+    /// Calls `$kernel::<R>` with `R = tile.rows` (1 to `MR`).
+    #[cfg(target_arch = "x86_64")]
+    macro_rules! by_rows {
+        ($kernel:ident, $a:expr) => {
+            match tile.rows {
+                1 => x86::$kernel::<1>(b.len(), $a, b.as_ptr(), out, out_ld, add),
+                2 => x86::$kernel::<2>(b.len(), $a, b.as_ptr(), out, out_ld, add),
+                3 => x86::$kernel::<3>(b.len(), $a, b.as_ptr(), out, out_ld, add),
+                4 => x86::$kernel::<4>(b.len(), $a, b.as_ptr(), out, out_ld, add),
+                5 => x86::$kernel::<5>(b.len(), $a, b.as_ptr(), out, out_ld, add),
+                _ => x86::$kernel::<MR>(b.len(), $a, b.as_ptr(), out, out_ld, add),
+            }
+        };
+    }
     match (isa, a) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the driver only picks Avx2 after `ensure_available`; the panels hold b.len()
-        // quads (narrow: the pair sums cannot saturate, as the driver checked); `out` is a full tile.
-        (Isa::Avx2, APanel::Narrow(a)) => unsafe {
-            x86::kernel_narrow(b.len(), a.as_ptr(), b.as_ptr(), out, out_ld, add)
-        },
+        // quads (narrow: the pair sums cannot saturate, as the driver checked); `out` holds
+        // `tile.rows` rows of NR (C, or `local`).
+        (Isa::Avx2, APanel::Narrow(a)) => unsafe { by_rows!(kernel_narrow, a.as_ptr()) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for the exact wide layout.
-        (Isa::Avx2, APanel::Wide(a)) => unsafe {
-            x86::kernel_wide(b.len(), a.as_ptr(), b.as_ptr(), out, out_ld, add)
-        },
+        (Isa::Avx2, APanel::Wide(a)) => unsafe { by_rows!(kernel_wide, a.as_ptr()) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: Neon was checked available; the narrow panel holds b.len() quads; `out` is a full tile.
         (Isa::Neon, APanel::Narrow(a)) => unsafe {

@@ -13,6 +13,15 @@ pub struct Quad(pub [i8; NR * KU]);
 
 const _: () = assert!(std::mem::size_of::<Quad>() == 64);
 
+/// How a B source is laid out in memory, so that packing reads it sequentially.
+#[derive(Clone, Copy)]
+enum Source {
+    /// `b[k][j]`: k rows of n.
+    RowMajor,
+    /// `w[j][k]`: n rows of k (B = W^T).
+    Transposed,
+}
+
 /// B (`k x n`, i8) packed once into the microkernel's layout, with its column sums.
 ///
 /// Columns are grouped in panels of 16 (the last zero-padded); inside a panel, k runs in quads of
@@ -34,17 +43,18 @@ impl PackedI8 {
     /// Packs row-major B (`k x n`, leading dimension `ldb >= n`).
     pub fn pack(k: usize, n: usize, b: &[i8], ldb: usize) -> Result<Self> {
         check_matrix("b", b.len(), k, n, ldb)?;
-        Self::from_fn(k, n, |kk, j| b[kk * ldb + j])
+        Self::from_fn(k, n, Source::RowMajor, |kk, j| b[kk * ldb + j])
     }
 
     /// Packs B = W^T from row-major W (`n x k`, leading dimension `ldw >= k`): a linear layer's
     /// weight as stored by PyTorch and ONNX (one row per output channel).
     pub fn pack_transposed(n: usize, k: usize, w: &[i8], ldw: usize) -> Result<Self> {
         check_matrix("w", w.len(), n, k, ldw)?;
-        Self::from_fn(k, n, |kk, j| w[j * ldw + kk])
+        Self::from_fn(k, n, Source::Transposed, |kk, j| w[j * ldw + kk])
     }
 
-    fn from_fn(k: usize, n: usize, at: impl Fn(usize, usize) -> i8) -> Result<Self> {
+    /// Packs from `at(k, j)`, visiting the source in its memory order.
+    fn from_fn(k: usize, n: usize, order: Source, at: impl Fn(usize, usize) -> i8) -> Result<Self> {
         let quads = k.div_ceil(KU);
         let panels = n.div_ceil(NR);
         let len = checked_product("packed B", &[panels, quads])?;
@@ -53,14 +63,15 @@ impl PackedI8 {
         data.resize(len, Quad([0; NR * KU]));
         let mut col_sums = crate::error::try_vec(n, 0i32)?;
         let mut seven_bit = true;
-        for (j, col_sum) in col_sums.iter_mut().enumerate() {
-            let (p, c) = (j / NR, j % NR);
-            for kk in 0..k {
-                let v = at(kk, j);
-                seven_bit &= (-64..=63).contains(&v);
-                *col_sum = col_sum.wrapping_add(i32::from(v));
-                data[p * quads + kk / KU].0[c * KU + kk % KU] = v;
-            }
+        let mut put = |kk: usize, j: usize| {
+            let v = at(kk, j);
+            seven_bit &= (-64..=63).contains(&v);
+            col_sums[j] = col_sums[j].wrapping_add(i32::from(v));
+            data[(j / NR) * quads + kk / KU].0[(j % NR) * KU + kk % KU] = v;
+        };
+        match order {
+            Source::RowMajor => (0..k).for_each(|kk| (0..n).for_each(|j| put(kk, j))),
+            Source::Transposed => (0..n).for_each(|j| (0..k).for_each(|kk| put(kk, j))),
         }
         Ok(PackedI8 { k, n, quads, data, col_sums, seven_bit })
     }

@@ -101,6 +101,8 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (125, 19, 9),
     (29, 47, 515),
     (2, 70, 1027),
+    // Enough rows that the packed A block exceeds A_WHOLE_DEPTH_BYTES: depth-blocked, C accumulated.
+    (130, 17, 1030),
 ];
 
 #[test]

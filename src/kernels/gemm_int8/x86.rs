@@ -1,4 +1,5 @@
-//! AVX2 microkernels: a 6 x 16 tile of i32 in twelve ymm accumulators.
+//! AVX2 microkernels: an `R x 16` tile of i32 (`R <= 6`) in `2 R` ymm accumulators; `R < 6` serves
+//! the last rows of A and small `m` (the decode step's `m = 1`) without computing padding rows.
 //!
 //! B quads hold 16 columns x 4 k bytes (two vectors of 8 columns); A gives four bytes per row per
 //! quad, broadcast to every lane. Two exact sequences:
@@ -15,11 +16,11 @@ use std::arch::x86_64::*;
 /// Adds (or stores) the accumulators into the tile at `c`.
 ///
 /// # Safety
-/// AVX2 must be available; `c` must be valid for reads and writes of `MR` rows of `NR` i32
+/// AVX2 must be available; `c` must be valid for reads and writes of `R` rows of `NR` i32
 /// spaced `ldc` apart.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn store(acc: &[[__m256i; 2]; MR], c: *mut i32, ldc: usize, accumulate: bool) {
+unsafe fn store<const R: usize>(acc: &[[__m256i; 2]; R], c: *mut i32, ldc: usize, accumulate: bool) {
     for (r, row) in acc.iter().enumerate() {
         for (g, &v) in row.iter().enumerate() {
             // SAFETY: AVX2 is enabled in this function and the caller guarantees the tile.is inside C; unaligned access is allowed.
@@ -35,11 +36,11 @@ unsafe fn store(acc: &[[__m256i; 2]; MR], c: *mut i32, ldc: usize, accumulate: b
 /// Narrow kernel: `tile (+)= A B` over `quads` quads with `vpmaddubsw` + `vpmaddwd`.
 ///
 /// # Safety
-/// AVX2 must be available; `a` must hold `quads * MR * 4` bytes, `b` `quads` quads, and `c` an
-/// `MR x NR` tile with leading dimension `ldc`. No i16 pair sum `a0*b0 + a1*b1` may exceed the
-/// i16 range (A <= 127 or B in [-64, 63]).
+/// AVX2 must be available; `R <= MR`; `a` must hold `quads * MR * 4` bytes (rows `MR` apart, the
+/// first `R` read), `b` `quads` quads, and `c` an `R x NR` tile with leading dimension `ldc`. No
+/// i16 pair sum `a0*b0 + a1*b1` may exceed the i16 range (A <= 127 or B in [-64, 63]).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn kernel_narrow(
+pub(crate) unsafe fn kernel_narrow<const R: usize>(
     quads: usize,
     a: *const u8,
     b: *const Quad,
@@ -48,7 +49,7 @@ pub(crate) unsafe fn kernel_narrow(
     accumulate: bool,
 ) {
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    let mut acc = [[_mm256_setzero_si256(); 2]; R];
     for q in 0..quads {
         // SAFETY: q < quads, so the quad and the A bytes read are inside the caller's buffers;
         // Quad is 64-byte aligned.
@@ -73,10 +74,11 @@ pub(crate) unsafe fn kernel_narrow(
 /// Wide kernel: `tile (+)= A B` over `quads` quads, exact for every u8 A and i8 B.
 ///
 /// # Safety
-/// AVX2 must be available; `a` must hold `quads * MR * 4` i16 in the wide layout (`[a0, a2, a1,
-/// a3]` per row per quad), `b` `quads` quads, and `c` an `MR x NR` tile with leading dimension `ldc`.
+/// AVX2 must be available; `R <= MR`; `a` must hold `quads * MR * 4` i16 in the wide layout
+/// (`[a0, a2, a1, a3]` per row per quad, the first `R` rows read), `b` `quads` quads, and `c` an
+/// `R x NR` tile with leading dimension `ldc`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn kernel_wide(
+pub(crate) unsafe fn kernel_wide<const R: usize>(
     quads: usize,
     a: *const i16,
     b: *const Quad,
@@ -84,7 +86,7 @@ pub(crate) unsafe fn kernel_wide(
     ldc: usize,
     accumulate: bool,
 ) {
-    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    let mut acc = [[_mm256_setzero_si256(); 2]; R];
     for q in 0..quads {
         // SAFETY: q < quads keeps every read inside the caller's buffers; Quad is 64-byte aligned.
         unsafe {

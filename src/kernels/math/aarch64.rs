@@ -1,7 +1,8 @@
 //! NEON paths: the bodies of `simd.rs` on 4 lanes.
 
 use super::simd::{self, Lanes};
-use super::{KdRowSums, KdStore};
+use super::simd::{HARD_EXP, HARD_SOFT, HARD_SQUARE};
+use super::{HardExp, KdRowSums, KdStore};
 use std::arch::aarch64::*;
 
 /// Four f32 lanes in a `float32x4_t`. Only made inside the `#[target_feature]` functions below.
@@ -136,19 +137,20 @@ pub(super) unsafe fn exp_sum(x: &[f32], shift: f32, scale: f32, y: &mut [f32]) -
 /// # Safety
 /// The CPU must support NEON.
 #[target_feature(enable = "neon")]
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn kd_row_sums(
     s: &[f32],
     t: &[f32],
     ms: f32,
     mt: f32,
     inv_t: f32,
-    hard: bool,
+    hard: HardExp,
     store: Option<KdStore<'_>>,
 ) -> KdRowSums {
-    if hard {
-        simd::kd_row_sums::<Neon, true>(s, t, ms, mt, inv_t, store)
-    } else {
-        simd::kd_row_sums::<Neon, false>(s, t, ms, mt, inv_t, store)
+    match hard {
+        HardExp::Soft => simd::kd_row_sums::<Neon, HARD_SOFT>(s, t, ms, mt, inv_t, 0, store),
+        HardExp::Exp => simd::kd_row_sums::<Neon, HARD_EXP>(s, t, ms, mt, inv_t, 0, store),
+        HardExp::Square(k) => simd::kd_row_sums::<Neon, HARD_SQUARE>(s, t, ms, mt, inv_t, k, store),
     }
 }
 
@@ -157,16 +159,19 @@ pub(super) unsafe fn kd_row_sums(
 /// # Safety
 /// The CPU must support NEON.
 #[target_feature(enable = "neon")]
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn kd_row_grad(
     es: &[f32],
     et: &[f32],
     cs: f32,
     ct: f32,
-    ch: Option<f32>,
+    ch: f32,
+    hard: HardExp,
     grad: &mut [f32],
 ) {
-    match ch {
-        Some(ch) => simd::kd_row_grad::<Neon, true>(es, et, cs, ct, ch, grad),
-        None => simd::kd_row_grad::<Neon, false>(es, et, cs, ct, 0.0, grad),
+    match hard {
+        HardExp::Soft => simd::kd_row_grad::<Neon, HARD_SOFT>(es, et, cs, ct, ch, 0, grad),
+        HardExp::Exp => simd::kd_row_grad::<Neon, HARD_EXP>(es, et, cs, ct, ch, 0, grad),
+        HardExp::Square(k) => simd::kd_row_grad::<Neon, HARD_SQUARE>(es, et, cs, ct, ch, k, grad),
     }
 }

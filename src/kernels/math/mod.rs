@@ -41,6 +41,31 @@ pub struct KdRowSums {
     pub cross: f64,
 }
 
+/// Where the fused KD pass gets `exp(s - ms)`, the numerators of the hard-label softmax.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HardExp {
+    /// Not needed (no labels), or the soft student exponential itself (T = 1).
+    Soft,
+    /// One more exponential per logit, stored in [`KdStore::hard`].
+    Exp,
+    /// The soft student exponential squared `k` times: for T = 2^k (1/T is then exact), with no
+    /// exponential and nothing stored; accurate to about 2^k times the exponential's few ulp.
+    Square(u32),
+}
+
+impl HardExp {
+    /// The cheapest exact-enough source for temperature `t` (`labels`: whether the hard part is needed).
+    pub fn for_temperature(t: f32, labels: bool) -> HardExp {
+        match t {
+            _ if !labels || t == 1.0 => HardExp::Soft,
+            2.0 => HardExp::Square(1),
+            4.0 => HardExp::Square(2),
+            8.0 => HardExp::Square(3),
+            _ => HardExp::Exp,
+        }
+    }
+}
+
 /// Where [`kd_row_sums_on`] stores the row's exponentials, for [`kd_row_grad_on`].
 #[derive(Debug)]
 pub struct KdStore<'a> {
@@ -48,7 +73,7 @@ pub struct KdStore<'a> {
     pub student: &'a mut [f32],
     /// Receives `exp((t - mt) / T)`.
     pub teacher: &'a mut [f32],
-    /// Receives `exp(s - ms)` when the hard part is separate; otherwise unused (may be empty).
+    /// Receives `exp(s - ms)` with [`HardExp::Exp`]; otherwise unused (may be empty).
     pub hard: &'a mut [f32],
 }
 
@@ -140,8 +165,8 @@ pub fn softmax_on(isa: Isa, x: &[f32], scale: f32, y: &mut [f32]) -> Result<f64>
 }
 
 /// The fused KD sums of one row of student logits `s` and teacher logits `t`, given their maxima
-/// `ms`, `mt` (as [`max_finite`] gives them) and `inv_t = 1/T`; `hard` also sums `exp(s - ms)`.
-/// With `store`, the exponentials are written for [`kd_row_grad_on`].
+/// `ms`, `mt` (as [`max_finite`] gives them) and `inv_t = 1/T`; `hard` says how `exp(s - ms)` is
+/// summed. With `store`, the exponentials are written for [`kd_row_grad_on`].
 #[allow(clippy::too_many_arguments)]
 pub fn kd_row_sums_on(
     isa: Isa,
@@ -150,7 +175,7 @@ pub fn kd_row_sums_on(
     ms: f32,
     mt: f32,
     inv_t: f32,
-    hard: bool,
+    hard: HardExp,
     store: Option<KdStore<'_>>,
 ) -> Result<KdRowSums> {
     isa.ensure_available()?;
@@ -158,28 +183,31 @@ pub fn kd_row_sums_on(
     if let Some(st) = &store {
         check_same_len("kd student store", s.len(), st.student.len())?;
         check_same_len("kd teacher store", s.len(), st.teacher.len())?;
-        if hard {
+        if hard == HardExp::Exp {
             check_same_len("kd hard store", s.len(), st.hard.len())?;
         }
     }
     Ok(dispatch!(isa, kd_row_sums(s, t, ms, mt, inv_t, hard, store)))
 }
 
-/// The KD gradient of one row from the stored exponentials:
-/// `grad = cs * es + ct * et`, plus `ch * grad` when `ch` is given (`grad` then holds `exp(s - ms)`).
+/// The KD gradient of one row from the stored exponentials: `grad = cs * es + ct * et + ch * e1`,
+/// where `e1 = exp(s - ms)` comes as `hard` says (with [`HardExp::Exp`], `grad` holds it on entry;
+/// with [`HardExp::Soft`] the term is left out).
+#[allow(clippy::too_many_arguments)]
 pub fn kd_row_grad_on(
     isa: Isa,
     es: &[f32],
     et: &[f32],
     cs: f32,
     ct: f32,
-    ch: Option<f32>,
+    ch: f32,
+    hard: HardExp,
     grad: &mut [f32],
 ) -> Result<()> {
     isa.ensure_available()?;
     check_same_len("kd teacher exponentials", es.len(), et.len())?;
     check_same_len("kd gradient row", es.len(), grad.len())?;
-    dispatch!(isa, kd_row_grad(es, et, cs, ct, ch, grad));
+    dispatch!(isa, kd_row_grad(es, et, cs, ct, ch, hard, grad));
     Ok(())
 }
 

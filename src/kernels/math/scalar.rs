@@ -1,7 +1,7 @@
 //! The scalar reference: the definition the SIMD paths are tested against. Elementwise results
 //! (exp) match bit for bit; sums are accumulated here in f64, element by element.
 
-use super::{KdRowSums, KdStore, EXP_HI, EXP_LO, EXP_POLY, LN2_HI, LN2_LO, LOG2E};
+use super::{HardExp, KdRowSums, KdStore, EXP_HI, EXP_LO, EXP_POLY, LN2_HI, LN2_LO, LOG2E};
 
 /// `2^n` for an integer-valued `n` in `[-126, 127]`.
 fn pow2(n: f32) -> f32 {
@@ -51,14 +51,23 @@ pub fn exp_sum(x: &[f32], shift: f32, scale: f32, y: &mut [f32]) -> f64 {
     total
 }
 
+/// `e` squared `k` times.
+fn square(mut e: f32, k: u32) -> f32 {
+    for _ in 0..k {
+        e *= e;
+    }
+    e
+}
+
 /// The fused KD sums of one row (see [`KdRowSums`]).
+#[allow(clippy::too_many_arguments)]
 pub fn kd_row_sums(
     s: &[f32],
     t: &[f32],
     ms: f32,
     mt: f32,
     inv_t: f32,
-    hard: bool,
+    hard: HardExp,
     mut store: Option<KdStore<'_>>,
 ) -> KdRowSums {
     let mut sums = KdRowSums { student: 0.0, teacher: 0.0, hard: 0.0, cross: 0.0 };
@@ -70,12 +79,16 @@ pub fn kd_row_sums(
         if et > 0.0 {
             sums.cross += f64::from(et * (dt - ds));
         }
-        let e1 = if hard { exp(sv - ms) } else { es };
+        let e1 = match hard {
+            HardExp::Soft => es,
+            HardExp::Exp => exp(sv - ms),
+            HardExp::Square(k) => square(es, k),
+        };
         sums.hard += f64::from(e1);
         if let Some(st) = store.as_mut() {
             st.student[i] = es;
             st.teacher[i] = et;
-            if hard {
+            if hard == HardExp::Exp {
                 st.hard[i] = e1;
             }
         }
@@ -83,10 +96,14 @@ pub fn kd_row_sums(
     sums
 }
 
-/// `grad = cs * es + ct * et (+ ch * grad)`.
-pub fn kd_row_grad(es: &[f32], et: &[f32], cs: f32, ct: f32, ch: Option<f32>, grad: &mut [f32]) {
+/// `grad = cs * es + ct * et + ch * e1` (see [`super::kd_row_grad_on`]).
+pub fn kd_row_grad(es: &[f32], et: &[f32], cs: f32, ct: f32, ch: f32, hard: HardExp, grad: &mut [f32]) {
     for ((g, &a), &b) in grad.iter_mut().zip(es).zip(et) {
-        let base = ch.map_or(0.0, |ch| *g * ch);
+        let base = match hard {
+            HardExp::Soft => 0.0,
+            HardExp::Exp => *g * ch,
+            HardExp::Square(k) => square(a, k) * ch,
+        };
         *g = a.mul_add(cs, b.mul_add(ct, base));
     }
 }

@@ -193,10 +193,33 @@ pub(super) fn exp_sum<V: Lanes>(x: &[f32], shift: f32, scale: f32, y: &mut [f32]
     total
 }
 
+/// [`HardExp`](super::HardExp) as a const parameter of the KD bodies.
+pub(super) const HARD_SOFT: u8 = 0;
+/// One more exponential per logit.
+pub(super) const HARD_EXP: u8 = 1;
+/// The soft student exponential squared `k` times.
+pub(super) const HARD_SQUARE: u8 = 2;
+
+#[inline(always)]
+fn square<V: Lanes>(mut e: V, k: u32) -> V {
+    for _ in 0..k {
+        e = e.mul(e);
+    }
+    e
+}
+
 /// One vector of the fused KD sums: updates the four accumulators, returns the exponentials.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn kd_step<V: Lanes, const HARD: bool>(sv: V, tv: V, ms: V, mt: V, inv_t: V, acc: &mut [V; 4]) -> (V, V, V) {
+fn kd_step<V: Lanes, const HARD: u8>(
+    sv: V,
+    tv: V,
+    ms: V,
+    mt: V,
+    inv_t: V,
+    squarings: u32,
+    acc: &mut [V; 4],
+) -> (V, V, V) {
     let (ss, ts) = (sv.sub(ms), tv.sub(mt));
     let (ds, dt) = (ss.mul(inv_t), ts.mul(inv_t));
     let (es, et) = (exp(ds), exp(dt));
@@ -204,24 +227,27 @@ fn kd_step<V: Lanes, const HARD: bool>(sv: V, tv: V, ms: V, mt: V, inv_t: V, acc
     acc[1] = acc[1].add(et);
     // p_t = 0 contributes 0, even where dt - ds is not finite.
     acc[3] = et.mul(dt.sub(ds)).where_positive(et).add(acc[3]);
-    let e1 = if HARD {
-        let e1 = exp(ss);
-        acc[2] = acc[2].add(e1);
-        e1
-    } else {
-        es
+    let e1 = match HARD {
+        HARD_EXP => exp(ss),
+        HARD_SQUARE => square(es, squarings),
+        _ => es,
     };
+    if HARD != HARD_SOFT {
+        acc[2] = acc[2].add(e1);
+    }
     (es, et, e1)
 }
 
 /// The fused KD sums over one row (see [`KdRowSums`]), storing the exponentials when asked.
 #[inline(always)]
-pub(super) fn kd_row_sums<V: Lanes, const HARD: bool>(
+#[allow(clippy::too_many_arguments)]
+pub(super) fn kd_row_sums<V: Lanes, const HARD: u8>(
     s: &[f32],
     t: &[f32],
     ms: f32,
     mt: f32,
     inv_t: f32,
+    squarings: u32,
     mut store_to: Option<KdStore<'_>>,
 ) -> KdRowSums {
     let (msv, mtv, inv) = (V::splat(ms), V::splat(mt), V::splat(inv_t));
@@ -232,16 +258,17 @@ pub(super) fn kd_row_sums<V: Lanes, const HARD: bool>(
             *tot += f64::from(a.sum());
         }
     };
+    let step = |sv, tv, acc: &mut [V; 4]| kd_step::<V, HARD>(sv, tv, msv, mtv, inv, squarings, acc);
     let mut i = 0;
     while i < body {
         let end = body.min(i + BLOCK * V::N);
         let mut acc = [V::splat(0.0); 4];
         while i < end {
-            let (es, et, e1) = kd_step::<V, HARD>(load(s, i), load(t, i), msv, mtv, inv, &mut acc);
+            let (es, et, e1) = step(load(s, i), load(t, i), &mut acc);
             if let Some(st) = store_to.as_mut() {
                 store(es, st.student, i);
                 store(et, st.teacher, i);
-                if HARD {
+                if HARD == HARD_EXP {
                     store(e1, st.hard, i);
                 }
             }
@@ -253,45 +280,50 @@ pub(super) fn kd_row_sums<V: Lanes, const HARD: bool>(
         let mut acc = [V::splat(0.0); 4];
         let sv = load_tail(&s[body..], f32::NEG_INFINITY);
         let tv = load_tail(&t[body..], f32::NEG_INFINITY);
-        let (es, et, e1) = kd_step::<V, HARD>(sv, tv, msv, mtv, inv, &mut acc);
+        let (es, et, e1) = step(sv, tv, &mut acc);
         if let Some(st) = store_to.as_mut() {
             store_tail(es, &mut st.student[body..]);
             store_tail(et, &mut st.teacher[body..]);
-            if HARD {
+            if HARD == HARD_EXP {
                 store_tail(e1, &mut st.hard[body..]);
             }
         }
         flush(&acc);
     }
     let [student, teacher, hard, cross] = total;
-    KdRowSums { student, teacher, hard: if HARD { hard } else { student }, cross }
+    KdRowSums { student, teacher, hard: if HARD == HARD_SOFT { student } else { hard }, cross }
 }
 
-/// `grad = cs * es + ct * et + ch * grad` (the last term only when `HARD`, `grad` then holding
-/// `exp(s - ms)`).
+/// `grad = cs * es + ct * et + ch * e1`, `e1` as `HARD` says (read from `grad` for [`HARD_EXP`]).
 #[inline(always)]
-pub(super) fn kd_row_grad<V: Lanes, const HARD: bool>(
+#[allow(clippy::too_many_arguments)]
+pub(super) fn kd_row_grad<V: Lanes, const HARD: u8>(
     es: &[f32],
     et: &[f32],
     cs: f32,
     ct: f32,
     ch: f32,
+    squarings: u32,
     grad: &mut [f32],
 ) {
     let (csv, ctv, chv) = (V::splat(cs), V::splat(ct), V::splat(ch));
     let f = |a: V, b: V, g: V| {
-        let base = if HARD { g.mul(chv) } else { V::splat(0.0) };
+        let base = match HARD {
+            HARD_EXP => g.mul(chv),
+            HARD_SQUARE => square(a, squarings).mul(chv),
+            _ => V::splat(0.0),
+        };
         a.mul_add(csv, b.mul_add(ctv, base))
     };
     let body = es.len() - es.len() % V::N;
     let mut i = 0;
     while i < body {
-        let g = if HARD { load(grad, i) } else { V::splat(0.0) };
+        let g = if HARD == HARD_EXP { load(grad, i) } else { V::splat(0.0) };
         store(f(load(es, i), load(et, i), g), grad, i);
         i += V::N;
     }
     if body < es.len() {
-        let g = if HARD { load_tail(&grad[body..], 0.0) } else { V::splat(0.0) };
+        let g = if HARD == HARD_EXP { load_tail(&grad[body..], 0.0) } else { V::splat(0.0) };
         let v = f(load_tail(&es[body..], 0.0), load_tail(&et[body..], 0.0), g);
         store_tail(v, &mut grad[body..]);
     }

@@ -135,8 +135,9 @@ proptest! {
     #[test]
     fn paths_match_scalar_on_kd_rows(
         n in lengths(), scale in prop_oneof![Just(1.0f32), Just(30.0), Just(1e4)], seed in any::<u64>(),
-        inv_t in prop_oneof![Just(1.0f32), Just(0.5), Just(0.1), Just(4.0)], hard in any::<bool>(),
-        cs in -2.0f32..2.0, ct in -2.0f32..2.0, ch in prop::option::of(-2.0f32..2.0),
+        inv_t in prop_oneof![Just(1.0f32), Just(0.5), Just(0.1), Just(4.0), Just(0.125)],
+        hard in prop_oneof![Just(HardExp::Soft), Just(HardExp::Exp), (1u32..4).prop_map(HardExp::Square)],
+        cs in -2.0f32..2.0, ct in -2.0f32..2.0, ch in -2.0f32..2.0,
     ) {
         let s = data(n, seed, scale);
         let t = data(n, seed ^ 0x5555, scale);
@@ -146,7 +147,7 @@ proptest! {
         let store = KdStore { student: a, teacher: b, hard: c };
         let sums_ref = scalar::kd_row_sums(&s, &t, ms, mt, inv_t, hard, Some(store));
         let mut grad_ref = stored_ref[2].clone();
-        scalar::kd_row_grad(&stored_ref[0], &stored_ref[1], cs, ct, ch, &mut grad_ref);
+        scalar::kd_row_grad(&stored_ref[0], &stored_ref[1], cs, ct, ch, hard, &mut grad_ref);
         for isa in Isa::available() {
             let mut stored = vec![vec![0.0f32; n]; 3];
             let [a, b, c] = &mut stored[..] else { unreachable!() };
@@ -159,11 +160,11 @@ proptest! {
             }
             let cross_scale = sums_ref.teacher * (f64::from(scale) * f64::from(inv_t) * 2.0 + 1.0);
             prop_assert!((sums.cross - sums_ref.cross).abs() <= 2e-6 * cross_scale, "{isa}: {sums:?} vs {sums_ref:?}");
-            for (got, want) in stored.iter().zip(&stored_ref).take(if hard { 3 } else { 2 }) {
+            for (got, want) in stored.iter().zip(&stored_ref).take(if hard == HardExp::Exp { 3 } else { 2 }) {
                 prop_assert_eq!(bits(got), bits(want));
             }
             let mut grad = stored[2].clone();
-            kd_row_grad_on(isa, &stored[0], &stored[1], cs, ct, ch, &mut grad).unwrap();
+            kd_row_grad_on(isa, &stored[0], &stored[1], cs, ct, ch, hard, &mut grad).unwrap();
             prop_assert_eq!(bits(&grad), bits(&grad_ref));
         }
     }
@@ -193,7 +194,7 @@ fn bad_arguments_are_errors() {
     assert!(exp_on(Isa::Scalar, &[1.0; 3], &mut y).is_err());
     assert!(softmax_on(Isa::Scalar, &[1.0, f32::NAN], 1.0, &mut y).is_err());
     assert!(softmax_on(Isa::Scalar, &[1.0, 2.0], 0.0, &mut y).is_err());
-    assert!(kd_row_sums_on(Isa::Scalar, &[1.0; 2], &[1.0; 3], 1.0, 1.0, 1.0, false, None).is_err());
+    assert!(kd_row_sums_on(Isa::Scalar, &[1.0; 2], &[1.0; 3], 1.0, 1.0, 1.0, HardExp::Soft, None).is_err());
     assert_eq!(softmax_on(Isa::Scalar, &[], 1.0, &mut []).unwrap(), f64::NEG_INFINITY);
 }
 

@@ -1,7 +1,8 @@
 //! AVX2+FMA paths: the bodies of `simd.rs` on 8 lanes.
 
 use super::simd::{self, Lanes};
-use super::{KdRowSums, KdStore};
+use super::simd::{HARD_EXP, HARD_SOFT, HARD_SQUARE};
+use super::{HardExp, KdRowSums, KdStore};
 use std::arch::x86_64::*;
 
 /// Eight f32 lanes in a `__m256`. Only made inside the `#[target_feature]` functions below.
@@ -144,19 +145,20 @@ pub(super) unsafe fn exp_sum(x: &[f32], shift: f32, scale: f32, y: &mut [f32]) -
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn kd_row_sums(
     s: &[f32],
     t: &[f32],
     ms: f32,
     mt: f32,
     inv_t: f32,
-    hard: bool,
+    hard: HardExp,
     store: Option<KdStore<'_>>,
 ) -> KdRowSums {
-    if hard {
-        simd::kd_row_sums::<Avx2, true>(s, t, ms, mt, inv_t, store)
-    } else {
-        simd::kd_row_sums::<Avx2, false>(s, t, ms, mt, inv_t, store)
+    match hard {
+        HardExp::Soft => simd::kd_row_sums::<Avx2, HARD_SOFT>(s, t, ms, mt, inv_t, 0, store),
+        HardExp::Exp => simd::kd_row_sums::<Avx2, HARD_EXP>(s, t, ms, mt, inv_t, 0, store),
+        HardExp::Square(k) => simd::kd_row_sums::<Avx2, HARD_SQUARE>(s, t, ms, mt, inv_t, k, store),
     }
 }
 
@@ -165,16 +167,19 @@ pub(super) unsafe fn kd_row_sums(
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn kd_row_grad(
     es: &[f32],
     et: &[f32],
     cs: f32,
     ct: f32,
-    ch: Option<f32>,
+    ch: f32,
+    hard: HardExp,
     grad: &mut [f32],
 ) {
-    match ch {
-        Some(ch) => simd::kd_row_grad::<Avx2, true>(es, et, cs, ct, ch, grad),
-        None => simd::kd_row_grad::<Avx2, false>(es, et, cs, ct, 0.0, grad),
+    match hard {
+        HardExp::Soft => simd::kd_row_grad::<Avx2, HARD_SOFT>(es, et, cs, ct, ch, 0, grad),
+        HardExp::Exp => simd::kd_row_grad::<Avx2, HARD_EXP>(es, et, cs, ct, ch, 0, grad),
+        HardExp::Square(k) => simd::kd_row_grad::<Avx2, HARD_SQUARE>(es, et, cs, ct, ch, k, grad),
     }
 }
