@@ -2,18 +2,10 @@
 //! every kind of bad input gives a clear error, a non-zero exit, and leaves the output untouched.
 #![cfg(feature = "cli")]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+use common::greenai;
 
-/// Runs the binary; returns (success, stdout, stderr).
-fn greenai(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_greenai")).args(args).output().expect("run greenai");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use std::path::Path;
 
 /// A safetensors file built from the format's definition: u64 LE header length, JSON header, data.
 fn hand_made(header: &str, data: &[u8]) -> Vec<u8> {

@@ -1,16 +1,8 @@
 //! Runs the `greenai flops` binary.
 #![cfg(feature = "cli")]
 
-use std::process::Command;
-
-fn greenai(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_greenai")).args(args).output().expect("run greenai");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+mod common;
+use common::greenai;
 
 #[test]
 fn resnet50_json_prints_published_params_and_macs() {

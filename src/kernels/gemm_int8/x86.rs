@@ -13,6 +13,9 @@ use super::pack::Quad;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+/// How far ahead of the quad being multiplied B is prefetched (16 quads = 1 KiB).
+const PREFETCH_QUADS: usize = 16;
+
 /// Adds (or stores) the accumulators into the tile at `c`.
 ///
 /// # Safety
@@ -55,6 +58,7 @@ pub(crate) unsafe fn kernel_narrow<const R: usize>(
         // Quad is 64-byte aligned.
         unsafe {
             let bq = b.add(q).cast::<__m256i>();
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(q + PREFETCH_QUADS).cast::<i8>());
             let b0 = _mm256_load_si256(bq);
             let b1 = _mm256_load_si256(bq.add(1));
             let aq = a.add(q * MR * KU);
@@ -91,6 +95,8 @@ pub(crate) unsafe fn kernel_wide<const R: usize>(
         // SAFETY: q < quads keeps every read inside the caller's buffers; Quad is 64-byte aligned.
         unsafe {
             let bq = b.add(q).cast::<__m256i>();
+            // Decode-size products stream B from DRAM once: ask for it a kilobyte ahead.
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(q + PREFETCH_QUADS).cast::<i8>());
             let aq = a.add(q * MR * KU);
             for g in 0..NR / 8 {
                 let bv = _mm256_load_si256(bq.add(g));
