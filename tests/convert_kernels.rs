@@ -326,6 +326,37 @@ fn quantize_matches_the_f64_reference_on_random_and_edge_values() {
 }
 
 #[test]
+fn quantize_near_ties_match_the_f64_reference_for_random_scales() {
+    // The SIMD path multiplies by 1 / scale and redoes with the division only near half-integers:
+    // quotients within a few ulp of k + 1/2, for scales of every magnitude (up to where 1 / scale
+    // is subnormal), are where a wrong shortcut would show.
+    let mut rng = Rng(0x7135);
+    for isa in Isa::available() {
+        for round in 0..3000 {
+            let scale = match round % 3 {
+                0 => f32::from_bits(0x0080_0000 + rng.bits32() % (0x7F7F_FFFF - 0x0080_0000)),
+                1 => rng.uniform(1.0).abs().max(1e-6),
+                _ => f32::MAX / (1.0 + rng.uniform(4.0).abs()),
+            };
+            let x: Vec<f32> = (0..64)
+                .map(|i| {
+                    let k = (rng.bits32() % 400) as f32 - 200.0;
+                    let tie = ((f64::from(k) + 0.5) * f64::from(scale)) as f32;
+                    let ulps = (i % 9) as i32 - 4;
+                    if tie.is_finite() { f32::from_bits((tie.to_bits() as i32 + ulps) as u32) } else { 0.0 }
+                })
+                .collect();
+            let mut y = vec![0i8; x.len()];
+            cv::quantize_i8_on(isa, &x, scale, 3, &mut y).unwrap();
+            for (&xi, &yi) in x.iter().zip(&y) {
+                let want = quantize_reference(xi, scale, 3, -128, 127);
+                assert_eq!(i32::from(yi), want, "{isa}: x = {xi:e}, scale {scale:e}");
+            }
+        }
+    }
+}
+
+#[test]
 fn quantize_edges_in_every_position_of_large_inputs_agree_with_scalar() {
     for isa in Isa::available() {
         for &scale in &SCALES {
