@@ -79,7 +79,7 @@ fn crossover(c: &mut Criterion) {
         group.bench_function("dense_sgemm", |b| {
             b.iter(|| sgemm(rows, cols, ncols, black_box(&w), black_box(&x), &mut y))
         });
-        for pct in [30u32, 50, 60, 70, 80] {
+        for pct in [10u32, 20, 30, 40, 50, 60, 70, 75, 80] {
             let a = prune::magnitude(&w, f64::from(pct) / 100.0, CountRule::TORCH, None)
                 .unwrap()
                 .apply(&w)

@@ -123,7 +123,13 @@ fn nm_compression_refuses_dense_groups() {
 fn sparse_beats_dense_follows_the_measured_crossovers() {
     assert!(sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 16, 0.9));
     assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 16, 0.3));
+    // The measured crossovers: CSR won from 20% (one column), 40% (16) and 70% (128).
+    assert!(sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 1, 0.2));
+    assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 1, 0.1));
+    assert!(sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 128, 0.7));
+    assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 128, 0.6));
     assert!(sparse::sparse_beats_dense(SparseFormat::NM, 4096, 4096, 1, 0.5));
+    assert!(!sparse::sparse_beats_dense(SparseFormat::NM, 1024, 1024, 1, 0.5));
     assert!(!sparse::sparse_beats_dense(SparseFormat::NM, 1024, 1024, 128, 0.5));
     assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 0, 1024, 16, 0.9));
 }

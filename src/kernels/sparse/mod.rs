@@ -116,13 +116,12 @@ pub enum SparseFormat {
 /// Whether the sparse product beats the dense f32 product (`matrixmultiply::sgemm`) for a
 /// `rows x cols` weight of this `sparsity` times `ncols` activation columns, on one core.
 ///
-/// From `benches/sparse.rs` on the reference machine (under heavy load, so approximate): CSR at
-/// 90% ran 9.5x (1 column), 6.7x (16) and 4.4x (128) faster than dense at 1024x1024; the
-/// crossover sweep was not completed, so the CSR thresholds below (50% for one column, where dense
-/// is a memory-bound GEMV, 75% otherwise) are estimates from those ratios and the flop count.
-/// The N:M kernel reuses the CSR row kernel and only matched dense at 1024x1024x1 and beat it at
-/// 4096x4096x1 (1.65x); with 16 or more columns it lost (about 0.7x), so N:M says yes only for
-/// one column.
+/// The CSR thresholds are the crossovers measured by `cargo bench --bench sparse -- crossover`
+/// (1024 x 1024 weights, sparsity swept in steps of 10% and 5%, quiet Zen 3 core): CSR first won
+/// at 20% with one column (lost at 10%), at 40% with 16 columns (lost at 30%) and at 70% with 128
+/// (lost at 60%); more than 16 columns take the 128-column threshold. The N:M kernel reuses the
+/// CSR row kernel: it lost to dense at 1024 x 1024 (0.65x with one column, 0.4-0.7x with 16 and
+/// 128) and won only with one column on a weight too large for the caches (1.7x at 4096 x 4096).
 pub fn sparse_beats_dense(
     format: SparseFormat,
     rows: usize,
@@ -135,15 +134,19 @@ pub fn sparse_beats_dense(
     }
     match (format, ncols) {
         (SparseFormat::Csr, 1) => sparsity >= CSR_CROSSOVER_ONE_COLUMN,
-        (SparseFormat::Csr, _) => sparsity >= CSR_CROSSOVER_MANY_COLUMNS,
-        (SparseFormat::NM, 1) => sparsity >= NM_CROSSOVER_ONE_COLUMN,
+        (SparseFormat::Csr, 2..=16) => sparsity >= CSR_CROSSOVER_16_COLUMNS,
+        (SparseFormat::Csr, _) => sparsity >= CSR_CROSSOVER_128_COLUMNS,
+        (SparseFormat::NM, 1) => sparsity >= 0.5 && rows.saturating_mul(cols) >= NM_MIN_WEIGHTS_ONE_COLUMN,
         (SparseFormat::NM, _) => false,
     }
 }
 
-/// The sparsity from which CSR x vector beats the dense GEMV (estimate, see above).
-const CSR_CROSSOVER_ONE_COLUMN: f64 = 0.5;
-/// The sparsity from which CSR x 16..128 columns beats the dense GEMM (estimate, see above).
-const CSR_CROSSOVER_MANY_COLUMNS: f64 = 0.75;
-/// Measured: N:M x vector beats the dense GEMV from 2:4 on large weights.
-const NM_CROSSOVER_ONE_COLUMN: f64 = 0.5;
+/// Measured: the sparsity from which CSR x vector beats dense.
+const CSR_CROSSOVER_ONE_COLUMN: f64 = 0.2;
+/// Measured: the sparsity from which CSR x 16 columns beats dense.
+const CSR_CROSSOVER_16_COLUMNS: f64 = 0.4;
+/// Measured: the sparsity from which CSR x 128 columns beats dense.
+const CSR_CROSSOVER_128_COLUMNS: f64 = 0.7;
+/// Weights (f32 count, 32 MiB) from which N:M x vector beats dense: measured winning at 4096 x
+/// 4096 (64 MiB) and losing at 1024 x 1024; the threshold sits where f32 weights leave the caches.
+const NM_MIN_WEIGHTS_ONE_COLUMN: usize = 1 << 23;
