@@ -342,7 +342,7 @@ fn quantize_near_ties_match_the_f64_reference_for_random_scales() {
                 .map(|i| {
                     let k = (rng.bits32() % 400) as f32 - 200.0;
                     let tie = ((f64::from(k) + 0.5) * f64::from(scale)) as f32;
-                    let ulps = (i % 9) as i32 - 4;
+                    let ulps = (i % 9) - 4;
                     if tie.is_finite() {
                         f32::from_bits((tie.to_bits() as i32 + ulps) as u32)
                     } else {
