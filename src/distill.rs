@@ -11,7 +11,7 @@
 //! The reduction is always explicit ([`Reduction`]): a mean over rows (tokens, samples), never
 //! over rows times classes. Inputs are validated in full before any output is written.
 
-use crate::error::{checked_product, try_vec};
+use crate::error::{check_finite, checked_product, non_finite, try_vec};
 use crate::kernels::math::{self, HardExp, KdStore};
 use crate::kernels::Isa;
 use crate::{Error, Result};
@@ -148,11 +148,6 @@ fn check_shape(context: &'static str, len: usize, dims: &[usize], n: usize) -> R
     Ok(())
 }
 
-fn non_finite(name: &'static str, x: &[f32]) -> Error {
-    let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
-    Error::NonFinite { name, index, value: x.get(index).map_or(f64::NAN, |&v| f64::from(v)) }
-}
-
 /// The fused KD pass over `rows = dims[0] * dims[1]` rows of `dims[2]` classes.
 #[allow(clippy::too_many_arguments)]
 fn kd_rows(
@@ -206,10 +201,10 @@ fn kd_rows(
             continue;
         }
         let row = r * classes..(r + 1) * classes;
-        let ms = math::max_finite_on(isa, &student[row.clone()])?
-            .ok_or_else(|| non_finite("student", &student[row.clone()]))?;
-        let mt = math::max_finite_on(isa, &teacher[row.clone()])?
-            .ok_or_else(|| non_finite("teacher", &teacher[row]))?;
+        // Earlier rows are finite, so the first non-finite logit of the whole tensor is in this row.
+        let ms =
+            math::max_finite_on(isa, &student[row.clone()])?.ok_or_else(|| non_finite("student", student))?;
+        let mt = math::max_finite_on(isa, &teacher[row])?.ok_or_else(|| non_finite("teacher", teacher))?;
         *m = (ms, mt);
     }
 
@@ -292,14 +287,6 @@ pub fn mse_loss(
         }
     }
     Ok((total / divisor) as f32)
-}
-
-fn check_finite(name: &'static str, x: &[f32]) -> Result<()> {
-    if x.iter().all(|v| v.is_finite()) {
-        Ok(())
-    } else {
-        Err(non_finite(name, x))
-    }
 }
 
 /// The `eps` of [`cosine_embedding_loss`] (as in PyTorch's `cosine_embedding_loss`).

@@ -83,9 +83,7 @@ pub fn factorize(w: &[f32], rows: usize, cols: usize, choice: RankChoice) -> Res
             actual: vec![w.len()],
         });
     }
-    if let Some(index) = w.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NonFinite { name: "w", index, value: f64::from(w[index]) });
-    }
+    crate::error::check_finite("w", w)?;
     let full = rows.min(cols);
     if let RankChoice::Rank(r) = choice {
         if r > full {

@@ -278,7 +278,7 @@ fn bad_input_is_an_error_and_writes_nothing() {
         s_bad[11] = bad; // in the last row: earlier rows must not have been written either
         assert!(matches!(
             run(&s_bad, &t, Some(&labels), batch, classes, &ok),
-            Error::NonFinite { index: 3, .. }
+            Error::NonFinite { index: 11, .. }
         ));
         let mut t_bad = t.clone();
         t_bad[5] = bad;

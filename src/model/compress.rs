@@ -386,14 +386,8 @@ pub fn compress(
             continue;
         }
         let original = Tensor::from_vec(entry.shape.to_vec(), entry.to_f32()?)?;
-        if crate::kernels::math::max_finite(original.as_slice()).is_none() {
-            let index = original.as_slice().iter().position(|v| !v.is_finite()).unwrap_or(0);
-            let value = f64::from(original.as_slice()[index]);
-            return Err(Error::format(
-                entry.name,
-                Error::NonFinite { name: "weights", index, value }.to_string(),
-            ));
-        }
+        crate::error::check_finite("weights", original.as_slice())
+            .map_err(|e| Error::format(entry.name, e.to_string()))?;
         let c = compress_tensor(&entry, options, &original)?;
         let metrics = quant::error_metrics(original.as_slice(), &c.restored)?;
         let bytes_after = c.outputs.iter().map(|(_, t)| t.bytes.len()).sum();

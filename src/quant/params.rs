@@ -165,8 +165,7 @@ impl Layout {
             finite &= run_finite;
         });
         if !finite {
-            let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
-            return Err(Error::NonFinite { name: "x", index, value: f64::from(x[index]) });
+            return Err(crate::error::non_finite("x", x));
         }
         Ok((mins, maxs))
     }

@@ -1,7 +1,7 @@
 //! The quantized linear layer: `y = x W^T + b` with W int8 per output channel, x quantized per row.
 
 use super::{check_matrix, gemm_packed_on, PackedI8, Update};
-use crate::error::{check_len, try_vec};
+use crate::error::{check_finite, check_len, try_vec};
 use crate::kernels::convert::scalar::{quantize_i8, quantize_u8};
 use crate::kernels::Isa;
 use crate::{Error, Result};
@@ -22,13 +22,6 @@ pub struct QuantLinear {
     packed: PackedI8,
     scales: Vec<f32>,
     bias: Vec<f32>,
-}
-
-fn first_non_finite(name: &'static str, x: &[f32]) -> Result<()> {
-    match x.iter().position(|v| !v.is_finite()) {
-        Some(index) => Err(Error::NonFinite { name, index, value: f64::from(x[index]) }),
-        None => Ok(()),
-    }
 }
 
 /// `max |x| / limit`, or 1 for an all-zero slice (any scale represents zeros exactly).
@@ -54,7 +47,7 @@ impl QuantLinear {
         reduce_range: bool,
     ) -> Result<Self> {
         check_matrix("w", w.len(), out_features, in_features, in_features)?;
-        first_non_finite("w", &w[..out_features * in_features])?;
+        check_finite("w", &w[..out_features * in_features])?;
         let limit = if reduce_range { 63.0 } else { 127.0 };
         let mut q = try_vec(out_features * in_features, 0i8)?;
         let mut scales = try_vec(out_features, 0f32)?;
@@ -87,7 +80,7 @@ impl QuantLinear {
         let bias = match bias {
             Some(b) => {
                 check_len("bias", b.len(), out_features)?;
-                first_non_finite("bias", &b[..out_features])?;
+                check_finite("bias", &b[..out_features])?;
                 b[..out_features].to_vec()
             }
             None => try_vec(out_features, 0f32)?,
@@ -126,7 +119,7 @@ impl QuantLinear {
         check_matrix("x", x.len(), batch, k, k)?;
         check_matrix("y", y.len(), batch, n, n)?;
         let x = &x[..batch * k];
-        first_non_finite("x", x)?;
+        check_finite("x", x)?;
         let mut acc = try_vec(batch * n, 0i32)?;
         let mut row_scale = try_vec(batch, 0f32)?;
         let mut row_zero = try_vec(batch, 0i32)?;

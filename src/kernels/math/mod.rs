@@ -152,8 +152,7 @@ pub fn softmax_on(isa: Isa, x: &[f32], scale: f32, y: &mut [f32]) -> Result<f64>
     }
     check_same_len("softmax output", x.len(), y.len())?;
     let Some(max) = max_finite_on(isa, x)? else {
-        let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
-        return Err(Error::NonFinite { name: "x", index, value: f64::from(x[index]) });
+        return Err(crate::error::non_finite("x", x));
     };
     if x.is_empty() {
         return Ok(f64::NEG_INFINITY);
