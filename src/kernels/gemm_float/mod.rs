@@ -450,6 +450,7 @@ pub fn gemv_bf16(n: usize, k: usize, w: &[bf16], ldw: usize, x: &[f32], y: &mut 
 }
 
 /// Output rows per GEMV task when splitting across threads (a multiple of every kernel's row group).
+#[cfg(feature = "parallel")]
 const GEMV_ROWS_PER_TASK: usize = 256;
 
 /// Runs `rows(row0, y_chunk)` over `y` in row blocks, across threads when the weights are large.

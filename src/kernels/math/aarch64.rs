@@ -1,8 +1,6 @@
 //! NEON paths: the bodies of `simd.rs` on 4 lanes.
 
 use super::simd::{self, Lanes};
-use super::simd::{HARD_EXP, HARD_SOFT, HARD_SQUARE};
-use super::{HardExp, KdRowSums, KdStore};
 use std::arch::aarch64::*;
 
 /// Four f32 lanes in a `float32x4_t`. Only made inside the `#[target_feature]` functions below.
@@ -105,73 +103,4 @@ impl Lanes for Neon {
     }
 }
 
-/// `y = exp(x)`; lengths equal.
-///
-/// # Safety
-/// The CPU must support NEON.
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn exp_slice(x: &[f32], y: &mut [f32]) {
-    simd::exp_slice::<Neon>(x, y)
-}
-
-/// Maximum and finiteness of `x`.
-///
-/// # Safety
-/// The CPU must support NEON.
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn max_finite(x: &[f32]) -> (f32, bool) {
-    simd::max_finite::<Neon>(x)
-}
-
-/// `y = exp((x - shift) * scale)`, returns the sum; lengths equal.
-///
-/// # Safety
-/// The CPU must support NEON.
-#[target_feature(enable = "neon")]
-pub(super) unsafe fn exp_sum(x: &[f32], shift: f32, scale: f32, y: &mut [f32]) -> f64 {
-    simd::exp_sum::<Neon>(x, shift, scale, y)
-}
-
-/// The fused KD sums of one row; lengths checked by the caller.
-///
-/// # Safety
-/// The CPU must support NEON.
-#[target_feature(enable = "neon")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn kd_row_sums(
-    s: &[f32],
-    t: &[f32],
-    ms: f32,
-    mt: f32,
-    inv_t: f32,
-    hard: HardExp,
-    store: Option<KdStore<'_>>,
-) -> KdRowSums {
-    match hard {
-        HardExp::Soft => simd::kd_row_sums::<Neon, HARD_SOFT>(s, t, ms, mt, inv_t, 0, store),
-        HardExp::Exp => simd::kd_row_sums::<Neon, HARD_EXP>(s, t, ms, mt, inv_t, 0, store),
-        HardExp::Square(k) => simd::kd_row_sums::<Neon, HARD_SQUARE>(s, t, ms, mt, inv_t, k, store),
-    }
-}
-
-/// The KD gradient combination of one row; lengths checked by the caller.
-///
-/// # Safety
-/// The CPU must support NEON.
-#[target_feature(enable = "neon")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn kd_row_grad(
-    es: &[f32],
-    et: &[f32],
-    cs: f32,
-    ct: f32,
-    ch: f32,
-    hard: HardExp,
-    grad: &mut [f32],
-) {
-    match hard {
-        HardExp::Soft => simd::kd_row_grad::<Neon, HARD_SOFT>(es, et, cs, ct, ch, 0, grad),
-        HardExp::Exp => simd::kd_row_grad::<Neon, HARD_EXP>(es, et, cs, ct, ch, 0, grad),
-        HardExp::Square(k) => simd::kd_row_grad::<Neon, HARD_SQUARE>(es, et, cs, ct, ch, k, grad),
-    }
-}
+simd::entry_points!(Neon, "neon");

@@ -328,3 +328,85 @@ pub(super) fn kd_row_grad<V: Lanes, const HARD: u8>(
         store_tail(v, &mut grad[body..]);
     }
 }
+
+/// The `#[target_feature]` entry points of one instruction set over its [`Lanes`] type: written
+/// once here, instantiated by `x86.rs` and `aarch64.rs`. Each is `unsafe` because the CPU must
+/// have the features (`Isa::ensure_available`); lengths are checked by the callers in `mod.rs`.
+macro_rules! entry_points {
+    ($lanes:ty, $features:literal) => {
+        use super::simd::{HARD_EXP, HARD_SOFT, HARD_SQUARE};
+        use super::{HardExp, KdRowSums, KdStore};
+
+        /// `y = exp(x)`; lengths equal.
+        ///
+        /// # Safety
+        /// The CPU must support the features enabled here.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn exp_slice(x: &[f32], y: &mut [f32]) {
+            simd::exp_slice::<$lanes>(x, y)
+        }
+
+        /// Maximum and finiteness of `x`.
+        ///
+        /// # Safety
+        /// The CPU must support the features enabled here.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn max_finite(x: &[f32]) -> (f32, bool) {
+            simd::max_finite::<$lanes>(x)
+        }
+
+        /// `y = exp((x - shift) * scale)`, returns the sum; lengths equal.
+        ///
+        /// # Safety
+        /// The CPU must support the features enabled here.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn exp_sum(x: &[f32], shift: f32, scale: f32, y: &mut [f32]) -> f64 {
+            simd::exp_sum::<$lanes>(x, shift, scale, y)
+        }
+
+        /// The fused KD sums of one row.
+        ///
+        /// # Safety
+        /// The CPU must support the features enabled here.
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        pub(super) unsafe fn kd_row_sums(
+            s: &[f32],
+            t: &[f32],
+            ms: f32,
+            mt: f32,
+            inv_t: f32,
+            hard: HardExp,
+            store: Option<KdStore<'_>>,
+        ) -> KdRowSums {
+            match hard {
+                HardExp::Soft => simd::kd_row_sums::<$lanes, HARD_SOFT>(s, t, ms, mt, inv_t, 0, store),
+                HardExp::Exp => simd::kd_row_sums::<$lanes, HARD_EXP>(s, t, ms, mt, inv_t, 0, store),
+                HardExp::Square(k) => simd::kd_row_sums::<$lanes, HARD_SQUARE>(s, t, ms, mt, inv_t, k, store),
+            }
+        }
+
+        /// The KD gradient combination of one row.
+        ///
+        /// # Safety
+        /// The CPU must support the features enabled here.
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        pub(super) unsafe fn kd_row_grad(
+            es: &[f32],
+            et: &[f32],
+            cs: f32,
+            ct: f32,
+            ch: f32,
+            hard: HardExp,
+            grad: &mut [f32],
+        ) {
+            match hard {
+                HardExp::Soft => simd::kd_row_grad::<$lanes, HARD_SOFT>(es, et, cs, ct, ch, 0, grad),
+                HardExp::Exp => simd::kd_row_grad::<$lanes, HARD_EXP>(es, et, cs, ct, ch, 0, grad),
+                HardExp::Square(k) => simd::kd_row_grad::<$lanes, HARD_SQUARE>(es, et, cs, ct, ch, k, grad),
+            }
+        }
+    };
+}
+pub(super) use entry_points;

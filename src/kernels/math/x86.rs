@@ -1,8 +1,6 @@
 //! AVX2+FMA paths: the bodies of `simd.rs` on 8 lanes.
 
 use super::simd::{self, Lanes};
-use super::simd::{HARD_EXP, HARD_SOFT, HARD_SQUARE};
-use super::{HardExp, KdRowSums, KdStore};
 use std::arch::x86_64::*;
 
 /// Eight f32 lanes in a `__m256`. Only made inside the `#[target_feature]` functions below.
@@ -113,73 +111,4 @@ impl Lanes for Avx2 {
     }
 }
 
-/// `y = exp(x)`; lengths equal.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn exp_slice(x: &[f32], y: &mut [f32]) {
-    simd::exp_slice::<Avx2>(x, y)
-}
-
-/// Maximum and finiteness of `x`.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn max_finite(x: &[f32]) -> (f32, bool) {
-    simd::max_finite::<Avx2>(x)
-}
-
-/// `y = exp((x - shift) * scale)`, returns the sum; lengths equal.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn exp_sum(x: &[f32], shift: f32, scale: f32, y: &mut [f32]) -> f64 {
-    simd::exp_sum::<Avx2>(x, shift, scale, y)
-}
-
-/// The fused KD sums of one row; lengths checked by the caller.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn kd_row_sums(
-    s: &[f32],
-    t: &[f32],
-    ms: f32,
-    mt: f32,
-    inv_t: f32,
-    hard: HardExp,
-    store: Option<KdStore<'_>>,
-) -> KdRowSums {
-    match hard {
-        HardExp::Soft => simd::kd_row_sums::<Avx2, HARD_SOFT>(s, t, ms, mt, inv_t, 0, store),
-        HardExp::Exp => simd::kd_row_sums::<Avx2, HARD_EXP>(s, t, ms, mt, inv_t, 0, store),
-        HardExp::Square(k) => simd::kd_row_sums::<Avx2, HARD_SQUARE>(s, t, ms, mt, inv_t, k, store),
-    }
-}
-
-/// The KD gradient combination of one row; lengths checked by the caller.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn kd_row_grad(
-    es: &[f32],
-    et: &[f32],
-    cs: f32,
-    ct: f32,
-    ch: f32,
-    hard: HardExp,
-    grad: &mut [f32],
-) {
-    match hard {
-        HardExp::Soft => simd::kd_row_grad::<Avx2, HARD_SOFT>(es, et, cs, ct, ch, 0, grad),
-        HardExp::Exp => simd::kd_row_grad::<Avx2, HARD_EXP>(es, et, cs, ct, ch, 0, grad),
-        HardExp::Square(k) => simd::kd_row_grad::<Avx2, HARD_SQUARE>(es, et, cs, ct, ch, k, grad),
-    }
-}
+simd::entry_points!(Avx2, "avx2,fma,f16c");
