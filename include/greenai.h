@@ -13,12 +13,6 @@
 #define GREENAI_VERSION_PATCH 0
 
 
-// The `eps` of [`cosine_embedding_loss`] (as in PyTorch's `cosine_embedding_loss`).
-#define COSINE_EPS 1e-12
-
-// The `eps` under the norm of an attention map (as in PyTorch's `F.normalize`).
-#define ATTENTION_EPS 1e-12
-
 // One scale and zero point for the whole tensor.
 #define GREENAI_GRANULARITY_PER_TENSOR 0
 
@@ -82,31 +76,6 @@
 // The clipping threshold minimising the quantization MSE.
 #define GREENAI_CALIBRATION_MSE 4
 
-// Rows of C per microkernel call.
-#define MR 6
-
-// Columns of C per microkernel call (and the width of a packed B panel).
-#define NR 16
-
-// Depth of one pass: B panel slices and packed A blocks are `KC` deep.
-#define KC 256
-
-// Rows of A packed per block (a multiple of [`MR`]).
-#define MC 120
-
-// Multiply-adds below which a GEMM stays on the calling thread.
-#define PARALLEL_MIN_MACS (1 << 22)
-
-// Weights below which a GEMV stays on the calling thread.
-#define PARALLEL_MIN_GEMV_WEIGHTS (1 << 20)
-
-// Depth step: the kernels consume k four bytes at a time (one `vpmaddubsw`+`vpmaddwd` quad).
-#define KU 4
-
-// Depth of one cache block, in quads of [`KU`]: an A panel (6 x 512 bytes) and a B panel
-// (512 x 16 bytes) stay in L1 together.
-#define KC_QUADS 128
-
 // The outcome of a greenai C function. Values are fixed forever; retired values are never reused.
 typedef enum {
   // Success.
@@ -134,24 +103,6 @@ typedef enum {
   // A bug in greenai: a Rust panic was caught at the boundary.
   GREENAI_ERR_PANIC = 11,
 } greenai_status;
-
-// The count rule: `k = rounding(amount * n)`, optionally capped so at least one candidate survives.
-typedef struct CountRule CountRule;
-
-// Energy per operation and per memory access, in picojoules.
-typedef struct EnergyTable EnergyTable;
-
-// Carbon intensity of electricity by source (CodeCarbon's table, gCO2e/kWh).
-typedef struct GridSource GridSource;
-
-// Named presets: the conventions of the tools users come from.
-typedef struct Preset Preset;
-
-// The integer type of quantized values.
-typedef struct QType QType;
-
-// How `amount * n` becomes a whole count.
-typedef struct Rounding Rounding;
 
 // A CSR matrix with f32 values. Made by `greenai_csr_from_dense`, released by `greenai_csr_free`.
 typedef struct greenai_csr greenai_csr;
@@ -321,10 +272,6 @@ typedef struct {
   double max_abs;
 } greenai_error_metrics;
 
-
-
-
-
 // World average (475 gCO2e/kWh, CodeCarbon).
 #define GREENAI_GRID_WORLD 0
 
@@ -444,14 +391,6 @@ typedef struct {
 
 // Unsigned 4-bit, two per byte, first element in the low nibble.
 #define GREENAI_DTYPE_U4 9
-
-
-
-
-
-
-
-
 
 #ifdef __cplusplus
 extern "C" {
