@@ -159,7 +159,7 @@ impl Layout {
         let mut maxs = crate::error::try_vec(groups, f32::NEG_INFINITY)?;
         let mut finite = true;
         self.runs(|start, count, g| {
-            let (lo, hi, run_finite) = min_max_finite(&x[start..start + count]);
+            let (lo, hi, run_finite) = crate::kernels::convert::min_max_finite(&x[start..start + count]);
             mins[g] = mins[g].min(lo);
             maxs[g] = maxs[g].max(hi);
             finite &= run_finite;
@@ -169,31 +169,6 @@ impl Layout {
         }
         Ok((mins, maxs))
     }
-}
-
-/// Minimum, maximum and whether every element is finite, in one pass the compiler vectorises
-/// (independent lanes; `v * 0` is NaN exactly for infinities and NaN, and NaN sticks in a sum).
-fn min_max_finite(x: &[f32]) -> (f32, f32, bool) {
-    const LANES: usize = 16;
-    let (mut lo, mut hi, mut bad) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES], [0.0f32; LANES]);
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for i in 0..LANES {
-            let v = chunk[i];
-            lo[i] = if v < lo[i] { v } else { lo[i] };
-            hi[i] = if v > hi[i] { v } else { hi[i] };
-            bad[i] += v * 0.0;
-        }
-    }
-    for (i, &v) in rest.iter().enumerate() {
-        lo[i] = if v < lo[i] { v } else { lo[i] };
-        hi[i] = if v > hi[i] { v } else { hi[i] };
-        bad[i] += v * 0.0;
-    }
-    let min = lo.iter().fold(f32::INFINITY, |a, &b| a.min(b));
-    let max = hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    (min, max, bad.iter().all(|&b| b == 0.0))
 }
 
 impl Granularity {

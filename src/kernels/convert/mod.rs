@@ -51,6 +51,32 @@ pub fn check_scale(scale: f32) -> Result<()> {
     Ok(())
 }
 
+/// Minimum, maximum and whether every element is finite (`(inf, -inf, true)` when empty): one
+/// pass that the compiler vectorises (independent lanes; `v * 0` is NaN exactly for infinities and
+/// NaN, and NaN sticks in a sum). The range a quantizer's parameters come from.
+pub fn min_max_finite(x: &[f32]) -> (f32, f32, bool) {
+    const LANES: usize = 16;
+    let (mut lo, mut hi, mut bad) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES], [0.0f32; LANES]);
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for i in 0..LANES {
+            let v = chunk[i];
+            lo[i] = if v < lo[i] { v } else { lo[i] };
+            hi[i] = if v > hi[i] { v } else { hi[i] };
+            bad[i] += v * 0.0;
+        }
+    }
+    for (i, &v) in rest.iter().enumerate() {
+        lo[i] = if v < lo[i] { v } else { lo[i] };
+        hi[i] = if v > hi[i] { v } else { hi[i] };
+        bad[i] += v * 0.0;
+    }
+    let min = lo.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+    let max = hi.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    (min, max, bad.iter().all(|&b| b == 0.0))
+}
+
 /// Converts f32 to IEEE binary16, round to nearest even (NaN stays NaN, overflow to infinity).
 pub fn f32_to_f16(x: &[f32], y: &mut [f16]) -> Result<()> {
     f32_to_f16_on(Isa::active(), x, y)

@@ -2,7 +2,7 @@
 
 use super::{check_matrix, gemm_packed_on, PackedI8, Update};
 use crate::error::{check_finite, check_len, try_vec};
-use crate::kernels::convert::scalar::{quantize_i8, quantize_u8};
+use crate::kernels::convert::{min_max_finite, quantize_i8_on, quantize_u8_on};
 use crate::kernels::Isa;
 use crate::{Error, Result};
 
@@ -24,11 +24,12 @@ pub struct QuantLinear {
     bias: Vec<f32>,
 }
 
-/// `max |x| / limit`, or 1 for an all-zero slice (any scale represents zeros exactly).
+/// `max |x| / limit`, or 1 when that is zero or subnormal (as ONNX Runtime; zeros stay exact).
 fn symmetric_scale(x: &[f32], limit: f32) -> f32 {
-    let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    if max > 0.0 {
-        max / limit
+    let (lo, hi, _) = min_max_finite(x);
+    let scale = hi.max(-lo).max(0.0) / limit;
+    if scale.is_normal() {
+        scale
     } else {
         1.0
     }
@@ -54,7 +55,12 @@ impl QuantLinear {
         for (o, scale) in scales.iter_mut().enumerate() {
             let row = &w[o * in_features..(o + 1) * in_features];
             *scale = symmetric_scale(row, limit);
-            quantize_i8(row, *scale, 0, &mut q[o * in_features..(o + 1) * in_features]);
+            crate::kernels::convert::scalar::quantize_i8(
+                row,
+                *scale,
+                0,
+                &mut q[o * in_features..(o + 1) * in_features],
+            );
         }
         Self::from_quantized(out_features, in_features, &q, &scales, bias)
     }
@@ -128,15 +134,16 @@ impl QuantLinear {
                 let mut q = try_vec(batch * k, 0u8)?;
                 for i in 0..batch {
                     let row = &x[i * k..(i + 1) * k];
-                    let lo = row.iter().fold(0f32, |m, &v| m.min(v));
-                    let hi = row.iter().fold(0f32, |m, &v| m.max(v));
+                    let (lo, hi, _) = min_max_finite(row);
+                    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
                     let scale = (hi - lo) / 255.0;
                     if !scale.is_finite() {
                         return Err(Error::invalid("x", format!("range of row {i}"), "too wide for f32"));
                     }
-                    let scale = if scale > 0.0 { scale } else { 1.0 };
+                    // As ONNX Runtime: a scale below f32's smallest normal becomes 1.
+                    let scale = if scale.is_normal() { scale } else { 1.0 };
                     let zero = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
-                    quantize_u8(row, scale, zero, &mut q[i * k..(i + 1) * k]);
+                    quantize_u8_on(isa, row, scale, zero, &mut q[i * k..(i + 1) * k])?;
                     (row_scale[i], row_zero[i]) = (scale, i32::from(zero));
                 }
                 gemm_packed_on(isa, batch, &q, k, &self.packed, &mut acc, n, Update::Overwrite)?;
@@ -146,7 +153,7 @@ impl QuantLinear {
                 for i in 0..batch {
                     let row = &x[i * k..(i + 1) * k];
                     row_scale[i] = symmetric_scale(row, 127.0);
-                    quantize_i8(row, row_scale[i], 0, &mut q[i * k..(i + 1) * k]);
+                    quantize_i8_on(isa, row, row_scale[i], 0, &mut q[i * k..(i + 1) * k])?;
                 }
                 gemm_packed_on(isa, batch, &q, k, &self.packed, &mut acc, n, Update::Overwrite)?;
             }
