@@ -5,8 +5,7 @@ use std::env;
 use std::path::PathBuf;
 
 fn main() {
-    // cbindgen reads the whole crate (it skips the modules marked `cbindgen:ignore` in lib.rs).
-    println!("cargo:rerun-if-changed=src");
+    println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=Cargo.toml");
     println!("cargo:rerun-if-env-changed=GREENAI_UPDATE_HEADER");
@@ -22,8 +21,9 @@ fn main() {
         version("CARGO_PKG_VERSION_MINOR"),
         version("CARGO_PKG_VERSION_PATCH"),
     ));
+    // Only the C ABI's module: the rest of the crate's public constants and types are Rust API.
     let bindings = cbindgen::Builder::new()
-        .with_crate(&crate_dir)
+        .with_src(crate_dir.join("src/ffi/mod.rs"))
         .with_config(config)
         .generate()
         .unwrap_or_else(|e| panic!("cbindgen could not generate the header: {e}"));

@@ -16,26 +16,16 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-/// cbindgen:ignore
 pub mod distill;
-/// cbindgen:ignore
 pub mod energy;
-/// cbindgen:ignore
 pub mod error;
 pub mod ffi;
-/// cbindgen:ignore
 pub mod flops;
-/// cbindgen:ignore
 pub mod kernels;
-/// cbindgen:ignore
 pub mod lowrank;
-/// cbindgen:ignore
 pub mod model;
-/// cbindgen:ignore
 pub mod prune;
-/// cbindgen:ignore
 pub mod quant;
-/// cbindgen:ignore
 pub mod tensor;
 
 pub use error::{Error, Result};

@@ -67,7 +67,8 @@ fn nm_products_match_f64_on_every_path() {
     let mut rng = SplitMix64::new(12);
     for &(n, m) in &[(2, 4), (4, 8), (1, 4), (3, 8), (2, 3), (1, 1)] {
         for &ncols in SIZES {
-            for &(rows, groups) in &[(0, 2), (1, 1), (3, 5), (17, 9)] {
+            // 16 and 66 groups of four: the 2:4 vector kernel's whole steps and its odd-byte tail.
+            for &(rows, groups) in &[(0, 2), (1, 1), (3, 5), (17, 9), (5, 16), (4, 66)] {
                 let cols = groups * m;
                 let w: Vec<f32> = (0..rows * cols).map(|_| rng.below(2001) as f32 / 100.0 - 10.0).collect();
                 let mask = prune::n_m(&w, &[rows, cols], n, m, false).unwrap();
@@ -130,6 +131,8 @@ fn sparse_beats_dense_follows_the_measured_crossovers() {
     assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 128, 0.6));
     assert!(sparse::sparse_beats_dense(SparseFormat::NM, 4096, 4096, 1, 0.5));
     assert!(!sparse::sparse_beats_dense(SparseFormat::NM, 1024, 1024, 1, 0.5));
+    assert!(sparse::sparse_beats_dense(SparseFormat::TwoFour, 1024, 1024, 1, 0.5));
+    assert!(!sparse::sparse_beats_dense(SparseFormat::TwoFour, 1024, 1024, 16, 0.5));
     assert!(!sparse::sparse_beats_dense(SparseFormat::NM, 1024, 1024, 128, 0.5));
     assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 0, 1024, 16, 0.9));
 }

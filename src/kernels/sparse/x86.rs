@@ -111,3 +111,70 @@ unsafe fn dot_gather(values: &[f32], cols: &[u32], x: &[f32]) -> f32 {
     }
     sum
 }
+
+/// For one byte of 2:4 positions (four 2-bit fields: two kept values in each of two groups of
+/// four), the lanes of the eight x values that `vpermps` picks: the second group's offset by 4.
+static LANES_2_4: [[i32; 4]; 256] = {
+    let mut table = [[0i32; 4]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let mut slot = 0;
+        while slot < 4 {
+            let field = ((byte >> (2 * slot)) & 3) as i32;
+            table[byte][slot] = field + if slot < 2 { 0 } else { 4 };
+            slot += 1;
+        }
+        byte += 1;
+    }
+    table
+};
+
+/// `sum_s values[s] * x[column of slot s]` for one 2:4 row whose position fields start on a byte:
+/// `values` holds `4 b` kept values, `fields` `b` bytes, `x` `8 b` values. Eight kept values per
+/// step, selected from sixteen x values by two `vpermps` and a blend (no gather).
+///
+/// # Safety
+/// AVX2 and FMA must be available; `values.len() == 4 * fields.len()` and
+/// `x.len() == 8 * fields.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn dot_2_4(values: &[f32], fields: &[u8], x: &[f32]) -> f32 {
+    debug_assert_eq!(values.len(), 4 * fields.len());
+    debug_assert_eq!(x.len(), 8 * fields.len());
+    let (vp, xp) = (values.as_ptr(), x.as_ptr());
+    // Bytes b and b + 1: values 4b .. 4b + 8, x 8b .. 8b + 16.
+    let step = |b: usize, acc: __m256| {
+        let lanes = |byte: u8| {
+            // SAFETY: the table row holds four i32; unaligned load.
+            unsafe { _mm_loadu_si128(LANES_2_4[usize::from(byte)].as_ptr().cast()) }
+        };
+        let idx = _mm256_set_m128i(lanes(fields[b + 1]), lanes(fields[b]));
+        // SAFETY: b + 2 <= fields.len(), so x holds 8b + 16 and values 4b + 8 elements.
+        unsafe {
+            let (lo, hi) = (_mm256_loadu_ps(xp.add(8 * b)), _mm256_loadu_ps(xp.add(8 * b + 8)));
+            let picked =
+                _mm256_blend_ps::<0xF0>(_mm256_permutevar8x32_ps(lo, idx), _mm256_permutevar8x32_ps(hi, idx));
+            _mm256_fmadd_ps(_mm256_loadu_ps(vp.add(4 * b)), picked, acc)
+        }
+    };
+    let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut b = 0;
+    while b + 4 <= fields.len() {
+        acc0 = step(b, acc0);
+        acc1 = step(b + 2, acc1);
+        b += 4;
+    }
+    if b + 2 <= fields.len() {
+        acc0 = step(b, acc0);
+        b += 2;
+    }
+    let acc = _mm256_add_ps(acc0, acc1);
+    let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+    let pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    let mut sum = _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps::<1>(pair, pair)));
+    if b < fields.len() {
+        for (slot, &lane) in LANES_2_4[usize::from(fields[b])].iter().enumerate() {
+            sum = values[4 * b + slot].mul_add(x[8 * b + lane as usize], sum);
+        }
+    }
+    sum
+}
