@@ -214,17 +214,9 @@ fn onnx_kernel_case(spec: &QuantSpec) -> bool {
 }
 
 /// Clamps kernel output to a range inside its type's range (a no-op for the full range).
-fn clamp_run<T: Copy + PartialOrd + TryFrom<i32>>(y: &mut [T], (qmin, qmax): (i32, i32)) {
+fn clamp_run<T: Copy + Ord + TryFrom<i32>>(y: &mut [T], (qmin, qmax): (i32, i32)) {
     if let (Ok(lo), Ok(hi)) = (T::try_from(qmin), T::try_from(qmax)) {
-        for v in y {
-            *v = if *v < lo {
-                lo
-            } else if *v > hi {
-                hi
-            } else {
-                *v
-            };
-        }
+        y.iter_mut().for_each(|v| *v = (*v).clamp(lo, hi));
     }
 }
 
