@@ -71,6 +71,15 @@ impl Lanes for Neon {
         }
     }
     #[inline(always)]
+    fn pow2_shifted(shifted: Self) -> Self {
+        // SAFETY: features as above. The low bits of `shifted` hold n + 0x400000; shifting them
+        // into the exponent field drops the 0x400000 (it lands above bit 31) and the bias is added.
+        unsafe {
+            let n = vshlq_n_s32::<23>(vreinterpretq_s32_f32(shifted.0));
+            Neon(vreinterpretq_f32_s32(vaddq_s32(n, vdupq_n_s32(127 << 23))))
+        }
+    }
+    #[inline(always)]
     fn any_outside(self, lo: f32, hi: f32) -> bool {
         // SAFETY: features as above. NaN fails both ordered compares, so it counts as outside.
         unsafe {

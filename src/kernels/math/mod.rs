@@ -17,12 +17,17 @@ use super::Isa;
 use crate::{Error, Result};
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// 1.5 * 2^23: `x * LOG2E + ROUND_SHIFTER`, rounded once by a fused multiply-add, holds
+/// `n = round_ties_even(x * log2 e)` in its low mantissa bits, so `n` needs no rounding instruction
+/// and `2^n` is a shift of those bits.
+const ROUND_SHIFTER: f32 = 12_582_912.0;
 /// ln 2 split for Cody-Waite reduction: `LN2_HI` has 9 significant bits, so `n * LN2_HI` is exact.
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
-/// Cephes `expf` minimax coefficients for `(exp(r) - 1 - r) / r^2`, highest degree first.
+/// Cephes `expf` minimax coefficients for `(exp(r) - 1 - r) / r^2`, lowest degree first; evaluated
+/// in Estrin's scheme (pairs, then powers `r^2`, `r^4`), whose dependency chain is half Horner's.
 const EXP_POLY: [f32; 6] =
-    [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+    [0.5, 1.666_666_5e-1, 4.166_579_6e-2, 8.333_452e-3, 1.398_199_9e-3, 1.987_569_1e-4];
 /// Below this exp is 0 in f32 (exp(-104) < 2^-150), above it infinity (exp(88.8) > f32::MAX).
 const EXP_LO: f32 = -104.0;
 const EXP_HI: f32 = 88.8;

@@ -1,7 +1,7 @@
 //! The scalar reference: the definition the SIMD paths are tested against. Elementwise results
 //! (exp) match bit for bit; sums are accumulated here in f64, element by element.
 
-use super::{HardExp, KdRowSums, KdStore, EXP_HI, EXP_LO, EXP_POLY, LN2_HI, LN2_LO, LOG2E};
+use super::{HardExp, KdRowSums, KdStore, EXP_HI, EXP_LO, EXP_POLY, LN2_HI, LN2_LO, LOG2E, ROUND_SHIFTER};
 
 /// `2^n` for an integer-valued `n` in `[-126, 127]`.
 fn pow2(n: f32) -> f32 {
@@ -9,21 +9,20 @@ fn pow2(n: f32) -> f32 {
 }
 
 /// exp(x) in f32, within a few ulp of the exact value over the whole range, subnormal results
-/// included: `x = n ln2 + r` (Cody-Waite, ties-to-even `n`), a degree-7 polynomial for `exp(r)`,
+/// included: `x = n ln2 + r` (Cody-Waite, ties-to-even `n`), a degree-7 polynomial (Estrin's scheme) for `exp(r)`,
 /// and the scale `2^n` applied in two halves so that each product is exact or rounded once.
 pub fn exp(x: f32) -> f32 {
     if x.is_nan() {
         return x;
     }
     let x = x.clamp(EXP_LO, EXP_HI);
-    let n = (x * LOG2E).round_ties_even();
+    let n = x.mul_add(LOG2E, ROUND_SHIFTER) - ROUND_SHIFTER;
     let r = n.mul_add(-LN2_HI, x);
     let r = n.mul_add(-LN2_LO, r);
-    let mut p = EXP_POLY[0];
-    for &c in &EXP_POLY[1..] {
-        p = p.mul_add(r, c);
-    }
-    let p = p.mul_add(r * r, r) + 1.0;
+    let [a0, a1, a2, a3, a4, a5] = EXP_POLY;
+    let (r2, q01, q23, q45) = (r * r, r.mul_add(a1, a0), r.mul_add(a3, a2), r.mul_add(a5, a4));
+    let q = q45.mul_add(r2 * r2, q23.mul_add(r2, q01));
+    let p = q.mul_add(r2, r) + 1.0;
     let n1 = (n * 0.5).round_ties_even();
     p * pow2(n1) * pow2(n - n1)
 }

@@ -4,7 +4,7 @@
 //! Every function here is `#[inline(always)]`, so that it is compiled with the features of the
 //! entry point that calls it.
 
-use super::{KdRowSums, KdStore, EXP_POLY, LN2_HI, LN2_LO, LOG2E};
+use super::{KdRowSums, KdStore, EXP_POLY, LN2_HI, LN2_LO, LOG2E, ROUND_SHIFTER};
 
 /// A vector of `N` f32 lanes of one instruction set.
 ///
@@ -41,6 +41,8 @@ pub(super) trait Lanes: Copy {
     fn round_even(self) -> Self;
     /// `2^n` for integer-valued lanes `n` in `[-126, 127]`.
     fn pow2(n: Self) -> Self;
+    /// `2^n` for lanes `shifted = n + ROUND_SHIFTER` (exactly), `n` an integer in `[-126, 127]`.
+    fn pow2_shifted(shifted: Self) -> Self;
     /// Whether any lane is NaN or outside `[lo, hi]`.
     fn any_outside(self, lo: f32, hi: f32) -> bool;
     /// `self`, with the lanes where `x` is NaN replaced by `x`.
@@ -86,18 +88,19 @@ fn store<V: Lanes>(v: V, y: &mut [f32], i: usize) {
     unsafe { v.store(y.as_mut_ptr()) }
 }
 
-/// Range reduction and polynomial: `x = n ln2 + r`, returns `(exp(r), n)`.
+/// Range reduction and polynomial: `x = n ln2 + r`; returns `exp(r)`, `n` and `n + ROUND_SHIFTER`.
 #[inline(always)]
-fn exp_reduced<V: Lanes>(x: V) -> (V, V) {
-    let n = x.mul(V::splat(LOG2E)).round_even();
+fn exp_reduced<V: Lanes>(x: V) -> (V, V, V) {
+    let shifter = V::splat(ROUND_SHIFTER);
+    let shifted = x.mul_add(V::splat(LOG2E), shifter);
+    let n = shifted.sub(shifter);
     let r = n.mul_add(V::splat(-LN2_HI), x);
     let r = n.mul_add(V::splat(-LN2_LO), r);
-    let mut p = V::splat(EXP_POLY[0]);
-    for &c in &EXP_POLY[1..] {
-        p = p.mul_add(r, V::splat(c));
-    }
-    let p = p.mul_add(r.mul(r), r).add(V::splat(1.0));
-    (p, n)
+    let [a0, a1, a2, a3, a4, a5] = EXP_POLY.map(V::splat);
+    let r2 = r.mul(r);
+    let (q01, q23, q45) = (r.mul_add(a1, a0), r.mul_add(a3, a2), r.mul_add(a5, a4));
+    let q = q45.mul_add(r2.mul(r2), q23.mul_add(r2, q01));
+    (q.mul_add(r2, r).add(V::splat(1.0)), n, shifted)
 }
 
 /// exp of every lane, as [`super::scalar::exp`] defines it (bit for bit).
@@ -106,8 +109,8 @@ pub(super) fn exp<V: Lanes>(x: V) -> V {
     if x.any_outside(-87.0, 88.0) {
         return exp_wide(x);
     }
-    let (p, n) = exp_reduced(x);
-    p.mul(V::pow2(n))
+    let (p, _, shifted) = exp_reduced(x);
+    p.mul(V::pow2_shifted(shifted))
 }
 
 /// exp for lanes that may underflow, overflow or be NaN: the scale `2^n` is applied in two
@@ -115,7 +118,7 @@ pub(super) fn exp<V: Lanes>(x: V) -> V {
 #[inline(always)]
 fn exp_wide<V: Lanes>(x: V) -> V {
     let clamped = x.max(V::splat(super::EXP_LO)).min(V::splat(super::EXP_HI));
-    let (p, n) = exp_reduced(clamped);
+    let (p, n, _) = exp_reduced(clamped);
     let n1 = n.mul(V::splat(0.5)).round_even();
     let n2 = n.sub(n1);
     p.mul(V::pow2(n1)).mul(V::pow2(n2)).nan_from(x)

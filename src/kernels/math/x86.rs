@@ -71,6 +71,15 @@ impl Lanes for Avx2 {
         }
     }
     #[inline(always)]
+    fn pow2_shifted(shifted: Self) -> Self {
+        // SAFETY: features as above. The low bits of `shifted` hold n + 0x400000; shifting them
+        // into the exponent field drops the 0x400000 (it lands above bit 31) and the bias is added.
+        unsafe {
+            let n = _mm256_slli_epi32::<23>(_mm256_castps_si256(shifted.0));
+            Avx2(_mm256_castsi256_ps(_mm256_add_epi32(n, _mm256_set1_epi32(127 << 23))))
+        }
+    }
+    #[inline(always)]
     fn any_outside(self, lo: f32, hi: f32) -> bool {
         // SAFETY: features as above.
         unsafe {
