@@ -63,8 +63,8 @@ fn bench_shape(c: &mut Criterion, rows: usize, cols: usize, column_counts: &[usi
 }
 
 fn spmm(c: &mut Criterion) {
-    bench_shape(c, 1024, 1024, &[1, 16, 128], true);
-    bench_shape(c, 4096, 4096, &[1], true);
+    bench_shape(c, 1024, 1024, &[1, 2, 4, 8, 16, 128], true);
+    bench_shape(c, 4096, 4096, &[1, 16, 128], true);
 }
 
 fn crossover(c: &mut Criterion) {

@@ -87,6 +87,28 @@ fn nm_products_match_f64_on_every_path() {
 }
 
 #[test]
+fn two_four_blocked_product_crosses_row_depth_and_column_blocks() {
+    // 261 rows: past one 256-row block and not a multiple of the 3- or 4-row tiles; 136 and 264
+    // columns: two and three depth blocks of 128, the last partial; column counts from a partial
+    // 8-wide vector to several 32-wide blocks.
+    let mut rng = SplitMix64::new(13);
+    for &(rows, cols) in &[(261, 136), (7, 264)] {
+        let w: Vec<f32> = (0..rows * cols).map(|_| rng.below(2001) as f32 / 100.0 - 10.0).collect();
+        let a = prune::n_m(&w, &[rows, cols], 2, 4, false).unwrap().apply(&w).unwrap();
+        let nm = NmCompressed::from_dense(&a, rows, cols, 2, 4).unwrap();
+        for ncols in [2, 5, 16, 24, 33, 96, 100] {
+            let x: Vec<f32> = (0..cols * ncols).map(|_| rng.below(2001) as f32 / 100.0 - 10.0).collect();
+            let want = dense_reference(&a, &x, rows, cols, ncols);
+            for isa in Isa::available() {
+                let mut y = vec![f32::NAN; rows * ncols];
+                sparse::nm_spmm_on(isa, &nm, &x, ncols, &mut y).unwrap();
+                assert_close(&y, &want, &format!("2:4 {isa} {rows}x{cols}x{ncols}"));
+            }
+        }
+    }
+}
+
+#[test]
 fn kernels_handle_edge_values() {
     let edge = [f32::MIN_POSITIVE, -f32::MIN_POSITIVE / 4.0, 1e18, -1e18, 0.0, -0.0, 3.0e-39, 1.0];
     let a: Vec<f32> = (0..8 * 8).map(|i| edge[(i * 3) % 8]).collect();
@@ -132,7 +154,10 @@ fn sparse_beats_dense_follows_the_measured_crossovers() {
     assert!(sparse::sparse_beats_dense(SparseFormat::NM, 4096, 4096, 1, 0.5));
     assert!(!sparse::sparse_beats_dense(SparseFormat::NM, 1024, 1024, 1, 0.5));
     assert!(sparse::sparse_beats_dense(SparseFormat::TwoFour, 1024, 1024, 1, 0.5));
-    assert!(!sparse::sparse_beats_dense(SparseFormat::TwoFour, 1024, 1024, 16, 0.5));
+    assert!(sparse::sparse_beats_dense(SparseFormat::TwoFour, 1024, 1024, 16, 0.5));
+    assert!(sparse::sparse_beats_dense(SparseFormat::TwoFour, 4096, 4096, 128, 0.5));
+    // Without its own kernel (columns not a multiple of 8), 2:4 is the N:M kernel.
+    assert!(!sparse::sparse_beats_dense(SparseFormat::TwoFour, 1024, 1020, 16, 0.5));
     assert!(!sparse::sparse_beats_dense(SparseFormat::NM, 1024, 1024, 128, 0.5));
     assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 0, 1024, 16, 0.9));
 }

@@ -178,3 +178,195 @@ pub(crate) unsafe fn dot_2_4(values: &[f32], fields: &[u8], x: &[f32]) -> f32 {
     }
     sum
 }
+
+/// Columns of one depth block of [`spmm_2_4`] (a multiple of 8): its packed x micro-panel,
+/// `DEPTH_2_4 x 8 NV` floats (16 KiB at NV = 4), stays in L1 while a row block runs over it.
+const DEPTH_2_4: usize = 128;
+/// Rows of one row block of [`spmm_2_4`]: their kept values in a depth block (64 KiB) stay in L2
+/// while the column blocks run over them.
+const ROWS_2_4: usize = 256;
+
+/// A 2:4 compressed matrix whose rows' position fields start on a byte (`cols % 8 == 0`) times
+/// `ncols` columns: `y (rows x ncols) = a (rows x cols) * x (cols x ncols)`.
+///
+/// Blocked as a dense GEMM is: per depth block, `x` is packed into micro-panels of `8 NV` columns
+/// (zero-padded); `MR x 8 NV` tiles of `y` are accumulated in registers, each kept value
+/// broadcast and multiplied with the micro-panel row its 2-bit field picks (decoded with shifts,
+/// no gather). Half the multiply-adds of the dense product, each fed from L1.
+///
+/// # Safety
+/// AVX2 and FMA must be available; `cols % 8 == 0`, `values.len() == rows * cols / 2`,
+/// `fields.len() == rows * cols / 8`, `x.len() == cols * ncols`, `y.len() == rows * ncols`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn spmm_2_4(
+    values: &[f32],
+    fields: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    ncols: usize,
+    y: &mut [f32],
+) -> crate::Result<()> {
+    if ncols <= 8 {
+        // SAFETY: forwarded contract.
+        unsafe { spmm_2_4_blocked::<4, 1>(values, fields, rows, cols, x, ncols, y) }
+    } else if ncols <= 16 {
+        // SAFETY: forwarded contract.
+        unsafe { spmm_2_4_blocked::<4, 2>(values, fields, rows, cols, x, ncols, y) }
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { spmm_2_4_blocked::<3, 4>(values, fields, rows, cols, x, ncols, y) }
+    }
+}
+
+/// [`spmm_2_4`] with `MR x 8 NV` register tiles.
+///
+/// # Safety
+/// As [`spmm_2_4`].
+#[target_feature(enable = "avx2,fma")]
+unsafe fn spmm_2_4_blocked<const MR: usize, const NV: usize>(
+    values: &[f32],
+    fields: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    ncols: usize,
+    y: &mut [f32],
+) -> crate::Result<()> {
+    debug_assert!(cols.is_multiple_of(8));
+    debug_assert_eq!(values.len(), rows * cols / 2);
+    debug_assert_eq!(fields.len(), rows * cols / 8);
+    debug_assert_eq!(x.len(), cols * ncols);
+    debug_assert_eq!(y.len(), rows * ncols);
+    let nr = 8 * NV;
+    let blocks = ncols.div_ceil(nr);
+    // All of x, packed once: depth block by depth block, each as `blocks` micro-panels.
+    let panel_len = cols * blocks * nr;
+    let mut panel_buf = crate::error::try_vec(panel_len + 16, 0.0f32)?;
+    // Micro-panel rows start on a cache line, so no 32-byte load splits one.
+    let skip = panel_buf.as_ptr().align_offset(64).min(16);
+    let panel = &mut panel_buf[skip..skip + panel_len];
+    for (kb, block) in panel.chunks_mut(DEPTH_2_4 * blocks * nr).enumerate() {
+        let (k0, depth) = (kb * DEPTH_2_4, block.len() / (blocks * nr));
+        for (jb, micro) in block.chunks_exact_mut(depth * nr).enumerate() {
+            let (c0, width) = (jb * nr, nr.min(ncols - jb * nr));
+            for (kk, dst) in micro.chunks_exact_mut(nr).enumerate() {
+                dst[..width].copy_from_slice(&x[(k0 + kk) * ncols + c0..][..width]);
+                dst[width..].fill(0.0);
+            }
+        }
+    }
+    let mut edge = [0.0f32; 32 * 8];
+    let (row_values, row_fields) = (cols / 2, cols / 8);
+    // A row block's tile of y (at most 256 x ncols) stays in L2 across the depth blocks.
+    for r0 in (0..rows).step_by(ROWS_2_4) {
+        let row_end = rows.min(r0 + ROWS_2_4);
+        for k0 in (0..cols).step_by(DEPTH_2_4) {
+            let depth = DEPTH_2_4.min(cols - k0);
+            let accumulate = k0 > 0;
+            for jb in 0..blocks {
+                let (c0, width) = (jb * nr, nr.min(ncols - jb * nr));
+                let micro = panel[k0 * blocks * nr + jb * depth * nr..][..depth * nr].as_ptr();
+                let mut r = r0;
+                while r < row_end {
+                    let live = MR.min(row_end - r);
+                    let vals = values[r * row_values + k0 / 2..].as_ptr();
+                    let flds = fields[r * row_fields + k0 / 8..].as_ptr();
+                    // Full tiles go straight to y; a partial column block through `edge`.
+                    let (out, ld) = if width == nr {
+                        (y[r * ncols + c0..].as_mut_ptr(), ncols)
+                    } else {
+                        if accumulate {
+                            for i in 0..live {
+                                edge[i * nr..][..width].copy_from_slice(&y[(r + i) * ncols + c0..][..width]);
+                            }
+                        }
+                        (edge.as_mut_ptr(), nr)
+                    };
+                    macro_rules! tile {
+                        ($rows:literal) => {
+                            tile_2_4::<$rows, NV>(vals, row_values, flds, row_fields, depth / 8, micro, out, ld, accumulate)
+                        };
+                    }
+                    // SAFETY: rows r .. r + live exist, so each has row_values kept values and
+                    // row_fields bytes from its depth block's start; the micro-panel holds
+                    // depth rows of nr floats; `out` holds `live` rows of nr floats at stride ld
+                    // (y: c0 + nr <= ncols when width == nr; else `edge`, 32 * 8 >= MR * nr).
+                    unsafe {
+                        match live {
+                            1 => tile!(1),
+                            2 => tile!(2),
+                            3 => tile!(3),
+                            _ => tile_2_4::<MR, NV>(vals, row_values, flds, row_fields, depth / 8, micro, out, ld, accumulate),
+                        }
+                    }
+                    if width < nr {
+                        for i in 0..live {
+                            y[(r + i) * ncols + c0..][..width].copy_from_slice(&edge[i * nr..][..width]);
+                        }
+                    }
+                    r += live;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One `MR x 8 NV` tile of [`spmm_2_4`] over one depth block of `8 bytes` columns: `out` =
+/// (`out` if `accumulate`) + the rows' kept values times the micro-panel rows they pick.
+///
+/// # Safety
+/// AVX2 and FMA available; for each `i < MR`, `values + i * row_values` is readable for
+/// `4 bytes` floats and `fields + i * row_fields` for `bytes` bytes; `micro` for `8 bytes * 8 NV`
+/// floats; `out + i * ld` readable and writable for `8 NV` floats.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_2_4<const MR: usize, const NV: usize>(
+    values: *const f32,
+    row_values: usize,
+    fields: *const u8,
+    row_fields: usize,
+    bytes: usize,
+    micro: *const f32,
+    out: *mut f32,
+    ld: usize,
+    accumulate: bool,
+) {
+    let nr = 8 * NV;
+    let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+    if accumulate {
+        for (i, row) in acc.iter_mut().enumerate() {
+            for (j, a) in row.iter_mut().enumerate() {
+                // SAFETY: out + i * ld holds 8 NV floats (contract).
+                *a = unsafe { _mm256_loadu_ps(out.add(i * ld + 8 * j)) };
+            }
+        }
+    }
+    for b in 0..bytes {
+        // SAFETY: the micro-panel holds 8 bytes rows of nr floats; b < bytes.
+        let window = unsafe { micro.add(b * 8 * nr) };
+        for (i, row) in acc.iter_mut().enumerate() {
+            // SAFETY: b < bytes and 4 b + 4 <= 4 bytes (contract).
+            let (byte, v) = unsafe { (usize::from(*fields.add(i * row_fields + b)), values.add(i * row_values + 4 * b)) };
+            let picked = [byte & 3, (byte >> 2) & 3, 4 + ((byte >> 4) & 3), 4 + (byte >> 6)];
+            for (s, &p) in picked.iter().enumerate() {
+                // SAFETY: s < 4 kept values of this byte; p < 8 rows of this window.
+                unsafe {
+                    let w = _mm256_broadcast_ss(&*v.add(s));
+                    let x_row = window.add(p * nr);
+                    for (j, a) in row.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(x_row.add(8 * j)), *a);
+                    }
+                }
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (j, a) in row.iter().enumerate() {
+            // SAFETY: as for the loads above.
+            unsafe { _mm256_storeu_ps(out.add(i * ld + 8 * j), *a) };
+        }
+    }
+}
