@@ -39,15 +39,30 @@ pub(crate) unsafe fn row_spmm(values: &[f32], cols: &[u32], x: &[f32], ncols: us
         c0 += 8;
     }
     if c0 < ncols {
-        let tail = &mut y_row[c0..];
-        tail.fill(0.0);
-        for (&v, &c) in values.iter().zip(cols) {
-            let x_row = &x[c as usize * ncols + c0..][..tail.len()];
-            for (y, &xv) in tail.iter_mut().zip(x_row) {
-                *y = v.mul_add(xv, *y);
-            }
-        }
+        // SAFETY: forwarded contract, and c0 < ncols.
+        unsafe { masked_tile(values, cols, x, ncols, y_row, c0) };
     }
+}
+
+/// The last `ncols - c0 < 8` columns of the row product, with masked loads and store (masked-off
+/// lanes are neither read nor written), in two accumulators.
+///
+/// # Safety
+/// As [`row_spmm`], and `c0 < ncols < c0 + 8`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn masked_tile(values: &[f32], cols: &[u32], x: &[f32], ncols: usize, y_row: &mut [f32], c0: usize) {
+    let live = _mm256_set1_epi32((ncols - c0) as i32);
+    let mask = _mm256_cmpgt_epi32(live, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    let xp = x.as_ptr();
+    let mut acc = [_mm256_setzero_ps(); 2];
+    for (k, (&v, &c)) in values.iter().zip(cols).enumerate() {
+        // SAFETY: c < x.len() / ncols; the live lanes c0 .. ncols are inside row c, and masked-off
+        // lanes are not accessed.
+        let x_row = unsafe { _mm256_maskload_ps(xp.add(c as usize * ncols + c0), mask) };
+        acc[k % 2] = _mm256_fmadd_ps(_mm256_set1_ps(v), x_row, acc[k % 2]);
+    }
+    // SAFETY: the live lanes c0 .. ncols are inside y_row; the others are not written.
+    unsafe { _mm256_maskstore_ps(y_row.as_mut_ptr().add(c0), mask, _mm256_add_ps(acc[0], acc[1])) };
 }
 
 /// Columns `c0 .. c0 + 8 * NV` of the row product, accumulated in registers.
@@ -285,7 +300,17 @@ unsafe fn spmm_2_4_blocked<const MR: usize, const NV: usize>(
                     };
                     macro_rules! tile {
                         ($rows:literal) => {
-                            tile_2_4::<$rows, NV>(vals, row_values, flds, row_fields, depth / 8, micro, out, ld, accumulate)
+                            tile_2_4::<$rows, NV>(
+                                vals,
+                                row_values,
+                                flds,
+                                row_fields,
+                                depth / 8,
+                                micro,
+                                out,
+                                ld,
+                                accumulate,
+                            )
                         };
                     }
                     // SAFETY: rows r .. r + live exist, so each has row_values kept values and
@@ -297,7 +322,17 @@ unsafe fn spmm_2_4_blocked<const MR: usize, const NV: usize>(
                             1 => tile!(1),
                             2 => tile!(2),
                             3 => tile!(3),
-                            _ => tile_2_4::<MR, NV>(vals, row_values, flds, row_fields, depth / 8, micro, out, ld, accumulate),
+                            _ => tile_2_4::<MR, NV>(
+                                vals,
+                                row_values,
+                                flds,
+                                row_fields,
+                                depth / 8,
+                                micro,
+                                out,
+                                ld,
+                                accumulate,
+                            ),
                         }
                     }
                     if width < nr {
@@ -349,7 +384,8 @@ unsafe fn tile_2_4<const MR: usize, const NV: usize>(
         let window = unsafe { micro.add(b * 8 * nr) };
         for (i, row) in acc.iter_mut().enumerate() {
             // SAFETY: b < bytes and 4 b + 4 <= 4 bytes (contract).
-            let (byte, v) = unsafe { (usize::from(*fields.add(i * row_fields + b)), values.add(i * row_values + 4 * b)) };
+            let (byte, v) =
+                unsafe { (usize::from(*fields.add(i * row_fields + b)), values.add(i * row_values + 4 * b)) };
             let picked = [byte & 3, (byte >> 2) & 3, 4 + ((byte >> 4) & 3), 4 + (byte >> 6)];
             for (s, &p) in picked.iter().enumerate() {
                 // SAFETY: s < 4 kept values of this byte; p < 8 rows of this window.
