@@ -4,7 +4,9 @@
 //!
 //! Each output row is `sum_k a_k * X[col_k, :]`, accumulated in f32 in storage order by the
 //! scalar reference ([`scalar`]); the SIMD paths keep eight columns per register with FMA (and
-//! gather for one column), so they agree with it to rounding.
+//! gather for one column), so they agree with it to rounding. 2:4 with `cols % 8 == 0` has its own
+//! AVX2 kernels: one `vpermps` selection per eight kept values times a vector, and a GEMM-like
+//! blocked product (packed x micro-panels, register tiles) times several columns.
 //!
 //! [`sparse_beats_dense`] says where this pays, from crossovers measured on the reference
 //! machine (AMD EPYC Zen 3, one core) with `benches/sparse.rs` against `matrixmultiply::sgemm`.
