@@ -148,6 +148,9 @@ fn check_shape(context: &'static str, len: usize, dims: &[usize], n: usize) -> R
     Ok(())
 }
 
+/// Gradient size from which the KD pass writes it with non-temporal stores.
+const STREAM_GRADIENT_BYTES: usize = 4 << 20;
+
 /// The fused KD pass over `rows = dims[0] * dims[1]` rows of `dims[2]` classes.
 #[allow(clippy::too_many_arguments)]
 fn kd_rows(
@@ -216,6 +219,9 @@ fn kd_rows(
     let hard = HardExp::for_temperature(params.temperature, params.uses_labels());
     let divisor = params.reduction.divisor(kept_rows);
     let mut scratch = if grad.is_some() { try_vec(2 * classes, 0.0f32)? } else { Vec::new() };
+    // A gradient larger than the caches goes straight to memory (not read first, and not evicting
+    // the logit rows still to come).
+    let stream = n.saturating_mul(4) >= STREAM_GRADIENT_BYTES;
 
     // Pass 2: per row, the fused sums (storing the exponentials), then the gradient.
     let mut total = 0.0f64;
@@ -253,7 +259,7 @@ fn kd_rows(
                 cs += ch;
             }
             let (es, et) = scratch.split_at(classes);
-            math::kd_row_grad_on(isa, es, et, cs as f32, ct as f32, ch as f32, hard, g)?;
+            math::kd_row_grad_on(isa, es, et, cs as f32, ct as f32, ch as f32, hard, g, stream)?;
             if let Some(y) = label {
                 g[y] -= hard_weight as f32;
             }

@@ -23,6 +23,14 @@ impl Lanes for Neon {
         unsafe { vst1q_f32(p, self.0) }
     }
     #[inline(always)]
+    unsafe fn stream(self, p: *mut f32) {
+        // SAFETY: the caller guarantees 4 writable floats; features as above. (A plain store:
+        // NEON intrinsics have no non-temporal vector store.)
+        unsafe { self.store(p) }
+    }
+    #[inline(always)]
+    fn fence() {}
+    #[inline(always)]
     fn splat(v: f32) -> Self {
         // SAFETY: features as above.
         Neon(unsafe { vdupq_n_f32(v) })

@@ -196,7 +196,8 @@ pub fn kd_row_sums_on(
 
 /// The KD gradient of one row from the stored exponentials: `grad = cs * es + ct * et + ch * e1`,
 /// where `e1 = exp(s - ms)` comes as `hard` says (with [`HardExp::Exp`], `grad` holds it on entry;
-/// with [`HardExp::Soft`] the term is left out).
+/// with [`HardExp::Soft`] the term is left out). `stream` writes `grad` with non-temporal stores
+/// where the path has them, for gradients larger than the caches; the values are the same.
 #[allow(clippy::too_many_arguments)]
 pub fn kd_row_grad_on(
     isa: Isa,
@@ -207,11 +208,12 @@ pub fn kd_row_grad_on(
     ch: f32,
     hard: HardExp,
     grad: &mut [f32],
+    stream: bool,
 ) -> Result<()> {
     isa.ensure_available()?;
     check_same_len("kd teacher exponentials", es.len(), et.len())?;
     check_same_len("kd gradient row", es.len(), grad.len())?;
-    dispatch!(isa, kd_row_grad(es, et, cs, ct, ch, hard, grad));
+    dispatch!(isa, kd_row_grad(es, et, cs, ct, ch, hard, grad, stream));
     Ok(())
 }
 

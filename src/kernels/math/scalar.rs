@@ -95,8 +95,19 @@ pub fn kd_row_sums(
     sums
 }
 
-/// `grad = cs * es + ct * et + ch * e1` (see [`super::kd_row_grad_on`]).
-pub fn kd_row_grad(es: &[f32], et: &[f32], cs: f32, ct: f32, ch: f32, hard: HardExp, grad: &mut [f32]) {
+/// `grad = cs * es + ct * et + ch * e1` (see [`super::kd_row_grad_on`]; `_stream` is a hint the
+/// reference ignores).
+#[allow(clippy::too_many_arguments)]
+pub fn kd_row_grad(
+    es: &[f32],
+    et: &[f32],
+    cs: f32,
+    ct: f32,
+    ch: f32,
+    hard: HardExp,
+    grad: &mut [f32],
+    _stream: bool,
+) {
     for ((g, &a), &b) in grad.iter_mut().zip(es).zip(et) {
         let base = match hard {
             HardExp::Soft => 0.0,

@@ -23,6 +23,14 @@ pub(super) trait Lanes: Copy {
     /// # Safety
     /// `p` must be valid for writing `N` f32.
     unsafe fn store(self, p: *mut f32);
+    /// Stores `N` floats with a non-temporal hint where the instruction set has one (the line
+    /// goes to memory without being read first and without evicting cached data).
+    ///
+    /// # Safety
+    /// `p` must be valid for writing `N` f32 and aligned to `4 N` bytes.
+    unsafe fn stream(self, p: *mut f32);
+    /// Orders earlier [`Lanes::stream`] stores before later stores.
+    fn fence();
     /// Every lane `v`.
     fn splat(v: f32) -> Self;
     /// Lanewise `self + o`.
@@ -297,7 +305,8 @@ pub(super) fn kd_row_sums<V: Lanes, const HARD: u8>(
     KdRowSums { student, teacher, hard: if HARD == HARD_SOFT { student } else { hard }, cross }
 }
 
-/// `grad = cs * es + ct * et + ch * e1`, `e1` as `HARD` says (read from `grad` for [`HARD_EXP`]).
+/// `grad = cs * es + ct * et + ch * e1`, `e1` as `HARD` says (read from `grad` for [`HARD_EXP`]);
+/// with `stream`, the aligned body of `grad` is written with [`Lanes::stream`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn kd_row_grad<V: Lanes, const HARD: u8>(
@@ -308,6 +317,7 @@ pub(super) fn kd_row_grad<V: Lanes, const HARD: u8>(
     ch: f32,
     squarings: u32,
     grad: &mut [f32],
+    stream: bool,
 ) {
     let (csv, ctv, chv) = (V::splat(cs), V::splat(ct), V::splat(ch));
     let f = |a: V, b: V, g: V| {
@@ -318,17 +328,36 @@ pub(super) fn kd_row_grad<V: Lanes, const HARD: u8>(
         };
         a.mul_add(csv, b.mul_add(ctv, base))
     };
-    let body = es.len() - es.len() % V::N;
-    let mut i = 0;
+    // Fewer than N elements, through a buffer.
+    let part = |range: std::ops::Range<usize>, grad: &mut [f32]| {
+        if range.is_empty() {
+            return;
+        }
+        let g = if HARD == HARD_EXP { load_tail(&grad[range.clone()], 0.0) } else { V::splat(0.0) };
+        let v = f(load_tail(&es[range.clone()], 0.0), load_tail(&et[range.clone()], 0.0), g);
+        store_tail(v, &mut grad[range]);
+    };
+    let len = es.len();
+    let head = if stream { grad.as_ptr().align_offset(4 * V::N).min(len) } else { 0 };
+    part(0..head, grad);
+    let body = head + (len - head) / V::N * V::N;
+    let mut i = head;
     while i < body {
         let g = if HARD == HARD_EXP { load(grad, i) } else { V::splat(0.0) };
-        store(f(load(es, i), load(et, i), g), grad, i);
+        let v = f(load(es, i), load(et, i), g);
+        if stream {
+            let out = &mut grad[i..i + V::N];
+            // SAFETY: `out` holds N floats; i - head is a multiple of N and grad + head is aligned
+            // to 4 N bytes, so `out` is too.
+            unsafe { v.stream(out.as_mut_ptr()) };
+        } else {
+            store(v, grad, i);
+        }
         i += V::N;
     }
-    if body < es.len() {
-        let g = if HARD == HARD_EXP { load_tail(&grad[body..], 0.0) } else { V::splat(0.0) };
-        let v = f(load_tail(&es[body..], 0.0), load_tail(&et[body..], 0.0), g);
-        store_tail(v, &mut grad[body..]);
+    part(body..len, grad);
+    if stream {
+        V::fence();
     }
 }
 
@@ -403,11 +432,14 @@ macro_rules! entry_points {
             ch: f32,
             hard: HardExp,
             grad: &mut [f32],
+            stream: bool,
         ) {
             match hard {
-                HardExp::Soft => simd::kd_row_grad::<$lanes, HARD_SOFT>(es, et, cs, ct, ch, 0, grad),
-                HardExp::Exp => simd::kd_row_grad::<$lanes, HARD_EXP>(es, et, cs, ct, ch, 0, grad),
-                HardExp::Square(k) => simd::kd_row_grad::<$lanes, HARD_SQUARE>(es, et, cs, ct, ch, k, grad),
+                HardExp::Soft => simd::kd_row_grad::<$lanes, HARD_SOFT>(es, et, cs, ct, ch, 0, grad, stream),
+                HardExp::Exp => simd::kd_row_grad::<$lanes, HARD_EXP>(es, et, cs, ct, ch, 0, grad, stream),
+                HardExp::Square(k) => {
+                    simd::kd_row_grad::<$lanes, HARD_SQUARE>(es, et, cs, ct, ch, k, grad, stream)
+                }
             }
         }
     };

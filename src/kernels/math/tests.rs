@@ -147,7 +147,7 @@ proptest! {
         let store = KdStore { student: a, teacher: b, hard: c };
         let sums_ref = scalar::kd_row_sums(&s, &t, ms, mt, inv_t, hard, Some(store));
         let mut grad_ref = stored_ref[2].clone();
-        scalar::kd_row_grad(&stored_ref[0], &stored_ref[1], cs, ct, ch, hard, &mut grad_ref);
+        scalar::kd_row_grad(&stored_ref[0], &stored_ref[1], cs, ct, ch, hard, &mut grad_ref, false);
         for isa in Isa::available() {
             let mut stored = vec![vec![0.0f32; n]; 3];
             let [a, b, c] = &mut stored[..] else { unreachable!() };
@@ -163,9 +163,13 @@ proptest! {
             for (got, want) in stored.iter().zip(&stored_ref).take(if hard == HardExp::Exp { 3 } else { 2 }) {
                 prop_assert_eq!(bits(got), bits(want));
             }
-            let mut grad = stored[2].clone();
-            kd_row_grad_on(isa, &stored[0], &stored[1], cs, ct, ch, hard, &mut grad).unwrap();
-            prop_assert_eq!(bits(&grad), bits(&grad_ref));
+            // Streamed or not, from every alignment: the same bits.
+            for (stream, offset) in [(false, 0), (true, 0), (true, 1), (true, 5)] {
+                let mut buf = vec![0.0f32; offset + n];
+                buf[offset..].copy_from_slice(&stored[2]);
+                kd_row_grad_on(isa, &stored[0], &stored[1], cs, ct, ch, hard, &mut buf[offset..], stream).unwrap();
+                prop_assert_eq!(bits(&buf[offset..]), bits(&grad_ref), "{} stream {} offset {}", isa, stream, offset);
+            }
         }
     }
 

@@ -23,6 +23,16 @@ impl Lanes for Avx2 {
         unsafe { _mm256_storeu_ps(p, self.0) }
     }
     #[inline(always)]
+    unsafe fn stream(self, p: *mut f32) {
+        // SAFETY: the caller guarantees 8 writable floats aligned to 32 bytes; features as above.
+        unsafe { _mm256_stream_ps(p, self.0) }
+    }
+    #[inline(always)]
+    fn fence() {
+        // SAFETY: features as above (SSE is part of the x86-64 baseline).
+        unsafe { _mm_sfence() }
+    }
+    #[inline(always)]
     fn splat(v: f32) -> Self {
         // SAFETY: features as above.
         Avx2(unsafe { _mm256_set1_ps(v) })
