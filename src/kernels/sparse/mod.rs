@@ -147,8 +147,8 @@ pub enum SparseFormat {
 /// CSR row kernel: it lost to dense at 1024 x 1024 (0.65x with one column, 0.4-0.7x with 16 and
 /// 128) and won only with one column on a weight too large for the caches (1.7x at 4096 x 4096).
 /// 2:4 with `cols` a multiple of 8 has its own AVX2 kernels: times a vector 4.9x dense at
-/// 1024 x 1024 and 5.4x at 4096 x 4096; times 2 to 128 columns, blocked like a dense GEMM, 1.7-2.1x
-/// at 1024 x 1024 (1.5x with 128 columns) and 2.4x / 1.6x with 16 / 128 columns at 4096 x 4096.
+/// 1024 x 1024 and 5.4x at 4096 x 4096; times 2 to 128 columns, blocked like a dense GEMM, 1.8-2.3x
+/// at 1024 x 1024 (1.4x with 128 columns) and 2.5x / 1.5x with 16 / 128 columns at 4096 x 4096.
 pub fn sparse_beats_dense(
     format: SparseFormat,
     rows: usize,
