@@ -5,6 +5,10 @@
 //! `packed_exact` (full-range u8 x i8, the widened exact path), `unpacked_exact` (packs B per call),
 //! `scalar` (portable kernel, small sizes only).
 //!
+//! `onednn_u8s8s32_{7bit,full}`: oneDNN's `dnnl_gemm_u8s8s32` on the same data, one OpenMP thread,
+//! compiled in when `libdnnl-dev` is installed (see `build.rs`); its result is checked against the
+//! exact product once per shape and the verdict printed (on AVX2 without VNNI it may saturate).
+//!
 //! `quant_linear_*`: the layer an engine calls (`QuantLinear::forward`, x quantized per row on the
 //! fly, int8 weights prepacked) at language-model shapes, m = 1 (decode: a GEMV whose weights come
 //! from DRAM), 16 and 128, against the f32 product of the same shape (greenai's f32 GEMV for m = 1,
@@ -26,6 +30,74 @@ impl Rng {
                 (self.0 >> 33) as u8
             })
             .collect()
+    }
+}
+
+/// oneDNN's int8 GEMM, row-major, as the peer of the packed paths.
+#[cfg(greenai_onednn)]
+mod onednn {
+    use std::ffi::{c_char, c_int};
+
+    extern "C" {
+        #[allow(clippy::too_many_arguments)]
+        fn dnnl_gemm_u8s8s32(
+            transa: c_char,
+            transb: c_char,
+            offsetc: c_char,
+            m: i64,
+            n: i64,
+            k: i64,
+            alpha: f32,
+            a: *const u8,
+            lda: i64,
+            ao: u8,
+            b: *const i8,
+            ldb: i64,
+            bo: i8,
+            beta: f32,
+            c: *mut i32,
+            ldc: i64,
+            co: *const i32,
+        ) -> c_int;
+        fn omp_set_num_threads(threads: c_int);
+    }
+
+    /// One OpenMP thread for oneDNN, as for greenai's single-thread rows.
+    pub fn one_thread() {
+        // SAFETY: a plain libgomp setter.
+        unsafe { omp_set_num_threads(1) }
+    }
+
+    /// `c (m x n) = a (m x k) * b (k x n)`, all row-major, zero offsets.
+    pub fn gemm(m: usize, n: usize, k: usize, a: &[u8], b: &[i8], c: &mut [i32]) {
+        assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+        let zero = 0i32;
+        let (mi, ni, ki) = (m as i64, n as i64, k as i64);
+        let n_ = b'N' as c_char;
+        // SAFETY: the slices hold the row-major matrices the dimensions and leading dimensions
+        // describe (asserted above); `co` points at one offset for offsetc = 'F'.
+        let status = unsafe {
+            dnnl_gemm_u8s8s32(
+                n_,
+                n_,
+                b'F' as c_char,
+                mi,
+                ni,
+                ki,
+                1.0,
+                a.as_ptr(),
+                ki,
+                0,
+                b.as_ptr(),
+                ni,
+                0,
+                0.0,
+                c.as_mut_ptr(),
+                ni,
+                &zero,
+            )
+        };
+        assert_eq!(status, 0, "dnnl_gemm_u8s8s32 failed");
     }
 }
 
@@ -74,6 +146,22 @@ fn bench_shape(c: &mut Criterion, group_name: &str, m: usize, n: usize, k: usize
             })
         })
     });
+    #[cfg(greenai_onednn)]
+    {
+        onednn::one_thread();
+        for (name, b, packed) in
+            [("onednn_u8s8s32_7bit", &b_7bit, &packed_7bit), ("onednn_u8s8s32_full", &b_full, &packed_full)]
+        {
+            let mut exact = vec![0i32; m * n];
+            gemm_packed_on(isa, m, &a, k, packed, &mut exact, n, Update::Overwrite).unwrap();
+            onednn::gemm(m, n, k, &a, b, &mut ci);
+            let wrong = ci.iter().zip(&exact).filter(|(x, y)| x != y).count();
+            eprintln!("{name} {shape}: {wrong} of {} outputs differ from the exact product", m * n);
+            group.bench_function(BenchmarkId::new(name, &shape), |bench| {
+                bench.iter(|| onednn::gemm(m, n, k, black_box(&a), b, &mut ci))
+            });
+        }
+    }
     if with_scalar {
         group.bench_function(BenchmarkId::new("scalar", &shape), |bench| {
             one.install(|| {

@@ -92,7 +92,7 @@ fn two_four_blocked_product_crosses_row_depth_and_column_blocks() {
     // columns: two and three depth blocks of 128, the last partial; column counts from a partial
     // 8-wide vector to several 32-wide blocks.
     let mut rng = SplitMix64::new(13);
-    for &(rows, cols) in &[(261, 136), (7, 264)] {
+    for &(rows, cols) in &[(261, 136), (7, 264), (3, 0), (0, 16)] {
         let w: Vec<f32> = (0..rows * cols).map(|_| rng.below(2001) as f32 / 100.0 - 10.0).collect();
         let a = prune::n_m(&w, &[rows, cols], 2, 4, false).unwrap().apply(&w).unwrap();
         let nm = NmCompressed::from_dense(&a, rows, cols, 2, 4).unwrap();

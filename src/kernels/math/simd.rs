@@ -338,7 +338,10 @@ pub(super) fn kd_row_grad<V: Lanes, const HARD: u8>(
         store_tail(v, &mut grad[range]);
     };
     let len = es.len();
-    let head = if stream { grad.as_ptr().align_offset(4 * V::N).min(len) } else { 0 };
+    // align_offset may refuse (usize::MAX): then nothing is streamed.
+    let offset = grad.as_ptr().align_offset(4 * V::N);
+    let stream = stream && offset < V::N;
+    let head = if stream { offset.min(len) } else { 0 };
     part(0..head, grad);
     let body = head + (len - head) / V::N * V::N;
     let mut i = head;

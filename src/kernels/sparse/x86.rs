@@ -92,7 +92,8 @@ unsafe fn tile<const NV: usize>(
     for (k, (&v, &c)) in values.iter().zip(cols).enumerate() {
         if let Some(&ahead) = cols.get(k + PREFETCH_AHEAD).filter(|_| prefetch) {
             for line in (0..8 * NV).step_by(16) {
-                // SAFETY: ahead < x.len() / ncols, so the address is inside x; a prefetch never faults.
+                // SAFETY: ahead < x.len() / ncols and c0 + line < c0 + 8 NV <= ncols, so the address
+                // is inside x (and a prefetch never faults).
                 unsafe { _mm_prefetch::<_MM_HINT_T0>(xp.add(ahead as usize * ncols + c0 + line).cast()) };
             }
         }
@@ -236,6 +237,13 @@ pub(crate) unsafe fn spmm_2_4(
     ncols: usize,
     y: &mut [f32],
 ) -> crate::Result<()> {
+    if rows == 0 {
+        return Ok(());
+    }
+    if cols == 0 {
+        y.fill(0.0);
+        return Ok(());
+    }
     if ncols <= 8 {
         // SAFETY: forwarded contract.
         unsafe { spmm_2_4_blocked::<4, 1>(values, fields, rows, cols, x, ncols, y) }
