@@ -1,12 +1,15 @@
 //! Register tile and cache blocking of the int8 GEMM: every size the kernels and drivers share.
 
-/// Rows of C per microkernel tile (A row panel height).
-pub const MR: usize = 6;
+/// Rows of C per microkernel tile (A row panel height). Five, not six: the AVX2 tile's 10
+/// accumulators, 2 B vectors, the ones vector, an A broadcast and a temporary fill 15 of the 16
+/// registers; at six rows one accumulator was spilled to the stack every quad (1024^3 7-bit:
+/// 133 -> 140 GOPS in back-to-back runs, against oneDNN's 0.89x -> 1.07x).
+pub const MR: usize = 5;
 /// Columns of C per microkernel tile (B column panel width): two vectors of eight i32.
 pub const NR: usize = 16;
 /// Depth step: the kernels consume k four bytes at a time (one `vpmaddubsw`+`vpmaddwd` quad).
 pub const KU: usize = 4;
-/// Depth of one cache block, in quads of [`KU`]: an A panel (6 x 512 bytes) and a B panel
+/// Depth of one cache block, in quads of [`KU`]: an A panel (5 x 512 bytes) and a B panel
 /// (512 x 16 bytes) stay in L1 together.
 pub const KC_QUADS: usize = 128;
 /// Largest packed A block (bytes, widened layout counted) that is kept whole over all of k: for
