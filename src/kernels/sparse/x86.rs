@@ -321,8 +321,8 @@ unsafe fn spmm_2_4_blocked<const MR: usize, const NV: usize>(
                         (edge.as_mut_ptr(), nr)
                     };
                     macro_rules! tile {
-                        ($rows:literal) => {
-                            tile_2_4::<$rows, NV>(
+                        ($rows:expr) => {
+                            tile_2_4::<{ $rows }, NV>(
                                 vals,
                                 row_values,
                                 flds,
@@ -344,17 +344,7 @@ unsafe fn spmm_2_4_blocked<const MR: usize, const NV: usize>(
                             1 => tile!(1),
                             2 => tile!(2),
                             3 => tile!(3),
-                            _ => tile_2_4::<MR, NV>(
-                                vals,
-                                row_values,
-                                flds,
-                                row_fields,
-                                depth / 8,
-                                micro,
-                                out,
-                                ld,
-                                accumulate,
-                            ),
+                            _ => tile!(MR),
                         }
                     }
                     if width < nr {
