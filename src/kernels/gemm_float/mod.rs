@@ -13,6 +13,8 @@
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 pub mod blocking;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod entry;
 pub mod scalar;
 #[cfg(test)]
 mod tests;

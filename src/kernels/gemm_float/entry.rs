@@ -1,0 +1,98 @@
+//! The weight-format dispatch every instruction set's GEMM and GEMV share, written once as a macro
+//! and instantiated by `x86.rs` and `aarch64.rs` over their own `microkernel_*` and `dots_*`
+//! (which the `kernels!` macro of each file defines).
+
+/// Defines `microkernel`, `gemv` and `gemv_i8` over the calling module's `microkernel_{f32,f16,bf16}`
+/// and `dots_{f32,f16,bf16,i8}`; `$cpu` names the features the safety contracts require.
+macro_rules! weight_entry_points {
+    ($cpu:literal) => {
+        /// One MR x NR tile of C from packed panels of any weight format.
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU has ", $cpu, "; the buffers hold the tile (`Tile::assert_fits`).")]
+        pub(crate) unsafe fn microkernel<W: WeightElement>(tile: Tile, a: &[f32], b: &[W], c: &mut [f32]) {
+            // SAFETY: the kind names W's concrete type; the CPU and buffers are the caller's contract.
+            unsafe {
+                match W::KIND {
+                    WeightKind::F32 => microkernel_f32(tile, a, as_kind(b), c),
+                    WeightKind::F16 => microkernel_f16(tile, a, as_kind(b), c),
+                    WeightKind::Bf16 => microkernel_bf16(tile, a, as_kind(b), c),
+                }
+            }
+        }
+
+        /// Rows per GEMV group: 4 rows x 2 accumulators keep eight FMA chains in flight.
+        const ROWS: usize = 4;
+
+        /// `y = W x` over `n` rows, ROWS at a time, then one at a time; `scale(i)` multiplies output `i`.
+        macro_rules! gemv_rows {
+            ($dots:ident, $n:expr, $k:expr, $w:expr, $ldw:expr, $x:expr, $y:expr, $scale:expr) => {{
+                let (n, k, w, ldw, x, y) = ($n, $k, $w, $ldw, $x, $y);
+                let mut i = 0;
+                while i + ROWS <= n {
+                    // SAFETY: the caller checked w holds n rows of k (ldw apart) and x holds k.
+                    let d: [f32; ROWS] = unsafe { $dots(&w[i * ldw..], ldw, k, x) };
+                    for (r, v) in d.into_iter().enumerate() {
+                        y[i + r] = $scale(i + r) * v;
+                    }
+                    i += ROWS;
+                }
+                while i < n {
+                    // SAFETY: as above, for one row.
+                    let [v]: [f32; 1] = unsafe { $dots(&w[i * ldw..], ldw, k, x) };
+                    y[i] = $scale(i) * v;
+                    i += 1;
+                }
+            }};
+        }
+
+        /// `y = W x` for f32, f16 or bf16 weights.
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU has ", $cpu, "; `w` holds `n` rows of `k` (`ldw` apart), `x` `k`, `y` `n`.")]
+        pub(crate) unsafe fn gemv<W: WeightElement>(
+            n: usize,
+            k: usize,
+            w: &[W],
+            ldw: usize,
+            x: &[f32],
+            y: &mut [f32],
+        ) {
+            let one = |_| 1.0f32;
+            match W::KIND {
+                WeightKind::F32 => {
+                    // SAFETY: the kind names W's concrete type.
+                    let w = unsafe { as_kind::<W, f32>(w) };
+                    gemv_rows!(dots_f32, n, k, w, ldw, x, y, one)
+                }
+                WeightKind::F16 => {
+                    // SAFETY: the kind names W's concrete type.
+                    let w = unsafe { as_kind::<W, f16>(w) };
+                    gemv_rows!(dots_f16, n, k, w, ldw, x, y, one)
+                }
+                WeightKind::Bf16 => {
+                    // SAFETY: the kind names W's concrete type.
+                    let w = unsafe { as_kind::<W, bf16>(w) };
+                    gemv_rows!(dots_bf16, n, k, w, ldw, x, y, one)
+                }
+            }
+        }
+
+        /// `y_i = scale_i * (W x)_i` for int8 weights.
+        ///
+        /// # Safety
+        /// As [`gemv`], and `scales` holds `n`.
+        pub(crate) unsafe fn gemv_i8(
+            n: usize,
+            k: usize,
+            w: &[i8],
+            ldw: usize,
+            scales: &[f32],
+            x: &[f32],
+            y: &mut [f32],
+        ) {
+            gemv_rows!(dots_i8, n, k, w, ldw, x, y, |i: usize| scales[i])
+        }
+    };
+}
+pub(super) use weight_entry_points;
