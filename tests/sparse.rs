@@ -182,6 +182,26 @@ proptest! {
     }
 
     #[test]
+    fn two_four_products_match_f64_on_every_path(rows in 0usize..20, octets in 0usize..40, ncols in 1usize..72, seed: u64) {
+        // cols a multiple of 8 (the 2:4 kernels' own case), past one 128-column depth block.
+        let mut rng = SplitMix64::new(seed);
+        let cols = 8 * octets;
+        let w = sparse_matrix(&mut rng, rows, cols, 80);
+        let a = prune::n_m(&w, &[rows, cols], 2, 4, false).unwrap().apply(&w).unwrap();
+        let nm = NmCompressed::from_dense(&a, rows, cols, 2, 4).unwrap();
+        let x: Vec<f32> = (0..cols * ncols).map(|_| rng.below(2001) as f32 / 100.0 - 10.0).collect();
+        let want = dense_reference(&a, &x, rows, cols, ncols);
+        for isa in Isa::available() {
+            let mut y = vec![f32::NAN; rows * ncols];
+            sparse::nm_spmm_on(isa, &nm, &x, ncols, &mut y).unwrap();
+            for (i, (&g, (&r, &mag))) in y.iter().zip(want.0.iter().zip(&want.1)).enumerate() {
+                let tol = 1e-5 * mag + f64::from(f32::MIN_POSITIVE);
+                prop_assert!((f64::from(g) - r).abs() <= tol, "{} {}x{}x{}: element {}: {} vs {}", isa, rows, cols, ncols, i, g, r);
+            }
+        }
+    }
+
+    #[test]
     fn nm_round_trips_exactly(rows in 0usize..8, groups in 0usize..8, (n, m) in (1usize..=16).prop_flat_map(|m| (0..=m, Just(m))), seed: u64) {
         let mut rng = SplitMix64::new(seed);
         let cols = groups * m;
