@@ -484,3 +484,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn min_max_finite_matches_a_plain_fold_at_every_length_and_position() {
+    // Lengths 0..=67 cover the 16-lane body and every tail; each special value at every position.
+    let mut rng = Rng(21);
+    for len in 0..=67usize {
+        let base: Vec<f32> = (0..len).map(|_| rng.uniform(1e3)).collect();
+        let want = |x: &[f32]| {
+            let lo = x.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            (lo, hi, x.iter().all(|v| v.is_finite()))
+        };
+        assert_eq!(cv::min_max_finite(&base), want(&base), "len {len}");
+        for pos in 0..len {
+            for special in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 5e3, -5e3] {
+                let mut x = base.clone();
+                x[pos] = special;
+                let (lo, hi, finite) = cv::min_max_finite(&x);
+                assert_eq!(finite, special.is_finite(), "len {len} pos {pos} {special}");
+                if !special.is_nan() {
+                    assert_eq!((lo, hi), (want(&x).0, want(&x).1), "len {len} pos {pos} {special}");
+                }
+            }
+        }
+    }
+    assert_eq!(cv::min_max_finite(&[]), (f32::INFINITY, f32::NEG_INFINITY, true));
+}

@@ -37,6 +37,26 @@ fn assert_close(got: &[f32], want: &(Vec<f64>, Vec<f64>), what: &str) {
     }
 }
 
+/// Values in [-10, 10] in steps of 0.01.
+fn values(rng: &mut SplitMix64, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.below(2001) as f32 / 100.0 - 10.0).collect()
+}
+
+/// Prunes random weights to N:M, compresses them and checks `nm_spmm` on every path against the
+/// float64 product with a random x of `ncols` columns.
+fn check_nm_product(rng: &mut SplitMix64, rows: usize, cols: usize, (n, m): (usize, usize), ncols: usize) {
+    let w = values(rng, rows * cols);
+    let a = prune::n_m(&w, &[rows, cols], n, m, false).unwrap().apply(&w).unwrap();
+    let nm = NmCompressed::from_dense(&a, rows, cols, n, m).unwrap();
+    let x = values(rng, cols * ncols);
+    let want = dense_reference(&a, &x, rows, cols, ncols);
+    for isa in Isa::available() {
+        let mut y = vec![f32::NAN; rows * ncols];
+        sparse::nm_spmm_on(isa, &nm, &x, ncols, &mut y).unwrap();
+        assert_close(&y, &want, &format!("{n}:{m} {isa} {rows}x{cols}x{ncols}"));
+    }
+}
+
 const SIZES: &[usize] = &[0, 1, 2, 7, 8, 9, 16, 17, 31, 64, 67, 128, 131];
 
 #[test]
@@ -45,7 +65,7 @@ fn csr_products_match_f64_on_every_path() {
     for &ncols in SIZES {
         for &(rows, cols) in &[(0, 5), (1, 1), (5, 0), (3, 17), (13, 40), (29, 131)] {
             let a = sparse_matrix(&mut rng, rows, cols, 30);
-            let x: Vec<f32> = (0..cols * ncols).map(|_| rng.below(2001) as f32 / 100.0 - 10.0).collect();
+            let x = values(&mut rng, cols * ncols);
             let csr = Csr::from_dense(&a, rows, cols).unwrap();
             let want = dense_reference(&a, &x, rows, cols, ncols);
             for isa in Isa::available() {
@@ -69,18 +89,7 @@ fn nm_products_match_f64_on_every_path() {
         for &ncols in SIZES {
             // 16 and 66 groups of four: the 2:4 vector kernel's whole steps and its odd-byte tail.
             for &(rows, groups) in &[(0, 2), (1, 1), (3, 5), (17, 9), (5, 16), (4, 66)] {
-                let cols = groups * m;
-                let w: Vec<f32> = (0..rows * cols).map(|_| rng.below(2001) as f32 / 100.0 - 10.0).collect();
-                let mask = prune::n_m(&w, &[rows, cols], n, m, false).unwrap();
-                let a = mask.apply(&w).unwrap();
-                let nm = NmCompressed::from_dense(&a, rows, cols, n, m).unwrap();
-                let x: Vec<f32> = (0..cols * ncols).map(|_| rng.below(2001) as f32 / 100.0 - 10.0).collect();
-                let want = dense_reference(&a, &x, rows, cols, ncols);
-                for isa in Isa::available() {
-                    let mut y = vec![f32::NAN; rows * ncols];
-                    sparse::nm_spmm_on(isa, &nm, &x, ncols, &mut y).unwrap();
-                    assert_close(&y, &want, &format!("{n}:{m} {isa} {rows}x{cols}x{ncols}"));
-                }
+                check_nm_product(&mut rng, rows, groups * m, (n, m), ncols);
             }
         }
     }
@@ -93,17 +102,8 @@ fn two_four_blocked_product_crosses_row_depth_and_column_blocks() {
     // 8-wide vector to several 32-wide blocks.
     let mut rng = SplitMix64::new(13);
     for &(rows, cols) in &[(261, 136), (7, 264), (3, 0), (0, 16)] {
-        let w: Vec<f32> = (0..rows * cols).map(|_| rng.below(2001) as f32 / 100.0 - 10.0).collect();
-        let a = prune::n_m(&w, &[rows, cols], 2, 4, false).unwrap().apply(&w).unwrap();
-        let nm = NmCompressed::from_dense(&a, rows, cols, 2, 4).unwrap();
         for ncols in [2, 5, 16, 24, 33, 96, 100] {
-            let x: Vec<f32> = (0..cols * ncols).map(|_| rng.below(2001) as f32 / 100.0 - 10.0).collect();
-            let want = dense_reference(&a, &x, rows, cols, ncols);
-            for isa in Isa::available() {
-                let mut y = vec![f32::NAN; rows * ncols];
-                sparse::nm_spmm_on(isa, &nm, &x, ncols, &mut y).unwrap();
-                assert_close(&y, &want, &format!("2:4 {isa} {rows}x{cols}x{ncols}"));
-            }
+            check_nm_product(&mut rng, rows, cols, (2, 4), ncols);
         }
     }
 }
@@ -184,21 +184,7 @@ proptest! {
     #[test]
     fn two_four_products_match_f64_on_every_path(rows in 0usize..20, octets in 0usize..40, ncols in 1usize..72, seed: u64) {
         // cols a multiple of 8 (the 2:4 kernels' own case), past one 128-column depth block.
-        let mut rng = SplitMix64::new(seed);
-        let cols = 8 * octets;
-        let w = sparse_matrix(&mut rng, rows, cols, 80);
-        let a = prune::n_m(&w, &[rows, cols], 2, 4, false).unwrap().apply(&w).unwrap();
-        let nm = NmCompressed::from_dense(&a, rows, cols, 2, 4).unwrap();
-        let x: Vec<f32> = (0..cols * ncols).map(|_| rng.below(2001) as f32 / 100.0 - 10.0).collect();
-        let want = dense_reference(&a, &x, rows, cols, ncols);
-        for isa in Isa::available() {
-            let mut y = vec![f32::NAN; rows * ncols];
-            sparse::nm_spmm_on(isa, &nm, &x, ncols, &mut y).unwrap();
-            for (i, (&g, (&r, &mag))) in y.iter().zip(want.0.iter().zip(&want.1)).enumerate() {
-                let tol = 1e-5 * mag + f64::from(f32::MIN_POSITIVE);
-                prop_assert!((f64::from(g) - r).abs() <= tol, "{} {}x{}x{}: element {}: {} vs {}", isa, rows, cols, ncols, i, g, r);
-            }
-        }
+        check_nm_product(&mut SplitMix64::new(seed), rows, 8 * octets, (2, 4), ncols);
     }
 
     #[test]

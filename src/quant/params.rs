@@ -2,6 +2,7 @@
 //! resulting scales and zero points ([`QuantParams`]).
 
 use crate::error::{Error, Result};
+use crate::kernels::convert::min_max_finite;
 use half::f16;
 
 /// The integer type of quantized values.
@@ -159,7 +160,7 @@ impl Layout {
         let mut maxs = crate::error::try_vec(groups, f32::NEG_INFINITY)?;
         let mut finite = true;
         self.runs(|start, count, g| {
-            let (lo, hi, run_finite) = crate::kernels::convert::min_max_finite(&x[start..start + count]);
+            let (lo, hi, run_finite) = min_max_finite(&x[start..start + count]);
             mins[g] = mins[g].min(lo);
             maxs[g] = maxs[g].max(hi);
             finite &= run_finite;

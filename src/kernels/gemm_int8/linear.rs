@@ -2,7 +2,7 @@
 
 use super::{check_matrix, gemm_packed_on, PackedI8, Update};
 use crate::error::{check_finite, check_len, try_vec};
-use crate::kernels::convert::{min_max_finite, quantize_i8_on, quantize_u8_on};
+use crate::kernels::convert::{min_max_finite, quantize_i8_on, quantize_u8_on, scalar};
 use crate::kernels::Isa;
 use crate::{Error, Result};
 
@@ -55,12 +55,7 @@ impl QuantLinear {
         for (o, scale) in scales.iter_mut().enumerate() {
             let row = &w[o * in_features..(o + 1) * in_features];
             *scale = symmetric_scale(row, limit);
-            crate::kernels::convert::scalar::quantize_i8(
-                row,
-                *scale,
-                0,
-                &mut q[o * in_features..(o + 1) * in_features],
-            );
+            scalar::quantize_i8(row, *scale, 0, &mut q[o * in_features..(o + 1) * in_features]);
         }
         Self::from_quantized(out_features, in_features, &q, &scales, bias)
     }

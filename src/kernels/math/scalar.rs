@@ -9,8 +9,9 @@ fn pow2(n: f32) -> f32 {
 }
 
 /// exp(x) in f32, within a few ulp of the exact value over the whole range, subnormal results
-/// included: `x = n ln2 + r` (Cody-Waite, ties-to-even `n`), a degree-7 polynomial (Estrin's scheme) for `exp(r)`,
-/// and the scale `2^n` applied in two halves so that each product is exact or rounded once.
+/// included: `x = n ln2 + r` (Cody-Waite, ties-to-even `n` from a shifter), a degree-7 polynomial
+/// for `exp(r)` in Estrin's scheme, and the scale `2^n` applied in two halves so that each product
+/// is exact or rounded once.
 pub fn exp(x: f32) -> f32 {
     if x.is_nan() {
         return x;

@@ -99,23 +99,10 @@ pub fn nm_spmm_on(isa: Isa, a: &NmCompressed, x: &[f32], ncols: usize, y: &mut [
     }
     let per_row = a.cols() / a.m() * a.n();
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx2 && ncols == 1 && (a.n(), a.m()) == (2, 4) && a.cols().is_multiple_of(8) {
-        // 2:4 times a vector (the decode step): each row's fields start on a byte (cols/2 slots of
-        // 2 bits, a multiple of four slots), so the kept values are picked without a gather.
-        let bytes = per_row / 4;
-        for (r, y_row) in y.iter_mut().enumerate() {
-            let values = &a.values()[r * per_row..(r + 1) * per_row];
-            let fields = &a.indices()[r * bytes..(r + 1) * bytes];
-            // SAFETY: Avx2 passed ensure_available; per_row = 4 * bytes values and x holds
-            // cols = 8 * bytes (check_operands).
-            *y_row = unsafe { x86::dot_2_4(values, fields, &x[..a.cols()]) };
-        }
-        return Ok(());
-    }
-    #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx2 && (a.n(), a.m()) == (2, 4) && a.cols().is_multiple_of(8) {
         // SAFETY: Avx2 passed ensure_available; a 2:4 matrix with cols % 8 == 0 holds rows * cols / 2
-        // values and rows * cols / 8 field bytes; x and y were checked against the shape.
+        // values and rows * cols / 8 field bytes (each row's fields start on a byte); x and y
+        // were checked against the shape.
         return unsafe { x86::spmm_2_4(a.values(), a.indices(), a.rows(), a.cols(), x, ncols, y) };
     }
     let mut cols = crate::error::try_vec(per_row, 0u32)?;
@@ -133,7 +120,7 @@ pub enum SparseFormat {
     Csr,
     /// [`NmCompressed`] (its sparsity is `1 - n/m`).
     NM,
-    /// [`NmCompressed`] with n = 2, m = 4, which has its own kernel for one column.
+    /// [`NmCompressed`] with n = 2, m = 4, which has its own AVX2 kernels when `cols % 8 == 0`.
     TwoFour,
 }
 

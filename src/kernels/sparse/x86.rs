@@ -142,16 +142,23 @@ unsafe fn dot_gather(values: &[f32], cols: &[u32], x: &[f32]) -> f32 {
     sum
 }
 
-/// For one byte of 2:4 positions (four 2-bit fields: two kept values in each of two groups of
-/// four), the lanes of the eight x values that `vpermps` picks: the second group's offset by 4.
+/// For one byte of 2:4 positions (four 2-bit fields, low bits first: two kept values in each of
+/// two groups of four), which of the byte's eight columns each kept value sits in: the second
+/// group's fields offset by 4. The one definition of the byte layout both 2:4 kernels decode.
+#[inline(always)]
+const fn columns_2_4(byte: usize) -> [usize; 4] {
+    [byte & 3, (byte >> 2) & 3, 4 + ((byte >> 4) & 3), 4 + ((byte >> 6) & 3)]
+}
+
+/// [`columns_2_4`] of every byte, as the lane indices `vpermps` takes.
 static LANES_2_4: [[i32; 4]; 256] = {
     let mut table = [[0i32; 4]; 256];
     let mut byte = 0;
     while byte < 256 {
+        let columns = columns_2_4(byte);
         let mut slot = 0;
         while slot < 4 {
-            let field = ((byte >> (2 * slot)) & 3) as i32;
-            table[byte][slot] = field + if slot < 2 { 0 } else { 4 };
+            table[byte][slot] = columns[slot] as i32;
             slot += 1;
         }
         byte += 1;
@@ -167,7 +174,7 @@ static LANES_2_4: [[i32; 4]; 256] = {
 /// AVX2 and FMA must be available; `values.len() == 4 * fields.len()` and
 /// `x.len() == 8 * fields.len()`.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn dot_2_4(values: &[f32], fields: &[u8], x: &[f32]) -> f32 {
+unsafe fn dot_2_4(values: &[f32], fields: &[u8], x: &[f32]) -> f32 {
     debug_assert_eq!(values.len(), 4 * fields.len());
     debug_assert_eq!(x.len(), 8 * fields.len());
     let (vp, xp) = (values.as_ptr(), x.as_ptr());
@@ -219,7 +226,8 @@ const ROWS_2_4: usize = 256;
 /// A 2:4 compressed matrix whose rows' position fields start on a byte (`cols % 8 == 0`) times
 /// `ncols` columns: `y (rows x ncols) = a (rows x cols) * x (cols x ncols)`.
 ///
-/// Blocked as a dense GEMM is: per depth block, `x` is packed into micro-panels of `8 NV` columns
+/// One column (the decode step) is one [`dot_2_4`] per row. More columns are blocked as a dense
+/// GEMM is: per depth block, `x` is packed into micro-panels of `8 NV` columns
 /// (zero-padded); `MR x 8 NV` tiles of `y` are accumulated in registers, each kept value
 /// broadcast and multiplied with the micro-panel row its 2-bit field picks (decoded with shifts,
 /// no gather). Half the multiply-adds of the dense product, each fed from L1.
@@ -242,6 +250,15 @@ pub(crate) unsafe fn spmm_2_4(
     }
     if cols == 0 {
         y.fill(0.0);
+        return Ok(());
+    }
+    if ncols == 1 {
+        let (per_row, bytes) = (cols / 2, cols / 8);
+        for (r, y_row) in y.iter_mut().enumerate() {
+            let (values, fields) = (&values[r * per_row..][..per_row], &fields[r * bytes..][..bytes]);
+            // SAFETY: AVX2 and FMA (contract); per_row = 4 * bytes values and x holds cols = 8 * bytes.
+            *y_row = unsafe { dot_2_4(values, fields, x) };
+        }
         return Ok(());
     }
     if ncols <= 8 {
@@ -398,8 +415,7 @@ unsafe fn tile_2_4<const MR: usize, const NV: usize>(
             // SAFETY: b < bytes and 4 b + 4 <= 4 bytes (contract).
             let (byte, v) =
                 unsafe { (usize::from(*fields.add(i * row_fields + b)), values.add(i * row_values + 4 * b)) };
-            let picked = [byte & 3, (byte >> 2) & 3, 4 + ((byte >> 4) & 3), 4 + (byte >> 6)];
-            for (s, &p) in picked.iter().enumerate() {
+            for (s, &p) in columns_2_4(byte).iter().enumerate() {
                 // SAFETY: s < 4 kept values of this byte; p < 8 rows of this window.
                 unsafe {
                     let w = _mm256_broadcast_ss(&*v.add(s));
