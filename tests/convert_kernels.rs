@@ -272,6 +272,14 @@ fn quantize_edges(scale: f32) -> Vec<f32> {
         3e9,
         1e20,
     ];
+    // Quotients where a fixed-point shortcut leaves its domain (2^11, 3 * 2^11 below zero, the
+    // shifter's own magnitude), with their neighbours.
+    for q in [2047.5f64, 2048.5, 4096.5, -2048.5, -4096.5, -6143.5, -6144.0, -6144.5, -6145.0, -12582912.0] {
+        let x = (q * f64::from(scale)) as f32;
+        for ulps in -3..=3 {
+            v.push(f32::from_bits((x.to_bits() as i32 + ulps) as u32));
+        }
+    }
     for k in -300..300 {
         let tie = (k as f32 + 0.5) * scale;
         v.extend([
@@ -284,7 +292,7 @@ fn quantize_edges(scale: f32) -> Vec<f32> {
     v
 }
 
-const SCALES: [f32; 6] = [1.0, 0.5, 0.1, 0.003_921_569, 3.7e-3, 1e-30];
+const SCALES: [f32; 7] = [1.0, 0.5, 0.1, 0.003_921_569, 3.7e-3, 1e-30, 1e-37];
 const ZERO_POINTS_I8: [i8; 4] = [0, -128, 127, 5];
 const ZERO_POINTS_U8: [u8; 4] = [0, 128, 255, 3];
 
@@ -510,4 +518,36 @@ fn min_max_finite_matches_a_plain_fold_at_every_length_and_position() {
         }
     }
     assert_eq!(cv::min_max_finite(&[]), (f32::INFINITY, f32::NEG_INFINITY, true));
+}
+
+/// Every f32 that is not NaN, quantized on every SIMD path against the scalar division, for
+/// scales whose reciprocals round up, down and exactly. About three minutes in release:
+/// `cargo test --release --test convert_kernels -- --ignored`.
+#[test]
+#[ignore = "exhaustive over 2^32 inputs; run in release"]
+fn quantize_every_f32_agrees_with_scalar_division() {
+    const CHUNK: u64 = 1 << 20;
+    for &(scale, zp) in &[(0.8f32, 3i8), (1.0 / 255.0, -128), (0.1, 0), (3.7e-3, 127), (0.75, -5), (1e-30, 1)]
+    {
+        for isa in Isa::available().into_iter().filter(|&isa| isa != Isa::Scalar) {
+            let mut x = Vec::with_capacity(CHUNK as usize);
+            let (mut got, mut want) = (vec![0i8; CHUNK as usize], vec![0i8; CHUNK as usize]);
+            for start in (0..1u64 << 32).step_by(CHUNK as usize) {
+                x.clear();
+                x.extend((start..start + CHUNK).map(|b| f32::from_bits(b as u32)).filter(|v| !v.is_nan()));
+                let n = x.len();
+                cv::quantize_i8_on(isa, &x, scale, zp, &mut got[..n]).unwrap();
+                scalar::quantize_i8(&x, scale, zp, &mut want[..n]);
+                if let Some(i) = (0..n).find(|&i| got[i] != want[i]) {
+                    panic!(
+                        "{isa}: x = {:e} ({:#x}), scale {scale:e}, zp {zp}: {} != {}",
+                        x[i],
+                        x[i].to_bits(),
+                        got[i],
+                        want[i]
+                    );
+                }
+            }
+        }
+    }
 }
