@@ -6,7 +6,7 @@
 //! half to even, `x / scale` in f32) run through the SIMD kernels of [`crate::kernels::convert`].
 
 use super::pack::{nibble_get, nibble_put, packed_len};
-use super::params::{Convention, Layout, QType, QuantParams, QuantSpec, Rounding};
+use super::params::{Convention, QType, QuantParams, QuantSpec, Rounding};
 use crate::error::{Error, Result};
 use crate::kernels::convert as kernel;
 use crate::tensor::{DynTensor, Packed4, Tensor};
@@ -229,12 +229,10 @@ pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: 
     check_qbuffer(out.as_ref(), &spec, x.len())?;
     let kernel_path = onnx_kernel_case(&spec);
     let narrow = spec.qrange() != spec.qtype.range();
-    let one_kernel_call = kernel_path && matches!(layout, Layout::Tensor { n } if n >= KERNEL_MIN_RUN);
-    if !one_kernel_call {
-        // Several runs, or the inline loop: find any NaN before the first write (one kernel call
-        // checks before it writes).
-        crate::error::check_no_nan("x", x)?;
-    }
+    // Any NaN is found before the first write, by one scan of the whole tensor; the runs below
+    // then skip the kernels' own scan.
+    crate::error::check_no_nan("x", x)?;
+    let isa = crate::kernels::Isa::active();
     let (scales, zps) = (params.scales(), params.zero_points());
     let mut result = Ok(());
     layout.runs(|start, count, g| {
@@ -247,14 +245,14 @@ pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: 
         match (&mut out, kernel_path && count >= KERNEL_MIN_RUN) {
             (QSliceMut::I8(y), true) => {
                 let y = &mut y[range.clone()];
-                result = kernel::quantize_i8(&x[range], scales[g], zps[g] as i8, y);
+                result = kernel::quantize_i8_scanned_on(isa, &x[range], scales[g], zps[g] as i8, y);
                 if narrow {
                     clamp_run(y, spec.qrange());
                 }
             }
             (QSliceMut::U8(y), true) => {
                 let y = &mut y[range.clone()];
-                result = kernel::quantize_u8(&x[range], scales[g], zps[g] as u8, y);
+                result = kernel::quantize_u8_scanned_on(isa, &x[range], scales[g], zps[g] as u8, y);
                 if narrow {
                     clamp_run(y, spec.qrange());
                 }

@@ -40,10 +40,11 @@ pub fn quantize_per_axis_i8(
 /// scale and is refused; nothing is written on error.
 pub fn dynamic_quantize_linear(x: &[f32], y: &mut [u8]) -> Result<(f32, u8)> {
     crate::error::check_no_nan("x", x)?;
-    let (min, max) = x.iter().fold((0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (lo, hi, _) = kernel::min_max_finite(x);
+    let (min, max) = (lo.min(0.0), hi.max(0.0));
     let scale = if max == min { 1.0 } else { (max - min) / 255.0 };
     kernel::check_scale(scale)?;
     let zero_point = (0.0 - min / scale).clamp(0.0, 255.0).round_ties_even() as u8;
-    kernel::quantize_u8(x, scale, zero_point, y)?;
+    kernel::quantize_u8_scanned_on(crate::kernels::Isa::active(), x, scale, zero_point, y)?;
     Ok((scale, zero_point))
 }

@@ -162,9 +162,21 @@ pub fn quantize_i8(x: &[f32], scale: f32, zero_point: i8, y: &mut [i8]) -> Resul
 /// [`quantize_i8`] on a chosen path.
 pub fn quantize_i8_on(isa: Isa, x: &[f32], scale: f32, zero_point: i8, y: &mut [i8]) -> Result<()> {
     isa.ensure_available()?;
+    check_no_nan_on(isa, "x", x)?;
+    quantize_i8_scanned_on(isa, x, scale, zero_point, y)
+}
+
+/// [`quantize_i8_on`] for `x` the caller has already found free of NaN (with [`check_no_nan`]):
+/// each run of a per-channel or per-block quantization, after one scan of the whole tensor.
+pub(crate) fn quantize_i8_scanned_on(
+    isa: Isa,
+    x: &[f32],
+    scale: f32,
+    zero_point: i8,
+    y: &mut [i8],
+) -> Result<()> {
     check_scale(scale)?;
     check_same_len(x.len(), y.len())?;
-    check_no_nan_on(isa, "x", x)?;
     dispatch!(isa, quantize_i8(x, scale, zero_point, y));
     Ok(())
 }
@@ -177,9 +189,21 @@ pub fn quantize_u8(x: &[f32], scale: f32, zero_point: u8, y: &mut [u8]) -> Resul
 /// [`quantize_u8`] on a chosen path.
 pub fn quantize_u8_on(isa: Isa, x: &[f32], scale: f32, zero_point: u8, y: &mut [u8]) -> Result<()> {
     isa.ensure_available()?;
+    check_no_nan_on(isa, "x", x)?;
+    quantize_u8_scanned_on(isa, x, scale, zero_point, y)
+}
+
+/// [`quantize_u8_on`] for `x` the caller has already found free of NaN (see
+/// [`quantize_i8_scanned_on`]).
+pub(crate) fn quantize_u8_scanned_on(
+    isa: Isa,
+    x: &[f32],
+    scale: f32,
+    zero_point: u8,
+    y: &mut [u8],
+) -> Result<()> {
     check_scale(scale)?;
     check_same_len(x.len(), y.len())?;
-    check_no_nan_on(isa, "x", x)?;
     dispatch!(isa, quantize_u8(x, scale, zero_point, y));
     Ok(())
 }
