@@ -28,7 +28,7 @@ use super::Isa;
 use crate::error::{check_len, try_vec};
 use crate::{Error, Result};
 use blocking::{A_WHOLE_DEPTH_BYTES, KC_QUADS, KU, MC, MR, NR};
-use pack::{block_is_seven_bit, pack_a_narrow, pack_a_wide, Quad};
+use pack::{block_is_seven_bit, pack_a_narrow, pack_a_wide, Quad, WideQuad};
 use std::ops::Range;
 
 /// What a GEMM does with the existing contents of C.
@@ -298,6 +298,7 @@ unsafe fn drive<T: AElement>(
     let block_len = block_rows * kc.min(quads) * KU;
     let mut narrow = try_vec(block_len, 0u8)?;
     let mut wide: Vec<i16> = Vec::new();
+    let mut wide_b: Vec<WideQuad> = Vec::new();
     for q0 in (0..quads).step_by(kc) {
         let qn = kc.min(quads - q0);
         let ks = q0 * KU..k.min((q0 + qn) * KU);
@@ -315,8 +316,19 @@ unsafe fn drive<T: AElement>(
             } else {
                 pack_a_narrow(a, lda, block.clone(), ks.clone(), &mut narrow);
             }
+            // With several row tiles, B is sign-extended once per panel rather than once per tile.
+            let widen_b = use_wide && block.len() > MR;
+            if widen_b && wide_b.is_empty() {
+                wide_b = try_vec(kc.min(quads), WideQuad([0; NR * KU]))?;
+            }
             for p in panels.clone() {
-                let b = &packed.panel_from(p, q0)[..qn];
+                let mut b = BPanel::Bytes(&packed.panel_from(p, q0)[..qn]);
+                #[cfg(target_arch = "x86_64")]
+                if widen_b {
+                    // SAFETY: `use_wide` implies Isa::Avx2, checked available by the caller.
+                    unsafe { x86::widen(&packed.panel_from(p, q0)[..qn], &mut wide_b[..qn]) };
+                    b = BPanel::Widened(&wide_b[..qn]);
+                }
                 let cols = NR.min(n - p * NR);
                 for (pi, r0) in block.clone().step_by(MR).enumerate() {
                     let tile = Tile { rows: MR.min(block.end - r0), cols, add };
@@ -340,6 +352,14 @@ enum APanel<'a> {
     Wide(&'a [i16]),
 }
 
+/// A B panel's quads: as packed, or sign-extended for the exact wide kernel.
+#[derive(Clone, Copy)]
+enum BPanel<'a> {
+    Bytes(&'a [Quad]),
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Widened(&'a [WideQuad]),
+}
+
 /// The part of an `MR x NR` tile that lies inside C, and whether to add to it.
 #[derive(Clone, Copy)]
 struct Tile {
@@ -352,7 +372,7 @@ struct Tile {
 ///
 /// # Safety
 /// `c` must be valid for reads and writes of `tile.rows` rows of `tile.cols` i32, `ldc` apart.
-unsafe fn run_tile(isa: Isa, a: APanel<'_>, b: &[Quad], c: *mut i32, ldc: usize, tile: Tile) {
+unsafe fn run_tile(isa: Isa, a: APanel<'_>, b: BPanel<'_>, c: *mut i32, ldc: usize, tile: Tile) {
     // AVX2 kernels come in every row count, so only a narrow last panel goes through `local`.
     let direct = match isa {
         Isa::Avx2 => tile.cols == NR,
@@ -365,33 +385,51 @@ unsafe fn run_tile(isa: Isa, a: APanel<'_>, b: &[Quad], c: *mut i32, ldc: usize,
     /// Calls `$kernel::<R>` with `R = tile.rows` (1 to `MR`).
     #[cfg(target_arch = "x86_64")]
     macro_rules! by_rows {
-        ($kernel:ident, $a:expr) => {
+        ($kernel:ident, $a:expr, $b:expr) => {
             match tile.rows {
-                1 => x86::$kernel::<1>(b.len(), $a, b.as_ptr(), out, out_ld, add),
-                2 => x86::$kernel::<2>(b.len(), $a, b.as_ptr(), out, out_ld, add),
-                3 => x86::$kernel::<3>(b.len(), $a, b.as_ptr(), out, out_ld, add),
-                4 => x86::$kernel::<4>(b.len(), $a, b.as_ptr(), out, out_ld, add),
-                5 => x86::$kernel::<5>(b.len(), $a, b.as_ptr(), out, out_ld, add),
-                _ => x86::$kernel::<MR>(b.len(), $a, b.as_ptr(), out, out_ld, add),
+                1 => x86::$kernel::<1>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
+                2 => x86::$kernel::<2>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
+                3 => x86::$kernel::<3>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
+                4 => x86::$kernel::<4>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
+                5 => x86::$kernel::<5>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
+                _ => x86::$kernel::<MR>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
             }
         };
     }
-    match (isa, a) {
+    match (isa, a, b) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the driver only picks Avx2 after `ensure_available`; the panels hold b.len()
         // quads (narrow: the pair sums cannot saturate, as the driver checked); `out` holds
         // `tile.rows` rows of NR (C, or `local`).
-        (Isa::Avx2, APanel::Narrow(a)) => unsafe { by_rows!(kernel_narrow, a.as_ptr()) },
+        (Isa::Avx2, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe { by_rows!(kernel_narrow, a.as_ptr(), b) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for the exact wide layout.
-        (Isa::Avx2, APanel::Wide(a)) => unsafe { by_rows!(kernel_wide, a.as_ptr()) },
+        (Isa::Avx2, APanel::Wide(a), BPanel::Bytes(b)) => unsafe { by_rows!(kernel_wide, a.as_ptr(), b) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, with B widened; row 4 of the A panel starts 4 * KU i16 into it.
+        (Isa::Avx2, APanel::Wide(a), BPanel::Widened(b)) => unsafe {
+            const _: () = assert!(MR == 5, "the widened kernel splits a tile as 4 + 1 rows");
+            if tile.rows == MR {
+                x86::kernel_wide_b::<4>(b.len(), a.as_ptr(), b.as_ptr(), out, out_ld, add);
+                x86::kernel_wide_b::<1>(
+                    b.len(),
+                    a.as_ptr().add(4 * KU),
+                    b.as_ptr(),
+                    out.add(4 * out_ld),
+                    out_ld,
+                    add,
+                );
+            } else {
+                by_rows!(kernel_wide_b, a.as_ptr(), b)
+            }
+        },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: Neon was checked available; the narrow panel holds b.len() quads; `out` is a full tile.
-        (Isa::Neon, APanel::Narrow(a)) => unsafe {
+        (Isa::Neon, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe {
             aarch64::kernel(b.len(), a.as_ptr(), b.as_ptr(), out, out_ld, add)
         },
-        (_, APanel::Narrow(a)) => scalar::kernel(b.len(), a, b, &mut local),
-        (_, APanel::Wide(_)) => unreachable!("the wide layout is packed for AVX2 only"),
+        (_, APanel::Narrow(a), BPanel::Bytes(b)) => scalar::kernel(b.len(), a, b, &mut local),
+        _ => unreachable!("the wide layouts are packed for AVX2 only"),
     }
     if out != c {
         for (r, row) in local.iter().enumerate().take(tile.rows) {

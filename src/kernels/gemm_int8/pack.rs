@@ -13,6 +13,15 @@ pub struct Quad(pub [i8; NR * KU]);
 
 const _: () = assert!(std::mem::size_of::<Quad>() == 64);
 
+/// One quad of one B panel sign-extended to i16 for the exact full-range kernel: for each group
+/// of eight columns, the even-k vector then the odd-k vector, i16 lane `2c + h` holding
+/// `b[k = 2h (+1)][c]`. Widened once per panel and cache block, then read by every row tile.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+pub struct WideQuad(pub [i16; NR * KU]);
+
+const _: () = assert!(std::mem::size_of::<WideQuad>() == 128);
+
 /// How a B source is laid out in memory, so that packing reads it sequentially.
 #[derive(Clone, Copy)]
 enum Source {

@@ -9,7 +9,7 @@
 //!   to i16 pairs, two `vpmaddwd` per vector: products of 8-bit values never overflow there.
 
 use super::blocking::{KU, MR, NR};
-use super::pack::Quad;
+use super::pack::{Quad, WideQuad};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -75,6 +75,72 @@ pub(crate) unsafe fn kernel_narrow<const R: usize>(
     unsafe { store(&acc, c, ldc, accumulate) }
 }
 
+/// The even-k and odd-k i16 vectors of one eight-column B vector: i16 lane `2c + h` holds bytes
+/// `k(2h), k(2h + 1)` of column `c`, the low byte the even k.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn even_odd(bv: __m256i) -> (__m256i, __m256i) {
+    (_mm256_srai_epi16(_mm256_slli_epi16(bv, 8), 8), _mm256_srai_epi16(bv, 8))
+}
+
+/// Sign-extends B quads into the [`WideQuad`] layout of [`kernel_wide_b`].
+///
+/// # Safety
+/// AVX2 must be available.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn widen(b: &[Quad], out: &mut [WideQuad]) {
+    for (q, w) in b.iter().zip(out.iter_mut()) {
+        let src = q.0.as_ptr().cast::<__m256i>();
+        let dst = w.0.as_mut_ptr().cast::<__m256i>();
+        for g in 0..NR / 8 {
+            // SAFETY: a Quad holds two and a WideQuad four 32-byte vectors, both 64-byte aligned.
+            unsafe {
+                let (even, odd) = even_odd(_mm256_load_si256(src.add(g)));
+                _mm256_store_si256(dst.add(2 * g), even);
+                _mm256_store_si256(dst.add(2 * g + 1), odd);
+            }
+        }
+    }
+}
+
+/// Wide kernel over widened B: `tile (+)= A B` over `quads` quads, exact for every u8 A and i8 B,
+/// two `vpmaddwd` and two adds per row and eight columns, as many multiplies as the narrow kernel.
+/// The quad's four B vectors stay in registers while each row broadcasts its A pairs once, which
+/// leaves room for four rows of accumulators: a five-row tile runs as four rows, then one.
+///
+/// # Safety
+/// As [`kernel_wide`], with `R <= 4` and `b` holding `quads` [`WideQuad`]s.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn kernel_wide_b<const R: usize>(
+    quads: usize,
+    a: *const i16,
+    b: *const WideQuad,
+    c: *mut i32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[_mm256_setzero_si256(); 2]; R];
+    for q in 0..quads {
+        // SAFETY: q < quads keeps every read inside the caller's buffers; WideQuad is 64-byte aligned.
+        unsafe {
+            let bq = b.add(q).cast::<__m256i>();
+            let aq = a.add(q * MR * KU);
+            let bv: [__m256i; 4] = core::array::from_fn(|v| _mm256_load_si256(bq.add(v)));
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let pairs = aq.add(r * KU).cast::<i32>();
+                let a_even = _mm256_set1_epi32(pairs.read_unaligned());
+                let a_odd = _mm256_set1_epi32(pairs.add(1).read_unaligned());
+                for (g, acc) in acc_row.iter_mut().enumerate() {
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(bv[2 * g], a_even));
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(bv[2 * g + 1], a_odd));
+                }
+            }
+        }
+    }
+    // SAFETY: AVX2 is enabled in this function and the caller guarantees the tile.
+    unsafe { store(&acc, c, ldc, accumulate) }
+}
+
 /// Wide kernel: `tile (+)= A B` over `quads` quads, exact for every u8 A and i8 B.
 ///
 /// # Safety
@@ -99,10 +165,7 @@ pub(crate) unsafe fn kernel_wide<const R: usize>(
             _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(q + PREFETCH_QUADS).cast::<i8>());
             let aq = a.add(q * MR * KU);
             for g in 0..NR / 8 {
-                let bv = _mm256_load_si256(bq.add(g));
-                // i16 lane 2c+h holds bytes k(2h), k(2h+1) of column c: low byte is the even k.
-                let even = _mm256_srai_epi16(_mm256_slli_epi16(bv, 8), 8);
-                let odd = _mm256_srai_epi16(bv, 8);
+                let (even, odd) = even_odd(_mm256_load_si256(bq.add(g)));
                 for (r, acc_row) in acc.iter_mut().enumerate() {
                     let pairs = aq.add(r * KU).cast::<i32>();
                     let a_even = _mm256_set1_epi32(pairs.read_unaligned());
