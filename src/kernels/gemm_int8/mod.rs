@@ -316,8 +316,9 @@ unsafe fn drive<T: AElement>(
             } else {
                 pack_a_narrow(a, lda, block.clone(), ks.clone(), &mut narrow);
             }
-            // With several row tiles, B is sign-extended once per panel rather than once per tile.
-            let widen_b = use_wide && block.len() > MR;
+            // With several row tiles, B is sign-extended once per panel rather than once per tile,
+            // into a buffer that stays in L1 (a whole-depth panel of the few-row case would not).
+            let widen_b = use_wide && block.len() > MR && qn <= KC_QUADS;
             if widen_b && wide_b.is_empty() {
                 wide_b = try_vec(kc.min(quads), WideQuad([0; NR * KU]))?;
             }
