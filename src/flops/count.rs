@@ -257,6 +257,11 @@ impl Count {
         let mut notes = Vec::new();
         let density = comp.sparsity.density();
         let wbits = comp.weights.bits() as f64;
+        // Bits of the position index stored with each kept weight of an N:M pattern.
+        let nm_index_bits = match comp.sparsity {
+            Sparsity::NM { m, .. } => f64::from(m.next_power_of_two().trailing_zeros()),
+            _ => 0.0,
+        };
         let (mut macs, mut params, mut wbytes) = (0f64, 0u64, 0f64);
         for m in &self.matrices {
             let dense_macs = prod([m.copies, m.uses, m.rows, m.cols])? as f64;
@@ -286,7 +291,7 @@ impl Count {
             wbytes += match comp.sparsity {
                 Sparsity::Dense => stored * wbits,
                 Sparsity::Unstructured(_) => kept * wbits + stored,
-                Sparsity::NM { m, .. } => kept * (wbits + f64::from(m.next_power_of_two().trailing_zeros())),
+                Sparsity::NM { .. } => kept * (wbits + nm_index_bits),
             };
         }
         let wbytes = bits_to_bytes(wbytes);
