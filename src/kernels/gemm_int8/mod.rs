@@ -323,13 +323,17 @@ unsafe fn drive<T: AElement>(
                 wide_b = try_vec(kc.min(quads), WideQuad([0; NR * KU]))?;
             }
             for p in panels.clone() {
-                let mut b = BPanel::Bytes(&packed.panel_from(p, q0)[..qn]);
+                let bytes = &packed.panel_from(p, q0)[..qn];
                 #[cfg(target_arch = "x86_64")]
-                if widen_b {
+                let b = if widen_b {
                     // SAFETY: `use_wide` implies Isa::Avx2, checked available by the caller.
-                    unsafe { x86::widen(&packed.panel_from(p, q0)[..qn], &mut wide_b[..qn]) };
-                    b = BPanel::Widened(&wide_b[..qn]);
-                }
+                    unsafe { x86::widen(bytes, &mut wide_b[..qn]) };
+                    BPanel::Widened(&wide_b[..qn])
+                } else {
+                    BPanel::Bytes(bytes)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let b = BPanel::Bytes(bytes);
                 let cols = NR.min(n - p * NR);
                 for (pi, r0) in block.clone().step_by(MR).enumerate() {
                     let tile = Tile { rows: MR.min(block.end - r0), cols, add };
