@@ -521,7 +521,7 @@ fn min_max_finite_matches_a_plain_fold_at_every_length_and_position() {
 }
 
 /// Every f32 that is not NaN, quantized on every SIMD path against the scalar division, for
-/// scales whose reciprocals round up, down and exactly. About three minutes in release:
+/// six (scale, zero point) pairs, the zero points at both ends. About three minutes in release:
 /// `cargo test --release --test convert_kernels -- --ignored`.
 #[test]
 #[ignore = "exhaustive over 2^32 inputs; run in release"]

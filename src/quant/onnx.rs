@@ -39,8 +39,11 @@ pub fn quantize_per_axis_i8(
 /// Returns `(scale, zero_point)`. NaN is an error naming its index; an infinity gives an infinite
 /// scale and is refused; nothing is written on error.
 pub fn dynamic_quantize_linear(x: &[f32], y: &mut [u8]) -> Result<(f32, u8)> {
-    crate::error::check_no_nan("x", x)?;
-    let (lo, hi, _) = kernel::min_max_finite(x);
+    // One pass for the range; the NaN scan (which names the index) only when something was not finite.
+    let (lo, hi, finite) = kernel::min_max_finite(x);
+    if !finite {
+        crate::error::check_no_nan("x", x)?;
+    }
     let (min, max) = (lo.min(0.0), hi.max(0.0));
     let scale = if max == min { 1.0 } else { (max - min) / 255.0 };
     kernel::check_scale(scale)?;
