@@ -66,34 +66,50 @@ impl Lanes for Neon {
         Neon(unsafe { vminq_f32(self.0, o.0) })
     }
     #[inline(always)]
-    fn round_even(self) -> Self {
+    fn exp2_eighths(shifted: Self) -> Self {
+        // SAFETY: features as above; the table is 32 bytes, read as two 16-byte vectors, and each
+        // byte index 4 j + b (j = n mod 8 < 8, b < 4) is below 32.
+        unsafe {
+            let bytes = super::EXP2_EIGHTHS.as_ptr().cast::<u8>();
+            let table = uint8x16x2_t(vld1q_u8(bytes), vld1q_u8(bytes.add(16)));
+            let j = vandq_u32(vreinterpretq_u32_f32(shifted.0), vdupq_n_u32(7));
+            let index = vaddq_u32(vmulq_n_u32(j, 0x0404_0404), vdupq_n_u32(0x0302_0100));
+            Neon(vreinterpretq_f32_u8(vqtbl2q_u8(table, vreinterpretq_u8_u32(index))))
+        }
+    }
+    #[inline(always)]
+    fn mul_pow2_eighths(self, shifted: Self) -> Self {
+        // SAFETY: features as above. Shifting the bits of `shifted` left by 20 leaves n * 2^20
+        // (the shifter's bits fall off the top); the mask keeps (n >> 3) * 2^23, the exponent step.
+        unsafe {
+            let step = vshlq_n_u32::<20>(vreinterpretq_u32_f32(shifted.0));
+            let step = vandq_u32(step, vdupq_n_u32(0xff80_0000));
+            Neon(vreinterpretq_f32_u32(vaddq_u32(vreinterpretq_u32_f32(self.0), step)))
+        }
+    }
+    #[inline(always)]
+    fn pow2_halves(shifted: Self) -> (Self, Self) {
+        // SAFETY: features as above; k = n >> 3 by an arithmetic shift of n * 2^20 (see
+        // mul_pow2_eighths), and both halves of k lie in [-126, 127].
+        unsafe {
+            let k = vshrq_n_s32::<23>(vshlq_n_s32::<20>(vreinterpretq_s32_f32(shifted.0)));
+            let half = vshrq_n_s32::<1>(k);
+            let pow2 = |k| vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(k, vdupq_n_s32(127))));
+            (Neon(pow2(half)), Neon(pow2(vsubq_s32(k, half))))
+        }
+    }
+    #[inline(always)]
+    fn max_magnitude(self, x: Self) -> Self {
         // SAFETY: features as above.
-        Neon(unsafe { vrndnq_f32(self.0) })
-    }
-    #[inline(always)]
-    fn pow2(n: Self) -> Self {
-        // SAFETY: features as above; n is integer-valued in [-126, 127], so the biased exponent fits.
         unsafe {
-            let bits = vaddq_s32(vcvtq_s32_f32(n.0), vdupq_n_s32(127));
-            Neon(vreinterpretq_f32_s32(vshlq_n_s32::<23>(bits)))
+            let magnitude = vandq_u32(vreinterpretq_u32_f32(x.0), vdupq_n_u32(i32::MAX as u32));
+            Neon(vreinterpretq_f32_u32(vmaxq_u32(vreinterpretq_u32_f32(self.0), magnitude)))
         }
     }
     #[inline(always)]
-    fn pow2_shifted(shifted: Self) -> Self {
-        // SAFETY: features as above. The low bits of `shifted` hold n + 0x400000; shifting them
-        // into the exponent field drops the 0x400000 (it lands above bit 31) and the bias is added.
-        unsafe {
-            let n = vshlq_n_s32::<23>(vreinterpretq_s32_f32(shifted.0));
-            Neon(vreinterpretq_f32_s32(vaddq_s32(n, vdupq_n_s32(127 << 23))))
-        }
-    }
-    #[inline(always)]
-    fn any_outside(self, lo: f32, hi: f32) -> bool {
-        // SAFETY: features as above. NaN fails both ordered compares, so it counts as outside.
-        unsafe {
-            let inside = vandq_u32(vcgeq_f32(self.0, vdupq_n_f32(lo)), vcleq_f32(self.0, vdupq_n_f32(hi)));
-            vminvq_u32(inside) == 0
-        }
+    fn any_magnitude_above(self, bound: f32) -> bool {
+        // SAFETY: features as above.
+        unsafe { vmaxvq_u32(vcgtq_u32(vreinterpretq_u32_f32(self.0), vdupq_n_u32(bound.to_bits()))) != 0 }
     }
     #[inline(always)]
     fn nan_from(self, x: Self) -> Self {

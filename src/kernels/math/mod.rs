@@ -16,18 +16,35 @@ mod x86;
 use super::Isa;
 use crate::{Error, Result};
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-/// 1.5 * 2^23: `x * LOG2E + ROUND_SHIFTER`, rounded once by a fused multiply-add, holds
-/// `n = round_ties_even(x * log2 e)` in its low mantissa bits, so `n` needs no rounding instruction
-/// and `2^n` is a shift of those bits.
+/// 8 log2(e): `x * LOG2E_8 + ROUND_SHIFTER`, rounded once by a fused multiply-add, holds
+/// `n = round_ties_even(8 x log2 e)` in its low mantissa bits. `n mod 8` indexes
+/// [`EXP2_EIGHTHS`] and `n >> 3` is the binary exponent of the result, so neither needs a rounding
+/// or conversion instruction.
+const LOG2E_8: f32 = 8.0 * std::f32::consts::LOG2_E;
+/// 1.5 * 2^23: see [`LOG2E_8`].
 const ROUND_SHIFTER: f32 = 12_582_912.0;
-/// ln 2 split for Cody-Waite reduction: `LN2_HI` has 9 significant bits, so `n * LN2_HI` is exact.
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-/// Cephes `expf` minimax coefficients for `(exp(r) - 1 - r) / r^2`, lowest degree first; evaluated
-/// in Estrin's scheme (pairs, then powers `r^2`, `r^4`), whose dependency chain is half Horner's.
-const EXP_POLY: [f32; 6] =
-    [0.5, 1.666_666_5e-1, 4.166_579_6e-2, 8.333_452e-3, 1.398_199_9e-3, 1.987_569_1e-4];
+/// ln(2) / 8 split for Cody-Waite reduction: `LN2_8_HI` has 9 significant bits, so `n * LN2_8_HI`
+/// is exact for every `n` the clamped range gives.
+const LN2_8_HI: f32 = 0.693_359_4 / 8.0;
+const LN2_8_LO: f32 = -2.121_944_4e-4 / 8.0;
+/// `2^(j / 8)` for `j` in `0..8`, correctly rounded to f32 (bit patterns, so that the table is
+/// exactly what a 60-digit computation of the powers rounds to).
+const EXP2_EIGHTHS: [f32; 8] = [
+    f32::from_bits(0x3f80_0000),
+    f32::from_bits(0x3f8b_95c2),
+    f32::from_bits(0x3f98_37f0),
+    f32::from_bits(0x3fa5_fed7),
+    f32::from_bits(0x3fb5_04f3),
+    f32::from_bits(0x3fc5_672a),
+    f32::from_bits(0x3fd7_44fd),
+    f32::from_bits(0x3fea_c0c7),
+];
+/// Taylor coefficients of `(exp(r) - 1 - r) / r^2` for `|r| <= ln(2) / 16`: the truncated term is
+/// below 2^-29 of the result.
+const EXP_POLY: [f32; 3] = [0.5, 1.0 / 6.0, 1.0 / 24.0];
+/// For `|x| <= EXP_FAST_MAX` exp is a normal f32, so `2^(n >> 3)` is applied by adding to the
+/// exponent field.
+const EXP_FAST_MAX: f32 = 87.0;
 /// Below this exp is 0 in f32 (exp(-104) < 2^-150), above it infinity (exp(88.8) > f32::MAX).
 const EXP_LO: f32 = -104.0;
 const EXP_HI: f32 = 88.8;
@@ -53,8 +70,9 @@ pub enum HardExp {
     Soft,
     /// One more exponential per logit, stored in [`KdStore::hard`].
     Exp,
-    /// The soft student exponential squared `k` times: for T = 2^k (1/T is then exact), with no
-    /// exponential and nothing stored; accurate to about 2^k times the exponential's few ulp.
+    /// The soft student exponential squared `k` times, `k` in `1..=3`: for T = 2^k (1/T is then
+    /// exact), with no exponential and nothing stored; accurate to about 2^k times the
+    /// exponential's ulp.
     Square(u32),
 }
 
@@ -95,6 +113,15 @@ macro_rules! dispatch {
             _ => scalar::$f($($arg),*),
         }
     };
+}
+
+fn check_hard(hard: HardExp) -> Result<()> {
+    match hard {
+        HardExp::Square(k) if !(1..=3).contains(&k) => {
+            Err(Error::invalid("hard squarings", k, "must be 1, 2 or 3 (T = 2, 4 or 8)"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_same_len(context: &'static str, expected: usize, actual: usize) -> Result<()> {
@@ -183,6 +210,7 @@ pub fn kd_row_sums_on(
     store: Option<KdStore<'_>>,
 ) -> Result<KdRowSums> {
     isa.ensure_available()?;
+    check_hard(hard)?;
     check_same_len("kd teacher row", s.len(), t.len())?;
     if let Some(st) = &store {
         check_same_len("kd student store", s.len(), st.student.len())?;
@@ -211,6 +239,7 @@ pub fn kd_row_grad_on(
     stream: bool,
 ) -> Result<()> {
     isa.ensure_available()?;
+    check_hard(hard)?;
     check_same_len("kd teacher exponentials", es.len(), et.len())?;
     check_same_len("kd gradient row", es.len(), grad.len())?;
     dispatch!(isa, kd_row_grad(es, et, cs, ct, ch, hard, grad, stream));

@@ -1,31 +1,35 @@
 //! The scalar reference: the definition the SIMD paths are tested against. Elementwise results
 //! (exp) match bit for bit; sums are accumulated here in f64, element by element.
 
-use super::{HardExp, KdRowSums, KdStore, EXP_HI, EXP_LO, EXP_POLY, LN2_HI, LN2_LO, LOG2E, ROUND_SHIFTER};
+use super::{
+    HardExp, KdRowSums, KdStore, EXP2_EIGHTHS, EXP_HI, EXP_LO, EXP_POLY, LN2_8_HI, LN2_8_LO, LOG2E_8,
+    ROUND_SHIFTER,
+};
 
-/// `2^n` for an integer-valued `n` in `[-126, 127]`.
-fn pow2(n: f32) -> f32 {
-    f32::from_bits(((n as i32 + 127) as u32) << 23)
+/// `2^k` for an integer `k` in `[-126, 127]`.
+fn pow2(k: i32) -> f32 {
+    f32::from_bits(((k + 127) as u32) << 23)
 }
 
-/// exp(x) in f32, within a few ulp of the exact value over the whole range, subnormal results
-/// included: `x = n ln2 + r` (Cody-Waite, ties-to-even `n` from a shifter), a degree-7 polynomial
-/// for `exp(r)` in Estrin's scheme, and the scale `2^n` applied in two halves so that each product
-/// is exact or rounded once.
+/// exp(x) in f32, within one ulp of the exact value over the whole range, subnormal results
+/// included: `x = (n / 8) ln 2 + r` (Cody-Waite, ties-to-even `n` from a shifter), a degree-4
+/// Taylor polynomial for `exp(r)` with `|r| <= ln(2) / 16`, times `2^((n mod 8) / 8)` from an
+/// 8-entry table, and the scale `2^(n >> 3)` applied in two halves so that each product is exact
+/// or rounded once.
 pub fn exp(x: f32) -> f32 {
     if x.is_nan() {
         return x;
     }
     let x = x.clamp(EXP_LO, EXP_HI);
-    let n = x.mul_add(LOG2E, ROUND_SHIFTER) - ROUND_SHIFTER;
-    let r = n.mul_add(-LN2_HI, x);
-    let r = n.mul_add(-LN2_LO, r);
-    let [a0, a1, a2, a3, a4, a5] = EXP_POLY;
-    let (r2, q01, q23, q45) = (r * r, r.mul_add(a1, a0), r.mul_add(a3, a2), r.mul_add(a5, a4));
-    let q = q45.mul_add(r2 * r2, q23.mul_add(r2, q01));
-    let p = q.mul_add(r2, r) + 1.0;
-    let n1 = (n * 0.5).round_ties_even();
-    p * pow2(n1) * pow2(n - n1)
+    let n = x.mul_add(LOG2E_8, ROUND_SHIFTER) - ROUND_SHIFTER;
+    let r = n.mul_add(-LN2_8_HI, x);
+    let r = n.mul_add(-LN2_8_LO, r);
+    let [a0, a1, a2] = EXP_POLY;
+    let p = r.mul_add(a2, a1).mul_add(r, a0).mul_add(r * r, r);
+    let n = n as i32;
+    let table = EXP2_EIGHTHS[(n & 7) as usize];
+    let k = n >> 3;
+    table.mul_add(p, table) * pow2(k >> 1) * pow2(k - (k >> 1))
 }
 
 /// `y = exp(x)` elementwise.

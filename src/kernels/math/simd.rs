@@ -4,7 +4,7 @@
 //! Every function here is `#[inline(always)]`, so that it is compiled with the features of the
 //! entry point that calls it.
 
-use super::{KdRowSums, KdStore, EXP_POLY, LN2_HI, LN2_LO, LOG2E, ROUND_SHIFTER};
+use super::{KdRowSums, KdStore, EXP_FAST_MAX, EXP_POLY, LN2_8_HI, LN2_8_LO, LOG2E_8, ROUND_SHIFTER};
 
 /// A vector of `N` f32 lanes of one instruction set.
 ///
@@ -45,14 +45,19 @@ pub(super) trait Lanes: Copy {
     fn max(self, o: Self) -> Self;
     /// Lanewise minimum (lanes are not NaN where it matters).
     fn min(self, o: Self) -> Self;
-    /// Rounds each lane to the nearest integer, ties to even.
-    fn round_even(self) -> Self;
-    /// `2^n` for integer-valued lanes `n` in `[-126, 127]`.
-    fn pow2(n: Self) -> Self;
-    /// `2^n` for lanes `shifted = n + ROUND_SHIFTER` (exactly), `n` an integer in `[-126, 127]`.
-    fn pow2_shifted(shifted: Self) -> Self;
-    /// Whether any lane is NaN or outside `[lo, hi]`.
-    fn any_outside(self, lo: f32, hi: f32) -> bool;
+    /// `EXP2_EIGHTHS[n mod 8]` for lanes `shifted = n + ROUND_SHIFTER` (exactly), `|n| < 2^21`.
+    fn exp2_eighths(shifted: Self) -> Self;
+    /// `self * 2^(n >> 3)` for lanes `shifted = n + ROUND_SHIFTER`, by an add to the exponent
+    /// field: exact when `self` and the product are normal.
+    fn mul_pow2_eighths(self, shifted: Self) -> Self;
+    /// `(2^(k >> 1), 2^(k - (k >> 1)))` with `k = n >> 3`, for lanes `shifted = n + ROUND_SHIFTER`
+    /// and `k` in `[-252, 254]`.
+    fn pow2_halves(shifted: Self) -> (Self, Self);
+    /// Lanewise the larger of `self` and `|x|`, compared as bit patterns (`self` holds magnitudes),
+    /// so that a NaN, whose magnitude bits exceed infinity's, wins.
+    fn max_magnitude(self, x: Self) -> Self;
+    /// Whether any lane (a magnitude from [`Lanes::max_magnitude`]) is above `bound` or NaN.
+    fn any_magnitude_above(self, bound: f32) -> bool;
     /// `self`, with the lanes where `x` is NaN replaced by `x`.
     fn nan_from(self, x: Self) -> Self;
     /// `self` where `m > 0`, else `+0.0` (even when `self` is NaN).
@@ -96,40 +101,75 @@ fn store<V: Lanes>(v: V, y: &mut [f32], i: usize) {
     unsafe { v.store(y.as_mut_ptr()) }
 }
 
-/// Range reduction and polynomial: `x = n ln2 + r`; returns `exp(r)`, `n` and `n + ROUND_SHIFTER`.
+/// Range reduction, polynomial and table for `K` vectors, stage by stage across them so that
+/// their dependency chains overlap: `x = (n / 8) ln 2 + r`; returns `2^((n mod 8) / 8) exp(r)`
+/// and `n + ROUND_SHIFTER`.
+///
+/// Plain loops over `k`, not closures through `array::map`: what is not inlined into the
+/// `#[target_feature]` entry point would be compiled without its instruction set.
 #[inline(always)]
-fn exp_reduced<V: Lanes>(x: V) -> (V, V, V) {
+fn exp_reduced<V: Lanes, const K: usize>(x: [V; K]) -> ([V; K], [V; K]) {
     let shifter = V::splat(ROUND_SHIFTER);
-    let shifted = x.mul_add(V::splat(LOG2E), shifter);
-    let n = shifted.sub(shifter);
-    let r = n.mul_add(V::splat(-LN2_HI), x);
-    let r = n.mul_add(V::splat(-LN2_LO), r);
-    let [a0, a1, a2, a3, a4, a5] = EXP_POLY.map(V::splat);
-    let r2 = r.mul(r);
-    let (q01, q23, q45) = (r.mul_add(a1, a0), r.mul_add(a3, a2), r.mul_add(a5, a4));
-    let q = q45.mul_add(r2.mul(r2), q23.mul_add(r2, q01));
-    (q.mul_add(r2, r).add(V::splat(1.0)), n, shifted)
+    let [a0, a1, a2] = [V::splat(EXP_POLY[0]), V::splat(EXP_POLY[1]), V::splat(EXP_POLY[2])];
+    let (mut shifted, mut n, mut r, mut q) = (x, x, x, x);
+    for k in 0..K {
+        shifted[k] = x[k].mul_add(V::splat(LOG2E_8), shifter);
+    }
+    for k in 0..K {
+        n[k] = shifted[k].sub(shifter);
+    }
+    for k in 0..K {
+        r[k] = n[k].mul_add(V::splat(-LN2_8_HI), x[k]);
+    }
+    for k in 0..K {
+        r[k] = n[k].mul_add(V::splat(-LN2_8_LO), r[k]);
+    }
+    for k in 0..K {
+        q[k] = r[k].mul_add(a2, a1);
+    }
+    for k in 0..K {
+        q[k] = q[k].mul_add(r[k], a0);
+    }
+    for k in 0..K {
+        q[k] = q[k].mul_add(r[k].mul(r[k]), r[k]);
+    }
+    let mut m = q;
+    for k in 0..K {
+        let table = V::exp2_eighths(shifted[k]);
+        m[k] = table.mul_add(q[k], table);
+    }
+    (m, shifted)
 }
 
 /// exp of every lane, as [`super::scalar::exp`] defines it (bit for bit).
 #[inline(always)]
 pub(super) fn exp<V: Lanes>(x: V) -> V {
-    if x.any_outside(-87.0, 88.0) {
+    if V::splat(0.0).max_magnitude(x).any_magnitude_above(EXP_FAST_MAX) {
         return exp_wide(x);
     }
-    let (p, _, shifted) = exp_reduced(x);
-    p.mul(V::pow2_shifted(shifted))
+    let [y] = exp_fast([x]);
+    y
 }
 
-/// exp for lanes that may underflow, overflow or be NaN: the scale `2^n` is applied in two
+/// exp of `K` vectors whose lanes all lie inside `[-EXP_FAST_MAX, EXP_FAST_MAX]`, where the
+/// result is normal.
+#[inline(always)]
+fn exp_fast<V: Lanes, const K: usize>(x: [V; K]) -> [V; K] {
+    let (mut m, shifted) = exp_reduced(x);
+    for k in 0..K {
+        m[k] = m[k].mul_pow2_eighths(shifted[k]);
+    }
+    m
+}
+
+/// exp for lanes that may underflow, overflow or be NaN: the scale `2^(n >> 3)` is applied in two
 /// exact-or-once-rounded halves so that subnormal results are correctly rounded.
 #[inline(always)]
 fn exp_wide<V: Lanes>(x: V) -> V {
     let clamped = x.max(V::splat(super::EXP_LO)).min(V::splat(super::EXP_HI));
-    let (p, n, _) = exp_reduced(clamped);
-    let n1 = n.mul(V::splat(0.5)).round_even();
-    let n2 = n.sub(n1);
-    p.mul(V::pow2(n1)).mul(V::pow2(n2)).nan_from(x)
+    let ([m], [shifted]) = exp_reduced([clamped]);
+    let (half, rest) = V::pow2_halves(shifted);
+    m.mul(half).mul(rest).nan_from(x)
 }
 
 /// `y = exp(x)` elementwise.
@@ -204,12 +244,22 @@ pub(super) fn exp_sum<V: Lanes>(x: &[f32], shift: f32, scale: f32, y: &mut [f32]
     total
 }
 
-/// [`HardExp`](super::HardExp) as a const parameter of the KD bodies.
+/// [`HardExp`](super::HardExp) as a const parameter of the KD bodies: `Soft`.
 pub(super) const HARD_SOFT: u8 = 0;
-/// One more exponential per logit.
+/// `Exp`: one more exponential per logit.
 pub(super) const HARD_EXP: u8 = 1;
-/// The soft student exponential squared `k` times.
+/// `Square(k)` is `HARD_SQUARE + k - 1`, for `k` in `1..=3`: the soft student exponential squared
+/// `k` times, with `k` a constant so that the squarings are straight-line code.
 pub(super) const HARD_SQUARE: u8 = 2;
+
+/// The squarings of `HARD` (0 unless `HARD >= HARD_SQUARE`).
+const fn squarings(hard: u8) -> u32 {
+    if hard >= HARD_SQUARE {
+        (hard - HARD_SQUARE + 1) as u32
+    } else {
+        0
+    }
+}
 
 #[inline(always)]
 fn square<V: Lanes>(mut e: V, k: u32) -> V {
@@ -219,37 +269,106 @@ fn square<V: Lanes>(mut e: V, k: u32) -> V {
     e
 }
 
-/// One vector of the fused KD sums: updates the four accumulators, returns the exponentials.
+/// `K` vectors of the fused KD sums: updates the four accumulators, returns the exponentials.
+/// One range test covers every exponential of the step; the maxima make the arguments `<= 0`,
+/// so it fails only where a logit lies more than 87 T below its row's maximum (or is not finite). `M = 2 K`: the
+/// student and teacher exponentials go through [`exp_fast`] together.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn kd_step<V: Lanes, const HARD: u8>(
-    sv: V,
-    tv: V,
+fn kd_step<V: Lanes, const HARD: u8, const K: usize, const M: usize>(
+    sv: [V; K],
+    tv: [V; K],
     ms: V,
     mt: V,
     inv_t: V,
-    squarings: u32,
     acc: &mut [V; 4],
-) -> (V, V, V) {
-    let (ss, ts) = (sv.sub(ms), tv.sub(mt));
-    let (ds, dt) = (ss.mul(inv_t), ts.mul(inv_t));
-    let (es, et) = (exp(ds), exp(dt));
-    acc[0] = acc[0].add(es);
-    acc[1] = acc[1].add(et);
-    // p_t = 0 contributes 0, even where dt - ds is not finite.
-    acc[3] = et.mul(dt.sub(ds)).where_positive(et).add(acc[3]);
-    let e1 = match HARD {
-        HARD_EXP => exp(ss),
-        HARD_SQUARE => square(es, squarings),
-        _ => es,
-    };
-    if HARD != HARD_SOFT {
-        acc[2] = acc[2].add(e1);
+) -> [[V; K]; 3] {
+    let (mut ss, mut ts, mut ds, mut dt) = (sv, tv, sv, tv);
+    for k in 0..K {
+        (ss[k], ts[k]) = (sv[k].sub(ms), tv[k].sub(mt));
+        (ds[k], dt[k]) = (ss[k].mul(inv_t), ts[k].mul(inv_t));
     }
-    (es, et, e1)
+    let mut magnitude = V::splat(0.0);
+    for k in 0..K {
+        magnitude = magnitude.max_magnitude(ds[k]).max_magnitude(dt[k]);
+        if HARD == HARD_EXP {
+            magnitude = magnitude.max_magnitude(ss[k]);
+        }
+    }
+    let wide = magnitude.any_magnitude_above(EXP_FAST_MAX);
+    let (mut es, mut et) = (ds, dt);
+    if wide {
+        for k in 0..K {
+            (es[k], et[k]) = (exp_wide(ds[k]), exp_wide(dt[k]));
+        }
+    } else {
+        let mut both = [ds[0]; M];
+        for k in 0..K {
+            (both[k], both[K + k]) = (ds[k], dt[k]);
+        }
+        let both = exp_fast(both);
+        for k in 0..K {
+            (es[k], et[k]) = (both[k], both[K + k]);
+        }
+    }
+    let mut e1 = es;
+    match HARD {
+        HARD_EXP if wide => {
+            for k in 0..K {
+                e1[k] = exp_wide(ss[k]);
+            }
+        }
+        HARD_EXP => e1 = exp_fast(ss),
+        HARD_SOFT => {}
+        _ => {
+            for k in 0..K {
+                e1[k] = square(es[k], squarings(HARD));
+            }
+        }
+    }
+    for k in 0..K {
+        acc[0] = acc[0].add(es[k]);
+        acc[1] = acc[1].add(et[k]);
+        let diff = dt[k].sub(ds[k]);
+        // p_t = 0 contributes 0, even where dt - ds is not finite (only possible when wide).
+        acc[3] = if wide {
+            et[k].mul(diff).where_positive(et[k]).add(acc[3])
+        } else {
+            et[k].mul_add(diff, acc[3])
+        };
+        if HARD != HARD_SOFT {
+            acc[2] = acc[2].add(e1[k]);
+        }
+    }
+    [es, et, e1]
+}
+
+/// `K` consecutive vectors of `x` from `i`.
+#[inline(always)]
+fn vectors<V: Lanes, const K: usize>(x: &[f32], i: usize) -> [V; K] {
+    let mut out = [V::splat(0.0); K];
+    for (k, v) in out.iter_mut().enumerate() {
+        *v = load(x, i + k * V::N);
+    }
+    out
+}
+
+/// Stores the exponentials of one [`kd_step`] at `i`, when asked.
+#[inline(always)]
+fn keep<V: Lanes, const HARD: u8, const K: usize>(to: &mut Option<KdStore<'_>>, i: usize, out: [[V; K]; 3]) {
+    let Some(st) = to.as_mut() else { return };
+    let [es, et, e1] = out;
+    for k in 0..K {
+        store(es[k], st.student, i + k * V::N);
+        store(et[k], st.teacher, i + k * V::N);
+        if HARD == HARD_EXP {
+            store(e1[k], st.hard, i + k * V::N);
+        }
+    }
 }
 
 /// The fused KD sums over one row (see [`KdRowSums`]), storing the exponentials when asked.
+/// Two vectors per step, then at most one more vector and a tail.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn kd_row_sums<V: Lanes, const HARD: u8>(
@@ -258,51 +377,65 @@ pub(super) fn kd_row_sums<V: Lanes, const HARD: u8>(
     ms: f32,
     mt: f32,
     inv_t: f32,
-    squarings: u32,
     mut store_to: Option<KdStore<'_>>,
 ) -> KdRowSums {
     let (msv, mtv, inv) = (V::splat(ms), V::splat(mt), V::splat(inv_t));
-    let body = s.len() - s.len() % V::N;
     let mut total = [0.0f64; 4];
     let mut flush = |acc: &[V; 4]| {
         for (tot, a) in total.iter_mut().zip(acc) {
             *tot += f64::from(a.sum());
         }
     };
-    let step = |sv, tv, acc: &mut [V; 4]| kd_step::<V, HARD>(sv, tv, msv, mtv, inv, squarings, acc);
+    let pair = 2 * V::N;
+    let pairs_end = s.len() - s.len() % pair;
     let mut i = 0;
-    while i < body {
-        let end = body.min(i + BLOCK * V::N);
+    while i < pairs_end {
+        // BLOCK is even, so `end` stays on a pair boundary.
+        let end = pairs_end.min(i + BLOCK * V::N);
         let mut acc = [V::splat(0.0); 4];
         while i < end {
-            let (es, et, e1) = step(load(s, i), load(t, i), &mut acc);
-            if let Some(st) = store_to.as_mut() {
-                store(es, st.student, i);
-                store(et, st.teacher, i);
-                if HARD == HARD_EXP {
-                    store(e1, st.hard, i);
-                }
-            }
-            i += V::N;
+            let (sv, tv) = (vectors::<V, 2>(s, i), vectors::<V, 2>(t, i));
+            let out = kd_step::<V, HARD, 2, 4>(sv, tv, msv, mtv, inv, &mut acc);
+            keep::<V, HARD, 2>(&mut store_to, i, out);
+            i += pair;
         }
         flush(&acc);
     }
-    if body < s.len() {
-        let mut acc = [V::splat(0.0); 4];
-        let sv = load_tail(&s[body..], f32::NEG_INFINITY);
-        let tv = load_tail(&t[body..], f32::NEG_INFINITY);
-        let (es, et, e1) = step(sv, tv, &mut acc);
+    let mut acc = [V::splat(0.0); 4];
+    if i + V::N <= s.len() {
+        let (sv, tv) = (vectors::<V, 1>(s, i), vectors::<V, 1>(t, i));
+        let out = kd_step::<V, HARD, 1, 2>(sv, tv, msv, mtv, inv, &mut acc);
+        keep::<V, HARD, 1>(&mut store_to, i, out);
+        i += V::N;
+    }
+    if i < s.len() {
+        let sv = load_tail(&s[i..], f32::NEG_INFINITY);
+        let tv = load_tail(&t[i..], f32::NEG_INFINITY);
+        let [[es], [et], [e1]] = kd_step::<V, HARD, 1, 2>([sv], [tv], msv, mtv, inv, &mut acc);
         if let Some(st) = store_to.as_mut() {
-            store_tail(es, &mut st.student[body..]);
-            store_tail(et, &mut st.teacher[body..]);
+            store_tail(es, &mut st.student[i..]);
+            store_tail(et, &mut st.teacher[i..]);
             if HARD == HARD_EXP {
-                store_tail(e1, &mut st.hard[body..]);
+                store_tail(e1, &mut st.hard[i..]);
             }
         }
-        flush(&acc);
     }
+    flush(&acc);
     let [student, teacher, hard, cross] = total;
     KdRowSums { student, teacher, hard: if HARD == HARD_SOFT { student } else { hard }, cross }
+}
+
+/// One vector of the KD gradient: `cs * a + ct * b + ch * e1`, `e1` as `HARD` says (`g` for
+/// [`HARD_EXP`]).
+#[inline(always)]
+fn grad_value<V: Lanes, const HARD: u8>(a: V, b: V, g: V, coefficients: [V; 3]) -> V {
+    let [cs, ct, ch] = coefficients;
+    let base = match HARD {
+        HARD_SOFT => V::splat(0.0),
+        HARD_EXP => g.mul(ch),
+        _ => square(a, squarings(HARD)).mul(ch),
+    };
+    a.mul_add(cs, b.mul_add(ct, base))
 }
 
 /// `grad = cs * es + ct * et + ch * e1`, `e1` as `HARD` says (read from `grad` for [`HARD_EXP`]);
@@ -315,27 +448,19 @@ pub(super) fn kd_row_grad<V: Lanes, const HARD: u8>(
     cs: f32,
     ct: f32,
     ch: f32,
-    squarings: u32,
     grad: &mut [f32],
     stream: bool,
 ) {
-    let (csv, ctv, chv) = (V::splat(cs), V::splat(ct), V::splat(ch));
-    let f = |a: V, b: V, g: V| {
-        let base = match HARD {
-            HARD_EXP => g.mul(chv),
-            HARD_SQUARE => square(a, squarings).mul(chv),
-            _ => V::splat(0.0),
-        };
-        a.mul_add(csv, b.mul_add(ctv, base))
-    };
+    let coefficients = [V::splat(cs), V::splat(ct), V::splat(ch)];
+    let old = |grad: &[f32], i: usize| if HARD == HARD_EXP { load(grad, i) } else { V::splat(0.0) };
     // Fewer than N elements, through a buffer.
     let part = |range: std::ops::Range<usize>, grad: &mut [f32]| {
         if range.is_empty() {
             return;
         }
         let g = if HARD == HARD_EXP { load_tail(&grad[range.clone()], 0.0) } else { V::splat(0.0) };
-        let v = f(load_tail(&es[range.clone()], 0.0), load_tail(&et[range.clone()], 0.0), g);
-        store_tail(v, &mut grad[range]);
+        let (a, b) = (load_tail(&es[range.clone()], 0.0), load_tail(&et[range.clone()], 0.0));
+        store_tail(grad_value::<V, HARD>(a, b, g, coefficients), &mut grad[range]);
     };
     let len = es.len();
     // align_offset may refuse (usize::MAX): then nothing is streamed.
@@ -345,23 +470,24 @@ pub(super) fn kd_row_grad<V: Lanes, const HARD: u8>(
     part(0..head, grad);
     let body = head + (len - head) / V::N * V::N;
     let mut i = head;
-    while i < body {
-        let g = if HARD == HARD_EXP { load(grad, i) } else { V::splat(0.0) };
-        let v = f(load(es, i), load(et, i), g);
-        if stream {
+    if stream {
+        while i < body {
+            let v = grad_value::<V, HARD>(load(es, i), load(et, i), old(grad, i), coefficients);
             let out = &mut grad[i..i + V::N];
             // SAFETY: `out` holds N floats; i - head is a multiple of N and grad + head is aligned
             // to 4 N bytes, so `out` is too.
             unsafe { v.stream(out.as_mut_ptr()) };
-        } else {
-            store(v, grad, i);
+            i += V::N;
         }
-        i += V::N;
+        V::fence();
+    } else {
+        while i < body {
+            let v = grad_value::<V, HARD>(load(es, i), load(et, i), old(grad, i), coefficients);
+            store(v, grad, i);
+            i += V::N;
+        }
     }
     part(body..len, grad);
-    if stream {
-        V::fence();
-    }
 }
 
 /// The `#[target_feature]` entry points of one instruction set over its [`Lanes`] type: written
@@ -415,9 +541,17 @@ macro_rules! entry_points {
             store: Option<KdStore<'_>>,
         ) -> KdRowSums {
             match hard {
-                HardExp::Soft => simd::kd_row_sums::<$lanes, HARD_SOFT>(s, t, ms, mt, inv_t, 0, store),
-                HardExp::Exp => simd::kd_row_sums::<$lanes, HARD_EXP>(s, t, ms, mt, inv_t, 0, store),
-                HardExp::Square(k) => simd::kd_row_sums::<$lanes, HARD_SQUARE>(s, t, ms, mt, inv_t, k, store),
+                HardExp::Soft => simd::kd_row_sums::<$lanes, HARD_SOFT>(s, t, ms, mt, inv_t, store),
+                HardExp::Exp => simd::kd_row_sums::<$lanes, HARD_EXP>(s, t, ms, mt, inv_t, store),
+                HardExp::Square(1) => simd::kd_row_sums::<$lanes, HARD_SQUARE>(s, t, ms, mt, inv_t, store),
+                HardExp::Square(2) => {
+                    simd::kd_row_sums::<$lanes, { HARD_SQUARE + 1 }>(s, t, ms, mt, inv_t, store)
+                }
+                HardExp::Square(3) => {
+                    simd::kd_row_sums::<$lanes, { HARD_SQUARE + 2 }>(s, t, ms, mt, inv_t, store)
+                }
+                // Refused by the caller; the reference keeps this arm total.
+                HardExp::Square(_) => super::scalar::kd_row_sums(s, t, ms, mt, inv_t, hard, store),
             }
         }
 
@@ -438,11 +572,19 @@ macro_rules! entry_points {
             stream: bool,
         ) {
             match hard {
-                HardExp::Soft => simd::kd_row_grad::<$lanes, HARD_SOFT>(es, et, cs, ct, ch, 0, grad, stream),
-                HardExp::Exp => simd::kd_row_grad::<$lanes, HARD_EXP>(es, et, cs, ct, ch, 0, grad, stream),
-                HardExp::Square(k) => {
-                    simd::kd_row_grad::<$lanes, HARD_SQUARE>(es, et, cs, ct, ch, k, grad, stream)
+                HardExp::Soft => simd::kd_row_grad::<$lanes, HARD_SOFT>(es, et, cs, ct, ch, grad, stream),
+                HardExp::Exp => simd::kd_row_grad::<$lanes, HARD_EXP>(es, et, cs, ct, ch, grad, stream),
+                HardExp::Square(1) => {
+                    simd::kd_row_grad::<$lanes, HARD_SQUARE>(es, et, cs, ct, ch, grad, stream)
                 }
+                HardExp::Square(2) => {
+                    simd::kd_row_grad::<$lanes, { HARD_SQUARE + 1 }>(es, et, cs, ct, ch, grad, stream)
+                }
+                HardExp::Square(3) => {
+                    simd::kd_row_grad::<$lanes, { HARD_SQUARE + 2 }>(es, et, cs, ct, ch, grad, stream)
+                }
+                // Refused by the caller; the reference keeps this arm total.
+                HardExp::Square(_) => super::scalar::kd_row_grad(es, et, cs, ct, ch, hard, grad, stream),
             }
         }
     };

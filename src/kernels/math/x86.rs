@@ -68,34 +68,51 @@ impl Lanes for Avx2 {
         Avx2(unsafe { _mm256_min_ps(self.0, o.0) })
     }
     #[inline(always)]
-    fn round_even(self) -> Self {
-        // SAFETY: features as above.
-        Avx2(unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0) })
-    }
-    #[inline(always)]
-    fn pow2(n: Self) -> Self {
-        // SAFETY: features as above; n is integer-valued in [-126, 127], so the biased exponent fits.
+    fn exp2_eighths(shifted: Self) -> Self {
+        // SAFETY: features as above; the table holds 8 floats, and vpermps reads only the low 3
+        // bits of each index lane, which are n mod 8 (ROUND_SHIFTER's low 22 bits are zero).
         unsafe {
-            let bits = _mm256_add_epi32(_mm256_cvtps_epi32(n.0), _mm256_set1_epi32(127));
-            Avx2(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)))
+            let table = _mm256_loadu_ps(super::EXP2_EIGHTHS.as_ptr());
+            Avx2(_mm256_permutevar8x32_ps(table, _mm256_castps_si256(shifted.0)))
         }
     }
     #[inline(always)]
-    fn pow2_shifted(shifted: Self) -> Self {
-        // SAFETY: features as above. The low bits of `shifted` hold n + 0x400000; shifting them
-        // into the exponent field drops the 0x400000 (it lands above bit 31) and the bias is added.
+    fn mul_pow2_eighths(self, shifted: Self) -> Self {
+        // SAFETY: features as above. Shifting the bits of `shifted` left by 20 leaves n * 2^20
+        // (the shifter's bits fall off the top); the mask keeps (n >> 3) * 2^23, the exponent step.
         unsafe {
-            let n = _mm256_slli_epi32::<23>(_mm256_castps_si256(shifted.0));
-            Avx2(_mm256_castsi256_ps(_mm256_add_epi32(n, _mm256_set1_epi32(127 << 23))))
+            let step = _mm256_slli_epi32::<20>(_mm256_castps_si256(shifted.0));
+            let step = _mm256_and_si256(step, _mm256_set1_epi32(0xff80_0000_u32 as i32));
+            Avx2(_mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(self.0), step)))
         }
     }
     #[inline(always)]
-    fn any_outside(self, lo: f32, hi: f32) -> bool {
+    fn pow2_halves(shifted: Self) -> (Self, Self) {
+        // SAFETY: features as above; k = n >> 3 by an arithmetic shift of n * 2^20 (see
+        // mul_pow2_eighths), and both halves of k lie in [-126, 127].
+        unsafe {
+            let k = _mm256_srai_epi32::<23>(_mm256_slli_epi32::<20>(_mm256_castps_si256(shifted.0)));
+            let half = _mm256_srai_epi32::<1>(k);
+            let pow2 =
+                |k| _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(k, _mm256_set1_epi32(127))));
+            (Avx2(pow2(half)), Avx2(pow2(_mm256_sub_epi32(k, half))))
+        }
+    }
+    #[inline(always)]
+    fn max_magnitude(self, x: Self) -> Self {
         // SAFETY: features as above.
         unsafe {
-            let below = _mm256_cmp_ps::<_CMP_NGE_UQ>(self.0, _mm256_set1_ps(lo));
-            let above = _mm256_cmp_ps::<_CMP_NLE_UQ>(self.0, _mm256_set1_ps(hi));
-            _mm256_movemask_ps(_mm256_or_ps(below, above)) != 0
+            let magnitude = _mm256_and_si256(_mm256_castps_si256(x.0), _mm256_set1_epi32(i32::MAX));
+            Avx2(_mm256_castsi256_ps(_mm256_max_epu32(_mm256_castps_si256(self.0), magnitude)))
+        }
+    }
+    #[inline(always)]
+    fn any_magnitude_above(self, bound: f32) -> bool {
+        // SAFETY: features as above. Magnitude bits are below 2^31, so a signed compare orders them.
+        unsafe {
+            let above =
+                _mm256_cmpgt_epi32(_mm256_castps_si256(self.0), _mm256_set1_epi32(bound.to_bits() as i32));
+            _mm256_movemask_ps(_mm256_castsi256_ps(above)) != 0
         }
     }
     #[inline(always)]
