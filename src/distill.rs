@@ -11,7 +11,7 @@
 //! The reduction is always explicit ([`Reduction`]): a mean over rows (tokens, samples), never
 //! over rows times classes. Inputs are validated in full before any output is written.
 
-use crate::error::{check_finite, checked_product, non_finite, try_vec};
+use crate::error::{check_finite, checked_product, try_vec};
 use crate::kernels::math::{self, HardExp, KdStore};
 use crate::kernels::Isa;
 use crate::{Error, Result};
@@ -151,6 +151,21 @@ fn check_shape(context: &'static str, len: usize, dims: &[usize], n: usize) -> R
 /// Gradient size from which the KD pass writes it with non-temporal stores.
 const STREAM_GRADIENT_BYTES: usize = 4 << 20;
 
+/// The error naming the first non-finite logit of the kept rows, the student's before the teacher's.
+fn first_non_finite(student: &[f32], teacher: &[f32], classes: usize, kept: impl Fn(usize) -> bool) -> Error {
+    let first = |data: &[f32]| {
+        data.chunks(classes.max(1))
+            .enumerate()
+            .filter(|&(r, _)| kept(r))
+            .find_map(|(r, row)| row.iter().position(|v| !v.is_finite()).map(|k| (r * classes + k, row[k])))
+    };
+    let (name, (index, value)) = match first(student) {
+        Some(found) => ("student", found),
+        None => ("teacher", first(teacher).unwrap_or((0, f32::NAN))),
+    };
+    Error::NonFinite { name, index, value: f64::from(value) }
+}
+
 /// The fused KD pass over `rows = dims[0] * dims[1]` rows of `dims[2]` classes.
 #[allow(clippy::too_many_arguments)]
 fn kd_rows(
@@ -197,17 +212,19 @@ fn kd_rows(
         return Err(Error::invalid("classes", 0, "a softmax needs at least one class"));
     }
 
-    // Pass 1, before anything is written: row maxima, and every logit finite.
+    // Pass 1, before anything is written: row maxima, and every logit finite. Last row first, so
+    // that the first rows are still cached when pass 2 starts on them.
     let mut maxima = try_vec(rows, (0.0f32, 0.0f32))?;
-    for (r, m) in maxima.iter_mut().enumerate() {
+    for (r, m) in maxima.iter_mut().enumerate().rev() {
         if !kept(r) {
             continue;
         }
         let row = r * classes..(r + 1) * classes;
-        // Earlier rows are finite, so the first non-finite logit of the whole tensor is in this row.
-        let ms =
-            math::max_finite_on(isa, &student[row.clone()])?.ok_or_else(|| non_finite("student", student))?;
-        let mt = math::max_finite_on(isa, &teacher[row])?.ok_or_else(|| non_finite("teacher", teacher))?;
+        let ms = math::max_finite_on(isa, &student[row.clone()])?;
+        let mt = math::max_finite_on(isa, &teacher[row])?;
+        let (Some(ms), Some(mt)) = (ms, mt) else {
+            return Err(first_non_finite(student, teacher, classes, kept));
+        };
         *m = (ms, mt);
     }
 
