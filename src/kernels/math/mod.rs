@@ -197,7 +197,8 @@ pub fn softmax_on(isa: Isa, x: &[f32], scale: f32, y: &mut [f32]) -> Result<f64>
 
 /// The fused KD sums of one row of student logits `s` and teacher logits `t`, given their maxima
 /// `ms`, `mt` (as [`max_finite`] gives them) and `inv_t = 1/T`; `hard` says how `exp(s - ms)` is
-/// summed. With `store`, the exponentials are written for [`kd_row_grad_on`].
+/// summed. With `store`, the exponentials are written for [`kd_row_grad_on`]. Lengths that differ
+/// and [`HardExp::Square`] outside `1..=3` are errors, and then nothing is written.
 #[allow(clippy::too_many_arguments)]
 pub fn kd_row_sums_on(
     isa: Isa,
@@ -225,7 +226,8 @@ pub fn kd_row_sums_on(
 /// The KD gradient of one row from the stored exponentials: `grad = cs * es + ct * et + ch * e1`,
 /// where `e1 = exp(s - ms)` comes as `hard` says (with [`HardExp::Exp`], `grad` holds it on entry;
 /// with [`HardExp::Soft`] the term is left out). `stream` writes `grad` with non-temporal stores
-/// where the path has them, for gradients larger than the caches; the values are the same.
+/// where the path has them, for gradients larger than the caches; the values are the same. Errors
+/// as for [`kd_row_sums_on`].
 #[allow(clippy::too_many_arguments)]
 pub fn kd_row_grad_on(
     isa: Isa,
