@@ -270,9 +270,9 @@ fn square<V: Lanes>(mut e: V, k: u32) -> V {
 }
 
 /// `K` vectors of the fused KD sums: updates the four accumulators, returns the exponentials.
-/// One range test covers every exponential of the step; the maxima make the arguments `<= 0`,
-/// so it fails only where a logit lies more than 87 T below its row's maximum (or is not finite). `M = 2 K`: the
-/// student and teacher exponentials go through [`exp_fast`] together.
+/// One range test covers every exponential of the step; the maxima make the arguments `<= 0`, so
+/// it fails only where a logit lies more than 87 T below its row's maximum (or is not finite).
+/// `M = 2 K`: the student and teacher exponentials go through [`exp_fast`] together.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn kd_step<V: Lanes, const HARD: u8, const K: usize, const M: usize>(
@@ -283,6 +283,7 @@ fn kd_step<V: Lanes, const HARD: u8, const K: usize, const M: usize>(
     inv_t: V,
     acc: &mut [V; 4],
 ) -> [[V; K]; 3] {
+    const { assert!(M == 2 * K) };
     let (mut ss, mut ts, mut ds, mut dt) = (sv, tv, sv, tv);
     for k in 0..K {
         (ss[k], ts[k]) = (sv[k].sub(ms), tv[k].sub(mt));
