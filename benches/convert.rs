@@ -1,7 +1,10 @@
 //! Conversion kernels against their peers: `half`'s slice conversions and our scalar reference in
 //! cache (4096 elements), quantize f32 -> i8 in cache, and quantize from DRAM (256 MiB of input)
-//! against `copy_from_slice` of the same input.
+//! against `copy_from_slice` of the same input and against the least traffic its NaN rule allows.
 
+mod common;
+
+use common::sum_lanes;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use greenai::kernels::convert as cv;
 use greenai::kernels::Isa;
@@ -93,6 +96,15 @@ fn quantize_from_dram(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(len as u64));
     g.bench_function("copy_from_slice", |bn| bn.iter(|| copy.copy_from_slice(black_box(&x))));
+    // What "a NaN leaves y untouched" costs at least: x read twice (a sum, then its top bytes), y
+    // written once.
+    g.bench_function("read_twice_floor", |bn| {
+        bn.iter(|| {
+            let checked = sum_lanes(black_box(&x));
+            y.iter_mut().zip(&x).for_each(|(q, &v)| *q = (v.to_bits() >> 24) as i8);
+            checked
+        })
+    });
     for isa in simd_paths() {
         g.bench_function(isa.name(), |bn| {
             bn.iter(|| cv::quantize_i8_on(isa, black_box(&x), 0.8, 3, &mut y).unwrap())
