@@ -384,14 +384,50 @@ unsafe fn run_tile(isa: Isa, a: APanel<'_>, b: BPanel<'_>, c: *mut i32, ldc: usi
         Isa::Scalar => false,
         _ => tile.cols == NR && tile.rows == MR,
     };
+    if direct {
+        // SAFETY: a direct tile is `tile.rows` rows of NR columns inside C (the caller's contract).
+        unsafe { simd_tile(isa, a, b, c, ldc, tile.rows, tile.add) };
+        return;
+    }
     let mut local = [[0i32; NR]; MR];
-    let (out, out_ld, add) =
-        if direct { (c, ldc, tile.add) } else { (local.as_mut_ptr().cast::<i32>(), NR, false) };
-    /// Calls `$kernel::<R>` with `R = tile.rows` (1 to `MR`).
+    match (isa, a, b) {
+        (Isa::Scalar, APanel::Narrow(a), BPanel::Bytes(b)) => scalar::kernel(b.len(), a, b, &mut local),
+        // SAFETY: `local` holds MR >= tile.rows rows of NR.
+        _ => unsafe { simd_tile(isa, a, b, local.as_mut_ptr().cast(), NR, tile.rows, false) },
+    }
+    for (r, row) in local.iter().enumerate().take(tile.rows) {
+        for (j, &v) in row.iter().enumerate().take(tile.cols) {
+            // SAFETY: r < tile.rows and j < tile.cols are inside C by the caller's contract.
+            unsafe {
+                let p = c.add(r * ldc + j);
+                *p = if tile.add { (*p).wrapping_add(v) } else { v };
+            }
+        }
+    }
+}
+
+/// The SIMD kernel of `isa` for a `rows x NR` tile at `out` (leading dimension `out_ld`).
+///
+/// # Safety
+/// `isa` must have passed `ensure_available` and not be `Scalar`; `out` must be valid for reads
+/// and writes of `rows` rows of NR i32, `out_ld` apart (a full MR rows for NEON).
+unsafe fn simd_tile(
+    isa: Isa,
+    a: APanel<'_>,
+    b: BPanel<'_>,
+    out: *mut i32,
+    out_ld: usize,
+    rows: usize,
+    add: bool,
+) {
+    // NEON has one kernel, for full tiles.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = rows;
+    /// Calls `$kernel::<R>` with `R = rows` (1 to `MR`).
     #[cfg(target_arch = "x86_64")]
     macro_rules! by_rows {
         ($kernel:ident, $a:expr, $b:expr) => {
-            match tile.rows {
+            match rows {
                 1 => x86::$kernel::<1>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
                 2 => x86::$kernel::<2>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
                 3 => x86::$kernel::<3>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
@@ -405,7 +441,7 @@ unsafe fn run_tile(isa: Isa, a: APanel<'_>, b: BPanel<'_>, c: *mut i32, ldc: usi
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the driver only picks Avx2 after `ensure_available`; the panels hold b.len()
         // quads (narrow: the pair sums cannot saturate, as the driver checked); `out` holds
-        // `tile.rows` rows of NR (C, or `local`).
+        // `rows` rows of NR (C, or `local`).
         (Isa::Avx2, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe { by_rows!(kernel_narrow, a.as_ptr(), b) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for the exact wide layout.
@@ -414,7 +450,7 @@ unsafe fn run_tile(isa: Isa, a: APanel<'_>, b: BPanel<'_>, c: *mut i32, ldc: usi
         // SAFETY: as above, with B widened; row 4 of the A panel starts 4 * KU i16 into it.
         (Isa::Avx2, APanel::Wide(a), BPanel::Widened(b)) => unsafe {
             const _: () = assert!(MR == 5, "the widened kernel splits a tile as 4 + 1 rows");
-            if tile.rows == MR {
+            if rows == MR {
                 x86::kernel_wide_b::<4>(b.len(), a.as_ptr(), b.as_ptr(), out, out_ld, add);
                 x86::kernel_wide_b::<1>(
                     b.len(),
@@ -433,19 +469,7 @@ unsafe fn run_tile(isa: Isa, a: APanel<'_>, b: BPanel<'_>, c: *mut i32, ldc: usi
         (Isa::Neon, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe {
             aarch64::kernel(b.len(), a.as_ptr(), b.as_ptr(), out, out_ld, add)
         },
-        (_, APanel::Narrow(a), BPanel::Bytes(b)) => scalar::kernel(b.len(), a, b, &mut local),
-        _ => unreachable!("the wide layouts are packed for AVX2 only"),
-    }
-    if out != c {
-        for (r, row) in local.iter().enumerate().take(tile.rows) {
-            for (j, &v) in row.iter().enumerate().take(tile.cols) {
-                // SAFETY: r < tile.rows and j < tile.cols are inside C by the caller's contract.
-                unsafe {
-                    let p = c.add(r * ldc + j);
-                    *p = if tile.add { (*p).wrapping_add(v) } else { v };
-                }
-            }
-        }
+        _ => unreachable!("the wide layouts are packed for AVX2 only, and Scalar tiles go through `local`"),
     }
 }
 
