@@ -208,14 +208,25 @@ pub(crate) fn pack_a_wide<T: AElement>(
 ) {
     const SLOT: [usize; KU] = [0, 2, 1, 3];
     let quads = ks.len().div_ceil(KU);
+    let whole = ks.len() / KU;
     let panel_len = quads * MR * KU;
     for (pi, r0) in rows.clone().step_by(MR).enumerate() {
         let panel = &mut out[pi * panel_len..(pi + 1) * panel_len];
-        panel.fill(0);
-        for r in 0..MR.min(rows.end - r0) {
+        let present = MR.min(rows.end - r0);
+        if present < MR || whole < quads {
+            panel.fill(0);
+        }
+        for r in 0..present {
             let row = &a[(r0 + r) * lda + ks.start..(r0 + r) * lda + ks.end];
-            for (kk, &v) in row.iter().enumerate() {
-                panel[(kk / KU) * MR * KU + r * KU + SLOT[kk % KU]] = i16::from(v.to_kernel_u8());
+            let (body, rest) = row.split_at(whole * KU);
+            for (quad, src) in panel.chunks_exact_mut(MR * KU).zip(body.chunks_exact(KU)) {
+                let dst = &mut quad[r * KU..(r + 1) * KU];
+                for (u, &v) in src.iter().enumerate() {
+                    dst[SLOT[u]] = i16::from(v.to_kernel_u8());
+                }
+            }
+            for (u, &v) in rest.iter().enumerate() {
+                panel[whole * MR * KU + r * KU + SLOT[u]] = i16::from(v.to_kernel_u8());
             }
         }
     }
