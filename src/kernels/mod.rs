@@ -15,6 +15,24 @@ pub mod sparse;
 use crate::{Error, Result};
 use std::sync::OnceLock;
 
+/// Asks for the lines of a `rows x cols` tile of a matrix with leading dimension `ld` (elements),
+/// at the start of a microkernel: the rows of an output tile lie a leading dimension apart and,
+/// for products of megabytes, miss at the tile's final loads and stores. A prefetch never faults,
+/// so any address may be given.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn prefetch_tile<T>(tile: *const T, rows: usize, ld: usize, cols: usize) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    for r in 0..rows {
+        let row = tile.wrapping_add(r * ld);
+        // SAFETY: SSE is part of every x86_64 target, and a prefetch reads nothing architecturally.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(row.cast());
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(cols.saturating_sub(1)).cast());
+        }
+    }
+}
+
 /// An instruction-set path of the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {

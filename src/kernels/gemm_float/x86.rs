@@ -56,13 +56,7 @@ macro_rules! kernels {
         #[target_feature(enable = "avx2,fma,f16c")]
         #[allow(dead_code)]
         unsafe fn $microkernel(tile: Tile, a: &[f32], b: &[$t], c: &mut [f32]) {
-            // The tile's rows of C lie a leading dimension apart and miss for large products:
-            // ask for them now, so that the stores at the end find them cached.
-            for r in 0..tile.mr {
-                let row = c.as_ptr().wrapping_add(r * tile.ldc);
-                _mm_prefetch::<_MM_HINT_T0>(row.cast());
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(NR - 1).cast());
-            }
+            crate::kernels::prefetch_tile(c.as_ptr(), tile.mr, tile.ldc, NR);
             let mut acc = [[_mm256_setzero_ps(); 2]; MR];
             let (ap, bp) = (a.as_ptr(), b.as_ptr());
             for p in 0..tile.kc {

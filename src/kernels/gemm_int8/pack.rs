@@ -172,29 +172,7 @@ pub(crate) fn pack_a_narrow<T: AElement>(
     ks: std::ops::Range<usize>,
     out: &mut [u8],
 ) {
-    let quads = ks.len().div_ceil(KU);
-    let whole = ks.len() / KU;
-    let panel_len = quads * MR * KU;
-    for (pi, r0) in rows.clone().step_by(MR).enumerate() {
-        let panel = &mut out[pi * panel_len..(pi + 1) * panel_len];
-        let present = MR.min(rows.end - r0);
-        if present < MR || whole < quads {
-            panel.fill(0);
-        }
-        for r in 0..present {
-            let row = &a[(r0 + r) * lda + ks.start..(r0 + r) * lda + ks.end];
-            let (body, rest) = row.split_at(whole * KU);
-            // Four bytes a quad, so the copy runs a word at a time.
-            for (quad, src) in panel.chunks_exact_mut(MR * KU).zip(body.chunks_exact(KU)) {
-                for (d, &v) in quad[r * KU..(r + 1) * KU].iter_mut().zip(src) {
-                    *d = v.to_kernel_u8();
-                }
-            }
-            for (u, &v) in rest.iter().enumerate() {
-                panel[whole * MR * KU + r * KU + u] = v.to_kernel_u8();
-            }
-        }
-    }
+    pack_a(a, lda, rows, ks, out, [0, 1, 2, 3], |v| v);
 }
 
 /// Packs like [`pack_a_narrow`] but widened to i16 for the exact full-range kernel: for each quad
@@ -206,7 +184,21 @@ pub(crate) fn pack_a_wide<T: AElement>(
     ks: std::ops::Range<usize>,
     out: &mut [i16],
 ) {
-    const SLOT: [usize; KU] = [0, 2, 1, 3];
+    pack_a(a, lda, rows, ks, out, [0, 2, 1, 3], i16::from);
+}
+
+/// The packing both layouts share: k value `u` of a quad goes to slot `slot[u]` of its row's four,
+/// as `element(kernel byte)`. Whole quads are copied four values at a time; a panel is zeroed first
+/// only when it has missing rows or a partial last quad.
+fn pack_a<T: AElement, O: Copy + Default>(
+    a: &[T],
+    lda: usize,
+    rows: std::ops::Range<usize>,
+    ks: std::ops::Range<usize>,
+    out: &mut [O],
+    slot: [usize; KU],
+    element: impl Fn(u8) -> O,
+) {
     let quads = ks.len().div_ceil(KU);
     let whole = ks.len() / KU;
     let panel_len = quads * MR * KU;
@@ -214,19 +206,19 @@ pub(crate) fn pack_a_wide<T: AElement>(
         let panel = &mut out[pi * panel_len..(pi + 1) * panel_len];
         let present = MR.min(rows.end - r0);
         if present < MR || whole < quads {
-            panel.fill(0);
+            panel.fill(O::default());
         }
         for r in 0..present {
             let row = &a[(r0 + r) * lda + ks.start..(r0 + r) * lda + ks.end];
             let (body, rest) = row.split_at(whole * KU);
             for (quad, src) in panel.chunks_exact_mut(MR * KU).zip(body.chunks_exact(KU)) {
                 let dst = &mut quad[r * KU..(r + 1) * KU];
-                for (u, &v) in src.iter().enumerate() {
-                    dst[SLOT[u]] = i16::from(v.to_kernel_u8());
+                for (&at, &v) in slot.iter().zip(src) {
+                    dst[at] = element(v.to_kernel_u8());
                 }
             }
-            for (u, &v) in rest.iter().enumerate() {
-                panel[whole * MR * KU + r * KU + SLOT[u]] = i16::from(v.to_kernel_u8());
+            for (&at, &v) in slot.iter().zip(rest) {
+                panel[whole * MR * KU + r * KU + at] = element(v.to_kernel_u8());
             }
         }
     }

@@ -10,6 +10,7 @@
 
 use super::blocking::{KU, MR, NR};
 use super::pack::{Quad, WideQuad};
+use crate::kernels::prefetch_tile;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -36,19 +37,6 @@ unsafe fn store<const R: usize>(acc: &[[__m256i; 2]; R], c: *mut i32, ldc: usize
     }
 }
 
-/// Asks for the tile's lines of C at the start of a kernel, so that its final loads and stores
-/// (C is megabytes for large products, and each row of a tile lies a leading dimension apart)
-/// find them cached.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn prefetch_tile<const R: usize>(c: *mut i32, ldc: usize) {
-    for r in 0..R {
-        let row = c.wrapping_add(r * ldc);
-        _mm_prefetch::<_MM_HINT_T0>(row.cast::<i8>());
-        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(NR - 1).cast::<i8>());
-    }
-}
-
 /// Narrow kernel: `tile (+)= A B` over `quads` quads with `vpmaddubsw` + `vpmaddwd`.
 ///
 /// # Safety
@@ -65,7 +53,7 @@ pub(crate) unsafe fn kernel_narrow<const R: usize>(
     accumulate: bool,
 ) {
     let ones = _mm256_set1_epi16(1);
-    prefetch_tile::<R>(c, ldc);
+    prefetch_tile(c, R, ldc, NR);
     let mut acc = [[_mm256_setzero_si256(); 2]; R];
     for q in 0..quads {
         // SAFETY: q < quads, so the quad and the A bytes read are inside the caller's buffers;
@@ -133,7 +121,7 @@ pub(crate) unsafe fn kernel_wide_b<const R: usize>(
     ldc: usize,
     accumulate: bool,
 ) {
-    prefetch_tile::<R>(c, ldc);
+    prefetch_tile(c, R, ldc, NR);
     let mut acc = [[_mm256_setzero_si256(); 2]; R];
     for q in 0..quads {
         // SAFETY: q < quads keeps every read inside the caller's buffers; WideQuad is 64-byte aligned.
@@ -171,7 +159,7 @@ pub(crate) unsafe fn kernel_wide<const R: usize>(
     ldc: usize,
     accumulate: bool,
 ) {
-    prefetch_tile::<R>(c, ldc);
+    prefetch_tile(c, R, ldc, NR);
     let mut acc = [[_mm256_setzero_si256(); 2]; R];
     for q in 0..quads {
         // SAFETY: q < quads keeps every read inside the caller's buffers; Quad is 64-byte aligned.
