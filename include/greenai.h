@@ -399,6 +399,11 @@ extern "C" {
 // The library version, `"MAJOR.MINOR.PATCH"`, as a static NUL-terminated string.
 const char *greenai_version(void);
 
+// The kernel tier in use (`"scalar"`, `"avx2"`, `"avx512"`, `"neon"`, `"dotprod"` or `"i8mm"`), as
+// a static NUL-terminated string: the highest this CPU has, or the one `GREENAI_ISA` asked for
+// (lowered to the highest tier below it that the CPU has).
+const char *greenai_active_isa(void);
+
 // The name of a status (`"GREENAI_OK"`, ...), as a static NUL-terminated string.
 // `status` must be one of the `greenai_status` values.
 const char *greenai_status_str(greenai_status status);

@@ -11,7 +11,8 @@
 //! The reduction is always explicit ([`Reduction`]): a mean over rows (tokens, samples), never
 //! over rows times classes. Inputs are validated in full before any output is written.
 
-use crate::error::{check_finite, checked_product, try_vec};
+use crate::error::{checked_product, try_vec};
+use crate::kernels::math::check_finite;
 use crate::kernels::math::{self, HardExp, KdStore};
 use crate::kernels::Isa;
 use crate::{Error, Result};

@@ -125,27 +125,6 @@ pub fn checked_product(context: &'static str, dims: &[usize]) -> Result<usize> {
     })
 }
 
-/// Fails with [`Error::NonFinite`] naming the first NaN in `data` (the SIMD scan of
-/// [`crate::kernels::convert::check_no_nan`]).
-pub fn check_no_nan(name: &'static str, data: &[f32]) -> Result<()> {
-    crate::kernels::convert::check_no_nan(name, data)
-}
-
-/// Fails with [`Error::NonFinite`] naming the first infinity or NaN in `data` (found by the SIMD
-/// finite scan of [`crate::kernels::math::max_finite`]; the index is looked up only on failure).
-pub fn check_finite(name: &'static str, data: &[f32]) -> Result<()> {
-    match crate::kernels::math::max_finite(data) {
-        Some(_) => Ok(()),
-        None => Err(non_finite(name, data)),
-    }
-}
-
-/// [`Error::NonFinite`] for the first infinity or NaN in `data` (index 0 when there is none).
-pub fn non_finite(name: &'static str, data: &[f32]) -> Error {
-    let index = data.iter().position(|v| !v.is_finite()).unwrap_or(0);
-    Error::NonFinite { name, index, value: data.get(index).map_or(f64::NAN, |&v| f64::from(v)) }
-}
-
 /// Allocates a vector of `len` copies of `value`, reporting allocation failure as an error.
 pub fn try_vec<T: Clone>(len: usize, value: T) -> Result<Vec<T>> {
     let mut v = Vec::new();

@@ -83,7 +83,7 @@ pub fn factorize(w: &[f32], rows: usize, cols: usize, choice: RankChoice) -> Res
             actual: vec![w.len()],
         });
     }
-    crate::error::check_finite("w", w)?;
+    crate::kernels::math::check_finite("w", w)?;
     let full = rows.min(cols);
     if let RankChoice::Rank(r) = choice {
         if r > full {

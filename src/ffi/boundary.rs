@@ -142,6 +142,16 @@ pub extern "C" fn greenai_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
+/// The kernel tier in use (`"scalar"`, `"avx2"`, `"avx512"`, `"neon"`, `"dotprod"` or `"i8mm"`), as
+/// a static NUL-terminated string: the highest this CPU has, or the one `GREENAI_ISA` asked for
+/// (lowered to the highest tier below it that the CPU has).
+#[no_mangle]
+pub extern "C" fn greenai_active_isa() -> *const c_char {
+    const NAMES: [&std::ffi::CStr; 6] = [c"scalar", c"avx2", c"avx512", c"neon", c"dotprod", c"i8mm"];
+    let active = crate::kernels::Isa::active().name();
+    NAMES.iter().find(|name| name.to_bytes() == active.as_bytes()).map_or(c"scalar", |name| name).as_ptr()
+}
+
 /// The name of a status (`"GREENAI_OK"`, ...), as a static NUL-terminated string.
 /// `status` must be one of the `greenai_status` values.
 #[no_mangle]

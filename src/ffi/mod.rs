@@ -24,7 +24,7 @@ pub mod sparse;
 mod status;
 pub mod tensor;
 
-pub use boundary::{greenai_last_error_message, greenai_status_str, greenai_version};
+pub use boundary::{greenai_active_isa, greenai_last_error_message, greenai_status_str, greenai_version};
 pub use status::greenai_status;
 pub use tensor::*;
 

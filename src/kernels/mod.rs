@@ -1,10 +1,11 @@
-//! SIMD kernels behind safe slice APIs, with one cached choice of instruction set.
+//! SIMD kernels behind safe slice APIs, with one cached choice of instruction-set tier.
 //!
-//! Each kernel family has a scalar reference (the definition), an AVX2+FMA+F16C path for x86-64
-//! and a NEON path for aarch64. The safe functions check their arguments and call the path chosen
-//! once per process by [`Isa::active`]; `GREENAI_ISA=scalar|avx2|neon` forces a path (a forced
-//! path the machine lacks falls back to the best one it has). Functions ending in `_on` take an
-//! explicit [`Isa`], so tests and benchmarks can compare paths in one process.
+//! Each kernel family has a scalar reference (the definition) and a path per tier: AVX2+FMA+F16C
+//! and AVX-512 (F, BW, VL, DQ, VNNI; BF16 where present) on x86-64, NEON, dotprod and i8mm on
+//! aarch64. The safe functions check their arguments and call the tier chosen once per process by
+//! [`Isa::active`]; `GREENAI_ISA=scalar|avx2|avx512|neon|dotprod|i8mm` forces a tier (one the
+//! machine lacks gives the highest tier below it). Functions ending in `_on` take an explicit
+//! [`Isa`], so tests and benchmarks can compare tiers in one process.
 
 pub mod convert;
 pub mod gemm_float;
@@ -33,59 +34,119 @@ pub(crate) fn prefetch_tile<T>(tile: *const T, rows: usize, ld: usize, cols: usi
     }
 }
 
-/// An instruction-set path of the kernels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// An instruction-set tier of the kernels. Only the current architecture's tiers exist, so every
+/// dispatch `match` names each tier (no wildcard arm can send a new tier somewhere silently).
+///
+/// The tiers of an architecture are ordered, each a superset of the one below (`scalar < avx2 <
+/// avx512` on x86-64, `scalar < neon < dotprod < i8mm` on aarch64), which [`PartialOrd`] states:
+/// `isa >= Isa::Avx2` holds on every tier that can run AVX2 code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Isa {
-    /// Portable Rust: the reference every other path is tested against.
+    /// Portable Rust: the reference every other tier is tested against.
     Scalar,
     /// x86-64 with AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// x86-64 with AVX-512 F, BW, VL, DQ and VNNI (and the AVX2 tier's features); the BF16
+    /// instructions are a capability of this tier ([`Isa::has_bf16`]).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     /// aarch64 with NEON (Advanced SIMD, always present on aarch64).
+    #[cfg(target_arch = "aarch64")]
     Neon,
+    /// aarch64 NEON with the dot-product instructions (`sdot`, `udot`).
+    #[cfg(target_arch = "aarch64")]
+    Dotprod,
+    /// aarch64 NEON with dotprod and the int8 matrix multiply (`smmla`, `usmmla`, `usdot`).
+    #[cfg(target_arch = "aarch64")]
+    I8mm,
 }
 
 impl Isa {
-    /// Whether this machine can run the path.
+    /// Every tier of this architecture, lowest first.
+    pub const ALL: &'static [Isa] = &[
+        Isa::Scalar,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Dotprod,
+        #[cfg(target_arch = "aarch64")]
+        Isa::I8mm,
+    ];
+
+    /// The names `GREENAI_ISA` takes, on any architecture.
+    pub const NAMES: &'static [&'static str] = &["scalar", "avx2", "avx512", "neon", "dotprod", "i8mm"];
+
+    /// Whether this machine can run the tier (the CPU features are detected at run time; std
+    /// caches them).
     pub fn is_available(self) -> bool {
+        #[cfg(target_arch = "aarch64")]
+        use std::arch::is_aarch64_feature_detected as has;
+        #[cfg(target_arch = "x86_64")]
+        use std::arch::is_x86_feature_detected as has;
         match self {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                    && std::arch::is_x86_feature_detected!("f16c")
+            Isa::Avx2 => has!("avx2") && has!("fma") && has!("f16c"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                Isa::Avx2.is_available()
+                    && has!("avx512f")
+                    && has!("avx512bw")
+                    && has!("avx512vl")
+                    && has!("avx512dq")
+                    && has!("avx512vnni")
             }
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
-            #[allow(unreachable_patterns)]
+            Isa::Neon => has!("neon"),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Dotprod => Isa::Neon.is_available() && has!("dotprod"),
+            #[cfg(target_arch = "aarch64")]
+            Isa::I8mm => Isa::Dotprod.is_available() && has!("i8mm"),
+        }
+    }
+
+    /// Whether the tier can run the AVX-512 BF16 instructions (`vdpbf16ps`, `vcvtne2ps2bf16`).
+    pub fn has_bf16(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => self.is_available() && std::arch::is_x86_feature_detected!("avx512bf16"),
             _ => false,
         }
     }
 
-    /// The fastest path this machine has.
+    /// The highest tier this machine has.
     pub fn best() -> Isa {
-        [Isa::Avx2, Isa::Neon].into_iter().find(|isa| isa.is_available()).unwrap_or(Isa::Scalar)
+        Isa::ALL.iter().rev().copied().find(|isa| isa.is_available()).unwrap_or(Isa::Scalar)
     }
 
-    /// Every path this machine can run, the reference first.
+    /// Every tier this machine can run, the reference first.
     pub fn available() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Neon].into_iter().filter(|isa| isa.is_available()).collect()
+        Isa::ALL.iter().copied().filter(|isa| isa.is_available()).collect()
     }
 
-    /// The path the safe kernel functions use: `GREENAI_ISA` if set and available, else [`Isa::best`].
-    /// Decided once per process.
+    /// The tier the safe kernel functions use, decided once per process: `GREENAI_ISA` if it names
+    /// a tier this machine has, else the highest tier below the one named, else [`Isa::best`].
     pub fn active() -> Isa {
         static ACTIVE: OnceLock<Isa> = OnceLock::new();
-        *ACTIVE.get_or_init(|| {
-            std::env::var("GREENAI_ISA")
-                .ok()
-                .and_then(|name| name.parse::<Isa>().ok())
-                .filter(|isa| isa.is_available())
-                .unwrap_or_else(Isa::best)
-        })
+        *ACTIVE.get_or_init(|| Isa::from_request(std::env::var("GREENAI_ISA").ok().as_deref()))
     }
 
-    /// Fails unless the machine can run this path; the `_on` kernel functions call it first.
+    /// The tier a `GREENAI_ISA` value selects (see [`Isa::active`]).
+    pub fn from_request(request: Option<&str>) -> Isa {
+        match request.map(str::parse::<Isa>) {
+            Some(Ok(wanted)) => {
+                Isa::available().into_iter().rev().find(|&isa| isa <= wanted).unwrap_or(Isa::Scalar)
+            }
+            _ => Isa::best(),
+        }
+    }
+
+    /// Fails unless the machine can run this tier; the `_on` kernel functions call it first.
     pub fn ensure_available(self) -> Result<()> {
         if self.is_available() {
             Ok(())
@@ -98,8 +159,16 @@ impl Isa {
     pub const fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512",
+            #[cfg(target_arch = "aarch64")]
             Isa::Neon => "neon",
+            #[cfg(target_arch = "aarch64")]
+            Isa::Dotprod => "dotprod",
+            #[cfg(target_arch = "aarch64")]
+            Isa::I8mm => "i8mm",
         }
     }
 }
@@ -107,12 +176,15 @@ impl Isa {
 impl std::str::FromStr for Isa {
     type Err = Error;
 
+    /// A tier of this architecture by name; a known tier of another architecture is an error too.
     fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "scalar" => Ok(Isa::Scalar),
-            "avx2" => Ok(Isa::Avx2),
-            "neon" => Ok(Isa::Neon),
-            other => Err(Error::invalid("isa", other, "expected scalar, avx2 or neon")),
+        let name = s.trim().to_ascii_lowercase();
+        match Isa::ALL.iter().find(|isa| isa.name() == name) {
+            Some(&isa) => Ok(isa),
+            None if Isa::NAMES.contains(&name.as_str()) => {
+                Err(Error::invalid("isa", name, "a tier of another architecture"))
+            }
+            None => Err(Error::invalid("isa", name, format!("expected one of {}", Isa::NAMES.join(", ")))),
         }
     }
 }
@@ -133,13 +205,41 @@ mod tests {
         assert_eq!(Isa::available()[0], Isa::Scalar);
         assert!(Isa::active().is_available());
         assert!(Isa::available().contains(&Isa::best()));
+        assert_eq!(Isa::best(), *Isa::available().last().unwrap());
     }
 
     #[test]
-    fn names_parse_back() {
-        for isa in [Isa::Scalar, Isa::Avx2, Isa::Neon] {
+    fn names_parse_back_and_other_architectures_are_refused() {
+        for &isa in Isa::ALL {
             assert_eq!(isa.name().parse::<Isa>().unwrap(), isa);
+            assert!(Isa::NAMES.contains(&isa.name()));
         }
         assert!("sse9".parse::<Isa>().is_err());
+        let foreign = Isa::NAMES.iter().filter(|n| !Isa::ALL.iter().any(|i| i.name() == **n)).count();
+        assert_eq!(foreign, Isa::NAMES.len() - Isa::ALL.len());
+        for name in Isa::NAMES.iter().filter(|n| !Isa::ALL.iter().any(|i| i.name() == **n)) {
+            assert!(name.parse::<Isa>().is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn tiers_are_ordered_and_available_tiers_include_every_lower_one() {
+        assert!(Isa::ALL.windows(2).all(|w| w[0] < w[1]));
+        for &isa in &Isa::available() {
+            assert!(Isa::ALL.iter().filter(|&&lower| lower <= isa).all(|t| t.is_available()), "{isa}");
+        }
+    }
+
+    #[test]
+    fn a_request_picks_the_highest_available_tier_not_above_it() {
+        assert_eq!(Isa::from_request(None), Isa::best());
+        assert_eq!(Isa::from_request(Some("no-such-tier")), Isa::best());
+        for &wanted in Isa::ALL {
+            let got = Isa::from_request(Some(wanted.name()));
+            assert!(got <= wanted && got.is_available());
+            if wanted.is_available() {
+                assert_eq!(got, wanted);
+            }
+        }
     }
 }

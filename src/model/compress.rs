@@ -386,7 +386,7 @@ pub fn compress(
             continue;
         }
         let original = Tensor::from_vec(entry.shape.to_vec(), entry.to_f32()?)?;
-        crate::error::check_finite("weights", original.as_slice())
+        crate::kernels::math::check_finite("weights", original.as_slice())
             .map_err(|e| Error::format(entry.name, e.to_string()))?;
         let c = compress_tensor(&entry, options, &original)?;
         let metrics = quant::error_metrics(original.as_slice(), &c.restored)?;

@@ -8,7 +8,8 @@
 //! `PruningContainer` does. NaN weights are refused.
 
 use super::mask::Mask;
-use crate::error::{check_no_nan, Result};
+use crate::error::Result;
+use crate::kernels::convert::check_no_nan;
 use crate::tensor::{numel, split_at_axis};
 use crate::Error;
 

@@ -6,7 +6,8 @@
 //! stride R*S, as NVIDIA's ASP permutes them. A one-dimensional weight is one row.
 
 use super::mask::Mask;
-use crate::error::{check_no_nan, Result};
+use crate::error::Result;
+use crate::kernels::convert::check_no_nan;
 use crate::tensor::{numel, split_at_axis};
 use crate::Error;
 

@@ -231,7 +231,7 @@ pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: 
     let narrow = spec.qrange() != spec.qtype.range();
     // Any NaN is found before the first write, by one scan of the whole tensor; the runs below
     // then skip the kernels' own scan.
-    crate::error::check_no_nan("x", x)?;
+    crate::kernels::convert::check_no_nan("x", x)?;
     let isa = crate::kernels::Isa::active();
     let (scales, zps) = (params.scales(), params.zero_points());
     let mut result = Ok(());

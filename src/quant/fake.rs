@@ -18,7 +18,7 @@ pub fn fake_quantize(x: &[f32], shape: &[usize], params: &QuantParams, out: &mut
     let layout = params.layout_for(shape)?;
     super::params::check_data(params.spec().granularity, x, shape)?;
     check_out("fake_quantize output", x.len(), out.len())?;
-    crate::error::check_no_nan("x", x)?;
+    crate::kernels::convert::check_no_nan("x", x)?;
     layout.runs(|start, count, g| {
         let qz = Quantizer::new(params.spec(), params.scales()[g], params.zero_points()[g]);
         for i in start..start + count {
@@ -41,7 +41,7 @@ pub fn fake_quantize_grad(
     super::params::check_data(params.spec().granularity, x, shape)?;
     check_out("grad_out", x.len(), grad_out.len())?;
     check_out("grad_x", x.len(), grad_x.len())?;
-    crate::error::check_no_nan("x", x)?;
+    crate::kernels::convert::check_no_nan("x", x)?;
     layout.runs(|start, count, g| {
         let qz = Quantizer::new(params.spec(), params.scales()[g], params.zero_points()[g]);
         for i in start..start + count {

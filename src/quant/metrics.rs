@@ -72,8 +72,8 @@ fn check_lengths(reference: &[f32], approx: &[f32]) -> Result<()> {
 }
 
 fn check_no_nan(reference: &[f32], approx: &[f32]) -> Result<()> {
-    crate::error::check_no_nan("reference", reference)?;
-    crate::error::check_no_nan("approx", approx)
+    crate::kernels::convert::check_no_nan("reference", reference)?;
+    crate::kernels::convert::check_no_nan("approx", approx)
 }
 
 fn check(reference: &[f32], approx: &[f32]) -> Result<()> {

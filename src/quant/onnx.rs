@@ -42,7 +42,7 @@ pub fn dynamic_quantize_linear(x: &[f32], y: &mut [u8]) -> Result<(f32, u8)> {
     // One pass for the range; the NaN scan (which names the index) only when something was not finite.
     let (lo, hi, finite) = kernel::min_max_finite(x);
     if !finite {
-        crate::error::check_no_nan("x", x)?;
+        crate::kernels::convert::check_no_nan("x", x)?;
     }
     let (min, max) = (lo.min(0.0), hi.max(0.0));
     let scale = if max == min { 1.0 } else { (max - min) / 255.0 };

@@ -166,7 +166,7 @@ impl Layout {
             finite &= run_finite;
         });
         if !finite {
-            return Err(crate::error::non_finite("x", x));
+            return Err(crate::kernels::math::non_finite("x", x));
         }
         Ok((mins, maxs))
     }
@@ -540,8 +540,8 @@ impl QuantParams {
 
     /// Parameters from each group's `[min, max]` (same layout as the scales), by the spec's convention.
     pub fn from_ranges(spec: QuantSpec, shape: Vec<usize>, mins: &[f32], maxs: &[f32]) -> Result<Self> {
-        crate::error::check_no_nan("mins", mins)?;
-        crate::error::check_no_nan("maxs", maxs)?;
+        crate::kernels::convert::check_no_nan("mins", mins)?;
+        crate::kernels::convert::check_no_nan("maxs", maxs)?;
         if mins.len() != maxs.len() {
             return Err(Error::ShapeMismatch {
                 context: "maxs",

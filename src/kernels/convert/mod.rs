@@ -23,11 +23,11 @@ macro_rules! dispatch {
         match $isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `ensure_available` passed for `Isa::Avx2`, so the CPU has AVX2, FMA and F16C.
-            Isa::Avx2 => unsafe { x86::$f($($arg),*) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { x86::$f($($arg),*) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: `ensure_available` passed for `Isa::Neon`, so the CPU has NEON.
-            Isa::Neon => unsafe { aarch64::$f($($arg),*) },
-            _ => scalar::$f($($arg),*),
+            Isa::Neon | Isa::Dotprod | Isa::I8mm => unsafe { aarch64::$f($($arg),*) },
+            Isa::Scalar => scalar::$f($($arg),*),
         }
     };
 }

@@ -401,11 +401,11 @@ fn microkernel<W: WeightElement>(isa: Isa, tile: Tile, a: &[f32], b: &[W], c: &m
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Avx2 is only used after ensure_available checked avx2, fma and f16c; the
         // buffers hold the tile (asserted above).
-        Isa::Avx2 => unsafe { x86::microkernel(tile, a, b, c) },
+        Isa::Avx2 | Isa::Avx512 => unsafe { x86::microkernel(tile, a, b, c) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: Neon is only used after ensure_available checked it; buffers asserted above.
-        Isa::Neon => unsafe { aarch64::microkernel(tile, a, b, c) },
-        _ => scalar::microkernel(tile, a, b, c),
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => unsafe { aarch64::microkernel(tile, a, b, c) },
+        Isa::Scalar => scalar::microkernel(tile, a, b, c),
     }
 }
 
@@ -490,11 +490,11 @@ pub fn gemv_on<W: WeightElement>(
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Avx2 passed ensure_available; check_gemv sized w, x and y for these rows.
-            Isa::Avx2 => unsafe { x86::gemv(ys.len(), k, w, ldw, x, ys) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { x86::gemv(ys.len(), k, w, ldw, x, ys) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: Neon passed ensure_available; check_gemv sized w, x and y for these rows.
-            Isa::Neon => unsafe { aarch64::gemv(ys.len(), k, w, ldw, x, ys) },
-            _ => scalar::gemv(ys.len(), k, w, ldw, x, ys),
+            Isa::Neon | Isa::Dotprod | Isa::I8mm => unsafe { aarch64::gemv(ys.len(), k, w, ldw, x, ys) },
+            Isa::Scalar => scalar::gemv(ys.len(), k, w, ldw, x, ys),
         }
     });
     Ok(())
@@ -540,11 +540,13 @@ pub fn gemv_i8_on(
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Avx2 passed ensure_available; check_gemv sized w, x, y and scales.
-            Isa::Avx2 => unsafe { x86::gemv_i8(ys.len(), k, w, ldw, scales, x, ys) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { x86::gemv_i8(ys.len(), k, w, ldw, scales, x, ys) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: Neon passed ensure_available; check_gemv sized w, x, y and scales.
-            Isa::Neon => unsafe { aarch64::gemv_i8(ys.len(), k, w, ldw, scales, x, ys) },
-            _ => scalar::gemv_i8(ys.len(), k, w, ldw, scales, x, ys),
+            Isa::Neon | Isa::Dotprod | Isa::I8mm => unsafe {
+                aarch64::gemv_i8(ys.len(), k, w, ldw, scales, x, ys)
+            },
+            Isa::Scalar => scalar::gemv_i8(ys.len(), k, w, ldw, scales, x, ys),
         }
     });
     Ok(())

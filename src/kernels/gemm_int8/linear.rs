@@ -1,8 +1,9 @@
 //! The quantized linear layer: `y = x W^T + b` with W int8 per output channel, x quantized per row.
 
 use super::{check_matrix, gemm_packed_on, PackedI8, Update};
-use crate::error::{check_finite, check_len, try_vec};
+use crate::error::{check_len, try_vec};
 use crate::kernels::convert::{min_max_finite, quantize_i8_on, quantize_u8_on, scalar};
+use crate::kernels::math::check_finite;
 use crate::kernels::Isa;
 use crate::{Error, Result};
 

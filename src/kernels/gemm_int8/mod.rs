@@ -305,7 +305,7 @@ unsafe fn drive<T: AElement>(
         let add = accumulate || q0 > 0;
         for i0 in rows.clone().step_by(MC) {
             let block = i0..rows.end.min(i0 + MC);
-            let use_wide = isa == Isa::Avx2
+            let use_wide = has_wide_kernels(isa)
                 && !packed.is_seven_bit()
                 && !block_is_seven_bit(a, lda, block.clone(), ks.clone());
             if use_wide {
@@ -349,6 +349,17 @@ unsafe fn drive<T: AElement>(
     Ok(())
 }
 
+/// Whether the tier has the exact widened (i16) kernels for full-range operands.
+const fn has_wide_kernels(isa: Isa) -> bool {
+    match isa {
+        Isa::Scalar => false,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 => true,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => false,
+    }
+}
+
 /// A packed A row panel in the layout its kernel reads.
 #[derive(Clone, Copy)]
 enum APanel<'a> {
@@ -380,9 +391,11 @@ struct Tile {
 unsafe fn run_tile(isa: Isa, a: APanel<'_>, b: BPanel<'_>, c: *mut i32, ldc: usize, tile: Tile) {
     // AVX2 kernels come in every row count, so only a narrow last panel goes through `local`.
     let direct = match isa {
-        Isa::Avx2 => tile.cols == NR,
         Isa::Scalar => false,
-        _ => tile.cols == NR && tile.rows == MR,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 => tile.cols == NR,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => tile.cols == NR && tile.rows == MR,
     };
     if direct {
         // SAFETY: a direct tile is `tile.rows` rows of NR columns inside C (the caller's contract).
@@ -442,13 +455,17 @@ unsafe fn simd_tile(
         // SAFETY: the driver only picks Avx2 after `ensure_available`; the panels hold b.len()
         // quads (narrow: the pair sums cannot saturate, as the driver checked); `out` holds
         // `rows` rows of NR (C, or `local`).
-        (Isa::Avx2, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe { by_rows!(kernel_narrow, a.as_ptr(), b) },
+        (Isa::Avx2 | Isa::Avx512, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe {
+            by_rows!(kernel_narrow, a.as_ptr(), b)
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for the exact wide layout.
-        (Isa::Avx2, APanel::Wide(a), BPanel::Bytes(b)) => unsafe { by_rows!(kernel_wide, a.as_ptr(), b) },
+        (Isa::Avx2 | Isa::Avx512, APanel::Wide(a), BPanel::Bytes(b)) => unsafe {
+            by_rows!(kernel_wide, a.as_ptr(), b)
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, with B widened; row 4 of the A panel starts 4 * KU i16 into it.
-        (Isa::Avx2, APanel::Wide(a), BPanel::Widened(b)) => unsafe {
+        (Isa::Avx2 | Isa::Avx512, APanel::Wide(a), BPanel::Widened(b)) => unsafe {
             const _: () = assert!(MR == 5, "the widened kernel splits a tile as 4 + 1 rows");
             if rows == MR {
                 x86::kernel_wide_b::<4>(b.len(), a.as_ptr(), b.as_ptr(), out, out_ld, add);
@@ -466,7 +483,7 @@ unsafe fn simd_tile(
         },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: Neon was checked available; the narrow panel holds b.len() quads; `out` is a full tile.
-        (Isa::Neon, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe {
+        (Isa::Neon | Isa::Dotprod | Isa::I8mm, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe {
             aarch64::kernel(b.len(), a.as_ptr(), b.as_ptr(), out, out_ld, add)
         },
         _ => unreachable!("the wide layouts are packed for AVX2 only, and Scalar tiles go through `local`"),

@@ -107,11 +107,11 @@ macro_rules! dispatch {
         match $isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: ensure_available confirmed AVX2, FMA and F16C.
-            Isa::Avx2 => unsafe { x86::$f($($arg),*) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { x86::$f($($arg),*) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: ensure_available confirmed NEON.
-            Isa::Neon => unsafe { aarch64::$f($($arg),*) },
-            _ => scalar::$f($($arg),*),
+            Isa::Neon | Isa::Dotprod | Isa::I8mm => unsafe { aarch64::$f($($arg),*) },
+            Isa::Scalar => scalar::$f($($arg),*),
         }
     };
 }
@@ -152,6 +152,21 @@ pub fn max_finite(x: &[f32]) -> Option<f32> {
     finite.then_some(max)
 }
 
+/// Fails with [`Error::NonFinite`] naming the first infinity or NaN in `data` (found by the SIMD
+/// finite scan of [`max_finite`]; the index is looked up only on failure).
+pub fn check_finite(name: &'static str, data: &[f32]) -> Result<()> {
+    match max_finite(data) {
+        Some(_) => Ok(()),
+        None => Err(non_finite(name, data)),
+    }
+}
+
+/// [`Error::NonFinite`] for the first infinity or NaN in `data` (index 0 when there is none).
+pub fn non_finite(name: &'static str, data: &[f32]) -> Error {
+    let index = data.iter().position(|v| !v.is_finite()).unwrap_or(0);
+    Error::NonFinite { name, index, value: data.get(index).map_or(f64::NAN, |&v| f64::from(v)) }
+}
+
 /// [`max_finite`] on a chosen path.
 pub fn max_finite_on(isa: Isa, x: &[f32]) -> Result<Option<f32>> {
     isa.ensure_available()?;
@@ -185,7 +200,7 @@ pub fn softmax_on(isa: Isa, x: &[f32], scale: f32, y: &mut [f32]) -> Result<f64>
     }
     check_same_len("softmax output", x.len(), y.len())?;
     let Some(max) = max_finite_on(isa, x)? else {
-        return Err(crate::error::non_finite("x", x));
+        return Err(non_finite("x", x));
     };
     if x.is_empty() {
         return Ok(f64::NEG_INFINITY);

@@ -48,11 +48,11 @@ fn row_on(isa: Isa, values: &[f32], cols: &[u32], x: &[f32], ncols: usize, y_row
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the caller checked Isa::Avx2 is available; the index contract above holds.
-        Isa::Avx2 => unsafe { x86::row_spmm(values, cols, x, ncols, y_row) },
+        Isa::Avx2 | Isa::Avx512 => unsafe { x86::row_spmm(values, cols, x, ncols, y_row) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: the caller checked Isa::Neon is available; the index contract above holds.
-        Isa::Neon => unsafe { aarch64::row_spmm(values, cols, x, ncols, y_row) },
-        _ => scalar::row_spmm(values, cols, x, ncols, y_row),
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => unsafe { aarch64::row_spmm(values, cols, x, ncols, y_row) },
+        Isa::Scalar => scalar::row_spmm(values, cols, x, ncols, y_row),
     }
 }
 
@@ -99,8 +99,8 @@ pub fn nm_spmm_on(isa: Isa, a: &NmCompressed, x: &[f32], ncols: usize, y: &mut [
     }
     let per_row = a.cols() / a.m() * a.n();
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx2 && (a.n(), a.m()) == (2, 4) && a.cols().is_multiple_of(8) {
-        // SAFETY: Avx2 passed ensure_available; a 2:4 matrix with cols % 8 == 0 holds rows * cols / 2
+    if isa >= Isa::Avx2 && (a.n(), a.m()) == (2, 4) && a.cols().is_multiple_of(8) {
+        // SAFETY: a tier with AVX2 passed ensure_available; a 2:4 matrix with cols % 8 == 0 holds rows * cols / 2
         // values and rows * cols / 8 field bytes (each row's fields start on a byte); x and y
         // were checked against the shape.
         return unsafe { x86::spmm_2_4(a.values(), a.indices(), a.rows(), a.cols(), x, ncols, y) };
