@@ -141,7 +141,9 @@ fn check_matrix<T>(name: &'static str, buf: &[T], rows: usize, cols: usize, ld: 
 }
 
 /// Copies rows `p0 .. p0 + kc` and columns `j0 .. j0 + cols` of B into consecutive panels of
-/// `nr` columns (`kc x nr` each, in slot order, zero-padded past `cols`).
+/// `nr` columns (`kc x nr` each, in slot order, zero-padded past `cols`). This runs over all of B
+/// on every plain call, so full rows take a fast path (a copy, or the 16-wide pairing in fixed-size
+/// arrays, which compiles to two unpack instructions).
 #[allow(clippy::too_many_arguments)]
 fn pack_panels(
     nr: usize,
@@ -154,23 +156,32 @@ fn pack_panels(
     cols: usize,
     out: &mut [bf16],
 ) {
-    let slots: Vec<usize> = (0..nr).map(|c| Layout::slot(nr, paired, c)).collect();
     for (jp, panel) in out[..cols.div_ceil(nr) * kc * nr].chunks_exact_mut(kc * nr).enumerate() {
         let c0 = j0 + jp * nr;
         let width = nr.min(j0 + cols - c0);
         for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
             let src = &b[(p0 + p) * ldb + c0..(p0 + p) * ldb + c0 + width];
-            if width == nr && !paired {
-                row.copy_from_slice(src);
-                continue;
-            }
-            if width < nr {
-                row.fill(bf16::ZERO);
-            }
-            for (&v, &s) in src.iter().zip(&slots) {
-                row[s] = v;
+            match (width == nr, paired, <&[bf16; 16]>::try_from(src), <&mut [bf16; 16]>::try_from(&mut *row))
+            {
+                (true, false, _, _) => row.copy_from_slice(src),
+                (true, true, Ok(src), Ok(row)) => pair16(src, row),
+                _ => {
+                    row.fill(bf16::ZERO);
+                    for (c, &v) in src.iter().enumerate() {
+                        row[Layout::slot(nr, paired, c)] = v;
+                    }
+                }
             }
         }
+    }
+}
+
+/// One full row of a paired 16-column panel: column `c` to slot `2c`, column `c + 8` to `2c + 1`.
+#[inline]
+fn pair16(src: &[bf16; 16], row: &mut [bf16; 16]) {
+    for c in 0..8 {
+        row[2 * c] = src[c];
+        row[2 * c + 1] = src[c + 8];
     }
 }
 

@@ -24,17 +24,41 @@ unsafe fn rows<const R: usize>(tile: Tile, a: &[f32], b: &[bf16], c: &mut [f32])
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
     let high = _mm256_set1_epi32(0xffff_0000_u32 as i32);
     let (ap, bp) = (a.as_ptr(), b.as_ptr());
-    for p in 0..tile.kc {
-        // SAFETY: a holds kc * MR and b kc * NR elements (the caller's contract).
-        unsafe {
-            let w = _mm256_loadu_si256(bp.add(p * NR).cast());
-            let b0 = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w));
-            let b1 = _mm256_castsi256_ps(_mm256_and_si256(w, high));
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*ap.add(p * MR + r));
-                row[0] = _mm256_fmadd_ps(av, b0, row[0]);
-                row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+    macro_rules! step {
+        ($p:expr, $acc:expr) => {
+            // SAFETY: p < kc, and a holds kc * MR and b kc * NR elements (the caller's contract).
+            unsafe {
+                let w = _mm256_loadu_si256(bp.add($p * NR).cast());
+                let b0 = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w));
+                let b1 = _mm256_castsi256_ps(_mm256_and_si256(w, high));
+                for (r, row) in $acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*ap.add($p * MR + r));
+                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+                }
             }
+        };
+    }
+    if R <= 2 {
+        // Two FMA chains per row would wait on the FMA latency: odd steps go to a second set of
+        // accumulators, added at the end (another valid f32 summation order).
+        let mut odd = [[_mm256_setzero_ps(); 2]; R];
+        let mut p = 0;
+        while p + 2 <= tile.kc {
+            step!(p, acc);
+            step!(p + 1, odd);
+            p += 2;
+        }
+        if p < tile.kc {
+            step!(p, acc);
+        }
+        for (row, o) in acc.iter_mut().zip(&odd) {
+            row[0] = _mm256_add_ps(row[0], o[0]);
+            row[1] = _mm256_add_ps(row[1], o[1]);
+        }
+    } else {
+        for p in 0..tile.kc {
+            step!(p, acc);
         }
     }
     if tile.nr == NR {
