@@ -140,10 +140,11 @@ fn check_matrix<T>(name: &'static str, buf: &[T], rows: usize, cols: usize, ld: 
     Ok(needed)
 }
 
-/// Copies rows `p0 .. p0 + kc` and columns `j0 .. j0 + cols` of B into consecutive panels of
-/// `nr` columns (`kc x nr` each, in slot order, zero-padded past `cols`). This runs over all of B
-/// on every plain call, so full rows take a fast path (a copy, or the 16-wide pairing in fixed-size
-/// arrays, which compiles to two unpack instructions).
+/// Copies rows `p0 .. p0 + kc` and columns `j0 .. j0 + cols` of B into panels of `nr` columns
+/// (in slot order, zero-padded past `cols`): row `p` of panel `jp` goes to
+/// `out[jp * panel_stride + p * nr..][..nr]`. B is read row by row (each row of the block once,
+/// contiguously); full rows take a fast path (a copy, or the 16-wide pairing in fixed-size arrays,
+/// which compiles to two unpack instructions). This runs over all of B on every plain call.
 #[allow(clippy::too_many_arguments)]
 fn pack_panels(
     nr: usize,
@@ -155,14 +156,21 @@ fn pack_panels(
     j0: usize,
     cols: usize,
     out: &mut [bf16],
+    panel_stride: usize,
 ) {
-    for (jp, panel) in out[..cols.div_ceil(nr) * kc * nr].chunks_exact_mut(kc * nr).enumerate() {
-        let c0 = j0 + jp * nr;
-        let width = nr.min(j0 + cols - c0);
-        for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
-            let src = &b[(p0 + p) * ldb + c0..(p0 + p) * ldb + c0 + width];
-            match (width == nr, paired, <&[bf16; 16]>::try_from(src), <&mut [bf16; 16]>::try_from(&mut *row))
-            {
+    if cols == 0 {
+        return;
+    }
+    for p in 0..kc {
+        let b_row = &b[(p0 + p) * ldb + j0..(p0 + p) * ldb + j0 + cols];
+        for (jp, src) in b_row.chunks(nr).enumerate() {
+            let row = &mut out[jp * panel_stride + p * nr..jp * panel_stride + (p + 1) * nr];
+            match (
+                src.len() == nr,
+                paired,
+                <&[bf16; 16]>::try_from(src),
+                <&mut [bf16; 16]>::try_from(&mut *row),
+            ) {
                 (true, false, _, _) => row.copy_from_slice(src),
                 (true, true, Ok(src), Ok(row)) => pair16(src, row),
                 _ => {
@@ -215,8 +223,9 @@ impl PackedB {
             }
             Layout::Panels { nr, paired } => {
                 let mut data = try_vec(checked_product("packed b", &[n.div_ceil(nr), k, nr])?, bf16::ZERO)?;
-                if k > 0 {
-                    pack_panels(nr, paired, b, ldb, 0, k, 0, n, &mut data);
+                // KC rows at a time, so each block of B's rows is read once while it is in cache.
+                for pc in (0..k).step_by(KC) {
+                    pack_panels(nr, paired, b, ldb, pc, KC.min(k - pc), 0, n, &mut data[pc * nr..], k * nr);
                 }
                 data
             }
@@ -582,7 +591,7 @@ impl Simd {
                 self.pack_a(a, lda, pc, rows, kc, a_pack);
                 for j0 in (0..n).step_by(strip_cols) {
                     let cols = strip_cols.min(n - j0);
-                    pack_panels(self.nr, self.paired, b, ldb, pc, kc, j0, cols, strip);
+                    pack_panels(self.nr, self.paired, b, ldb, pc, kc, j0, cols, strip, kc * self.nr);
                     let strip = &*strip;
                     let panel = |jr: usize| &strip[jr * kc * self.nr..(jr + 1) * kc * self.nr];
                     self.block(rows, cols, kc, pc > 0, a_pack, panel, &mut c[j0..], ldc);
