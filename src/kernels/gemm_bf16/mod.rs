@@ -504,6 +504,7 @@ impl Simd {
 
     /// Runs `body(row0, c_rows, scratch)` over row blocks of C, across threads when `split` says so.
     /// Every scratch buffer (`scratch_len` f32 each) is allocated before C is touched.
+    #[allow(clippy::too_many_arguments)]
     fn for_row_tasks(
         &self,
         m: usize,
