@@ -104,6 +104,11 @@ typedef enum {
   GREENAI_ERR_PANIC = 11,
 } greenai_status;
 
+// bf16 B (`k x n`) prepacked for repeated `greenai_gemm_bf16_packed_f32`, in the layout of the
+// kernel tier active when it was made. Made by `greenai_bf16_packed_new`, released by
+// `greenai_bf16_packed_free`.
+typedef struct greenai_bf16_packed greenai_bf16_packed;
+
 // A CSR matrix with f32 values. Made by `greenai_csr_from_dense`, released by `greenai_csr_free`.
 typedef struct greenai_csr greenai_csr;
 
@@ -631,6 +636,55 @@ greenai_status greenai_flops_model_output_shape(greenai_flops_model *model,
 greenai_status greenai_flops_model_cost(greenai_flops_model *model,
                                         const greenai_compression *compression,
                                         greenai_cost *cost);
+
+// `C = A * B`: A `m x k` bfloat16 bit patterns (leading dimension `lda`), B `k x n` bfloat16 bit
+// patterns (`ldb`), C `m x n` f32 (`ldc`), all row-major, C overwritten. Leading dimensions are in
+// elements and at least the row length. Products are exact in f32; results differ from the in-order
+// f32 sum only by summation order (within `k * 2^-24 * sum |a b|`). `k = 0` sets C to zero. Small `m`
+// reads B as it is; for repeated products with large `m`, pack B once (`greenai_bf16_packed_new`).
+//
+// # Safety
+// `a`, `b` and `c` must span `(rows - 1) * ld + cols` elements of their matrices (or be NULL
+// when that is 0); `c` must not overlap `a` or `b`.
+greenai_status greenai_gemm_bf16bf16_f32(size_t m,
+                                         size_t n,
+                                         size_t k,
+                                         const uint16_t *a,
+                                         size_t lda,
+                                         const uint16_t *b,
+                                         size_t ldb,
+                                         float *c,
+                                         size_t ldc);
+
+// Packs B (`k x n` bfloat16 bit patterns, row-major, leading dimension `ldb` >= `n`) into a new
+// handle written to `*out` (only on success).
+//
+// # Safety
+// `b` must span `(k - 1) * ldb + n` elements (or be NULL when that is 0); `out` must be writable.
+greenai_status greenai_bf16_packed_new(size_t k,
+                                       size_t n,
+                                       const uint16_t *b,
+                                       size_t ldb,
+                                       greenai_bf16_packed **out);
+
+// `C = A * B` with prepacked B (`k x n`): A `m x k` bfloat16 bit patterns (`lda`), C `m x n` f32
+// (`ldc`), overwritten; as `greenai_gemm_bf16bf16_f32` otherwise.
+//
+// # Safety
+// `packed` must be NULL or a live handle; `a` and `c` must span their matrices (or be NULL when
+// empty); `c` must not overlap `a`.
+greenai_status greenai_gemm_bf16_packed_f32(size_t m,
+                                            const uint16_t *a,
+                                            size_t lda,
+                                            const greenai_bf16_packed *packed,
+                                            float *c,
+                                            size_t ldc);
+
+// Releases a packed B; NULL is ignored.
+//
+// # Safety
+// `packed` must be NULL or a live handle from `greenai_bf16_packed_new`, not used afterwards.
+void greenai_bf16_packed_free(greenai_bf16_packed *packed);
 
 // `C = A * B`: A `m x k` f32 (leading dimension `lda`), B `k x n` IEEE binary16 bit patterns
 // (`ldb`), C `m x n` f32 (`ldc`), all row-major, C overwritten. Leading dimensions are in

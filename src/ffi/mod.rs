@@ -14,6 +14,7 @@ mod boundary;
 pub mod distill;
 pub mod energy;
 pub mod flops;
+pub mod gemm_bf16;
 pub mod gemm_float;
 pub mod gemm_int8;
 pub mod lowrank;

@@ -8,6 +8,7 @@
 //! [`Isa`], so tests and benchmarks can compare tiers in one process.
 
 pub mod convert;
+pub mod gemm_bf16;
 pub mod gemm_float;
 pub mod gemm_int8;
 pub mod math;
