@@ -17,7 +17,7 @@
 //! through byte for byte. [`decompress`] restores every changed tensor to its original float dtype.
 
 use super::file::{ModelFile, TensorEntry};
-use super::write::{write_safetensors, OutTensor};
+use super::write::{check_distinct, write_safetensors, Destination, OutTensor};
 use crate::prune::{self, CountRule};
 use crate::quant::{self, Calibration, Granularity, Mode, QTensor, QType, QuantParams, QuantSpec};
 use crate::{DynTensor, Error, Result, Tensor};
@@ -367,6 +367,8 @@ pub fn compress(
     if let Grouping::Block(0) = options.grouping {
         return Err(Error::invalid("block", 0, "a block holds at least one weight"));
     }
+    Destination::check(output)?;
+    check_distinct(&[("input", input.path()), ("output", output)])?;
     let total = input.len();
     let mut reports = Vec::with_capacity(total);
     let mut outputs: Vec<(String, OutTensor<'_>)> = Vec::with_capacity(total);
@@ -516,6 +518,8 @@ fn restore(input: &ModelFile, entry: &TensorEntry<'_>, meta: &HashMap<&str, &str
 /// Turns a file written by [`compress`] back into a plain float safetensors file: every changed tensor
 /// restored to its original dtype, companions dropped, everything else copied byte for byte.
 pub fn decompress(input: &ModelFile, output: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<()> {
+    Destination::check(output)?;
+    check_distinct(&[("input", input.path()), ("output", output)])?;
     let companions: std::collections::HashSet<String> = input
         .tensors()
         .filter(|t| input.metadata().contains_key(&metadata_key(t.name)))

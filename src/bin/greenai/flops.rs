@@ -3,6 +3,7 @@
 use greenai::energy::{Carbon, EnergyTable, GridSource, InferenceFootprint};
 use greenai::flops::{hf_config, zoo, Comparison, Compression, Model, Precision, Report, Sparsity};
 use greenai::{Error, Result};
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Arguments of `greenai flops`.
@@ -120,12 +121,31 @@ pub fn run(args: &Args) -> Result<()> {
             Output { compression: comp, report: &report, energy_table: table, carbon, footprint, baseline };
         let text =
             serde_json::to_string_pretty(&out).map_err(|e| Error::format("json output", e.to_string()))?;
-        println!("{text}");
+        let mut out = crate::stdout();
+        writeln!(out, "{text}").and_then(|()| out.flush()).map_err(crate::stdout_error)?;
         return Ok(());
     }
-    print!("{report}");
+    let mut out = crate::stdout();
+    print_text(&mut out, args, &report, &comp, p, &carbon, &footprint, baseline)
+        .and_then(|()| out.flush())
+        .map_err(crate::stdout_error)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_text(
+    out: &mut impl Write,
+    args: &Args,
+    report: &Report,
+    comp: &Compression,
+    p: Precision,
+    carbon: &Carbon,
+    footprint: &InferenceFootprint,
+    baseline: Option<Baseline>,
+) -> std::io::Result<()> {
+    write!(out, "{report}")?;
     let f = footprint.per_inference;
-    println!(
+    writeln!(
+        out,
         "energy (Horowitz 45 nm lower bound): {:.4e} J per inference, {:.4e} kWh, {:.4e} gCO2e ({} grid, {} g/kWh, PUE {})",
         f.joules,
         f.kwh,
@@ -133,23 +153,24 @@ pub fn run(args: &Args) -> Result<()> {
         args.grid,
         carbon.g_per_kwh,
         carbon.pue
-    );
+    )?;
     let m = footprint.per_million;
-    println!("per million inferences: {:.4e} kWh, {:.4e} gCO2e", m.kwh, m.gco2e);
-    println!("per million inferences by energy source (PUE {}):", carbon.pue);
+    writeln!(out, "per million inferences: {:.4e} kWh, {:.4e} gCO2e", m.kwh, m.gco2e)?;
+    writeln!(out, "per million inferences by energy source (PUE {}):", carbon.pue)?;
     for g in GridSource::ALL {
-        println!("  {:<8} {:>12.4e} gCO2e", g.name(), m.kwh * carbon.pue * g.g_per_kwh());
+        writeln!(out, "  {:<8} {:>12.4e} gCO2e", g.name(), m.kwh * carbon.pue * g.g_per_kwh())?;
     }
     if let Some(b) = baseline {
-        println!("\ncompression ({p}, {:?}, rank {:?}) against dense f32:", comp.sparsity, comp.rank);
-        print!("{}", b.comparison);
-        println!(
+        writeln!(out, "\ncompression ({p}, {:?}, rank {:?}) against dense f32:", comp.sparsity, comp.rank)?;
+        write!(out, "{}", b.comparison)?;
+        writeln!(
+            out,
             "{:<14} {:>12.4e} J {:>12.4e} J {:>8.3}x",
             "energy/infer",
             b.footprint.per_inference.joules,
             f.joules,
             b.footprint.per_inference.joules / f.joules
-        );
+        )?;
     }
     Ok(())
 }
