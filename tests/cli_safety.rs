@@ -121,12 +121,20 @@ fn destinations_that_are_not_regular_files_are_refused() {
     let folder = dir.path().join("folder");
     std::fs::create_dir(&folder).unwrap();
     let ok_out = dir.path().join("fine.safetensors");
-    for bad in [Path::new("/dev/null"), &fifo, &link, &folder] {
+    // A device node: where this test may create one (as root), a private copy of /dev/null, so that a
+    // regression replaces that and not the machine's /dev/null; otherwise /dev/null itself.
+    let private_null = dir.path().join("null");
+    let made = Command::new("mknod").args([s(&private_null), "c", "1", "3"]).stderr(Stdio::null()).status();
+    let device =
+        if made.is_ok_and(|st| st.success()) { private_null.clone() } else { PathBuf::from("/dev/null") };
+    for bad in [device.as_path(), &fifo, &link, &folder] {
         fails(&["compress", s(&input), "-o", s(bad)], s(bad));
         fails(&["decompress", s(&packed), "-o", s(bad)], s(bad));
         fails(&["compress", s(&input), "-o", s(&ok_out), "--report", s(bad)], s(bad));
     }
     assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO is still a FIFO");
+    assert!(std::fs::symlink_metadata(&device).unwrap().file_type().is_char_device(), "{device:?} replaced");
+    let _ = std::fs::remove_file(&private_null);
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     assert!(!ok_out.exists(), "a refused report path stops the run before the output is written");

@@ -112,7 +112,7 @@ pub fn check_distinct(paths: &[(&'static str, &Path)]) -> Result<()> {
             } || same_inode(a, b);
             if same {
                 return Err(Error::invalid(
-                    *role_b,
+                    role_b,
                     b.display(),
                     format!("names the same file as the {role_a} `{}`", a.display()),
                 ));
