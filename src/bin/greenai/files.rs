@@ -162,7 +162,10 @@ fn parse_calibration(text: &str) -> Result<Calibrate> {
 fn parse_pruning(text: &str) -> Result<Pruning> {
     if let Some((n, m)) = text.split_once(':') {
         return match (n.parse::<usize>(), m.parse::<usize>()) {
-            (Ok(n), Ok(m)) => Ok(Pruning::NOfM { n, m }),
+            (Ok(n), Ok(m)) if n > 0 && n <= m => Ok(Pruning::NOfM { n, m }),
+            (Ok(_), Ok(_)) => {
+                Err(Error::invalid("--prune", text, "N:M needs 0 < N <= M (as `flops --sparsity`)"))
+            }
             _ => Err(Error::invalid("--prune", text, "N:M needs two integers")),
         };
     }
