@@ -269,3 +269,32 @@ fn control_characters_in_tensor_names_are_escaped_when_printed() {
     let (ok, _, stderr) = greenai(&["compress", s(&input), "-o", s(&out), "--skip", "\u{1b}zzz"]);
     assert!(!ok && !stderr.contains('\u{1b}'), "{stderr:?}");
 }
+
+/// Issue 20, finding 9: what a killed run left (a temporary nobody holds) is removed by the next run
+/// writing the same destination; a live run's temporary (locked), other names and links are left alone.
+#[test]
+fn leftovers_of_killed_runs_are_cleaned_and_live_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("m.safetensors");
+    std::fs::write(&input, model()).unwrap();
+    let out = dir.path().join("out.safetensors");
+    let stale = dir.path().join(".out.safetensors.greenai-AbCdEf123456.tmp");
+    std::fs::write(&stale, vec![0u8; 4096]).unwrap();
+    let live = dir.path().join(".out.safetensors.greenai-LiveLive1234.tmp");
+    let held = std::fs::File::create(&live).unwrap();
+    held.lock().unwrap();
+    let other = dir.path().join(".other.safetensors.greenai-AbCdEf123456.tmp");
+    std::fs::write(&other, b"not ours").unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let link = dir.path().join(".out.safetensors.greenai-Link12345678.tmp");
+    symlink(&victim, &link).unwrap();
+    let (ok, _, stderr) = greenai(&["compress", s(&input), "-o", s(&out)]);
+    assert!(ok, "{stderr}");
+    assert!(!stale.exists(), "the stale temporary is removed");
+    assert!(live.exists(), "a temporary a live process holds is kept");
+    assert!(other.exists(), "another destination's temporary is not this run's business");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    drop(held);
+}

@@ -9,7 +9,9 @@
 //! a link planted in a shared folder is never opened) in the destination's folder, named
 //! `.NAME.greenai-XXXXXX.tmp` so a leftover is recognisable; [`StagedFile::commit`] flushes it,
 //! fsyncs it, renames it over the destination and fsyncs the folder. Dropping a staged file without
-//! committing (every error path) removes it.
+//! committing (every error path) removes it. A run killed outright (`kill -9`, or SIGINT/SIGTERM,
+//! which greenai does not intercept) leaves its temporary behind; the next run writing the same
+//! destination removes it (a live run's temporary is locked and left alone).
 
 use crate::{Error, Result};
 use safetensors::Dtype;
@@ -122,6 +124,37 @@ pub fn check_distinct(paths: &[(&'static str, &Path)]) -> Result<()> {
     Ok(())
 }
 
+/// The temporary-name prefix of a destination file name.
+fn staging_prefix(name: &str) -> String {
+    format!(".{name}.greenai-")
+}
+
+/// Removes what killed runs left beside `destination`: regular files named like its temporaries
+/// (`.NAME.greenai-XXXXXX.tmp`) that no live process holds. Every staged file holds an exclusive
+/// lock on itself while it lives, and the kernel drops the lock when its process dies (even by
+/// `kill -9`), so a file whose lock can be taken belongs to nobody. Only names are removed (links are
+/// skipped, nothing is opened for writing); failures are ignored: cleaning is a courtesy.
+fn remove_leftovers(destination: &Destination) {
+    let Some(name) = destination.resolved.file_name() else { return };
+    let prefix = staging_prefix(&name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(&destination.dir) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        if !file_name.starts_with(&prefix) || !file_name.ends_with(".tmp") {
+            continue;
+        }
+        let path = entry.path();
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let Ok(file) = File::open(&path) else { continue };
+        if file.try_lock().is_ok() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
 /// A temporary file beside its destination, renamed over it by [`StagedFile::commit`] and removed
 /// when dropped uncommitted.
 pub struct StagedFile {
@@ -133,8 +166,9 @@ impl StagedFile {
     /// Creates the temporary file exclusively in the destination's folder (checked again here).
     pub fn create(destination: &Destination) -> Result<Self> {
         let destination = Destination::check(&destination.path)?;
+        remove_leftovers(&destination);
         let name = destination.resolved.file_name().unwrap_or_default().to_string_lossy();
-        let prefix = format!(".{name}.greenai-");
+        let prefix = staging_prefix(&name);
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".tmp").rand_bytes(12);
         #[cfg(unix)]
@@ -144,6 +178,9 @@ impl StagedFile {
             builder.permissions(std::fs::Permissions::from_mode(0o666));
         }
         let tmp = builder.tempfile_in(&destination.dir).map_err(|e| Error::io(&destination.path, e))?;
+        // Held until the file is closed: tells a later run's cleaning that this file is alive. Where the
+        // file system has no locks, nobody can take one, so nothing is cleaned: not an error.
+        let _ = tmp.as_file().try_lock();
         Ok(StagedFile { file: BufWriter::with_capacity(1 << 20, tmp), destination })
     }
 
