@@ -409,9 +409,12 @@ const char *greenai_version(void);
 // (lowered to the highest tier below it that the CPU has).
 const char *greenai_active_isa(void);
 
-// The name of a status (`"GREENAI_OK"`, ...), as a static NUL-terminated string.
-// `status` must be one of the `greenai_status` values.
-const char *greenai_status_str(greenai_status status);
+// The name of a status (`"GREENAI_OK"`, ...), as a static NUL-terminated string; any other value
+// (a status from a newer greenai, or garbage) gives `"GREENAI_UNKNOWN_STATUS"`.
+//
+// The parameter is an `int`, not `greenai_status`: a C caller may pass any integer, and an
+// undeclared value in a Rust enum is undefined behaviour. Passing a `greenai_status` still compiles.
+const char *greenai_status_str(int status);
 
 // The detailed message of the calling thread's last failed greenai call, or `""` when none failed.
 //

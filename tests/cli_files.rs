@@ -137,3 +137,37 @@ fn bad_options_and_outputs_fail_clearly_and_write_nothing() {
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.len(), 2, "input and untouched output only: {names:?}");
 }
+
+/// Issue 20, finding 13: the README's own example runs (int4 blocks with MSE calibration and 2:4
+/// pruning), and `--prune 0:4` is refused as `flops --sparsity 0:4` is.
+#[test]
+fn the_readme_example_runs_and_prune_n_of_m_agrees_with_flops() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("model.safetensors");
+    std::fs::write(&input, good_model()).unwrap();
+    let out = dir.path().join("m.st");
+    let readme = [
+        "compress",
+        path_str(&input),
+        "-o",
+        path_str(&out),
+        "--quant",
+        "int4",
+        "--granularity",
+        "block:32",
+        "--calibration",
+        "mse",
+        "--prune",
+        "2:4",
+        "--skip",
+        "embed|lm_head|step",
+    ];
+    let (ok, stdout, stderr) = greenai(&readme);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("I4"), "{stdout}");
+    assert!(greenai(&["decompress", path_str(&out), "-o", path_str(&dir.path().join("back"))]).0);
+    for bad in ["0:4", "5:4"] {
+        assert_fails(&["compress", path_str(&input), "-o", path_str(&out), "--prune", bad], "0 < N <= M");
+        assert_fails(&["flops", "resnet18", "--sparsity", bad], "0 < N <= M");
+    }
+}

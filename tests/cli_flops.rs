@@ -64,3 +64,44 @@ fn bad_input_fails_cleanly() {
     let (ok, _, stderr) = greenai(&["flops", "bert_base", "--seq-len", "513"]);
     assert!(!ok && stderr.contains("seq_len"), "{stderr}");
 }
+
+/// Issue 20, finding 11: a config.json with an absurd layer count is a clear error, not a run that never
+/// ends (4294967296 layers did not finish; 10k took 65 s). The run is killed after 60 s so that a
+/// regression fails instead of hanging.
+#[test]
+fn hf_config_with_a_huge_layer_count_is_refused_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    for layers in ["4294967296", "100000"] {
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"model_type": "llama", "hidden_size": 256, "num_hidden_layers": {layers}, "num_attention_heads": 8,
+                "num_key_value_heads": 2, "intermediate_size": 688, "vocab_size": 1000, "max_position_embeddings": 512}}"#
+            ),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_greenai"))
+            .args(["flops", "--hf-config", path.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > std::time::Duration::from_secs(60) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("{layers} layers: still running after 60 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{layers} layers accepted");
+        assert!(stderr.contains("num_hidden_layers") && stderr.contains(layers), "{stderr}");
+    }
+}

@@ -7,7 +7,38 @@ mod files;
 mod flops;
 
 use clap::{Parser, Subcommand};
+use greenai::Error;
+use std::io::Write;
 use std::process::ExitCode;
+
+/// The name standard output's errors carry, so that `main` tells a closed pipe from a failed file.
+const STDOUT: &str = "<stdout>";
+
+/// A failed write to standard output as an error.
+fn stdout_error(e: std::io::Error) -> Error {
+    Error::io(STDOUT, e)
+}
+
+/// Standard output, buffered; every write error is an [`Error`] (never a panic, unlike `println!`).
+fn stdout() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::new(std::io::stdout().lock())
+}
+
+/// `text` with every control character (terminal escape sequences included) escaped, so that names
+/// read from a file cannot drive the terminal.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect::<String>()
+        .into()
+}
+
+/// Exit status of a run that stopped because standard output is a closed pipe: 128 + SIGPIPE, what a
+/// shell reports for a program the signal ended (`greenai inspect F | head -1` ends quietly).
+const CLOSED_PIPE: u8 = 141;
 
 /// Make neural networks smaller, faster and cheaper in energy, and say what they cost.
 #[derive(Parser)]
@@ -39,8 +70,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Io { path, source })
+            if path == STDOUT && source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::from(CLOSED_PIPE)
+        }
         Err(e) => {
-            eprintln!("greenai: error: {e}");
+            let _ = writeln!(std::io::stderr(), "greenai: error: {}", printable(&e.to_string()));
             ExitCode::FAILURE
         }
     }

@@ -152,11 +152,14 @@ pub extern "C" fn greenai_active_isa() -> *const c_char {
     NAMES.iter().find(|name| name.to_bytes() == active.as_bytes()).map_or(c"scalar", |name| name).as_ptr()
 }
 
-/// The name of a status (`"GREENAI_OK"`, ...), as a static NUL-terminated string.
-/// `status` must be one of the `greenai_status` values.
+/// The name of a status (`"GREENAI_OK"`, ...), as a static NUL-terminated string; any other value
+/// (a status from a newer greenai, or garbage) gives `"GREENAI_UNKNOWN_STATUS"`.
+///
+/// The parameter is an `int`, not `greenai_status`: a C caller may pass any integer, and an
+/// undeclared value in a Rust enum is undefined behaviour. Passing a `greenai_status` still compiles.
 #[no_mangle]
-pub extern "C" fn greenai_status_str(status: greenai_status) -> *const c_char {
-    status.name().as_ptr().cast()
+pub extern "C" fn greenai_status_str(status: std::ffi::c_int) -> *const c_char {
+    greenai_status::from_int(status).map_or(c"GREENAI_UNKNOWN_STATUS".as_ptr(), |s| s.name().as_ptr().cast())
 }
 
 /// The detailed message of the calling thread's last failed greenai call, or `""` when none failed.
@@ -218,18 +221,19 @@ mod tests {
     }
 
     #[test]
-    fn every_status_has_a_distinct_name() {
-        let statuses = (0..=11).map(|v: u32| {
-            // SAFETY: the values 0..=11 are exactly the declared discriminants of greenai_status.
-            unsafe { std::mem::transmute::<u32, greenai_status>(v) }
-        });
-        let names: std::collections::HashSet<_> = statuses
-            .map(|s| {
-                // SAFETY: greenai_status_str returns a static NUL-terminated string.
-                unsafe { CStr::from_ptr(greenai_status_str(s)) }.to_str().unwrap().to_owned()
-            })
-            .collect();
+    fn every_status_has_a_distinct_name_and_other_values_a_fixed_one() {
+        let name = |v| {
+            // SAFETY: greenai_status_str returns a static NUL-terminated string.
+            unsafe { CStr::from_ptr(greenai_status_str(v)) }.to_str().unwrap().to_owned()
+        };
+        let names: std::collections::HashSet<_> = (0..=11).map(name).collect();
         assert_eq!(names.len(), 12);
-        assert!(names.iter().all(|n| n.starts_with("GREENAI_")));
+        assert!(names.iter().all(|n| n.starts_with("GREENAI_") && n != "GREENAI_UNKNOWN_STATUS"));
+        for v in [-1, 12, 999, i32::MIN, i32::MAX] {
+            assert_eq!(name(v), "GREENAI_UNKNOWN_STATUS");
+        }
+        for v in 0..=11 {
+            assert_eq!(greenai_status::from_int(v).map(|s| s as i32), Some(v));
+        }
     }
 }

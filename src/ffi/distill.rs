@@ -1,13 +1,17 @@
 //! C ABI: knowledge-distillation losses and their gradients (`crate::distill`).
 //!
 //! Every function validates all of its input before writing anything: on failure `*loss` and
-//! `grad` are left untouched. `grad` may be NULL when only the loss is wanted.
+//! `grad` are left untouched. `grad` may be NULL when only the loss is wanted. Finite input can
+//! still give a non-finite result (a temperature of 1e-45 divides logits into infinities; logits of
+//! 3e38 overflow their differences): then the status is `GREENAI_ERR_NON_FINITE` and nothing is
+//! written, which is why the gradient is computed into a scratch buffer first.
 
-use super::boundary::{out_ptr, slice_in, slice_out};
+use super::boundary::{out_ptr, slice_in, slice_out, OutPtr};
 use super::status::greenai_status;
 use super::FfiResult;
 use crate::distill::{self, KdParams, Reduction};
 use crate::error::checked_product;
+use crate::kernels::math::check_finite;
 
 /// Borrows the optional gradient output: NULL means "not wanted".
 ///
@@ -19,6 +23,24 @@ unsafe fn grad_out<'a>(grad: *mut f32, len: usize) -> FfiResult<Option<&'a mut [
     }
     // SAFETY: non-NULL, and the caller guarantees len writable floats.
     Ok(Some(unsafe { slice_out(grad, len, "grad")? }))
+}
+
+/// Runs `compute` with a scratch gradient (when `grad` is wanted) and writes the loss and the
+/// gradient only when every value is finite.
+fn deliver(
+    loss: OutPtr<f32>,
+    grad: Option<&mut [f32]>,
+    compute: impl FnOnce(Option<&mut [f32]>) -> crate::Result<f32>,
+) -> FfiResult<()> {
+    let mut scratch = grad.as_ref().map(|g| crate::error::try_vec(g.len(), 0f32)).transpose()?;
+    let value = compute(scratch.as_deref_mut())?;
+    check_finite("loss", &[value])?;
+    if let (Some(g), Some(s)) = (grad, scratch) {
+        check_finite("gradient", &s)?;
+        g.copy_from_slice(&s);
+    }
+    loss.write(value);
+    Ok(())
 }
 
 /// Borrows the labels: required (non-NULL unless there are no rows) when `alpha < 1`, ignored otherwise.
@@ -69,8 +91,7 @@ pub unsafe extern "C" fn greenai_kd_loss(
                 grad_out(grad, n)?,
             )
         };
-        out.write(distill::kd_loss(s, t, labels, batch, classes, &params, grad)?);
-        Ok(())
+        deliver(out, grad, |g| distill::kd_loss(s, t, labels, batch, classes, &params, g))
     }
 }
 
@@ -112,8 +133,7 @@ pub unsafe extern "C" fn greenai_kd_loss_seq(
         };
         // SAFETY: the caller guarantees mask, when non-NULL, holds batch*seq bytes.
         let mask = if mask.is_null() { None } else { Some(unsafe { slice_in(mask, rows, "mask")? }) };
-        out.write(distill::kd_loss_seq(s, t, labels, mask, batch, seq, classes, &params, grad)?);
-        Ok(())
+        deliver(out, grad, |g| distill::kd_loss_seq(s, t, labels, mask, batch, seq, classes, &params, g))
     }
 }
 
@@ -136,8 +156,7 @@ pub unsafe extern "C" fn greenai_mse_loss(
         let (s, t, out, grad) = unsafe {
             (slice_in(student, n, "student")?, slice_in(teacher, n, "teacher")?, out_ptr(loss, "loss")?, grad_out(grad, n)?)
         };
-        out.write(distill::mse_loss(s, t, Reduction::Mean, grad)?);
-        Ok(())
+        deliver(out, grad, |g| distill::mse_loss(s, t, Reduction::Mean, g))
     }
 }
 
@@ -163,8 +182,7 @@ pub unsafe extern "C" fn greenai_cosine_embedding_loss(
         let (s, t, out, grad) = unsafe {
             (slice_in(student, n, "student")?, slice_in(teacher, n, "teacher")?, out_ptr(loss, "loss")?, grad_out(grad, n)?)
         };
-        out.write(distill::cosine_embedding_loss(s, t, batch, dim, Reduction::Mean, grad)?);
-        Ok(())
+        deliver(out, grad, |g| distill::cosine_embedding_loss(s, t, batch, dim, Reduction::Mean, g))
     }
 }
 
@@ -195,9 +213,8 @@ pub unsafe extern "C" fn greenai_attention_transfer_loss(
         let (s, t, out, grad) = unsafe {
             (slice_in(student, ns, "student")?, slice_in(teacher, nt, "teacher")?, out_ptr(loss, "loss")?, grad_out(grad, ns)?)
         };
-        out.write(distill::attention_transfer_loss(
-            s, t, batch, student_channels, teacher_channels, spatial, Reduction::Mean, grad,
-        )?);
-        Ok(())
+        deliver(out, grad, |g| {
+            distill::attention_transfer_loss(s, t, batch, student_channels, teacher_channels, spatial, Reduction::Mean, g)
+        })
     }
 }

@@ -174,6 +174,28 @@ fn compression_from_c(c: Option<&greenai_compression>) -> Result<Compression, Er
     Ok(comp)
 }
 
+/// Refuses a convolution whose size arithmetic overflows: the kernel extent `dilation * (kernel - 1) + 1`
+/// and the padded extent `input + 2 * padding` must fit in `size_t` (`input` when known), so that no
+/// size wraps around into a plausible one.
+fn check_conv_sizes(p: &greenai_conv2d_params, input: Option<[usize; 2]>) -> FfiResult<()> {
+    let dims = [(p.kernel_h, p.dilation_h, p.pad_h, "height"), (p.kernel_w, p.dilation_w, p.pad_w, "width")];
+    for (i, (k, d, pad, what)) in dims.into_iter().enumerate() {
+        let extent = k.saturating_sub(1).checked_mul(d).and_then(|e| e.checked_add(1));
+        let padded = pad.checked_mul(2).and_then(|p2| p2.checked_add(input.map_or(0, |x| x[i])));
+        if extent.is_none() || padded.is_none() {
+            return Err(Error::Overflow {
+                context: "conv2d sizes",
+                detail: format!(
+                    "{what}: kernel {k}, dilation {d}, padding {pad}, input {:?}",
+                    input.map(|x| x[i])
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
 impl From<&greenai_conv2d_params> for Layer {
     fn from(p: &greenai_conv2d_params) -> Self {
         Layer::Conv(Conv {
@@ -249,6 +271,7 @@ pub unsafe extern "C" fn greenai_flops_conv2d(
     ffi_boundary! {
         // SAFETY: the caller guarantees the pointers as documented.
         let (p, shape, out) = unsafe { (ref_in(params, "params")?, slice_out(out_shape, 4, "out_shape")?, out_ptr(cost, "cost")?) };
+        check_conv_sizes(p, Some([in_h, in_w]))?;
         let (o, c) = layer_cost(&Layer::from(p), &[vec![batch, p.in_channels, in_h, in_w]])?;
         shape.copy_from_slice(&o);
         out.write(c);
@@ -398,7 +421,10 @@ pub unsafe extern "C" fn greenai_flops_model_add_conv2d(
 ) -> greenai_status {
     ffi_boundary! {
         // SAFETY: the caller guarantees the pointers as documented.
-        unsafe { add(model, name, ref_in(params, "params").map(Layer::from), &[from]) }
+        let layer = unsafe { ref_in(params, "params") }
+            .and_then(|p| check_conv_sizes(p, None).map(|()| Layer::from(p)));
+        // SAFETY: the caller guarantees the pointers as documented.
+        unsafe { add(model, name, layer, &[from]) }
     }
 }
 

@@ -33,6 +33,28 @@ pub enum greenai_status {
 }
 
 impl greenai_status {
+    /// Every status, in value order (the value is the index).
+    const ALL: [greenai_status; 12] = [
+        greenai_status::GREENAI_OK,
+        greenai_status::GREENAI_ERR_NULL_POINTER,
+        greenai_status::GREENAI_ERR_INVALID_ARGUMENT,
+        greenai_status::GREENAI_ERR_SHAPE_MISMATCH,
+        greenai_status::GREENAI_ERR_UNSUPPORTED_DTYPE,
+        greenai_status::GREENAI_ERR_NON_FINITE,
+        greenai_status::GREENAI_ERR_OVERFLOW,
+        greenai_status::GREENAI_ERR_OUT_OF_MEMORY,
+        greenai_status::GREENAI_ERR_IO,
+        greenai_status::GREENAI_ERR_FORMAT,
+        greenai_status::GREENAI_ERR_BUFFER_TOO_SMALL,
+        greenai_status::GREENAI_ERR_PANIC,
+    ];
+
+    /// The status whose value is `v`, if there is one (no transmute: any integer is safe).
+    pub(crate) fn from_int(v: std::ffi::c_int) -> Option<Self> {
+        let s = *Self::ALL.get(usize::try_from(v).ok()?)?;
+        (s as std::ffi::c_int == v).then_some(s)
+    }
+
     /// The status's name as a NUL-terminated string.
     pub(crate) const fn name(self) -> &'static str {
         match self {

@@ -17,7 +17,7 @@
 //! through byte for byte. [`decompress`] restores every changed tensor to its original float dtype.
 
 use super::file::{ModelFile, TensorEntry};
-use super::write::{write_safetensors, OutTensor};
+use super::write::{check_distinct, write_safetensors, Destination, OutTensor};
 use crate::prune::{self, CountRule};
 use crate::quant::{self, Calibration, Granularity, Mode, QTensor, QType, QuantParams, QuantSpec};
 use crate::{DynTensor, Error, Result, Tensor};
@@ -182,6 +182,29 @@ fn spec_for(target: Target, grouping: Grouping, ndim: usize) -> Result<QuantSpec
     Ok(QuantSpec::new(qtype, mode).with_granularity(granularity))
 }
 
+/// The contiguous runs of `x` that share one parameter: the whole tensor, a row (axis 0), or a block of
+/// a row (blocks along the last axis, the last block of a row possibly shorter); in parameter order.
+fn groups<'a>(granularity: Granularity, x: &'a [f32], shape: &[usize]) -> Vec<&'a [f32]> {
+    match granularity {
+        Granularity::PerTensor => vec![x],
+        Granularity::PerAxis { .. } => {
+            let rows = shape.first().copied().unwrap_or(1).max(1);
+            x.chunks(x.len() / rows).collect()
+        }
+        Granularity::PerBlock { block, .. } => {
+            let row = shape.last().copied().unwrap_or(1).max(1);
+            x.chunks(row).flat_map(|r| r.chunks(block)).collect()
+        }
+    }
+}
+
+/// The parameters of `spec` for `x`, calibrated by `calibration`.
+///
+/// Histogram methods run group by group, each group through its own per-tensor [`quant::Observer`]
+/// that is dropped before the next: memory stays at one histogram whatever the number of channels
+/// or blocks (one observer holding every group's 4096-bin histogram took 1 GB for a 30522-row
+/// embedding), the ranges are bit-identical to a per-axis observer's (each group's histogram, grid
+/// and search are its own either way), and per-block histogram calibration works too.
 fn calibrated_params(
     spec: QuantSpec,
     calibration: Calibrate,
@@ -194,9 +217,24 @@ fn calibrated_params(
         Calibrate::Mse => Calibration::Mse,
         Calibrate::Entropy => Calibration::Entropy,
     };
-    let mut observer = quant::Observer::new(method, spec)?;
-    observer.observe(x, shape)?;
-    observer.params()
+    let param_shape = spec.granularity.param_shape(shape)?;
+    let per_group = QuantSpec { granularity: Granularity::PerTensor, ..spec };
+    let range = |g: &[f32]| -> Result<(f32, f32)> {
+        let mut observer = quant::Observer::new(method, per_group)?;
+        observer.observe(g, &[g.len()])?;
+        let (lo, hi) = observer.ranges()?;
+        Ok((lo[0], hi[0]))
+    };
+    let groups = groups(spec.granularity, x, shape);
+    #[cfg(feature = "parallel")]
+    let ranges: Vec<(f32, f32)> = {
+        use rayon::prelude::*;
+        groups.par_iter().map(|g| range(g)).collect::<Result<_>>()?
+    };
+    #[cfg(not(feature = "parallel"))]
+    let ranges: Vec<(f32, f32)> = groups.iter().map(|g| range(g)).collect::<Result<_>>()?;
+    let (mins, maxs): (Vec<f32>, Vec<f32>) = ranges.into_iter().unzip();
+    QuantParams::from_ranges(spec, param_shape, &mins, &maxs)
 }
 
 fn prune_in_place(weights: &mut [f32], shape: &[usize], pruning: Pruning) -> Result<()> {
@@ -364,21 +402,59 @@ pub fn compress(
     if let Some(Pruning::Amount(a)) = options.pruning {
         prune::criteria::check_amount(a)?;
     }
+    if let Some(Pruning::NOfM { n, m }) = options.pruning {
+        if n == 0 || n > m {
+            return Err(Error::invalid("prune", format!("{n}:{m}"), "N:M needs 0 < N <= M"));
+        }
+    }
     if let Grouping::Block(0) = options.grouping {
         return Err(Error::invalid("block", 0, "a block holds at least one weight"));
+    }
+    Destination::check(output)?;
+    check_distinct(&[("input", input.path()), ("output", output)])?;
+    let file = input.path().display().to_string();
+    if input.metadata().keys().any(|k| k == "greenai.format" || k.starts_with("greenai.tensor.")) {
+        return Err(Error::format(
+            file,
+            "already compressed by greenai: decompress it first (`greenai decompress`), then compress that",
+        ));
+    }
+    let eligible = |entry: &TensorEntry<'_>| {
+        entry.is_float()
+            && !entry.is_empty()
+            && (entry.shape.len() >= 2 || options.include_1d)
+            && should_compress(entry.name)
+    };
+    // A quantized tensor's companions must not take the name of a tensor of the file: refused before
+    // any work, naming both (nothing is ever silently dropped or overwritten).
+    let integer = matches!(options.target, Some(Target::Int8 | Target::Uint8 | Target::Int4));
+    if integer {
+        let suffixes: &[&str] =
+            if options.target == Some(Target::Uint8) { &[".scale", ".zero_point"] } else { &[".scale"] };
+        let names: std::collections::HashSet<&str> = input.tensors().map(|t| t.name).collect();
+        for entry in input.tensors().filter(|e| eligible(e)) {
+            if let Some(taken) =
+                suffixes.iter().map(|s| format!("{}{s}", entry.name)).find(|c| names.contains(c.as_str()))
+            {
+                return Err(Error::format(
+                    file,
+                    format!(
+                        "quantizing `{}` needs the companion name `{taken}`, which a tensor of the file already \
+                         has: rename it, or leave `{}` unquantized with --skip",
+                        entry.name, entry.name
+                    ),
+                ));
+            }
+        }
     }
     let total = input.len();
     let mut reports = Vec::with_capacity(total);
     let mut outputs: Vec<(String, OutTensor<'_>)> = Vec::with_capacity(total);
     let mut metadata = input.metadata().clone();
     metadata.insert("greenai.version".to_string(), env!("CARGO_PKG_VERSION").to_string());
-    metadata.insert("greenai.format".to_string(), "1".to_string());
+    metadata.insert("greenai.format".to_string(), FORMAT.to_string());
     for (done, entry) in input.tensors().enumerate() {
-        let eligible = entry.is_float()
-            && !entry.is_empty()
-            && (entry.shape.len() >= 2 || options.include_1d)
-            && should_compress(entry.name);
-        if !eligible {
+        if !eligible(&entry) {
             let (report, outs) = pass_through(&entry);
             reports.push(report);
             outputs.extend(outs);
@@ -427,8 +503,20 @@ pub fn compress(
     })
 }
 
-fn parse_meta(text: &str) -> HashMap<&str, &str> {
-    text.split(';').filter_map(|kv| kv.split_once('=')).collect()
+/// The format version this greenai writes and reads.
+const FORMAT: &str = "1";
+
+fn parse_meta<'a>(name: &str, text: &'a str) -> Result<HashMap<&'a str, &'a str>> {
+    let mut meta = HashMap::new();
+    for kv in text.split(';') {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| Error::format(metadata_key(name), format!("`{kv}` is not key=value")))?;
+        if meta.insert(k, v).is_some() {
+            return Err(Error::format(metadata_key(name), format!("`{k}` appears twice")));
+        }
+    }
+    Ok(meta)
 }
 
 fn field<'a>(meta: &HashMap<&str, &'a str>, key: &str, name: &str) -> Result<&'a str> {
@@ -441,63 +529,170 @@ fn number(meta: &HashMap<&str, &str>, key: &str, name: &str) -> Result<usize> {
         .map_err(|_| Error::format(metadata_key(name), format!("`{key}` is not a number")))
 }
 
-fn encode(values: &[f32], dtype: Dtype) -> Result<(Dtype, Vec<u8>)> {
-    Ok(match dtype {
-        Dtype::F16 => (dtype, values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect()),
-        Dtype::BF16 => (dtype, values.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect()),
-        Dtype::F64 => (dtype, values.iter().flat_map(|&v| f64::from(v).to_le_bytes()).collect()),
-        _ => (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+/// The original float dtype of a changed tensor: one of the four greenai compresses.
+fn original_dtype(name: &str, text: &str) -> Result<Dtype> {
+    Ok(match text {
+        "F16" => Dtype::F16,
+        "BF16" => Dtype::BF16,
+        "F32" => Dtype::F32,
+        "F64" => Dtype::F64,
+        other => return Err(Error::format(metadata_key(name), format!("unknown original dtype `{other}`"))),
     })
 }
 
-fn original_dtype(text: &str) -> Dtype {
-    match text {
-        "F16" => Dtype::F16,
-        "BF16" => Dtype::BF16,
-        "F64" => Dtype::F64,
-        _ => Dtype::F32,
-    }
+/// The values in `dtype`; a value that does not fit (infinite there) is refused.
+fn encode(name: &str, values: &[f32], dtype: Dtype) -> Result<Vec<u8>> {
+    let overflow = || Error::format(name, format!("a restored value overflows {dtype:?}"));
+    Ok(match dtype {
+        Dtype::F16 => {
+            let h: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+            if h.iter().any(|v| !v.is_finite()) {
+                return Err(overflow());
+            }
+            h.iter().flat_map(|v| v.to_le_bytes()).collect()
+        }
+        Dtype::BF16 => {
+            let b: Vec<bf16> = values.iter().map(|&v| bf16::from_f32(v)).collect();
+            if b.iter().any(|v| !v.is_finite()) {
+                return Err(overflow());
+            }
+            b.iter().flat_map(|v| v.to_le_bytes()).collect()
+        }
+        Dtype::F64 => values.iter().flat_map(|&v| f64::from(v).to_le_bytes()).collect(),
+        _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    })
 }
 
-fn restore(input: &ModelFile, entry: &TensorEntry<'_>, meta: &HashMap<&str, &str>) -> Result<Vec<f32>> {
+/// A changed tensor's entry, checked against the format: what it is, its original dtype and shape, and
+/// the companion tensors it owns.
+struct Changed<'m> {
+    meta: HashMap<&'m str, &'m str>,
+    kind: &'m str,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    companions: Vec<String>,
+}
+
+fn parse_changed<'m>(input: &ModelFile, entry: &TensorEntry<'_>, text: &'m str) -> Result<Changed<'m>> {
     let name = entry.name;
-    let shape: Vec<usize> = field(meta, "shape", name)?
+    let bad = |why: String| Error::format(metadata_key(name), why);
+    let meta = parse_meta(name, text)?;
+    let shape: Vec<usize> = field(&meta, "shape", name)?
         .split(',')
         .filter(|s| !s.is_empty())
-        .map(|d| d.parse().map_err(|_| Error::format(metadata_key(name), "bad `shape`")))
+        .map(|d| d.parse().map_err(|_| bad("bad `shape`".into())))
         .collect::<Result<_>>()?;
-    match field(meta, "kind", name)? {
-        "cast" | "pruned" => entry.to_f32(),
+    let numel = crate::tensor::numel(&shape)?;
+    let dtype = original_dtype(name, field(&meta, "dtype", name)?)?;
+    let kind = field(&meta, "kind", name)?;
+    let stored = format!("stored as {:?} {:?}", entry.dtype, entry.shape);
+    let companions = match kind {
+        "cast" => {
+            if !matches!(entry.dtype, Dtype::F16 | Dtype::BF16) || entry.shape != shape.as_slice() {
+                return Err(bad(format!("a cast to F16 or BF16 of shape {shape:?} is {stored}")));
+            }
+            vec![]
+        }
+        "pruned" => {
+            if entry.dtype != Dtype::F32 || entry.shape != shape.as_slice() {
+                return Err(bad(format!("a pruned F32 {shape:?} is {stored}")));
+            }
+            vec![]
+        }
+        "quant" => {
+            let (qtype, want) = match field(&meta, "qtype", name)? {
+                "i8" => (QType::I8, Dtype::I8),
+                "u8" => (QType::U8, Dtype::U8),
+                "i4" => (QType::I4, Dtype::U8),
+                "u4" => (QType::U4, Dtype::U8),
+                other => return Err(bad(format!("unknown qtype `{other}`"))),
+            };
+            let want_shape = if qtype.bits() == 4 { vec![numel.div_ceil(2)] } else { shape.clone() };
+            if entry.dtype != want || entry.shape != want_shape.as_slice() {
+                return Err(bad(format!(
+                    "{qtype:?} data of shape {shape:?} must be {want:?} {want_shape:?}, is {stored}"
+                )));
+            }
+            let affine = match field(&meta, "mode", name)? {
+                "affine" => true,
+                "symmetric" => false,
+                other => return Err(bad(format!("unknown mode `{other}`"))),
+            };
+            let mut companions = vec![format!("{name}.scale")];
+            if affine {
+                companions.push(format!("{name}.zero_point"));
+            }
+            for c in &companions {
+                if input.tensor(c).is_none() {
+                    return Err(Error::format(name, format!("missing `{c}`")));
+                }
+                if input.metadata().contains_key(&metadata_key(c)) {
+                    return Err(Error::format(
+                        name,
+                        format!("its companion `{c}` is itself a changed tensor"),
+                    ));
+                }
+            }
+            companions
+        }
+        other => return Err(bad(format!("unknown kind `{other}`"))),
+    };
+    Ok(Changed { meta, kind, dtype, shape, companions })
+}
+
+fn restore(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'_>) -> Result<Vec<f32>> {
+    let (name, meta) = (entry.name, &changed.meta);
+    let bad = |why: String| Error::format(metadata_key(name), why);
+    let values = match changed.kind {
         "quant" => {
             let qtype = match field(meta, "qtype", name)? {
                 "i8" => QType::I8,
                 "u8" => QType::U8,
                 "i4" => QType::I4,
-                "u4" => QType::U4,
-                other => return Err(Error::format(metadata_key(name), format!("unknown qtype `{other}`"))),
+                _ => QType::U4,
             };
             let mode = if field(meta, "mode", name)? == "affine" { Mode::Affine } else { Mode::Symmetric };
+            let ndim = changed.shape.len();
             let axis = number(meta, "axis", name)?;
             let granularity = match field(meta, "granularity", name)? {
                 "tensor" => Granularity::PerTensor,
-                "channel" => Granularity::PerAxis { axis },
-                "block" => Granularity::PerBlock { axis, block: number(meta, "block", name)? },
-                other => {
-                    return Err(Error::format(metadata_key(name), format!("unknown granularity `{other}`")))
-                }
+                "channel" if axis < ndim => Granularity::PerAxis { axis },
+                "block" if axis < ndim => Granularity::PerBlock { axis, block: number(meta, "block", name)? },
+                "channel" | "block" => return Err(bad(format!("axis {axis} of a {ndim}-D tensor"))),
+                other => return Err(bad(format!("unknown granularity `{other}`"))),
             };
             let mut spec = QuantSpec::new(qtype, mode).with_granularity(granularity);
-            spec.narrow_range = meta.get("narrow") == Some(&"1");
+            spec.narrow_range = match meta.get("narrow").copied() {
+                None | Some("0") => false,
+                Some("1") => true,
+                Some(other) => return Err(bad(format!("`narrow` is `{other}`, not 0 or 1"))),
+            };
             let companion = |suffix: &str| {
                 input
                     .tensor(&format!("{name}{suffix}"))
-                    .ok_or_else(|| Error::format(name, format!("missing `{name}{suffix}`")))
+                    .ok_or_else(|| Error::format(name, "missing companion"))
             };
             let scale_entry = companion(".scale")?;
+            if scale_entry.dtype != Dtype::F32 {
+                return Err(Error::format(
+                    name,
+                    format!("`{name}.scale` is {:?}, not F32", scale_entry.dtype),
+                ));
+            }
             let scales = scale_entry.to_f32()?;
             let zero_points: Vec<i32> = match mode {
                 Mode::Affine => {
                     let zp = companion(".zero_point")?;
+                    let want = if qtype.is_signed() { Dtype::I8 } else { Dtype::U8 };
+                    if zp.dtype != want || zp.shape != scale_entry.shape {
+                        return Err(Error::format(
+                            name,
+                            format!(
+                                "`{name}.zero_point` is {:?} {:?}, must be {want:?} {:?} (the scales' shape)",
+                                zp.dtype, zp.shape, scale_entry.shape
+                            ),
+                        ));
+                    }
                     match zp.dtype {
                         Dtype::I8 => zp.bytes.iter().map(|&b| i32::from(b as i8)).collect(),
                         _ => zp.bytes.iter().map(|&b| i32::from(b)).collect(),
@@ -506,21 +701,57 @@ fn restore(input: &ModelFile, entry: &TensorEntry<'_>, meta: &HashMap<&str, &str
                 Mode::Symmetric => vec![0; scales.len()],
             };
             let params = QuantParams::new(spec, scale_entry.shape.to_vec(), scales, zero_points)?;
-            let data = DynTensor::from_bytes(qtype.dtype(), &shape, entry.bytes)?;
-            QTensor::from_parts(data, params)?.dequantize().map(Tensor::into_vec)
+            let data = DynTensor::from_bytes(qtype.dtype(), &changed.shape, entry.bytes)?;
+            QTensor::from_parts(data, params)?.dequantize().map(Tensor::into_vec)?
         }
-        other => Err(Error::format(metadata_key(name), format!("unknown kind `{other}`"))),
-    }
+        _ => entry.to_f32()?,
+    };
+    crate::kernels::math::check_finite("restored weights", &values)
+        .map_err(|e| Error::format(name, format!("{e} (a corrupt scale or data)")))?;
+    Ok(values)
 }
 
 /// Turns a file written by [`compress`] back into a plain float safetensors file: every changed tensor
 /// restored to its original dtype, companions dropped, everything else copied byte for byte.
+///
+/// Everything read is checked against the format: the file must carry `greenai.format` = `1` (a plain
+/// safetensors file, or one from a future greenai, is refused); every `greenai.tensor.NAME` entry must
+/// name a tensor, with known `kind`, `dtype`, `qtype`, `mode` and `granularity`, a stored dtype and
+/// shape that match them, and companions of the right dtype and shape; a restored value that is not
+/// finite in the original dtype is refused. Only a quantized tensor's companions are dropped: a user
+/// tensor called `NAME.scale` beside a cast or pruned `NAME` is kept.
 pub fn decompress(input: &ModelFile, output: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<()> {
-    let companions: std::collections::HashSet<String> = input
-        .tensors()
-        .filter(|t| input.metadata().contains_key(&metadata_key(t.name)))
-        .flat_map(|t| [format!("{}.scale", t.name), format!("{}.zero_point", t.name)])
-        .collect();
+    Destination::check(output)?;
+    check_distinct(&[("input", input.path()), ("output", output)])?;
+    let file = input.path().display().to_string();
+    match input.metadata().get("greenai.format").map(String::as_str) {
+        Some(FORMAT) => {}
+        Some(other) => {
+            return Err(Error::format(
+                file,
+                format!("greenai format `{other}`: this greenai reads format {FORMAT}"),
+            ))
+        }
+        None => {
+            return Err(Error::format(file, "not a file written by `greenai compress` (no greenai.format)"))
+        }
+    }
+    let mut changed = HashMap::new();
+    for entry in input.tensors() {
+        if let Some(text) = input.metadata().get(&metadata_key(entry.name)) {
+            changed.insert(entry.name, parse_changed(input, &entry, text)?);
+        }
+    }
+    if let Some(key) = input
+        .metadata()
+        .keys()
+        .filter_map(|k| k.strip_prefix("greenai.tensor."))
+        .find(|name| !changed.contains_key(name))
+    {
+        return Err(Error::format(file, format!("`{}` describes no tensor of the file", metadata_key(key))));
+    }
+    let companions: std::collections::HashSet<&str> =
+        changed.values().flat_map(|c| c.companions.iter().map(String::as_str)).collect();
     let total = input.len();
     let mut outputs: Vec<(String, OutTensor<'_>)> = Vec::with_capacity(total);
     for (done, entry) in input.tensors().enumerate() {
@@ -528,7 +759,7 @@ pub fn decompress(input: &ModelFile, output: &Path, progress: &mut dyn FnMut(usi
             progress(done + 1, total);
             continue;
         }
-        match input.metadata().get(&metadata_key(entry.name)) {
+        match changed.get(entry.name) {
             None => outputs.push((
                 entry.name.to_string(),
                 OutTensor {
@@ -537,16 +768,11 @@ pub fn decompress(input: &ModelFile, output: &Path, progress: &mut dyn FnMut(usi
                     bytes: Cow::Borrowed(entry.bytes),
                 },
             )),
-            Some(text) => {
-                let meta = parse_meta(text);
-                let values = restore(input, &entry, &meta)?;
-                let shape = field(&meta, "shape", entry.name)?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(|d| d.parse().unwrap_or(0))
-                    .collect();
-                let (dtype, bytes) = encode(&values, original_dtype(field(&meta, "dtype", entry.name)?))?;
-                outputs.push((entry.name.to_string(), OutTensor { dtype, shape, bytes: Cow::Owned(bytes) }));
+            Some(c) => {
+                let values = restore(input, &entry, c)?;
+                let bytes = encode(entry.name, &values, c.dtype)?;
+                let out = OutTensor { dtype: c.dtype, shape: c.shape.clone(), bytes: Cow::Owned(bytes) };
+                outputs.push((entry.name.to_string(), out));
             }
         }
         progress(done + 1, total);

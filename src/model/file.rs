@@ -1,4 +1,9 @@
-//! Reading safetensors files through a memory map, one tensor at a time.
+//! Reading safetensors files: the file is read into memory, checked, and served one tensor at a time.
+//!
+//! The file is read, not memory-mapped: a mapped file that another process truncates while greenai
+//! reads it kills the process with SIGBUS, and no check of the length beforehand can close that race.
+//! A read file is a snapshot: a file that changes size while it is read is an error. The cost is
+//! that the whole file is resident while it is open.
 
 use crate::error::try_vec;
 use crate::{Error, Result};
@@ -7,10 +12,10 @@ use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// An open safetensors file: the header parsed and checked, the data memory-mapped (read lazily).
+/// An open safetensors file: read whole, the header parsed and checked.
 pub struct ModelFile {
     path: PathBuf,
-    map: memmap2::Mmap,
+    map: Vec<u8>,
     header_len: usize,
     entries: Vec<(String, safetensors::tensor::TensorInfo)>,
     metadata: HashMap<String, String>,
@@ -38,10 +43,7 @@ impl ModelFile {
     /// disagree with the file's size are format errors.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: the map is read-only and private to this process; like every reader of mapped files,
-        // greenai requires that the file is not truncated or modified while it is open.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let map = read_whole(path)?;
         let (header_len, metadata) = SafeTensors::read_metadata(&map).map_err(|e| format_error(path, e))?;
         let mut entries: Vec<_> = metadata.tensors().into_iter().map(|(n, info)| (n, info.clone())).collect();
         entries.sort_by_key(|(_, info)| info.data_offsets.0);
@@ -85,25 +87,10 @@ impl ModelFile {
         })
     }
 
-    /// Tells the kernel that a tensor's pages will not be read again soon, so that reading a large
-    /// file tensor by tensor keeps resident memory flat. Reading the tensor later still works.
+    /// Says that a tensor will not be read again soon. The file is held in memory (see the module
+    /// documentation), so this does nothing today; callers keep calling it so that a streaming reader
+    /// can release the tensor's memory.
     pub fn release(&self, entry: &TensorEntry<'_>) {
-        #[cfg(unix)]
-        {
-            const PAGE: usize = 4096;
-            let start = entry.bytes.as_ptr() as usize - self.map.as_ptr() as usize;
-            let first = start.div_ceil(PAGE) * PAGE;
-            let end = (start + entry.bytes.len()) / PAGE * PAGE;
-            if end > first {
-                // SAFETY: the map is a read-only shared file mapping; MADV_DONTNEED only drops resident
-                // pages, which the kernel reloads from the file on the next access. Whole pages inside
-                // this tensor's range are released, so no other tensor's data is affected.
-                let _ = unsafe {
-                    self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first)
-                };
-            }
-        }
-        #[cfg(not(unix))]
         let _ = entry;
     }
 
@@ -111,6 +98,43 @@ impl ModelFile {
     pub fn tensor(&self, name: &str) -> Option<TensorEntry<'_>> {
         self.tensors().find(|t| t.name == name)
     }
+}
+
+/// Reads the regular file at `path` whole; a file whose size changes while it is read is an error.
+fn read_whole(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::invalid("input", path.display(), "is not a regular file"));
+    }
+    let expected = usize::try_from(meta.len())
+        .map_err(|_| Error::format(path.display().to_string(), "larger than this machine's address space"))?;
+    let mut bytes = try_vec(expected, 0u8)?;
+    let mut filled = 0;
+    while filled < expected {
+        match file.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    let mut probe = [0u8; 1];
+    let grew = loop {
+        match file.read(&mut probe) {
+            Ok(n) => break n > 0,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    };
+    if filled != expected || grew {
+        return Err(Error::format(
+            path.display().to_string(),
+            format!("the file changed size while it was read ({expected} bytes when opened)"),
+        ));
+    }
+    Ok(bytes)
 }
 
 impl TensorEntry<'_> {

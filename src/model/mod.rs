@@ -1,5 +1,5 @@
-//! Model files: safetensors in (memory-mapped) and out (written atomically), and the
-//! compressed-file convention.
+//! Model files: safetensors in (read and checked) and out (through the one safe-write path of
+//! [`write`]), and the compressed-file convention.
 
 mod compress;
 mod file;
@@ -12,7 +12,7 @@ pub use compress::{
 };
 pub use file::{ModelFile, TensorEntry};
 pub use inspect::{inspect, summarize, TensorSummary};
-pub use write::{write_safetensors, OutTensor};
+pub use write::{check_distinct, write_file, write_safetensors, Destination, OutTensor, StagedFile};
 
 /// Maps a safetensors dtype to greenai's, where greenai has one.
 pub fn dtype_from_safetensors(dtype: safetensors::Dtype) -> Option<crate::DType> {

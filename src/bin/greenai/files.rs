@@ -1,12 +1,14 @@
 //! `greenai inspect`, `compress` and `decompress`: model files in, smaller model files out.
 
+use crate::printable;
 use greenai::model::{
-    self, Calibrate, CompressOptions, CompressReport, Grouping, ModelFile, Pruning, Target, TensorSummary,
+    self, Calibrate, CompressOptions, CompressReport, Destination, Grouping, ModelFile, Pruning, StagedFile,
+    Target, TensorSummary,
 };
 use greenai::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 
 /// Arguments of `greenai inspect`.
 #[derive(clap::Args)]
@@ -23,7 +25,7 @@ pub struct InspectArgs {
 pub struct CompressArgs {
     /// The safetensors file to compress.
     file: PathBuf,
-    /// Where to write the compressed file (replaced atomically).
+    /// Where to write the compressed file (replaced whole, through a temporary file beside it).
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
     /// Target type of float weights: int8, uint8, int4, fp16, bf16, or none (prune only).
@@ -54,7 +56,7 @@ pub struct CompressArgs {
 pub struct DecompressArgs {
     /// A file written by `greenai compress`.
     file: PathBuf,
-    /// Where to write the plain float safetensors file (replaced atomically).
+    /// Where to write the plain float safetensors file (replaced whole, through a temporary file beside it).
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
 }
@@ -82,21 +84,25 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
     if args.json {
         return print_json(&rows);
     }
-    print_summary(&file, &rows);
-    Ok(())
+    let mut out = crate::stdout();
+    print_summary(&mut out, &file, &rows).and_then(|()| out.flush()).map_err(crate::stdout_error)
 }
 
-fn print_summary(file: &ModelFile, rows: &[TensorSummary]) {
-    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    println!("{}: {} tensors, header {} bytes", file.path().display(), rows.len(), file.header_len());
-    println!(
+fn print_summary(out: &mut impl Write, file: &ModelFile, rows: &[TensorSummary]) -> std::io::Result<()> {
+    let names: Vec<_> = rows.iter().map(|r| printable(&r.name)).collect();
+    let w = names.iter().map(|n| n.chars().count()).max().unwrap_or(4).max(4);
+    let path = file.path().display().to_string();
+    writeln!(out, "{}: {} tensors, header {} bytes", printable(&path), rows.len(), file.header_len())?;
+    writeln!(
+        out,
         "{:<w$}  {:<5} {:<18} {:>12} {:>12} {:>11} {:>11} {:>8}",
         "name", "dtype", "shape", "params", "bytes", "min", "max", "sparsity"
-    );
-    for r in rows {
-        println!(
+    )?;
+    for (r, name) in rows.iter().zip(&names) {
+        writeln!(
+            out,
             "{:<w$}  {:<5} {:<18} {:>12} {:>12} {:>11} {:>11} {:>7.2}%",
-            r.name,
+            name,
             r.dtype,
             format!("{:?}", r.shape),
             r.params,
@@ -104,16 +110,16 @@ fn print_summary(file: &ModelFile, rows: &[TensorSummary]) {
             fmt_opt(r.min),
             fmt_opt(r.max),
             r.sparsity * 100.0
-        );
+        )?;
     }
     let (params, bytes): (usize, usize) = rows.iter().fold((0, 0), |(p, b), r| (p + r.params, b + r.bytes));
-    println!("{:<w$}  {:<5} {:<18} {:>12} {:>12}", "total", "", "", params, bytes);
+    writeln!(out, "{:<w$}  {:<5} {:<18} {:>12} {:>12}", "total", "", "", params, bytes)
 }
 
 fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::format("json", e.to_string()))?;
-    println!("{text}");
-    Ok(())
+    let mut out = crate::stdout();
+    writeln!(out, "{text}").and_then(|()| out.flush()).map_err(crate::stdout_error)
 }
 
 fn parse_target(text: &str) -> Result<Option<Target>> {
@@ -156,7 +162,10 @@ fn parse_calibration(text: &str) -> Result<Calibrate> {
 fn parse_pruning(text: &str) -> Result<Pruning> {
     if let Some((n, m)) = text.split_once(':') {
         return match (n.parse::<usize>(), m.parse::<usize>()) {
-            (Ok(n), Ok(m)) => Ok(Pruning::NOfM { n, m }),
+            (Ok(n), Ok(m)) if n > 0 && n <= m => Ok(Pruning::NOfM { n, m }),
+            (Ok(_), Ok(_)) => {
+                Err(Error::invalid("--prune", text, "N:M needs 0 < N <= M (as `flops --sparsity`)"))
+            }
             _ => Err(Error::invalid("--prune", text, "N:M needs two integers")),
         };
     }
@@ -180,6 +189,17 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
         .as_deref()
         .map(|p| regex::Regex::new(p).map_err(|e| Error::invalid("--skip", p, e.to_string())))
         .transpose()?;
+    // Every path is checked before any work: the output and the report are replaceable, distinct from
+    // each other and from the input, and the report's temporary file exists before the output is
+    // replaced (so a report in a missing or unwritable folder fails first).
+    Destination::check(&args.output)?;
+    let mut paths = vec![("input", args.file.as_path()), ("output", args.output.as_path())];
+    if let Some(report) = &args.report {
+        paths.push(("--report", report.as_path()));
+    }
+    model::check_distinct(&paths)?;
+    let staged_report =
+        args.report.as_deref().map(|p| StagedFile::create(&Destination::check(p)?)).transpose()?;
     let file = ModelFile::open(&args.file)?;
     if let Some(re) = &skip {
         if !file.tensors().any(|t| re.is_match(t.name)) {
@@ -191,30 +211,31 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
     let report =
         model::compress(&file, &args.output, &options, &keep, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
-    print_report(&report);
-    if let Some(path) = &args.report {
-        write_json(path, &report)?;
+    // The report file is written before the table is printed: a closed or full standard output must
+    // not lose it.
+    if let Some(mut staged) = staged_report {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| Error::format("json", e.to_string()))?;
+        staged.write_all(text.as_bytes())?;
+        staged.write_all(b"\n")?;
+        staged.commit()?;
     }
-    Ok(())
+    let mut out = crate::stdout();
+    print_report(&mut out, &report).and_then(|()| out.flush()).map_err(crate::stdout_error)
 }
 
-fn write_json(path: &Path, report: &CompressReport) -> Result<()> {
-    let text = serde_json::to_string_pretty(report).map_err(|e| Error::format("json", e.to_string()))?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| Error::io(path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-fn print_report(report: &CompressReport) {
-    let w = report.tensors.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    println!(
+fn print_report(out: &mut impl Write, report: &CompressReport) -> std::io::Result<()> {
+    let names: Vec<_> = report.tensors.iter().map(|r| printable(&r.name)).collect();
+    let w = names.iter().map(|n| n.chars().count()).max().unwrap_or(4).max(4);
+    writeln!(
+        out,
         "{:<w$}  {:<18} {:>6} {:>6} {:>12} {:>12} {:>8} {:>9} {:>11}",
         "name", "shape", "before", "after", "bytes before", "bytes after", "sparsity", "SQNR dB", "max |err|"
-    );
-    for r in &report.tensors {
-        println!(
+    )?;
+    for (r, name) in report.tensors.iter().zip(&names) {
+        writeln!(
+            out,
             "{:<w$}  {:<18} {:>6} {:>6} {:>12} {:>12} {:>7.2}% {:>9} {:>11}",
-            r.name,
+            name,
             format!("{:?}", r.shape),
             r.dtype_before,
             r.dtype_after,
@@ -223,9 +244,10 @@ fn print_report(report: &CompressReport) {
             r.sparsity * 100.0,
             r.sqnr_db.map_or_else(|| "-".to_string(), |v| format!("{v:.1}")),
             r.max_abs_error.map_or_else(|| "-".to_string(), |v| format!("{v:.3e}")),
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "total: {} -> {} bytes ({:.3}x); reading the weights once from DRAM: {:.3e} J -> {:.3e} J \
          (Horowitz 45 nm, a lower bound)",
         report.bytes_before,
@@ -233,15 +255,19 @@ fn print_report(report: &CompressReport) {
         report.size_ratio,
         report.read_energy_before_j,
         report.read_energy_after_j
-    );
+    )
 }
 
 /// Runs `greenai decompress`.
 pub fn decompress(args: &DecompressArgs) -> Result<()> {
+    Destination::check(&args.output)?;
+    model::check_distinct(&[("input", args.file.as_path()), ("output", args.output.as_path())])?;
     let file = ModelFile::open(&args.file)?;
     let bar = progress_bar(file.len(), "decompressing");
     model::decompress(&file, &args.output, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
-    println!("wrote {}", args.output.display());
-    Ok(())
+    let mut out = crate::stdout();
+    writeln!(out, "wrote {}", printable(&args.output.display().to_string()))
+        .and_then(|()| out.flush())
+        .map_err(crate::stdout_error)
 }

@@ -3,6 +3,7 @@
 use greenai::energy::{Carbon, EnergyTable, GridSource, InferenceFootprint};
 use greenai::flops::{hf_config, zoo, Comparison, Compression, Model, Precision, Report, Sparsity};
 use greenai::{Error, Result};
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Arguments of `greenai flops`.
@@ -52,6 +53,10 @@ fn parse_sparsity(s: &str) -> Result<Sparsity> {
     Ok(if f == 0.0 { Sparsity::Dense } else { Sparsity::Unstructured(f) })
 }
 
+/// The most layers a `config.json` may declare: the graph is built layer by layer, and a corrupt or
+/// hostile count (4294967296) must be a clear error, not a run that never ends.
+const MAX_LAYERS: usize = 4096;
+
 fn build(args: &Args) -> Result<Model> {
     if args.batch == 0 {
         return Err(Error::invalid("batch", 0, "must be positive"));
@@ -61,6 +66,13 @@ fn build(args: &Args) -> Result<Model> {
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
             let cfg = hf_config::parse(&text)?;
+            if cfg.layers > MAX_LAYERS {
+                return Err(Error::invalid(
+                    "num_hidden_layers",
+                    cfg.layers,
+                    format!("more than {MAX_LAYERS} layers (the largest published models have under 200)"),
+                ));
+            }
             let default_len = match cfg.family {
                 zoo::Family::Bert => 128,
                 zoo::Family::Gpt2 => cfg.max_positions.min(1024),
@@ -120,12 +132,31 @@ pub fn run(args: &Args) -> Result<()> {
             Output { compression: comp, report: &report, energy_table: table, carbon, footprint, baseline };
         let text =
             serde_json::to_string_pretty(&out).map_err(|e| Error::format("json output", e.to_string()))?;
-        println!("{text}");
+        let mut out = crate::stdout();
+        writeln!(out, "{text}").and_then(|()| out.flush()).map_err(crate::stdout_error)?;
         return Ok(());
     }
-    print!("{report}");
+    let mut out = crate::stdout();
+    print_text(&mut out, args, &report, &comp, p, &carbon, &footprint, baseline)
+        .and_then(|()| out.flush())
+        .map_err(crate::stdout_error)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_text(
+    out: &mut impl Write,
+    args: &Args,
+    report: &Report,
+    comp: &Compression,
+    p: Precision,
+    carbon: &Carbon,
+    footprint: &InferenceFootprint,
+    baseline: Option<Baseline>,
+) -> std::io::Result<()> {
+    write!(out, "{report}")?;
     let f = footprint.per_inference;
-    println!(
+    writeln!(
+        out,
         "energy (Horowitz 45 nm lower bound): {:.4e} J per inference, {:.4e} kWh, {:.4e} gCO2e ({} grid, {} g/kWh, PUE {})",
         f.joules,
         f.kwh,
@@ -133,23 +164,24 @@ pub fn run(args: &Args) -> Result<()> {
         args.grid,
         carbon.g_per_kwh,
         carbon.pue
-    );
+    )?;
     let m = footprint.per_million;
-    println!("per million inferences: {:.4e} kWh, {:.4e} gCO2e", m.kwh, m.gco2e);
-    println!("per million inferences by energy source (PUE {}):", carbon.pue);
+    writeln!(out, "per million inferences: {:.4e} kWh, {:.4e} gCO2e", m.kwh, m.gco2e)?;
+    writeln!(out, "per million inferences by energy source (PUE {}):", carbon.pue)?;
     for g in GridSource::ALL {
-        println!("  {:<8} {:>12.4e} gCO2e", g.name(), m.kwh * carbon.pue * g.g_per_kwh());
+        writeln!(out, "  {:<8} {:>12.4e} gCO2e", g.name(), m.kwh * carbon.pue * g.g_per_kwh())?;
     }
     if let Some(b) = baseline {
-        println!("\ncompression ({p}, {:?}, rank {:?}) against dense f32:", comp.sparsity, comp.rank);
-        print!("{}", b.comparison);
-        println!(
+        writeln!(out, "\ncompression ({p}, {:?}, rank {:?}) against dense f32:", comp.sparsity, comp.rank)?;
+        write!(out, "{}", b.comparison)?;
+        writeln!(
+            out,
             "{:<14} {:>12.4e} J {:>12.4e} J {:>8.3}x",
             "energy/infer",
             b.footprint.per_inference.joules,
             f.joules,
             b.footprint.per_inference.joules / f.joules
-        );
+        )?;
     }
     Ok(())
 }
