@@ -2,6 +2,7 @@
 
 use super::blocking::{KU, MR, NR};
 use super::check_matrix;
+use super::kernel::BLayout;
 use crate::error::checked_product;
 use crate::{Error, Result};
 
@@ -22,15 +23,6 @@ pub struct WideQuad(pub [i16; NR * KU]);
 
 const _: () = assert!(std::mem::size_of::<WideQuad>() == 128);
 
-/// How a B source is laid out in memory, so that packing reads it sequentially.
-#[derive(Clone, Copy)]
-enum Source {
-    /// `b[k][j]`: k rows of n.
-    RowMajor,
-    /// `w[j][k]`: n rows of k (B = W^T).
-    Transposed,
-}
-
 /// B (`k x n`, i8) packed once into the microkernel's layout, with its column sums.
 ///
 /// Columns are grouped in panels of 16 (the last zero-padded); inside a panel, k runs in quads of
@@ -46,43 +38,90 @@ pub struct PackedI8 {
     data: Vec<Quad>,
     col_sums: Vec<i32>,
     seven_bit: bool,
+    layout: BLayout,
 }
 
 impl PackedI8 {
     /// Packs row-major B (`k x n`, leading dimension `ldb >= n`).
     pub fn pack(k: usize, n: usize, b: &[i8], ldb: usize) -> Result<Self> {
         check_matrix("b", b.len(), k, n, ldb)?;
-        Self::from_fn(k, n, Source::RowMajor, |kk, j| b[kk * ldb + j])
+        let mut packed = Self::zeroed(k, n)?;
+        if k == 0 || n == 0 {
+            return Ok(packed);
+        }
+        // Column sums and the 7-bit test in one sequential pass over the rows.
+        let (mut low, mut high) = (0i8, 0i8);
+        for kk in 0..k {
+            let row = &b[kk * ldb..kk * ldb + n];
+            for (sum, &v) in packed.col_sums.iter_mut().zip(row) {
+                *sum = sum.wrapping_add(i32::from(v));
+                low = low.min(v);
+                high = high.max(v);
+            }
+        }
+        packed.seven_bit = low >= -64 && high <= 63;
+        // Quads in blocks of 16 (64 rows of B read side by side), each panel's 16 quads of the
+        // block written contiguously.
+        let quads = packed.quads;
+        for q0 in (0..quads).step_by(16) {
+            for (p, panel) in packed.data.chunks_exact_mut(quads).enumerate() {
+                let (j0, width) = (p * NR, NR.min(n - p * NR));
+                for (q, quad) in panel.iter_mut().enumerate().take(quads.min(q0 + 16)).skip(q0) {
+                    for u in 0..KU.min(k - q * KU) {
+                        let kk = q * KU + u;
+                        for (j, &v) in b[kk * ldb + j0..kk * ldb + j0 + width].iter().enumerate() {
+                            quad.0[j * KU + u] = v;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(packed)
     }
 
     /// Packs B = W^T from row-major W (`n x k`, leading dimension `ldw >= k`): a linear layer's
     /// weight as stored by PyTorch and ONNX (one row per output channel).
     pub fn pack_transposed(n: usize, k: usize, w: &[i8], ldw: usize) -> Result<Self> {
         check_matrix("w", w.len(), n, k, ldw)?;
-        Self::from_fn(k, n, Source::Transposed, |kk, j| w[j * ldw + kk])
+        let mut packed = Self::zeroed(k, n)?;
+        if k == 0 || n == 0 {
+            return Ok(packed);
+        }
+        let quads = packed.quads;
+        let PackedI8 { data, col_sums, seven_bit, .. } = &mut packed;
+        for (j, sum) in col_sums.iter_mut().enumerate() {
+            let panel = &mut data[(j / NR) * quads..(j / NR + 1) * quads];
+            for (kk, &v) in w[j * ldw..j * ldw + k].iter().enumerate() {
+                *seven_bit &= (-64..=63).contains(&v);
+                *sum = sum.wrapping_add(i32::from(v));
+                panel[kk / KU].0[(j % NR) * KU + kk % KU] = v;
+            }
+        }
+        Ok(packed)
     }
 
-    /// Packs from `at(k, j)`, visiting the source in its memory order.
-    fn from_fn(k: usize, n: usize, order: Source, at: impl Fn(usize, usize) -> i8) -> Result<Self> {
+    /// An all-zero B of `k x n` in [`BLayout::Quad16x4`] (column sums 0, 7-bit).
+    fn zeroed(k: usize, n: usize) -> Result<Self> {
         let quads = k.div_ceil(KU);
         let panels = n.div_ceil(NR);
         let len = checked_product("packed B", &[panels, quads])?;
         let mut data = Vec::new();
         data.try_reserve_exact(len).map_err(|_| Error::OutOfMemory { bytes: len.saturating_mul(64) })?;
         data.resize(len, Quad([0; NR * KU]));
-        let mut col_sums = crate::error::try_vec(n, 0i32)?;
-        let mut seven_bit = true;
-        let mut put = |kk: usize, j: usize| {
-            let v = at(kk, j);
-            seven_bit &= (-64..=63).contains(&v);
-            col_sums[j] = col_sums[j].wrapping_add(i32::from(v));
-            data[(j / NR) * quads + kk / KU].0[(j % NR) * KU + kk % KU] = v;
-        };
-        match order {
-            Source::RowMajor => (0..k).for_each(|kk| (0..n).for_each(|j| put(kk, j))),
-            Source::Transposed => (0..n).for_each(|j| (0..k).for_each(|kk| put(kk, j))),
-        }
-        Ok(PackedI8 { k, n, quads, data, col_sums, seven_bit })
+        let col_sums = crate::error::try_vec(n, 0i32)?;
+        Ok(PackedI8 { k, n, quads, data, col_sums, seven_bit: true, layout: BLayout::Quad16x4 })
+    }
+
+    /// The layout B was packed in: a kernel that does not read it refuses the handle.
+    pub fn layout(&self) -> BLayout {
+        self.layout
+    }
+
+    /// The same data relabelled with another layout (to test that kernels refuse it).
+    #[cfg(test)]
+    pub(crate) fn relabelled(mut self, layout: BLayout) -> Self {
+        self.layout = layout;
+        self
     }
 
     /// Depth (rows of B).
@@ -129,6 +168,8 @@ pub trait AElement: Copy + Send + Sync + 'static {
     fn to_kernel_u8(self) -> u8;
     /// The offset added by [`AElement::to_kernel_u8`] (0 or 128).
     const SHIFT: i32;
+    /// The element's value as i16 (the streaming kernel multiplies it unshifted).
+    fn widen(self) -> i16;
 }
 
 impl AElement for u8 {
@@ -137,6 +178,10 @@ impl AElement for u8 {
         self
     }
     const SHIFT: i32 = 0;
+    #[inline(always)]
+    fn widen(self) -> i16 {
+        i16::from(self)
+    }
 }
 
 impl AElement for i8 {
@@ -145,6 +190,10 @@ impl AElement for i8 {
         (self as u8) ^ 0x80
     }
     const SHIFT: i32 = 128;
+    #[inline(always)]
+    fn widen(self) -> i16 {
+        i16::from(self)
+    }
 }
 
 /// Whether every kernel byte of the block (rows, k range) is <= 127.
