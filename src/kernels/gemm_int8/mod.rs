@@ -8,8 +8,14 @@
 //! and otherwise an exact widened `vpmaddwd` sequence. `i8` A is shifted to u8 by +128 and
 //! corrected with B's column sums, which is exact in wrapping i32 arithmetic.
 //!
-//! The pieces: [`blocking`] (tile and cache sizes), [`pack`] (B panels, A panels), the
-//! microkernels ([`scalar`], `x86`, `aarch64`), and the driver here (cache blocking, threads).
+//! The plain functions ([`gemm_u8i8_i32`], [`gemm_on`]) take B row-major as the caller has it:
+//! for few rows of A (up to [`Kernel::stream_max_rows`], the decode step's m = 1 and small
+//! batches) B is streamed through a kernel that widens it in registers, without packing; for
+//! more rows B is packed first. [`gemm_packed`] reuses a [`PackedI8`] made once.
+//!
+//! The pieces: [`Kernel`] (per tier: tile, layouts, properties), [`blocking`] (tile and cache
+//! sizes), [`pack`] (B panels, A panels), the microkernels ([`scalar`], `x86`, `aarch64`), the
+//! streaming small-m driver (`stream`), and the packed driver here (cache blocking, threads).
 
 pub mod blocking;
 mod kernel;

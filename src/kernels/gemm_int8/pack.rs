@@ -67,6 +67,12 @@ impl PackedI8 {
             for (p, panel) in packed.data.chunks_exact_mut(quads).enumerate() {
                 let (j0, width) = (p * NR, NR.min(n - p * NR));
                 for (q, quad) in panel.iter_mut().enumerate().take(quads.min(q0 + 16)).skip(q0) {
+                    #[cfg(target_arch = "x86_64")]
+                    if width == NR && (q + 1) * KU <= k {
+                        let at = |u: usize| &b[(q * KU + u) * ldb + j0..(q * KU + u) * ldb + j0 + NR];
+                        *quad = transpose_quad([at(0), at(1), at(2), at(3)]);
+                        continue;
+                    }
                     for u in 0..KU.min(k - q * KU) {
                         let kk = q * KU + u;
                         for (j, &v) in b[kk * ldb + j0..kk * ldb + j0 + width].iter().enumerate() {
@@ -159,6 +165,29 @@ impl PackedI8 {
     pub(crate) fn panel_from(&self, p: usize, q0: usize) -> &[Quad] {
         &self.data[p * self.quads + q0..(p + 1) * self.quads]
     }
+}
+
+/// Four rows of 16 B bytes as one [`Quad`] (column-major 4 x 16), with SSE2 byte and word
+/// interleaves.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn transpose_quad(rows: [&[i8]; KU]) -> Quad {
+    use std::arch::x86_64::*;
+    assert!(rows.iter().all(|r| r.len() >= NR));
+    let mut quad = Quad([0; NR * KU]);
+    // SAFETY: SSE2 is part of every x86_64 target; each row holds 16 bytes (asserted) and the
+    // quad 64, written as four unaligned 16-byte stores.
+    unsafe {
+        let [r0, r1, r2, r3] = rows.map(|r| _mm_loadu_si128(r.as_ptr().cast()));
+        let (t0, t1) = (_mm_unpacklo_epi8(r0, r1), _mm_unpackhi_epi8(r0, r1));
+        let (t2, t3) = (_mm_unpacklo_epi8(r2, r3), _mm_unpackhi_epi8(r2, r3));
+        let out = quad.0.as_mut_ptr().cast::<__m128i>();
+        _mm_storeu_si128(out, _mm_unpacklo_epi16(t0, t2));
+        _mm_storeu_si128(out.add(1), _mm_unpackhi_epi16(t0, t2));
+        _mm_storeu_si128(out.add(2), _mm_unpacklo_epi16(t1, t3));
+        _mm_storeu_si128(out.add(3), _mm_unpackhi_epi16(t1, t3));
+    }
+    quad
 }
 
 /// An A element: the kernels read u8; i8 is shifted by +128 (and the result corrected with B's
