@@ -164,7 +164,8 @@ fn llm(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("greenai_prepacked", m), |bench| {
                 one.install(|| {
                     bench.iter(|| {
-                        gemm_packed_on(isa, m, black_box(&a), k, &packed, &mut ci, n, Update::Overwrite).unwrap()
+                        gemm_packed_on(isa, m, black_box(&a), k, &packed, &mut ci, n, Update::Overwrite)
+                            .unwrap()
                     })
                 })
             });
@@ -177,7 +178,8 @@ fn llm(c: &mut Criterion) {
                 });
             }
             let rten_run = |ci: &mut [i32], packed_b: bool| {
-                let b_in = if packed_b { GemmInputB::Packed(&rten_packed) } else { GemmInputB::Unpacked(b_view) };
+                let b_in =
+                    if packed_b { GemmInputB::Packed(&rten_packed) } else { GemmInputB::Unpacked(b_view) };
                 rten.gemm(ci, GemmInputA::Unpacked(a_view), b_in, GemmOptions::default()).unwrap()
             };
             one.install(|| rten_run(&mut ci, false));
@@ -209,8 +211,21 @@ fn crossover(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(name, m), |bench| {
                 one.install(|| {
                     bench.iter(|| {
-                        gemm_path_on(isa, path, Update::Overwrite, m, n, k, black_box(&a), k, &b, n, &mut ci, n)
-                            .unwrap()
+                        gemm_path_on(
+                            isa,
+                            path,
+                            Update::Overwrite,
+                            m,
+                            n,
+                            k,
+                            black_box(&a),
+                            k,
+                            &b,
+                            n,
+                            &mut ci,
+                            n,
+                        )
+                        .unwrap()
                     })
                 })
             });
@@ -250,14 +265,29 @@ fn gemv_dram(c: &mut Criterion) {
     group.bench_function("greenai_plain", |bench| {
         one.install(|| {
             bench.iter(|| {
-                gemm_path_on(isa, PlainPath::Auto, Update::Overwrite, 1, n, k, black_box(&a), k, &b, n, &mut ci, n)
-                    .unwrap()
+                gemm_path_on(
+                    isa,
+                    PlainPath::Auto,
+                    Update::Overwrite,
+                    1,
+                    n,
+                    k,
+                    black_box(&a),
+                    k,
+                    &b,
+                    n,
+                    &mut ci,
+                    n,
+                )
+                .unwrap()
             })
         })
     });
     group.bench_function("greenai_prepacked", |bench| {
         one.install(|| {
-            bench.iter(|| gemm_packed_on(isa, 1, black_box(&a), k, &packed, &mut ci, n, Update::Overwrite).unwrap())
+            bench.iter(|| {
+                gemm_packed_on(isa, 1, black_box(&a), k, &packed, &mut ci, n, Update::Overwrite).unwrap()
+            })
         })
     });
     group.finish();

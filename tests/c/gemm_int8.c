@@ -80,7 +80,7 @@ static void test_gemm_matches_naive(void) {
 /* Few rows of A (the decode step and small batches): the plain API streams B without packing it.
    Every m up to past the streaming threshold, odd k across blocks, a column tail, padded leading
    dimensions, extremes (255 x -128) and random data, u8 and i8 A, overwrite and accumulate. */
-enum { SK = 131, SN = 53, SLDA = SK + 5, SLDB = SN + 3, SLDC = SN + 1, SM = 30 };
+enum { SK = 131, SN = 53, SLDA = SK + 5, SLDB = SN + 3, SLDC = SN + 1, SM = 36 };
 static uint8_t s_au8[SM * SLDA];
 static int8_t s_ai8[SM * SLDA];
 static int8_t s_b[SK * SLDB];

@@ -22,8 +22,10 @@ pub const A_WHOLE_DEPTH_BYTES: usize = 192 * 1024;
 /// that for the widened exact layout) stays in L2 while B panels stream past it.
 pub const MC: usize = 120;
 /// Up to this many rows of A, the unpacked API streams row-major B through the small-m kernel
-/// instead of packing it (see `stream`): the crossover measured at k x n = 4096 x 4096.
-pub const STREAM_MAX_ROWS: usize = 24;
+/// instead of packing it (see `stream`). Measured at k x n = 4096 x 4096, one thread (bench
+/// `gemm_int8_llm`, group `stream_crossover`): streaming 8.5x faster at m = 1, 3x at 8, 1.6x
+/// at 32, even with packing from 48 to 96; past that C (m x n i32) outgrows L2 between k blocks.
+pub const STREAM_MAX_ROWS: usize = 32;
 /// Rows of A per pass of the streaming kernel over a block of B (12 accumulators of 16 columns).
 pub const STREAM_ROWS: usize = 6;
 /// Pairs of k per block of the streaming kernel: 64 rows of B are read side by side, C is

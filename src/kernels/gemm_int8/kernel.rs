@@ -186,7 +186,11 @@ impl Kernel {
         Err(Error::invalid(
             "packed",
             packed.layout(),
-            format!("B was packed in a layout the {} kernel does not read ({})", self.name(), self.b_layout()),
+            format!(
+                "B was packed in a layout the {} kernel does not read ({})",
+                self.name(),
+                self.b_layout()
+            ),
         ))
     }
 }

@@ -29,8 +29,8 @@ mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use linear::{ActivationQuant, QuantLinear};
 pub use kernel::{ALayout, BLayout, Kernel};
+pub use linear::{ActivationQuant, QuantLinear};
 pub use pack::{AElement, PackedI8};
 
 use super::Isa;
@@ -38,9 +38,9 @@ use crate::error::{check_len, try_vec};
 use crate::{Error, Result};
 use blocking::{A_WHOLE_DEPTH_BYTES, KC_QUADS, KU, MC, MR, NR};
 use kernel::Tier;
+use pack::{block_is_seven_bit, pack_a_narrow, Quad};
 #[cfg(target_arch = "x86_64")]
 use pack::{pack_a_wide, WideQuad};
-use pack::{block_is_seven_bit, pack_a_narrow, Quad};
 use std::ops::Range;
 
 /// What a GEMM does with the existing contents of C.
@@ -493,7 +493,13 @@ unsafe fn store_local(local: &[[i32; NR]; MR], c: *mut i32, ldc: usize, tile: Ti
 /// # Safety
 /// `c` must be valid for reads and writes of `tile.rows` rows of `tile.cols` i32, `ldc` apart,
 /// and of `tile.rows` rows of NR when `direct`; `kernel` must write only the rows of NR it is given.
-unsafe fn on_tile(c: *mut i32, ldc: usize, tile: Tile, direct: bool, kernel: impl FnOnce(*mut i32, usize, bool)) {
+unsafe fn on_tile(
+    c: *mut i32,
+    ldc: usize,
+    tile: Tile,
+    direct: bool,
+    kernel: impl FnOnce(*mut i32, usize, bool),
+) {
     if direct {
         kernel(c, ldc, tile.add);
         return;
@@ -564,11 +570,20 @@ unsafe fn wide_tile(avx2: x86::Avx2, a: &[i16], b: WideB<'_>, c: *mut i32, ldc: 
     // panels hold the quads given; row 4 of the A panel starts 4 * KU i16 into it.
     unsafe {
         on_tile(c, ldc, tile, tile.cols == NR, |out, ld, add| match b {
-            WideB::Bytes(b) => by_rows!(kernel_wide, tile.rows, b.len(), a.as_ptr(), b.as_ptr(), out, ld, add),
+            WideB::Bytes(b) => {
+                by_rows!(kernel_wide, tile.rows, b.len(), a.as_ptr(), b.as_ptr(), out, ld, add)
+            }
             WideB::Widened(b) if tile.rows == MR => {
                 // The widened kernel has room for four rows of accumulators: 4 + 1.
                 x86::kernel_wide_b::<4>(b.len(), a.as_ptr(), b.as_ptr(), out, ld, add);
-                x86::kernel_wide_b::<1>(b.len(), a.as_ptr().add(4 * KU), b.as_ptr(), out.add(4 * ld), ld, add);
+                x86::kernel_wide_b::<1>(
+                    b.len(),
+                    a.as_ptr().add(4 * KU),
+                    b.as_ptr(),
+                    out.add(4 * ld),
+                    ld,
+                    add,
+                );
             }
             WideB::Widened(b) => {
                 by_rows!(kernel_wide_b, tile.rows, b.len(), a.as_ptr(), b.as_ptr(), out, ld, add)

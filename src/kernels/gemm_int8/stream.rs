@@ -163,7 +163,18 @@ impl Stream<'_> {
                         if both < pn {
                             // The last row of B pairs with itself, times a zero A half.
                             let last = self.b.as_ptr().add((k - 1) * ldb + j0);
-                            stream_tile(rows.len(), 1, a_at.add(both), pairs, last, 0, c_at, ldc, true, false);
+                            stream_tile(
+                                rows.len(),
+                                1,
+                                a_at.add(both),
+                                pairs,
+                                last,
+                                0,
+                                c_at,
+                                ldc,
+                                true,
+                                false,
+                            );
                         }
                     }
                 }
@@ -182,7 +193,18 @@ impl Stream<'_> {
                     // SAFETY: `tail_b` holds 2 pn rows of 16 and `tail_c` rows.len() rows of 16;
                     // AVX2 is present.
                     unsafe {
-                        stream_tile(rows.len(), pn, a_at, pairs, tail_b.as_ptr(), 16, tail_c.as_mut_ptr(), 16, false, false)
+                        stream_tile(
+                            rows.len(),
+                            pn,
+                            a_at,
+                            pairs,
+                            tail_b.as_ptr(),
+                            16,
+                            tail_c.as_mut_ptr(),
+                            16,
+                            false,
+                            false,
+                        )
                     };
                     for r in 0..rows.len() {
                         for j in 0..width {

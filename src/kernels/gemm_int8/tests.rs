@@ -65,7 +65,9 @@ fn check_all_paths<A: AElement + Into<i64>>(
                 let mut c = vec![7i32; c_len];
                 match path {
                     None => gemm_packed_on(isa, m, a, lda, &packed, &mut c, ldc, update).unwrap(),
-                    Some(path) => gemm_path_on(isa, path, update, m, n, k, a, lda, b, ldb, &mut c, ldc).unwrap(),
+                    Some(path) => {
+                        gemm_path_on(isa, path, update, m, n, k, a, lda, b, ldb, &mut c, ldc).unwrap()
+                    }
                 }
                 for i in 0..m {
                     for j in (0..ldc).take_while(|j| i * ldc + j < c.len()) {
@@ -75,10 +77,7 @@ fn check_all_paths<A: AElement + Into<i64>>(
                         } else {
                             want[i * n + j] + if update == Update::Accumulate { 7 } else { 0 }
                         };
-                        assert_eq!(
-                            got, expected,
-                            "{isa} {update:?} {path:?} m={m} n={n} k={k} at ({i},{j})"
-                        );
+                        assert_eq!(got, expected, "{isa} {update:?} {path:?} m={m} n={n} k={k} at ({i},{j})");
                     }
                 }
                 assert!(c[matrix_len(m, n, ldc).unwrap()..].iter().all(|&v| v == 7), "wrote past C");
@@ -102,14 +101,14 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (2, 70, 1027),
     // Enough rows that the packed A block exceeds A_WHOLE_DEPTH_BYTES: depth-blocked, C accumulated.
     (130, 17, 1030),
-    // Streaming: every row-group count up to STREAM_MAX_ROWS and past it, odd k across a
+    // Streaming: every row-group count up to STREAM_MAX_ROWS (32) and past it, odd k across a
     // STREAM_PAIRS block, column tails, several k blocks.
     (3, 16, 64),
     (5, 33, 65),
     (11, 48, 129),
     (23, 97, 131),
-    (24, 64, 2),
-    (25, 19, 7),
+    (32, 64, 2),
+    (33, 19, 7),
     (1, 257, 1001),
 ];
 
@@ -378,10 +377,12 @@ fn streaming_is_exact_at_the_extremes_with_long_depth() {
         let want = i64::from(av) * i64::from(bv) * k as i64;
         for isa in Isa::available() {
             let mut c = vec![0i32; m * n];
-            gemm_path_on(isa, PlainPath::Stream, Update::Overwrite, m, n, k, &a, k, &b, n, &mut c, n).unwrap();
+            gemm_path_on(isa, PlainPath::Stream, Update::Overwrite, m, n, k, &a, k, &b, n, &mut c, n)
+                .unwrap();
             assert!(c.iter().all(|&v| i64::from(v) == want), "{isa} {av} {bv}");
             let ai: Vec<i8> = vec![-128; m * k];
-            gemm_path_on(isa, PlainPath::Stream, Update::Overwrite, m, n, k, &ai, k, &b, n, &mut c, n).unwrap();
+            gemm_path_on(isa, PlainPath::Stream, Update::Overwrite, m, n, k, &ai, k, &b, n, &mut c, n)
+                .unwrap();
             assert!(c.iter().all(|&v| i64::from(v) == -128 * i64::from(bv) * k as i64), "{isa} i8");
         }
     }
