@@ -253,6 +253,7 @@ pub(crate) fn pack_a_narrow<T: AElement>(
     pack_a(a, lda, rows, ks, out, [0, 1, 2, 3], |v| v);
 }
 
+#[cfg(target_arch = "x86_64")]
 /// Packs like [`pack_a_narrow`] but widened to i16 for the exact full-range kernel: for each quad
 /// and row, `[a0, a2, a1, a3]` (even k pair, then odd k pair).
 pub(crate) fn pack_a_wide<T: AElement>(

@@ -2,17 +2,22 @@
 //!
 //! For the decode step (m = 1) and small batches, packing all of B costs more than the product:
 //! one pass reading B and one writing the copy, then the kernel reads the copy again. Here each
-//! B byte is read once per group of up to [`STREAM_ROWS`] rows of A, straight from the caller's
+//! B byte is read once per group of up to `STREAM_ROWS` rows of A, straight from the caller's
 //! matrix, and widened in registers (`x86::kernel_stream`). The loops run k in blocks of
-//! [`STREAM_PAIRS`] pairs outermost and columns inside, so B is read row after row (a few dozen
+//! `STREAM_PAIRS` pairs outermost and columns inside, so B is read row after row (a few dozen
 //! sequential streams, prefetched) and C, a few rows of i32, stays in cache between blocks.
 //! Signed A is multiplied as is (i16 products), so the i8 path needs no shift and no column sums.
 
+#[cfg(target_arch = "x86_64")]
 use super::blocking::{STREAM_PAIRS, STREAM_ROWS};
 use super::kernel::{Kernel, Tier};
-use super::{AElement, CPtr, Update};
+#[cfg(target_arch = "x86_64")]
+use super::CPtr;
+use super::{AElement, Update};
+#[cfg(target_arch = "x86_64")]
 use crate::error::try_vec;
 use crate::Result;
+#[cfg(target_arch = "x86_64")]
 use std::ops::Range;
 
 /// `C (+)= A B` for A `m x k` and row-major B `k x n`, arguments checked and nonzero.
