@@ -796,7 +796,8 @@ greenai_status greenai_gemv_f32_i8w(size_t n,
                                     float *y);
 
 // `C = A B`: A `uint8_t` (`m x k`), B `int8_t` (`k x n`), C `int32_t` (`m x n`), exact for every
-// input. `k == 0` zeroes C.
+// input. `k == 0` zeroes C. For few rows of A (the decode step) B is read where it lies, without
+// packing; for more rows it is packed per call (`greenai_packed_i8` packs it once).
 //
 // # Safety
 // Each pointer must cover its matrix's extent (see the module notes); C must not overlap A or B.
@@ -888,7 +889,9 @@ greenai_status greenai_packed_i8_col_sums(const greenai_packed_i8 *packed,
                                           int32_t *sums,
                                           size_t capacity);
 
-// `C = A B` with B prepacked: A `uint8_t` (`m x k`), C `int32_t` (`m x n`), exact.
+// `C = A B` with B prepacked: A `uint8_t` (`m x k`), C `int32_t` (`m x n`), exact. A handle
+// records the layout it was packed in; one the active kernel does not read is refused with
+// `GREENAI_ERR_INVALID_ARGUMENT` (and a message), never misread.
 //
 // # Safety
 // `packed` must be a live handle; `a` and `c` must cover their extents and not overlap.

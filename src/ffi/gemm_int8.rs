@@ -94,7 +94,8 @@ unsafe fn gemm_c<T: AElement>(
 }
 
 /// `C = A B`: A `uint8_t` (`m x k`), B `int8_t` (`k x n`), C `int32_t` (`m x n`), exact for every
-/// input. `k == 0` zeroes C.
+/// input. `k == 0` zeroes C. For few rows of A (the decode step) B is read where it lies, without
+/// packing; for more rows it is packed per call (`greenai_packed_i8` packs it once).
 ///
 /// # Safety
 /// Each pointer must cover its matrix's extent (see the module notes); C must not overlap A or B.
@@ -286,7 +287,9 @@ unsafe fn gemm_packed_c<T: AElement>(
     Ok(())
 }
 
-/// `C = A B` with B prepacked: A `uint8_t` (`m x k`), C `int32_t` (`m x n`), exact.
+/// `C = A B` with B prepacked: A `uint8_t` (`m x k`), C `int32_t` (`m x n`), exact. A handle
+/// records the layout it was packed in; one the active kernel does not read is refused with
+/// `GREENAI_ERR_INVALID_ARGUMENT` (and a message), never misread.
 ///
 /// # Safety
 /// `packed` must be a live handle; `a` and `c` must cover their extents and not overlap.

@@ -77,6 +77,50 @@ static void test_gemm_matches_naive(void) {
     }
 }
 
+/* Few rows of A (the decode step and small batches): the plain API streams B without packing it.
+   Every m up to past the streaming threshold, odd k across blocks, a column tail, padded leading
+   dimensions, extremes (255 x -128) and random data, u8 and i8 A, overwrite and accumulate. */
+enum { SK = 131, SN = 53, SLDA = SK + 5, SLDB = SN + 3, SLDC = SN + 1, SM = 36 };
+static uint8_t s_au8[SM * SLDA];
+static int8_t s_ai8[SM * SLDA];
+static int8_t s_b[SK * SLDB];
+static int32_t s_c[SM * SLDC];
+static int64_t s_want[SM * SN];
+
+static void test_small_m_plain(void) {
+    size_t m, i;
+    int extremes;
+    for (extremes = 0; extremes < 2; extremes++) {
+        for (i = 0; i < sizeof s_au8; i++) {
+            s_au8[i] = extremes ? 255 : (uint8_t)next_u32();
+            s_ai8[i] = extremes ? -128 : (int8_t)(next_u32() & 0xff);
+        }
+        for (i = 0; i < sizeof s_b; i++) s_b[i] = extremes ? -128 : (int8_t)(next_u32() & 0xff);
+        for (m = 1; m <= SM; m += (m < 8 ? 1 : 7)) {
+            for (i = 0; i < SM * SLDC; i++) s_c[i] = 77;
+            naive(m, SN, SK, s_au8, NULL, SLDA, s_b, SLDB, s_want);
+            CHECK_OK(greenai_gemm_u8i8_i32(m, SN, SK, s_au8, SLDA, s_b, SLDB, s_c, SLDC));
+            CHECK(same(m, SN, s_c, SLDC, s_want, 0));
+            /* the padding column of each row stays untouched */
+            for (i = 0; i + 1 < m; i++) CHECK(s_c[i * SLDC + SN] == 77);
+            CHECK_OK(greenai_gemm_u8i8_i32_acc(m, SN, SK, s_au8, SLDA, s_b, SLDB, s_c, SLDC));
+            for (i = 0; i < m * SN; i++) s_want[i] *= 2;
+            CHECK(same(m, SN, s_c, SLDC, s_want, 0));
+            naive(m, SN, SK, NULL, s_ai8, SLDA, s_b, SLDB, s_want);
+            CHECK_OK(greenai_gemm_i8i8_i32(m, SN, SK, s_ai8, SLDA, s_b, SLDB, s_c, SLDC));
+            CHECK(same(m, SN, s_c, SLDC, s_want, 0));
+            CHECK_OK(greenai_gemm_i8i8_i32_acc(m, SN, SK, s_ai8, SLDA, s_b, SLDB, s_c, SLDC));
+            for (i = 0; i < m * SN; i++) s_want[i] *= 2;
+            CHECK(same(m, SN, s_c, SLDC, s_want, 0));
+        }
+    }
+    /* a short B (ldb below the row) is refused and C is left as it was */
+    for (i = 0; i < SM * SLDC; i++) s_c[i] = 5;
+    CHECK_STATUS(greenai_gemm_u8i8_i32(1, SN, SK, s_au8, SLDA, s_b, SN - 1, s_c, SLDC), GREENAI_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(greenai_gemm_i8i8_i32(2, SN, SK, s_ai8, SK - 1, s_b, SLDB, s_c, SLDC), GREENAI_ERR_INVALID_ARGUMENT);
+    for (i = 0; i < SM * SLDC; i++) CHECK(s_c[i] == 5);
+}
+
 static void test_packed(void) {
     greenai_packed_i8 *p = NULL;
     size_t k = 0, n = 0, j, i;
@@ -181,6 +225,7 @@ static void test_qlinear(void) {
 
 int main(void) {
     test_gemm_matches_naive();
+    test_small_m_plain();
     test_packed();
     test_errors_write_nothing();
     test_qlinear();

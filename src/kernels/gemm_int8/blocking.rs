@@ -1,4 +1,6 @@
 //! Register tile and cache blocking of the int8 GEMM: every size the kernels and drivers share.
+//! [`MR`], [`NR`] and [`KU`] are the tile of every kernel of this build and define the packed B
+//! layout (`BLayout::Quad16x4`); the driver asks the [`Kernel`](super::Kernel) for them.
 
 /// Rows of C per microkernel tile (A row panel height). Five, not six: the AVX2 tile's 10
 /// accumulators, 2 B vectors, the ones vector, an A broadcast and a temporary fill 15 of the 16
@@ -19,6 +21,16 @@ pub const A_WHOLE_DEPTH_BYTES: usize = 192 * 1024;
 /// Rows of A per cache block (a multiple of [`MR`]): the packed A block (120 x 512 bytes, twice
 /// that for the widened exact layout) stays in L2 while B panels stream past it.
 pub const MC: usize = 120;
+/// Up to this many rows of A, the unpacked API streams row-major B through the small-m kernel
+/// instead of packing it (see `stream`). Measured at k x n = 4096 x 4096, one thread (bench
+/// `gemm_int8_llm`, group `stream_crossover`): streaming 8.5x faster at m = 1, 3x at 8, 1.6x
+/// at 32, even with packing from 48 to 96; past that C (m x n i32) outgrows L2 between k blocks.
+pub const STREAM_MAX_ROWS: usize = 32;
+/// Rows of A per pass of the streaming kernel over a block of B (12 accumulators of 16 columns).
+pub const STREAM_ROWS: usize = 6;
+/// Pairs of k per block of the streaming kernel: 64 rows of B are read side by side, C is
+/// reloaded once per block.
+pub const STREAM_PAIRS: usize = 32;
 /// Below this many multiply-adds a product stays on the calling thread.
 pub const PARALLEL_MIN_MACS: usize = 1 << 21;
 

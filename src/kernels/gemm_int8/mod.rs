@@ -8,19 +8,28 @@
 //! and otherwise an exact widened `vpmaddwd` sequence. `i8` A is shifted to u8 by +128 and
 //! corrected with B's column sums, which is exact in wrapping i32 arithmetic.
 //!
-//! The pieces: [`blocking`] (tile and cache sizes), [`pack`] (B panels, A panels), the
-//! microkernels ([`scalar`], `x86`, `aarch64`), and the driver here (cache blocking, threads).
+//! The plain functions ([`gemm_u8i8_i32`], [`gemm_on`]) take B row-major as the caller has it:
+//! for few rows of A (up to [`Kernel::stream_max_rows`], the decode step's m = 1 and small
+//! batches) B is streamed through a kernel that widens it in registers, without packing; for
+//! more rows B is packed first. [`gemm_packed`] reuses a [`PackedI8`] made once.
+//!
+//! The pieces: [`Kernel`] (per tier: tile, layouts, properties), [`blocking`] (tile and cache
+//! sizes), [`pack`] (B panels, A panels), the microkernels ([`scalar`], `x86`, `aarch64`), the
+//! streaming small-m driver (`stream`), and the packed driver here (cache blocking, threads).
 
 pub mod blocking;
+mod kernel;
 mod linear;
 pub mod pack;
 pub mod scalar;
+mod stream;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+pub use kernel::{ALayout, BLayout, Kernel};
 pub use linear::{ActivationQuant, QuantLinear};
 pub use pack::{AElement, PackedI8};
 
@@ -28,7 +37,10 @@ use super::Isa;
 use crate::error::{check_len, try_vec};
 use crate::{Error, Result};
 use blocking::{A_WHOLE_DEPTH_BYTES, KC_QUADS, KU, MC, MR, NR};
-use pack::{block_is_seven_bit, pack_a_narrow, pack_a_wide, Quad, WideQuad};
+use kernel::Tier;
+use pack::{block_is_seven_bit, pack_a_narrow, Quad};
+#[cfg(target_arch = "x86_64")]
+use pack::{pack_a_wide, WideQuad};
 use std::ops::Range;
 
 /// What a GEMM does with the existing contents of C.
@@ -130,8 +142,20 @@ pub fn gemm_i8i8_i32_acc(
     gemm_on(Isa::active(), Update::Accumulate, m, n, k, a, lda, b, ldb, c, ldc)
 }
 
-/// The int8 GEMM on a chosen path, A u8 or i8: checks every argument (nothing is written on
-/// error), packs B, and runs [`gemm_packed_on`].
+/// How the unpacked API treats B.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlainPath {
+    /// Stream B for few rows of A (up to [`Kernel::stream_max_rows`]), else pack it: what
+    /// [`gemm_u8i8_i32`] and the other plain functions do.
+    Auto,
+    /// Stream row-major B through the small-m kernel whatever m (kernels that have none pack).
+    Stream,
+    /// Pack all of B, then run the packed kernels.
+    Pack,
+}
+
+/// The int8 GEMM on a chosen tier, A u8 or i8: checks every argument (nothing is written on
+/// error), then streams or packs B as [`PlainPath::Auto`] decides.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_on<T: AElement>(
     isa: Isa,
@@ -146,7 +170,26 @@ pub fn gemm_on<T: AElement>(
     c: &mut [i32],
     ldc: usize,
 ) -> Result<()> {
-    isa.ensure_available()?;
+    gemm_path_on(isa, PlainPath::Auto, update, m, n, k, a, lda, b, ldb, c, ldc)
+}
+
+/// [`gemm_on`] with the path forced (benchmarks and tests compare the two).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_path_on<T: AElement>(
+    isa: Isa,
+    path: PlainPath,
+    update: Update,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    lda: usize,
+    b: &[i8],
+    ldb: usize,
+    c: &mut [i32],
+    ldc: usize,
+) -> Result<()> {
+    let kernel = Kernel::new(isa)?;
     check_matrix("a", a.len(), m, k, lda)?;
     check_matrix("b", b.len(), k, n, ldb)?;
     check_matrix("c", c.len(), m, n, ldc)?;
@@ -154,8 +197,16 @@ pub fn gemm_on<T: AElement>(
         finish_empty(m, n, k, c, ldc, update);
         return Ok(());
     }
+    let stream = match path {
+        PlainPath::Auto => m <= kernel.stream_max_rows(),
+        PlainPath::Stream => kernel.stream_max_rows() > 0,
+        PlainPath::Pack => false,
+    };
+    if stream {
+        return stream::gemm_stream(kernel, update, m, n, k, a, lda, b, ldb, c, ldc);
+    }
     let packed = PackedI8::pack(k, n, b, ldb)?;
-    run(isa, update, m, a, lda, &packed, c, ldc)
+    run(kernel, update, m, a, lda, &packed, c, ldc)
 }
 
 /// `C (+)= A B` with B prepacked: the inference fast path. A is u8 or i8 (`m x packed.k()`).
@@ -171,7 +222,7 @@ pub fn gemm_packed<T: AElement>(
     gemm_packed_on(Isa::active(), m, a, lda, packed, c, ldc, update)
 }
 
-/// [`gemm_packed`] on a chosen path.
+/// [`gemm_packed`] on a chosen tier; fails when `packed` is in a layout its kernel does not read.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_packed_on<T: AElement>(
     isa: Isa,
@@ -183,7 +234,8 @@ pub fn gemm_packed_on<T: AElement>(
     ldc: usize,
     update: Update,
 ) -> Result<()> {
-    isa.ensure_available()?;
+    let kernel = Kernel::new(isa)?;
+    kernel.check_reads(packed)?;
     let (n, k) = (packed.n(), packed.k());
     check_matrix("a", a.len(), m, k, lda)?;
     check_matrix("c", c.len(), m, n, ldc)?;
@@ -191,7 +243,7 @@ pub fn gemm_packed_on<T: AElement>(
         finish_empty(m, n, k, c, ldc, update);
         return Ok(());
     }
-    run(isa, update, m, a, lda, packed, c, ldc)
+    run(kernel, update, m, a, lda, packed, c, ldc)
 }
 
 /// An empty product: only `k == 0` with `Overwrite` writes (zeros).
@@ -211,10 +263,11 @@ unsafe impl Send for CPtr {}
 // SAFETY: as above.
 unsafe impl Sync for CPtr {}
 
-/// Arguments checked, dimensions nonzero: splits the work and applies the i8 correction.
+/// Arguments checked, dimensions nonzero, layout read by `kernel`: splits the work and applies
+/// the i8 correction.
 #[allow(clippy::too_many_arguments)]
 fn run<T: AElement>(
-    isa: Isa,
+    kernel: Kernel,
     update: Update,
     m: usize,
     a: &[T],
@@ -228,7 +281,7 @@ fn run<T: AElement>(
     let accumulate = update == Update::Accumulate;
     // SAFETY (for each `drive` below): dimensions were checked against the buffers, so every
     // (row < m, column < n) element of C is in `c`; the regions given to workers are disjoint.
-    let whole = || unsafe { drive(isa, a, lda, packed, 0..m, 0..packed.panels(), cp, ldc, accumulate) };
+    let whole = || unsafe { drive(kernel, a, lda, packed, 0..m, 0..packed.panels(), cp, ldc, accumulate) };
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
@@ -246,15 +299,15 @@ fn run<T: AElement>(
             };
             if panels >= threads {
                 // SAFETY: the column ranges are disjoint, so each thread writes its own columns of C,
-                // whose bounds were checked above; `isa` was checked available.
+                // whose bounds were checked above.
                 split(panels, 1).into_par_iter().try_for_each(|cols| unsafe {
-                    drive(isa, a, lda, packed, 0..m, cols, cp, ldc, accumulate)
+                    drive(kernel, a, lda, packed, 0..m, cols, cp, ldc, accumulate)
                 })?;
             } else {
                 // SAFETY: the row ranges are disjoint, so each thread writes its own rows of C, whose
-                // bounds were checked above; `isa` was checked available.
-                split(m, MR).into_par_iter().try_for_each(|rows| unsafe {
-                    drive(isa, a, lda, packed, rows, 0..panels, cp, ldc, accumulate)
+                // bounds were checked above.
+                split(m, kernel.mr()).into_par_iter().try_for_each(|rows| unsafe {
+                    drive(kernel, a, lda, packed, rows, 0..panels, cp, ldc, accumulate)
                 })?;
             }
         } else {
@@ -273,15 +326,62 @@ fn run<T: AElement>(
     Ok(())
 }
 
+/// How one cache block of A is packed and multiplied: the kernel decides, from its properties
+/// and the data.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Narrow A panels (u8) and B as packed: every kernel's exact path, AVX2's only when no
+    /// pair sum can saturate.
+    Narrow,
+    /// Wide A panels (i16), B widened in registers (AVX2, full-range operands, few row tiles).
+    #[cfg(target_arch = "x86_64")]
+    Wide(x86::Avx2),
+    /// Wide A panels, B sign-extended once per panel and cache block (AVX2, several row tiles).
+    #[cfg(target_arch = "x86_64")]
+    WideB(x86::Avx2),
+}
+
+/// The mode of a block of `block_rows` rows and `qn` quads, `block_seven_bit` asked only when
+/// it matters.
+fn block_mode(
+    kernel: Kernel,
+    packed_seven_bit: bool,
+    block_seven_bit: impl FnOnce() -> bool,
+    block_rows: usize,
+    qn: usize,
+) -> Mode {
+    match kernel.tier {
+        Tier::Scalar => Mode::Narrow,
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2(avx2) => {
+            if !kernel.narrow_needs_seven_bit() || packed_seven_bit || block_seven_bit() {
+                Mode::Narrow
+            } else if block_rows > MR && qn <= KC_QUADS {
+                // With several row tiles, B is sign-extended once per panel rather than once per
+                // tile, into a buffer that stays in L1 (a whole-depth panel of few rows would not).
+                Mode::WideB(avx2)
+            } else {
+                Mode::Wide(avx2)
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon(_) => {
+            // The NEON kernel is exact for every input: the data does not choose its path.
+            let _ = (packed_seven_bit, block_seven_bit, block_rows, qn);
+            Mode::Narrow
+        }
+    }
+}
+
 /// Cache-blocked product of rows `rows` of A with column panels `panels` of B into C.
 ///
 /// # Safety
 /// `c` must point to a matrix with leading dimension `ldc` holding every (row in `rows`, column
 /// of `panels` below `packed.n()`), not accessed by anyone else during the call; `a` must hold
-/// the rows (`lda >= packed.k()`).
+/// the rows (`lda >= packed.k()`); `kernel` must read `packed`'s layout.
 #[allow(clippy::too_many_arguments)]
 unsafe fn drive<T: AElement>(
-    isa: Isa,
+    kernel: Kernel,
     a: &[T],
     lda: usize,
     packed: &PackedI8,
@@ -296,52 +396,62 @@ unsafe fn drive<T: AElement>(
     let whole_depth = block_rows * quads * KU * std::mem::size_of::<i16>() <= A_WHOLE_DEPTH_BYTES;
     let kc = if whole_depth { quads.max(1) } else { KC_QUADS };
     let block_len = block_rows * kc.min(quads) * KU;
-    let mut narrow = try_vec(block_len, 0u8)?;
-    let mut wide: Vec<i16> = Vec::new();
-    let mut wide_b: Vec<WideQuad> = Vec::new();
+    let mut narrow: Vec<u8> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    let (mut wide, mut wide_b): (Vec<i16>, Vec<WideQuad>) = (Vec::new(), Vec::new());
     for q0 in (0..quads).step_by(kc) {
         let qn = kc.min(quads - q0);
         let ks = q0 * KU..k.min((q0 + qn) * KU);
         let add = accumulate || q0 > 0;
         for i0 in rows.clone().step_by(MC) {
             let block = i0..rows.end.min(i0 + MC);
-            let use_wide = has_wide_kernels(isa)
-                && !packed.is_seven_bit()
-                && !block_is_seven_bit(a, lda, block.clone(), ks.clone());
-            if use_wide {
-                if wide.is_empty() {
-                    wide = try_vec(block_len, 0i16)?;
+            let seven_bit = || block_is_seven_bit(a, lda, block.clone(), ks.clone());
+            let tiles = || block.clone().step_by(MR).enumerate();
+            let panel_len = qn * MR * KU;
+            match block_mode(kernel, packed.is_seven_bit(), seven_bit, block.len(), qn) {
+                Mode::Narrow => {
+                    if narrow.is_empty() {
+                        narrow = try_vec(block_len, 0u8)?;
+                    }
+                    pack_a_narrow(a, lda, block.clone(), ks.clone(), &mut narrow);
+                    for p in panels.clone() {
+                        let b = &packed.panel_from(p, q0)[..qn];
+                        let cols = NR.min(n - p * NR);
+                        for (pi, r0) in tiles() {
+                            let tile = Tile { rows: MR.min(block.end - r0), cols, add };
+                            let a_panel = &narrow[pi * panel_len..(pi + 1) * panel_len];
+                            // SAFETY: (r0.., p * NR..) is inside the caller's region of C.
+                            unsafe { narrow_tile(kernel, a_panel, b, c.0.add(r0 * ldc + p * NR), ldc, tile) };
+                        }
+                    }
                 }
-                pack_a_wide(a, lda, block.clone(), ks.clone(), &mut wide);
-            } else {
-                pack_a_narrow(a, lda, block.clone(), ks.clone(), &mut narrow);
-            }
-            // With several row tiles, B is sign-extended once per panel rather than once per tile,
-            // into a buffer that stays in L1 (a whole-depth panel of the few-row case would not).
-            let widen_b = use_wide && block.len() > MR && qn <= KC_QUADS;
-            if widen_b && wide_b.is_empty() {
-                wide_b = try_vec(kc.min(quads), WideQuad([0; NR * KU]))?;
-            }
-            for p in panels.clone() {
-                let bytes = &packed.panel_from(p, q0)[..qn];
                 #[cfg(target_arch = "x86_64")]
-                let b = if widen_b {
-                    // SAFETY: `use_wide` implies Isa::Avx2, checked available by the caller.
-                    unsafe { x86::widen(bytes, &mut wide_b[..qn]) };
-                    BPanel::Widened(&wide_b[..qn])
-                } else {
-                    BPanel::Bytes(bytes)
-                };
-                #[cfg(not(target_arch = "x86_64"))]
-                let b = BPanel::Bytes(bytes);
-                let cols = NR.min(n - p * NR);
-                for (pi, r0) in block.clone().step_by(MR).enumerate() {
-                    let tile = Tile { rows: MR.min(block.end - r0), cols, add };
-                    let a_at = pi * qn * MR * KU..(pi + 1) * qn * MR * KU;
-                    let a_panel =
-                        if use_wide { APanel::Wide(&wide[a_at]) } else { APanel::Narrow(&narrow[a_at]) };
-                    // SAFETY: (r0.., p * NR..) is inside the caller's region of C.
-                    unsafe { run_tile(isa, a_panel, b, c.0.add(r0 * ldc + p * NR), ldc, tile) };
+                mode @ (Mode::Wide(avx2) | Mode::WideB(avx2)) => {
+                    if wide.is_empty() {
+                        wide = try_vec(block_len, 0i16)?;
+                    }
+                    pack_a_wide(a, lda, block.clone(), ks.clone(), &mut wide);
+                    let widen_b = matches!(mode, Mode::WideB(_));
+                    if widen_b && wide_b.is_empty() {
+                        wide_b = try_vec(kc.min(quads), WideQuad([0; NR * KU]))?;
+                    }
+                    for p in panels.clone() {
+                        let bytes = &packed.panel_from(p, q0)[..qn];
+                        let b = if widen_b {
+                            // SAFETY: the token proves AVX2.
+                            unsafe { x86::widen(bytes, &mut wide_b[..qn]) };
+                            WideB::Widened(&wide_b[..qn])
+                        } else {
+                            WideB::Bytes(bytes)
+                        };
+                        let cols = NR.min(n - p * NR);
+                        for (pi, r0) in tiles() {
+                            let tile = Tile { rows: MR.min(block.end - r0), cols, add };
+                            let a_panel = &wide[pi * panel_len..(pi + 1) * panel_len];
+                            // SAFETY: (r0.., p * NR..) is inside the caller's region of C.
+                            unsafe { wide_tile(avx2, a_panel, b, c.0.add(r0 * ldc + p * NR), ldc, tile) };
+                        }
+                    }
                 }
             }
         }
@@ -349,30 +459,11 @@ unsafe fn drive<T: AElement>(
     Ok(())
 }
 
-/// Whether the tier has the exact widened (i16) kernels for full-range operands.
-const fn has_wide_kernels(isa: Isa) -> bool {
-    match isa {
-        Isa::Scalar => false,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => true,
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon | Isa::Dotprod | Isa::I8mm => false,
-    }
-}
-
-/// A packed A row panel in the layout its kernel reads.
+/// The B operand of AVX2's wide kernels: as packed, or sign-extended for [`x86::kernel_wide_b`].
+#[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
-enum APanel<'a> {
-    Narrow(&'a [u8]),
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    Wide(&'a [i16]),
-}
-
-/// A B panel's quads: as packed, or sign-extended for the exact wide kernel.
-#[derive(Clone, Copy)]
-enum BPanel<'a> {
+enum WideB<'a> {
     Bytes(&'a [Quad]),
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Widened(&'a [WideQuad]),
 }
 
@@ -384,30 +475,11 @@ struct Tile {
     add: bool,
 }
 
-/// One tile: a kernel straight into C when the tile is full, else through a local buffer.
+/// Stores (or adds) the `tile` part of a full local tile into C.
 ///
 /// # Safety
 /// `c` must be valid for reads and writes of `tile.rows` rows of `tile.cols` i32, `ldc` apart.
-unsafe fn run_tile(isa: Isa, a: APanel<'_>, b: BPanel<'_>, c: *mut i32, ldc: usize, tile: Tile) {
-    // AVX2 kernels come in every row count, so only a narrow last panel goes through `local`.
-    let direct = match isa {
-        Isa::Scalar => false,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => tile.cols == NR,
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon | Isa::Dotprod | Isa::I8mm => tile.cols == NR && tile.rows == MR,
-    };
-    if direct {
-        // SAFETY: a direct tile is `tile.rows` rows of NR columns inside C (the caller's contract).
-        unsafe { simd_tile(isa, a, b, c, ldc, tile.rows, tile.add) };
-        return;
-    }
-    let mut local = [[0i32; NR]; MR];
-    match (isa, a, b) {
-        (Isa::Scalar, APanel::Narrow(a), BPanel::Bytes(b)) => scalar::kernel(b.len(), a, b, &mut local),
-        // SAFETY: `local` holds MR >= tile.rows rows of NR.
-        _ => unsafe { simd_tile(isa, a, b, local.as_mut_ptr().cast(), NR, tile.rows, false) },
-    }
+unsafe fn store_local(local: &[[i32; NR]; MR], c: *mut i32, ldc: usize, tile: Tile) {
     for (r, row) in local.iter().enumerate().take(tile.rows) {
         for (j, &v) in row.iter().enumerate().take(tile.cols) {
             // SAFETY: r < tile.rows and j < tile.cols are inside C by the caller's contract.
@@ -419,74 +491,108 @@ unsafe fn run_tile(isa: Isa, a: APanel<'_>, b: BPanel<'_>, c: *mut i32, ldc: usi
     }
 }
 
-/// The SIMD kernel of `isa` for a `rows x NR` tile at `out` (leading dimension `out_ld`).
+/// Runs `kernel(out, out_ld, add)` straight on C when `direct`, else on a local `MR x NR` tile
+/// whose `tile` part then goes into C.
 ///
 /// # Safety
-/// `isa` must have passed `ensure_available` and not be `Scalar`; `out` must be valid for reads
-/// and writes of `rows` rows of NR i32, `out_ld` apart (a full MR rows for NEON).
-unsafe fn simd_tile(
-    isa: Isa,
-    a: APanel<'_>,
-    b: BPanel<'_>,
-    out: *mut i32,
-    out_ld: usize,
-    rows: usize,
-    add: bool,
+/// `c` must be valid for reads and writes of `tile.rows` rows of `tile.cols` i32, `ldc` apart,
+/// and of `tile.rows` rows of NR when `direct`; `kernel` must write only the rows of NR it is given.
+unsafe fn on_tile(
+    c: *mut i32,
+    ldc: usize,
+    tile: Tile,
+    direct: bool,
+    kernel: impl FnOnce(*mut i32, usize, bool),
 ) {
-    // NEON has one kernel, for full tiles.
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = rows;
-    /// Calls `$kernel::<R>` with `R = rows` (1 to `MR`).
-    #[cfg(target_arch = "x86_64")]
-    macro_rules! by_rows {
-        ($kernel:ident, $a:expr, $b:expr) => {
-            match rows {
-                1 => x86::$kernel::<1>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
-                2 => x86::$kernel::<2>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
-                3 => x86::$kernel::<3>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
-                4 => x86::$kernel::<4>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
-                5 => x86::$kernel::<5>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
-                _ => x86::$kernel::<MR>($b.len(), $a, $b.as_ptr(), out, out_ld, add),
-            }
-        };
+    if direct {
+        kernel(c, ldc, tile.add);
+        return;
     }
-    match (isa, a, b) {
+    let mut local = [[0i32; NR]; MR];
+    kernel(local.as_mut_ptr().cast(), NR, false);
+    // SAFETY: the caller's contract.
+    unsafe { store_local(&local, c, ldc, tile) }
+}
+
+/// Calls the AVX2 kernel `x86::$kernel::<R>` with `R = $rows` (1 to `MR`).
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rows {
+    ($kernel:ident, $rows:expr, $quads:expr, $a:expr, $b:expr, $out:expr, $ld:expr, $add:expr) => {
+        match $rows {
+            1 => x86::$kernel::<1>($quads, $a, $b, $out, $ld, $add),
+            2 => x86::$kernel::<2>($quads, $a, $b, $out, $ld, $add),
+            3 => x86::$kernel::<3>($quads, $a, $b, $out, $ld, $add),
+            4 => x86::$kernel::<4>($quads, $a, $b, $out, $ld, $add),
+            _ => x86::$kernel::<MR>($quads, $a, $b, $out, $ld, $add),
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(MR == 5, "by_rows dispatches 1 to 5 rows");
+
+/// One tile of a narrow A panel and a packed B panel, on the kernel's narrow path.
+///
+/// # Safety
+/// `c` must be valid for reads and writes of `tile.rows` rows of `tile.cols` i32, `ldc` apart;
+/// `a` holds `b.len()` quads of an MR-row narrow panel; the pair sums cannot saturate when
+/// `kernel.narrow_needs_seven_bit()` (the driver checked).
+unsafe fn narrow_tile(kernel: Kernel, a: &[u8], b: &[Quad], c: *mut i32, ldc: usize, tile: Tile) {
+    match kernel.tier {
+        Tier::Scalar => {
+            let mut local = [[0i32; NR]; MR];
+            scalar::kernel(b.len(), a, b, &mut local);
+            // SAFETY: the caller's contract.
+            unsafe { store_local(&local, c, ldc, tile) }
+        }
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the driver only picks Avx2 after `ensure_available`; the panels hold b.len()
-        // quads (narrow: the pair sums cannot saturate, as the driver checked); `out` holds
-        // `rows` rows of NR (C, or `local`).
-        (Isa::Avx2 | Isa::Avx512, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe {
-            by_rows!(kernel_narrow, a.as_ptr(), b)
+        // SAFETY: the token proves AVX2; AVX2 kernels come in every row count, so only a narrow
+        // last panel goes through the local tile; the panels hold b.len() quads.
+        Tier::Avx2(_) => unsafe {
+            on_tile(c, ldc, tile, tile.cols == NR, |out, ld, add| {
+                by_rows!(kernel_narrow, tile.rows, b.len(), a.as_ptr(), b.as_ptr(), out, ld, add)
+            })
         },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, for the exact wide layout.
-        (Isa::Avx2 | Isa::Avx512, APanel::Wide(a), BPanel::Bytes(b)) => unsafe {
-            by_rows!(kernel_wide, a.as_ptr(), b)
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: the token proves NEON; the kernel writes full tiles, so partial ones go
+        // through the local tile; the panels hold b.len() quads.
+        Tier::Neon(_) => unsafe {
+            on_tile(c, ldc, tile, tile.cols == NR && tile.rows == MR, |out, ld, add| {
+                aarch64::kernel(b.len(), a.as_ptr(), b.as_ptr(), out, ld, add)
+            })
         },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, with B widened; row 4 of the A panel starts 4 * KU i16 into it.
-        (Isa::Avx2 | Isa::Avx512, APanel::Wide(a), BPanel::Widened(b)) => unsafe {
-            const _: () = assert!(MR == 5, "the widened kernel splits a tile as 4 + 1 rows");
-            if rows == MR {
-                x86::kernel_wide_b::<4>(b.len(), a.as_ptr(), b.as_ptr(), out, out_ld, add);
+    }
+}
+
+/// One tile of a wide A panel on AVX2's exact kernels.
+///
+/// # Safety
+/// As [`narrow_tile`], for a wide A panel.
+#[cfg(target_arch = "x86_64")]
+unsafe fn wide_tile(avx2: x86::Avx2, a: &[i16], b: WideB<'_>, c: *mut i32, ldc: usize, tile: Tile) {
+    let _ = avx2;
+    // SAFETY: the token proves AVX2; `out` holds tile.rows rows of NR (C or the local tile); the
+    // panels hold the quads given; row 4 of the A panel starts 4 * KU i16 into it.
+    unsafe {
+        on_tile(c, ldc, tile, tile.cols == NR, |out, ld, add| match b {
+            WideB::Bytes(b) => {
+                by_rows!(kernel_wide, tile.rows, b.len(), a.as_ptr(), b.as_ptr(), out, ld, add)
+            }
+            WideB::Widened(b) if tile.rows == MR => {
+                // The widened kernel has room for four rows of accumulators: 4 + 1.
+                x86::kernel_wide_b::<4>(b.len(), a.as_ptr(), b.as_ptr(), out, ld, add);
                 x86::kernel_wide_b::<1>(
                     b.len(),
                     a.as_ptr().add(4 * KU),
                     b.as_ptr(),
-                    out.add(4 * out_ld),
-                    out_ld,
+                    out.add(4 * ld),
+                    ld,
                     add,
                 );
-            } else {
-                by_rows!(kernel_wide_b, a.as_ptr(), b)
             }
-        },
-        #[cfg(target_arch = "aarch64")]
-        // SAFETY: Neon was checked available; the narrow panel holds b.len() quads; `out` is a full tile.
-        (Isa::Neon | Isa::Dotprod | Isa::I8mm, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe {
-            aarch64::kernel(b.len(), a.as_ptr(), b.as_ptr(), out, out_ld, add)
-        },
-        _ => unreachable!("the wide layouts are packed for AVX2 only, and Scalar tiles go through `local`"),
+            WideB::Widened(b) => {
+                by_rows!(kernel_wide_b, tile.rows, b.len(), a.as_ptr(), b.as_ptr(), out, ld, add)
+            }
+        })
     }
 }
 

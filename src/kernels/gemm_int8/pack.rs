@@ -2,6 +2,7 @@
 
 use super::blocking::{KU, MR, NR};
 use super::check_matrix;
+use super::kernel::BLayout;
 use crate::error::checked_product;
 use crate::{Error, Result};
 
@@ -22,15 +23,6 @@ pub struct WideQuad(pub [i16; NR * KU]);
 
 const _: () = assert!(std::mem::size_of::<WideQuad>() == 128);
 
-/// How a B source is laid out in memory, so that packing reads it sequentially.
-#[derive(Clone, Copy)]
-enum Source {
-    /// `b[k][j]`: k rows of n.
-    RowMajor,
-    /// `w[j][k]`: n rows of k (B = W^T).
-    Transposed,
-}
-
 /// B (`k x n`, i8) packed once into the microkernel's layout, with its column sums.
 ///
 /// Columns are grouped in panels of 16 (the last zero-padded); inside a panel, k runs in quads of
@@ -46,43 +38,96 @@ pub struct PackedI8 {
     data: Vec<Quad>,
     col_sums: Vec<i32>,
     seven_bit: bool,
+    layout: BLayout,
 }
 
 impl PackedI8 {
     /// Packs row-major B (`k x n`, leading dimension `ldb >= n`).
     pub fn pack(k: usize, n: usize, b: &[i8], ldb: usize) -> Result<Self> {
         check_matrix("b", b.len(), k, n, ldb)?;
-        Self::from_fn(k, n, Source::RowMajor, |kk, j| b[kk * ldb + j])
+        let mut packed = Self::zeroed(k, n)?;
+        if k == 0 || n == 0 {
+            return Ok(packed);
+        }
+        // Column sums and the 7-bit test in one sequential pass over the rows.
+        let (mut low, mut high) = (0i8, 0i8);
+        for kk in 0..k {
+            let row = &b[kk * ldb..kk * ldb + n];
+            for (sum, &v) in packed.col_sums.iter_mut().zip(row) {
+                *sum = sum.wrapping_add(i32::from(v));
+                low = low.min(v);
+                high = high.max(v);
+            }
+        }
+        packed.seven_bit = low >= -64 && high <= 63;
+        // Quads in blocks of 16 (64 rows of B read side by side), each panel's 16 quads of the
+        // block written contiguously.
+        let quads = packed.quads;
+        for q0 in (0..quads).step_by(16) {
+            for (p, panel) in packed.data.chunks_exact_mut(quads).enumerate() {
+                let (j0, width) = (p * NR, NR.min(n - p * NR));
+                for (q, quad) in panel.iter_mut().enumerate().take(quads.min(q0 + 16)).skip(q0) {
+                    #[cfg(target_arch = "x86_64")]
+                    if width == NR && (q + 1) * KU <= k {
+                        let at = |u: usize| &b[(q * KU + u) * ldb + j0..(q * KU + u) * ldb + j0 + NR];
+                        *quad = transpose_quad([at(0), at(1), at(2), at(3)]);
+                        continue;
+                    }
+                    for u in 0..KU.min(k - q * KU) {
+                        let kk = q * KU + u;
+                        for (j, &v) in b[kk * ldb + j0..kk * ldb + j0 + width].iter().enumerate() {
+                            quad.0[j * KU + u] = v;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(packed)
     }
 
     /// Packs B = W^T from row-major W (`n x k`, leading dimension `ldw >= k`): a linear layer's
     /// weight as stored by PyTorch and ONNX (one row per output channel).
     pub fn pack_transposed(n: usize, k: usize, w: &[i8], ldw: usize) -> Result<Self> {
         check_matrix("w", w.len(), n, k, ldw)?;
-        Self::from_fn(k, n, Source::Transposed, |kk, j| w[j * ldw + kk])
+        let mut packed = Self::zeroed(k, n)?;
+        if k == 0 || n == 0 {
+            return Ok(packed);
+        }
+        let quads = packed.quads;
+        let PackedI8 { data, col_sums, seven_bit, .. } = &mut packed;
+        for (j, sum) in col_sums.iter_mut().enumerate() {
+            let panel = &mut data[(j / NR) * quads..(j / NR + 1) * quads];
+            for (kk, &v) in w[j * ldw..j * ldw + k].iter().enumerate() {
+                *seven_bit &= (-64..=63).contains(&v);
+                *sum = sum.wrapping_add(i32::from(v));
+                panel[kk / KU].0[(j % NR) * KU + kk % KU] = v;
+            }
+        }
+        Ok(packed)
     }
 
-    /// Packs from `at(k, j)`, visiting the source in its memory order.
-    fn from_fn(k: usize, n: usize, order: Source, at: impl Fn(usize, usize) -> i8) -> Result<Self> {
+    /// An all-zero B of `k x n` in [`BLayout::Quad16x4`] (column sums 0, 7-bit).
+    fn zeroed(k: usize, n: usize) -> Result<Self> {
         let quads = k.div_ceil(KU);
         let panels = n.div_ceil(NR);
         let len = checked_product("packed B", &[panels, quads])?;
         let mut data = Vec::new();
         data.try_reserve_exact(len).map_err(|_| Error::OutOfMemory { bytes: len.saturating_mul(64) })?;
         data.resize(len, Quad([0; NR * KU]));
-        let mut col_sums = crate::error::try_vec(n, 0i32)?;
-        let mut seven_bit = true;
-        let mut put = |kk: usize, j: usize| {
-            let v = at(kk, j);
-            seven_bit &= (-64..=63).contains(&v);
-            col_sums[j] = col_sums[j].wrapping_add(i32::from(v));
-            data[(j / NR) * quads + kk / KU].0[(j % NR) * KU + kk % KU] = v;
-        };
-        match order {
-            Source::RowMajor => (0..k).for_each(|kk| (0..n).for_each(|j| put(kk, j))),
-            Source::Transposed => (0..n).for_each(|j| (0..k).for_each(|kk| put(kk, j))),
-        }
-        Ok(PackedI8 { k, n, quads, data, col_sums, seven_bit })
+        let col_sums = crate::error::try_vec(n, 0i32)?;
+        Ok(PackedI8 { k, n, quads, data, col_sums, seven_bit: true, layout: BLayout::Quad16x4 })
+    }
+
+    /// The layout B was packed in: a kernel that does not read it refuses the handle.
+    pub fn layout(&self) -> BLayout {
+        self.layout
+    }
+
+    /// The same data relabelled with another layout (to test that kernels refuse it).
+    #[cfg(test)]
+    pub(crate) fn relabelled(mut self, layout: BLayout) -> Self {
+        self.layout = layout;
+        self
     }
 
     /// Depth (rows of B).
@@ -122,6 +167,29 @@ impl PackedI8 {
     }
 }
 
+/// Four rows of 16 B bytes as one [`Quad`] (column-major 4 x 16), with SSE2 byte and word
+/// interleaves.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn transpose_quad(rows: [&[i8]; KU]) -> Quad {
+    use std::arch::x86_64::*;
+    assert!(rows.iter().all(|r| r.len() >= NR));
+    let mut quad = Quad([0; NR * KU]);
+    // SAFETY: SSE2 is part of every x86_64 target; each row holds 16 bytes (asserted) and the
+    // quad 64, written as four unaligned 16-byte stores.
+    unsafe {
+        let [r0, r1, r2, r3] = rows.map(|r| _mm_loadu_si128(r.as_ptr().cast()));
+        let (t0, t1) = (_mm_unpacklo_epi8(r0, r1), _mm_unpackhi_epi8(r0, r1));
+        let (t2, t3) = (_mm_unpacklo_epi8(r2, r3), _mm_unpackhi_epi8(r2, r3));
+        let out = quad.0.as_mut_ptr().cast::<__m128i>();
+        _mm_storeu_si128(out, _mm_unpacklo_epi16(t0, t2));
+        _mm_storeu_si128(out.add(1), _mm_unpackhi_epi16(t0, t2));
+        _mm_storeu_si128(out.add(2), _mm_unpacklo_epi16(t1, t3));
+        _mm_storeu_si128(out.add(3), _mm_unpackhi_epi16(t1, t3));
+    }
+    quad
+}
+
 /// An A element: the kernels read u8; i8 is shifted by +128 (and the result corrected with B's
 /// column sums), which is exact.
 pub trait AElement: Copy + Send + Sync + 'static {
@@ -129,6 +197,8 @@ pub trait AElement: Copy + Send + Sync + 'static {
     fn to_kernel_u8(self) -> u8;
     /// The offset added by [`AElement::to_kernel_u8`] (0 or 128).
     const SHIFT: i32;
+    /// The element's value as i16 (the streaming kernel multiplies it unshifted).
+    fn widen(self) -> i16;
 }
 
 impl AElement for u8 {
@@ -137,6 +207,10 @@ impl AElement for u8 {
         self
     }
     const SHIFT: i32 = 0;
+    #[inline(always)]
+    fn widen(self) -> i16 {
+        i16::from(self)
+    }
 }
 
 impl AElement for i8 {
@@ -145,6 +219,10 @@ impl AElement for i8 {
         (self as u8) ^ 0x80
     }
     const SHIFT: i32 = 128;
+    #[inline(always)]
+    fn widen(self) -> i16 {
+        i16::from(self)
+    }
 }
 
 /// Whether every kernel byte of the block (rows, k range) is <= 127.
@@ -175,6 +253,7 @@ pub(crate) fn pack_a_narrow<T: AElement>(
     pack_a(a, lda, rows, ks, out, [0, 1, 2, 3], |v| v);
 }
 
+#[cfg(target_arch = "x86_64")]
 /// Packs like [`pack_a_narrow`] but widened to i16 for the exact full-range kernel: for each quad
 /// and row, `[a0, a2, a1, a3]` (even k pair, then odd k pair).
 pub(crate) fn pack_a_wide<T: AElement>(

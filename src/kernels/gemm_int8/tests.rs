@@ -61,12 +61,13 @@ fn check_all_paths<A: AElement + Into<i64>>(
     let packed = PackedI8::pack(k, n, b, ldb).unwrap();
     for isa in Isa::available() {
         for update in [Update::Overwrite, Update::Accumulate] {
-            for use_packed in [false, true] {
+            for path in [None, Some(PlainPath::Auto), Some(PlainPath::Stream), Some(PlainPath::Pack)] {
                 let mut c = vec![7i32; c_len];
-                if use_packed {
-                    gemm_packed_on(isa, m, a, lda, &packed, &mut c, ldc, update).unwrap();
-                } else {
-                    gemm_on(isa, update, m, n, k, a, lda, b, ldb, &mut c, ldc).unwrap();
+                match path {
+                    None => gemm_packed_on(isa, m, a, lda, &packed, &mut c, ldc, update).unwrap(),
+                    Some(path) => {
+                        gemm_path_on(isa, path, update, m, n, k, a, lda, b, ldb, &mut c, ldc).unwrap()
+                    }
                 }
                 for i in 0..m {
                     for j in (0..ldc).take_while(|j| i * ldc + j < c.len()) {
@@ -76,10 +77,7 @@ fn check_all_paths<A: AElement + Into<i64>>(
                         } else {
                             want[i * n + j] + if update == Update::Accumulate { 7 } else { 0 }
                         };
-                        assert_eq!(
-                            got, expected,
-                            "{isa} {update:?} packed={use_packed} m={m} n={n} k={k} at ({i},{j})"
-                        );
+                        assert_eq!(got, expected, "{isa} {update:?} {path:?} m={m} n={n} k={k} at ({i},{j})");
                     }
                 }
                 assert!(c[matrix_len(m, n, ldc).unwrap()..].iter().all(|&v| v == 7), "wrote past C");
@@ -103,6 +101,15 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (2, 70, 1027),
     // Enough rows that the packed A block exceeds A_WHOLE_DEPTH_BYTES: depth-blocked, C accumulated.
     (130, 17, 1030),
+    // Streaming: every row-group count up to STREAM_MAX_ROWS (32) and past it, odd k across a
+    // STREAM_PAIRS block, column tails, several k blocks.
+    (3, 16, 64),
+    (5, 33, 65),
+    (11, 48, 129),
+    (23, 97, 131),
+    (32, 64, 2),
+    (33, 19, 7),
+    (1, 257, 1001),
 ];
 
 #[test]
@@ -223,6 +230,12 @@ fn bad_arguments_are_errors_and_nothing_is_written() {
             "{m} {n} {k} {lda} {ldb} {ldc}"
         );
         assert!(gemm_i8i8_i32_acc(m, n, k, &b, lda, &b, ldb, &mut c, ldc).is_err());
+        for isa in Isa::available() {
+            for path in [PlainPath::Stream, PlainPath::Pack] {
+                let r = gemm_path_on(isa, path, Update::Overwrite, m, n, k, &a, lda, &b, ldb, &mut c, ldc);
+                assert!(r.is_err(), "{isa} {path:?}");
+            }
+        }
     }
     assert_eq!(c, [9; 9]);
     let packed = PackedI8::pack(4, 3, &b, 3).unwrap();
@@ -230,6 +243,9 @@ fn bad_arguments_are_errors_and_nothing_is_written() {
     assert!(gemm_packed(3, &a, 4, &packed, &mut c[..8], 3, Update::Overwrite).is_err());
     assert_eq!(c, [9; 9]);
     assert!(PackedI8::pack(4, 4, &b, 4).is_err());
+    // Empty matrices with any leading dimension pack (and hold nothing).
+    assert_eq!(PackedI8::pack_transposed(3, 0, &[], 5).unwrap().col_sums(), &[0, 0, 0]);
+    assert_eq!(PackedI8::pack(2, 0, &[], 7).unwrap().n(), 0);
     assert!(PackedI8::pack_transposed(3, 5, &b, 4).is_err());
 }
 
@@ -315,5 +331,59 @@ proptest! {
         let b = as_i8(rng.bytes(matrix_len(k, n, ldb).unwrap()));
         check_all_paths(m, n, k, &a, lda, &b, ldb);
         check_all_paths(m, n, k, &as_i8(a), lda, &b, ldb);
+    }
+}
+
+#[test]
+fn a_handle_in_a_layout_the_kernel_does_not_read_is_refused() {
+    let b = [3i8; 12];
+    let packed = PackedI8::pack(4, 3, &b, 3).unwrap();
+    assert_eq!(packed.layout(), BLayout::Quad16x4);
+    let foreign = packed.relabelled(BLayout::Unread);
+    let a = [1u8; 8];
+    let mut c = [9i32; 6];
+    for isa in Isa::available() {
+        let kernel = Kernel::new(isa).unwrap();
+        assert_eq!(kernel.b_layout(), BLayout::Quad16x4, "{isa}");
+        assert_eq!((kernel.mr(), kernel.nr(), kernel.ku()), (MR, NR, KU));
+        let err = gemm_packed_on(isa, 2, &a, 4, &foreign, &mut c, 3, Update::Overwrite).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument { name: "packed", .. }), "{isa}: {err}");
+        assert!(err.to_string().contains("unread"), "{err}");
+    }
+    assert_eq!(c, [9; 6]);
+}
+
+#[test]
+fn kernels_exist_only_for_available_tiers_and_state_their_properties() {
+    for &isa in Isa::ALL {
+        let kernel = Kernel::new(isa);
+        assert_eq!(kernel.is_ok(), isa.is_available(), "{isa}");
+        if let Ok(kernel) = kernel {
+            assert!(kernel.a_layouts().contains(&ALayout::Narrow));
+            // Only a kernel with a wide exact path may need the 7-bit condition on its narrow one.
+            assert!(!kernel.narrow_needs_seven_bit() || kernel.a_layouts().contains(&ALayout::Wide));
+        }
+    }
+    assert!(!Kernel::new(Isa::Scalar).unwrap().narrow_needs_seven_bit());
+}
+
+#[test]
+fn streaming_is_exact_at_the_extremes_with_long_depth() {
+    // k = 4097 (odd, many blocks), the sums reach 255 * 128 * 4097 ~ 1.3e8 per output.
+    let (m, n, k) = (3, 40, 4097);
+    for (av, bv) in [(255u8, -128i8), (255, 127), (0, -128)] {
+        let a = vec![av; m * k];
+        let b = vec![bv; k * n];
+        let want = i64::from(av) * i64::from(bv) * k as i64;
+        for isa in Isa::available() {
+            let mut c = vec![0i32; m * n];
+            gemm_path_on(isa, PlainPath::Stream, Update::Overwrite, m, n, k, &a, k, &b, n, &mut c, n)
+                .unwrap();
+            assert!(c.iter().all(|&v| i64::from(v) == want), "{isa} {av} {bv}");
+            let ai: Vec<i8> = vec![-128; m * k];
+            gemm_path_on(isa, PlainPath::Stream, Update::Overwrite, m, n, k, &ai, k, &b, n, &mut c, n)
+                .unwrap();
+            assert!(c.iter().all(|&v| i64::from(v) == -128 * i64::from(bv) * k as i64), "{isa} i8");
+        }
     }
 }

@@ -1,0 +1,261 @@
+//! Few rows of A times row-major B, B read where it lies: no packing pass, no packed copy.
+//!
+//! For the decode step (m = 1) and small batches, packing all of B costs more than the product:
+//! one pass reading B and one writing the copy, then the kernel reads the copy again. Here each
+//! B byte is read once per group of up to `STREAM_ROWS` rows of A, straight from the caller's
+//! matrix, and widened in registers (`x86::kernel_stream`). The loops run k in blocks of
+//! `STREAM_PAIRS` pairs outermost and columns inside, so B is read row after row (a few dozen
+//! sequential streams, prefetched) and C, a few rows of i32, stays in cache between blocks.
+//! Signed A is multiplied as is (i16 products), so the i8 path needs no shift and no column sums.
+
+#[cfg(target_arch = "x86_64")]
+use super::blocking::{STREAM_PAIRS, STREAM_ROWS};
+use super::kernel::{Kernel, Tier};
+#[cfg(target_arch = "x86_64")]
+use super::CPtr;
+use super::{AElement, Update};
+#[cfg(target_arch = "x86_64")]
+use crate::error::try_vec;
+use crate::Result;
+#[cfg(target_arch = "x86_64")]
+use std::ops::Range;
+
+/// `C (+)= A B` for A `m x k` and row-major B `k x n`, arguments checked and nonzero.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_stream<T: AElement>(
+    kernel: Kernel,
+    update: Update,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    lda: usize,
+    b: &[i8],
+    ldb: usize,
+    c: &mut [i32],
+    ldc: usize,
+) -> Result<()> {
+    let accumulate = update == Update::Accumulate;
+    match kernel.tier {
+        Tier::Scalar => {
+            stream_scalar(m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+            Ok(())
+        }
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2(avx2) => {
+            let pairs = k.div_ceil(2);
+            let mut a_pairs = try_vec(m * pairs, 0i32)?;
+            for i in 0..m {
+                let row = &a[i * lda..i * lda + k];
+                for (p, out) in a_pairs[i * pairs..(i + 1) * pairs].iter_mut().enumerate() {
+                    let lo = row[2 * p].widen();
+                    let hi = row.get(2 * p + 1).map_or(0, |v| v.widen());
+                    *out = i32::from(lo as u16) | (i32::from(hi as u16) << 16);
+                }
+            }
+            let cp = CPtr(c.as_mut_ptr());
+            let job = Stream { m, k, a_pairs: &a_pairs, b, ldb, c: cp, ldc, accumulate };
+            // SAFETY (for each `run` below): the token proves AVX2; the caller checked B (k x n,
+            // ldb) and C (m x n, ldc) against their slices; column ranges are disjoint.
+            let whole = || unsafe { job.run(avx2, 0..n) };
+            #[cfg(feature = "parallel")]
+            {
+                use rayon::prelude::*;
+                let macs = m.saturating_mul(n).saturating_mul(k);
+                let threads =
+                    if macs >= super::blocking::PARALLEL_MIN_MACS { rayon::current_num_threads() } else { 1 };
+                let units = n.div_ceil(64);
+                let parts = threads.min(units);
+                if parts > 1 {
+                    (0..parts)
+                        .into_par_iter()
+                        .map(|t| (units * t / parts * 64).min(n)..(units * (t + 1) / parts * 64).min(n))
+                        // SAFETY: as above; each part writes its own columns of C.
+                        .for_each(|cols| unsafe { job.run(avx2, cols) });
+                } else {
+                    whole();
+                }
+            }
+            #[cfg(not(feature = "parallel"))]
+            whole();
+            Ok(())
+        }
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon(_) => unreachable_stream(),
+    }
+}
+
+/// NEON does not stream: `Kernel::stream_max_rows` is 0 there, so the driver never calls this.
+#[cfg(target_arch = "aarch64")]
+fn unreachable_stream() -> Result<()> {
+    Err(crate::Error::invalid("kernel", "neon", "has no streaming small-m kernel"))
+}
+
+/// The portable streaming loop (the Scalar tier's): row by row, k by k, a row of B at a time.
+#[allow(clippy::too_many_arguments)]
+fn stream_scalar<T: AElement>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    lda: usize,
+    b: &[i8],
+    ldb: usize,
+    c: &mut [i32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    for i in 0..m {
+        let out = &mut c[i * ldc..i * ldc + n];
+        if !accumulate {
+            out.fill(0);
+        }
+        for (kk, &av) in a[i * lda..i * lda + k].iter().enumerate() {
+            let av = i32::from(av.widen());
+            for (o, &bv) in out.iter_mut().zip(&b[kk * ldb..kk * ldb + n]) {
+                *o = o.wrapping_add(av * i32::from(bv));
+            }
+        }
+    }
+}
+
+/// One streaming product on AVX2, shared by the threads.
+#[cfg(target_arch = "x86_64")]
+struct Stream<'a> {
+    m: usize,
+    k: usize,
+    /// Row `i`'s pair `p` is `(a[i][2p], a[i][2p + 1])` as two i16 (0 past k), `pairs` per row.
+    a_pairs: &'a [i32],
+    b: &'a [i8],
+    ldb: usize,
+    c: CPtr,
+    ldc: usize,
+    accumulate: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Stream<'_> {
+    /// Computes columns `cols` of C.
+    ///
+    /// # Safety
+    /// `b` and `c` hold the `k x n` and `m x n` matrices their leading dimensions describe; no
+    /// one else touches columns `cols` of C during the call.
+    unsafe fn run(&self, avx2: super::x86::Avx2, cols: Range<usize>) {
+        let _ = avx2;
+        let (m, k, ldb, ldc) = (self.m, self.k, self.ldb, self.ldc);
+        let pairs = k.div_ceil(2);
+        let whole_pairs = k / 2;
+        let full_end = cols.start + (cols.len() / 16) * 16;
+        let groups = m.div_ceil(STREAM_ROWS);
+        let group = |g: usize| (m * g / groups)..(m * (g + 1) / groups);
+        let mut tail_b = [0i8; 2 * STREAM_PAIRS * 16];
+        let mut tail_c = [0i32; STREAM_ROWS * 16];
+        for p0 in (0..pairs).step_by(STREAM_PAIRS) {
+            let pn = STREAM_PAIRS.min(pairs - p0);
+            // Pairs of this block with both rows of B present; an odd k leaves one half pair.
+            let both = pn.min(whole_pairs.saturating_sub(p0));
+            let add = self.accumulate || p0 > 0;
+            for j0 in (cols.start..full_end).step_by(16) {
+                for g in 0..groups {
+                    let rows = group(g);
+                    let a_at = self.a_pairs[rows.start * pairs + p0..].as_ptr();
+                    // SAFETY: rows 2 p0 .. 2 (p0 + both) of B exist and hold columns j0..j0 + 16
+                    // (j0 + 16 <= n); the tile (rows, j0..j0 + 16) lies in C; AVX2 is present.
+                    unsafe {
+                        let b_at = self.b.as_ptr().add(2 * p0 * ldb + j0);
+                        let c_at = self.c.0.add(rows.start * ldc + j0);
+                        stream_tile(rows.len(), both, a_at, pairs, b_at, ldb, c_at, ldc, add, g == 0);
+                        if both < pn {
+                            // The last row of B pairs with itself, times a zero A half.
+                            let last = self.b.as_ptr().add((k - 1) * ldb + j0);
+                            stream_tile(
+                                rows.len(),
+                                1,
+                                a_at.add(both),
+                                pairs,
+                                last,
+                                0,
+                                c_at,
+                                ldc,
+                                true,
+                                false,
+                            );
+                        }
+                    }
+                }
+            }
+            if full_end < cols.end {
+                // The last < 16 columns: the block's rows of B copied, zero-padded, to 16 wide.
+                let width = cols.end - full_end;
+                tail_b.fill(0);
+                for r in 2 * p0..k.min(2 * (p0 + pn)) {
+                    let src = &self.b[r * ldb + full_end..r * ldb + cols.end];
+                    tail_b[(r - 2 * p0) * 16..(r - 2 * p0) * 16 + width].copy_from_slice(src);
+                }
+                for g in 0..groups {
+                    let rows = group(g);
+                    let a_at = self.a_pairs[rows.start * pairs + p0..].as_ptr();
+                    // SAFETY: `tail_b` holds 2 pn rows of 16 and `tail_c` rows.len() rows of 16;
+                    // AVX2 is present.
+                    unsafe {
+                        stream_tile(
+                            rows.len(),
+                            pn,
+                            a_at,
+                            pairs,
+                            tail_b.as_ptr(),
+                            16,
+                            tail_c.as_mut_ptr(),
+                            16,
+                            false,
+                            false,
+                        )
+                    };
+                    for r in 0..rows.len() {
+                        for j in 0..width {
+                            // SAFETY: (rows.start + r, full_end + j) is inside C and these columns.
+                            unsafe {
+                                let out = self.c.0.add((rows.start + r) * ldc + full_end + j);
+                                let v = tail_c[r * 16 + j];
+                                *out = if add { (*out).wrapping_add(v) } else { v };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Calls `x86::kernel_stream::<R>` with `R = rows` (1 to [`STREAM_ROWS`]).
+///
+/// # Safety
+/// As `x86::kernel_stream`, for `rows` rows.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn stream_tile(
+    rows: usize,
+    pairs: usize,
+    a: *const i32,
+    a_ld: usize,
+    b: *const i8,
+    ldb: usize,
+    c: *mut i32,
+    ldc: usize,
+    accumulate: bool,
+    prefetch: bool,
+) {
+    use super::x86::kernel_stream;
+    const _: () = assert!(STREAM_ROWS == 6, "stream_tile dispatches 1 to 6 rows");
+    // SAFETY: the caller's contract, for `rows` rows.
+    unsafe {
+        match rows {
+            1 => kernel_stream::<1>(pairs, a, a_ld, b, ldb, c, ldc, accumulate, prefetch),
+            2 => kernel_stream::<2>(pairs, a, a_ld, b, ldb, c, ldc, accumulate, prefetch),
+            3 => kernel_stream::<3>(pairs, a, a_ld, b, ldb, c, ldc, accumulate, prefetch),
+            4 => kernel_stream::<4>(pairs, a, a_ld, b, ldb, c, ldc, accumulate, prefetch),
+            5 => kernel_stream::<5>(pairs, a, a_ld, b, ldb, c, ldc, accumulate, prefetch),
+            _ => kernel_stream::<6>(pairs, a, a_ld, b, ldb, c, ldc, accumulate, prefetch),
+        }
+    }
+}
