@@ -483,8 +483,18 @@ unsafe fn simd_tile(
         },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: Neon was checked available; the narrow panel holds b.len() quads; `out` is a full tile.
-        (Isa::Neon | Isa::Dotprod | Isa::I8mm, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe {
+        (Isa::Neon, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe {
             aarch64::kernel(b.len(), a.as_ptr(), b.as_ptr(), out, out_ld, add)
+        },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above, with Dotprod checked available.
+        (Isa::Dotprod, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe {
+            aarch64::kernel_dotprod(b.len(), a.as_ptr(), b.as_ptr(), out, out_ld, add)
+        },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above, with I8mm checked available.
+        (Isa::I8mm, APanel::Narrow(a), BPanel::Bytes(b)) => unsafe {
+            aarch64::kernel_i8mm(b.len(), a.as_ptr(), b.as_ptr(), out, out_ld, add)
         },
         _ => unreachable!("the wide layouts are packed for AVX2 only, and Scalar tiles go through `local`"),
     }
