@@ -10,12 +10,13 @@
 //!   where `sum (-128) b` is one more `sdot` per column group and quad against a vector of -128
 //!   (shared by the five rows). Every step is a wrapping i32 add of exact products, so the result
 //!   is the reference's wrapping sum, bit for bit.
-//! - [`kernel_i8mm`] (i8mm): `usmmla`, a 2x8 u8 block of A times an 8x2 i8 block of B into a 2x2
-//!   i32 block, twice the multiply-adds of a dot instruction. Its operands are two quads deep and
-//!   are assembled from the same packed layouts in registers (32-bit zips of two quads), so no
-//!   other packing exists: see [`kernel_i8mm`].
+//! - [`kernel_i8mm`] (i8mm): `usmmla` for rows 0-3, a 2x8 u8 block of A times an 8x2 i8 block of
+//!   B into a 2x2 i32 block (twice the multiply-adds of a dot instruction), and `sudot` for row 4.
+//!   The `usmmla` operands are two quads deep and are assembled from the same packed layouts in
+//!   registers (32-bit zips of two quads), so no other packing exists: see [`kernel_i8mm`].
 //! - [`kernel_usdot`] (i8mm): `sudot` by element (i8 B vector times an indexed u8 A row), the
-//!   dotprod kernel without the shift; the i8mm tier's alternative to `usmmla`, kept tested.
+//!   dotprod kernel without the shift: the i8mm tier's plain-dot alternative, tested but not
+//!   dispatched (a one-line swap in `simd_tile` if a core runs it faster than `usmmla`).
 //!
 //! The dot and matrix instructions go through `asm!`: their intrinsics (`vdotq_s32`,
 //! `vusdotq_s32`, `vusmmlaq_s32`) are unstable in Rust 1.95 (`stdarch_neon_dotprod`,
@@ -209,34 +210,50 @@ macro_rules! usmmla {
     };
 }
 
-/// One eight-deep step of [`kernel_i8mm`]: `$pairs` the three A row pairs (rows 0-1, 2-3, 4 and a
-/// discarded fifth), `$b0`/`$b1` the two quads' column groups; 24 `usmmla`.
+/// One eight-deep step of [`kernel_i8mm`]: quads `$b0` and `$b1` (pointers to their bytes) and
+/// the 40 A panel bytes at `$aq` (quad q's five rows, then quad q + 1's); 16 `usmmla` for rows
+/// 0-3 into `$acc` and 8 `sudot` for row 4 into `$last`. B is loaded a column group at a time, so
+/// only one group's vectors are live beside the 20 accumulators.
 macro_rules! mmla_step {
-    ($acc:ident, $pairs:expr, $b0:expr, $b1:expr) => {
+    ($acc:ident, $last:ident, $aq:expr, $b0:expr, $b1:expr) => {
+        // u32 lanes x0..x9: x_r is row r of quad q, x_{5+r} row r of quad q + 1.
+        let v0 = vreinterpretq_u32_u8(vld1q_u8($aq));
+        let v1 = vreinterpretq_u32_u8(vld1q_u8($aq.add(16)));
+        let v2 = vreinterpretq_u32_u8(vcombine_u8(vld1_u8($aq.add(32)), vdup_n_u8(0)));
+        let w = vextq_u32::<1>(v1, v2); // [x5, x6, x7, x8]
+        let pairs = [
+            vreinterpretq_u8_u32(vzip1q_u32(v0, w)), // rows 0-1: [x0, x5, x1, x6]
+            vreinterpretq_u8_u32(vzip2q_u32(v0, w)), // rows 2-3: [x2, x7, x3, x8]
+        ];
         for g in 0..GROUPS {
-            // Columns (4g, 4g+1) and (4g+2, 4g+3), each column's eight bytes k0-3 of the first quad
-            // then k0-3 of the second: the 32-bit lanes of the two quads interleaved.
-            let lo =
-                vreinterpretq_s8_s32(vzip1q_s32(vreinterpretq_s32_s8($b0[g]), vreinterpretq_s32_s8($b1[g])));
-            let hi =
-                vreinterpretq_s8_s32(vzip2q_s32(vreinterpretq_s32_s8($b0[g]), vreinterpretq_s32_s8($b1[g])));
-            for (acc_pair, &rows) in $acc.iter_mut().zip($pairs.iter()) {
+            let (bg0, bg1) = (vld1q_s8($b0.add(16 * g)), vld1q_s8($b1.add(16 * g)));
+            // Columns (4g, 4g+1) and (4g+2, 4g+3), each column's eight bytes k0-3 of the first
+            // quad then k0-3 of the second: the 32-bit lanes of the two quads interleaved.
+            let (b0, b1) = (vreinterpretq_s32_s8(bg0), vreinterpretq_s32_s8(bg1));
+            let lo = vreinterpretq_s8_s32(vzip1q_s32(b0, b1));
+            let hi = vreinterpretq_s8_s32(vzip2q_s32(b0, b1));
+            for (acc_pair, &rows) in $acc.iter_mut().zip(pairs.iter()) {
                 usmmla!(acc_pair[2 * g], rows, lo);
                 usmmla!(acc_pair[2 * g + 1], rows, hi);
             }
+            dot_lane!("sudot", $last[g], bg0, v1, 0); // row 4 of quad q: x4
+            dot_lane!("sudot", $last[g], bg1, v2, 1); // row 4 of quad q + 1: x9
         }
     };
 }
 
-/// `tile (+)= A B` over `quads` quads with `usmmla` (u8 A times i8 B, 2x8 by 8x2 blocks).
+/// `tile (+)= A B` over `quads` quads with `usmmla` (u8 A times i8 B, 2x8 by 8x2 blocks) for
+/// rows 0-3 and `sudot` by element for row 4.
 ///
 /// Two quads make one eight-deep step. The operands are built in registers from the shared packed
 /// layouts: B columns `(j, j+1)` of the step are the 32-bit zip of the two quads' column groups
 /// (a quad's 16-byte group is four columns of four k bytes); A rows `(r, r+1)` are the 32-bit zip
-/// of the two quads' rows (the 40 panel bytes of a quad pair, loaded as 16 + 16 + 8). The tile's
-/// five rows make three row pairs, the last paired with a row whose results are discarded, so a
-/// step is 24 `usmmla` (20 useful) against 40 by-element dots. An odd last quad is paired with
-/// zeros. The accumulators hold 2x2 blocks; the final 64-bit zips turn them back into rows.
+/// of the two quads' rows (the 40 panel bytes of a quad pair, loaded as 16 + 16 + 8). The fifth
+/// row has no partner, so it takes two by-element `sudot` per column group on the unzipped B
+/// groups, its four bytes read straight from the A loads: a step is 16 `usmmla` and 8 `sudot`,
+/// every lane useful, where [`kernel_usdot`] spends 40 dots. An odd last quad is paired with a
+/// zero quad (its A bytes copied into a zeroed 40-byte buffer). The `usmmla` accumulators hold
+/// 2x2 blocks; 64-bit zips turn them back into rows at the end.
 ///
 /// # Safety
 /// The i8mm tier must be available; `a` must hold `quads * MR * 4` bytes, `b` `quads` quads, and
@@ -250,49 +267,28 @@ pub(crate) unsafe fn kernel_i8mm(
     ldc: usize,
     accumulate: bool,
 ) {
-    const PAIRS: usize = MR.div_ceil(2);
-    // acc[p][j]: rows (2p, 2p+1) x columns (2j, 2j+1).
-    let mut acc = [[vdupq_n_s32(0); NR / 2]; PAIRS];
-    let load_b = |q: usize| -> [int8x16_t; GROUPS] {
-        // SAFETY: the callers pass q < quads, inside the caller's B.
-        unsafe {
-            let bq = b.add(q).cast::<i8>();
-            [vld1q_s8(bq), vld1q_s8(bq.add(16)), vld1q_s8(bq.add(32)), vld1q_s8(bq.add(48))]
-        }
-    };
+    static ZERO_QUAD: Quad = Quad([0; NR * KU]);
+    // acc[p][j]: rows (2p, 2p+1) x columns (2j, 2j+1); last: row 4 by column group.
+    let mut acc = [[vdupq_n_s32(0); NR / 2]; 2];
+    let mut last = [vdupq_n_s32(0); GROUPS];
     let mut q = 0;
     while q + 2 <= quads {
-        // SAFETY: quads q and q + 1 exist: 40 bytes of A from q * 20, two quads of B; usmmla is
-        // enabled on this function and touches registers only.
+        // SAFETY: quads q and q + 1 exist: 40 bytes of A from q * 20, two quads of B; usmmla and
+        // sudot are enabled on this function and touch registers only.
         unsafe {
             let aq = a.add(q * MR * KU);
-            // u32 lanes x0..x9: x_r is row r of quad q, x_{5+r} row r of quad q + 1.
-            let v0 = vreinterpretq_u32_u8(vld1q_u8(aq));
-            let v1 = vreinterpretq_u32_u8(vld1q_u8(aq.add(16)));
-            let v2 = vreinterpretq_u32_u8(vcombine_u8(vld1_u8(aq.add(32)), vld1_u8(aq.add(32))));
-            let w = vextq_u32::<1>(v1, v2); // [x5, x6, x7, x8]
-            let pairs = [
-                vreinterpretq_u8_u32(vzip1q_u32(v0, w)), // [x0, x5, x1, x6]
-                vreinterpretq_u8_u32(vzip2q_u32(v0, w)), // [x2, x7, x3, x8]
-                vreinterpretq_u8_u32(vzip1q_u32(v1, vextq_u32::<1>(v2, v2))), // [x4, x9, ..]
-            ];
-            mmla_step!(acc, pairs, load_b(q), load_b(q + 1));
+            mmla_step!(acc, last, aq, b.add(q).cast::<i8>(), b.add(q + 1).cast::<i8>());
         }
         q += 2;
     }
     if q < quads {
-        // SAFETY: quad q is the last: 20 bytes of A from q * 20 (16 + 4), one quad of B.
+        let mut tail = [0u8; 2 * MR * KU];
+        // SAFETY: quad q is the last: 20 bytes of A from q * 20 and one quad of B; the second
+        // quad of the step is zeros (`tail`'s upper half, ZERO_QUAD).
         unsafe {
-            let aq = a.add(q * MR * KU);
-            let v0 = vreinterpretq_u32_u8(vld1q_u8(aq));
-            let zero = vdupq_n_u32(0);
-            let x4 = aq.add(16).cast::<u32>().read_unaligned();
-            let pairs = [
-                vreinterpretq_u8_u32(vzip1q_u32(v0, zero)),
-                vreinterpretq_u8_u32(vzip2q_u32(v0, zero)),
-                vreinterpretq_u8_u32(vsetq_lane_u32::<0>(x4, zero)),
-            ];
-            mmla_step!(acc, pairs, load_b(q), [vdupq_n_s8(0); GROUPS]);
+            std::ptr::copy_nonoverlapping(a.add(q * MR * KU), tail.as_mut_ptr(), MR * KU);
+            let aq = tail.as_ptr();
+            mmla_step!(acc, last, aq, b.add(q).cast::<i8>(), (&raw const ZERO_QUAD).cast::<i8>());
         }
     }
     let mut rows = [[vdupq_n_s32(0); GROUPS]; MR];
@@ -300,11 +296,10 @@ pub(crate) unsafe fn kernel_i8mm(
         for g in 0..GROUPS {
             let (left, right) = (vreinterpretq_s64_s32(pair[2 * g]), vreinterpretq_s64_s32(pair[2 * g + 1]));
             rows[2 * p][g] = vreinterpretq_s32_s64(vzip1q_s64(left, right));
-            if 2 * p + 1 < MR {
-                rows[2 * p + 1][g] = vreinterpretq_s32_s64(vzip2q_s64(left, right));
-            }
+            rows[2 * p + 1][g] = vreinterpretq_s32_s64(vzip2q_s64(left, right));
         }
     }
+    rows[4] = last;
     // SAFETY: the caller guarantees the tile is inside C.
     unsafe { store_rows(&rows, c, ldc, accumulate) };
 }
