@@ -212,8 +212,9 @@ macro_rules! usmmla {
 
 /// One eight-deep step of [`kernel_i8mm`]: quads `$b0` and `$b1` (pointers to their bytes) and
 /// the 40 A panel bytes at `$aq` (quad q's five rows, then quad q + 1's); 16 `usmmla` for rows
-/// 0-3 into `$acc` and 8 `sudot` for row 4 into `$last`. B is loaded a column group at a time, so
-/// only one group's vectors are live beside the 20 accumulators.
+/// 0-3 into `$acc` and 8 `sudot` for row 4 into `$last`. B is loaded a column group at a time and
+/// no B vector outlives its group, which keeps the 20 accumulators in registers (at -O3 the
+/// scheduler still hoists the loads, for one spill per step).
 macro_rules! mmla_step {
     ($acc:ident, $last:ident, $aq:expr, $b0:expr, $b1:expr) => {
         // u32 lanes x0..x9: x_r is row r of quad q, x_{5+r} row r of quad q + 1.
