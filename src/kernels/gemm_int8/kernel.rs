@@ -44,10 +44,18 @@ pub enum ALayout {
     Wide,
 }
 
-/// Proof that NEON is present (made only by [`Kernel::new`] after detection).
+/// Proof that NEON is present (made only by [`Kernel::new`] after detection), with the dot
+/// instructions the tier adds: all three kernels read the same narrow panels and `Quad`s.
 #[cfg(target_arch = "aarch64")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct NeonToken(());
+pub(crate) enum NeonToken {
+    /// Plain NEON: `smull` products folded by pairwise adds.
+    Smull,
+    /// `sdot` (A shifted to i8 and corrected), for the `dotprod` tier.
+    Sdot,
+    /// `usmmla` (and `sudot` for the fifth row), for the `i8mm` tier.
+    Usmmla,
+}
 
 /// The tiers' kernels; the SIMD ones hold their feature token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +80,7 @@ pub struct Kernel {
 
 impl Kernel {
     /// The kernel of `isa`; fails when the machine lacks the tier. `Avx512` runs the AVX2 kernel
-    /// (a superset) and `Dotprod`/`I8mm` the NEON kernel, until they have their own.
+    /// (a superset) until it has its own.
     pub fn new(isa: Isa) -> Result<Kernel> {
         isa.ensure_available()?;
         let tier = match isa {
@@ -82,7 +90,11 @@ impl Kernel {
                 super::x86::Avx2::detect().ok_or_else(|| Error::invalid("isa", isa, "AVX2 not detected"))?,
             ),
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon | Isa::Dotprod | Isa::I8mm => Tier::Neon(NeonToken(())),
+            Isa::Neon => Tier::Neon(NeonToken::Smull),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Dotprod => Tier::Neon(NeonToken::Sdot),
+            #[cfg(target_arch = "aarch64")]
+            Isa::I8mm => Tier::Neon(NeonToken::Usmmla),
         };
         Ok(Kernel { tier })
     }
@@ -94,7 +106,11 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Tier::Avx2(_) => "avx2",
             #[cfg(target_arch = "aarch64")]
-            Tier::Neon(_) => "neon",
+            Tier::Neon(NeonToken::Smull) => "neon",
+            #[cfg(target_arch = "aarch64")]
+            Tier::Neon(NeonToken::Sdot) => "dotprod",
+            #[cfg(target_arch = "aarch64")]
+            Tier::Neon(NeonToken::Usmmla) => "i8mm",
         }
     }
 

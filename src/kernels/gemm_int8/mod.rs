@@ -38,6 +38,8 @@ use crate::error::{check_len, try_vec};
 use crate::{Error, Result};
 use blocking::{A_WHOLE_DEPTH_BYTES, KC_QUADS, KU, MC, MR, NR};
 use kernel::Tier;
+#[cfg(target_arch = "aarch64")]
+use kernel::NeonToken;
 use pack::{block_is_seven_bit, pack_a_narrow, Quad};
 #[cfg(target_arch = "x86_64")]
 use pack::{pack_a_wide, WideQuad};
@@ -553,11 +555,14 @@ unsafe fn narrow_tile(kernel: Kernel, a: &[u8], b: &[Quad], c: *mut i32, ldc: us
             })
         },
         #[cfg(target_arch = "aarch64")]
-        // SAFETY: the token proves NEON; the kernel writes full tiles, so partial ones go
-        // through the local tile; the panels hold b.len() quads.
-        Tier::Neon(_) => unsafe {
-            on_tile(c, ldc, tile, tile.cols == NR && tile.rows == MR, |out, ld, add| {
-                aarch64::kernel(b.len(), a.as_ptr(), b.as_ptr(), out, ld, add)
+        // SAFETY: the token proves NEON and the dot instructions it names (detected by
+        // `Kernel::new`); the kernels write full tiles, so partial ones go through the local tile;
+        // the panels hold b.len() quads.
+        Tier::Neon(dots) => unsafe {
+            on_tile(c, ldc, tile, tile.cols == NR && tile.rows == MR, |out, ld, add| match dots {
+                NeonToken::Smull => aarch64::kernel(b.len(), a.as_ptr(), b.as_ptr(), out, ld, add),
+                NeonToken::Sdot => aarch64::kernel_dotprod(b.len(), a.as_ptr(), b.as_ptr(), out, ld, add),
+                NeonToken::Usmmla => aarch64::kernel_i8mm(b.len(), a.as_ptr(), b.as_ptr(), out, ld, add),
             })
         },
     }
