@@ -2,7 +2,7 @@
 //! (twice the unit roundoff per term, a bound any f32 summation order meets), and
 //! non-finite results of the same class as the exact ones.
 
-use super::blocking::{KC, MC, NR};
+use super::blocking::{IN_PLACE_MAX_M, KC, KC_IN_PLACE, MC};
 use super::*;
 use crate::kernels::Isa;
 
@@ -66,6 +66,8 @@ fn exact_product(
 }
 
 const SENTINEL: f32 = -7.25;
+/// The widest tile of any kernel (the AVX2 and NEON `nr`), for shapes around panel edges.
+const NR: usize = 16;
 
 /// Runs one GEMM shape with weights `b` on every path and checks it; C's padding stays untouched.
 #[allow(clippy::too_many_arguments)]
@@ -83,20 +85,32 @@ fn check_gemm<W: WeightElement>(
     let exact = exact_product(m, n, k, a, lda, &b32, ldb);
     let c_len = matrix_len("c", m, n, ldc).unwrap() + 3;
     for isa in Isa::available() {
+        let kernel = Kernel::for_isa(isa).unwrap();
+        // The plain entry point (in place or packed, by m), the prepacked one, and the in-place
+        // driver called directly, so both paths meet every shape.
         let mut c = vec![SENTINEL; c_len];
         gemm_on(isa, m, n, k, a, lda, b, ldb, &mut c, ldc).unwrap();
-        let packed = PackedB::pack(k, n, b, ldb).unwrap();
+        let packed = PackedB::pack_for(kernel, k, n, b, ldb).unwrap();
         let mut c2 = vec![SENTINEL; c_len];
         gemm_packed_on(isa, m, a, lda, &packed, &mut c2, ldc).unwrap();
-        for (idx, (&v, &v2)) in c.iter().zip(&c2).enumerate() {
+        let c3 = if m * n * k > 0 {
+            let mut c3 = vec![SENTINEL; c_len];
+            let span = matrix_len("c", m, n, ldc).unwrap();
+            gemm_in_place(kernel, m, n, k, a, lda, b, ldb, &mut c3[..span], ldc).unwrap();
+            c3
+        } else {
+            c.clone()
+        };
+        for (idx, ((&v, &v2), &v3)) in c.iter().zip(&c2).zip(&c3).enumerate() {
             let (i, j) = (idx / ldc.max(1), idx % ldc.max(1));
             if i < m && j < n {
                 let (s, mag) = exact[i * n + j];
-                let what = format!("{isa} {} m={m} n={n} k={k} at ({i},{j})", std::any::type_name::<W>());
+                let what = format!("{kernel} {} m={m} n={n} k={k} at ({i},{j})", std::any::type_name::<W>());
                 assert_close(v, s, mag, k, &what);
-                assert_close(v2, s, mag, k, &what);
+                assert_close(v2, s, mag, k, &format!("{what} packed"));
+                assert_close(v3, s, mag, k, &format!("{what} in place"));
             } else {
-                assert_eq!((v, v2), (SENTINEL, SENTINEL), "{isa}: wrote outside C at {idx}");
+                assert_eq!((v, v2, v3), (SENTINEL, SENTINEL, SENTINEL), "{kernel}: wrote outside C at {idx}");
             }
         }
     }
@@ -115,6 +129,11 @@ fn shapes() -> Vec<(usize, usize, usize)> {
         (13, 3, 257),
         (MC + 7, NR * 2 + 5, KC + 3),
         (2 * MC + 11, 3 * NR + 1, 2 * KC + 5),
+        (1, 5 * NR + 3, 2 * KC_IN_PLACE + 7),
+        (2, NR, KC + 1),
+        (5, 97, 31),
+        (IN_PLACE_MAX_M, 2 * NR + 7, KC_IN_PLACE + 5),
+        (IN_PLACE_MAX_M + 1, NR + 1, 41),
     ];
     let mut rng = Rng(42);
     for _ in 0..12 {
