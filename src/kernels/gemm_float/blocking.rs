@@ -5,16 +5,19 @@
 //! while it meets every `mr x KC` panel of an `MC x KC` block of A (240 KiB of f32) in L2.
 //! KC = 512 rather than 256 halves the passes over C (measured: +8% at 1024^3 on Zen 3).
 //!
-//! In-place path (few rows of A): B is read where it lies, a `KC_IN_PLACE x nr` strip at a time
-//! (256 lines of 64 bytes, or halves of them for 16-bit weights, so the strip stays in L1 while
-//! every row panel of A meets it and the other halves are still in L2 for the next strip).
+//! In-place path (few rows of A): B is read where it lies, `KU_IN_PLACE` rows at a time across a
+//! block of columns whose rows of C stay in L2, so B streams from DRAM as a few sequential rows.
 
 /// Depth of one pass of the packed path: B panel slices and packed A blocks are `KC` deep.
 pub const KC: usize = 512;
 /// Rows of A packed per block (a multiple of every kernel's `mr`).
 pub const MC: usize = 120;
-/// Depth of one pass of the in-place path.
-pub const KC_IN_PLACE: usize = 256;
+/// Rows of B one sweep of the in-place path reads together (so as many sequential streams).
+/// Measured at m = 1, 4096 x 4096 f16, as a share of the GEMV on the same weights: 8 rows 0.72,
+/// 16 0.64, 32 0.87, 64 0.76 (a loaded machine; the spread between runs is about 0.1).
+pub const KU_IN_PLACE: usize = 32;
+/// Bytes of C a column block of the in-place path keeps (in L2) while B's rows sweep past it.
+pub const IN_PLACE_C_BYTES: usize = 256 << 10;
 /// Up to this many rows of A, the plain GEMM reads B in place instead of packing it
 /// (crossover measured with `benches/gemm_float.rs`, group `gemm_crossover`).
 pub const IN_PLACE_MAX_M: usize = 48;

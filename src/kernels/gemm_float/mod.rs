@@ -24,7 +24,7 @@ mod x86;
 use super::Isa;
 use crate::error::{check_len, try_vec};
 use crate::{Error, Result};
-use blocking::{KC, KC_IN_PLACE, MC};
+use blocking::{KC, KU_IN_PLACE, MC};
 use half::{bf16, f16};
 
 #[cfg(target_arch = "x86_64")]
@@ -423,6 +423,36 @@ pub fn gemm_on<W: WeightElement>(
     gemm_packed_kernel(kernel, m, a, lda, &packed, &mut c[..c_len], ldc)
 }
 
+/// `C = A * B` reading B in place for any `m` (what [`gemm_on`] does up to
+/// [`Kernel::in_place_max_m`] rows): no copy of B, so the right call for a B used once; the
+/// packed path is faster for many rows. Arguments as [`gemm_on`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_in_place_on<W: WeightElement>(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[W],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) -> Result<()> {
+    let kernel = Kernel::for_isa(isa)?;
+    check_matrix("a", a, m, k, lda)?;
+    check_matrix("b", b, k, n, ldb)?;
+    let c_len = check_matrix("c", c, m, n, ldc)?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        zero(&mut c[..c_len], n, ldc);
+        return Ok(());
+    }
+    gemm_in_place(kernel, m, n, k, a, lda, b, ldb, &mut c[..c_len], ldc)
+}
+
 /// Sets the `n` first columns of every row of `c` (leading dimension `ldc`) to zero.
 fn zero(c: &mut [f32], n: usize, ldc: usize) {
     for row in c.chunks_mut(ldc) {
@@ -567,10 +597,10 @@ fn gemm_block<W: WeightElement>(
     }
 }
 
-/// `C = A * B` for a few rows of A (`m <= kernel.in_place_max_m()`, all dimensions >= 1, `c`
-/// exactly C's span), B read where it lies: only A (`m x KC_IN_PLACE` at a time) and the last,
-/// partial column panel of B are copied. With feature `parallel`, large products split their
-/// columns across threads, each into a buffer of its own, copied into C at the end.
+/// `C = A * B` for a few rows of A (all dimensions >= 1, `c` exactly C's span), B read where it
+/// lies: only A and the last, partial column panel of B are copied. With feature `parallel`,
+/// large products split their columns across threads, each into a buffer of its own, copied into
+/// C at the end.
 #[allow(clippy::too_many_arguments)]
 fn gemm_in_place<W: WeightElement>(
     kernel: Kernel,
@@ -584,10 +614,11 @@ fn gemm_in_place<W: WeightElement>(
     c: &mut [f32],
     ldc: usize,
 ) -> Result<()> {
-    let nr = kernel.nr();
-    let kc = KC_IN_PLACE.min(k);
+    let (mr, nr) = (kernel.mr(), kernel.nr());
     let scratch = || -> Result<(Vec<f32>, Vec<W>)> {
-        Ok((try_vec(m.div_ceil(kernel.mr()) * kernel.mr() * kc, 0.0f32)?, try_vec(kc * nr, W::ZERO)?))
+        let a_len = crate::error::checked_product("packed a", &[m.div_ceil(mr) * mr, k])?;
+        let tail_len = if n % nr == 0 { 0 } else { k * nr };
+        Ok((try_vec(a_len, 0.0f32)?, try_vec(tail_len, W::ZERO)?))
     };
     let threads = threads_for(m, n, k).min(n.div_ceil(nr));
     if threads <= 1 {
@@ -621,9 +652,12 @@ fn gemm_in_place<W: WeightElement>(
     Ok(())
 }
 
-/// The in-place product on one thread: k in `KC_IN_PLACE` slices (all `m` rows of A packed per
-/// slice), then `nr`-column panels of B, each read in place (`ldb` apart) by every `mr`-row panel
-/// of A while it is in L1; the last panel, when partial, is copied zero-padded into `tail`.
+/// The in-place product on one thread. All of A is packed first (`KU_IN_PLACE`-deep slices of
+/// `mr`-row panels, `a_pack` holding `ceil(m / mr) * mr * k`), and the partial last column panel
+/// of B, if any, into `tail` (`k x nr`, zero-padded). Then, per block of columns small enough that
+/// its rows of C stay in L2, B is swept `KU_IN_PLACE` rows at a time: each `KU x nr` strip is
+/// read in place (rows `ldb` apart, a few sequential streams the prefetchers follow) by every row
+/// panel of A, accumulating into C.
 #[allow(clippy::too_many_arguments)]
 fn in_place_block<W: WeightElement>(
     kernel: Kernel,
@@ -640,26 +674,34 @@ fn in_place_block<W: WeightElement>(
     tail: &mut [W],
 ) {
     let (mr, nr) = (kernel.mr(), kernel.nr());
+    let (ku, c_budget) = (KU_IN_PLACE, blocking::IN_PLACE_C_BYTES);
+    let m_pad = m.div_ceil(mr) * mr;
+    for pc in (0..k).step_by(ku) {
+        pack_a(a, lda, pc, m, ku.min(k - pc), mr, &mut a_pack[pc * m_pad..]);
+    }
     let full = n / nr;
-    for pc in (0..k).step_by(KC_IN_PLACE) {
-        let kc = KC_IN_PLACE.min(k - pc);
-        pack_a(a, lda, pc, m, kc, mr, a_pack);
-        let tail_cols = n - full * nr;
-        if tail_cols > 0 {
-            for (p, row) in tail.chunks_exact_mut(nr).take(kc).enumerate() {
-                let src = (pc + p) * ldb + full * nr;
-                row[..tail_cols].copy_from_slice(&b[src..src + tail_cols]);
-            }
+    let tail_cols = n - full * nr;
+    if tail_cols > 0 {
+        for (p, row) in tail.chunks_exact_mut(nr).take(k).enumerate() {
+            row[..tail_cols].copy_from_slice(&b[p * ldb + full * nr..p * ldb + n]);
         }
-        for jr in 0..n.div_ceil(nr) {
-            let (b_panel, b_stride) =
-                if jr < full { (&b[pc * ldb + jr * nr..], ldb) } else { (&tail[..], nr) };
-            let cols = nr.min(n - jr * nr);
-            for ir in (0..m).step_by(mr) {
-                let rows = mr.min(m - ir);
-                let tile = Tile { mr: rows, nr: cols, kc, accumulate: pc > 0, ldc, b_stride };
-                let c_tile = &mut c[ir * ldc + jr * nr..];
-                kernel.microkernel(tile, &a_pack[ir * kc..(ir + mr) * kc], b_panel, c_tile);
+    }
+    let nc = (c_budget / (4 * m * nr)).max(1) * nr;
+    for jc in (0..n).step_by(nc) {
+        let cols_in_block = nc.min(n - jc);
+        for pc in (0..k).step_by(ku) {
+            let kc = ku.min(k - pc);
+            let a_slice = &a_pack[pc * m_pad..pc * m_pad + m_pad * kc];
+            for jr in (jc..jc + cols_in_block).step_by(nr) {
+                let (b_panel, b_stride) =
+                    if jr / nr < full { (&b[pc * ldb + jr..], ldb) } else { (&tail[pc * nr..], nr) };
+                let cols = nr.min(n - jr);
+                for ir in (0..m).step_by(mr) {
+                    let rows = mr.min(m - ir);
+                    let tile = Tile { mr: rows, nr: cols, kc, accumulate: pc > 0, ldc, b_stride };
+                    let c_tile = &mut c[ir * ldc + jr..];
+                    kernel.microkernel(tile, &a_slice[ir * kc..(ir + mr) * kc], b_panel, c_tile);
+                }
             }
         }
     }

@@ -2,7 +2,7 @@
 //! (twice the unit roundoff per term, a bound any f32 summation order meets), and
 //! non-finite results of the same class as the exact ones.
 
-use super::blocking::{IN_PLACE_MAX_M, KC, KC_IN_PLACE, MC};
+use super::blocking::{IN_PLACE_MAX_M, KC, KU_IN_PLACE, MC};
 use super::*;
 use crate::kernels::Isa;
 
@@ -129,11 +129,12 @@ fn shapes() -> Vec<(usize, usize, usize)> {
         (13, 3, 257),
         (MC + 7, NR * 2 + 5, KC + 3),
         (2 * MC + 11, 3 * NR + 1, 2 * KC + 5),
-        (1, 5 * NR + 3, 2 * KC_IN_PLACE + 7),
+        (1, 5 * NR + 3, 2 * KU_IN_PLACE + 7),
         (2, NR, KC + 1),
         (5, 97, 31),
-        (IN_PLACE_MAX_M, 2 * NR + 7, KC_IN_PLACE + 5),
+        (IN_PLACE_MAX_M, 2 * NR + 7, KU_IN_PLACE + 5),
         (IN_PLACE_MAX_M + 1, NR + 1, 41),
+        (IN_PLACE_MAX_M, 1400 + 5, 21),
     ];
     let mut rng = Rng(42);
     for _ in 0..12 {
