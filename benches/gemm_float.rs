@@ -82,6 +82,7 @@ fn values(len: usize, seed: u32) -> Vec<f32> {
 }
 
 /// The `gemm` crate's row-major `C = A B` (dense, one thread) for its element type `T`.
+#[allow(clippy::too_many_arguments)]
 fn gemm_crate<T: 'static + Copy>(
     m: usize,
     n: usize,
