@@ -10,6 +10,7 @@ fn main() {
     println!("cargo:rerun-if-changed=Cargo.toml");
     println!("cargo:rerun-if-env-changed=GREENAI_UPDATE_HEADER");
     link_onednn_for_benches();
+    link_openblas_for_benches();
 
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -57,5 +58,26 @@ fn link_onednn_for_benches() {
         println!("cargo:rustc-link-arg-benches=-ldnnl");
         // oneDNN's Debian build threads with OpenMP; the bench sets it to one thread.
         println!("cargo:rustc-link-arg-benches=-lgomp");
+    }
+}
+
+/// The float GEMM bench's OpenBLAS peer (`cblas_sgemm`, set to one thread) is compiled in when
+/// OpenBLAS's development files are installed (Debian `libopenblas-dev`) for a native x86-64
+/// build; `GREENAI_OPENBLAS=0` leaves it out. Only the benches link it.
+fn link_openblas_for_benches() {
+    println!("cargo::rustc-check-cfg=cfg(greenai_openblas)");
+    println!("cargo:rerun-if-env-changed=GREENAI_OPENBLAS");
+    let native_x86 = env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "x86_64")
+        && env::var("TARGET").ok() == env::var("HOST").ok();
+    let wanted = env::var_os("GREENAI_OPENBLAS").is_none_or(|v| v != "0");
+    let header = ["/usr/include/x86_64-linux-gnu/cblas-openblas.h", "/usr/include/openblas/cblas.h"]
+        .iter()
+        .any(|path| std::path::Path::new(path).exists());
+    let library = ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib"]
+        .iter()
+        .any(|dir| std::path::Path::new(dir).join("libopenblas.so").exists());
+    if native_x86 && wanted && header && library {
+        println!("cargo:rustc-cfg=greenai_openblas");
+        println!("cargo:rustc-link-arg-benches=-lopenblas");
     }
 }

@@ -691,7 +691,8 @@ void greenai_bf16_packed_free(greenai_bf16_packed *packed);
 
 // `C = A * B`: A `m x k` f32 (leading dimension `lda`), B `k x n` IEEE binary16 bit patterns
 // (`ldb`), C `m x n` f32 (`ldc`), all row-major, C overwritten. Leading dimensions are in
-// elements and at least the row length. `k = 0` sets C to zero.
+// elements and at least the row length. `k = 0` sets C to zero. For a few rows of A (decode
+// steps) B is read in place; for many it is packed internally (prepack it for repeated use).
 //
 // # Safety
 // `a`, `b` and `c` must span `(rows - 1) * ld + cols` elements of their matrices (or be NULL
@@ -730,6 +731,28 @@ greenai_status greenai_packed_f16_new(size_t k,
                                       size_t ldb,
                                       greenai_packed_f16 **out);
 
+// Packs B as `greenai_packed_f16_new` does, in the layout of the kernel of tier `isa` (a
+// `GREENAI_ISA` name: "scalar", "avx2", ...; NULL means the active tier). Weights packed for a
+// tier whose kernel reads another layout than the active one are refused by
+// `greenai_gemm_f32_packed_f16` with `GREENAI_ERR_INVALID_ARGUMENT`. A tier this machine lacks, or
+// an unknown name, is `GREENAI_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// As `greenai_packed_f16_new`; `isa` must be NULL or a NUL-terminated string.
+greenai_status greenai_packed_f16_new_for(const char *isa,
+                                          size_t k,
+                                          size_t n,
+                                          const uint16_t *b,
+                                          size_t ldb,
+                                          greenai_packed_f16 **out);
+
+// Writes the columns per panel of the layout `packed` was made in (the active kernel reads
+// its own: pack with `greenai_packed_f16_new` to match it).
+//
+// # Safety
+// `packed` must be a live handle; `panel_cols` must be writable.
+greenai_status greenai_packed_f16_panel_cols(const greenai_packed_f16 *packed, size_t *panel_cols);
+
 // Releases packed weights; NULL is ignored.
 //
 // # Safety
@@ -737,6 +760,8 @@ greenai_status greenai_packed_f16_new(size_t k,
 void greenai_packed_f16_free(greenai_packed_f16 *packed);
 
 // `C = A * B` with prepacked B (`k x n`): A `m x k` f32 (`lda`), C `m x n` f32 (`ldc`), overwritten.
+// Weights packed in another layout than the active kernel's (`greenai_packed_f16_new_for`) give
+// `GREENAI_ERR_INVALID_ARGUMENT`, C untouched.
 //
 // # Safety
 // `packed` must be a live handle; `a` and `c` must span their matrices; `c` must not overlap `a`.

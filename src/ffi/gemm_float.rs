@@ -3,8 +3,10 @@
 
 use super::boundary::{out_ptr, slice_in, slice_out, FfiError};
 use super::status::greenai_status;
-use crate::kernels::gemm_float::{self as gf, matrix_len, PackedF16};
+use crate::kernels::gemm_float::{self as gf, matrix_len, Kernel, PackedF16};
+use crate::kernels::Isa;
 use half::{bf16, f16};
+use std::ffi::{c_char, CStr};
 
 /// The C view of a row-major matrix: its element count, checked (`ld` >= columns, no overflow).
 fn extent(name: &'static str, rows: usize, cols: usize, ld: usize) -> Result<usize, FfiError> {
@@ -39,7 +41,8 @@ unsafe fn gemm_bits<W: gf::WeightElement>(
 
 /// `C = A * B`: A `m x k` f32 (leading dimension `lda`), B `k x n` IEEE binary16 bit patterns
 /// (`ldb`), C `m x n` f32 (`ldc`), all row-major, C overwritten. Leading dimensions are in
-/// elements and at least the row length. `k = 0` sets C to zero.
+/// elements and at least the row length. `k = 0` sets C to zero. For a few rows of A (decode
+/// steps) B is read in place; for many it is packed internally (prepack it for repeated use).
 ///
 /// # Safety
 /// `a`, `b` and `c` must span `(rows - 1) * ld + cols` elements of their matrices (or be NULL
@@ -108,6 +111,58 @@ pub unsafe extern "C" fn greenai_packed_f16_new(
     }
 }
 
+/// Packs B as `greenai_packed_f16_new` does, in the layout of the kernel of tier `isa` (a
+/// `GREENAI_ISA` name: "scalar", "avx2", ...; NULL means the active tier). Weights packed for a
+/// tier whose kernel reads another layout than the active one are refused by
+/// `greenai_gemm_f32_packed_f16` with `GREENAI_ERR_INVALID_ARGUMENT`. A tier this machine lacks, or
+/// an unknown name, is `GREENAI_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// As `greenai_packed_f16_new`; `isa` must be NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn greenai_packed_f16_new_for(
+    isa: *const c_char,
+    k: usize,
+    n: usize,
+    b: *const u16,
+    ldb: usize,
+    out: *mut *mut greenai_packed_f16,
+) -> greenai_status {
+    ffi_boundary! {
+        let kernel = if isa.is_null() {
+            Kernel::active()
+        } else {
+            // SAFETY: non-NULL, and the caller guarantees a NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(isa) }.to_str().map_err(|_| crate::Error::invalid("isa", "(bytes)", "not UTF-8"))?;
+            Kernel::for_isa(name.parse::<Isa>()?)?
+        };
+        let b_len = extent("b", k, n, ldb)?;
+        // SAFETY: the caller guarantees b spans b_len elements and out is writable; f16 is a u16.
+        let (b, out) = unsafe { (slice_in(b.cast::<f16>(), b_len, "b")?, out_ptr(out, "out")?) };
+        let packed = PackedF16::pack_for(kernel, k, n, b, ldb)?;
+        out.write(Box::into_raw(Box::new(greenai_packed_f16 { packed })));
+        Ok(())
+    }
+}
+
+/// Writes the columns per panel of the layout `packed` was made in (the active kernel reads
+/// its own: pack with `greenai_packed_f16_new` to match it).
+///
+/// # Safety
+/// `packed` must be a live handle; `panel_cols` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn greenai_packed_f16_panel_cols(
+    packed: *const greenai_packed_f16,
+    panel_cols: *mut usize,
+) -> greenai_status {
+    ffi_boundary! {
+        // SAFETY: the caller guarantees a non-NULL packed is a live handle and panel_cols writable.
+        let (packed, out) = unsafe { (packed.as_ref().ok_or(FfiError::Null("packed"))?, out_ptr(panel_cols, "panel_cols")?) };
+        out.write(packed.packed.layout().panel_cols());
+        Ok(())
+    }
+}
+
 /// Releases packed weights; NULL is ignored.
 ///
 /// # Safety
@@ -121,6 +176,8 @@ pub unsafe extern "C" fn greenai_packed_f16_free(packed: *mut greenai_packed_f16
 }
 
 /// `C = A * B` with prepacked B (`k x n`): A `m x k` f32 (`lda`), C `m x n` f32 (`ldc`), overwritten.
+/// Weights packed in another layout than the active kernel's (`greenai_packed_f16_new_for`) give
+/// `GREENAI_ERR_INVALID_ARGUMENT`, C untouched.
 ///
 /// # Safety
 /// `packed` must be a live handle; `a` and `c` must span their matrices; `c` must not overlap `a`.

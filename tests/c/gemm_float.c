@@ -1,5 +1,6 @@
 /* Float GEMM and GEMV through the C ABI: f16/bf16 weights as uint16_t bit patterns, leading
-   dimensions, prepacked weights, int8 GEMV, and bad input (nothing written). Values are small
+   dimensions, prepacked weights (and their layout), the few-rows path that reads B in place,
+   int8 GEMV, and bad input (nothing written). Values are small
    integers and halves, so every product is exact and the expected results are computed in double. */
 #include <stdint.h>
 #include <string.h>
@@ -132,7 +133,81 @@ static void test_gemv(void) {
     CHECK_OK(greenai_gemv_f32_bf16w(0, 0, NULL, 0, NULL, NULL));
 }
 
+/* m = 1 and 3 (B read in place): n with a partial last panel, k deeper than one sweep of B, every
+   leading dimension padded. Exact products, so any summation order gives the double result. */
+#define SK 300
+#define SN 37
+#define SLDA (SK + 3)
+#define SLDB (SN + 5)
+#define SLDC (SN + 2)
+static float sa[3 * SLDA], sc[3 * SLDC];
+static uint16_t sb16[SK * SLDB], sbb16[SK * SLDB];
+static double sbv[SK * SLDB];
+
+static int small_matches(size_t m) {
+    int ok = 1;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < SLDC; j++) {
+            double s = 0;
+            for (size_t p = 0; p < SK; p++) s += (double)sa[i * SLDA + p] * sbv[p * SLDB + j];
+            if (j < SN && (double)sc[i * SLDC + j] != s) ok = 0;
+            if (j >= SN && sc[i * SLDC + j] != -1.0f) ok = 0; /* the padding is never written */
+        }
+    return ok;
+}
+
+static void test_small_m_reads_b_in_place(void) {
+    for (size_t i = 0; i < 3 * SLDA; i++) sa[i] = (float)((int)(i * 7 % 11) - 5) * 0.5f;
+    for (size_t i = 0; i < SK * SLDB; i++) {
+        sbv[i] = (double)((int)(i * 5 % 13) - 6);
+        sb16[i] = f16_bits(sbv[i]);
+        sbb16[i] = bf16_bits(sbv[i]);
+    }
+    for (size_t m = 1; m <= 3; m += 2) {
+        for (size_t i = 0; i < 3 * SLDC; i++) sc[i] = -1.0f;
+        CHECK_OK(greenai_gemm_f32_f16w(m, SN, SK, sa, SLDA, sb16, SLDB, sc, SLDC));
+        CHECK(small_matches(m));
+        for (size_t i = 0; i < 3 * SLDC; i++) sc[i] = -1.0f;
+        CHECK_OK(greenai_gemm_f32_bf16w(m, SN, SK, sa, SLDA, sbb16, SLDB, sc, SLDC));
+        CHECK(small_matches(m));
+    }
+}
+
+static void test_packed_layout_is_checked(void) {
+    fill();
+    greenai_packed_f16 *scalar = NULL, *active = NULL;
+    size_t cols = 0;
+    CHECK_OK(greenai_packed_f16_new_for("scalar", K, N, b16, LDB, &scalar));
+    CHECK_OK(greenai_packed_f16_panel_cols(scalar, &cols));
+    CHECK(cols == 8);
+    CHECK_OK(greenai_packed_f16_new_for(NULL, K, N, b16, LDB, &active));
+    CHECK_OK(greenai_packed_f16_panel_cols(active, &cols));
+    int active_is_scalar = strcmp(greenai_active_isa(), "scalar") == 0;
+    CHECK(cols == (active_is_scalar ? 8u : 16u));
+    memset(c, 0, sizeof c);
+    CHECK_OK(greenai_gemm_f32_packed_f16(M, a, LDA, active, c, LDC));
+    CHECK(c_matches_product());
+    /* Weights packed for the scalar kernel's layout: refused by any other kernel, C untouched. */
+    for (size_t i = 0; i < M * LDC; i++) c[i] = -1.0f;
+    greenai_status st = greenai_gemm_f32_packed_f16(M, a, LDA, scalar, c, LDC);
+    if (active_is_scalar) {
+        CHECK(st == GREENAI_OK && c_matches_product());
+    } else {
+        CHECK(st == GREENAI_ERR_INVALID_ARGUMENT);
+        for (size_t i = 0; i < M * LDC; i++) CHECK(c[i] == -1.0f);
+    }
+    greenai_packed_f16 *none = NULL;
+    CHECK_STATUS(greenai_packed_f16_new_for("sse9", K, N, b16, LDB, &none), GREENAI_ERR_INVALID_ARGUMENT);
+    CHECK(none == NULL);
+    CHECK_STATUS(greenai_packed_f16_panel_cols(NULL, &cols), GREENAI_ERR_NULL_POINTER);
+    CHECK_STATUS(greenai_packed_f16_panel_cols(scalar, NULL), GREENAI_ERR_NULL_POINTER);
+    greenai_packed_f16_free(scalar);
+    greenai_packed_f16_free(active);
+}
+
 int main(void) {
+    test_small_m_reads_b_in_place();
+    test_packed_layout_is_checked();
     test_gemm();
     test_gemm_bad_input_writes_nothing();
     test_gemv();

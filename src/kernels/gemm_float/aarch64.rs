@@ -1,10 +1,16 @@
-//! NEON kernels: a 6 x 16 f32 register tile for GEMM (twenty-four accumulators), and four-row GEMV.
+//! NEON kernels: a 6 x 16 f32 register tile for GEMM (twenty-four accumulators; B from packed
+//! panels or in place), and four-row GEMV.
 //! f16 is widened exactly with integer operations and one multiply (no FP16 extension needed).
 
-use super::blocking::{MR, NR};
 use super::{as_kind, GemvWeight, Tile, WeightElement, WeightKind};
 use core::arch::aarch64::*;
 use half::{bf16, f16};
+
+/// Rows of C per microkernel call (twenty-four accumulators with [`NR`]).
+pub(super) const MR: usize = 6;
+/// Columns of C per microkernel call, and the width of the packed B panels this kernel reads.
+pub(super) const NR: usize = 16;
+const _: () = assert!(MR == 6, "by_rows! names the row counts 1..=6");
 
 /// Four f16 bit patterns widened exactly to f32 (zeros, subnormals, normals, infinities, NaN).
 #[target_feature(enable = "neon")]
@@ -64,50 +70,58 @@ unsafe fn load_i8(p: *const i8) -> [float32x4_t; 2] {
 
 macro_rules! kernels {
     ($microkernel:ident, $dots:ident, $t:ty, $load:ident) => {
-        /// One MR x NR tile of C from packed panels.
+        /// One `mr x nr` tile of C (`mr <= MR`, `nr <= NR`) from an MR-row panel of packed A and
+        /// `kc` rows of NR weights, `tile.b_stride` apart (a packed panel or B in place).
         ///
         /// # Safety
         /// The CPU has NEON; the buffers hold the tile (`Tile::assert_fits`).
         #[target_feature(enable = "neon")]
         #[allow(dead_code)]
         unsafe fn $microkernel(tile: Tile, a: &[f32], b: &[$t], c: &mut [f32]) {
-            let mut acc = [[vdupq_n_f32(0.0); 4]; MR];
-            let (ap, bp) = (a.as_ptr(), b.as_ptr());
-            for p in 0..tile.kc {
-                // SAFETY: a holds kc * MR and b kc * NR elements (asserted by the caller).
-                unsafe {
-                    let [b0, b1] = $load(bp.add(p * NR));
-                    let [b2, b3] = $load(bp.add(p * NR + 8));
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let av = *ap.add(p * MR + r);
-                        row[0] = vfmaq_n_f32(row[0], b0, av);
-                        row[1] = vfmaq_n_f32(row[1], b1, av);
-                        row[2] = vfmaq_n_f32(row[2], b2, av);
-                        row[3] = vfmaq_n_f32(row[3], b3, av);
-                    }
-                }
-            }
-            if tile.mr == MR && tile.nr == NR {
-                for (r, row) in acc.iter().enumerate() {
-                    for (q, &v) in row.iter().enumerate() {
-                        // SAFETY: c holds (MR - 1) * ldc + NR elements (asserted by the caller).
-                        unsafe {
-                            let cp = c.as_mut_ptr().add(r * tile.ldc + 4 * q);
-                            let v = if tile.accumulate { vaddq_f32(v, vld1q_f32(cp)) } else { v };
-                            vst1q_f32(cp, v);
+            /// The tile with `R` rows of C in registers (`PF` is unused: no prefetch here).
+            #[target_feature(enable = "neon")]
+            #[inline]
+            unsafe fn rows<const R: usize, const PF: bool>(tile: Tile, a: &[f32], b: &[$t], c: &mut [f32]) {
+                let mut acc = [[vdupq_n_f32(0.0); 4]; R];
+                let (ap, bp, ldb) = (a.as_ptr(), b.as_ptr(), tile.b_stride);
+                for p in 0..tile.kc {
+                    // SAFETY: a holds kc * MR elements and b (kc - 1) * b_stride + NR (asserted
+                    // by the caller).
+                    unsafe {
+                        let [b0, b1] = $load(bp.add(p * ldb));
+                        let [b2, b3] = $load(bp.add(p * ldb + 8));
+                        for (r, row) in acc.iter_mut().enumerate() {
+                            let av = *ap.add(p * MR + r);
+                            row[0] = vfmaq_n_f32(row[0], b0, av);
+                            row[1] = vfmaq_n_f32(row[1], b1, av);
+                            row[2] = vfmaq_n_f32(row[2], b2, av);
+                            row[3] = vfmaq_n_f32(row[3], b3, av);
                         }
                     }
                 }
-            } else {
-                let mut spill = [[0.0f32; NR]; MR];
-                for (dst, row) in spill.iter_mut().zip(&acc) {
-                    for (q, &v) in row.iter().enumerate() {
-                        // SAFETY: each spill row holds NR = 16 f32.
-                        unsafe { vst1q_f32(dst.as_mut_ptr().add(4 * q), v) };
+                if tile.nr == NR {
+                    for (r, row) in acc.iter().enumerate() {
+                        for (q, &v) in row.iter().enumerate() {
+                            // SAFETY: c holds (R - 1) * ldc + NR elements (asserted by the caller).
+                            unsafe {
+                                let cp = c.as_mut_ptr().add(r * tile.ldc + 4 * q);
+                                let v = if tile.accumulate { vaddq_f32(v, vld1q_f32(cp)) } else { v };
+                                vst1q_f32(cp, v);
+                            }
+                        }
                     }
+                } else {
+                    let mut spill = [[0.0f32; NR]; R];
+                    for (dst, row) in spill.iter_mut().zip(&acc) {
+                        for (q, &v) in row.iter().enumerate() {
+                            // SAFETY: each spill row holds NR = 16 f32.
+                            unsafe { vst1q_f32(dst.as_mut_ptr().add(4 * q), v) };
+                        }
+                    }
+                    tile.store(&spill, c);
                 }
-                tile.store(&spill, c);
             }
+            super::entry::by_rows!(rows, tile, tile, a, b, c)
         }
 
         /// Dot products of `R` weight rows (`ldw` apart) with `x`.

@@ -96,3 +96,30 @@ macro_rules! weight_entry_points {
     };
 }
 pub(super) use weight_entry_points;
+
+/// Runs `$body::<R, PF>` for the tile's row count `R` (1..=MR) and `PF` = whether B is read in
+/// place (strided, so prefetched ahead) rather than from a packed panel.
+macro_rules! by_rows {
+    ($body:ident, $tile:expr, $($arg:expr),*) => {{
+        let strided = $tile.b_stride != NR;
+        // SAFETY: forwarded from the caller's contract (CPU features and buffer extents).
+        unsafe {
+            match ($tile.mr, strided) {
+                (1, false) => $body::<1, false>($($arg),*),
+                (2, false) => $body::<2, false>($($arg),*),
+                (3, false) => $body::<3, false>($($arg),*),
+                (4, false) => $body::<4, false>($($arg),*),
+                (5, false) => $body::<5, false>($($arg),*),
+                (6, false) => $body::<6, false>($($arg),*),
+                (1, true) => $body::<1, true>($($arg),*),
+                (2, true) => $body::<2, true>($($arg),*),
+                (3, true) => $body::<3, true>($($arg),*),
+                (4, true) => $body::<4, true>($($arg),*),
+                (5, true) => $body::<5, true>($($arg),*),
+                (6, true) => $body::<6, true>($($arg),*),
+                (mr, _) => unreachable!("tile of {mr} rows (asserted 1..={MR})"),
+            }
+        }
+    }};
+}
+pub(super) use by_rows;

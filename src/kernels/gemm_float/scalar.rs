@@ -1,8 +1,13 @@
 //! The scalar reference: plain loops in f32, each output summed over `p = 0..k` in order
-//! (`acc = acc + a * b`, rounded after every step). Arguments are checked by the caller.
+//! (`acc = acc + a * b`, rounded after every step), and the scalar tier's blocked microkernel
+//! (a 4 x 8 tile, a packed layout of its own). Arguments are checked by the caller.
 
-use super::blocking::{MR, NR};
 use super::{PackedB, Tile, WeightElement};
+
+/// Rows of C per scalar microkernel call.
+pub(super) const MR: usize = 4;
+/// Columns of C per scalar microkernel call, and the width of its packed B panels.
+pub(super) const NR: usize = 8;
 
 /// `C = A * B`, the definition.
 #[allow(clippy::too_many_arguments)]
@@ -41,21 +46,23 @@ pub fn gemm_packed<W: WeightElement>(
         for j in 0..b.n() {
             let mut acc = 0.0f32;
             for p in 0..b.k() {
-                acc += a[i * lda + p] * b.get(p, j).to_f32();
+                acc += a[i * lda + p] * b.data[b.index(p, j)].to_f32();
             }
             c[i * ldc + j] = acc;
         }
     }
 }
 
-/// One `MR x NR` tile from packed panels (the portable microkernel).
+/// One `mr x nr` tile from an MR-row panel of packed A and `kc` rows of NR weights
+/// `tile.b_stride` apart (the portable microkernel).
 pub(crate) fn microkernel<W: WeightElement>(tile: Tile, a: &[f32], b: &[W], c: &mut [f32]) {
     let mut acc = [[0.0f32; NR]; MR];
     for p in 0..tile.kc {
-        for (r, row) in acc.iter_mut().enumerate() {
+        let row = &b[p * tile.b_stride..p * tile.b_stride + NR];
+        for (r, acc_row) in acc.iter_mut().enumerate().take(tile.mr) {
             let av = a[p * MR + r];
-            for (j, v) in row.iter_mut().enumerate() {
-                *v += av * b[p * NR + j].to_f32();
+            for (v, w) in acc_row.iter_mut().zip(row) {
+                *v += av * w.to_f32();
             }
         }
     }

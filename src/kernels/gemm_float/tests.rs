@@ -2,7 +2,7 @@
 //! (twice the unit roundoff per term, a bound any f32 summation order meets), and
 //! non-finite results of the same class as the exact ones.
 
-use super::blocking::{KC, MC, NR};
+use super::blocking::{IN_PLACE_MAX_M, KC, KU_IN_PLACE, MC};
 use super::*;
 use crate::kernels::Isa;
 
@@ -66,6 +66,8 @@ fn exact_product(
 }
 
 const SENTINEL: f32 = -7.25;
+/// The widest tile of any kernel (the AVX2 and NEON `nr`), for shapes around panel edges.
+const NR: usize = 16;
 
 /// Runs one GEMM shape with weights `b` on every path and checks it; C's padding stays untouched.
 #[allow(clippy::too_many_arguments)]
@@ -83,20 +85,32 @@ fn check_gemm<W: WeightElement>(
     let exact = exact_product(m, n, k, a, lda, &b32, ldb);
     let c_len = matrix_len("c", m, n, ldc).unwrap() + 3;
     for isa in Isa::available() {
+        let kernel = Kernel::for_isa(isa).unwrap();
+        // The plain entry point (in place or packed, by m), the prepacked one, and the in-place
+        // driver called directly, so both paths meet every shape.
         let mut c = vec![SENTINEL; c_len];
         gemm_on(isa, m, n, k, a, lda, b, ldb, &mut c, ldc).unwrap();
-        let packed = PackedB::pack(k, n, b, ldb).unwrap();
+        let packed = PackedB::pack_for(kernel, k, n, b, ldb).unwrap();
         let mut c2 = vec![SENTINEL; c_len];
         gemm_packed_on(isa, m, a, lda, &packed, &mut c2, ldc).unwrap();
-        for (idx, (&v, &v2)) in c.iter().zip(&c2).enumerate() {
+        let c3 = if m * n * k > 0 {
+            let mut c3 = vec![SENTINEL; c_len];
+            let span = matrix_len("c", m, n, ldc).unwrap();
+            gemm_in_place(kernel, m, n, k, a, lda, b, ldb, &mut c3[..span], ldc).unwrap();
+            c3
+        } else {
+            c.clone()
+        };
+        for (idx, ((&v, &v2), &v3)) in c.iter().zip(&c2).zip(&c3).enumerate() {
             let (i, j) = (idx / ldc.max(1), idx % ldc.max(1));
             if i < m && j < n {
                 let (s, mag) = exact[i * n + j];
-                let what = format!("{isa} {} m={m} n={n} k={k} at ({i},{j})", std::any::type_name::<W>());
+                let what = format!("{kernel} {} m={m} n={n} k={k} at ({i},{j})", std::any::type_name::<W>());
                 assert_close(v, s, mag, k, &what);
-                assert_close(v2, s, mag, k, &what);
+                assert_close(v2, s, mag, k, &format!("{what} packed"));
+                assert_close(v3, s, mag, k, &format!("{what} in place"));
             } else {
-                assert_eq!((v, v2), (SENTINEL, SENTINEL), "{isa}: wrote outside C at {idx}");
+                assert_eq!((v, v2, v3), (SENTINEL, SENTINEL, SENTINEL), "{kernel}: wrote outside C at {idx}");
             }
         }
     }
@@ -115,6 +129,12 @@ fn shapes() -> Vec<(usize, usize, usize)> {
         (13, 3, 257),
         (MC + 7, NR * 2 + 5, KC + 3),
         (2 * MC + 11, 3 * NR + 1, 2 * KC + 5),
+        (1, 5 * NR + 3, 2 * KU_IN_PLACE + 7),
+        (2, NR, KC + 1),
+        (5, 97, 31),
+        (IN_PLACE_MAX_M, 2 * NR + 7, KU_IN_PLACE + 5),
+        (IN_PLACE_MAX_M + 1, NR + 1, 41),
+        (IN_PLACE_MAX_M, 1400 + 5, 21),
     ];
     let mut rng = Rng(42);
     for _ in 0..12 {
@@ -154,27 +174,33 @@ fn gemm_f16_edge_values() {
         0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x0400, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00, 0x3c00,
         0x3555,
     ];
-    let (m, n, k) = (7, 2 * NR + 3, 29);
-    let mut rng = Rng(3);
-    let a = rng.vec(m * k);
-    let b: Vec<f16> = (0..k * n).map(|i| f16::from_bits(edges[(i * 7 + i / 5) % edges.len()])).collect();
-    check_gemm(m, n, k, &a, k, &b, n, n);
-    // Only finite weights, so every output is finite and the bound is exercised on large and tiny values.
-    let finite: Vec<f16> =
-        b.iter().map(|&w| if w.is_finite() { w } else { f16::from_bits(0x0001) }).collect();
-    check_gemm(m, n, k, &a, k, &finite, n, n);
+    // m = 1 and 7 read B in place, m = IN_PLACE_MAX_M + 1 packs it in the plain call.
+    for m in [1, 7, IN_PLACE_MAX_M + 1] {
+        let (n, k) = (2 * NR + 3, 29);
+        let mut rng = Rng(3);
+        let a = rng.vec(m * k);
+        let b: Vec<f16> = (0..k * n).map(|i| f16::from_bits(edges[(i * 7 + i / 5) % edges.len()])).collect();
+        check_gemm(m, n, k, &a, k, &b, n, n);
+        // Only finite weights, so every output is finite and the bound is exercised on large and tiny values.
+        let finite: Vec<f16> =
+            b.iter().map(|&w| if w.is_finite() { w } else { f16::from_bits(0x0001) }).collect();
+        check_gemm(m, n, k, &a, k, &finite, n, n);
+    }
 }
 
 #[test]
 fn gemm_bf16_edge_values() {
     let edges = [0x0000, 0x8000, 0x0001, 0x007f, 0x0080, 0x7f7f, 0xff7f, 0x7f80, 0xff80, 0x7fc0, 0x3f80];
-    let (m, n, k) = (8, NR + 9, 19);
-    let mut rng = Rng(5);
-    let a = rng.vec(m * k);
-    let b: Vec<bf16> = (0..k * n).map(|i| bf16::from_bits(edges[(i * 5 + i / 3) % edges.len()])).collect();
-    // 0x7f7f * 1 summed 19 times overflows f32 as it does f64 only if the signs agree; keep a small.
-    let a: Vec<f32> = a.iter().map(|v| v * 1e-3).collect();
-    check_gemm(m, n, k, &a, k, &b, n, n);
+    for m in [1, 8, IN_PLACE_MAX_M + 1] {
+        let (n, k) = (NR + 9, 19);
+        let mut rng = Rng(5);
+        let a = rng.vec(m * k);
+        let b: Vec<bf16> =
+            (0..k * n).map(|i| bf16::from_bits(edges[(i * 5 + i / 3) % edges.len()])).collect();
+        // 0x7f7f * 1 summed 19 times overflows f32 as it does f64 only if the signs agree; keep a small.
+        let a: Vec<f32> = a.iter().map(|v| v * 1e-3).collect();
+        check_gemm(m, n, k, &a, k, &b, n, n);
+    }
 }
 
 fn check_gemv_all<W: GemvWeight + Copy>(
@@ -288,5 +314,115 @@ fn zero_depth_zeroes_c_and_empty_products_are_valid() {
         let mut y = [SENTINEL; 3];
         gemv_i8_on(isa, 3, 0, &[], 0, &[1.0; 3], &[], &mut y).unwrap();
         assert_eq!(y, [0.0; 3]);
+    }
+}
+
+#[test]
+fn kernels_exist_per_available_tier_and_own_their_tiles() {
+    for isa in Isa::available() {
+        let kernel = Kernel::for_isa(isa).unwrap();
+        assert!(kernel.mr() >= 1 && kernel.nr() >= 1 && MC.is_multiple_of(kernel.mr()), "{kernel}");
+        assert_eq!(kernel.layout().panel_cols(), kernel.nr());
+        assert!(kernel.in_place_max_m() >= 1);
+    }
+    assert_eq!(Kernel::for_isa(Isa::Scalar).unwrap().layout().panel_cols(), 8);
+    for &isa in Isa::ALL.iter().filter(|isa| !isa.is_available()) {
+        assert!(Kernel::for_isa(isa).is_err(), "{isa} is not on this machine");
+    }
+    assert_eq!(Kernel::active(), Kernel::for_isa(Isa::active()).unwrap());
+}
+
+#[test]
+fn packed_weights_are_read_only_by_a_kernel_of_their_layout() {
+    let (m, n, k) = (5, 37, 23);
+    let mut rng = Rng(17);
+    let a = rng.vec(m * k);
+    let b: Vec<f16> = rng.vec(k * n).into_iter().map(f16::from_f32).collect();
+    for packer in Isa::available() {
+        let packed = PackedB::pack_for(Kernel::for_isa(packer).unwrap(), k, n, &b, n).unwrap();
+        for p in 0..k {
+            for j in 0..n {
+                assert_eq!(packed.get(p, j), Some(b[p * n + j]));
+            }
+        }
+        assert_eq!((packed.get(k, 0), packed.get(0, n)), (None, None));
+        for runner in Isa::available() {
+            let kernel = Kernel::for_isa(runner).unwrap();
+            let mut c = vec![SENTINEL; m * n];
+            let got = gemm_packed_on(runner, m, &a, k, &packed, &mut c, n);
+            if packed.layout() == kernel.layout() {
+                got.unwrap();
+            } else {
+                assert!(matches!(got, Err(Error::InvalidArgument { name: "b", .. })), "{packer} -> {runner}");
+                assert!(c.iter().all(|&v| v == SENTINEL), "{packer} -> {runner}: C written on a refusal");
+            }
+            // Repacked for the runner, the product is the one of weights packed for it directly.
+            let repacked = packed.repack_for(kernel).unwrap();
+            assert_eq!(repacked.layout(), kernel.layout());
+            let direct = PackedB::pack_for(kernel, k, n, &b, n).unwrap();
+            let mut c2 = vec![SENTINEL; m * n];
+            gemm_packed_on(runner, m, &a, k, &repacked, &mut c, n).unwrap();
+            gemm_packed_on(runner, m, &a, k, &direct, &mut c2, n).unwrap();
+            assert_eq!(c, c2, "{packer} -> {runner}");
+        }
+    }
+}
+
+#[test]
+fn in_place_entry_point_checks_its_arguments() {
+    let a = vec![1.0f32; 12];
+    let b = vec![bf16::ONE; 12];
+    for isa in Isa::available() {
+        let mut c = vec![SENTINEL; 16];
+        assert!(gemm_in_place_on(isa, 3, 4, 4, &a, 3, &b, 4, &mut c, 4).is_err());
+        assert!(gemm_in_place_on(isa, 3, 4, 3, &a, 3, &b, 4, &mut c[..10], 4).is_err());
+        assert!(gemm_in_place_on(isa, 3, 4, 4, &a, 4, &b, 4, &mut c, 4).is_err());
+        assert!(c.iter().all(|&v| v == SENTINEL), "{isa}: C written on error");
+        // Any m is accepted, well past the plain GEMM's threshold.
+        let m = IN_PLACE_MAX_M + 3;
+        let a = rng_vec(m * 9, 23);
+        let b: Vec<bf16> = rng_vec(9 * 21, 29).into_iter().map(bf16::from_f32).collect();
+        let b32: Vec<f32> = b.iter().map(|w| w.to_f32()).collect();
+        let exact = exact_product(m, 21, 9, &a, 9, &b32, 21);
+        let mut c = vec![0.0f32; m * 21];
+        gemm_in_place_on(isa, m, 21, 9, &a, 9, &b, 21, &mut c, 21).unwrap();
+        for (got, (s, mag)) in c.iter().zip(exact) {
+            assert_close(*got, s, mag, 9, &format!("{isa} in place m={m}"));
+        }
+    }
+}
+
+fn rng_vec(len: usize, seed: u64) -> Vec<f32> {
+    Rng(seed).vec(len)
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Random shapes (around the in-place threshold and the panel widths), leading-dimension
+        /// padding and weight format: every tier, plain and prepacked, within the f32 bound.
+        #[test]
+        fn random_shapes_match_the_exact_product(
+            m in 0usize..(IN_PLACE_MAX_M + 12),
+            n in 0usize..70,
+            k in 0usize..(KU_IN_PLACE * 3 + 5),
+            pads in (0usize..5, 0usize..5, 0usize..5),
+            format in 0u8..3,
+            seed in any::<u64>(),
+        ) {
+            let (lda, ldb, ldc) = (k + pads.0, n + pads.1, n + pads.2);
+            let mut rng = Rng(seed | 1);
+            let a = rng.vec(matrix_len("a", m, k, lda).unwrap());
+            let b = rng.vec(matrix_len("b", k, n, ldb).unwrap());
+            match format {
+                0 => check_gemm(m, n, k, &a, lda, &b, ldb, ldc),
+                1 => check_gemm(m, n, k, &a, lda, &b.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>(), ldb, ldc),
+                _ => check_gemm(m, n, k, &a, lda, &b.iter().map(|&v| bf16::from_f32(v)).collect::<Vec<_>>(), ldb, ldc),
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
-//! AVX2 + FMA + F16C kernels: a 6 x 16 f32 register tile for GEMM (f16/bf16 panels converted
-//! with `vcvtph2ps` / a 16-bit shift as they are loaded), and four-row GEMV with eight accumulators.
+//! AVX2 + FMA + F16C kernels: a 6 x 16 f32 register tile for GEMM (f16/bf16 weights converted
+//! with `vcvtph2ps` / a 16-bit shift as they are loaded, from packed panels or from B in place),
+//! and four-row GEMV with eight accumulators.
 
-use super::blocking::{MR, NR};
 use super::{as_kind, GemvWeight, Tile, WeightElement, WeightKind};
 use core::arch::x86_64::*;
 use half::{bf16, f16};
@@ -47,55 +47,79 @@ fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps::<1>(q, q)))
 }
 
+/// Rows of C per microkernel call (twelve accumulators with [`NR`]).
+pub(super) const MR: usize = 6;
+/// Columns of C per microkernel call, and the width of the packed B panels this kernel reads.
+pub(super) const NR: usize = 16;
+/// How far ahead (in weights) a strided B row is prefetched: two panels, so each DRAM line is
+/// asked for about one panel before it is read.
+const B_AHEAD: usize = 2 * NR;
+
+const _: () = assert!(MR == 6, "by_rows! names the row counts 1..=6");
+
 macro_rules! kernels {
     ($microkernel:ident, $dots:ident, $t:ty, $load:ident) => {
-        /// One MR x NR tile of C from packed panels.
+        /// One `mr x nr` tile of C (`mr <= MR`, `nr <= NR`) from an MR-row panel of packed A and
+        /// `kc` rows of NR weights, `tile.b_stride` apart (NR for a packed panel, B's leading
+        /// dimension when B is read in place).
         ///
         /// # Safety
         /// The CPU has AVX2, FMA and F16C; the buffers hold the tile (`Tile::assert_fits`).
         #[target_feature(enable = "avx2,fma,f16c")]
         #[allow(dead_code)]
         unsafe fn $microkernel(tile: Tile, a: &[f32], b: &[$t], c: &mut [f32]) {
-            crate::kernels::prefetch_tile(c.as_ptr(), tile.mr, tile.ldc, NR);
-            let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-            let (ap, bp) = (a.as_ptr(), b.as_ptr());
-            for p in 0..tile.kc {
-                // SAFETY: a holds kc * MR and b kc * NR elements (asserted by the caller).
-                unsafe {
-                    let b0 = $load(bp.add(p * NR));
-                    let b1 = $load(bp.add(p * NR + 8));
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        let av = _mm256_broadcast_ss(&*ap.add(p * MR + r));
-                        row[0] = _mm256_fmadd_ps(av, b0, row[0]);
-                        row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+            /// The tile with `R` rows of C in registers; `PF` prefetches B rows ahead.
+            #[target_feature(enable = "avx2,fma,f16c")]
+            #[inline]
+            unsafe fn rows<const R: usize, const PF: bool>(tile: Tile, a: &[f32], b: &[$t], c: &mut [f32]) {
+                crate::kernels::prefetch_tile(c.as_ptr(), R, tile.ldc, NR);
+                let mut acc = [[_mm256_setzero_ps(); 2]; R];
+                let (ap, bp, ldb) = (a.as_ptr(), b.as_ptr(), tile.b_stride);
+                for p in 0..tile.kc {
+                    let row = bp.wrapping_add(p * ldb);
+                    if PF {
+                        // A prefetch never faults; wrapping_add keeps the address defined past B.
+                        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(B_AHEAD).cast());
                     }
-                }
-            }
-            if tile.mr == MR && tile.nr == NR {
-                for (r, row) in acc.iter().enumerate() {
-                    // SAFETY: c holds (MR - 1) * ldc + NR elements (asserted by the caller).
+                    // SAFETY: a holds kc * MR elements and b (kc - 1) * b_stride + NR (asserted
+                    // by the caller), so row p has NR weights and A's panel MR values at p.
                     unsafe {
-                        let cp = c.as_mut_ptr().add(r * tile.ldc);
-                        let (mut v0, mut v1) = (row[0], row[1]);
-                        if tile.accumulate {
-                            v0 = _mm256_add_ps(v0, _mm256_loadu_ps(cp));
-                            v1 = _mm256_add_ps(v1, _mm256_loadu_ps(cp.add(8)));
+                        let b0 = $load(row);
+                        let b1 = $load(row.add(8));
+                        for (r, acc_row) in acc.iter_mut().enumerate() {
+                            let av = _mm256_broadcast_ss(&*ap.add(p * MR + r));
+                            acc_row[0] = _mm256_fmadd_ps(av, b0, acc_row[0]);
+                            acc_row[1] = _mm256_fmadd_ps(av, b1, acc_row[1]);
                         }
-                        _mm256_storeu_ps(cp, v0);
-                        _mm256_storeu_ps(cp.add(8), v1);
                     }
                 }
-            } else {
-                let mut spill = [[0.0f32; NR]; MR];
-                for (dst, row) in spill.iter_mut().zip(&acc) {
-                    // SAFETY: each spill row holds NR = 16 f32.
-                    unsafe {
-                        _mm256_storeu_ps(dst.as_mut_ptr(), row[0]);
-                        _mm256_storeu_ps(dst.as_mut_ptr().add(8), row[1]);
+                if tile.nr == NR {
+                    for (r, acc_row) in acc.iter().enumerate() {
+                        // SAFETY: c holds (R - 1) * ldc + NR elements (asserted by the caller).
+                        unsafe {
+                            let cp = c.as_mut_ptr().add(r * tile.ldc);
+                            let (mut v0, mut v1) = (acc_row[0], acc_row[1]);
+                            if tile.accumulate {
+                                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(cp));
+                                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(cp.add(8)));
+                            }
+                            _mm256_storeu_ps(cp, v0);
+                            _mm256_storeu_ps(cp.add(8), v1);
+                        }
                     }
+                } else {
+                    let mut spill = [[0.0f32; NR]; R];
+                    for (dst, acc_row) in spill.iter_mut().zip(&acc) {
+                        // SAFETY: each spill row holds NR = 16 f32.
+                        unsafe {
+                            _mm256_storeu_ps(dst.as_mut_ptr(), acc_row[0]);
+                            _mm256_storeu_ps(dst.as_mut_ptr().add(8), acc_row[1]);
+                        }
+                    }
+                    tile.store(&spill, c);
                 }
-                tile.store(&spill, c);
             }
+            super::entry::by_rows!(rows, tile, tile, a, b, c)
         }
 
         /// Dot products of `R` weight rows (from `rows`, `ldw` apart) with `x`, prefetching the
