@@ -808,7 +808,7 @@ greenai_status greenai_gemv_f32_bf16w(size_t n,
                                       float *y);
 
 // `y_i = scales_i * sum_j W_ij x_j`: W `n x k` int8 row-major (`ldw` >= `k`), `scales` `n`
-// floats (one per row), `x` `k` floats, `y` `n` floats (overwritten).
+// finite floats (one per row), `x` `k` floats, `y` `n` floats (overwritten).
 //
 // # Safety
 // As `greenai_gemv_f32`, and `scales` must hold `n` floats.

@@ -274,7 +274,7 @@ pub unsafe extern "C" fn greenai_gemv_f32_bf16w(
 }
 
 /// `y_i = scales_i * sum_j W_ij x_j`: W `n x k` int8 row-major (`ldw` >= `k`), `scales` `n`
-/// floats (one per row), `x` `k` floats, `y` `n` floats (overwritten).
+/// finite floats (one per row), `x` `k` floats, `y` `n` floats (overwritten).
 ///
 /// # Safety
 /// As `greenai_gemv_f32`, and `scales` must hold `n` floats.

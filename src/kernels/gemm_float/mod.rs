@@ -870,6 +870,10 @@ pub fn gemv_i8_on(
     isa.ensure_available()?;
     check_gemv(n, k, w, ldw, x, y)?;
     check_len("scales", scales.len(), n)?;
+    // A NaN or infinite scale would spread silently into its output row.
+    if let Some(row) = scales.iter().position(|s| !s.is_finite()) {
+        return Err(Error::invalid("scales", scales[row], format!("row {row}: must be finite")));
+    }
     if k == 0 {
         y[..n].fill(0.0);
         return Ok(());

@@ -426,3 +426,21 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn gemv_i8_refuses_non_finite_scales_and_writes_nothing() {
+    let (n, k) = (3, 5);
+    let w = vec![1i8; n * k];
+    let x = vec![1.0f32; k];
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        for isa in Isa::available() {
+            let mut y = vec![7.0f32; n];
+            let scales = [1.0, bad, 1.0];
+            assert!(gemv_i8_on(isa, n, k, &w, k, &scales, &x, &mut y).is_err(), "{isa} {bad}");
+            assert_eq!(y, vec![7.0; n]);
+        }
+    }
+    let mut y = vec![0.0f32; n];
+    gemv_i8_on(Isa::Scalar, n, k, &w, k, &[0.5; 3], &x, &mut y).unwrap();
+    assert_eq!(y, vec![2.5; n]);
+}

@@ -37,9 +37,9 @@ use super::Isa;
 use crate::error::{check_len, try_vec};
 use crate::{Error, Result};
 use blocking::{A_WHOLE_DEPTH_BYTES, KC_QUADS, KU, MC, MR, NR};
-use kernel::Tier;
 #[cfg(target_arch = "aarch64")]
 use kernel::NeonToken;
+use kernel::Tier;
 use pack::{block_is_seven_bit, pack_a_narrow, Quad};
 #[cfg(target_arch = "x86_64")]
 use pack::{pack_a_wide, WideQuad};
