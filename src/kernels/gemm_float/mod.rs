@@ -405,22 +405,7 @@ pub fn gemm_on<W: WeightElement>(
     c: &mut [f32],
     ldc: usize,
 ) -> Result<()> {
-    let kernel = Kernel::for_isa(isa)?;
-    check_matrix("a", a, m, k, lda)?;
-    check_matrix("b", b, k, n, ldb)?;
-    let c_len = check_matrix("c", c, m, n, ldc)?;
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if k == 0 {
-        zero(&mut c[..c_len], n, ldc);
-        return Ok(());
-    }
-    if m <= kernel.in_place_max_m() {
-        return gemm_in_place(kernel, m, n, k, a, lda, b, ldb, &mut c[..c_len], ldc);
-    }
-    let packed = PackedB::pack_for(kernel, k, n, b, ldb)?;
-    gemm_packed_kernel(kernel, m, a, lda, &packed, &mut c[..c_len], ldc)
+    gemm_checked(isa, false, m, n, k, a, lda, b, ldb, c, ldc)
 }
 
 /// `C = A * B` reading B in place for any `m` (what [`gemm_on`] does up to
@@ -429,6 +414,25 @@ pub fn gemm_on<W: WeightElement>(
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_in_place_on<W: WeightElement>(
     isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[W],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) -> Result<()> {
+    gemm_checked(isa, true, m, n, k, a, lda, b, ldb, c, ldc)
+}
+
+/// The body [`gemm_on`] and [`gemm_in_place_on`] share: checks every argument (nothing is written
+/// on error), then reads B in place when `in_place` or `m` is small enough, else packs it.
+#[allow(clippy::too_many_arguments)]
+fn gemm_checked<W: WeightElement>(
+    isa: Isa,
+    in_place: bool,
     m: usize,
     n: usize,
     k: usize,
@@ -450,7 +454,11 @@ pub fn gemm_in_place_on<W: WeightElement>(
         zero(&mut c[..c_len], n, ldc);
         return Ok(());
     }
-    gemm_in_place(kernel, m, n, k, a, lda, b, ldb, &mut c[..c_len], ldc)
+    if in_place || m <= kernel.in_place_max_m() {
+        return gemm_in_place(kernel, m, n, k, a, lda, b, ldb, &mut c[..c_len], ldc);
+    }
+    let packed = PackedB::pack_for(kernel, k, n, b, ldb)?;
+    gemm_packed_kernel(kernel, m, a, lda, &packed, &mut c[..c_len], ldc)
 }
 
 /// Sets the `n` first columns of every row of `c` (leading dimension `ldc`) to zero.
