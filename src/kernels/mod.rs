@@ -11,6 +11,7 @@ pub mod convert;
 pub mod gemm_bf16;
 pub mod gemm_float;
 pub mod gemm_int8;
+pub mod ggml;
 pub mod math;
 pub mod sparse;
 

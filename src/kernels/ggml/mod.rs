@@ -1,0 +1,9 @@
+//! ggml's block formats (Q4_0 ... Q8_K): the blocks, quantizers and dequantizers equal bit for bit
+//! to ggml's reference code, and the dot products and GEMV that read them.
+
+mod blocks;
+
+pub use blocks::{
+    f16_get, f16_put, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0,
+    BlockQ8_1, F16Bytes, GgmlType, QK, QK_K,
+};
