@@ -2,10 +2,18 @@
 //! to ggml's reference code, and the dot products and GEMV that read them.
 
 mod blocks;
+mod dequantize;
 mod quantize;
 
 pub use blocks::{
     f16_get, f16_put, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0,
     BlockQ8_1, F16Bytes, GgmlType, QK, QK_K,
 };
-pub use quantize::{quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_k};
+pub use dequantize::{
+    dequantize, dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q4_k, dequantize_row_q5_0,
+    dequantize_row_q5_1, dequantize_row_q6_k, dequantize_row_q8_0, dequantize_row_q8_1, dequantize_row_q8_k,
+};
+pub use quantize::{
+    quantize, quantize_row_q4_0, quantize_row_q4_1, quantize_row_q4_k, quantize_row_q5_0, quantize_row_q5_1,
+    quantize_row_q6_k, quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_k,
+};
