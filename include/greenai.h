@@ -1018,6 +1018,44 @@ greenai_status greenai_qlinear_dims(const greenai_qlinear *layer,
 // `layer` must be NULL or a live handle from this library, not used again afterwards.
 void greenai_qlinear_free(greenai_qlinear *layer);
 
+// Bytes of one row of `cols` elements of ggml type `type` (ggml's `ggml_row_size`); `cols` must be
+// a multiple of the type's block (32, or 256 for the K types). `*bytes` is written only on success.
+//
+// # Safety
+// `bytes` must be writable.
+greenai_status greenai_ggml_row_size(uint32_t type, size_t cols, size_t *bytes);
+
+// Quantizes the row-major `rows x cols` f32 matrix `x` into ggml blocks of type `type`, as ggml's
+// `quantize_row_*_ref`. `cols` must be a multiple of the block; `out_len` (bytes) must be at least
+// `rows * greenai_ggml_row_size(type, cols)`, and only that many bytes are written. A NaN or
+// infinity in `x` fails with `GREENAI_ERR_NON_FINITE`. Nothing is written on failure.
+//
+// # Safety
+// `x` must point to `rows * cols` floats and `out` to `out_len` writable bytes (either may be NULL
+// when its length is 0); they must not overlap.
+greenai_status greenai_ggml_quantize(uint32_t type,
+                                     const float *x,
+                                     size_t rows,
+                                     size_t cols,
+                                     void *out,
+                                     size_t out_len);
+
+// Dequantizes `rows x cols` elements of ggml blocks of type `type` into the row-major f32 matrix
+// `x`, as ggml's `dequantize_row_*` (Q8_1, which ggml does not dequantize, as `d * q`).
+// `blocks_len` (bytes) must be exactly `rows * greenai_ggml_row_size(type, cols)`. A block whose
+// f16 (Q8_K: f32) scale or minimum is infinite or NaN fails with `GREENAI_ERR_FORMAT`, naming the
+// block. Nothing is written on failure.
+//
+// # Safety
+// `blocks` must point to `blocks_len` bytes and `x` to `rows * cols` writable floats (either may
+// be NULL when its length is 0); they must not overlap.
+greenai_status greenai_ggml_dequantize(uint32_t type,
+                                       const void *blocks,
+                                       size_t blocks_len,
+                                       size_t rows,
+                                       size_t cols,
+                                       float *x);
+
 // Factorizes a row-major `rows x cols` weight `w ~= a (rows x r) * b (r x cols)` by truncated SVD
 // (balanced split: `a = U sqrt(S)`, `b = sqrt(S) V^T`). `rank > 0` fixes r; `rank == 0` picks the
 // smallest r keeping the share `energy` in (0, 1] of the squared singular values. `a` must hold
