@@ -1,5 +1,6 @@
 //! compress -> decompress round trips through real safetensors files, and bad input.
 
+use greenai::kernels::ggml::GgmlType;
 use greenai::model::{
     compress, decompress, Calibrate, CompressOptions, Grouping, ModelFile, OutTensor, Pruning, Target,
 };
@@ -255,4 +256,84 @@ fn histogram_calibration_per_group_matches_the_per_axis_observer_and_works_per_b
         let floor = if calibrate == Calibrate::Entropy { 3.0 } else { 10.0 };
         assert!(sqnr > floor, "{calibrate:?}: {sqnr}");
     }
+}
+
+/// ggml block types in greenai's file: rows of whole blocks stored as ggml's bytes (18 per 32 for
+/// Q4_0), llama.cpp's fallback for rows that are not whole K-blocks, and the round trip within the
+/// type's rounding bound (half a step of the block's scale, a whole step at Q4_0's clamped top).
+#[test]
+fn ggml_block_types_round_trip_with_llama_cpp_fallbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, packed, restored) =
+        (dir.path().join("in.st"), dir.path().join("q.st"), dir.path().join("out.st"));
+    let weight = gaussian(64 * 128, 5, 0.02);
+    write_model(&input, &weight);
+    let source = ModelFile::open(&input).unwrap();
+    // (requested, stored as, bytes per 32 weights): 128-element rows are not whole 256-blocks.
+    let cases = [
+        (GgmlType::Q4_0, "Q4_0", 18),
+        (GgmlType::Q8_0, "Q8_0", 34),
+        (GgmlType::Q5_1, "Q5_1", 24),
+        (GgmlType::Q4K, "Q5_0", 22),
+        (GgmlType::Q6K, "Q8_0", 34),
+    ];
+    for (requested, stored, per_32) in cases {
+        let options = CompressOptions { target: Some(Target::Ggml(requested)), ..CompressOptions::default() };
+        let report = compress(&source, &packed, &options, &|_| true, &mut |_, _| {}).unwrap();
+        let row = report.tensors.iter().find(|r| r.name == "layer.weight").unwrap();
+        assert_eq!(row.dtype_after, stored, "{requested:?}");
+        assert_eq!(row.bytes_after, 64 * 128 / 32 * per_32, "{requested:?}");
+        let q = ModelFile::open(&packed).unwrap();
+        let entry = q.tensor("layer.weight").unwrap();
+        assert_eq!((entry.dtype, entry.shape.to_vec()), (Dtype::U8, vec![64 * 128 / 32 * per_32]));
+        decompress(&q, &restored, &mut |_, _| {}).unwrap();
+        let back = ModelFile::open(&restored).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
+        let levels = match stored {
+            "Q4_0" | "Q5_1" | "Q5_0" => {
+                if stored == "Q5_1" {
+                    31.0
+                } else {
+                    16.0
+                }
+            }
+            _ => 127.0,
+        };
+        for (block, (a, b)) in weight.chunks(32).zip(back.chunks(32)).enumerate() {
+            let amax = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let span = if stored == "Q5_1" {
+                a.iter().fold(f32::MIN, |m, &v| m.max(v)) - a.iter().fold(f32::MAX, |m, &v| m.min(v))
+            } else {
+                2.0 * amax
+            };
+            // one step at most (Q4_0/Q5_0 clamp their top level), plus f16 rounding of the scale.
+            let bound = span / levels * 1.01 + 1e-7;
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() <= bound, "{requested:?} block {block}: {x} -> {y}, bound {bound}");
+            }
+        }
+    }
+}
+
+#[test]
+fn ggml_rows_that_are_not_whole_blocks_fall_back_to_f16() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, packed) = (dir.path().join("in.st"), dir.path().join("q.st"));
+    let tensors = vec![(
+        "odd.weight".to_string(),
+        OutTensor {
+            dtype: Dtype::F32,
+            shape: vec![3, 40],
+            bytes: Cow::Owned(le_bytes(&gaussian(120, 3, 1.0))),
+        },
+    )];
+    greenai::model::write_safetensors(&input, &tensors, &HashMap::new()).unwrap();
+    let options =
+        CompressOptions { target: Some(Target::Ggml(GgmlType::Q4_0)), ..CompressOptions::default() };
+    let report =
+        compress(&ModelFile::open(&input).unwrap(), &packed, &options, &|_| true, &mut |_, _| {}).unwrap();
+    assert_eq!(report.tensors[0].dtype_after, "F16");
+    let bad = CompressOptions { calibration: Calibrate::Mse, ..options };
+    let err =
+        compress(&ModelFile::open(&input).unwrap(), &packed, &bad, &|_| true, &mut |_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("ggml"), "{err}");
 }

@@ -6,7 +6,8 @@
 use greenai::kernels::ggml::{
     dequantize, dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q4_k, dequantize_row_q5_0,
     dequantize_row_q5_1, dequantize_row_q6_k, dequantize_row_q8_0, dequantize_row_q8_1, dequantize_row_q8_k,
-    quantize, quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_k, BlockQ8K, BlockQ8_0, BlockQ8_1, GgmlType,
+    quantize, quantize_row_q8_0, quantize_row_q8_1, quantize_row_q8_k, BlockQ8K, BlockQ8_0, BlockQ8_1,
+    GgmlType,
 };
 use greenai::Error;
 use proptest::prelude::*;
@@ -102,12 +103,21 @@ fn compare(cases: &[Case], nan_bits: bool) -> usize {
             let what = format!("{} {}", case.name, ty.name());
             let mut q = vec![0u8; q_ref.len()];
             quantize(*ty, &case.x, case.rows, case.cols, &mut q).unwrap();
-            assert!(first_byte_diff(*ty, &q, q_ref).is_none(), "{what}: (block, byte) {:?}", first_byte_diff(*ty, &q, q_ref));
+            assert!(
+                first_byte_diff(*ty, &q, q_ref).is_none(),
+                "{what}: (block, byte) {:?}",
+                first_byte_diff(*ty, &q, q_ref)
+            );
             let mut y = vec![0f32; y_ref.len()];
             dequantize_unchecked(*ty, q_ref, &mut y);
             for (i, (a, b)) in y.iter().zip(y_ref).enumerate() {
                 let same = a.to_bits() == b.to_bits() || (!nan_bits && a.is_nan() && b.is_nan());
-                assert!(same, "{what}: element {i}: ours {a:e} ({:#x}), reference {b:e} ({:#x})", a.to_bits(), b.to_bits());
+                assert!(
+                    same,
+                    "{what}: element {i}: ours {a:e} ({:#x}), reference {b:e} ({:#x})",
+                    a.to_bits(),
+                    b.to_bits()
+                );
             }
             // The checked entry point agrees wherever the reference output is finite, and refuses
             // exactly the matrices with a non-finite scale.
@@ -122,7 +132,10 @@ fn compare(cases: &[Case], nan_bits: bool) -> usize {
                     assert!(context.contains("block"), "{what}: {context}");
                     assert!(detail.contains("not finite"), "{what}: {detail}");
                     assert!(y2.iter().all(|&v| v == 7.0), "{what}: written on failure");
-                    assert!(y_ref.iter().any(|v| !v.is_finite()) || ty_has_unused_bad_scale(*ty, q_ref), "{what}: refused a finite matrix: {context}");
+                    assert!(
+                        y_ref.iter().any(|v| !v.is_finite()) || ty_has_unused_bad_scale(*ty, q_ref),
+                        "{what}: refused a finite matrix: {context}"
+                    );
                 }
                 Err(e) => panic!("{what}: {e}"),
             }
@@ -164,7 +177,8 @@ fn equals_gguf_python_package() {
 #[test]
 #[ignore = "needs python3 with numpy and the PyPI gguf package"]
 fn equals_gguf_python_live() {
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007;
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        % 1_000_000_007;
     let out = std::env::temp_dir().join(format!("greenai_gguf_live_{}_{seed}.bin", std::process::id()));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ggml/gguf_vectors.py");
     let status = std::process::Command::new("python3")

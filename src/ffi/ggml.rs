@@ -14,7 +14,11 @@ use std::ffi::c_void;
 /// # Safety
 /// `bytes` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn greenai_ggml_row_size(r#type: u32, cols: usize, bytes: *mut usize) -> greenai_status {
+pub unsafe extern "C" fn greenai_ggml_row_size(
+    r#type: u32,
+    cols: usize,
+    bytes: *mut usize,
+) -> greenai_status {
     ffi_boundary! {
         // SAFETY: the caller guarantees `bytes` is writable.
         let out = unsafe { out_ptr(bytes, "bytes")? };

@@ -7,9 +7,12 @@
 //!   shape with the last dimension divided into blocks per block) and, when affine, `NAME.zero_point`
 //!   (one unpacked integer per parameter, `I8` or `U8`);
 //! - an fp16/bf16 cast stores the tensor as `F16`/`BF16`;
+//! - a ggml block type stores the rows (along the last dimension) as ggml's blocks, bit for bit, in
+//!   one `U8` tensor of shape `[bytes]`;
 //! - a pruned tensor that is not quantized is stored dense, with its zeros;
 //! - `__metadata__` holds `greenai.version`, `greenai.format` (`1`) and, for every changed tensor,
-//!   `greenai.tensor.NAME`: `key=value` pairs separated by `;` (`kind` = `quant` | `cast` | `pruned`,
+//!   `greenai.tensor.NAME`: `key=value` pairs separated by `;` (`kind` = `quant` | `cast` | `pruned` |
+//!   `ggml` (with `type`, ggml's name of the block type),
 //!   `dtype` = the original dtype, `shape`, and for `quant`: `qtype`, `mode`, `granularity`, `axis`,
 //!   `block`; `sparsity` and `prune` when pruned).
 //!
@@ -18,6 +21,7 @@
 
 use super::file::{ModelFile, TensorEntry};
 use super::write::{check_distinct, write_safetensors, Destination, OutTensor};
+use crate::kernels::ggml::{self, GgmlType};
 use crate::prune::{self, CountRule};
 use crate::quant::{self, Calibration, Granularity, Mode, QTensor, QType, QuantParams, QuantSpec};
 use crate::{DynTensor, Error, Result, Tensor};
@@ -41,6 +45,10 @@ pub enum Target {
     Fp16,
     /// bfloat16.
     Bf16,
+    /// One of ggml's weight block types, quantized bit for bit as ggml does, rows along the last
+    /// dimension. A tensor whose rows are not whole blocks takes llama.cpp's fallback: Q4_K becomes
+    /// Q5_0 and Q6_K becomes Q8_0 (blocks of 32), and rows that are not whole 32-blocks become F16.
+    Ggml(GgmlType),
 }
 
 /// Which weights share a scale.
@@ -169,7 +177,7 @@ fn spec_for(target: Target, grouping: Grouping, ndim: usize) -> Result<QuantSpec
         Target::Int8 => (QType::I8, Mode::Symmetric),
         Target::Uint8 => (QType::U8, Mode::Affine),
         Target::Int4 => (QType::I4, Mode::Symmetric),
-        Target::Fp16 | Target::Bf16 => {
+        Target::Fp16 | Target::Bf16 | Target::Ggml(_) => {
             return Err(Error::invalid("target", format!("{target:?}"), "not an integer type"))
         }
     };
@@ -310,17 +318,23 @@ fn compress_tensor(
                 metadata: format!("kind=pruned;{meta}"),
             })
         }
-        Some(Target::Fp16) => {
-            let mut h = vec![f16::ZERO; weights.len()];
-            crate::kernels::convert::f32_to_f16(weights.as_slice(), &mut h)?;
-            let restored = h.iter().map(|v| v.to_f32()).collect();
-            let out =
-                OutTensor { dtype: Dtype::F16, shape, bytes: to_bytes(bytemuck::cast_slice(&h).to_vec()) };
+        Some(Target::Fp16) => cast_f16(name, shape, weights.as_slice(), &meta),
+        Some(Target::Ggml(requested)) => {
+            let cols = shape.last().copied().unwrap_or(1);
+            let Some(ty) = ggml_type_for(requested, cols) else {
+                return cast_f16(name, shape, weights.as_slice(), &meta);
+            };
+            let rows = weights.len() / cols;
+            let mut bytes = crate::error::try_vec(ty.matrix_bytes(rows, cols)?, 0u8)?;
+            ggml::quantize(ty, weights.as_slice(), rows, cols, &mut bytes)?;
+            let mut restored = crate::error::try_vec(weights.len(), 0f32)?;
+            ggml::dequantize(ty, &bytes, rows, cols, &mut restored)?;
+            let out = OutTensor { dtype: Dtype::U8, shape: vec![bytes.len()], bytes: to_bytes(bytes) };
             Ok(Compressed {
                 outputs: vec![(name, out)],
                 restored,
-                dtype_after: "F16".into(),
-                metadata: format!("kind=cast;{meta}"),
+                dtype_after: ty.name().to_ascii_uppercase(),
+                metadata: format!("kind=ggml;{meta};type={}", ty.name()),
             })
         }
         Some(Target::Bf16) => {
@@ -388,6 +402,31 @@ fn compress_tensor(
     }
 }
 
+fn cast_f16(name: String, shape: Vec<usize>, weights: &[f32], meta: &str) -> Result<Compressed> {
+    let mut h = crate::error::try_vec(weights.len(), f16::ZERO)?;
+    crate::kernels::convert::f32_to_f16(weights, &mut h)?;
+    let restored = h.iter().map(|v| v.to_f32()).collect();
+    let out = OutTensor { dtype: Dtype::F16, shape, bytes: Cow::Owned(bytemuck::cast_slice(&h).to_vec()) };
+    Ok(Compressed {
+        outputs: vec![(name, out)],
+        restored,
+        dtype_after: "F16".into(),
+        metadata: format!("kind=cast;{meta}"),
+    })
+}
+
+/// The block type rows of `cols` elements take when `requested` is asked for: `requested` when the
+/// rows are whole blocks, else llama.cpp's fallback (`llama_tensor_get_type`: Q4_K -> Q5_0,
+/// Q6_K -> Q8_0), else `None` (F16).
+fn ggml_type_for(requested: GgmlType, cols: usize) -> Option<GgmlType> {
+    let fallback = match requested {
+        GgmlType::Q4K => GgmlType::Q5_0,
+        GgmlType::Q6K => GgmlType::Q8_0,
+        other => other,
+    };
+    [requested, fallback].into_iter().find(|t| cols.is_multiple_of(t.block_elems()))
+}
+
 /// Compresses every float tensor of `input` that `should_compress(name)` accepts (and that is at
 /// least 2-D unless `include_1d`), writes the result to `output` atomically (the input's metadata
 /// carried over), and reports per tensor.
@@ -406,6 +445,13 @@ pub fn compress(
         if n == 0 || n > m {
             return Err(Error::invalid("prune", format!("{n}:{m}"), "N:M needs 0 < N <= M"));
         }
+    }
+    if matches!(options.target, Some(Target::Ggml(_))) && options.calibration != Calibrate::MinMax {
+        return Err(Error::invalid(
+            "calibration",
+            format!("{:?}", options.calibration),
+            "ggml block types choose their scales as ggml does: leave the calibration at minmax",
+        ));
     }
     if let Grouping::Block(0) = options.grouping {
         return Err(Error::invalid("block", 0, "a block holds at least one weight"));
@@ -599,6 +645,20 @@ fn parse_changed<'m>(input: &ModelFile, entry: &TensorEntry<'_>, text: &'m str) 
             }
             vec![]
         }
+        "ggml" => {
+            let ty = ggml_type(&meta, name)?;
+            let cols = shape.last().copied().unwrap_or(1);
+            let want = ty
+                .matrix_bytes(numel.checked_div(cols).unwrap_or(0), cols)
+                .map_err(|e| bad(e.to_string()))?;
+            if entry.dtype != Dtype::U8 || entry.shape != [want] {
+                return Err(bad(format!(
+                    "{} blocks of shape {shape:?} must be U8 [{want}], are {stored}",
+                    ty.name()
+                )));
+            }
+            vec![]
+        }
         "quant" => {
             let (qtype, want) = match field(&meta, "qtype", name)? {
                 "i8" => (QType::I8, Dtype::I8),
@@ -638,6 +698,14 @@ fn parse_changed<'m>(input: &ModelFile, entry: &TensorEntry<'_>, text: &'m str) 
         other => return Err(bad(format!("unknown kind `{other}`"))),
     };
     Ok(Changed { meta, kind, dtype, shape, companions })
+}
+
+/// The weight block type a `kind=ggml` entry names.
+fn ggml_type(meta: &HashMap<&str, &str>, name: &str) -> Result<GgmlType> {
+    let text = field(meta, "type", name)?;
+    GgmlType::from_name(text)
+        .filter(|t| t.is_weight_type())
+        .ok_or_else(|| Error::format(metadata_key(name), format!("unknown ggml weight type `{text}`")))
 }
 
 fn restore(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'_>) -> Result<Vec<f32>> {
@@ -703,6 +771,14 @@ fn restore(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'_>) ->
             let params = QuantParams::new(spec, scale_entry.shape.to_vec(), scales, zero_points)?;
             let data = DynTensor::from_bytes(qtype.dtype(), &changed.shape, entry.bytes)?;
             QTensor::from_parts(data, params)?.dequantize().map(Tensor::into_vec)?
+        }
+        "ggml" => {
+            let ty = ggml_type(meta, name)?;
+            let cols = changed.shape.last().copied().unwrap_or(1);
+            let mut values = crate::error::try_vec(crate::tensor::numel(&changed.shape)?, 0f32)?;
+            ggml::dequantize(ty, entry.bytes, values.len() / cols, cols, &mut values)
+                .map_err(|e| Error::format(name, e.to_string()))?;
+            values
         }
         _ => entry.to_f32()?,
     };

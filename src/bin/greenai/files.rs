@@ -1,6 +1,7 @@
 //! `greenai inspect`, `compress` and `decompress`: model files in, smaller model files out.
 
 use crate::printable;
+use greenai::kernels::ggml::GgmlType;
 use greenai::model::{
     self, Calibrate, CompressOptions, CompressReport, Destination, Grouping, ModelFile, Pruning, StagedFile,
     Target, TensorSummary,
@@ -28,7 +29,8 @@ pub struct CompressArgs {
     /// Where to write the compressed file (replaced whole, through a temporary file beside it).
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
-    /// Target type of float weights: int8, uint8, int4, fp16, bf16, or none (prune only).
+    /// Target type of float weights: int8, uint8, int4, fp16, bf16, none (prune only), or a ggml block
+    /// type (q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q6_k; rows along the last dimension).
     #[arg(long, default_value = "int8")]
     quant: String,
     /// Scale sharing for integer targets: tensor, channel, or block:N (N weights along the last dimension).
@@ -130,7 +132,17 @@ fn parse_target(text: &str) -> Result<Option<Target>> {
         "fp16" | "f16" => Target::Fp16,
         "bf16" => Target::Bf16,
         "none" => return Ok(None),
-        _ => return Err(Error::invalid("--quant", text, "expected int8, uint8, int4, fp16, bf16 or none")),
+        name => {
+            match GgmlType::from_name(name) {
+                Some(ty) if ty.is_weight_type() => Target::Ggml(ty),
+                _ => return Err(Error::invalid(
+                    "--quant",
+                    text,
+                    "expected int8, uint8, int4, fp16, bf16, none, or a ggml block type: q8_0, q4_0, q4_1, \
+                     q5_0, q5_1, q4_k, q6_k",
+                )),
+            }
+        }
     }))
 }
 

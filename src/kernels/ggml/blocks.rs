@@ -78,6 +78,16 @@ impl GgmlType {
         }
     }
 
+    /// The type ggml names `name` (`"q4_0"`, `"Q4_K"`: case does not matter).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether the type stores weights (ggml's activation-only types Q8_1 and Q8_K do not).
+    pub const fn is_weight_type(self) -> bool {
+        !matches!(self, GgmlType::Q8_1 | GgmlType::Q8K)
+    }
+
     /// Elements per block.
     pub const fn block_elems(self) -> usize {
         match self {
