@@ -184,7 +184,7 @@ fn gptq_matches_the_f64_reference_and_beats_round_to_nearest() {
     let (rows, cols, samples) = (128, 512, 2048);
     let layer = llm_layer(rows, cols, samples, 17);
     let h64 = layer.hessian_f64();
-    let mut acc = HessianAccumulator::new(cols);
+    let mut acc = HessianAccumulator::new(cols).unwrap();
     for chunk in layer.x.chunks(cols * 300) {
         acc.add(chunk, chunk.len() / cols).unwrap();
     }
@@ -291,7 +291,7 @@ fn a_singular_hessian_without_damping_is_an_error_not_nan() {
 }
 
 fn hessian_of(x: &[f32], samples: usize, cols: usize, split: &[usize]) -> Vec<f32> {
-    let mut acc = HessianAccumulator::new(cols);
+    let mut acc = HessianAccumulator::new(cols).unwrap();
     let mut start = 0;
     for &s in split.iter().chain(std::iter::once(&samples)) {
         let end = s.clamp(start, samples);
@@ -329,8 +329,8 @@ proptest! {
         }
         prop_assert!(close_f32(&whole, &hessian_of(&rev, samples, cols, &[])));
         let half = samples / 2;
-        let mut a = HessianAccumulator::new(cols);
-        let mut b = HessianAccumulator::new(cols);
+        let mut a = HessianAccumulator::new(cols).unwrap();
+        let mut b = HessianAccumulator::new(cols).unwrap();
         a.add(&x[..half * cols], half).unwrap();
         b.add(&x[half * cols..], samples - half).unwrap();
         b.merge(&a).unwrap();

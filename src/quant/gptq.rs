@@ -21,7 +21,7 @@
 //! use greenai::quant::{gptq_quantize, GptqOptions, HessianAccumulator};
 //! let (rows, cols) = (2, 4);
 //! let w = [0.5f32, -0.25, 0.125, 1.0, -1.0, 0.75, 0.3, -0.6];
-//! let mut acc = HessianAccumulator::new(cols);
+//! let mut acc = HessianAccumulator::new(cols)?;
 //! acc.add(&[1.0, 0.5, -0.2, 0.1, 0.3, -1.0, 0.8, 0.2, -0.5, 0.2, 1.0, -0.7], 3)?;
 //! let h = acc.finish()?;
 //! let opts = GptqOptions { bits: 4, ..GptqOptions::default() };
@@ -33,7 +33,7 @@
 //! # Ok::<(), greenai::Error>(())
 //! ```
 
-use crate::error::{checked_product, Error, Result};
+use crate::error::{checked_product, try_vec, Error, Result};
 use faer::solvers::SolverCore;
 use faer::{Mat, Parallelism, Side};
 
@@ -387,9 +387,11 @@ pub struct HessianAccumulator {
 }
 
 impl HessianAccumulator {
-    /// An empty accumulator for inputs of `cols` channels.
-    pub fn new(cols: usize) -> Self {
-        HessianAccumulator { cols, samples: 0, sum: vec![0.0; cols * cols] }
+    /// An empty accumulator for inputs of `cols` channels (`cols * cols` f64 sums); an error when that
+    /// size overflows or cannot be allocated.
+    pub fn new(cols: usize) -> Result<Self> {
+        let len = checked_product("hessian accumulator", &[cols, cols])?;
+        Ok(HessianAccumulator { cols, samples: 0, sum: try_vec(len, 0.0)? })
     }
 
     /// Input channels.
