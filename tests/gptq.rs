@@ -2,6 +2,9 @@
 //! Cholesky, column by column with no lazy batch), and against round-to-nearest with the same quantizer,
 //! on the language-model-like layer of tests/support/llm_layer.rs.
 
+// The reference is written as the paper's plain index loops on purpose.
+#![allow(clippy::needless_range_loop)]
+
 #[path = "support/llm_layer.rs"]
 mod llm_layer;
 
@@ -89,6 +92,7 @@ fn ref_quant(x: f64, (scale, zero): (f64, f64), bits: u32) -> f64 {
 }
 
 /// The paper's GPTQ, column by column: returns the dequantized weight.
+#[allow(clippy::too_many_arguments)]
 fn ref_gptq(
     w: &[f32],
     rows: usize,
