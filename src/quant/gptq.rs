@@ -525,6 +525,16 @@ mod tests {
     }
 
     #[test]
+    fn empty_shapes() {
+        let opts = GptqOptions::default();
+        let none = gptq_quantize(&[], 0, 3, &[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], &opts).unwrap();
+        assert!(none.q.is_empty() && none.scales.is_empty() && none.g_idx == vec![0, 0, 0]);
+        let no_cols = gptq_quantize(&[], 2, 0, &[], &GptqOptions { group_size: 0, ..opts }).unwrap();
+        assert_eq!((no_cols.groups, no_cols.scales.len()), (1, 2));
+        assert!(HessianAccumulator::new(3).unwrap().finish().is_err());
+    }
+
+    #[test]
     fn dead_inputs_and_short_last_group() {
         // Column 1 is dead: its weight becomes 0 and quantizes to the zero point.
         let w = [0.5f32, 9.0, -0.5, 0.25, 0.1];
