@@ -18,6 +18,7 @@ pub mod gemm_bf16;
 pub mod gemm_float;
 pub mod gemm_int8;
 pub mod ggml;
+pub mod gptq;
 pub mod lowrank;
 pub mod model;
 pub mod prune;

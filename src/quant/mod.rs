@@ -16,6 +16,8 @@ mod affine;
 mod calibrate;
 mod fake;
 pub mod float;
+// GPTQ (issue #17): src/quant/gptq.rs.
+mod gptq;
 mod metrics;
 pub mod onnx;
 mod pack;
@@ -24,6 +26,7 @@ mod params;
 pub use affine::{dequantize_into, quantize_into, QSlice, QSliceMut, QTensor};
 pub use calibrate::{Calibration, Observer};
 pub use fake::{fake_quantize, fake_quantize_grad};
+pub use gptq::{gptq_quantize, rtn_quantize, GptqOptions, GptqWeight, HessianAccumulator};
 pub use metrics::{error_metrics, error_metrics_per_axis, ErrorMetrics};
 pub use pack::{pack_4bit, packed_len, unpack_4bit};
 pub use params::{Convention, Granularity, Mode, Preset, QType, QuantParams, QuantSpec, Rounding, ScaleType};
