@@ -100,7 +100,8 @@ impl Layer {
         let n = self.cols;
         let mut total = 0.0f64;
         for r in 0..self.rows {
-            let d: Vec<f64> = (0..n).map(|c| f64::from(self.w[r * n + c]) - f64::from(w_hat[r * n + c])).collect();
+            let d: Vec<f64> =
+                (0..n).map(|c| f64::from(self.w[r * n + c]) - f64::from(w_hat[r * n + c])).collect();
             for t in 0..self.samples {
                 let xt = &self.x[t * n..(t + 1) * n];
                 let y: f64 = d.iter().zip(xt).map(|(a, &b)| a * f64::from(b)).sum();
