@@ -76,6 +76,35 @@ fn bench_shape(c: &mut Criterion, group_name: &str, m: usize, n: usize, k: usize
             })
         })
     });
+    let a_i8: Vec<i8> = a.iter().map(|&v| v as i8).collect();
+    group.bench_function(BenchmarkId::new("packed_exact_i8i8", &shape), |bench| {
+        one.install(|| {
+            bench.iter(|| {
+                gemm_packed_on(isa, m, black_box(&a_i8), k, &packed_full, &mut ci, n, Update::Overwrite)
+                    .unwrap()
+            })
+        })
+    });
+    #[cfg(target_arch = "x86_64")]
+    if isa > Isa::Avx2 {
+        group.bench_function(BenchmarkId::new("packed_exact_avx2_tier", &shape), |bench| {
+            one.install(|| {
+                bench.iter(|| {
+                    gemm_packed_on(
+                        Isa::Avx2,
+                        m,
+                        black_box(&a),
+                        k,
+                        &packed_full,
+                        &mut ci,
+                        n,
+                        Update::Overwrite,
+                    )
+                    .unwrap()
+                })
+            })
+        });
+    }
     group.bench_function(BenchmarkId::new("unpacked_exact", &shape), |bench| {
         one.install(|| {
             bench.iter(|| {

@@ -26,6 +26,12 @@ pub const MC: usize = 120;
 /// `gemm_int8_llm`, group `stream_crossover`): streaming 8.5x faster at m = 1, 3x at 8, 1.6x
 /// at 32, even with packing from 48 to 96; past that C (m x n i32) outgrows L2 between k blocks.
 pub const STREAM_MAX_ROWS: usize = 32;
+/// Up to this many rows of A, the AVX-512 tier's unpacked API streams B (see `stream`).
+pub const STREAM_MAX_ROWS_VNNI: usize = 32;
+/// Rows of A per pass of the AVX-512 streaming kernel (24 accumulators of 16 columns).
+pub const STREAM_ROWS_VNNI: usize = 6;
+/// Quads of k per block of the AVX-512 streaming kernel: 64 rows of B read side by side.
+pub const STREAM_QUADS_VNNI: usize = 16;
 /// Rows of A per pass of the streaming kernel over a block of B (12 accumulators of 16 columns).
 pub const STREAM_ROWS: usize = 6;
 /// Pairs of k per block of the streaming kernel: 64 rows of B are read side by side, C is

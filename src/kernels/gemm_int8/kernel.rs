@@ -67,6 +67,10 @@ pub(crate) enum Tier {
     /// small-m kernel that streams row-major B without packing it.
     #[cfg(target_arch = "x86_64")]
     Avx2(super::x86::Avx2),
+    /// AVX-512 VNNI: `vpdpbusd` kernels, exact for every input, over the narrow panels (two B
+    /// panels per tile) and streaming row-major B for small m.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(super::x86_512::Avx512),
     /// NEON: one exact `smull` kernel over the narrow panels, full tiles only.
     #[cfg(target_arch = "aarch64")]
     Neon(NeonToken),
@@ -79,15 +83,19 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// The kernel of `isa`; fails when the machine lacks the tier. `Avx512` runs the AVX2 kernel
-    /// (a superset) until it has its own.
+    /// The kernel of `isa`; fails when the machine lacks the tier.
     pub fn new(isa: Isa) -> Result<Kernel> {
         isa.ensure_available()?;
         let tier = match isa {
             Isa::Scalar => Tier::Scalar,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::Avx512 => Tier::Avx2(
+            Isa::Avx2 => Tier::Avx2(
                 super::x86::Avx2::detect().ok_or_else(|| Error::invalid("isa", isa, "AVX2 not detected"))?,
+            ),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Tier::Avx512(
+                super::x86_512::Avx512::detect()
+                    .ok_or_else(|| Error::invalid("isa", isa, "AVX-512 VNNI not detected"))?,
             ),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => Tier::Neon(NeonToken::Smull),
@@ -105,6 +113,8 @@ impl Kernel {
             Tier::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Tier::Avx2(_) => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512(_) => "avx512",
             #[cfg(target_arch = "aarch64")]
             Tier::Neon(NeonToken::Smull) => "neon",
             #[cfg(target_arch = "aarch64")]
@@ -119,20 +129,33 @@ impl Kernel {
         match self.tier {
             Tier::Scalar => MR,
             #[cfg(target_arch = "x86_64")]
-            Tier::Avx2(_) => MR,
+            Tier::Avx2(_) | Tier::Avx512(_) => MR,
             #[cfg(target_arch = "aarch64")]
             Tier::Neon(_) => MR,
         }
     }
 
-    /// Columns of C per register tile (B panel width).
+    /// Columns of C per B panel (the register tile spans [`Kernel::panels_per_tile`] of them).
     pub const fn nr(self) -> usize {
         match self.tier {
             Tier::Scalar => NR,
             #[cfg(target_arch = "x86_64")]
-            Tier::Avx2(_) => NR,
+            Tier::Avx2(_) | Tier::Avx512(_) => NR,
             #[cfg(target_arch = "aarch64")]
             Tier::Neon(_) => NR,
+        }
+    }
+
+    /// B panels one register tile spans (AVX-512: two, so each A broadcast feeds two products).
+    pub const fn panels_per_tile(self) -> usize {
+        match self.tier {
+            Tier::Scalar => 1,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx2(_) => 1,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512(_) => 2,
+            #[cfg(target_arch = "aarch64")]
+            Tier::Neon(_) => 1,
         }
     }
 
@@ -141,7 +164,7 @@ impl Kernel {
         match self.tier {
             Tier::Scalar => KU,
             #[cfg(target_arch = "x86_64")]
-            Tier::Avx2(_) => KU,
+            Tier::Avx2(_) | Tier::Avx512(_) => KU,
             #[cfg(target_arch = "aarch64")]
             Tier::Neon(_) => KU,
         }
@@ -152,7 +175,7 @@ impl Kernel {
         match self.tier {
             Tier::Scalar => BLayout::Quad16x4,
             #[cfg(target_arch = "x86_64")]
-            Tier::Avx2(_) => BLayout::Quad16x4,
+            Tier::Avx2(_) | Tier::Avx512(_) => BLayout::Quad16x4,
             #[cfg(target_arch = "aarch64")]
             Tier::Neon(_) => BLayout::Quad16x4,
         }
@@ -164,6 +187,8 @@ impl Kernel {
             Tier::Scalar => &[ALayout::Narrow],
             #[cfg(target_arch = "x86_64")]
             Tier::Avx2(_) => &[ALayout::Narrow, ALayout::Wide],
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512(_) => &[ALayout::Narrow],
             #[cfg(target_arch = "aarch64")]
             Tier::Neon(_) => &[ALayout::Narrow],
         }
@@ -177,6 +202,8 @@ impl Kernel {
             Tier::Scalar => false,
             #[cfg(target_arch = "x86_64")]
             Tier::Avx2(_) => true,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512(_) => false,
             #[cfg(target_arch = "aarch64")]
             Tier::Neon(_) => false,
         }
@@ -189,6 +216,8 @@ impl Kernel {
             Tier::Scalar => super::blocking::STREAM_MAX_ROWS,
             #[cfg(target_arch = "x86_64")]
             Tier::Avx2(_) => super::blocking::STREAM_MAX_ROWS,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512(_) => super::blocking::STREAM_MAX_ROWS_VNNI,
             #[cfg(target_arch = "aarch64")]
             Tier::Neon(_) => 0,
         }

@@ -28,6 +28,8 @@ mod stream;
 mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_512;
 
 pub use kernel::{ALayout, BLayout, Kernel};
 pub use linear::{ActivationQuant, QuantLinear};
@@ -366,9 +368,11 @@ fn block_mode(
                 Mode::Wide(avx2)
             }
         }
+        // The VNNI and NEON kernels are exact for every input: the data does not choose their path.
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512(_) => Mode::Narrow,
         #[cfg(target_arch = "aarch64")]
         Tier::Neon(_) => {
-            // The NEON kernel is exact for every input: the data does not choose its path.
             let _ = (packed_seven_bit, block_seven_bit, block_rows, qn);
             Mode::Narrow
         }
@@ -416,9 +420,10 @@ unsafe fn drive<T: AElement>(
                         narrow = try_vec(block_len, 0u8)?;
                     }
                     pack_a_narrow(a, lda, block.clone(), ks.clone(), &mut narrow);
-                    for p in panels.clone() {
-                        let b = &packed.panel_from(p, q0)[..qn];
-                        let cols = NR.min(n - p * NR);
+                    for p in panels.clone().step_by(kernel.panels_per_tile()) {
+                        let tile_panels = kernel.panels_per_tile().min(panels.end - p);
+                        let b = packed.panels_from(p, tile_panels, q0, qn);
+                        let cols = (tile_panels * NR).min(n - p * NR);
                         for (pi, r0) in tiles() {
                             let tile = Tile { rows: MR.min(block.end - r0), cols, add };
                             let a_panel = &narrow[pi * panel_len..(pi + 1) * panel_len];
@@ -532,13 +537,36 @@ macro_rules! by_rows {
 #[cfg(target_arch = "x86_64")]
 const _: () = assert!(MR == 5, "by_rows dispatches 1 to 5 rows");
 
-/// One tile of a narrow A panel and a packed B panel, on the kernel's narrow path.
+/// Calls `x86_512::kernel_vnni::<R, P>` with `R = $rows` (1 to `MR`) and `P = $panels`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rows_vnni {
+    ($panels:literal, $rows:expr, $quads:expr, $a:expr, $b:expr, $stride:expr, $out:expr, $ld:expr, $add:expr) => {
+        match $rows {
+            1 => x86_512::kernel_vnni::<1, $panels>($quads, $a, $b, $stride, $out, $ld, $add),
+            2 => x86_512::kernel_vnni::<2, $panels>($quads, $a, $b, $stride, $out, $ld, $add),
+            3 => x86_512::kernel_vnni::<3, $panels>($quads, $a, $b, $stride, $out, $ld, $add),
+            4 => x86_512::kernel_vnni::<4, $panels>($quads, $a, $b, $stride, $out, $ld, $add),
+            _ => x86_512::kernel_vnni::<MR, $panels>($quads, $a, $b, $stride, $out, $ld, $add),
+        }
+    };
+}
+
+/// One tile of a narrow A panel and up to [`Kernel::panels_per_tile`] packed B panels, on the
+/// kernel's narrow path.
 ///
 /// # Safety
 /// `c` must be valid for reads and writes of `tile.rows` rows of `tile.cols` i32, `ldc` apart;
-/// `a` holds `b.len()` quads of an MR-row narrow panel; the pair sums cannot saturate when
+/// `a` holds `b.quads` quads of an MR-row narrow panel; the pair sums cannot saturate when
 /// `kernel.narrow_needs_seven_bit()` (the driver checked).
-unsafe fn narrow_tile(kernel: Kernel, a: &[u8], b: &[Quad], c: *mut i32, ldc: usize, tile: Tile) {
+unsafe fn narrow_tile(
+    kernel: Kernel,
+    a: &[u8],
+    panels: pack::Panels<'_>,
+    c: *mut i32,
+    ldc: usize,
+    tile: Tile,
+) {
+    let b = panels.first();
     match kernel.tier {
         Tier::Scalar => {
             let mut local = [[0i32; NR]; MR];
@@ -553,6 +581,25 @@ unsafe fn narrow_tile(kernel: Kernel, a: &[u8], b: &[Quad], c: *mut i32, ldc: us
             on_tile(c, ldc, tile, tile.cols == NR, |out, ld, add| {
                 by_rows!(kernel_narrow, tile.rows, b.len(), a.as_ptr(), b.as_ptr(), out, ld, add)
             })
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves AVX-512 VNNI; a full two-panel tile runs straight on C, the
+        // rest one panel at a time (a narrow last panel through the local tile); the panels
+        // hold `panels.quads` quads, `panels.stride` apart.
+        Tier::Avx512(_) => unsafe {
+            let (quads, a) = (panels.quads, a.as_ptr());
+            if panels.count == 2 && tile.cols == 2 * NR {
+                by_rows_vnni!(2, tile.rows, quads, a, b.as_ptr(), panels.stride, c, ldc, tile.add);
+                return;
+            }
+            for p in 0..panels.count {
+                let cols = NR.min(tile.cols.saturating_sub(p * NR));
+                let part = Tile { cols, ..tile };
+                let bp = b.as_ptr().add(p * panels.stride);
+                on_tile(c.add(p * NR), ldc, part, cols == NR, |out, ld, add| {
+                    by_rows_vnni!(1, part.rows, quads, a, bp, 0, out, ld, add)
+                });
+            }
         },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: the token proves NEON and the dot instructions it names (detected by

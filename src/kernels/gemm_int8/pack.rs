@@ -165,6 +165,34 @@ impl PackedI8 {
     pub(crate) fn panel_from(&self, p: usize, q0: usize) -> &[Quad] {
         &self.data[p * self.quads + q0..(p + 1) * self.quads]
     }
+
+    /// Quads `q0..q0 + qn` of the `count` panels from `p` (`p + count <= panels`).
+    pub(crate) fn panels_from(&self, p: usize, count: usize, q0: usize, qn: usize) -> Panels<'_> {
+        let span = (count - 1) * self.quads + qn;
+        Panels {
+            data: &self.data[p * self.quads + q0..p * self.quads + q0 + span],
+            count,
+            stride: self.quads,
+            quads: qn,
+        }
+    }
+}
+
+/// Consecutive B panels seen from one depth block: panel `i`'s `quads` quads start at
+/// `data[i * stride]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Panels<'a> {
+    data: &'a [Quad],
+    pub(crate) count: usize,
+    pub(crate) stride: usize,
+    pub(crate) quads: usize,
+}
+
+impl<'a> Panels<'a> {
+    /// The first panel's quads.
+    pub(crate) fn first(&self) -> &'a [Quad] {
+        &self.data[..self.quads]
+    }
 }
 
 /// Four rows of 16 B bytes as one [`Quad`] (column-major 4 x 16), with SSE2 byte and word

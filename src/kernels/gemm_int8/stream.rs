@@ -80,6 +80,8 @@ pub(crate) fn gemm_stream<T: AElement>(
             whole();
             Ok(())
         }
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512(avx512) => vnni::gemm_stream(avx512, accumulate, m, n, k, a, lda, b, ldb, c, ldc),
         #[cfg(target_arch = "aarch64")]
         Tier::Neon(_) => unreachable_stream(),
     }
@@ -256,6 +258,277 @@ unsafe fn stream_tile(
             4 => kernel_stream::<4>(pairs, a, a_ld, b, ldb, c, ldc, accumulate, prefetch),
             5 => kernel_stream::<5>(pairs, a, a_ld, b, ldb, c, ldc, accumulate, prefetch),
             _ => kernel_stream::<6>(pairs, a, a_ld, b, ldb, c, ldc, accumulate, prefetch),
+        }
+    }
+}
+
+/// The AVX-512 streaming driver: k in quads (`vpdpbusd`), 64 columns per kernel call.
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    #[cfg(feature = "parallel")]
+    use super::super::blocking::PARALLEL_MIN_MACS;
+    use super::super::blocking::{STREAM_QUADS_VNNI, STREAM_ROWS_VNNI};
+    use super::super::x86_512::{kernel_stream_vnni, Avx512, StreamSign};
+    use super::super::{AElement, CPtr};
+    use crate::error::try_vec;
+    use crate::Result;
+    use std::ops::Range;
+
+    /// Columns per kernel call.
+    const STRIP: usize = 64;
+
+    /// `C (+)= A B`, arguments checked and nonzero.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn gemm_stream<T: AElement>(
+        avx512: Avx512,
+        accumulate: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[T],
+        lda: usize,
+        b: &[i8],
+        ldb: usize,
+        c: &mut [i32],
+        ldc: usize,
+    ) -> Result<()> {
+        let sign = if T::SHIFT == 0 { StreamSign::UnsignedA } else { StreamSign::SignedA };
+        let quads = k.div_ceil(4);
+        let mut a_quads = try_vec(m * quads, 0i32)?;
+        let mut init = try_vec(m, 0i32)?;
+        for i in 0..m {
+            let row = &a[i * lda..i * lda + k];
+            let mut sum = 0i32;
+            for (q, out) in a_quads[i * quads..(i + 1) * quads].iter_mut().enumerate() {
+                let mut bytes = [0u8; 4];
+                for (byte, v) in bytes.iter_mut().zip(&row[4 * q..k.min(4 * q + 4)]) {
+                    // The raw byte: u8 as it is, i8 two's complement (the kernel's signed operand).
+                    *byte = v.widen() as u8;
+                    sum = sum.wrapping_add(i32::from(v.widen()));
+                }
+                *out = i32::from_le_bytes(bytes);
+            }
+            // B flipped to u8 adds 128 sum_k a to each column of the row.
+            init[i] = if sign == StreamSign::SignedA { sum.wrapping_mul(-128) } else { 0 };
+        }
+        let job = Job {
+            sign,
+            m,
+            k,
+            a_quads: &a_quads,
+            init: &init,
+            b,
+            ldb,
+            c: CPtr(c.as_mut_ptr()),
+            ldc,
+            accumulate,
+        };
+        // SAFETY (for each `run` below): the token proves AVX-512 VNNI; the caller checked B
+        // (k x n, ldb) and C (m x n, ldc) against their slices; column ranges are disjoint.
+        let whole = || unsafe { job.run(avx512, 0..n) };
+        #[cfg(feature = "parallel")]
+        {
+            use rayon::prelude::*;
+            let macs = m.saturating_mul(n).saturating_mul(k);
+            let threads = if macs >= PARALLEL_MIN_MACS { rayon::current_num_threads() } else { 1 };
+            let units = n.div_ceil(STRIP);
+            let parts = threads.min(units);
+            if parts > 1 {
+                return (0..parts)
+                    .into_par_iter()
+                    .map(|t| (units * t / parts * STRIP).min(n)..(units * (t + 1) / parts * STRIP).min(n))
+                    // SAFETY: as above; each part writes its own columns of C.
+                    .try_for_each(|cols| unsafe { job.run(avx512, cols) });
+            }
+        }
+        whole()
+    }
+
+    /// One streaming product, shared by the threads.
+    struct Job<'a> {
+        sign: StreamSign,
+        m: usize,
+        k: usize,
+        /// Row `i`'s quad `q` is bytes `a[i][4q..4q + 4]` (0 past k), `ceil(k / 4)` per row.
+        a_quads: &'a [i32],
+        /// Per row, what the first block of k adds (the signed-A correction).
+        init: &'a [i32],
+        b: &'a [i8],
+        ldb: usize,
+        c: CPtr,
+        ldc: usize,
+        accumulate: bool,
+    }
+
+    // SAFETY: the job only reads its slices; `c` is written in disjoint column ranges per thread.
+    unsafe impl Sync for Job<'_> {}
+
+    impl Job<'_> {
+        /// Computes columns `cols` of C.
+        ///
+        /// # Safety
+        /// `b` and `c` hold the `k x n` and `m x n` matrices their leading dimensions describe;
+        /// no one else touches columns `cols` of C during the call.
+        unsafe fn run(&self, avx512: Avx512, cols: Range<usize>) -> Result<()> {
+            let _ = avx512;
+            let (m, k, ldb, ldc) = (self.m, self.k, self.ldb, self.ldc);
+            let quads = k.div_ceil(4);
+            let whole_quads = k / 4;
+            let full_end = cols.start + (cols.len() / STRIP) * STRIP;
+            let groups = m.div_ceil(STREAM_ROWS_VNNI);
+            let group = |g: usize| (m * g / groups)..(m * (g + 1) / groups);
+            // The rows of a last partial quad, zero-padded to four, for these columns.
+            let width = cols.len().div_ceil(STRIP) * STRIP;
+            let mut last_quad = Vec::new();
+            if whole_quads < quads {
+                last_quad = try_vec(4 * width, 0i8)?;
+                for r in 4 * whole_quads..k {
+                    let dst = &mut last_quad[(r - 4 * whole_quads) * width..][..cols.len()];
+                    dst.copy_from_slice(&self.b[r * ldb + cols.start..r * ldb + cols.end]);
+                }
+            }
+            let mut tail_b = [0i8; 4 * STREAM_QUADS_VNNI * STRIP];
+            let mut tail_c = [0i32; STREAM_ROWS_VNNI * STRIP];
+            let zeros = [0i32; STREAM_ROWS_VNNI];
+            for q0 in (0..quads).step_by(STREAM_QUADS_VNNI) {
+                let qn = STREAM_QUADS_VNNI.min(quads - q0);
+                let both = qn.min(whole_quads.saturating_sub(q0));
+                let add = self.accumulate || q0 > 0;
+                let init_of = |rows: &Range<usize>| {
+                    if q0 == 0 {
+                        &self.init[rows.clone()]
+                    } else {
+                        &zeros[..rows.len()]
+                    }
+                };
+                for j0 in (cols.start..full_end).step_by(STRIP) {
+                    for g in 0..groups {
+                        let rows = group(g);
+                        let a_at = self.a_quads[rows.start * quads + q0..].as_ptr();
+                        // SAFETY: rows 4 q0 .. 4 (q0 + both) of B exist and hold columns j0..j0 + 64;
+                        // the last quad's rows are in `last_quad`, `width` apart, column j0 - cols.start
+                        // of it; the tile (rows, j0..j0 + 64) lies in C; AVX-512 VNNI is present.
+                        unsafe {
+                            let c_at = self.c.0.add(rows.start * ldc + j0);
+                            let b_at = self.b.as_ptr().add(4 * q0 * ldb + j0);
+                            let first = init_of(&rows);
+                            if both > 0 {
+                                tile(
+                                    self.sign,
+                                    rows.len(),
+                                    both,
+                                    a_at,
+                                    quads,
+                                    first,
+                                    b_at,
+                                    ldb,
+                                    c_at,
+                                    ldc,
+                                    add,
+                                );
+                            }
+                            if both < qn {
+                                let last = last_quad.as_ptr().add(j0 - cols.start);
+                                let (init, add) =
+                                    if both == 0 { (first, add) } else { (&zeros[..rows.len()], true) };
+                                tile(
+                                    self.sign,
+                                    rows.len(),
+                                    1,
+                                    a_at.add(both),
+                                    quads,
+                                    init,
+                                    last,
+                                    width,
+                                    c_at,
+                                    ldc,
+                                    add,
+                                );
+                            }
+                        }
+                    }
+                }
+                if full_end < cols.end {
+                    // The last < 64 columns: the block's rows of B copied, zero-padded, to 64 wide.
+                    let tail = cols.end - full_end;
+                    tail_b.fill(0);
+                    for r in 4 * q0..k.min(4 * (q0 + qn)) {
+                        let src = &self.b[r * ldb + full_end..r * ldb + cols.end];
+                        tail_b[(r - 4 * q0) * STRIP..][..tail].copy_from_slice(src);
+                    }
+                    for g in 0..groups {
+                        let rows = group(g);
+                        let a_at = self.a_quads[rows.start * quads + q0..].as_ptr();
+                        // SAFETY: `tail_b` holds 4 qn rows of 64 and `tail_c` rows.len() rows of 64;
+                        // AVX-512 VNNI is present.
+                        unsafe {
+                            let (b_at, c_at) = (tail_b.as_ptr(), tail_c.as_mut_ptr());
+                            tile(
+                                self.sign,
+                                rows.len(),
+                                qn,
+                                a_at,
+                                quads,
+                                init_of(&rows),
+                                b_at,
+                                STRIP,
+                                c_at,
+                                STRIP,
+                                false,
+                            )
+                        };
+                        for r in 0..rows.len() {
+                            for j in 0..tail {
+                                // SAFETY: (rows.start + r, full_end + j) is inside C and these columns.
+                                unsafe {
+                                    let out = self.c.0.add((rows.start + r) * ldc + full_end + j);
+                                    let v = tail_c[r * STRIP + j];
+                                    *out = if add { (*out).wrapping_add(v) } else { v };
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Calls `kernel_stream_vnni::<R>` with `R = rows` (1 to [`STREAM_ROWS_VNNI`]).
+    ///
+    /// # Safety
+    /// As `kernel_stream_vnni`, for `rows` rows; `init` holds `rows` values.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile(
+        sign: StreamSign,
+        rows: usize,
+        quads: usize,
+        a: *const i32,
+        a_ld: usize,
+        init: &[i32],
+        b: *const i8,
+        ldb: usize,
+        c: *mut i32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        const _: () = assert!(STREAM_ROWS_VNNI == 6, "tile dispatches 1 to 6 rows");
+        macro_rules! call {
+            ($r:literal) => {{
+                let init: &[i32; $r] = init[..$r].try_into().expect("rows values");
+                kernel_stream_vnni::<$r>(sign, quads, a, a_ld, init, b, ldb, c, ldc, accumulate)
+            }};
+        }
+        // SAFETY: the caller's contract, for `rows` rows.
+        unsafe {
+            match rows {
+                1 => call!(1),
+                2 => call!(2),
+                3 => call!(3),
+                4 => call!(4),
+                5 => call!(5),
+                _ => call!(6),
+            }
         }
     }
 }

@@ -35,7 +35,7 @@ pub(crate) fn fp16(value: f32) -> F16Bytes {
 #[inline]
 pub(crate) fn c_trunc(value: f32) -> i32 {
     // 2^31 is exactly representable; every f32 in [-2^31, 2^31) converts exactly.
-    if value >= -2_147_483_648.0 && value < 2_147_483_648.0 {
+    if (-2_147_483_648.0..2_147_483_648.0).contains(&value) {
         value as i32
     } else {
         i32::MIN

@@ -1,0 +1,173 @@
+//! AVX-512 VNNI microkernels: `vpdpbusd` multiplies four u8 by four i8 and adds the four
+//! products to an i32 lane without an i16 intermediate, so every kernel here is exact for every
+//! input (no 7-bit condition, no widened layouts).
+//!
+//! - packed: an `R x 16 P` tile (`R <= 5` rows, `P` panels of 16 columns) in `R P` zmm
+//!   accumulators; each [`Quad`] is one zmm of 16 columns x 4 k, A's four bytes per row are
+//!   broadcast to every lane;
+//! - streaming (few rows of A, row-major B, no packing): four rows of B x 64 columns are loaded
+//!   and interleaved in registers into four quad vectors, whose lane `l` holds columns
+//!   `16 l + 4 v ..` of vector `v`; the accumulators are put back in column order (a 4 x 4
+//!   transpose of 128-bit lanes) when stored. Signed A is the signed operand and B is flipped to
+//!   u8 (`b ^ 0x80 = b + 128`), corrected per row by `-128 sum_k a`, which the caller folds in.
+
+use super::blocking::{KU, MR};
+use super::pack::Quad;
+use crate::kernels::prefetch_tile;
+use std::arch::x86_64::*;
+
+/// How far ahead of the quad being multiplied B is prefetched (16 quads = 1 KiB).
+const PREFETCH_QUADS: usize = 16;
+
+/// Proof that AVX-512 F/BW/VL/DQ/VNNI (and the AVX2 tier's features) are present: made only by
+/// [`Avx512::detect`], held by the AVX-512 kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Avx512(());
+
+impl Avx512 {
+    /// The token, when the CPU has the features.
+    pub(crate) fn detect() -> Option<Avx512> {
+        crate::kernels::Isa::Avx512.is_available().then_some(Avx512(()))
+    }
+}
+
+/// Packed kernel: `tile (+)= A B` over `quads` quads for an `R x 16 P` tile, panel `p` of B at
+/// `b + p * panel_stride` quads.
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI must be available; `R <= MR`; `a` must hold `quads * MR * 4` bytes (the
+/// narrow panel, the first `R` rows read); each of the `P` panels `quads` quads; `c` an
+/// `R x 16 P` tile with leading dimension `ldc`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn kernel_vnni<const R: usize, const P: usize>(
+    quads: usize,
+    a: *const u8,
+    b: *const Quad,
+    panel_stride: usize,
+    c: *mut i32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    prefetch_tile(c, R, ldc, 16 * P);
+    let mut acc = [[_mm512_setzero_si512(); P]; R];
+    for q in 0..quads {
+        // SAFETY: q < quads keeps the quads and the A bytes inside the caller's buffers; Quad is
+        // 64-byte aligned; a prefetch never faults.
+        unsafe {
+            let bv: [__m512i; P] = core::array::from_fn(|p| {
+                let quad = b.add(p * panel_stride + q);
+                _mm_prefetch::<_MM_HINT_T0>(quad.wrapping_add(PREFETCH_QUADS).cast::<i8>());
+                _mm512_load_si512(quad.cast())
+            });
+            let aq = a.add(q * MR * KU);
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_epi32(aq.add(r * KU).cast::<i32>().read_unaligned());
+                for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
+                    *acc = _mm512_dpbusd_epi32(*acc, av, bv);
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (p, &v) in row.iter().enumerate() {
+            // SAFETY: the caller guarantees the tile is inside C; unaligned access is allowed.
+            unsafe {
+                let out = c.add(r * ldc + 16 * p).cast::<__m512i>();
+                let v = if accumulate { _mm512_add_epi32(_mm512_loadu_si512(out), v) } else { v };
+                _mm512_storeu_si512(out, v);
+            }
+        }
+    }
+}
+
+/// The operands of the streaming kernel: what A is, which fixes which operand of `vpdpbusd` B is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StreamSign {
+    /// A u8 (unsigned operand, broadcast), B i8 as it is.
+    UnsignedA,
+    /// A i8 (signed operand, broadcast), B flipped to u8; the caller adds `-128 sum_k a` per row.
+    SignedA,
+}
+
+/// Streaming kernel: row `r` of an `R x 64` tile becomes `(accumulate ? tile : 0) + init[r] +
+/// (A B)[r]` over `quads` quads of k, B read row-major where it lies.
+///
+/// `a` holds each row's quads as i32 (four bytes of k, zero past k), `a_ld` quads apart; the
+/// caller passes its per-row correction in `init` on the first block of k, zeros after.
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI must be available; `R <= 6`; `b` must be valid for 64 bytes at
+/// `b + (4 q + u) ldb` for every `q < quads`, `u < 4`; `c` an `R x 64` tile, `ldc` apart.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn kernel_stream_vnni<const R: usize>(
+    sign: StreamSign,
+    quads: usize,
+    a: *const i32,
+    a_ld: usize,
+    init: &[i32; R],
+    b: *const i8,
+    ldb: usize,
+    c: *mut i32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    let flip = _mm512_set1_epi8(i8::MIN);
+    let mut acc = [[_mm512_setzero_si512(); 4]; R];
+    for q in 0..quads {
+        // SAFETY: q < quads keeps the four B rows and the A quads inside the caller's buffers;
+        // the prefetch addresses may lie anywhere (a prefetch never faults).
+        unsafe {
+            let rows: [__m512i; 4] = core::array::from_fn(|u| {
+                let row = b.add((4 * q + u) * ldb);
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(8 * ldb).cast());
+                _mm512_loadu_si512(row.cast())
+            });
+            let rows = match sign {
+                StreamSign::UnsignedA => rows,
+                StreamSign::SignedA => rows.map(|r| _mm512_xor_si512(r, flip)),
+            };
+            let t0 = _mm512_unpacklo_epi8(rows[0], rows[1]);
+            let t1 = _mm512_unpackhi_epi8(rows[0], rows[1]);
+            let t2 = _mm512_unpacklo_epi8(rows[2], rows[3]);
+            let t3 = _mm512_unpackhi_epi8(rows[2], rows[3]);
+            let bq = [
+                _mm512_unpacklo_epi16(t0, t2),
+                _mm512_unpackhi_epi16(t0, t2),
+                _mm512_unpacklo_epi16(t1, t3),
+                _mm512_unpackhi_epi16(t1, t3),
+            ];
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_epi32(a.add(r * a_ld + q).read());
+                for (acc, &bv) in acc_row.iter_mut().zip(&bq) {
+                    *acc = match sign {
+                        StreamSign::UnsignedA => _mm512_dpbusd_epi32(*acc, av, bv),
+                        StreamSign::SignedA => _mm512_dpbusd_epi32(*acc, bv, av),
+                    };
+                }
+            }
+        }
+    }
+    for (r, q) in acc.iter().enumerate() {
+        // Vector v lane l holds columns 16 l + 4 v .. + 4: transpose the 4 x 4 lanes.
+        let u0 = _mm512_shuffle_i32x4::<0b01_00_01_00>(q[0], q[1]);
+        let u1 = _mm512_shuffle_i32x4::<0b01_00_01_00>(q[2], q[3]);
+        let u2 = _mm512_shuffle_i32x4::<0b11_10_11_10>(q[0], q[1]);
+        let u3 = _mm512_shuffle_i32x4::<0b11_10_11_10>(q[2], q[3]);
+        let cols = [
+            _mm512_shuffle_i32x4::<0b10_00_10_00>(u0, u1),
+            _mm512_shuffle_i32x4::<0b11_01_11_01>(u0, u1),
+            _mm512_shuffle_i32x4::<0b10_00_10_00>(u2, u3),
+            _mm512_shuffle_i32x4::<0b11_01_11_01>(u2, u3),
+        ];
+        let base = _mm512_set1_epi32(init[r]);
+        for (g, &v) in cols.iter().enumerate() {
+            // SAFETY: the caller guarantees the R x 64 tile is inside C; unaligned access is allowed.
+            unsafe {
+                let out = c.add(r * ldc + 16 * g).cast::<__m512i>();
+                let old = if accumulate { _mm512_add_epi32(_mm512_loadu_si512(out), base) } else { base };
+                _mm512_storeu_si512(out, _mm512_add_epi32(old, v));
+            }
+        }
+    }
+}
