@@ -146,14 +146,28 @@ impl Kernel {
         }
     }
 
-    /// B panels one register tile spans (AVX-512: two, so each A broadcast feeds two products).
+    /// Whether the narrow kernel can start its accumulators from a per-column bias (the i8 A
+    /// correction is then folded in, not a pass over C).
+    pub const fn starts_from_bias(self) -> bool {
+        match self.tier {
+            Tier::Scalar => false,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx2(_) => false,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512(_) => true,
+            #[cfg(target_arch = "aarch64")]
+            Tier::Neon(_) => false,
+        }
+    }
+
+    /// B panels one register tile spans (AVX-512: four, so each A broadcast feeds four products).
     pub const fn panels_per_tile(self) -> usize {
         match self.tier {
             Tier::Scalar => 1,
             #[cfg(target_arch = "x86_64")]
             Tier::Avx2(_) => 1,
             #[cfg(target_arch = "x86_64")]
-            Tier::Avx512(_) => 2,
+            Tier::Avx512(_) => super::blocking::PANELS_VNNI,
             #[cfg(target_arch = "aarch64")]
             Tier::Neon(_) => 1,
         }

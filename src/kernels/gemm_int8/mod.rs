@@ -38,6 +38,8 @@ pub use pack::{AElement, PackedI8};
 use super::Isa;
 use crate::error::{check_len, try_vec};
 use crate::{Error, Result};
+#[cfg(target_arch = "x86_64")]
+use blocking::PANELS_VNNI;
 use blocking::{A_WHOLE_DEPTH_BYTES, KC_QUADS, KU, MC, MR, NR};
 #[cfg(target_arch = "aarch64")]
 use kernel::NeonToken;
@@ -285,7 +287,15 @@ fn run<T: AElement>(
     let accumulate = update == Update::Accumulate;
     // SAFETY (for each `drive` below): dimensions were checked against the buffers, so every
     // (row < m, column < n) element of C is in `c`; the regions given to workers are disjoint.
-    let whole = || unsafe { drive(kernel, a, lda, packed, 0..m, 0..packed.panels(), cp, ldc, accumulate) };
+    // The i8 correction `-128 col_sums[j]`: folded into the first depth block's accumulators
+    // where the kernel can start from a per-column bias, else a pass over C at the end.
+    let bias = match T::SHIFT != 0 && kernel.starts_from_bias() {
+        true => Some(shift_bias(T::SHIFT, packed)?),
+        false => None,
+    };
+    let bias = bias.as_deref();
+    let whole =
+        || unsafe { drive(kernel, a, lda, packed, 0..m, 0..packed.panels(), cp, ldc, accumulate, bias) };
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
@@ -305,13 +315,13 @@ fn run<T: AElement>(
                 // SAFETY: the column ranges are disjoint, so each thread writes its own columns of C,
                 // whose bounds were checked above.
                 split(panels, 1).into_par_iter().try_for_each(|cols| unsafe {
-                    drive(kernel, a, lda, packed, 0..m, cols, cp, ldc, accumulate)
+                    drive(kernel, a, lda, packed, 0..m, cols, cp, ldc, accumulate, bias)
                 })?;
             } else {
                 // SAFETY: the row ranges are disjoint, so each thread writes its own rows of C, whose
                 // bounds were checked above.
                 split(m, kernel.mr()).into_par_iter().try_for_each(|rows| unsafe {
-                    drive(kernel, a, lda, packed, rows, 0..panels, cp, ldc, accumulate)
+                    drive(kernel, a, lda, packed, rows, 0..panels, cp, ldc, accumulate, bias)
                 })?;
             }
         } else {
@@ -320,7 +330,7 @@ fn run<T: AElement>(
     }
     #[cfg(not(feature = "parallel"))]
     whole()?;
-    if T::SHIFT != 0 {
+    if T::SHIFT != 0 && bias.is_none() {
         for i in 0..m {
             for (out, &sum) in c[i * ldc..i * ldc + n].iter_mut().zip(packed.col_sums()) {
                 *out = out.wrapping_sub(T::SHIFT.wrapping_mul(sum));
@@ -328,6 +338,15 @@ fn run<T: AElement>(
         }
     }
     Ok(())
+}
+
+/// `-shift col_sums[j]` for every column of `packed`'s panels (zeros past `n`).
+fn shift_bias(shift: i32, packed: &PackedI8) -> Result<Vec<i32>> {
+    let mut bias = try_vec(packed.panels() * NR, 0i32)?;
+    for (b, &sum) in bias.iter_mut().zip(packed.col_sums()) {
+        *b = shift.wrapping_mul(sum).wrapping_neg();
+    }
+    Ok(bias)
 }
 
 /// How one cache block of A is packed and multiplied: the kernel decides, from its properties
@@ -396,10 +415,12 @@ unsafe fn drive<T: AElement>(
     c: CPtr,
     ldc: usize,
     accumulate: bool,
+    bias: Option<&[i32]>,
 ) -> Result<()> {
     let (n, k, quads) = (packed.n(), packed.k(), packed.quads());
     let block_rows = MC.min(rows.len().div_ceil(MR) * MR);
-    let whole_depth = block_rows * quads * KU * std::mem::size_of::<i16>() <= A_WHOLE_DEPTH_BYTES;
+    let a_bytes = if kernel.a_layouts().contains(&ALayout::Wide) { std::mem::size_of::<i16>() } else { 1 };
+    let whole_depth = block_rows * quads * KU * a_bytes <= A_WHOLE_DEPTH_BYTES;
     let kc = if whole_depth { quads.max(1) } else { KC_QUADS };
     let block_len = block_rows * kc.min(quads) * KU;
     let mut narrow: Vec<u8> = Vec::new();
@@ -428,7 +449,10 @@ unsafe fn drive<T: AElement>(
                             let tile = Tile { rows: MR.min(block.end - r0), cols, add };
                             let a_panel = &narrow[pi * panel_len..(pi + 1) * panel_len];
                             // SAFETY: (r0.., p * NR..) is inside the caller's region of C.
-                            unsafe { narrow_tile(kernel, a_panel, b, c.0.add(r0 * ldc + p * NR), ldc, tile) };
+                            let bias = bias.filter(|_| q0 == 0).map(|bias| &bias[p * NR..]);
+                            unsafe {
+                                narrow_tile(kernel, a_panel, b, bias, c.0.add(r0 * ldc + p * NR), ldc, tile)
+                            };
                         }
                     }
                 }
@@ -536,17 +560,19 @@ macro_rules! by_rows {
 }
 #[cfg(target_arch = "x86_64")]
 const _: () = assert!(MR == 5, "by_rows dispatches 1 to 5 rows");
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(PANELS_VNNI == 4, "narrow_tile runs full AVX-512 tiles as kernel_vnni::<_, 4>");
 
 /// Calls `x86_512::kernel_vnni::<R, P>` with `R = $rows` (1 to `MR`) and `P = $panels`.
 #[cfg(target_arch = "x86_64")]
 macro_rules! by_rows_vnni {
-    ($panels:literal, $rows:expr, $quads:expr, $a:expr, $b:expr, $stride:expr, $out:expr, $ld:expr, $add:expr) => {
+    ($panels:literal, $rows:expr, $quads:expr, $a:expr, $b:expr, $stride:expr, $bias:expr, $out:expr, $ld:expr, $add:expr) => {
         match $rows {
-            1 => x86_512::kernel_vnni::<1, $panels>($quads, $a, $b, $stride, $out, $ld, $add),
-            2 => x86_512::kernel_vnni::<2, $panels>($quads, $a, $b, $stride, $out, $ld, $add),
-            3 => x86_512::kernel_vnni::<3, $panels>($quads, $a, $b, $stride, $out, $ld, $add),
-            4 => x86_512::kernel_vnni::<4, $panels>($quads, $a, $b, $stride, $out, $ld, $add),
-            _ => x86_512::kernel_vnni::<MR, $panels>($quads, $a, $b, $stride, $out, $ld, $add),
+            1 => x86_512::kernel_vnni::<1, $panels>($quads, $a, $b, $stride, $bias, $out, $ld, $add),
+            2 => x86_512::kernel_vnni::<2, $panels>($quads, $a, $b, $stride, $bias, $out, $ld, $add),
+            3 => x86_512::kernel_vnni::<3, $panels>($quads, $a, $b, $stride, $bias, $out, $ld, $add),
+            4 => x86_512::kernel_vnni::<4, $panels>($quads, $a, $b, $stride, $bias, $out, $ld, $add),
+            _ => x86_512::kernel_vnni::<MR, $panels>($quads, $a, $b, $stride, $bias, $out, $ld, $add),
         }
     };
 }
@@ -557,11 +583,13 @@ macro_rules! by_rows_vnni {
 /// # Safety
 /// `c` must be valid for reads and writes of `tile.rows` rows of `tile.cols` i32, `ldc` apart;
 /// `a` holds `b.quads` quads of an MR-row narrow panel; the pair sums cannot saturate when
-/// `kernel.narrow_needs_seven_bit()` (the driver checked).
+/// `kernel.narrow_needs_seven_bit()` (the driver checked); `bias`, given only to a kernel that
+/// [starts from one](Kernel::starts_from_bias), holds the tile's columns' panels.
 unsafe fn narrow_tile(
     kernel: Kernel,
     a: &[u8],
     panels: pack::Panels<'_>,
+    bias: Option<&[i32]>,
     c: *mut i32,
     ldc: usize,
     tile: Tile,
@@ -583,22 +611,30 @@ unsafe fn narrow_tile(
             })
         },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the token proves AVX-512 VNNI; a full two-panel tile runs straight on C, the
-        // rest one panel at a time (a narrow last panel through the local tile); the panels
-        // hold `panels.quads` quads, `panels.stride` apart.
+        // SAFETY: the token proves AVX-512 VNNI; full tiles of four or two panels run straight on
+        // C, the rest one panel at a time (a narrow last panel through the local tile); the
+        // panels hold `panels.quads` quads, `panels.stride` apart.
         Tier::Avx512(_) => unsafe {
-            let (quads, a) = (panels.quads, a.as_ptr());
-            if panels.count == 2 && tile.cols == 2 * NR {
-                by_rows_vnni!(2, tile.rows, quads, a, b.as_ptr(), panels.stride, c, ldc, tile.add);
+            let (quads, a, stride) = (panels.quads, a.as_ptr(), panels.stride);
+            let bias_at = |p: usize| bias.map_or(std::ptr::null(), |bias| bias[p * NR..].as_ptr());
+            if panels.count == PANELS_VNNI && tile.cols == PANELS_VNNI * NR {
+                by_rows_vnni!(4, tile.rows, quads, a, b.as_ptr(), stride, bias_at(0), c, ldc, tile.add);
                 return;
             }
-            for p in 0..panels.count {
-                let cols = NR.min(tile.cols.saturating_sub(p * NR));
-                let part = Tile { cols, ..tile };
-                let bp = b.as_ptr().add(p * panels.stride);
-                on_tile(c.add(p * NR), ldc, part, cols == NR, |out, ld, add| {
-                    by_rows_vnni!(1, part.rows, quads, a, bp, 0, out, ld, add)
+            let mut p = 0;
+            while p < panels.count {
+                let bp = b.as_ptr().add(p * stride);
+                let (out, bias) = (c.add(p * NR), bias_at(p));
+                if p + 2 <= panels.count && tile.cols >= (p + 2) * NR {
+                    by_rows_vnni!(2, tile.rows, quads, a, bp, stride, bias, out, ldc, tile.add);
+                    p += 2;
+                    continue;
+                }
+                let part = Tile { cols: NR.min(tile.cols - p * NR), ..tile };
+                on_tile(out, ldc, part, part.cols == NR, |out, ld, add| {
+                    by_rows_vnni!(1, part.rows, quads, a, bp, 0, bias, out, ld, add)
                 });
+                p += 1;
             }
         },
         #[cfg(target_arch = "aarch64")]

@@ -49,11 +49,14 @@ impl PackedI8 {
         if k == 0 || n == 0 {
             return Ok(packed);
         }
+        // The AVX-512 tier packs whole strips of 64 columns over whole quads in registers; the
+        // rest (last columns, a last partial quad) is done here.
+        let (strip_cols, strip_quads, (mut low, mut high)) = packed.pack_strips(b, ldb);
         // Column sums and the 7-bit test in one sequential pass over the rows.
-        let (mut low, mut high) = (0i8, 0i8);
         for kk in 0..k {
-            let row = &b[kk * ldb..kk * ldb + n];
-            for (sum, &v) in packed.col_sums.iter_mut().zip(row) {
+            let first = if kk < strip_quads * KU { strip_cols } else { 0 };
+            let row = &b[kk * ldb + first..kk * ldb + n];
+            for (sum, &v) in packed.col_sums[first..].iter_mut().zip(row) {
                 *sum = sum.wrapping_add(i32::from(v));
                 low = low.min(v);
                 high = high.max(v);
@@ -66,7 +69,8 @@ impl PackedI8 {
         for q0 in (0..quads).step_by(16) {
             for (p, panel) in packed.data.chunks_exact_mut(quads).enumerate() {
                 let (j0, width) = (p * NR, NR.min(n - p * NR));
-                for (q, quad) in panel.iter_mut().enumerate().take(quads.min(q0 + 16)).skip(q0) {
+                let first = if j0 < strip_cols { strip_quads.max(q0) } else { q0 };
+                for (q, quad) in panel.iter_mut().enumerate().take(quads.min(q0 + 16)).skip(first) {
                     #[cfg(target_arch = "x86_64")]
                     if width == NR && (q + 1) * KU <= k {
                         let at = |u: usize| &b[(q * KU + u) * ldb + j0..(q * KU + u) * ldb + j0 + NR];
@@ -83,6 +87,32 @@ impl PackedI8 {
             }
         }
         Ok(packed)
+    }
+
+    /// On the AVX-512 tier, packs every whole 64-column strip of B over its whole quads and
+    /// sums those columns over those rows; returns the columns and quads covered and the
+    /// smallest and largest byte seen (`(0, 0, (0, 0))` on other tiers).
+    fn pack_strips(&mut self, b: &[i8], ldb: usize) -> (usize, usize, (i8, i8)) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(_avx512) = super::x86_512::Avx512::detect()
+            .filter(|_| crate::kernels::Isa::active() >= crate::kernels::Isa::Avx512)
+        {
+            let (strips, quads) = (self.n / 64, self.k / KU);
+            let (mut low, mut high) = (0i8, 0i8);
+            for s in 0..strips {
+                let Some(sums) = self.col_sums[64 * s..].first_chunk_mut::<64>() else { break };
+                let out = self.data[4 * s * self.quads..].as_mut_ptr();
+                // SAFETY: the token proves AVX-512 VNNI; the strip's 4 quads rows of 64 bytes lie
+                // in b (checked against k x n), its four panels of `self.quads` quads in data.
+                let (l, h) = unsafe {
+                    super::x86_512::pack_strip(b[64 * s..].as_ptr(), ldb, quads, out, self.quads, sums)
+                };
+                (low, high) = (low.min(l), high.max(h));
+            }
+            return (64 * strips, quads, (low, high));
+        }
+        let _ = (b, ldb);
+        (0, 0, (0, 0))
     }
 
     /// Packs B = W^T from row-major W (`n x k`, leading dimension `ldw >= k`): a linear layer's

@@ -101,6 +101,8 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (2, 70, 1027),
     // Enough rows that the packed A block exceeds A_WHOLE_DEPTH_BYTES: depth-blocked, C accumulated.
     (130, 17, 1030),
+    // The same past AVX-512's whole-depth limit (u8 A only: MC x 1638 bytes).
+    (121, 70, 1700),
     // Streaming: every row-group count up to STREAM_MAX_ROWS (32) and past it, odd k across a
     // STREAM_PAIRS block, column tails, several k blocks.
     (3, 16, 64),
@@ -182,20 +184,34 @@ fn large_products_split_across_threads_stay_exact() {
 #[test]
 fn packing_the_transpose_agrees_and_column_sums_are_exact() {
     let mut rng = Rng(11);
-    let (k, n) = (37, 23);
-    let b = as_i8(rng.bytes(k * n));
-    let w: Vec<i8> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
-    let p = PackedI8::pack(k, n, &b, n).unwrap();
-    let t = PackedI8::pack_transposed(n, k, &w, k).unwrap();
-    assert_eq!((p.k(), p.n(), t.k(), t.n()), (k, n, k, n));
-    let sums: Vec<i32> = (0..n).map(|j| (0..k).map(|kk| i32::from(b[kk * n + j])).sum()).collect();
-    assert_eq!(p.col_sums(), &sums[..]);
-    assert_eq!(t.col_sums(), &sums[..]);
-    let a = rng.bytes(5 * k);
-    let (mut c1, mut c2) = (vec![0; 5 * n], vec![0; 5 * n]);
-    gemm_packed(5, &a, k, &p, &mut c1, n, Update::Overwrite).unwrap();
-    gemm_packed(5, &a, k, &t, &mut c2, n, Update::Overwrite).unwrap();
-    assert_eq!(c1, c2);
+    // Below, at and past the AVX-512 packer's 64-column strips, k with and without a partial quad,
+    // B full-range and 7-bit.
+    for (k, n, seven) in
+        [(37, 23, false), (37, 130, false), (64, 64, true), (130, 200, false), (131, 64, true)]
+    {
+        let ldb = n + 3;
+        let b: Vec<i8> =
+            as_i8(rng.bytes(k * ldb)).into_iter().map(|v| if seven { v / 2 } else { v }).collect();
+        let w: Vec<i8> = (0..n * k).map(|i| b[(i % k) * ldb + i / k]).collect();
+        let p = PackedI8::pack(k, n, &b, ldb).unwrap();
+        let t = PackedI8::pack_transposed(n, k, &w, k).unwrap();
+        assert_eq!((p.k(), p.n(), t.k(), t.n()), (k, n, k, n));
+        let sums: Vec<i32> = (0..n).map(|j| (0..k).map(|kk| i32::from(b[kk * ldb + j])).sum()).collect();
+        assert_eq!(p.col_sums(), &sums[..], "{k}x{n}");
+        assert_eq!(t.col_sums(), &sums[..], "{k}x{n}");
+        let in_range = (0..k).all(|kk| b[kk * ldb..kk * ldb + n].iter().all(|v| (-64..=63).contains(v)));
+        assert_eq!(p.is_seven_bit(), in_range, "{k}x{n}");
+        assert_eq!(t.is_seven_bit(), in_range, "{k}x{n}");
+        for isa in Isa::available() {
+            let a = rng.bytes(5 * k);
+            let (mut c1, mut c2) = (vec![0; 5 * n], vec![0; 5 * n]);
+            gemm_packed_on(isa, 5, &a, k, &p, &mut c1, n, Update::Overwrite).unwrap();
+            gemm_packed_on(isa, 5, &a, k, &t, &mut c2, n, Update::Overwrite).unwrap();
+            assert_eq!(c1, c2, "{isa} {k}x{n}");
+            let want = reference(5, n, k, &a, k, &b, ldb);
+            assert!(c1.iter().zip(&want).all(|(&g, &w)| i64::from(g) == w), "{isa} {k}x{n}");
+        }
+    }
 }
 
 #[test]

@@ -16,9 +16,6 @@ use super::pack::Quad;
 use crate::kernels::prefetch_tile;
 use std::arch::x86_64::*;
 
-/// How far ahead of the quad being multiplied B is prefetched (16 quads = 1 KiB).
-const PREFETCH_QUADS: usize = 16;
-
 /// Proof that AVX-512 F/BW/VL/DQ/VNNI (and the AVX2 tier's features) are present: made only by
 /// [`Avx512::detect`], held by the AVX-512 kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,32 +28,39 @@ impl Avx512 {
     }
 }
 
-/// Packed kernel: `tile (+)= A B` over `quads` quads for an `R x 16 P` tile, panel `p` of B at
-/// `b + p * panel_stride` quads.
+/// Packed kernel: `tile (+)= bias + A B` over `quads` quads for an `R x 16 P` tile, panel `p`
+/// of B at `b + p * panel_stride` quads, every row starting from the `16 P` column values at
+/// `bias` (none when null).
 ///
 /// # Safety
 /// AVX-512 F/BW/VNNI must be available; `R <= MR`; `a` must hold `quads * MR * 4` bytes (the
-/// narrow panel, the first `R` rows read); each of the `P` panels `quads` quads; `c` an
-/// `R x 16 P` tile with leading dimension `ldc`.
+/// narrow panel, the first `R` rows read); each of the `P` panels `quads` quads; `bias` null or
+/// valid for `16 P` i32; `c` an `R x 16 P` tile with leading dimension `ldc`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn kernel_vnni<const R: usize, const P: usize>(
     quads: usize,
     a: *const u8,
     b: *const Quad,
     panel_stride: usize,
+    bias: *const i32,
     c: *mut i32,
     ldc: usize,
     accumulate: bool,
 ) {
     prefetch_tile(c, R, ldc, 16 * P);
-    let mut acc = [[_mm512_setzero_si512(); P]; R];
+    let start: [__m512i; P] = core::array::from_fn(|p| match bias.is_null() {
+        true => _mm512_setzero_si512(),
+        // SAFETY: a non-null bias holds 16 P values (the caller's contract).
+        false => unsafe { _mm512_loadu_si512(bias.add(16 * p).cast()) },
+    });
+    let mut acc = [start; R];
     for q in 0..quads {
         // SAFETY: q < quads keeps the quads and the A bytes inside the caller's buffers; Quad is
-        // 64-byte aligned; a prefetch never faults.
+        // 64-byte aligned.
         unsafe {
             let bv: [__m512i; P] = core::array::from_fn(|p| {
                 let quad = b.add(p * panel_stride + q);
-                _mm_prefetch::<_MM_HINT_T0>(quad.wrapping_add(PREFETCH_QUADS).cast::<i8>());
                 _mm512_load_si512(quad.cast())
             });
             let aq = a.add(q * MR * KU);
@@ -127,16 +131,7 @@ pub(crate) unsafe fn kernel_stream_vnni<const R: usize>(
                 StreamSign::UnsignedA => rows,
                 StreamSign::SignedA => rows.map(|r| _mm512_xor_si512(r, flip)),
             };
-            let t0 = _mm512_unpacklo_epi8(rows[0], rows[1]);
-            let t1 = _mm512_unpackhi_epi8(rows[0], rows[1]);
-            let t2 = _mm512_unpacklo_epi8(rows[2], rows[3]);
-            let t3 = _mm512_unpackhi_epi8(rows[2], rows[3]);
-            let bq = [
-                _mm512_unpacklo_epi16(t0, t2),
-                _mm512_unpackhi_epi16(t0, t2),
-                _mm512_unpacklo_epi16(t1, t3),
-                _mm512_unpackhi_epi16(t1, t3),
-            ];
+            let bq = interleave_rows(rows);
             for (r, acc_row) in acc.iter_mut().enumerate() {
                 let av = _mm512_set1_epi32(a.add(r * a_ld + q).read());
                 for (acc, &bv) in acc_row.iter_mut().zip(&bq) {
@@ -149,17 +144,7 @@ pub(crate) unsafe fn kernel_stream_vnni<const R: usize>(
         }
     }
     for (r, q) in acc.iter().enumerate() {
-        // Vector v lane l holds columns 16 l + 4 v .. + 4: transpose the 4 x 4 lanes.
-        let u0 = _mm512_shuffle_i32x4::<0b01_00_01_00>(q[0], q[1]);
-        let u1 = _mm512_shuffle_i32x4::<0b01_00_01_00>(q[2], q[3]);
-        let u2 = _mm512_shuffle_i32x4::<0b11_10_11_10>(q[0], q[1]);
-        let u3 = _mm512_shuffle_i32x4::<0b11_10_11_10>(q[2], q[3]);
-        let cols = [
-            _mm512_shuffle_i32x4::<0b10_00_10_00>(u0, u1),
-            _mm512_shuffle_i32x4::<0b11_01_11_01>(u0, u1),
-            _mm512_shuffle_i32x4::<0b10_00_10_00>(u2, u3),
-            _mm512_shuffle_i32x4::<0b11_01_11_01>(u2, u3),
-        ];
+        let cols = transpose_lanes(*q);
         let base = _mm512_set1_epi32(init[r]);
         for (g, &v) in cols.iter().enumerate() {
             // SAFETY: the caller guarantees the R x 64 tile is inside C; unaligned access is allowed.
@@ -170,4 +155,92 @@ pub(crate) unsafe fn kernel_stream_vnni<const R: usize>(
             }
         }
     }
+}
+
+/// Four rows of 64 B bytes interleaved into four quad vectors: 128-bit lane `l` of vector `v`
+/// holds columns `16 l + 4 v .. + 4`, each as its four bytes of k (the [`Quad`] order).
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn interleave_rows(rows: [__m512i; 4]) -> [__m512i; 4] {
+    let t0 = _mm512_unpacklo_epi8(rows[0], rows[1]);
+    let t1 = _mm512_unpackhi_epi8(rows[0], rows[1]);
+    let t2 = _mm512_unpacklo_epi8(rows[2], rows[3]);
+    let t3 = _mm512_unpackhi_epi8(rows[2], rows[3]);
+    [
+        _mm512_unpacklo_epi16(t0, t2),
+        _mm512_unpackhi_epi16(t0, t2),
+        _mm512_unpacklo_epi16(t1, t3),
+        _mm512_unpackhi_epi16(t1, t3),
+    ]
+}
+
+/// The 4 x 4 transpose of 128-bit lanes: lane `l` of output `v` is lane `v` of input `l`, so
+/// [`interleave_rows`]'s vectors become whole 16-column groups (output `g` = columns `16 g ..`).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn transpose_lanes(v: [__m512i; 4]) -> [__m512i; 4] {
+    let u0 = _mm512_shuffle_i32x4::<0b01_00_01_00>(v[0], v[1]);
+    let u1 = _mm512_shuffle_i32x4::<0b01_00_01_00>(v[2], v[3]);
+    let u2 = _mm512_shuffle_i32x4::<0b11_10_11_10>(v[0], v[1]);
+    let u3 = _mm512_shuffle_i32x4::<0b11_10_11_10>(v[2], v[3]);
+    [
+        _mm512_shuffle_i32x4::<0b10_00_10_00>(u0, u1),
+        _mm512_shuffle_i32x4::<0b11_01_11_01>(u0, u1),
+        _mm512_shuffle_i32x4::<0b10_00_10_00>(u2, u3),
+        _mm512_shuffle_i32x4::<0b11_01_11_01>(u2, u3),
+    ]
+}
+
+/// Packs 64 columns of row-major B (`b` at the strip's first column) over `quads` whole quads
+/// (`4 quads` rows) into four consecutive panels, `panel_stride` quads apart from `out`; adds
+/// each column's sum to `sums` and returns the smallest and largest byte read.
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI must be available; `b` must be valid for 64 bytes at `b + r ldb` for every
+/// `r < 4 quads`; `out + g panel_stride + q` valid for every `g < 4`, `q < quads`; `sums` for 64.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
+pub(crate) unsafe fn pack_strip(
+    b: *const i8,
+    ldb: usize,
+    quads: usize,
+    out: *mut Quad,
+    panel_stride: usize,
+    sums: &mut [i32; 64],
+) -> (i8, i8) {
+    let ones = _mm512_set1_epi8(1);
+    let (mut low, mut high) = (_mm512_set1_epi8(i8::MAX), _mm512_set1_epi8(i8::MIN));
+    let mut acc = [_mm512_setzero_si512(); 4];
+    for q in 0..quads {
+        // SAFETY: q < quads keeps the four rows and the four output quads inside the caller's
+        // buffers; the stores are unaligned, a prefetch never faults.
+        unsafe {
+            let rows: [__m512i; 4] = core::array::from_fn(|u| {
+                let row = b.add((4 * q + u) * ldb);
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(16 * ldb).cast());
+                _mm512_loadu_si512(row.cast())
+            });
+            for r in rows {
+                low = _mm512_min_epi8(low, r);
+                high = _mm512_max_epi8(high, r);
+            }
+            for (g, quad) in transpose_lanes(interleave_rows(rows)).into_iter().enumerate() {
+                acc[g] = _mm512_dpbusd_epi32(acc[g], ones, quad);
+                _mm512_storeu_si512(out.add(g * panel_stride + q).cast(), quad);
+            }
+        }
+    }
+    for (sum, part) in sums.chunks_exact_mut(16).zip(acc) {
+        // SAFETY: the chunk holds 16 i32.
+        unsafe {
+            let at = sum.as_mut_ptr().cast::<__m512i>();
+            _mm512_storeu_si512(at, _mm512_add_epi32(_mm512_loadu_si512(at), part));
+        }
+    }
+    let (mut lows, mut highs) = ([0i8; 64], [0i8; 64]);
+    // SAFETY: each array holds 64 bytes.
+    unsafe {
+        _mm512_storeu_si512(lows.as_mut_ptr().cast(), low);
+        _mm512_storeu_si512(highs.as_mut_ptr().cast(), high);
+    }
+    (lows.into_iter().min().unwrap_or(0), highs.into_iter().max().unwrap_or(0))
 }
