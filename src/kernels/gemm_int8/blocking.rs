@@ -35,14 +35,30 @@ pub const PANELS_VNNI: usize = 4;
 pub const STREAM_MAX_ROWS_VNNI: usize = 32;
 /// Rows of A per pass of the AVX-512 streaming kernel (24 accumulators of 16 columns).
 pub const STREAM_ROWS_VNNI: usize = 6;
-/// Quads of k per block of the AVX-512 streaming kernel: 64 rows of B read side by side.
+/// Quads of k per block of the AVX-512 streaming kernel: 64 rows of B read side by side, C
+/// reloaded once per block (for several row groups, C is the larger traffic).
 pub const STREAM_QUADS_VNNI: usize = 16;
+/// The same for at most [`STREAM_ROWS_VNNI`] rows (one group, C a single small tile row): 16 rows
+/// of B side by side, few enough streams for the L2 prefetcher (k = n = 4096, m = 1, one
+/// thread: 16 quads 1.28 ms, 4 quads 0.66 ms, 2 quads 0.76 ms; m = 32 would go 4.6 -> 8.0 ms).
+pub const STREAM_QUADS_VNNI_ONE_GROUP: usize = 4;
 /// Rows of A per pass of the streaming kernel over a block of B (12 accumulators of 16 columns).
 pub const STREAM_ROWS: usize = 6;
 /// Pairs of k per block of the streaming kernel: 64 rows of B are read side by side, C is
 /// reloaded once per block.
 pub const STREAM_PAIRS: usize = 32;
+/// The plain API keeps its packed B buffer per thread between calls up to this size: a fresh
+/// allocation of 16 MiB (B of 4096 x 4096) cost 9-13 ms in page faults and zeroing on this
+/// project's VM against ~3 ms reused (`PackedI8::repack`).
+pub const PLAIN_PACK_KEEP_BYTES: usize = 64 << 20;
+/// The plain API packs B this many bytes of rows at a time (at least [`PLAIN_BLOCK_ROWS_UNIT`]
+/// rows) and multiplies each block while it is in cache: at m = 128, k = n = 4096, packing B
+/// whole sent 16 MiB to memory and back (13.1 ms against 9.1 ms prepacked).
+pub const PLAIN_BLOCK_BYTES: usize = 1 << 20;
+/// Rows of B per plain-API block are a multiple of this (whole quads, whole packing blocks).
+pub const PLAIN_BLOCK_ROWS_UNIT: usize = 64;
 /// Below this many multiply-adds a product stays on the calling thread.
 pub const PARALLEL_MIN_MACS: usize = 1 << 21;
 
 const _: () = assert!(MC.is_multiple_of(MR) && NR * KU == 64);
+const _: () = assert!(STREAM_QUADS_VNNI_ONE_GROUP <= STREAM_QUADS_VNNI);

@@ -211,8 +211,33 @@ pub fn gemm_path_on<T: AElement>(
     if stream {
         return stream::gemm_stream(kernel, update, m, n, k, a, lda, b, ldb, c, ldc);
     }
-    let packed = PackedI8::pack(k, n, b, ldb)?;
-    run(kernel, update, m, a, lda, &packed, c, ldc)
+    // The last call's buffer, so that repeated calls reuse its pages (kept up to PLAIN_PACK_KEEP_BYTES).
+    thread_local! {
+        static PLAIN_PACK: std::cell::Cell<Option<PackedI8>> = const { std::cell::Cell::new(None) };
+    }
+    // B is packed and multiplied a block of rows at a time, so the packed block is still in
+    // cache when the kernel reads it; A's columns and the i8 correction follow the block.
+    let block_rows =
+        (blocking::PLAIN_BLOCK_BYTES / n).max(1).next_multiple_of(blocking::PLAIN_BLOCK_ROWS_UNIT);
+    let mut packed = match PLAIN_PACK.take() {
+        Some(packed) => packed,
+        None => PackedI8::pack(0, 0, &[], 0)?,
+    };
+    let mut result = Ok(());
+    for r0 in (0..k).step_by(block_rows) {
+        let rows = block_rows.min(k - r0);
+        let update = if r0 == 0 { update } else { Update::Accumulate };
+        result = packed
+            .repack(rows, n, &b[r0 * ldb..], ldb)
+            .and_then(|()| run(kernel, update, m, &a[r0..], lda, &packed, c, ldc));
+        if result.is_err() {
+            break;
+        }
+    }
+    if packed.held_bytes() <= blocking::PLAIN_PACK_KEEP_BYTES {
+        PLAIN_PACK.set(Some(packed));
+    }
+    result
 }
 
 /// `C (+)= A B` with B prepacked: the inference fast path. A is u8 or i8 (`m x packed.k()`).

@@ -44,10 +44,25 @@ pub struct PackedI8 {
 impl PackedI8 {
     /// Packs row-major B (`k x n`, leading dimension `ldb >= n`).
     pub fn pack(k: usize, n: usize, b: &[i8], ldb: usize) -> Result<Self> {
-        check_matrix("b", b.len(), k, n, ldb)?;
-        let mut packed = Self::zeroed(k, n)?;
+        let mut packed = Self::zeroed(0, 0)?;
+        packed.repack(k, n, b, ldb)?;
+        Ok(packed)
+    }
+
+    /// Packs row-major B into this handle, reusing its memory (the plain API's per-thread buffer:
+    /// a fresh `k x n` allocation costs a page fault per 4 KiB, more than the packing itself).
+    /// On error the handle is left empty.
+    pub(crate) fn repack(&mut self, k: usize, n: usize, b: &[i8], ldb: usize) -> Result<()> {
+        if let Err(error) = check_matrix("b", b.len(), k, n, ldb) {
+            self.reset(0, 0, true)?;
+            return Err(error);
+        }
+        // Where the AVX-512 strips will cover every quad, old contents need not be zeroed first.
+        let covered = n.is_multiple_of(64) && k.is_multiple_of(KU) && self.strips_available();
+        self.reset(k, n, !covered)?;
+        let packed = self;
         if k == 0 || n == 0 {
-            return Ok(packed);
+            return Ok(());
         }
         // The AVX-512 tier packs whole strips of 64 columns over whole quads in registers; the
         // rest (last columns, a last partial quad) is done here.
@@ -86,7 +101,16 @@ impl PackedI8 {
                 }
             }
         }
-        Ok(packed)
+        Ok(())
+    }
+
+    /// Whether [`PackedI8::pack_strips`] packs on this tier.
+    fn strips_available(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return super::x86_512::Avx512::detect().is_some()
+            && crate::kernels::Isa::active() >= crate::kernels::Isa::Avx512;
+        #[cfg(not(target_arch = "x86_64"))]
+        false
     }
 
     /// On the AVX-512 tier, packs every whole 64-column strip of B over its whole quads and
@@ -94,20 +118,22 @@ impl PackedI8 {
     /// smallest and largest byte seen (`(0, 0, (0, 0))` on other tiers).
     fn pack_strips(&mut self, b: &[i8], ldb: usize) -> (usize, usize, (i8, i8)) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(_avx512) = super::x86_512::Avx512::detect()
-            .filter(|_| crate::kernels::Isa::active() >= crate::kernels::Isa::Avx512)
-        {
+        if self.strips_available() {
             let (strips, quads) = (self.n / 64, self.k / KU);
             let (mut low, mut high) = (0i8, 0i8);
-            for s in 0..strips {
-                let Some(sums) = self.col_sums[64 * s..].first_chunk_mut::<64>() else { break };
-                let out = self.data[4 * s * self.quads..].as_mut_ptr();
-                // SAFETY: the token proves AVX-512 VNNI; the strip's 4 quads rows of 64 bytes lie
-                // in b (checked against k x n), its four panels of `self.quads` quads in data.
-                let (l, h) = unsafe {
-                    super::x86_512::pack_strip(b[64 * s..].as_ptr(), ldb, quads, out, self.quads, sums)
-                };
-                (low, high) = (low.min(l), high.max(h));
+            // 32 rows at a time across all strips: few streams for the prefetcher, pages in the TLB.
+            for q0 in (0..quads).step_by(8) {
+                let qn = 8.min(quads - q0);
+                for s in 0..strips {
+                    let Some(sums) = self.col_sums[64 * s..].first_chunk_mut::<64>() else { break };
+                    let out = self.data[4 * s * self.quads + q0..].as_mut_ptr();
+                    let rows = &b[q0 * KU * ldb + 64 * s..];
+                    // SAFETY: the token proves AVX-512 VNNI; the block's 4 qn rows of 64 bytes lie
+                    // in b (checked against k x n), its four panels' quads q0.. in data.
+                    let (l, h) =
+                        unsafe { super::x86_512::pack_strip(rows.as_ptr(), ldb, qn, out, self.quads, sums) };
+                    (low, high) = (low.min(l), high.max(h));
+                }
             }
             return (64 * strips, quads, (low, high));
         }
@@ -138,14 +164,46 @@ impl PackedI8 {
 
     /// An all-zero B of `k x n` in [`BLayout::Quad16x4`] (column sums 0, 7-bit).
     fn zeroed(k: usize, n: usize) -> Result<Self> {
+        let layout = BLayout::Quad16x4;
+        let mut packed = PackedI8 {
+            k: 0,
+            n: 0,
+            quads: 0,
+            data: Vec::new(),
+            col_sums: Vec::new(),
+            seven_bit: true,
+            layout,
+        };
+        packed.reset(k, n, true)?;
+        Ok(packed)
+    }
+
+    /// Makes this handle a B of `k x n` in [`BLayout::Quad16x4`] with zero column sums, keeping
+    /// its memory; the quads are all zero with `zero`, else zero only past what it held before.
+    fn reset(&mut self, k: usize, n: usize, zero: bool) -> Result<()> {
         let quads = k.div_ceil(KU);
-        let panels = n.div_ceil(NR);
-        let len = checked_product("packed B", &[panels, quads])?;
-        let mut data = Vec::new();
-        data.try_reserve_exact(len).map_err(|_| Error::OutOfMemory { bytes: len.saturating_mul(64) })?;
-        data.resize(len, Quad([0; NR * KU]));
-        let col_sums = crate::error::try_vec(n, 0i32)?;
-        Ok(PackedI8 { k, n, quads, data, col_sums, seven_bit: true, layout: BLayout::Quad16x4 })
+        let len = checked_product("packed B", &[n.div_ceil(NR), quads])?;
+        let grow = |have: usize, want: usize| want.saturating_sub(have);
+        if zero {
+            self.data.clear();
+        }
+        self.data.truncate(len);
+        self.data
+            .try_reserve_exact(grow(self.data.capacity(), len))
+            .map_err(|_| Error::OutOfMemory { bytes: len.saturating_mul(64) })?;
+        self.data.resize(len, Quad([0; NR * KU]));
+        self.col_sums.clear();
+        self.col_sums
+            .try_reserve_exact(grow(self.col_sums.capacity(), n))
+            .map_err(|_| Error::OutOfMemory { bytes: n.saturating_mul(4) })?;
+        self.col_sums.resize(n, 0);
+        (self.k, self.n, self.quads, self.seven_bit, self.layout) = (k, n, quads, true, BLayout::Quad16x4);
+        Ok(())
+    }
+
+    /// Bytes of memory the handle holds.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.data.capacity() * std::mem::size_of::<Quad>() + self.col_sums.capacity() * 4
     }
 
     /// The layout B was packed in: a kernel that does not read it refuses the handle.

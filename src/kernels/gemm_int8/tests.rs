@@ -103,6 +103,9 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (130, 17, 1030),
     // The same past AVX-512's whole-depth limit (u8 A only: MC x 1638 bytes).
     (121, 70, 1700),
+    // The plain API's blocks of B rows (PLAIN_BLOCK_BYTES / n rounded up to 64: 512 here), the
+    // last one ending in a partial quad.
+    (40, 2100, 1103),
     // Streaming: every row-group count up to STREAM_MAX_ROWS (32) and past it, odd k across a
     // STREAM_PAIRS block, column tails, several k blocks.
     (3, 16, 64),
@@ -176,6 +179,23 @@ fn large_products_split_across_threads_stay_exact() {
         for isa in Isa::available() {
             let mut c = vec![0i32; m * n];
             gemm_on(isa, Update::Overwrite, m, n, k, &a, k, &b, n, &mut c, n).unwrap();
+            assert!(c.iter().zip(&want).all(|(&g, &w)| i64::from(g) == w), "{isa} {m}x{n}x{k}");
+        }
+    }
+}
+
+#[test]
+fn the_plain_apis_reused_packing_buffer_never_leaks_an_earlier_b() {
+    let mut rng = Rng(99);
+    // Covered shapes (n a multiple of 64, k of 4) skip zeroing; a shape with padding follows a
+    // larger one, then the larger one comes back with other data.
+    for (m, n, k) in [(40, 128, 64), (40, 128, 64), (37, 70, 33), (37, 64, 8), (40, 128, 64), (41, 17, 5)] {
+        let a = rng.bytes(m * k);
+        let b = as_i8(rng.bytes(k * n));
+        let want = reference(m, n, k, &a, k, &b, n);
+        for isa in Isa::available() {
+            let mut c = vec![7i32; m * n];
+            gemm_path_on(isa, PlainPath::Pack, Update::Overwrite, m, n, k, &a, k, &b, n, &mut c, n).unwrap();
             assert!(c.iter().zip(&want).all(|(&g, &w)| i64::from(g) == w), "{isa} {m}x{n}x{k}");
         }
     }

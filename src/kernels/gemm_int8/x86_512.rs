@@ -216,7 +216,7 @@ pub(crate) unsafe fn pack_strip(
         unsafe {
             let rows: [__m512i; 4] = core::array::from_fn(|u| {
                 let row = b.add((4 * q + u) * ldb);
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(16 * ldb).cast());
+                // no prefetch
                 _mm512_loadu_si512(row.cast())
             });
             for r in rows {
