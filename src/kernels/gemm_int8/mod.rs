@@ -443,7 +443,8 @@ unsafe fn drive<T: AElement>(
     bias: Option<&[i32]>,
 ) -> Result<()> {
     let (n, k, quads) = (packed.n(), packed.k(), packed.quads());
-    let block_rows = MC.min(rows.len().div_ceil(MR) * MR);
+    // Row blocks of at most MC rows, balanced (m = 128 is one block of 128, not 120 and 8).
+    let block_rows = rows.len().div_ceil(rows.len().div_ceil(MC)).next_multiple_of(MR);
     let a_bytes = if kernel.a_layouts().contains(&ALayout::Wide) { std::mem::size_of::<i16>() } else { 1 };
     let whole_depth = block_rows * quads * KU * a_bytes <= A_WHOLE_DEPTH_BYTES;
     let kc = if whole_depth { quads.max(1) } else { KC_QUADS };
@@ -455,8 +456,8 @@ unsafe fn drive<T: AElement>(
         let qn = kc.min(quads - q0);
         let ks = q0 * KU..k.min((q0 + qn) * KU);
         let add = accumulate || q0 > 0;
-        for i0 in rows.clone().step_by(MC) {
-            let block = i0..rows.end.min(i0 + MC);
+        for i0 in rows.clone().step_by(block_rows) {
+            let block = i0..rows.end.min(i0 + block_rows);
             let seven_bit = || block_is_seven_bit(a, lda, block.clone(), ks.clone());
             let tiles = || block.clone().step_by(MR).enumerate();
             let panel_len = qn * MR * KU;

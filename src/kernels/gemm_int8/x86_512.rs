@@ -191,6 +191,11 @@ fn transpose_lanes(v: [__m512i; 4]) -> [__m512i; 4] {
     ]
 }
 
+/// How far along each row of B the packer prefetches: the strips to its right, which the next
+/// calls read (rows are a page apart, too many streams for the hardware prefetcher; k = n =
+/// 4096, m = 128, one thread: plain 11.1 -> 10.3 ms at 256 bytes, 10.7 at 512, 10.8 at 1024).
+const PACK_PREFETCH_BYTES: usize = 256;
+
 /// Packs 64 columns of row-major B (`b` at the strip's first column) over `quads` whole quads
 /// (`4 quads` rows) into four consecutive panels, `panel_stride` quads apart from `out`; adds
 /// each column's sum to `sums` and returns the smallest and largest byte read.
@@ -216,7 +221,7 @@ pub(crate) unsafe fn pack_strip(
         unsafe {
             let rows: [__m512i; 4] = core::array::from_fn(|u| {
                 let row = b.add((4 * q + u) * ldb);
-                // no prefetch
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PACK_PREFETCH_BYTES).cast());
                 _mm512_loadu_si512(row.cast())
             });
             for r in rows {
