@@ -51,10 +51,15 @@ pub const STREAM_PAIRS: usize = 32;
 /// allocation of 16 MiB (B of 4096 x 4096) cost 9-13 ms in page faults and zeroing on this
 /// project's VM against ~3 ms reused (`PackedI8::repack`).
 pub const PLAIN_PACK_KEEP_BYTES: usize = 64 << 20;
-/// The plain API packs B this many bytes of rows at a time (at least [`PLAIN_BLOCK_ROWS_UNIT`]
-/// rows) and multiplies each block while it is in cache: at m = 128, k = n = 4096, packing B
-/// whole sent 16 MiB to memory and back (13.1 ms against 9.1 ms prepacked).
+/// The plain API packs B in blocks of [`PLAIN_BLOCK_COLS`] columns x this many bytes of rows (at
+/// least [`PLAIN_BLOCK_ROWS_UNIT`] rows) and multiplies each while it and its columns of C are in
+/// cache. k = 4096, m = 128, one thread, against oneDNN in the same runs: B packed whole 13.1 ms
+/// (n = 4096, 0.75x); all columns x 1 MiB of rows 10.3-11.3 (0.88x); 1024 columns x 1 MiB 10.4
+/// (0.98x) and at n = 11008 32.3 against 34.9 (1.08x); 512 x 512 KiB, 2048 x 1 MiB, 1024 x 2 MiB
+/// and 256 x 256 KiB were slower.
 pub const PLAIN_BLOCK_BYTES: usize = 1 << 20;
+/// Columns of B per plain-API block (see [`PLAIN_BLOCK_BYTES`]).
+pub const PLAIN_BLOCK_COLS: usize = 1024;
 /// Rows of B per plain-API block are a multiple of this (whole quads, whole packing blocks).
 pub const PLAIN_BLOCK_ROWS_UNIT: usize = 64;
 /// Below this many multiply-adds a product stays on the calling thread.

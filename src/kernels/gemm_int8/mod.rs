@@ -215,23 +215,27 @@ pub fn gemm_path_on<T: AElement>(
     thread_local! {
         static PLAIN_PACK: std::cell::Cell<Option<PackedI8>> = const { std::cell::Cell::new(None) };
     }
-    // B is packed and multiplied a block of rows at a time, so the packed block is still in
-    // cache when the kernel reads it; A's columns and the i8 correction follow the block.
+    // B is packed and multiplied a block (columns x rows) at a time, so the packed block and the
+    // block's columns of C stay in cache; A's columns and the i8 correction follow the block.
+    let block_cols = blocking::PLAIN_BLOCK_COLS.min(n);
     let block_rows =
-        (blocking::PLAIN_BLOCK_BYTES / n).max(1).next_multiple_of(blocking::PLAIN_BLOCK_ROWS_UNIT);
+        (blocking::PLAIN_BLOCK_BYTES / block_cols).max(1).next_multiple_of(blocking::PLAIN_BLOCK_ROWS_UNIT);
     let mut packed = match PLAIN_PACK.take() {
         Some(packed) => packed,
         None => PackedI8::pack(0, 0, &[], 0)?,
     };
     let mut result = Ok(());
-    for r0 in (0..k).step_by(block_rows) {
-        let rows = block_rows.min(k - r0);
-        let update = if r0 == 0 { update } else { Update::Accumulate };
-        result = packed
-            .repack(rows, n, &b[r0 * ldb..], ldb)
-            .and_then(|()| run(kernel, update, m, &a[r0..], lda, &packed, c, ldc));
-        if result.is_err() {
-            break;
+    'blocks: for j0 in (0..n).step_by(block_cols) {
+        let cols = block_cols.min(n - j0);
+        for r0 in (0..k).step_by(block_rows) {
+            let rows = block_rows.min(k - r0);
+            let update = if r0 == 0 { update } else { Update::Accumulate };
+            result = packed
+                .repack(rows, cols, &b[r0 * ldb + j0..], ldb)
+                .and_then(|()| run(kernel, update, m, &a[r0..], lda, &packed, &mut c[j0..], ldc));
+            if result.is_err() {
+                break 'blocks;
+            }
         }
     }
     if packed.held_bytes() <= blocking::PLAIN_PACK_KEEP_BYTES {
