@@ -2,8 +2,8 @@
 //!
 //! `y = saturate(round_half_even(x / scale) + zero_point)` with `x / scale` computed in f32, and
 //! `x = (y - zero_point) * scale`, exactly as ONNX QuantizeLinear / DequantizeLinear define them.
-//! The scalar path in [`scalar`] is the definition; the AVX2+F16C (`x86.rs`) and NEON
-//! (`aarch64.rs`) paths match it bit for bit, NaN payloads included: a NaN cast either way is
+//! The scalar path in [`scalar`] is the definition; the AVX2+F16C (`x86.rs`), AVX-512
+//! (`x86_512.rs`) and NEON (`aarch64.rs`) paths match it bit for bit, NaN payloads included: a NaN cast either way is
 //! quieted and keeps its top payload bits, as `half` does. Quantize refuses NaN with one SIMD
 //! pre-scan ([`first_nan`]) before writing anything, then converts in a second pass.
 
@@ -12,6 +12,8 @@ mod aarch64;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_512;
 
 use super::Isa;
 use crate::{Error, Result};
@@ -23,7 +25,11 @@ macro_rules! dispatch {
         match $isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `ensure_available` passed for `Isa::Avx2`, so the CPU has AVX2, FMA and F16C.
-            Isa::Avx2 | Isa::Avx512 => unsafe { x86::$f($($arg),*) },
+            Isa::Avx2 => unsafe { x86::$f($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `ensure_available` passed for `Isa::Avx512`, so the CPU has AVX-512 F/BW/VL/DQ
+            // and the AVX2 tier's features.
+            Isa::Avx512 => unsafe { x86_512::$f($($arg),*) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: `ensure_available` passed for `Isa::Neon`, so the CPU has NEON.
             Isa::Neon | Isa::Dotprod | Isa::I8mm => unsafe { aarch64::$f($($arg),*) },

@@ -154,12 +154,12 @@ fn quantize_lanes(x: __m256, scale: __m256, zero_point: __m256, lo: __m256, hi: 
 }
 
 /// Fraction bits of the fixed-point quotient in [`FixedQuotient`].
-const FRACTION_BITS: i32 = 11;
+pub(super) const FRACTION_BITS: i32 = 11;
 
 /// `1.5 * 2^23 + 2^10`: added to a float of magnitude below `2^22`, it rounds it to an integer (half
 /// to even) held in the low mantissa bits, so the sum's bit pattern is `0x4B40_0400 + integer`;
 /// the `2^10` moves half-integers of the fixed-point quotient to multiples of `2^11`.
-const SHIFTER: f32 = 12_583_936.0;
+pub(super) const SHIFTER: f32 = 12_583_936.0;
 
 /// ONNX quantization without the division, exact for every input it does not flag.
 ///
