@@ -13,6 +13,8 @@ pub mod scalar;
 mod simd;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_512;
 
 use super::Isa;
 use crate::{Error, Result};
@@ -107,7 +109,10 @@ macro_rules! dispatch {
         match $isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: ensure_available confirmed AVX2, FMA and F16C.
-            Isa::Avx2 | Isa::Avx512 => unsafe { x86::$f($($arg),*) },
+            Isa::Avx2 => unsafe { x86::$f($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: ensure_available confirmed AVX-512 F/BW/VL/DQ and the AVX2 tier's features.
+            Isa::Avx512 => unsafe { x86_512::$f($($arg),*) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: ensure_available confirmed NEON.
             Isa::Neon | Isa::Dotprod | Isa::I8mm => unsafe { aarch64::$f($($arg),*) },

@@ -11,7 +11,7 @@ use super::{KdRowSums, KdStore, EXP_FAST_MAX, EXP_POLY, LN2_8_HI, LN2_8_LO, LOG2
 /// Values of an implementing type are only made inside entry points whose instruction set
 /// `Isa` has found available; that is what makes the safe methods sound.
 pub(super) trait Lanes: Copy {
-    /// Lanes per vector (at most 8).
+    /// Lanes per vector (at most [`MAX_LANES`]).
     const N: usize;
     /// Loads `N` floats.
     ///
@@ -68,20 +68,23 @@ pub(super) trait Lanes: Copy {
     fn hmax(self) -> f32;
 }
 
+/// The widest [`Lanes`] type's lane count (AVX-512's sixteen).
+pub(super) const MAX_LANES: usize = 16;
+
 /// Loads the first `x.len() < N` floats of a tail, the other lanes `pad`.
 #[inline(always)]
 fn load_tail<V: Lanes>(x: &[f32], pad: f32) -> V {
-    let mut buf = [pad; 8];
+    let mut buf = [pad; MAX_LANES];
     buf[..x.len()].copy_from_slice(x);
-    // SAFETY: buf holds 8 >= N floats.
+    // SAFETY: buf holds MAX_LANES >= N floats.
     unsafe { V::load(buf.as_ptr()) }
 }
 
 /// Stores the first `y.len() < N` lanes of `v` into a tail.
 #[inline(always)]
 fn store_tail<V: Lanes>(v: V, y: &mut [f32]) {
-    let mut buf = [0.0f32; 8];
-    // SAFETY: buf holds 8 >= N floats.
+    let mut buf = [0.0f32; MAX_LANES];
+    // SAFETY: buf holds MAX_LANES >= N floats.
     unsafe { v.store(buf.as_mut_ptr()) };
     let n = y.len();
     y.copy_from_slice(&buf[..n]);
