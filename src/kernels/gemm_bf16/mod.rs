@@ -6,6 +6,9 @@
 //! for `p = 0..k` in order) only in the order and grouping of its sums (FMA chains, blocks of
 //! [`KC`]). Every result lies within `k * 2^-24 * sum_p |a_ip b_pj|` (plus `k * 2^-149` where
 //! products underflow) of the exact value; NaN and infinities propagate as IEEE arithmetic makes them.
+//! One exception, stated by [`Kernel::flushes_subnormals`]: the AVX-512 BF16 kernel's instruction
+//! counts subnormal bf16 operands (below `2^-126`) as zero and flushes subnormal sums to zero, so
+//! its results may further lose those products and up to `2^-126` per step of k.
 //!
 //! Two ways in:
 //! - [`gemm_bf16bf16_f32`] reads B as it is. For `m <= STREAM_MAX_M` it never packs all of B: it
@@ -26,6 +29,8 @@ pub mod scalar;
 mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_512;
 
 use super::gemm_float::matrix_len;
 use super::Isa;
@@ -55,21 +60,45 @@ pub enum Kernel {
     /// AVX2 + FMA: a 6 x 16 f32 tile (twelve accumulators), B in paired 16-column panels.
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX-512 BF16: an 8 x 32 f32 tile (sixteen zmm accumulators) by `vdpbf16ps`, A and B in
+    /// pairs of k (subnormal operands count as zero, see `x86_512.rs`).
+    #[cfg(target_arch = "x86_64")]
+    Avx512Bf16,
+    /// AVX-512 FMA: the same 8 x 32 tile by `vfmadd231ps` on B widened in registers, B in paired
+    /// 32-column panels (on CPUs where `vdpbf16ps` is slower than FMA, see `x86_512.rs`).
+    #[cfg(target_arch = "x86_64")]
+    Avx512Fma,
     /// NEON: an 8 x 12 f32 tile (twenty-four accumulators), B in plain 12-column panels.
     #[cfg(target_arch = "aarch64")]
     Neon,
 }
 
 impl Kernel {
-    /// The kernel a tier runs (AVX-512 runs the AVX2 kernel, the Arm tiers the NEON one).
-    pub const fn for_isa(isa: Isa) -> Kernel {
+    /// The kernel a tier runs: on AVX-512, `vdpbf16ps` where the CPU has it and runs it fast
+    /// (AMD), else zmm FMA; the Arm tiers the NEON one.
+    pub fn for_isa(isa: Isa) -> Kernel {
         match isa {
             Isa::Scalar => Kernel::Scalar,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::Avx512 => Kernel::Avx2,
+            Isa::Avx512 if isa.has_bf16() && x86_512::dot_is_fast() => Kernel::Avx512Bf16,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Kernel::Avx512Fma,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Kernel::Avx2,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon | Isa::Dotprod | Isa::I8mm => Kernel::Neon,
         }
+    }
+
+    /// Every kernel this machine can run (each tier's, and the AVX-512 BF16 one wherever the CPU
+    /// has the instructions, even when its tier prefers FMA), for tests and benches.
+    pub fn available() -> Vec<Kernel> {
+        let mut kernels: Vec<Kernel> = Isa::available().into_iter().map(Kernel::for_isa).collect();
+        #[cfg(target_arch = "x86_64")]
+        if Isa::Avx512.has_bf16() && !kernels.contains(&Kernel::Avx512Bf16) {
+            kernels.push(Kernel::Avx512Bf16);
+        }
+        kernels
     }
 
     /// Rows of C per microkernel call.
@@ -78,6 +107,8 @@ impl Kernel {
             Kernel::Scalar => 1,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => x86::MR,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Bf16 | Kernel::Avx512Fma => x86_512::MR,
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon => aarch64::MR,
         }
@@ -87,7 +118,24 @@ impl Kernel {
     pub const fn nr(self) -> usize {
         match self.layout() {
             Layout::RowMajor => 1,
-            Layout::Panels { nr, .. } => nr,
+            Layout::Panels { nr, .. } | Layout::KPairs { nr } => nr,
+        }
+    }
+
+    /// Whether the kernel treats subnormal bf16 operands as zero and flushes subnormal sums to
+    /// zero (AVX-512 BF16's `vdpbf16ps` does): its results may then differ from the summation
+    /// bound in the module docs by the products it drops and `2^-126` per step.
+    pub const fn flushes_subnormals(self) -> bool {
+        match self {
+            Kernel::Scalar => false,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => false,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Bf16 => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Fma => false,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => false,
         }
     }
 
@@ -97,6 +145,10 @@ impl Kernel {
             Kernel::Scalar => Layout::RowMajor,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => Layout::Panels { nr: x86::NR, paired: true },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Bf16 => Layout::KPairs { nr: x86_512::NR },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Fma => Layout::Panels { nr: x86_512::FMA_NR, paired: true },
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon => Layout::Panels { nr: aarch64::NR, paired: false },
         }
@@ -118,9 +170,24 @@ pub enum Layout {
         /// Columns `c` and `c + nr / 2` share a 32-bit word.
         paired: bool,
     },
+    /// Panels of `nr` columns over pairs of rows: panel `j` holds `ceil(k / 2)` groups of `2 nr`
+    /// values, group `q` storing row `2q` of column `c` in slot `2c` and row `2q + 1` in slot
+    /// `2c + 1` (zero past `k` and `n`), so one 32-bit word holds a column's pair of k.
+    KPairs {
+        /// Columns per panel.
+        nr: usize,
+    },
 }
 
 impl Layout {
+    /// Rows of B a panel stores for `k` rows (pairs round up).
+    const fn stored_rows(self, k: usize) -> usize {
+        match self {
+            Layout::KPairs { .. } => k.next_multiple_of(2),
+            Layout::RowMajor | Layout::Panels { .. } => k,
+        }
+    }
+
     /// Where column `c` (`< nr`) of a panel row sits.
     const fn slot(nr: usize, paired: bool, c: usize) -> usize {
         if !paired {
@@ -193,6 +260,39 @@ fn pair16(src: &[bf16; 16], row: &mut [bf16; 16]) {
     }
 }
 
+/// As [`pack_panels`] for [`Layout::KPairs`] (`p0` even): the pair of rows `p0 + 2q`, `+ 1` of
+/// panel `jp` goes to `out[jp * panel_stride + 2 q nr..][..2 nr]`, interleaved column by column
+/// (a missing second row of an odd `kc` as zeros).
+#[allow(clippy::too_many_arguments)]
+fn pack_pairs(
+    nr: usize,
+    b: &[bf16],
+    ldb: usize,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    cols: usize,
+    out: &mut [bf16],
+    panel_stride: usize,
+) {
+    if cols == 0 {
+        return;
+    }
+    let row = |p: usize| &b[(p0 + p) * ldb + j0..(p0 + p) * ldb + j0 + cols];
+    for q in 0..kc.div_ceil(2) {
+        let (even, odd) = (row(2 * q), (2 * q + 1 < kc).then(|| row(2 * q + 1)));
+        for jp in 0..cols.div_ceil(nr) {
+            let group = &mut out[jp * panel_stride + 2 * q * nr..jp * panel_stride + 2 * (q + 1) * nr];
+            let width = nr.min(cols - jp * nr);
+            let (even, odd) = (&even[jp * nr..jp * nr + width], odd.map(|o| &o[jp * nr..jp * nr + width]));
+            for (c, slots) in group.chunks_exact_mut(2).enumerate() {
+                slots[0] = even.get(c).copied().unwrap_or(bf16::ZERO);
+                slots[1] = odd.and_then(|o| o.get(c).copied()).unwrap_or(bf16::ZERO);
+            }
+        }
+    }
+}
+
 /// B (`k x n`) packed for one kernel's layout. Pack once, multiply many times.
 #[derive(Clone, Debug)]
 pub struct PackedB {
@@ -211,8 +311,13 @@ impl PackedB {
     /// Packs `b` in the layout `isa`'s kernel reads.
     pub fn pack_on(isa: Isa, k: usize, n: usize, b: &[bf16], ldb: usize) -> Result<Self> {
         isa.ensure_available()?;
+        Self::pack_for(Kernel::for_isa(isa), k, n, b, ldb)
+    }
+
+    /// Packs `b` in the layout `kernel` reads.
+    pub(crate) fn pack_for(kernel: Kernel, k: usize, n: usize, b: &[bf16], ldb: usize) -> Result<Self> {
         check_matrix("b", b, k, n, ldb)?;
-        let layout = Kernel::for_isa(isa).layout();
+        let layout = kernel.layout();
         let data = match layout {
             Layout::RowMajor => {
                 let mut data = try_vec(checked_product("packed b", &[k, n])?, bf16::ZERO)?;
@@ -226,6 +331,15 @@ impl PackedB {
                 // KC rows at a time, so each block of B's rows is read once while it is in cache.
                 for pc in (0..k).step_by(KC) {
                     pack_panels(nr, paired, b, ldb, pc, KC.min(k - pc), 0, n, &mut data[pc * nr..], k * nr);
+                }
+                data
+            }
+            Layout::KPairs { nr } => {
+                let rows = layout.stored_rows(k);
+                let mut data =
+                    try_vec(checked_product("packed b", &[n.div_ceil(nr), rows, nr])?, bf16::ZERO)?;
+                for pc in (0..k).step_by(KC) {
+                    pack_pairs(nr, b, ldb, pc, KC.min(k - pc), 0, n, &mut data[pc * nr..], rows * nr);
                 }
                 data
             }
@@ -254,6 +368,10 @@ impl PackedB {
             Layout::RowMajor => self.data[p * self.n + j],
             Layout::Panels { nr, paired } => {
                 self.data[((j / nr) * self.k + p) * nr + Layout::slot(nr, paired, j % nr)]
+            }
+            Layout::KPairs { nr } => {
+                let rows = self.layout.stored_rows(self.k);
+                self.data[((j / nr) * rows + (p & !1)) * nr + 2 * (j % nr) + (p & 1)]
             }
         }
     }
@@ -290,6 +408,23 @@ pub fn gemm_on(
     ldc: usize,
 ) -> Result<()> {
     isa.ensure_available()?;
+    gemm_with(Kernel::for_isa(isa), m, n, k, a, lda, b, ldb, c, ldc)
+}
+
+/// [`gemm_on`] with a given kernel, which must be one of an available tier.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_with(
+    kernel: Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[bf16],
+    lda: usize,
+    b: &[bf16],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) -> Result<()> {
     check_matrix("a", a, m, k, lda)?;
     check_matrix("b", b, k, n, ldb)?;
     let c_len = check_matrix("c", c, m, n, ldc)?;
@@ -297,7 +432,7 @@ pub fn gemm_on(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let simd = match Kernel::for_isa(isa) {
+    let simd = match kernel {
         Kernel::Scalar => {
             scalar::gemm(m, n, k, a, lda, b, ldb, c, ldc);
             return Ok(());
@@ -305,6 +440,12 @@ pub fn gemm_on(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the Avx2 kernel comes from a tier ensure_available confirmed (avx2, fma).
         kernel @ Kernel::Avx2 => unsafe { Simd::new(kernel, x86::microkernel) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the Avx512Bf16 kernel comes from an available AVX-512 tier with BF16 (has_bf16).
+        kernel @ Kernel::Avx512Bf16 => unsafe { Simd::new(kernel, x86_512::microkernel) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the Avx512Fma kernel comes from an available AVX-512 tier (F, BW, VL; FMA).
+        kernel @ Kernel::Avx512Fma => unsafe { Simd::new(kernel, x86_512::fma_microkernel) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: the Neon kernel comes from a tier ensure_available confirmed (neon).
         kernel @ Kernel::Neon => unsafe { Simd::new(kernel, aarch64::microkernel) },
@@ -314,7 +455,7 @@ pub fn gemm_on(
         return Ok(());
     }
     if m > STREAM_MAX_M {
-        let packed = PackedB::pack_on(isa, k, n, b, ldb)?;
+        let packed = PackedB::pack_for(kernel, k, n, b, ldb)?;
         return simd.run_packed(m, a, lda, &packed, c, ldc);
     }
     simd.run_streaming(m, n, k, a, lda, b, ldb, c, ldc)
@@ -337,12 +478,27 @@ pub fn gemm_packed_on(
     ldc: usize,
 ) -> Result<()> {
     isa.ensure_available()?;
-    let kernel = Kernel::for_isa(isa);
+    gemm_packed_with(Kernel::for_isa(isa), m, a, lda, b, c, ldc)
+}
+
+/// [`gemm_packed_on`] with a given kernel, which must be one of an available tier.
+pub(crate) fn gemm_packed_with(
+    kernel: Kernel,
+    m: usize,
+    a: &[bf16],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+) -> Result<()> {
     if b.layout != kernel.layout() {
         return Err(Error::invalid(
             "packed b",
             format!("{:?}", b.layout),
-            format!("tier {isa} reads {:?}: pack B for it with PackedB::pack_on", kernel.layout()),
+            format!(
+                "kernel {kernel:?} reads {:?}: pack B for its tier with PackedB::pack_on",
+                kernel.layout()
+            ),
         ));
     }
     let (n, k) = (b.n, b.k);
@@ -360,6 +516,12 @@ pub fn gemm_packed_on(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the Avx2 kernel comes from a tier ensure_available confirmed (avx2, fma).
         kernel @ Kernel::Avx2 => unsafe { Simd::new(kernel, x86::microkernel) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the Avx512Bf16 kernel comes from an available AVX-512 tier with BF16 (has_bf16).
+        kernel @ Kernel::Avx512Bf16 => unsafe { Simd::new(kernel, x86_512::microkernel) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the Avx512Fma kernel comes from an available AVX-512 tier (F, BW, VL; FMA).
+        kernel @ Kernel::Avx512Fma => unsafe { Simd::new(kernel, x86_512::fma_microkernel) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: the Neon kernel comes from a tier ensure_available confirmed (neon).
         kernel @ Kernel::Neon => unsafe { Simd::new(kernel, aarch64::microkernel) },
@@ -419,7 +581,7 @@ type Micro = unsafe fn(Tile, &[f32], &[bf16], &mut [f32]);
 struct Simd {
     mr: usize,
     nr: usize,
-    paired: bool,
+    layout: Layout,
     micro: Micro,
 }
 
@@ -427,8 +589,30 @@ impl Simd {
     /// # Safety
     /// `micro` must be `kernel`'s microkernel, and the CPU must have `kernel`'s features.
     unsafe fn new(kernel: Kernel, micro: Micro) -> Simd {
-        let paired = matches!(kernel.layout(), Layout::Panels { paired: true, .. });
-        Simd { mr: kernel.mr(), nr: kernel.nr(), paired, micro }
+        Simd { mr: kernel.mr(), nr: kernel.nr(), layout: kernel.layout(), micro }
+    }
+
+    /// Packs a block of B (rows `p0 .. p0 + kc`, columns `j0 .. j0 + cols`) in the kernel's layout.
+    #[allow(clippy::too_many_arguments)]
+    fn pack_b(
+        &self,
+        b: &[bf16],
+        ldb: usize,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        cols: usize,
+        out: &mut [bf16],
+        panel_stride: usize,
+    ) {
+        match self.layout {
+            Layout::Panels { nr, paired } => {
+                pack_panels(nr, paired, b, ldb, p0, kc, j0, cols, out, panel_stride)
+            }
+            Layout::KPairs { nr } => pack_pairs(nr, b, ldb, p0, kc, j0, cols, out, panel_stride),
+            // The scalar kernel reads B in place; it never gets here.
+            Layout::RowMajor => {}
+        }
     }
 
     /// Runs the microkernel on one tile after checking the buffers hold it (an internal invariant).
@@ -444,6 +628,20 @@ impl Simd {
     /// groups of MR values, zero past row `mc`.
     fn pack_a(&self, a: &[bf16], lda: usize, pc: usize, mc: usize, kc: usize, out: &mut [f32]) {
         let mr = self.mr;
+        if let Layout::KPairs { .. } = self.layout {
+            // Pairs of k as one 32-bit word per row (row p low, p + 1 high), zero-padded.
+            for (i, panel) in out[..mc.div_ceil(mr) * mr * kc].chunks_exact_mut(mr * kc).enumerate() {
+                let rows = mr.min(mc - i * mr);
+                for r in 0..mr {
+                    let src = (r < rows).then(|| &a[(i * mr + r) * lda + pc..(i * mr + r) * lda + pc + kc]);
+                    for q in 0..kc.div_ceil(2) {
+                        let at = |p: usize| src.and_then(|s| s.get(p)).map_or(0, |v| u32::from(v.to_bits()));
+                        panel[q * mr + r] = f32::from_bits(at(2 * q) | at(2 * q + 1) << 16);
+                    }
+                }
+            }
+            return;
+        }
         for (i, panel) in out[..mc.div_ceil(mr) * mr * kc].chunks_exact_mut(mr * kc).enumerate() {
             let rows = mr.min(mc - i * mr);
             for r in 0..mr {
@@ -556,7 +754,8 @@ impl Simd {
                 for ic in (0..rows).step_by(MC) {
                     let mc = MC.min(rows - ic);
                     self.pack_a(&a[ic * lda..], lda, pc, mc, kc, a_pack);
-                    let panel = |jr: usize| &b.data[(jr * k + pc) * nr..(jr * k + pc + kc) * nr];
+                    let (rows, kcs) = (b.layout.stored_rows(k), b.layout.stored_rows(kc));
+                    let panel = |jr: usize| &b.data[(jr * rows + pc) * nr..(jr * rows + pc + kcs) * nr];
                     self.block(mc, n, kc, pc > 0, a_pack, panel, &mut c[ic * ldc..], ldc);
                 }
             }
@@ -592,9 +791,10 @@ impl Simd {
                 self.pack_a(a, lda, pc, rows, kc, a_pack);
                 for j0 in (0..n).step_by(strip_cols) {
                     let cols = strip_cols.min(n - j0);
-                    pack_panels(self.nr, self.paired, b, ldb, pc, kc, j0, cols, strip, kc * self.nr);
+                    let panel_len = self.layout.stored_rows(kc) * self.nr;
+                    self.pack_b(b, ldb, pc, kc, j0, cols, strip, panel_len);
                     let strip = &*strip;
-                    let panel = |jr: usize| &strip[jr * kc * self.nr..(jr + 1) * kc * self.nr];
+                    let panel = |jr: usize| &strip[jr * panel_len..(jr + 1) * panel_len];
                     self.block(rows, cols, kc, pc > 0, a_pack, panel, &mut c[j0..], ldc);
                 }
             }
