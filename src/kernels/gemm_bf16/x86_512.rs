@@ -39,7 +39,8 @@ pub(super) fn dot_is_fast() -> bool {
 #[inline]
 fn dot_pairs(acc: __m512, a: __m512i, b: __m512i) -> __m512 {
     // SAFETY: __m512i and __m512bh are both 64 bytes of plain lanes; every bit pattern is valid.
-    let (a, b): (__m512bh, __m512bh) = unsafe { (core::mem::transmute(a), core::mem::transmute(b)) };
+    let bh = |v: __m512i| unsafe { core::mem::transmute::<__m512i, __m512bh>(v) };
+    let (a, b) = (bh(a), bh(b));
     _mm512_dpbf16_ps(acc, a, b)
 }
 
