@@ -232,14 +232,10 @@ fn pack_panels(
         let b_row = &b[(p0 + p) * ldb + j0..(p0 + p) * ldb + j0 + cols];
         for (jp, src) in b_row.chunks(nr).enumerate() {
             let row = &mut out[jp * panel_stride + p * nr..jp * panel_stride + (p + 1) * nr];
-            match (
-                src.len() == nr,
-                paired,
-                <&[bf16; 16]>::try_from(src),
-                <&mut [bf16; 16]>::try_from(&mut *row),
-            ) {
-                (true, false, _, _) => row.copy_from_slice(src),
-                (true, true, Ok(src), Ok(row)) => pair16(src, row),
+            match (src.len() == nr, paired, nr) {
+                (true, false, _) => row.copy_from_slice(src),
+                (true, true, 16) => pair_halves::<16>(src, row),
+                (true, true, 32) => pair_halves::<32>(src, row),
                 _ => {
                     row.fill(bf16::ZERO);
                     for (c, &v) in src.iter().enumerate() {
@@ -251,12 +247,16 @@ fn pack_panels(
     }
 }
 
-/// One full row of a paired 16-column panel: column `c` to slot `2c`, column `c + 8` to `2c + 1`.
+/// One full row of a paired `N`-column panel: column `c` to slot `2c`, column `c + N / 2` to
+/// `2c + 1` (fixed-size arrays, so it compiles to unpack instructions).
 #[inline]
-fn pair16(src: &[bf16; 16], row: &mut [bf16; 16]) {
-    for c in 0..8 {
+fn pair_halves<const N: usize>(src: &[bf16], row: &mut [bf16]) {
+    let (Some(src), Some(row)) = (src.first_chunk::<N>(), row.first_chunk_mut::<N>()) else {
+        return;
+    };
+    for c in 0..N / 2 {
         row[2 * c] = src[c];
-        row[2 * c + 1] = src[c + 8];
+        row[2 * c + 1] = src[c + N / 2];
     }
 }
 
