@@ -20,6 +20,8 @@ pub mod scalar;
 mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_512;
 
 use super::Isa;
 use crate::error::{check_len, try_vec};
@@ -29,6 +31,8 @@ use half::{bf16, f16};
 
 #[cfg(target_arch = "x86_64")]
 const _: () = assert!(MC.is_multiple_of(x86::MR));
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(MC.is_multiple_of(x86_512::MR));
 #[cfg(target_arch = "aarch64")]
 const _: () = assert!(MC.is_multiple_of(aarch64::MR));
 const _: () = assert!(MC.is_multiple_of(scalar::MR));
@@ -143,13 +147,14 @@ pub struct Kernel {
     tier: Tier,
 }
 
-/// The tiers with float GEMM code of their own (the AVX-512 tier runs the AVX2 kernel, the dotprod
-/// and i8mm tiers the NEON one).
+/// The tiers with float GEMM code of their own (the dotprod and i8mm tiers run the NEON one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Tier {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     #[cfg(target_arch = "aarch64")]
     Neon,
 }
@@ -161,7 +166,9 @@ impl Kernel {
         let tier = match isa {
             Isa::Scalar => Tier::Scalar,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::Avx512 => Tier::Avx2,
+            Isa::Avx2 => Tier::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Tier::Avx512,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon | Isa::Dotprod | Isa::I8mm => Tier::Neon,
         };
@@ -180,6 +187,8 @@ impl Kernel {
             Tier::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Tier::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512 => "avx512",
             #[cfg(target_arch = "aarch64")]
             Tier::Neon => "neon",
         }
@@ -191,6 +200,8 @@ impl Kernel {
             Tier::Scalar => scalar::MR,
             #[cfg(target_arch = "x86_64")]
             Tier::Avx2 => x86::MR,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512 => x86_512::MR,
             #[cfg(target_arch = "aarch64")]
             Tier::Neon => aarch64::MR,
         }
@@ -202,6 +213,8 @@ impl Kernel {
             Tier::Scalar => scalar::NR,
             #[cfg(target_arch = "x86_64")]
             Tier::Avx2 => x86::NR,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512 => x86_512::NR,
             #[cfg(target_arch = "aarch64")]
             Tier::Neon => aarch64::NR,
         }
@@ -217,7 +230,7 @@ impl Kernel {
         match self.tier {
             Tier::Scalar => blocking::IN_PLACE_MAX_M,
             #[cfg(target_arch = "x86_64")]
-            Tier::Avx2 => blocking::IN_PLACE_MAX_M,
+            Tier::Avx2 | Tier::Avx512 => blocking::IN_PLACE_MAX_M,
             #[cfg(target_arch = "aarch64")]
             Tier::Neon => blocking::IN_PLACE_MAX_M,
         }
@@ -231,6 +244,10 @@ impl Kernel {
             // SAFETY: a Kernel of this tier exists only after for_isa checked avx2, fma and f16c;
             // the buffers hold the tile (asserted above).
             Tier::Avx2 => unsafe { x86::microkernel(tile, a, b, c) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a Kernel of this tier exists only after for_isa checked the AVX-512 tier;
+            // the buffers hold the tile (asserted above).
+            Tier::Avx512 => unsafe { x86_512::microkernel(tile, a, b, c) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: a Kernel of this tier exists only after for_isa checked NEON; buffers asserted.
             Tier::Neon => unsafe { aarch64::microkernel(tile, a, b, c) },
@@ -839,7 +856,10 @@ pub fn gemv_on<W: WeightElement>(
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Avx2 passed ensure_available; check_gemv sized w, x and y for these rows.
-            Isa::Avx2 | Isa::Avx512 => unsafe { x86::gemv(ys.len(), k, w, ldw, x, ys) },
+            Isa::Avx2 => unsafe { x86::gemv(ys.len(), k, w, ldw, x, ys) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: ensure_available passed for the AVX-512 tier; the slices were checked above.
+            Isa::Avx512 => unsafe { x86_512::gemv(ys.len(), k, w, ldw, x, ys) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: Neon passed ensure_available; check_gemv sized w, x and y for these rows.
             Isa::Neon | Isa::Dotprod | Isa::I8mm => unsafe { aarch64::gemv(ys.len(), k, w, ldw, x, ys) },
@@ -893,7 +913,10 @@ pub fn gemv_i8_on(
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Avx2 passed ensure_available; check_gemv sized w, x, y and scales.
-            Isa::Avx2 | Isa::Avx512 => unsafe { x86::gemv_i8(ys.len(), k, w, ldw, scales, x, ys) },
+            Isa::Avx2 => unsafe { x86::gemv_i8(ys.len(), k, w, ldw, scales, x, ys) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: ensure_available passed for the AVX-512 tier; the slices were checked above.
+            Isa::Avx512 => unsafe { x86_512::gemv_i8(ys.len(), k, w, ldw, scales, x, ys) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: Neon passed ensure_available; check_gemv sized w, x, y and scales.
             Isa::Neon | Isa::Dotprod | Isa::I8mm => unsafe {
