@@ -93,10 +93,14 @@ impl Kernel {
     /// Every kernel this machine can run (each tier's, and the AVX-512 BF16 one wherever the CPU
     /// has the instructions, even when its tier prefers FMA), for tests and benches.
     pub fn available() -> Vec<Kernel> {
-        let mut kernels: Vec<Kernel> = Isa::available().into_iter().map(Kernel::for_isa).collect();
+        let tiers = Isa::available().into_iter().map(Kernel::for_isa);
         #[cfg(target_arch = "x86_64")]
-        if Isa::Avx512.has_bf16() && !kernels.contains(&Kernel::Avx512Bf16) {
-            kernels.push(Kernel::Avx512Bf16);
+        let tiers = tiers.chain(Isa::Avx512.has_bf16().then_some(Kernel::Avx512Bf16));
+        let mut kernels: Vec<Kernel> = Vec::new();
+        for kernel in tiers {
+            if !kernels.contains(&kernel) {
+                kernels.push(kernel);
+            }
         }
         kernels
     }

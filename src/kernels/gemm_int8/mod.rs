@@ -44,9 +44,9 @@ use blocking::{A_WHOLE_DEPTH_BYTES, KC_QUADS, KU, MC, MR, NR};
 #[cfg(target_arch = "aarch64")]
 use kernel::NeonToken;
 use kernel::Tier;
-use pack::{block_is_seven_bit, pack_a_narrow, Quad};
+use pack::{block_is_seven_bit, pack_a_narrow};
 #[cfg(target_arch = "x86_64")]
-use pack::{pack_a_wide, WideQuad};
+use pack::{pack_a_wide, Quad, WideQuad};
 use std::ops::Range;
 
 /// What a GEMM does with the existing contents of C.
@@ -624,6 +624,9 @@ unsafe fn narrow_tile(
     ldc: usize,
     tile: Tile,
 ) {
+    // Only the AVX-512 kernel starts from a bias (`Kernel::starts_from_bias`).
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bias;
     let b = panels.first();
     match kernel.tier {
         Tier::Scalar => {

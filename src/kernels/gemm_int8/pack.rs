@@ -250,6 +250,7 @@ impl PackedI8 {
     }
 
     /// The quads `q0..` of panel `p`.
+    #[cfg(target_arch = "x86_64")]
     pub(crate) fn panel_from(&self, p: usize, q0: usize) -> &[Quad] {
         &self.data[p * self.quads + q0..(p + 1) * self.quads]
     }
@@ -271,7 +272,11 @@ impl PackedI8 {
 #[derive(Clone, Copy)]
 pub(crate) struct Panels<'a> {
     data: &'a [Quad],
+    /// Read by the multi-panel AVX-512 tiles only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) count: usize,
+    /// Read by the multi-panel AVX-512 tiles only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) stride: usize,
     pub(crate) quads: usize,
 }
