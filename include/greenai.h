@@ -121,6 +121,10 @@ typedef struct greenai_flops_model greenai_flops_model;
 // `greenai_gptq_hessian_free`. One handle per thread; merge them at the end.
 typedef struct greenai_gptq_hessian greenai_gptq_hessian;
 
+// An energy meter (`crate::energy::EnergyMeter`) and the point it started counting; made by
+// `greenai_meter_new`, released by `greenai_meter_free`.
+typedef struct greenai_meter greenai_meter;
+
 // An N:M compressed f32 matrix. Made by `greenai_nm_from_dense`, released by `greenai_nm_free`.
 typedef struct greenai_nm greenai_nm;
 
@@ -166,6 +170,23 @@ typedef uint32_t greenai_precision;
 
 // An electricity source, one of the `GREENAI_GRID_*` values.
 typedef uint32_t greenai_grid;
+
+// Where a meter's joules come from: `GREENAI_METER_RAPL` (measured) or `GREENAI_METER_ESTIMATE`.
+typedef uint32_t greenai_meter_source;
+
+// What a meter counted since it started.
+typedef struct {
+  // Joules, measured or estimated (see `source`).
+  double joules;
+  // Wall-clock seconds.
+  double wall_seconds;
+  // CPU seconds of this process, every thread.
+  double cpu_seconds;
+  // Watts per busy core the estimate used (0 when measured).
+  double watts_per_core;
+  // `GREENAI_METER_RAPL` or `GREENAI_METER_ESTIMATE`.
+  greenai_meter_source source;
+} greenai_meter_reading;
 
 // A 2-d convolution's hyper-parameters (input sizes come separately).
 typedef struct {
@@ -323,6 +344,12 @@ typedef struct {
 
 // Wind (26).
 #define GREENAI_GRID_WIND 7
+
+// Measured by the RAPL package counters.
+#define GREENAI_METER_RAPL 0
+
+// Estimated: this process's CPU time times a per-core power for the CPU model, plus resident memory.
+#define GREENAI_METER_ESTIMATE 1
 
 // fp32.
 #define GREENAI_PRECISION_F32 0
@@ -551,6 +578,31 @@ greenai_status greenai_energy_co2e_grams(double joules,
 // # Safety
 // `g_per_kwh` must be writable.
 greenai_status greenai_grid_intensity(greenai_grid source, double *g_per_kwh);
+
+// Makes a meter and starts it: RAPL where readable, else the labelled estimate. Wrap any calls between
+// this (or `greenai_meter_restart`) and `greenai_meter_read`.
+//
+// # Safety
+// `meter` must be writable.
+greenai_status greenai_meter_new(greenai_meter **meter);
+
+// Starts the meter's count again from now.
+//
+// # Safety
+// `meter` must be a live handle from `greenai_meter_new`, not used by another thread during the call.
+greenai_status greenai_meter_restart(greenai_meter *meter);
+
+// Writes what the meter counted since it (re)started to `*reading`.
+//
+// # Safety
+// `meter` must be a live handle from `greenai_meter_new`; `reading` must be writable.
+greenai_status greenai_meter_read(const greenai_meter *meter, greenai_meter_reading *reading);
+
+// Releases a meter; NULL is accepted.
+//
+// # Safety
+// `meter` must be NULL or a live handle from `greenai_meter_new`, released once.
+void greenai_meter_free(greenai_meter *meter);
 
 // Dense f32 cost of a 2-d convolution on `[batch, in_channels, in_h, in_w]`; writes the output shape
 // `[N, C, H, W]` to `out_shape[4]` and the cost to `*cost`.

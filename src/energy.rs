@@ -358,6 +358,235 @@ impl RaplMeter {
     }
 }
 
+/// Where an [`EnergyMeter`]'s joules come from.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub enum MeterSource {
+    /// Measured: the RAPL package counters (the whole package, every process on it).
+    Rapl,
+    /// Estimated, CodeCarbon's way, because RAPL is absent or unreadable: this process's CPU time times
+    /// a per-core power from [`CpuPower`], plus its resident memory at [`RAM_WATTS_PER_GB`] over the wall
+    /// time.
+    Estimate(CpuPower),
+}
+
+/// The power one busy core of a CPU model draws: its TDP over its cores, from a table of known models.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct CpuPower {
+    /// The model name as `/proc/cpuinfo` gives it (or "unknown").
+    pub model: String,
+    /// Watts per busy core.
+    pub watts_per_core: f64,
+    /// Whether the model was in the table; `false` means the stated default was used.
+    pub known: bool,
+}
+
+/// Resident memory power, watts per GiB: CodeCarbon's 3 W per 8 GB.
+pub const RAM_WATTS_PER_GB: f64 = 3.0 / 8.0;
+
+/// Default when the CPU model is not in [`CPU_TDP_TABLE`]: CodeCarbon's default TDP of 85 W, spread over
+/// 16 cores.
+pub const DEFAULT_WATTS_PER_CORE: f64 = 85.0 / 16.0;
+
+/// Known CPU models: a substring of the `/proc/cpuinfo` model name, the vendor's TDP in watts and the
+/// model's core count (vendor datasheets). The first match wins, so longer names come first.
+pub const CPU_TDP_TABLE: &[(&str, f64, u32)] = &[
+    ("EPYC 9654", 360.0, 96),
+    ("EPYC 9554", 360.0, 64),
+    ("EPYC 9454", 290.0, 48),
+    ("EPYC 7763", 280.0, 64),
+    ("EPYC 7713", 225.0, 64),
+    ("EPYC 7543", 225.0, 32),
+    ("Platinum 8592+", 350.0, 64),
+    ("Platinum 8480+", 350.0, 56),
+    ("Platinum 8380", 270.0, 40),
+    ("Gold 6338", 205.0, 32),
+    ("Ryzen 9 7950X", 170.0, 16),
+    ("Ryzen 9 5950X", 105.0, 16),
+];
+
+impl CpuPower {
+    /// The power of a model name looked up in [`CPU_TDP_TABLE`], else [`DEFAULT_WATTS_PER_CORE`].
+    pub fn for_model(model: &str) -> CpuPower {
+        let model = model.trim();
+        match CPU_TDP_TABLE.iter().find(|(name, _, _)| model.contains(name)) {
+            Some(&(_, tdp, cores)) => {
+                CpuPower { model: model.to_string(), watts_per_core: tdp / f64::from(cores), known: true }
+            }
+            None => CpuPower {
+                model: if model.is_empty() { "unknown".into() } else { model.to_string() },
+                watts_per_core: DEFAULT_WATTS_PER_CORE,
+                known: false,
+            },
+        }
+    }
+
+    /// This machine's CPU, from the first `model name` line of `/proc/cpuinfo`.
+    pub fn this_machine() -> CpuPower {
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let model = info
+            .lines()
+            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim()))
+            .unwrap_or("");
+        CpuPower::for_model(model)
+    }
+}
+
+/// A point where an [`EnergyMeter`] started counting.
+#[derive(Clone, Debug)]
+pub struct MeterStart {
+    wall: std::time::Instant,
+    cpu_seconds: f64,
+    rapl: Option<RaplReading>,
+}
+
+/// What an [`EnergyMeter`] counted between its start and a reading.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Measured {
+    /// Joules: measured by RAPL, or estimated (see `source`).
+    pub joules: f64,
+    /// Wall-clock seconds.
+    pub wall_seconds: f64,
+    /// CPU seconds of this process (user and system, every thread).
+    pub cpu_seconds: f64,
+    /// Where the joules come from.
+    pub source: MeterSource,
+}
+
+impl Measured {
+    /// Whether the joules were measured (RAPL) rather than estimated.
+    pub fn is_measured(&self) -> bool {
+        self.source == MeterSource::Rapl
+    }
+
+    /// "measured (RAPL)" or "estimated (CPU time x N W/core, MODEL)": the label a report shows.
+    pub fn label(&self) -> String {
+        match &self.source {
+            MeterSource::Rapl => "measured (RAPL)".into(),
+            MeterSource::Estimate(p) => format!(
+                "estimated: CPU time x {:.2} W/core ({}{}) + memory",
+                p.watts_per_core,
+                p.model,
+                if p.known { "" } else { ", not in the table: default" }
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.4} J in {:.3} s ({:.3} CPU s), {}",
+            self.joules,
+            self.wall_seconds,
+            self.cpu_seconds,
+            self.label()
+        )
+    }
+}
+
+/// Measures the energy of whatever runs between [`EnergyMeter::start`] and [`EnergyMeter::read`]: the
+/// RAPL counters where the machine lets us read them, else a labelled estimate from this process's CPU
+/// time and memory (see [`MeterSource`]).
+///
+/// ```
+/// let meter = greenai::energy::EnergyMeter::new();
+/// let start = meter.start()?;
+/// let _work: f64 = (0..100_000).map(|i| (i as f64).sqrt()).sum();
+/// let m = meter.read(&start)?;
+/// assert!(m.joules >= 0.0);
+/// println!("{m}");
+/// # Ok::<(), greenai::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct EnergyMeter {
+    rapl: Option<RaplMeter>,
+    power: CpuPower,
+}
+
+impl Default for EnergyMeter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EnergyMeter {
+    /// RAPL if readable, else the estimate for this machine's CPU.
+    pub fn new() -> EnergyMeter {
+        EnergyMeter { rapl: RaplMeter::open().ok(), power: CpuPower::this_machine() }
+    }
+
+    /// Always the estimate, with the given per-core power (RAPL is not read).
+    pub fn estimate_with(power: CpuPower) -> EnergyMeter {
+        EnergyMeter { rapl: None, power }
+    }
+
+    /// The source readings will come from.
+    pub fn source(&self) -> MeterSource {
+        match self.rapl {
+            Some(_) => MeterSource::Rapl,
+            None => MeterSource::Estimate(self.power.clone()),
+        }
+    }
+
+    /// Starts counting now.
+    pub fn start(&self) -> Result<MeterStart> {
+        let rapl = self.rapl.as_ref().map(RaplMeter::read).transpose()?;
+        Ok(MeterStart { wall: std::time::Instant::now(), cpu_seconds: process_cpu_seconds()?, rapl })
+    }
+
+    /// What was used since `start`.
+    pub fn read(&self, start: &MeterStart) -> Result<Measured> {
+        let wall_seconds = start.wall.elapsed().as_secs_f64();
+        let cpu_seconds = (process_cpu_seconds()? - start.cpu_seconds).max(0.0);
+        let joules = match (&self.rapl, &start.rapl) {
+            (Some(meter), Some(begin)) => meter.joules_since(begin)?,
+            _ => cpu_seconds * self.power.watts_per_core + resident_gib()? * RAM_WATTS_PER_GB * wall_seconds,
+        };
+        Ok(Measured { joules, wall_seconds, cpu_seconds, source: self.source() })
+    }
+}
+
+/// Linux's clock tick for `/proc` times (`USER_HZ`), 100 on every architecture Linux supports here.
+const USER_HZ: f64 = 100.0;
+
+fn proc_error(what: &str, why: impl std::fmt::Display) -> Error {
+    Error::format(what.to_string(), format!("cannot read this process's usage: {why}"))
+}
+
+/// User plus system CPU seconds of this process, every thread including finished ones (`/proc/self/stat`).
+pub fn process_cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| proc_error("/proc/self/stat", e))?;
+    // The command name (field 2) is in parentheses and may hold spaces: fields resume after the last ')'.
+    let after =
+        stat.rsplit_once(')').map(|(_, rest)| rest).ok_or_else(|| proc_error("/proc/self/stat", "no ')'"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| -> Result<f64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .map(|t| t as f64 / USER_HZ)
+            .ok_or_else(|| proc_error("/proc/self/stat", format!("field {} missing", i + 3)))
+    };
+    Ok(ticks(11)? + ticks(12)?)
+}
+
+/// Resident memory of this process in GiB (`VmRSS` of `/proc/self/status`).
+pub fn resident_gib() -> Result<f64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").map_err(|e| proc_error("/proc/self/status", e))?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .ok_or_else(|| proc_error("/proc/self/status", "no VmRSS line"))?;
+    Ok(kib as f64 / (1024.0 * 1024.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +632,39 @@ mod tests {
         std::fs::write(tmp.path().join("intel-rapl:0/energy_uj"), "garbage").unwrap();
         let e = RaplMeter::open_at(tmp.path()).unwrap_err().to_string();
         assert!(e.contains("not a counter"), "{e}");
+    }
+
+    #[test]
+    fn cpu_power_table_and_default() {
+        let p = CpuPower::for_model("AMD EPYC 9654 96-Core Processor");
+        assert!(p.known && (p.watts_per_core - 3.75).abs() < 1e-12);
+        let p = CpuPower::for_model("Intel(R) Xeon(R) Processor");
+        assert!(!p.known && p.watts_per_core == DEFAULT_WATTS_PER_CORE);
+        assert_eq!(CpuPower::for_model("  ").model, "unknown");
+    }
+
+    #[test]
+    fn estimate_counts_cpu_time_of_busy_work() {
+        let power = CpuPower { model: "test".into(), watts_per_core: 10.0, known: true };
+        let meter = EnergyMeter::estimate_with(power);
+        let start = meter.start().unwrap();
+        // Busy for at least 0.3 s of CPU (the clock ticks in 10 ms steps).
+        let begin = process_cpu_seconds().unwrap();
+        let mut x = 0.0f64;
+        while process_cpu_seconds().unwrap() - begin < 0.3 {
+            for i in 0..100_000 {
+                x += (i as f64).sqrt();
+            }
+        }
+        std::hint::black_box(x);
+        let m = meter.read(&start).unwrap();
+        assert!(m.cpu_seconds >= 0.3 && m.wall_seconds > 0.0, "{m:?}");
+        let ram = resident_gib().unwrap();
+        assert!(ram > 0.0 && ram < 64.0, "{ram}");
+        // 10 W per CPU second, plus memory at 0.375 W/GiB over the wall time.
+        let floor = 10.0 * m.cpu_seconds;
+        assert!(m.joules >= floor && m.joules <= floor + 0.375 * 64.0 * m.wall_seconds, "{m:?}");
+        assert!(!m.is_measured() && m.label().starts_with("estimated"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::boundary::{out_ptr, FfiError};
 use super::flops::{greenai_cost, greenai_precision, precision_from_c};
 use super::status::greenai_status;
-use crate::energy::{Carbon, EnergyTable, GridSource};
+use crate::energy::{Carbon, EnergyMeter, EnergyTable, GridSource, MeterSource, MeterStart};
 use crate::Error;
 
 /// Joules of `*cost` with the default energy table (Horowitz, ISSCC 2014, 45 nm: a lower bound); MACs run at
@@ -84,5 +84,106 @@ pub unsafe extern "C" fn greenai_grid_intensity(source: greenai_grid, g_per_kwh:
             .ok_or_else(|| Error::invalid("source", source, "not a GREENAI_GRID_* value"))?;
         out.write(s.g_per_kwh());
         Ok(())
+    }
+}
+
+/// An energy meter (`crate::energy::EnergyMeter`) and the point it started counting; made by
+/// `greenai_meter_new`, released by `greenai_meter_free`.
+pub struct greenai_meter {
+    meter: EnergyMeter,
+    start: MeterStart,
+}
+
+/// Where a meter's joules come from: `GREENAI_METER_RAPL` (measured) or `GREENAI_METER_ESTIMATE`.
+pub type greenai_meter_source = u32;
+/// Measured by the RAPL package counters.
+pub const GREENAI_METER_RAPL: greenai_meter_source = 0;
+/// Estimated: this process's CPU time times a per-core power for the CPU model, plus resident memory.
+pub const GREENAI_METER_ESTIMATE: greenai_meter_source = 1;
+
+/// What a meter counted since it started.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct greenai_meter_reading {
+    /// Joules, measured or estimated (see `source`).
+    pub joules: f64,
+    /// Wall-clock seconds.
+    pub wall_seconds: f64,
+    /// CPU seconds of this process, every thread.
+    pub cpu_seconds: f64,
+    /// Watts per busy core the estimate used (0 when measured).
+    pub watts_per_core: f64,
+    /// `GREENAI_METER_RAPL` or `GREENAI_METER_ESTIMATE`.
+    pub source: greenai_meter_source,
+}
+
+/// Makes a meter and starts it: RAPL where readable, else the labelled estimate. Wrap any calls between
+/// this (or `greenai_meter_restart`) and `greenai_meter_read`.
+///
+/// # Safety
+/// `meter` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn greenai_meter_new(meter: *mut *mut greenai_meter) -> greenai_status {
+    ffi_boundary! {
+        // SAFETY: the caller guarantees the pointer as documented.
+        let out = unsafe { out_ptr(meter, "meter")? };
+        let m = EnergyMeter::new();
+        let start = m.start()?;
+        out.write(Box::into_raw(Box::new(greenai_meter { meter: m, start })));
+        Ok(())
+    }
+}
+
+/// Starts the meter's count again from now.
+///
+/// # Safety
+/// `meter` must be a live handle from `greenai_meter_new`, not used by another thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn greenai_meter_restart(meter: *mut greenai_meter) -> greenai_status {
+    ffi_boundary! {
+        // SAFETY: the caller guarantees a live, unshared handle.
+        let m = unsafe { meter.as_mut().ok_or(FfiError::Null("meter"))? };
+        m.start = m.meter.start()?;
+        Ok(())
+    }
+}
+
+/// Writes what the meter counted since it (re)started to `*reading`.
+///
+/// # Safety
+/// `meter` must be a live handle from `greenai_meter_new`; `reading` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn greenai_meter_read(
+    meter: *const greenai_meter,
+    reading: *mut greenai_meter_reading,
+) -> greenai_status {
+    ffi_boundary! {
+        // SAFETY: the caller guarantees the pointers as documented.
+        let (m, out) = unsafe { (meter.as_ref().ok_or(FfiError::Null("meter"))?, out_ptr(reading, "reading")?) };
+        let r = m.meter.read(&m.start)?;
+        let (source, watts_per_core) = match &r.source {
+            MeterSource::Rapl => (GREENAI_METER_RAPL, 0.0),
+            MeterSource::Estimate(p) => (GREENAI_METER_ESTIMATE, p.watts_per_core),
+        };
+        out.write(greenai_meter_reading {
+            joules: r.joules,
+            wall_seconds: r.wall_seconds,
+            cpu_seconds: r.cpu_seconds,
+            watts_per_core,
+            source,
+        });
+        Ok(())
+    }
+}
+
+/// Releases a meter; NULL is accepted.
+///
+/// # Safety
+/// `meter` must be NULL or a live handle from `greenai_meter_new`, released once.
+#[no_mangle]
+pub unsafe extern "C" fn greenai_meter_free(meter: *mut greenai_meter) {
+    if !meter.is_null() {
+        // SAFETY: the caller guarantees a live handle made by Box::into_raw, released once.
+        drop(unsafe { Box::from_raw(meter) });
     }
 }
