@@ -1,0 +1,460 @@
+//! A BERT sentence encoder (all-MiniLM-L6-v2 and its kind) on greenai's kernels: embeddings,
+//! LayerNorm, attention with each sequence at its own length (what the padding mask computes),
+//! GELU, mean pooling and L2 normalisation as sentence-transformers does. Every linear layer runs on
+//! the kernel of its weight format ([`Linear`]); nothing here depends on the rest of the example,
+//! so the file can be copied into an engine.
+
+use greenai::kernels::gemm_float::{gemm_packed, PackedB};
+use greenai::kernels::gemm_int8::{ActivationQuant, QuantLinear};
+use greenai::kernels::{gemm_float, math};
+use half::{bf16, f16};
+use safetensors::{Dtype, SafeTensors};
+use std::path::Path;
+
+/// Errors of this module: a message naming what was wrong.
+pub type Result<T> = std::result::Result<T, String>;
+
+fn lib<T>(r: greenai::Result<T>) -> Result<T> {
+    r.map_err(|e| e.to_string())
+}
+
+/// The keys of `config.json` this encoder reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub hidden: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub intermediate: usize,
+    pub vocab: usize,
+    pub max_positions: usize,
+    pub type_vocab: usize,
+    pub layer_norm_eps: f32,
+}
+
+impl Config {
+    /// Reads a BERT `config.json`; anything this encoder does not implement is refused by name.
+    pub fn parse(json: &str) -> Result<Config> {
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("config.json: {e}"))?;
+        let num = |key: &str| -> Result<usize> {
+            v.get(key)
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("config.json: `{key}` missing or not a positive integer"))
+        };
+        let text = |key: &str, default: &str| -> String {
+            v.get(key).and_then(serde_json::Value::as_str).unwrap_or(default).to_string()
+        };
+        if text("model_type", "bert") != "bert" {
+            return Err(format!(
+                "config.json: model_type `{}` is not supported (only `bert`)",
+                text("model_type", "")
+            ));
+        }
+        if text("hidden_act", "gelu") != "gelu" {
+            return Err(format!(
+                "config.json: hidden_act `{}` is not supported (only `gelu`, the erf form)",
+                text("hidden_act", "")
+            ));
+        }
+        if text("position_embedding_type", "absolute") != "absolute" {
+            return Err("config.json: only `position_embedding_type: absolute` is supported".into());
+        }
+        let cfg = Config {
+            hidden: num("hidden_size")?,
+            heads: num("num_attention_heads")?,
+            layers: num("num_hidden_layers")?,
+            intermediate: num("intermediate_size")?,
+            vocab: num("vocab_size")?,
+            max_positions: num("max_position_embeddings")?,
+            type_vocab: num("type_vocab_size").unwrap_or(2),
+            layer_norm_eps: v.get("layer_norm_eps").and_then(serde_json::Value::as_f64).unwrap_or(1e-12)
+                as f32,
+        };
+        if cfg.hidden % cfg.heads != 0 {
+            return Err(format!(
+                "config.json: hidden_size {} is not a multiple of num_attention_heads {}",
+                cfg.hidden, cfg.heads
+            ));
+        }
+        if cfg.layers > 256 {
+            return Err(format!(
+                "config.json: {} layers is more than this encoder accepts (256)",
+                cfg.layers
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+/// The weight format of a variant's linear layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// f32 weights, f32 GEMM.
+    F32,
+    /// f16 weights, converted in the GEMM's registers.
+    F16,
+    /// bf16 weights, likewise.
+    Bf16,
+    /// int8 weights per output channel, activations quantized per row (u8 affine), exact int8 GEMM.
+    Int8,
+}
+
+/// A linear layer `y = x W^T + b` on the kernel of its weight format.
+pub enum Linear {
+    F32 { w: PackedB<f32>, bias: Vec<f32> },
+    F16 { w: PackedB<f16>, bias: Vec<f32> },
+    Bf16 { w: PackedB<bf16>, bias: Vec<f32> },
+    Int8(QuantLinear),
+}
+
+impl Linear {
+    /// Builds the layer from f32 `w` (`out x in`, as PyTorch stores it) in `format`.
+    pub fn new(format: Format, out: usize, inp: usize, w: &[f32], bias: &[f32]) -> Result<Linear> {
+        let transposed = || {
+            let mut t = vec![0.0f32; inp * out];
+            for o in 0..out {
+                for i in 0..inp {
+                    t[i * out + o] = w[o * inp + i];
+                }
+            }
+            t
+        };
+        let bias = bias.to_vec();
+        Ok(match format {
+            Format::F32 => Linear::F32 { w: lib(PackedB::pack(inp, out, &transposed(), out))?, bias },
+            Format::F16 => {
+                let t: Vec<f16> = transposed().iter().map(|&x| f16::from_f32(x)).collect();
+                Linear::F16 { w: lib(PackedB::pack(inp, out, &t, out))?, bias }
+            }
+            Format::Bf16 => {
+                let t: Vec<bf16> = transposed().iter().map(|&x| bf16::from_f32(x)).collect();
+                Linear::Bf16 { w: lib(PackedB::pack(inp, out, &t, out))?, bias }
+            }
+            Format::Int8 => Linear::Int8(lib(QuantLinear::from_f32(out, inp, w, Some(&bias), false))?),
+        })
+    }
+
+    /// Bytes the weights occupy (bias and scales included).
+    pub fn weight_bytes(&self) -> usize {
+        match self {
+            Linear::F32 { w, bias } => 4 * (w.k() * w.n() + bias.len()),
+            Linear::F16 { w, bias } => 2 * w.k() * w.n() + 4 * bias.len(),
+            Linear::Bf16 { w, bias } => 2 * w.k() * w.n() + 4 * bias.len(),
+            Linear::Int8(q) => q.in_features() * q.out_features() + 8 * q.out_features(),
+        }
+    }
+
+    /// `y (rows x out) = x (rows x in) W^T + b`.
+    pub fn forward(&self, x: &[f32], rows: usize, y: &mut [f32]) -> Result<()> {
+        fn add_bias(y: &mut [f32], bias: &[f32]) {
+            for row in y.chunks_exact_mut(bias.len()) {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            }
+        }
+        match self {
+            Linear::F32 { w, bias } => {
+                lib(gemm_packed(rows, x, w.k(), w, y, w.n()))?;
+                add_bias(y, bias);
+            }
+            Linear::F16 { w, bias } => {
+                lib(gemm_packed(rows, x, w.k(), w, y, w.n()))?;
+                add_bias(y, bias);
+            }
+            Linear::Bf16 { w, bias } => {
+                lib(gemm_packed(rows, x, w.k(), w, y, w.n()))?;
+                add_bias(y, bias);
+            }
+            Linear::Int8(q) => lib(q.forward(x, rows, ActivationQuant::U8Affine, y))?,
+        }
+        Ok(())
+    }
+}
+
+/// LayerNorm weights.
+pub struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    eps: f32,
+}
+
+impl Norm {
+    /// `x = (x - mean) / sqrt(var + eps) * gamma + beta` on every row, statistics in f64.
+    pub fn apply(&self, x: &mut [f32]) {
+        let n = self.gamma.len();
+        for row in x.chunks_exact_mut(n) {
+            let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+            let var = row.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
+            let inv = 1.0 / (var + f64::from(self.eps)).sqrt();
+            for ((v, g), b) in row.iter_mut().zip(&self.gamma).zip(&self.beta) {
+                *v = ((f64::from(*v) - mean) * inv) as f32 * g + b;
+            }
+        }
+    }
+}
+
+/// `erf(x)` to about 1e-7 absolute (Abramowitz and Stegun 7.1.26), enough for f32 GELU.
+fn erf(x: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let poly =
+        t * (0.254_829_6 + t * (-0.284_496_72 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
+    let y = 1.0 - poly * (-x * x).exp();
+    y.copysign(x)
+}
+
+/// GELU, the erf form BERT's `gelu` names: `x/2 (1 + erf(x / sqrt 2))`.
+fn gelu(x: &mut [f32]) {
+    for v in x {
+        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: Norm,
+    up: Linear,
+    down: Linear,
+    out_norm: Norm,
+}
+
+/// A BERT encoder with mean pooling, its linear layers in one [`Format`].
+pub struct Encoder {
+    pub config: Config,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    embed_norm: Norm,
+    layers: Vec<Layer>,
+}
+
+/// The f32 tensors of a safetensors file, by name.
+pub struct Weights<'a>(SafeTensors<'a>);
+
+impl<'a> Weights<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+        SafeTensors::deserialize(bytes).map(Weights).map_err(|e| format!("model.safetensors: {e}"))
+    }
+
+    /// The tensor `name` as f32, checked to hold `len` values.
+    pub fn get(&self, name: &str, len: usize) -> Result<Vec<f32>> {
+        let t = self.0.tensor(name).map_err(|_| format!("model.safetensors: tensor `{name}` missing"))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(format!("model.safetensors: `{name}` is {:?}, this encoder reads F32", t.dtype()));
+        }
+        let n: usize = t.shape().iter().product();
+        if n != len {
+            return Err(format!(
+                "model.safetensors: `{name}` has shape {:?}, expected {len} values",
+                t.shape()
+            ));
+        }
+        Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+}
+
+impl Encoder {
+    /// Loads `model.safetensors` weights (with the `bert.` prefix or without) in `format`.
+    pub fn load(config: &Config, weights: &Weights, format: Format) -> Result<Encoder> {
+        let prefix = if weights.0.tensor("embeddings.word_embeddings.weight").is_ok() { "" } else { "bert." };
+        let get = |name: &str, len: usize| weights.get(&format!("{prefix}{name}"), len);
+        let (h, inter) = (config.hidden, config.intermediate);
+        let norm = |name: &str| -> Result<Norm> {
+            Ok(Norm {
+                gamma: get(&format!("{name}.weight"), h)?,
+                beta: get(&format!("{name}.bias"), h)?,
+                eps: config.layer_norm_eps,
+            })
+        };
+        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
+            Linear::new(
+                format,
+                out,
+                inp,
+                &get(&format!("{name}.weight"), out * inp)?,
+                &get(&format!("{name}.bias"), out)?,
+            )
+        };
+        let mut layers = Vec::with_capacity(config.layers);
+        for l in 0..config.layers {
+            let p = format!("encoder.layer.{l}");
+            layers.push(Layer {
+                query: linear(&format!("{p}.attention.self.query"), h, h)?,
+                key: linear(&format!("{p}.attention.self.key"), h, h)?,
+                value: linear(&format!("{p}.attention.self.value"), h, h)?,
+                attn_out: linear(&format!("{p}.attention.output.dense"), h, h)?,
+                attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
+                up: linear(&format!("{p}.intermediate.dense"), inter, h)?,
+                down: linear(&format!("{p}.output.dense"), h, inter)?,
+                out_norm: norm(&format!("{p}.output.LayerNorm"))?,
+            });
+        }
+        Ok(Encoder {
+            config: config.clone(),
+            word: get("embeddings.word_embeddings.weight", config.vocab * h)?,
+            position: get("embeddings.position_embeddings.weight", config.max_positions * h)?,
+            token_type: get("embeddings.token_type_embeddings.weight", config.type_vocab * h)?,
+            embed_norm: norm("embeddings.LayerNorm")?,
+            layers,
+        })
+    }
+
+    /// Bytes of the linear layers' weights in this format (the embeddings stay f32 and are shared).
+    pub fn linear_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flat_map(|l| [&l.query, &l.key, &l.value, &l.attn_out, &l.up, &l.down])
+            .map(Linear::weight_bytes)
+            .sum()
+    }
+
+    /// Embeddings (`sequences x hidden`, L2-normalised) of token-id sequences (each already holding
+    /// its special tokens and at most `max_positions` long).
+    pub fn embed(&self, sequences: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let h = self.config.hidden;
+        let total: usize = sequences.iter().map(Vec::len).sum();
+        if let Some(s) = sequences.iter().find(|s| s.is_empty() || s.len() > self.config.max_positions) {
+            return Err(format!(
+                "a sequence of {} tokens (1 to {} allowed)",
+                s.len(),
+                self.config.max_positions
+            ));
+        }
+        // Every token of every sequence, stacked: the linear layers run on all of them at once.
+        let mut x = vec![0.0f32; total * h];
+        let mut row = 0;
+        for seq in sequences {
+            for (pos, &id) in seq.iter().enumerate() {
+                let id = id as usize;
+                if id >= self.config.vocab {
+                    return Err(format!("token id {id} outside the vocabulary ({})", self.config.vocab));
+                }
+                let out = &mut x[row * h..(row + 1) * h];
+                let (w, p, t) =
+                    (&self.word[id * h..][..h], &self.position[pos * h..][..h], &self.token_type[..h]);
+                for i in 0..h {
+                    out[i] = w[i] + p[i] + t[i];
+                }
+                row += 1;
+            }
+        }
+        self.embed_norm.apply(&mut x);
+        let lens: Vec<usize> = sequences.iter().map(Vec::len).collect();
+        let longest = lens.iter().copied().max().unwrap_or(0);
+        let mut scratch = Scratch::new(total, h, self.config.intermediate, longest);
+        for layer in &self.layers {
+            self.layer(layer, &lens, &mut x, &mut scratch)?;
+        }
+        // Mean over each sequence's tokens, then L2 normalisation.
+        let mut out = vec![0.0f32; sequences.len() * h];
+        let mut start = 0;
+        for (s, &len) in lens.iter().enumerate() {
+            let e = &mut out[s * h..(s + 1) * h];
+            for t in start..start + len {
+                e.iter_mut().zip(&x[t * h..(t + 1) * h]).for_each(|(a, v)| *a += v);
+            }
+            e.iter_mut().for_each(|a| *a /= len as f32);
+            let norm = e.iter().map(|&a| f64::from(a) * f64::from(a)).sum::<f64>().sqrt().max(1e-12);
+            e.iter_mut().for_each(|a| *a = (f64::from(*a) / norm) as f32);
+            start += len;
+        }
+        Ok(out)
+    }
+
+    fn layer(&self, layer: &Layer, lens: &[usize], x: &mut [f32], s: &mut Scratch) -> Result<()> {
+        let (h, rows) = (self.config.hidden, x.len() / self.config.hidden);
+        let (heads, dh) = (self.config.heads, h / self.config.heads);
+        layer.query.forward(x, rows, &mut s.q)?;
+        layer.key.forward(x, rows, &mut s.k)?;
+        layer.value.forward(x, rows, &mut s.v)?;
+        let scale = 1.0 / (dh as f32).sqrt();
+        let mut start = 0;
+        for &len in lens {
+            for head in 0..heads {
+                let col = head * dh;
+                // K_h^T (dh x len), so the scores are one GEMM.
+                for t in 0..len {
+                    for d in 0..dh {
+                        s.kt[d * len + t] = s.k[(start + t) * h + col + d];
+                    }
+                }
+                let q = &s.q[start * h + col..];
+                lib(gemm_float::gemm_on(
+                    greenai::kernels::Isa::active(),
+                    len,
+                    len,
+                    dh,
+                    q,
+                    h,
+                    &s.kt[..dh * len],
+                    len,
+                    &mut s.scores[..len * len],
+                    len,
+                ))?;
+                for r in 0..len {
+                    let row = &s.scores[r * len..(r + 1) * len];
+                    lib(math::softmax(row, scale, &mut s.probs[r * len..(r + 1) * len]))?;
+                }
+                lib(gemm_float::gemm_on(
+                    greenai::kernels::Isa::active(),
+                    len,
+                    dh,
+                    len,
+                    &s.probs[..len * len],
+                    len,
+                    &s.v[start * h + col..],
+                    h,
+                    &mut s.ctx[start * h + col..],
+                    h,
+                ))?;
+            }
+            start += len;
+        }
+        layer.attn_out.forward(&s.ctx, rows, &mut s.q)?;
+        x.iter_mut().zip(&s.q).for_each(|(a, b)| *a += b);
+        layer.attn_norm.apply(x);
+        layer.up.forward(x, rows, &mut s.inter)?;
+        gelu(&mut s.inter);
+        layer.down.forward(&s.inter, rows, &mut s.q)?;
+        x.iter_mut().zip(&s.q).for_each(|(a, b)| *a += b);
+        layer.out_norm.apply(x);
+        Ok(())
+    }
+}
+
+/// Buffers one forward pass reuses across its layers.
+struct Scratch {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    ctx: Vec<f32>,
+    inter: Vec<f32>,
+    kt: Vec<f32>,
+    scores: Vec<f32>,
+    probs: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(rows: usize, h: usize, inter: usize, max_len: usize) -> Scratch {
+        Scratch {
+            q: vec![0.0; rows * h],
+            k: vec![0.0; rows * h],
+            v: vec![0.0; rows * h],
+            ctx: vec![0.0; rows * h],
+            inter: vec![0.0; rows * inter],
+            kt: vec![0.0; max_len * h],
+            scores: vec![0.0; max_len * max_len],
+            probs: vec![0.0; max_len * max_len],
+        }
+    }
+}
+
+/// Reads `config.json` and `model.safetensors` of a model directory.
+pub fn read_model(dir: &Path) -> Result<(Config, Vec<u8>)> {
+    let read =
+        |name: &str| std::fs::read(dir.join(name)).map_err(|e| format!("{}: {e}", dir.join(name).display()));
+    let config = Config::parse(&String::from_utf8_lossy(&read("config.json")?))?;
+    Ok((config, read("model.safetensors")?))
+}
