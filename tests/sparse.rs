@@ -52,7 +52,7 @@ fn check_nm_product(rng: &mut SplitMix64, rows: usize, cols: usize, (n, m): (usi
     let want = dense_reference(&a, &x, rows, cols, ncols);
     for isa in Isa::available() {
         let mut y = vec![f32::NAN; rows * ncols];
-        sparse::nm_spmm_on(isa, &nm, &x, ncols, &mut y).unwrap();
+        nm.spmm_on(isa, &x, ncols, &mut y).unwrap();
         assert_close(&y, &want, &format!("{n}:{m} {isa} {rows}x{cols}x{ncols}"));
     }
 }
@@ -70,11 +70,11 @@ fn csr_products_match_f64_on_every_path() {
             let want = dense_reference(&a, &x, rows, cols, ncols);
             for isa in Isa::available() {
                 let mut y = vec![f32::NAN; rows * ncols];
-                sparse::csr_spmm_on(isa, &csr, &x, ncols, &mut y).unwrap();
+                sparse::csr_spmm_on(isa, &csr.view().unwrap(), &x, ncols, &mut y).unwrap();
                 assert_close(&y, &want, &format!("csr {isa} {rows}x{cols}x{ncols}"));
                 if ncols == 1 {
                     let mut v = vec![f32::NAN; rows];
-                    sparse::csr_spmv_on(isa, &csr, &x, &mut v).unwrap();
+                    sparse::csr_spmv_on(isa, &csr.view().unwrap(), &x, &mut v).unwrap();
                     assert_eq!(v, y);
                 }
             }
@@ -117,7 +117,7 @@ fn kernels_handle_edge_values() {
     let want = dense_reference(&a, &x, 8, 8, 9);
     for isa in Isa::available() {
         let mut y = vec![0.0; 72];
-        sparse::csr_spmm_on(isa, &csr, &x, 9, &mut y).unwrap();
+        csr.spmm_on(isa, &x, 9, &mut y).unwrap();
         assert_close(&y, &want, &format!("edge {isa}"));
     }
 }
@@ -126,11 +126,11 @@ fn kernels_handle_edge_values() {
 fn kernels_refuse_mismatched_shapes() {
     let csr = Csr::from_dense(&[1.0, 0.0, 0.0, 2.0], 2, 2).unwrap();
     let mut y = vec![0.0; 4];
-    assert!(sparse::csr_spmm(&csr, &[1.0; 3], 2, &mut y).is_err());
-    assert!(sparse::csr_spmm(&csr, &[1.0; 4], 2, &mut y[..3]).is_err());
+    assert!(csr.spmm(&[1.0; 3], 2, &mut y).is_err());
+    assert!(csr.spmm(&[1.0; 4], 2, &mut y[..3]).is_err());
     let nm = NmCompressed::from_dense(&[1.0, 0.0, 0.0, 2.0], 1, 4, 2, 4).unwrap();
-    assert!(sparse::nm_spmm(&nm, &[1.0; 3], 1, &mut y[..1]).is_err());
-    sparse::nm_spmm(&nm, &[1.0, 2.0, 3.0, 4.0], 1, &mut y[..1]).unwrap();
+    assert!(nm.spmm(&[1.0; 3], 1, &mut y[..1]).is_err());
+    nm.spmm(&[1.0, 2.0, 3.0, 4.0], 1, &mut y[..1]).unwrap();
     assert_eq!(y[0], 9.0);
 }
 
