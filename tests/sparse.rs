@@ -144,22 +144,35 @@ fn nm_compression_refuses_dense_groups() {
 
 #[test]
 fn sparse_beats_dense_follows_the_measured_crossovers() {
-    assert!(sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 16, 0.9));
-    assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 16, 0.3));
-    // The measured crossovers: CSR won from 20% (one column), 40% (16) and 70% (128).
-    assert!(sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 1, 0.2));
-    assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 1, 0.1));
-    assert!(sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 128, 0.7));
-    assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 128, 0.6));
-    assert!(sparse::sparse_beats_dense(SparseFormat::NM, 4096, 4096, 1, 0.5));
-    assert!(!sparse::sparse_beats_dense(SparseFormat::NM, 1024, 1024, 1, 0.5));
-    assert!(sparse::sparse_beats_dense(SparseFormat::TwoFour, 1024, 1024, 1, 0.5));
-    assert!(sparse::sparse_beats_dense(SparseFormat::TwoFour, 1024, 1024, 16, 0.5));
-    assert!(sparse::sparse_beats_dense(SparseFormat::TwoFour, 4096, 4096, 128, 0.5));
+    // Every tier: nothing to gain from an empty product or an impossible sparsity.
+    for isa in Isa::available() {
+        assert!(!sparse::sparse_beats_dense_on(isa, SparseFormat::Csr, 0, 1024, 16, 0.9));
+        assert!(!sparse::sparse_beats_dense_on(isa, SparseFormat::Csr, 1024, 1024, 16, -0.1));
+        assert!(sparse::sparse_beats_dense_on(isa, SparseFormat::Csr, 1024, 1024, 16, 0.9));
+        assert!(!sparse::sparse_beats_dense_on(isa, SparseFormat::NM, 1024, 1024, 128, 0.5));
+    }
+    assert_eq!(
+        sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 16, 0.5),
+        sparse::sparse_beats_dense_on(Isa::active(), SparseFormat::Csr, 1024, 1024, 16, 0.5)
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn sparse_beats_dense_keeps_each_x86_tiers_measured_crossovers() {
+    use SparseFormat::{Csr as C, TwoFour, NM};
+    let avx2 = |format, rows, cols, ncols, sparsity| sparse::sparse_beats_dense_on(Isa::Avx2, format, rows, cols, ncols, sparsity);
+    // Zen 3 against sgemm: CSR won from 20% (one column), 40% (16) and 70% (128).
+    assert!(avx2(C, 1024, 1024, 1, 0.2) && !avx2(C, 1024, 1024, 1, 0.1));
+    assert!(avx2(C, 1024, 1024, 16, 0.4) && !avx2(C, 1024, 1024, 16, 0.3));
+    assert!(avx2(C, 1024, 1024, 128, 0.7) && !avx2(C, 1024, 1024, 128, 0.6));
+    assert!(avx2(NM, 4096, 4096, 1, 0.5) && !avx2(NM, 1024, 1024, 1, 0.5));
+    assert!(avx2(TwoFour, 1024, 1024, 1, 0.5) && avx2(TwoFour, 4096, 4096, 128, 0.5));
     // Without its own kernel (columns not a multiple of 8), 2:4 is the N:M kernel.
-    assert!(!sparse::sparse_beats_dense(SparseFormat::TwoFour, 1024, 1020, 16, 0.5));
-    assert!(!sparse::sparse_beats_dense(SparseFormat::NM, 1024, 1024, 128, 0.5));
-    assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 0, 1024, 16, 0.9));
+    assert!(!avx2(TwoFour, 1024, 1020, 16, 0.5));
+    let avx512 = |format, ncols, sparsity| sparse::sparse_beats_dense_on(Isa::Avx512, format, 1024, 1024, ncols, sparsity);
+    // AVX512_CROSSOVERS_TEST
+    assert!(avx512(TwoFour, 1, 0.5) && avx512(TwoFour, 16, 0.5) && avx512(TwoFour, 128, 0.5));
 }
 
 proptest! {

@@ -244,8 +244,8 @@ fn general_n_m_decodes_positions() {
             for i in 0..n {
                 picked.swap(i, i + rng.below(m - i));
             }
-            for s in 0..n {
-                let (slot, p) = (g * n + s, picked[s]);
+            for (s, &p) in picked[..n].iter().enumerate() {
+                let slot = g * n + s;
                 dense[g * m + p] = values[slot];
                 for b in 0..bits {
                     if (p >> b) & 1 == 1 {

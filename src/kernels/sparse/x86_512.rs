@@ -98,9 +98,10 @@ unsafe fn tile<const NV: usize, const U: usize>(
     for k in whole..values.len() {
         step(&mut acc[0], values[k], cols[k]);
     }
-    for u in 1..U {
-        for j in 0..NV {
-            acc[0][j] = _mm512_add_ps(acc[0][j], acc[u][j]);
+    let (sum, others) = acc.split_at_mut(1);
+    for other in others.iter() {
+        for (a, o) in sum[0].iter_mut().zip(other) {
+            *a = _mm512_add_ps(*a, *o);
         }
     }
     for (j, a) in acc[0].iter().enumerate() {
