@@ -161,7 +161,9 @@ fn sparse_beats_dense_follows_the_measured_crossovers() {
 #[test]
 fn sparse_beats_dense_keeps_each_x86_tiers_measured_crossovers() {
     use SparseFormat::{Csr as C, TwoFour, NM};
-    let avx2 = |format, rows, cols, ncols, sparsity| sparse::sparse_beats_dense_on(Isa::Avx2, format, rows, cols, ncols, sparsity);
+    let avx2 = |format, rows, cols, ncols, sparsity| {
+        sparse::sparse_beats_dense_on(Isa::Avx2, format, rows, cols, ncols, sparsity)
+    };
     // Zen 3 against sgemm: CSR won from 20% (one column), 40% (16) and 70% (128).
     assert!(avx2(C, 1024, 1024, 1, 0.2) && !avx2(C, 1024, 1024, 1, 0.1));
     assert!(avx2(C, 1024, 1024, 16, 0.4) && !avx2(C, 1024, 1024, 16, 0.3));
@@ -170,8 +172,13 @@ fn sparse_beats_dense_keeps_each_x86_tiers_measured_crossovers() {
     assert!(avx2(TwoFour, 1024, 1024, 1, 0.5) && avx2(TwoFour, 4096, 4096, 128, 0.5));
     // Without its own kernel (columns not a multiple of 8), 2:4 is the N:M kernel.
     assert!(!avx2(TwoFour, 1024, 1020, 16, 0.5));
-    let avx512 = |format, ncols, sparsity| sparse::sparse_beats_dense_on(Isa::Avx512, format, 1024, 1024, ncols, sparsity);
-    // AVX512_CROSSOVERS_TEST
+    let avx512 = |format, ncols, sparsity| {
+        sparse::sparse_beats_dense_on(Isa::Avx512, format, 1024, 1024, ncols, sparsity)
+    };
+    // The Xeon against greenai's dense f32 product: CSR won from 40% (1 column), 10% (16), 30% (128).
+    assert!(avx512(C, 1, 0.4) && !avx512(C, 1, 0.3));
+    assert!(avx512(C, 16, 0.1) && !avx512(C, 16, 0.05));
+    assert!(avx512(C, 128, 0.3) && !avx512(C, 128, 0.2));
     assert!(avx512(TwoFour, 1, 0.5) && avx512(TwoFour, 16, 0.5) && avx512(TwoFour, 128, 0.5));
 }
 

@@ -391,7 +391,7 @@ pub fn sparse_beats_dense(
 /// (1024 x 1024 weights, sparsity swept in steps of 10% and 5%, one thread):
 /// - `avx512` (Intel Xeon, 2 cores, KVM, loaded by other jobs; 2026-12-05) against greenai's
 ///   `gemv_on` (one column) and `gemm_on` (f32 x f32, 16 and 128 columns) on the same tier:
-///   see [`AVX512_CSR`].
+///   CSR won from 40% with one column, from 10% with 16 and from 30% with 128.
 /// - the other tiers: the AVX2 crossovers measured on an AMD EPYC Zen 3 core against
 ///   `matrixmultiply::sgemm`: CSR first won at 20% with one column (lost at 10%), at 40% with 16
 ///   columns (lost at 30%) and at 70% with 128 (lost at 60%).
@@ -436,10 +436,13 @@ pub fn sparse_beats_dense_on(
 
 /// Measured on Zen 3 (AVX2) against `matrixmultiply::sgemm`: see [`sparse_beats_dense_on`].
 const ZEN3_CSR: CsrCrossovers = CsrCrossovers { one: 0.2, sixteen: 0.4, many: 0.7 };
-/// Measured on the Intel Xeon of 2026-12-05 (avx512 tier) against greenai's own dense product:
-/// CSR first won at these sparsities (and lost 10 points below).
+/// Measured on the Intel Xeon of 2026-12-05 (avx512 tier, one thread, machine loaded by other
+/// jobs: load average near 15 on 2 cores, so single points moved by up to 20%) against greenai's
+/// `gemv_on` / `gemm_on` on the same tier, 1024 x 1024: with one column CSR won from 40% (560 vs
+/// 603 us, a near tie; 780 us at 30%); with 16 columns already at 10% (6.16 vs 6.85 ms: the dense
+/// GEMM is weak at n = 16, 6.7 GFLOPS); with 128 columns from 30% (9.0 vs 11.3 ms; 11.2 at 20%, a tie).
 #[cfg(target_arch = "x86_64")]
-const AVX512_CSR: CsrCrossovers = CsrCrossovers { one: 0.2, sixteen: 0.4, many: 0.7 };
+const AVX512_CSR: CsrCrossovers = CsrCrossovers { one: 0.4, sixteen: 0.1, many: 0.3 };
 /// Weights (f32 count, 32 MiB) from which N:M x vector beats dense: measured winning at 4096 x
 /// 4096 (64 MiB) and losing at 1024 x 1024; the threshold sits where f32 weights leave the caches.
 const NM_MIN_WEIGHTS_ONE_COLUMN: usize = 1 << 23;
