@@ -52,7 +52,7 @@ fn check_nm_product(rng: &mut SplitMix64, rows: usize, cols: usize, (n, m): (usi
     let want = dense_reference(&a, &x, rows, cols, ncols);
     for isa in Isa::available() {
         let mut y = vec![f32::NAN; rows * ncols];
-        sparse::nm_spmm_on(isa, &nm, &x, ncols, &mut y).unwrap();
+        nm.spmm_on(isa, &x, ncols, &mut y).unwrap();
         assert_close(&y, &want, &format!("{n}:{m} {isa} {rows}x{cols}x{ncols}"));
     }
 }
@@ -70,11 +70,11 @@ fn csr_products_match_f64_on_every_path() {
             let want = dense_reference(&a, &x, rows, cols, ncols);
             for isa in Isa::available() {
                 let mut y = vec![f32::NAN; rows * ncols];
-                sparse::csr_spmm_on(isa, &csr, &x, ncols, &mut y).unwrap();
+                sparse::csr_spmm_on(isa, &csr.view().unwrap(), &x, ncols, &mut y).unwrap();
                 assert_close(&y, &want, &format!("csr {isa} {rows}x{cols}x{ncols}"));
                 if ncols == 1 {
                     let mut v = vec![f32::NAN; rows];
-                    sparse::csr_spmv_on(isa, &csr, &x, &mut v).unwrap();
+                    sparse::csr_spmv_on(isa, &csr.view().unwrap(), &x, &mut v).unwrap();
                     assert_eq!(v, y);
                 }
             }
@@ -117,7 +117,7 @@ fn kernels_handle_edge_values() {
     let want = dense_reference(&a, &x, 8, 8, 9);
     for isa in Isa::available() {
         let mut y = vec![0.0; 72];
-        sparse::csr_spmm_on(isa, &csr, &x, 9, &mut y).unwrap();
+        csr.spmm_on(isa, &x, 9, &mut y).unwrap();
         assert_close(&y, &want, &format!("edge {isa}"));
     }
 }
@@ -126,11 +126,11 @@ fn kernels_handle_edge_values() {
 fn kernels_refuse_mismatched_shapes() {
     let csr = Csr::from_dense(&[1.0, 0.0, 0.0, 2.0], 2, 2).unwrap();
     let mut y = vec![0.0; 4];
-    assert!(sparse::csr_spmm(&csr, &[1.0; 3], 2, &mut y).is_err());
-    assert!(sparse::csr_spmm(&csr, &[1.0; 4], 2, &mut y[..3]).is_err());
+    assert!(csr.spmm(&[1.0; 3], 2, &mut y).is_err());
+    assert!(csr.spmm(&[1.0; 4], 2, &mut y[..3]).is_err());
     let nm = NmCompressed::from_dense(&[1.0, 0.0, 0.0, 2.0], 1, 4, 2, 4).unwrap();
-    assert!(sparse::nm_spmm(&nm, &[1.0; 3], 1, &mut y[..1]).is_err());
-    sparse::nm_spmm(&nm, &[1.0, 2.0, 3.0, 4.0], 1, &mut y[..1]).unwrap();
+    assert!(nm.spmm(&[1.0; 3], 1, &mut y[..1]).is_err());
+    nm.spmm(&[1.0, 2.0, 3.0, 4.0], 1, &mut y[..1]).unwrap();
     assert_eq!(y[0], 9.0);
 }
 
@@ -144,22 +144,42 @@ fn nm_compression_refuses_dense_groups() {
 
 #[test]
 fn sparse_beats_dense_follows_the_measured_crossovers() {
-    assert!(sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 16, 0.9));
-    assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 16, 0.3));
-    // The measured crossovers: CSR won from 20% (one column), 40% (16) and 70% (128).
-    assert!(sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 1, 0.2));
-    assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 1, 0.1));
-    assert!(sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 128, 0.7));
-    assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 128, 0.6));
-    assert!(sparse::sparse_beats_dense(SparseFormat::NM, 4096, 4096, 1, 0.5));
-    assert!(!sparse::sparse_beats_dense(SparseFormat::NM, 1024, 1024, 1, 0.5));
-    assert!(sparse::sparse_beats_dense(SparseFormat::TwoFour, 1024, 1024, 1, 0.5));
-    assert!(sparse::sparse_beats_dense(SparseFormat::TwoFour, 1024, 1024, 16, 0.5));
-    assert!(sparse::sparse_beats_dense(SparseFormat::TwoFour, 4096, 4096, 128, 0.5));
+    // Every tier: nothing to gain from an empty product or an impossible sparsity.
+    for isa in Isa::available() {
+        assert!(!sparse::sparse_beats_dense_on(isa, SparseFormat::Csr, 0, 1024, 16, 0.9));
+        assert!(!sparse::sparse_beats_dense_on(isa, SparseFormat::Csr, 1024, 1024, 16, -0.1));
+        assert!(sparse::sparse_beats_dense_on(isa, SparseFormat::Csr, 1024, 1024, 16, 0.9));
+        assert!(!sparse::sparse_beats_dense_on(isa, SparseFormat::NM, 1024, 1024, 128, 0.5));
+    }
+    assert_eq!(
+        sparse::sparse_beats_dense(SparseFormat::Csr, 1024, 1024, 16, 0.5),
+        sparse::sparse_beats_dense_on(Isa::active(), SparseFormat::Csr, 1024, 1024, 16, 0.5)
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn sparse_beats_dense_keeps_each_x86_tiers_measured_crossovers() {
+    use SparseFormat::{Csr as C, TwoFour, NM};
+    let avx2 = |format, rows, cols, ncols, sparsity| {
+        sparse::sparse_beats_dense_on(Isa::Avx2, format, rows, cols, ncols, sparsity)
+    };
+    // Zen 3 against sgemm: CSR won from 20% (one column), 40% (16) and 70% (128).
+    assert!(avx2(C, 1024, 1024, 1, 0.2) && !avx2(C, 1024, 1024, 1, 0.1));
+    assert!(avx2(C, 1024, 1024, 16, 0.4) && !avx2(C, 1024, 1024, 16, 0.3));
+    assert!(avx2(C, 1024, 1024, 128, 0.7) && !avx2(C, 1024, 1024, 128, 0.6));
+    assert!(avx2(NM, 4096, 4096, 1, 0.5) && !avx2(NM, 1024, 1024, 1, 0.5));
+    assert!(avx2(TwoFour, 1024, 1024, 1, 0.5) && avx2(TwoFour, 4096, 4096, 128, 0.5));
     // Without its own kernel (columns not a multiple of 8), 2:4 is the N:M kernel.
-    assert!(!sparse::sparse_beats_dense(SparseFormat::TwoFour, 1024, 1020, 16, 0.5));
-    assert!(!sparse::sparse_beats_dense(SparseFormat::NM, 1024, 1024, 128, 0.5));
-    assert!(!sparse::sparse_beats_dense(SparseFormat::Csr, 0, 1024, 16, 0.9));
+    assert!(!avx2(TwoFour, 1024, 1020, 16, 0.5));
+    let avx512 = |format, ncols, sparsity| {
+        sparse::sparse_beats_dense_on(Isa::Avx512, format, 1024, 1024, ncols, sparsity)
+    };
+    // The Xeon against greenai's dense f32 product: CSR won from 40% (1 column), 10% (16), 30% (128).
+    assert!(avx512(C, 1, 0.4) && !avx512(C, 1, 0.3));
+    assert!(avx512(C, 16, 0.1) && !avx512(C, 16, 0.05));
+    assert!(avx512(C, 128, 0.3) && !avx512(C, 128, 0.2));
+    assert!(avx512(TwoFour, 1, 0.5) && avx512(TwoFour, 16, 0.5) && avx512(TwoFour, 128, 0.5));
 }
 
 proptest! {

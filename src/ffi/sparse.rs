@@ -2,7 +2,6 @@
 
 use super::boundary::{out_ptr, slice_in, slice_out, FfiError};
 use super::status::greenai_status;
-use crate::kernels::sparse;
 use crate::prune::sparse::{Csr, NmCompressed};
 use crate::tensor::numel;
 
@@ -105,7 +104,7 @@ pub unsafe extern "C" fn greenai_csr_spmm(
         let (x_len, y_len) = (numel(&[csr.csr.cols(), ncols])?, numel(&[csr.csr.rows(), ncols])?);
         // SAFETY: the caller guarantees x and y hold these lengths.
         let (x, y) = unsafe { (slice_in(x, x_len, "x")?, slice_out(y, y_len, "y")?) };
-        sparse::csr_spmm(&csr.csr, x, ncols, y)?;
+        csr.csr.spmm(x, ncols, y)?;
         Ok(())
     }
 }
@@ -202,7 +201,7 @@ pub unsafe extern "C" fn greenai_nm_spmm(
         let (x_len, y_len) = (numel(&[nm.nm.cols(), ncols])?, numel(&[nm.nm.rows(), ncols])?);
         // SAFETY: the caller guarantees x and y hold these lengths.
         let (x, y) = unsafe { (slice_in(x, x_len, "x")?, slice_out(y, y_len, "y")?) };
-        sparse::nm_spmm(&nm.nm, x, ncols, y)?;
+        nm.nm.spmm(x, ncols, y)?;
         Ok(())
     }
 }

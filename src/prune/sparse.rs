@@ -2,7 +2,9 @@
 //! kept values plus a few index bits per kept value). Both round-trip losslessly to dense
 //! (a zero of either sign comes back as `+0`) and report their size in bytes.
 
-use crate::error::{check_len, Result};
+use crate::error::Result;
+use crate::kernels::sparse::{self as kernels, CsrRef, NmRef};
+use crate::kernels::Isa;
 use crate::prune::nm::check_pattern;
 use crate::Error;
 
@@ -128,6 +130,24 @@ impl<T: SparseValue> Csr<T> {
     }
 }
 
+impl Csr<f32> {
+    /// The arrays as the sparse kernels take them (checked again: `rows + nnz` reads).
+    pub fn view(&self) -> Result<CsrRef<'_>> {
+        CsrRef::new(self.rows, self.cols, &self.row_ptr, &self.col_idx, &self.values)
+    }
+
+    /// `y (rows x ncols) = self (rows x cols) * x (cols x ncols)`, row-major, on the active tier
+    /// ([`crate::kernels::sparse::csr_spmm`]).
+    pub fn spmm(&self, x: &[f32], ncols: usize, y: &mut [f32]) -> Result<()> {
+        kernels::csr_spmm(&self.view()?, x, ncols, y)
+    }
+
+    /// [`Csr::spmm`] on a chosen tier.
+    pub fn spmm_on(&self, isa: Isa, x: &[f32], ncols: usize, y: &mut [f32]) -> Result<()> {
+        kernels::csr_spmm_on(isa, &self.view()?, x, ncols, y)
+    }
+}
+
 /// N:M compressed: for each group of `m` consecutive columns of a row, `n` values and their
 /// positions in the group, each position in `ceil(log2 m)` bits (2 bits for 2:4), packed
 /// little-endian, least significant bits first. Positions within a group are increasing.
@@ -143,7 +163,7 @@ pub struct NmCompressed {
 
 /// Bits per stored position for groups of `m` (0 when m = 1).
 pub fn index_bits(m: usize) -> u32 {
-    usize::BITS - m.saturating_sub(1).leading_zeros()
+    kernels::nm_index_bits(m)
 }
 
 impl NmCompressed {
@@ -195,36 +215,31 @@ impl NmCompressed {
         Ok(NmCompressed { rows, cols, n, m, values, indices })
     }
 
-    /// Position within its group of stored value `slot`.
+    /// Position within its group of stored value `slot` (`slot < rows * cols / m * n`).
     pub fn position(&self, slot: usize) -> usize {
-        let bits = index_bits(self.m) as usize;
-        (0..bits).fold(0, |acc, b| {
-            let bit = slot * bits + b;
-            acc | ((usize::from(self.indices[bit / 8] >> (bit % 8)) & 1) << b)
-        })
+        kernels::packed_position(&self.indices, index_bits(self.m) as usize, slot)
     }
 
     /// Writes the column of each stored value of row `r` into `cols_out` (length `cols / m * n`).
     pub fn row_columns(&self, r: usize, cols_out: &mut [u32]) -> Result<()> {
-        let per_row = self.cols / self.m * self.n;
-        check_len("cols_out", cols_out.len(), per_row)?;
-        if r >= self.rows {
-            return Err(Error::invalid("row", r, format!("out of range for {} rows", self.rows)));
-        }
-        if self.index_bits() == 2 && self.n == 2 {
-            // 2:4: one nibble per group.
-            for (g, pair) in cols_out[..per_row].chunks_exact_mut(2).enumerate() {
-                let slot = r * per_row + 2 * g;
-                let byte = self.indices[slot / 4] >> (2 * (slot % 4));
-                pair[0] = (self.m * g) as u32 + u32::from(byte & 3);
-                pair[1] = (self.m * g) as u32 + u32::from((byte >> 2) & 3);
-            }
-        } else {
-            for (s, c) in cols_out[..per_row].iter_mut().enumerate() {
-                *c = ((s / self.n.max(1)) * self.m + self.position(r * per_row + s)) as u32;
-            }
-        }
-        Ok(())
+        self.view()?.row_columns(r, cols_out)
+    }
+
+    /// The arrays as the sparse kernels take them (checked again, one read per value when `m` is
+    /// not a power of two).
+    pub fn view(&self) -> Result<NmRef<'_>> {
+        NmRef::new(self.rows, self.cols, self.n, self.m, &self.values, &self.indices)
+    }
+
+    /// `y (rows x ncols) = self (rows x cols) * x (cols x ncols)`, row-major, on the active tier
+    /// ([`crate::kernels::sparse::nm_spmm`]).
+    pub fn spmm(&self, x: &[f32], ncols: usize, y: &mut [f32]) -> Result<()> {
+        kernels::nm_spmm(&self.view()?, x, ncols, y)
+    }
+
+    /// [`NmCompressed::spmm`] on a chosen tier.
+    pub fn spmm_on(&self, isa: Isa, x: &[f32], ncols: usize, y: &mut [f32]) -> Result<()> {
+        kernels::nm_spmm_on(isa, &self.view()?, x, ncols, y)
     }
 
     /// The dense row-major matrix.

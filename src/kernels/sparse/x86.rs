@@ -1,5 +1,6 @@
 //! AVX2+FMA sparse row products.
 
+use super::blocked::{by_rows, columns_2_4, spmm_2_4_blocked, Blocking, Tile};
 use std::arch::x86_64::*;
 
 /// `y_row = sum_k values[k] * x[cols[k], :]`: eight columns per register, up to 64 per pass
@@ -68,9 +69,9 @@ unsafe fn masked_tile(values: &[f32], cols: &[u32], x: &[f32], ncols: usize, y_r
 /// Floats of x (256 KiB, half of L2) from which the row products prefetch the x rows of later
 /// stored values: the rows a sparse row picks are too scattered for the hardware prefetcher.
 /// Measured at 90% sparsity: 4096^2 x 128 went from 33 to 21 ms, 4096^2 x 16 from 3.8 to 2.7 ms.
-const PREFETCH_MIN_X: usize = 1 << 16;
+pub(super) const PREFETCH_MIN_X: usize = 1 << 16;
 /// Stored values ahead whose x rows are prefetched.
-const PREFETCH_AHEAD: usize = 16;
+pub(super) const PREFETCH_AHEAD: usize = 16;
 
 /// Columns `c0 .. c0 + 8 * NV` of the row product, accumulated in registers.
 ///
@@ -142,14 +143,6 @@ unsafe fn dot_gather(values: &[f32], cols: &[u32], x: &[f32]) -> f32 {
     sum
 }
 
-/// For one byte of 2:4 positions (four 2-bit fields, low bits first: two kept values in each of
-/// two groups of four), which of the byte's eight columns each kept value sits in: the second
-/// group's fields offset by 4. The one definition of the byte layout both 2:4 kernels decode.
-#[inline(always)]
-const fn columns_2_4(byte: usize) -> [usize; 4] {
-    [byte & 3, (byte >> 2) & 3, 4 + ((byte >> 4) & 3), 4 + ((byte >> 6) & 3)]
-}
-
 /// [`columns_2_4`] of every byte, as the lane indices `vpermps` takes.
 static LANES_2_4: [[i32; 4]; 256] = {
     let mut table = [[0i32; 4]; 256];
@@ -219,18 +212,12 @@ unsafe fn dot_2_4(values: &[f32], fields: &[u8], x: &[f32]) -> f32 {
 /// Columns of one depth block of [`spmm_2_4`] (a multiple of 8): its packed x micro-panel,
 /// `DEPTH_2_4 x 8 NV` floats (16 KiB at NV = 4), stays in L1 while a row block runs over it.
 const DEPTH_2_4: usize = 128;
-/// Rows of one row block of [`spmm_2_4`]: their kept values in a depth block (64 KiB) stay in L2
-/// while the column blocks run over them.
-const ROWS_2_4: usize = 256;
 
 /// A 2:4 compressed matrix whose rows' position fields start on a byte (`cols % 8 == 0`) times
 /// `ncols` columns: `y (rows x ncols) = a (rows x cols) * x (cols x ncols)`.
 ///
-/// One column (the decode step) is one [`dot_2_4`] per row. More columns are blocked as a dense
-/// GEMM is: per depth block, `x` is packed into micro-panels of `8 NV` columns
-/// (zero-padded); `MR x 8 NV` tiles of `y` are accumulated in registers, each kept value
-/// broadcast and multiplied with the micro-panel row its 2-bit field picks (decoded with shifts,
-/// no gather). Half the multiply-adds of the dense product, each fed from L1.
+/// One column (the decode step) is one [`dot_2_4`] per row; more columns the blocked product of
+/// [`spmm_2_4_blocked`] with `MR x 8 NV` register tiles ([`tile_2_4`]).
 ///
 /// # Safety
 /// AVX2 and FMA must be available; `cols % 8 == 0`, `values.len() == rows * cols / 2`,
@@ -261,146 +248,47 @@ pub(crate) unsafe fn spmm_2_4(
         }
         return Ok(());
     }
-    if ncols <= 8 {
-        // SAFETY: forwarded contract.
-        unsafe { spmm_2_4_blocked::<4, 1>(values, fields, rows, cols, x, ncols, y) }
+    let blocking =
+        |mr: usize, nv: usize, tile: unsafe fn(&Tile)| Blocking { mr, nr: 8 * nv, depth: DEPTH_2_4, tile };
+    let blocking = if ncols <= 8 {
+        blocking(4, 1, tiles_4_1)
     } else if ncols <= 16 {
-        // SAFETY: forwarded contract.
-        unsafe { spmm_2_4_blocked::<4, 2>(values, fields, rows, cols, x, ncols, y) }
+        blocking(4, 2, tiles_4_2)
     } else {
-        // SAFETY: forwarded contract.
-        unsafe { spmm_2_4_blocked::<3, 4>(values, fields, rows, cols, x, ncols, y) }
-    }
+        blocking(3, 4, tiles_3_4)
+    };
+    // SAFETY: forwarded contract; DEPTH_2_4 is a multiple of 8 and each tile runs with AVX2 and FMA.
+    unsafe { spmm_2_4_blocked(&blocking, values, fields, rows, cols, x, ncols, y) }
 }
 
-/// [`spmm_2_4`] with `MR x 8 NV` register tiles.
-///
-/// # Safety
-/// As [`spmm_2_4`].
-#[target_feature(enable = "avx2,fma")]
-unsafe fn spmm_2_4_blocked<const MR: usize, const NV: usize>(
-    values: &[f32],
-    fields: &[u8],
-    rows: usize,
-    cols: usize,
-    x: &[f32],
-    ncols: usize,
-    y: &mut [f32],
-) -> crate::Result<()> {
-    debug_assert!(cols.is_multiple_of(8));
-    debug_assert_eq!(values.len(), rows * cols / 2);
-    debug_assert_eq!(fields.len(), rows * cols / 8);
-    debug_assert_eq!(x.len(), cols * ncols);
-    debug_assert_eq!(y.len(), rows * ncols);
-    let nr = 8 * NV;
-    let blocks = ncols.div_ceil(nr);
-    // All of x, packed once: depth block by depth block, each as `blocks` micro-panels.
-    let panel_len = cols * blocks * nr;
-    let mut panel_buf = crate::error::try_vec(panel_len + 16, 0.0f32)?;
-    // Micro-panel rows start on a cache line, so no 32-byte load splits one.
-    let skip = panel_buf.as_ptr().align_offset(64).min(16);
-    let panel = &mut panel_buf[skip..skip + panel_len];
-    for (kb, block) in panel.chunks_mut(DEPTH_2_4 * blocks * nr).enumerate() {
-        let (k0, depth) = (kb * DEPTH_2_4, block.len() / (blocks * nr));
-        for (jb, micro) in block.chunks_exact_mut(depth * nr).enumerate() {
-            let (c0, width) = (jb * nr, nr.min(ncols - jb * nr));
-            for (kk, dst) in micro.chunks_exact_mut(nr).enumerate() {
-                dst[..width].copy_from_slice(&x[(k0 + kk) * ncols + c0..][..width]);
-                dst[width..].fill(0.0);
-            }
+/// Defines `$name`, a [`Blocking::tile`] running [`tile_2_4`] with `$nv` vectors of columns and
+/// the tile's live rows (up to `$mr`).
+macro_rules! tile_entry {
+    ($name:ident, $mr:tt, $nv:literal) => {
+        /// # Safety
+        /// As [`Blocking::tile`], with AVX2 and FMA available and `t.rows <=` the row count named.
+        unsafe fn $name(t: &Tile) {
+            // SAFETY: forwarded contract; the tile run is at most t.rows tall.
+            unsafe { by_rows!(tile_2_4, $nv, t, $mr) }
         }
-    }
-    let mut edge = [0.0f32; 32 * 8];
-    let (row_values, row_fields) = (cols / 2, cols / 8);
-    // A row block's tile of y (at most 256 x ncols) stays in L2 across the depth blocks.
-    for r0 in (0..rows).step_by(ROWS_2_4) {
-        let row_end = rows.min(r0 + ROWS_2_4);
-        for k0 in (0..cols).step_by(DEPTH_2_4) {
-            let depth = DEPTH_2_4.min(cols - k0);
-            let accumulate = k0 > 0;
-            for jb in 0..blocks {
-                let (c0, width) = (jb * nr, nr.min(ncols - jb * nr));
-                let micro = panel[k0 * blocks * nr + jb * depth * nr..][..depth * nr].as_ptr();
-                let mut r = r0;
-                while r < row_end {
-                    let live = MR.min(row_end - r);
-                    let vals = values[r * row_values + k0 / 2..].as_ptr();
-                    let flds = fields[r * row_fields + k0 / 8..].as_ptr();
-                    // Full tiles go straight to y; a partial column block through `edge`.
-                    let (out, ld) = if width == nr {
-                        (y[r * ncols + c0..].as_mut_ptr(), ncols)
-                    } else {
-                        if accumulate {
-                            for i in 0..live {
-                                edge[i * nr..][..width].copy_from_slice(&y[(r + i) * ncols + c0..][..width]);
-                            }
-                        }
-                        (edge.as_mut_ptr(), nr)
-                    };
-                    macro_rules! tile {
-                        ($rows:expr) => {
-                            tile_2_4::<{ $rows }, NV>(
-                                vals,
-                                row_values,
-                                flds,
-                                row_fields,
-                                depth / 8,
-                                micro,
-                                out,
-                                ld,
-                                accumulate,
-                            )
-                        };
-                    }
-                    // SAFETY: rows r .. r + live exist, so each has row_values kept values and
-                    // row_fields bytes from its depth block's start; the micro-panel holds
-                    // depth rows of nr floats; `out` holds `live` rows of nr floats at stride ld
-                    // (y: c0 + nr <= ncols when width == nr; else `edge`, 32 * 8 >= MR * nr).
-                    unsafe {
-                        match live {
-                            1 => tile!(1),
-                            2 => tile!(2),
-                            3 => tile!(3),
-                            _ => tile!(MR),
-                        }
-                    }
-                    if width < nr {
-                        for i in 0..live {
-                            y[(r + i) * ncols + c0..][..width].copy_from_slice(&edge[i * nr..][..width]);
-                        }
-                    }
-                    r += live;
-                }
-            }
-        }
-    }
-    Ok(())
+    };
 }
+tile_entry!(tiles_4_1, 4, 1);
+tile_entry!(tiles_4_2, 4, 2);
+tile_entry!(tiles_3_4, 3, 4);
 
-/// One `MR x 8 NV` tile of [`spmm_2_4`] over one depth block of `8 bytes` columns: `out` =
-/// (`out` if `accumulate`) + the rows' kept values times the micro-panel rows they pick.
+/// One `MR x 8 NV` tile of the blocked 2:4 product (see [`Tile`]).
 ///
 /// # Safety
-/// AVX2 and FMA available; for each `i < MR`, `values + i * row_values` is readable for
-/// `4 bytes` floats and `fields + i * row_fields` for `bytes` bytes; `micro` for `8 bytes * 8 NV`
-/// floats; `out + i * ld` readable and writable for `8 NV` floats.
+/// AVX2 and FMA available; `t` valid as [`Blocking::tile`] states, with `t.rows == MR` and
+/// micro-panel rows of `8 NV` floats.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_2_4<const MR: usize, const NV: usize>(
-    values: *const f32,
-    row_values: usize,
-    fields: *const u8,
-    row_fields: usize,
-    bytes: usize,
-    micro: *const f32,
-    out: *mut f32,
-    ld: usize,
-    accumulate: bool,
-) {
+unsafe fn tile_2_4<const MR: usize, const NV: usize>(t: &Tile) {
     let nr = 8 * NV;
+    let (out, ld) = (t.out, t.ld);
     let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-    if accumulate {
+    if t.accumulate {
         for (i, row) in acc.iter_mut().enumerate() {
             for (j, a) in row.iter_mut().enumerate() {
                 // SAFETY: out + i * ld holds 8 NV floats (contract).
@@ -408,13 +296,14 @@ unsafe fn tile_2_4<const MR: usize, const NV: usize>(
             }
         }
     }
-    for b in 0..bytes {
+    for b in 0..t.bytes {
         // SAFETY: the micro-panel holds 8 bytes rows of nr floats; b < bytes.
-        let window = unsafe { micro.add(b * 8 * nr) };
+        let window = unsafe { t.micro.add(b * 8 * nr) };
         for (i, row) in acc.iter_mut().enumerate() {
             // SAFETY: b < bytes and 4 b + 4 <= 4 bytes (contract).
-            let (byte, v) =
-                unsafe { (usize::from(*fields.add(i * row_fields + b)), values.add(i * row_values + 4 * b)) };
+            let (byte, v) = unsafe {
+                (usize::from(*t.fields.add(i * t.row_fields + b)), t.values.add(i * t.row_values + 4 * b))
+            };
             for (s, &p) in columns_2_4(byte).iter().enumerate() {
                 // SAFETY: s < 4 kept values of this byte; p < 8 rows of this window.
                 unsafe {
