@@ -35,5 +35,6 @@ pub use fake::{fake_quantize, fake_quantize_grad};
 pub use gptq::{gptq_quantize, rtn_quantize, GptqOptions, GptqWeight, HessianAccumulator};
 pub use hqq::{hqq_quantize, HqqOptions};
 pub use metrics::{error_metrics, error_metrics_per_axis, ErrorMetrics};
+pub(crate) use pack::{nibble_get, nibble_put};
 pub use pack::{pack_4bit, packed_len, unpack_4bit};
 pub use params::{Convention, Granularity, Mode, Preset, QType, QuantParams, QuantSpec, Rounding, ScaleType};
