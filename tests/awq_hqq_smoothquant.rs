@@ -377,7 +377,7 @@ proptest! {
             for r in 0..rows {
                 for c in 0..cols {
                     let g = r * groups + out.g_idx[c] as usize;
-                    prop_assert_eq!(out.g_idx[c] as usize, if gs == 0 { 0 } else { c / gs });
+                    prop_assert_eq!(out.g_idx[c] as usize, c.checked_div(gs).unwrap_or(0));
                     prop_assert_eq!(w_hat[r * cols + c], out.scales[g] * (f32::from(out.q[r * cols + c]) - out.zeros[g]));
                 }
             }
