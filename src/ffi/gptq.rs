@@ -1,7 +1,7 @@
 //! C ABI: GPTQ weight quantization (`crate::quant::gptq_quantize`) and its streaming Hessian
 //! accumulator (`crate::quant::HessianAccumulator`).
 
-use super::boundary::{out_ptr, slice_in, slice_out, FfiError};
+use super::boundary::{out_ptr, read_options, slice_in, slice_out, FfiError};
 use super::status::greenai_status;
 use crate::error::{check_len, checked_product, Error};
 use crate::quant::{gptq_quantize, GptqOptions, HessianAccumulator};
@@ -26,8 +26,7 @@ pub struct greenai_gptq_options {
     pub block_size: u32,
 }
 
-/// The same layout with the flags as bytes: a C caller may store any byte in a `bool`, and reading
-/// a byte other than 0 or 1 as a Rust `bool` would be undefined behaviour. Nonzero means true.
+/// The same layout with the flags as bytes (see `read_options`); nonzero means true.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct RawOptions {
@@ -101,14 +100,8 @@ pub unsafe extern "C" fn greenai_gptq_quantize(
     g_idx: *mut i32,
 ) -> greenai_status {
     ffi_boundary! {
-        if options.is_null() {
-            return Err(FfiError::Null("options"));
-        }
-        if !options.is_aligned() {
-            return Err(Error::invalid("options", format!("{options:p}"), "pointer not aligned").into());
-        }
-        // SAFETY: non-NULL and aligned; the caller guarantees it points to an options struct, read as bytes.
-        let raw = unsafe { options.cast::<RawOptions>().read() };
+        // SAFETY: the caller guarantees `options` points to a `greenai_gptq_options`.
+        let raw: RawOptions = unsafe { read_options(options, "options")? };
         let opts = GptqOptions {
             bits: raw.bits,
             group_size: raw.group_size as usize,

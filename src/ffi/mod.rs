@@ -11,6 +11,7 @@
 
 #[macro_use]
 mod boundary;
+pub mod awq;
 pub mod distill;
 pub mod energy;
 pub mod flops;

@@ -14,7 +14,10 @@
 //!   `greenai.tensor.NAME`: `key=value` pairs separated by `;` (`kind` = `quant` | `cast` | `pruned` |
 //!   `ggml` (with `type`, ggml's name of the block type),
 //!   `dtype` = the original dtype, `shape`, and for `quant`: `qtype`, `mode`, `granularity`, `axis`,
-//!   `block`; `sparsity` and `prune` when pruned).
+//!   `block`; `sparsity` and `prune` when pruned);
+//! - a tensor quantized with `--method hqq` is a `quant` of qtype `u4` or `u8`, mode `affine`, granularity
+//!   `block` on the last axis, whose `NAME.zero_point` holds real-valued zero points as `F32` (the scales'
+//!   shape), marked `method=hqq;zero=f32`: `w = scale[g] * (q - zero_point[g])`.
 //!
 //! Everything else (integer tensors, 1-D tensors unless asked, tensors a pattern excludes) passes
 //! through byte for byte. [`decompress`] restores every changed tensor to its original float dtype.
@@ -89,11 +92,26 @@ pub enum Pruning {
     },
 }
 
+/// How integer targets are quantized.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Method {
+    /// Round to nearest with the calibrated range (the default).
+    #[default]
+    Rtn,
+    /// HQQ (calibration-free half-quadratic optimisation of each group's zero point, HQQ's published
+    /// defaults): asymmetric unsigned levels (`int4` becomes u4, `int8`/`uint8` u8) with real-valued zero
+    /// points, groups of `block:N` along the last dimension (`channel`: one group per row of the last
+    /// dimension).
+    Hqq,
+}
+
 /// What `compress` does.
 #[derive(Clone, Debug)]
 pub struct CompressOptions {
     /// The target type; `None` only prunes.
     pub target: Option<Target>,
+    /// How integer targets are quantized.
+    pub method: Method,
     /// Scale sharing for integer targets.
     pub grouping: Grouping,
     /// Range selection for integer targets.
@@ -108,6 +126,7 @@ impl Default for CompressOptions {
     fn default() -> Self {
         CompressOptions {
             target: Some(Target::Int8),
+            method: Method::Rtn,
             grouping: Grouping::Channel,
             calibration: Calibrate::MinMax,
             pruning: None,
@@ -350,6 +369,9 @@ fn compress_tensor(
                 metadata: format!("kind=cast;{meta}"),
             })
         }
+        Some(target) if options.method == Method::Hqq => {
+            hqq_tensor(name, shape, weights.as_slice(), target, options.grouping, &meta)
+        }
         Some(target) => {
             let spec = spec_for(target, options.grouping, shape.len())?;
             let params = calibrated_params(spec, options.calibration, weights.as_slice(), &shape)?;
@@ -400,6 +422,132 @@ fn compress_tensor(
             Ok(Compressed { outputs, restored, dtype_after: dtype_after.into(), metadata })
         }
     }
+}
+
+/// HQQ's group-wise levels of one tensor (rows along the last dimension): the levels (`U8`, 4-bit
+/// packed two per byte, first in the low nibble), `NAME.scale` and `NAME.zero_point` (both `F32`, the
+/// tensor's shape with the last dimension counting groups); `zero=f32` in the metadata.
+fn hqq_tensor(
+    name: String,
+    shape: Vec<usize>,
+    weights: &[f32],
+    target: Target,
+    grouping: Grouping,
+    meta: &str,
+) -> Result<Compressed> {
+    let bits = match target {
+        Target::Int4 => 4,
+        Target::Int8 | Target::Uint8 => 8,
+        other => {
+            return Err(Error::invalid("method", "hqq", format!("quantizes to integers, not {other:?}")))
+        }
+    };
+    let cols = shape.last().copied().unwrap_or(1).max(1);
+    let rows = weights.len() / cols;
+    let group_size = match grouping {
+        Grouping::Block(n) => n,
+        Grouping::Channel => cols,
+        Grouping::Tensor => {
+            return Err(Error::invalid(
+                "granularity",
+                "tensor",
+                "hqq quantizes groups: use channel or block:N",
+            ))
+        }
+    };
+    let out = quant::hqq_quantize(
+        weights,
+        rows,
+        cols,
+        &quant::HqqOptions { group_size, ..quant::HqqOptions::with_bits(bits) },
+    )?;
+    let restored = out.dequantize();
+    let (bytes, data_shape, qtype) = if bits == 4 {
+        let mut packed = crate::error::try_vec(quant::packed_len(out.q.len()), 0u8)?;
+        for (i, &q) in out.q.iter().enumerate() {
+            quant::nibble_put(&mut packed, i, i32::from(q));
+        }
+        let len = packed.len();
+        (packed, vec![len], "u4")
+    } else {
+        (out.q, shape.clone(), "u8")
+    };
+    let mut param_shape = shape.clone();
+    if let Some(last) = param_shape.last_mut() {
+        *last = out.groups;
+    }
+    let f32_bytes = |v: &[f32]| Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect());
+    let outputs = vec![
+        (name.clone(), OutTensor { dtype: Dtype::U8, shape: data_shape, bytes: Cow::Owned(bytes) }),
+        (
+            format!("{name}.scale"),
+            OutTensor { dtype: Dtype::F32, shape: param_shape.clone(), bytes: f32_bytes(&out.scales) },
+        ),
+        (
+            format!("{name}.zero_point"),
+            OutTensor { dtype: Dtype::F32, shape: param_shape, bytes: f32_bytes(&out.zeros) },
+        ),
+    ];
+    let axis = shape.len().saturating_sub(1);
+    let metadata = format!(
+        "kind=quant;{meta};qtype={qtype};mode=affine;granularity=block;axis={axis};block={group_size};narrow=0;method=hqq;zero=f32"
+    );
+    Ok(Compressed { outputs, restored, dtype_after: qtype.to_ascii_uppercase(), metadata })
+}
+
+/// Restores a tensor stored with real-valued zero points (`zero=f32`, as `--method hqq` writes):
+/// `w = scale[g] * (q - zero[g])` with groups of `block` along the last dimension.
+fn restore_float_zero(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'_>) -> Result<Vec<f32>> {
+    let (name, meta) = (entry.name, &changed.meta);
+    let bad = |why: String| Error::format(metadata_key(name), why);
+    let four = match field(meta, "qtype", name)? {
+        "u4" => true,
+        "u8" => false,
+        other => return Err(bad(format!("real-valued zero points need qtype u4 or u8, not `{other}`"))),
+    };
+    let ndim = changed.shape.len();
+    if field(meta, "mode", name)? != "affine"
+        || field(meta, "granularity", name)? != "block"
+        || number(meta, "axis", name)? != ndim.saturating_sub(1)
+    {
+        return Err(bad(
+            "real-valued zero points need mode affine, granularity block on the last axis".into()
+        ));
+    }
+    let block = number(meta, "block", name)?;
+    if block == 0 {
+        return Err(bad("`block` is 0".into()));
+    }
+    let numel = crate::tensor::numel(&changed.shape)?;
+    let cols = changed.shape.last().copied().unwrap_or(1).max(1);
+    let (rows, groups) = (numel / cols, cols.div_ceil(block));
+    let mut param_shape = changed.shape.clone();
+    if let Some(last) = param_shape.last_mut() {
+        *last = groups;
+    }
+    let companion = |suffix: &str| -> Result<Vec<f32>> {
+        let c = input
+            .tensor(&format!("{name}{suffix}"))
+            .ok_or_else(|| Error::format(name, "missing companion"))?;
+        if c.dtype != Dtype::F32 || c.shape != param_shape.as_slice() {
+            return Err(Error::format(
+                name,
+                format!("`{name}{suffix}` is {:?} {:?}, must be F32 {param_shape:?}", c.dtype, c.shape),
+            ));
+        }
+        c.to_f32()
+    };
+    let (scales, zeros) = (companion(".scale")?, companion(".zero_point")?);
+    let mut values = crate::error::try_vec(numel, 0f32)?;
+    for r in 0..rows {
+        for c in 0..cols {
+            let i = r * cols + c;
+            let q = if four { quant::nibble_get(entry.bytes, i, false) } else { i32::from(entry.bytes[i]) };
+            let g = r * groups + c / block;
+            values[i] = scales[g] * (q as f32 - zeros[g]);
+        }
+    }
+    Ok(values)
 }
 
 fn cast_f16(name: String, shape: Vec<usize>, weights: &[f32], meta: &str) -> Result<Compressed> {
@@ -453,6 +601,29 @@ pub fn compress(
             "ggml block types choose their scales as ggml does: leave the calibration at minmax",
         ));
     }
+    if options.method == Method::Hqq {
+        if !matches!(options.target, Some(Target::Int4 | Target::Int8 | Target::Uint8)) {
+            return Err(Error::invalid(
+                "method",
+                "hqq",
+                format!("quantizes to int4, int8 or uint8, not {:?}", options.target),
+            ));
+        }
+        if options.calibration != Calibrate::MinMax {
+            return Err(Error::invalid(
+                "calibration",
+                format!("{:?}", options.calibration),
+                "hqq optimises its own zero points: leave the calibration at minmax",
+            ));
+        }
+        if options.grouping == Grouping::Tensor {
+            return Err(Error::invalid(
+                "granularity",
+                "tensor",
+                "hqq quantizes groups: use channel or block:N",
+            ));
+        }
+    }
     if let Grouping::Block(0) = options.grouping {
         return Err(Error::invalid("block", 0, "a block holds at least one weight"));
     }
@@ -475,8 +646,11 @@ pub fn compress(
     // any work, naming both (nothing is ever silently dropped or overwritten).
     let integer = matches!(options.target, Some(Target::Int8 | Target::Uint8 | Target::Int4));
     if integer {
-        let suffixes: &[&str] =
-            if options.target == Some(Target::Uint8) { &[".scale", ".zero_point"] } else { &[".scale"] };
+        let suffixes: &[&str] = if options.target == Some(Target::Uint8) || options.method == Method::Hqq {
+            &[".scale", ".zero_point"]
+        } else {
+            &[".scale"]
+        };
         let names: std::collections::HashSet<&str> = input.tensors().map(|t| t.name).collect();
         for entry in input.tensors().filter(|e| eligible(e)) {
             if let Some(taken) =
@@ -712,6 +886,7 @@ fn restore(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'_>) ->
     let (name, meta) = (entry.name, &changed.meta);
     let bad = |why: String| Error::format(metadata_key(name), why);
     let values = match changed.kind {
+        "quant" if meta.get("zero").copied() == Some("f32") => restore_float_zero(input, entry, changed)?,
         "quant" => {
             let qtype = match field(meta, "qtype", name)? {
                 "i8" => QType::I8,

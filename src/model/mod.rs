@@ -7,8 +7,8 @@ mod inspect;
 mod write;
 
 pub use compress::{
-    compress, decompress, metadata_key, Calibrate, CompressOptions, CompressReport, Grouping, Pruning,
-    Target, TensorReport,
+    compress, decompress, metadata_key, Calibrate, CompressOptions, CompressReport, Grouping, Method,
+    Pruning, Target, TensorReport,
 };
 pub use file::{ModelFile, TensorEntry};
 pub use inspect::{inspect, summarize, TensorSummary};

@@ -34,6 +34,7 @@
 //! ```
 
 use crate::error::{checked_product, try_vec, Error, Result};
+use crate::kernels::math::check_finite;
 use faer::solvers::SolverCore;
 use faer::{Mat, Parallelism, Side};
 
@@ -94,6 +95,21 @@ pub struct GptqWeight {
 }
 
 impl GptqWeight {
+    /// An all-zero weight of contiguous groups (`g_idx[c] = c / group_size`; one group per row when
+    /// `group_size` is 0), `groups` of them per row.
+    pub(crate) fn contiguous(rows: usize, cols: usize, group_size: usize, groups: usize) -> Result<Self> {
+        let gs = if group_size == 0 { cols.max(1) } else { group_size };
+        Ok(GptqWeight {
+            rows,
+            cols,
+            groups,
+            q: try_vec(checked_product("q", &[rows, cols])?, 0)?,
+            scales: try_vec(checked_product("scales", &[rows, groups])?, 0.0)?,
+            zeros: try_vec(rows * groups, 0.0)?,
+            g_idx: (0..cols).map(|c| (c / gs) as i32).collect(),
+        })
+    }
+
     /// The dequantized weight `scales[r, g] * (q[r, c] - zeros[r, g])`, `rows x cols` row-major.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.q.len());
@@ -133,37 +149,43 @@ fn quantize_level(x: f64, scale: f64, zero: f64, maxq: f64) -> f64 {
     ((x / scale).round_ties_even() + zero).clamp(0.0, maxq)
 }
 
-fn check_finite(name: &'static str, x: &[f32]) -> Result<()> {
-    match x.iter().position(|v| !v.is_finite()) {
-        Some(index) => Err(Error::NonFinite { name, index, value: f64::from(x[index]) }),
-        None => Ok(()),
-    }
-}
-
-/// Checks the weight and options shared by GPTQ and round-to-nearest; returns the group count.
-fn check_common(w: &[f32], rows: usize, cols: usize, opts: &GptqOptions) -> Result<usize> {
-    let len = checked_product("gptq weight", &[rows, cols])?;
+/// Checks a weight (`rows x cols`, finite), `bits` (2 to 8) and `group_size` (0 is one group per row;
+/// a size that does not divide `cols` leaves a shorter last group); returns the group count. Shared by
+/// GPTQ, round-to-nearest, AWQ and HQQ.
+pub(crate) fn check_weight(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    bits: u32,
+    group_size: usize,
+) -> Result<usize> {
+    let len = checked_product("weight", &[rows, cols])?;
     if w.len() != len {
         return Err(Error::ShapeMismatch {
-            context: "gptq weight",
+            context: "weight",
             expected: vec![rows, cols],
             actual: vec![w.len()],
         });
     }
-    if !(2..=8).contains(&opts.bits) {
-        return Err(Error::invalid("bits", opts.bits, "must lie in 2..=8"));
+    if !(2..=8).contains(&bits) {
+        return Err(Error::invalid("bits", bits, "must lie in 2..=8"));
     }
+    if cols > i32::MAX as usize {
+        return Err(Error::invalid("cols", cols, "g_idx is int32: cols must fit"));
+    }
+    check_finite("w", w)?;
+    Ok(if group_size == 0 { 1 } else { cols.div_ceil(group_size) })
+}
+
+/// Checks the weight and options shared by GPTQ and round-to-nearest; returns the group count.
+fn check_common(w: &[f32], rows: usize, cols: usize, opts: &GptqOptions) -> Result<usize> {
     if !(opts.damp.is_finite() && opts.damp >= 0.0) {
         return Err(Error::invalid("damp", opts.damp, "must be finite and >= 0"));
     }
     if opts.block_size == 0 {
         return Err(Error::invalid("block_size", 0, "must be >= 1"));
     }
-    if cols > i32::MAX as usize {
-        return Err(Error::invalid("cols", cols, "g_idx is int32: cols must fit"));
-    }
-    check_finite("w", w)?;
-    Ok(if opts.group_size == 0 { 1 } else { cols.div_ceil(opts.group_size) })
+    check_weight(w, rows, cols, opts.bits, opts.group_size)
 }
 
 /// Round-to-nearest with GPTQ's quantizer and layout (no error feedback, no Hessian): the baseline
@@ -172,15 +194,7 @@ pub fn rtn_quantize(w: &[f32], rows: usize, cols: usize, opts: &GptqOptions) -> 
     let groups = check_common(w, rows, cols, opts)?;
     let maxq = f64::from((1u32 << opts.bits) - 1);
     let gs = if opts.group_size == 0 { cols.max(1) } else { opts.group_size };
-    let mut out = GptqWeight {
-        rows,
-        cols,
-        groups,
-        q: vec![0; rows * cols],
-        scales: vec![0.0; rows * groups],
-        zeros: vec![0.0; rows * groups],
-        g_idx: (0..cols).map(|c| (c / gs) as i32).collect(),
-    };
+    let mut out = GptqWeight::contiguous(rows, cols, opts.group_size, groups)?;
     for r in 0..rows {
         let row: Vec<f64> = w[r * cols..(r + 1) * cols].iter().map(|&v| f64::from(v)).collect();
         for g in 0..groups {

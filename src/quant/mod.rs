@@ -13,20 +13,28 @@
 //! C ABI: `src/ffi/quant.rs`.
 
 mod affine;
+// AWQ (issue #17): src/quant/awq.rs.
+mod awq;
 mod calibrate;
 mod fake;
 pub mod float;
 // GPTQ (issue #17): src/quant/gptq.rs.
 mod gptq;
+// HQQ (issue #17): src/quant/hqq.rs.
+mod hqq;
 mod metrics;
 pub mod onnx;
 mod pack;
 mod params;
+pub mod smoothquant;
 
 pub use affine::{dequantize_into, quantize_into, QSlice, QSliceMut, QTensor};
+pub use awq::{awq_quantize, AwqOptions, AwqWeight};
 pub use calibrate::{Calibration, Observer};
 pub use fake::{fake_quantize, fake_quantize_grad};
 pub use gptq::{gptq_quantize, rtn_quantize, GptqOptions, GptqWeight, HessianAccumulator};
+pub use hqq::{hqq_quantize, HqqOptions};
 pub use metrics::{error_metrics, error_metrics_per_axis, ErrorMetrics};
+pub(crate) use pack::{nibble_get, nibble_put};
 pub use pack::{pack_4bit, packed_len, unpack_4bit};
 pub use params::{Convention, Granularity, Mode, Preset, QType, QuantParams, QuantSpec, Rounding, ScaleType};

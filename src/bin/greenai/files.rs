@@ -3,8 +3,8 @@
 use crate::printable;
 use greenai::kernels::ggml::GgmlType;
 use greenai::model::{
-    self, Calibrate, CompressOptions, CompressReport, Destination, Grouping, ModelFile, Pruning, StagedFile,
-    Target, TensorSummary,
+    self, Calibrate, CompressOptions, CompressReport, Destination, Grouping, Method, ModelFile, Pruning,
+    StagedFile, Target, TensorSummary,
 };
 use greenai::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -33,6 +33,11 @@ pub struct CompressArgs {
     /// type (q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q6_k; rows along the last dimension).
     #[arg(long, default_value = "int8")]
     quant: String,
+    /// How integer targets are quantized: rtn (round to nearest), or hqq (calibration-free half-quadratic
+    /// zero-point optimisation, HQQ's defaults; int4 becomes unsigned 4-bit with real-valued zero points;
+    /// groups from --granularity channel or block:N, e.g. block:64).
+    #[arg(long, default_value = "rtn")]
+    method: String,
     /// Scale sharing for integer targets: tensor, channel, or block:N (N weights along the last dimension).
     #[arg(long, default_value = "channel")]
     granularity: String,
@@ -191,6 +196,11 @@ fn parse_pruning(text: &str) -> Result<Pruning> {
 pub fn compress(args: &CompressArgs) -> Result<()> {
     let options = CompressOptions {
         target: parse_target(&args.quant)?,
+        method: match args.method.to_ascii_lowercase().as_str() {
+            "rtn" => Method::Rtn,
+            "hqq" => Method::Hqq,
+            _ => return Err(Error::invalid("--method", &args.method, "expected rtn or hqq")),
+        },
         grouping: parse_granularity(&args.granularity)?,
         calibration: parse_calibration(&args.calibration)?,
         pruning: args.prune.as_deref().map(parse_pruning).transpose()?,
