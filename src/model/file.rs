@@ -47,8 +47,8 @@ impl ModelFile {
     }
 
     /// Validates the bytes of a safetensors file already in memory, as [`open`](Self::open) does a
-    /// file's; `path` names it in messages and is the path [`compress`](super::compress) and
-    /// [`decompress`](super::decompress) keep distinct from their output.
+    /// file's; `path` names it in messages and is the path [`compress`](fn@super::compress) and
+    /// [`decompress`](fn@super::decompress) keep distinct from their output.
     pub fn from_bytes(path: impl AsRef<Path>, bytes: Vec<u8>) -> Result<Self> {
         let path = path.as_ref();
         let (header_len, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| format_error(path, e))?;
