@@ -60,8 +60,28 @@ enum Command {
     Decompress(files::DecompressArgs),
 }
 
+/// On SIGINT or SIGTERM: removes the run's temporary files and exits with the status a shell gives a
+/// program the signal ended (128 + the signal: 130, 143). Watched on a thread of its own, so the
+/// removal runs outside any signal handler.
+#[cfg(unix)]
+fn stop_cleanly_on_signals() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            let _closed = greenai::model::close_staging();
+            std::process::exit(128 + signal);
+        }
+    })?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(unix)]
+    if let Err(e) = stop_cleanly_on_signals() {
+        let _ = writeln!(std::io::stderr(), "greenai: warning: cannot watch for SIGINT/SIGTERM: {e}");
+    }
     let result = match cli.command {
         Command::Flops(args) => flops::run(&args),
         Command::Inspect(args) => files::inspect(&args),

@@ -11,6 +11,14 @@ pub(crate) fn prod(xs: impl IntoIterator<Item = u64>) -> Result<u64> {
     })
 }
 
+/// Adds counts, failing with [`Error::Overflow`] instead of wrapping.
+pub(crate) fn sum(xs: impl IntoIterator<Item = u64>) -> Result<u64> {
+    xs.into_iter().try_fold(0u64, |acc, x| {
+        acc.checked_add(x)
+            .ok_or_else(|| Error::Overflow { context: "flops", detail: "count exceeds u64".into() })
+    })
+}
+
 /// A weight matrix (`rows x cols`) applied `uses` times (tokens, output pixels), `copies` times over
 /// (convolution groups). Its MACs are `copies * uses * rows * cols`; compression acts on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,9 +273,10 @@ impl Count {
         let (mut macs, mut params, mut wbytes) = (0f64, 0u64, 0f64);
         for m in &self.matrices {
             let dense_macs = prod([m.copies, m.uses, m.rows, m.cols])? as f64;
-            let (mut entries, mut mac_per_use) = ((m.rows * m.cols) as f64, (m.rows * m.cols) as f64);
+            let dense_entries = prod([m.rows, m.cols])? as f64;
+            let (mut entries, mut mac_per_use) = (dense_entries, dense_entries);
             if let Some(r) = comp.rank {
-                let lr = (r * (m.rows + m.cols)) as f64;
+                let lr = r as f64 * (m.rows as f64 + m.cols as f64);
                 if r < m.rows.min(m.cols) && lr < entries {
                     entries = lr;
                     mac_per_use = lr;
@@ -276,18 +285,18 @@ impl Count {
                         "rank {r} not applied to a {}x{} matrix: no saving (break-even rank {})",
                         m.rows,
                         m.cols,
-                        m.rows * m.cols / (m.rows + m.cols)
+                        u128::from(m.rows) * u128::from(m.cols) / (u128::from(m.rows) + u128::from(m.cols))
                     ));
                 }
             }
-            let scale = mac_per_use / (m.rows * m.cols) as f64;
+            let scale = mac_per_use / dense_entries;
             macs += dense_macs * scale * density;
             if m.shared {
                 continue;
             }
             let stored = entries * m.copies as f64;
             let kept = (stored * density).round();
-            params += kept as u64;
+            params = sum([params, kept as u64])?;
             wbytes += match comp.sparsity {
                 Sparsity::Dense => stored * wbits,
                 Sparsity::Unstructured(_) => kept * wbits + stored,
@@ -297,19 +306,22 @@ impl Count {
         let wbytes = bits_to_bytes(wbytes);
         // Biases and norm parameters stay f32 next to integer weights; tables take the weight precision.
         let small_bits = if comp.weights.is_int() { 32 } else { comp.weights.bits() };
-        let small_bytes = self.small_params * small_bits / 8;
-        let table_bytes = bits_to_bytes((self.table_params * comp.weights.bits()) as f64);
+        let small_bytes = prod([self.small_params, small_bits])? / 8;
+        let table_bytes = bits_to_bytes(prod([self.table_params, comp.weights.bits()])? as f64);
         let table_read =
-            bits_to_bytes((prod([self.table_rows_read, self.table_row_width])? * comp.weights.bits()) as f64)
+            bits_to_bytes(prod([self.table_rows_read, self.table_row_width, comp.weights.bits()])? as f64)
                 .min(table_bytes);
-        let macs = macs.round() as u64 + self.act_macs;
+        if macs.round() >= u64::MAX as f64 {
+            return Err(Error::Overflow { context: "flops", detail: "count exceeds u64".into() });
+        }
+        let macs = sum([macs.round() as u64, self.act_macs])?;
         let abits = comp.activations.bits() as f64;
         let cost = Cost {
             macs,
             flops: macs.saturating_mul(2).saturating_add(self.other_flops),
-            params: params + self.small_params + self.table_params,
-            weight_bytes: wbytes + small_bytes + table_bytes,
-            weight_read_bytes: wbytes + small_bytes + table_read,
+            params: sum([params, self.small_params, self.table_params])?,
+            weight_bytes: sum([wbytes, small_bytes, table_bytes])?,
+            weight_read_bytes: sum([wbytes, small_bytes, table_read])?,
             act_read_bytes: bits_to_bytes(self.elems_read as f64 * abits),
             act_written_bytes: bits_to_bytes(self.elems_written as f64 * abits),
         };

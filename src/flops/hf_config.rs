@@ -2,7 +2,7 @@
 
 use super::layer::Activation;
 use super::model::Model;
-use super::zoo::{transformer, Family, TransformerConfig};
+use super::zoo::{transformer, Family, TransformerConfig, MAX_LAYERS};
 use crate::{Error, Result};
 use serde_json::Value;
 use std::path::Path;
@@ -51,7 +51,7 @@ fn activation(v: &Value, keys: &[&str], default: Activation) -> Result<Activatio
     Ok(default)
 }
 
-/// Reads a `config.json` text into a [`TransformerConfig`].
+/// Reads a `config.json` text into a [`TransformerConfig`] (at most [`MAX_LAYERS`] layers).
 pub fn parse(json: &str) -> Result<TransformerConfig> {
     let v: Value = serde_json::from_str(json).map_err(|e| Error::format("config.json", e.to_string()))?;
     if !v.is_object() {
@@ -88,7 +88,17 @@ pub fn parse(json: &str) -> Result<TransformerConfig> {
     let cfg = TransformerConfig {
         family,
         hidden,
-        layers: get_usize(&v, &["num_hidden_layers", "n_layer"], None)?,
+        layers: match get_usize(&v, &["num_hidden_layers", "n_layer"], None)? {
+            n if n > MAX_LAYERS => {
+                return Err(field_err(
+                    "num_hidden_layers",
+                    format!(
+                        "{n}: more than {MAX_LAYERS} layers (the largest published models have under 200)"
+                    ),
+                ))
+            }
+            n => n,
+        },
         heads,
         kv_heads,
         head_dim,

@@ -1,6 +1,6 @@
 //! Layers: shape inference and the dense (uncompressed) count of each one.
 
-use super::count::{prod, Count, WeightMatrix};
+use super::count::{prod, sum, Count, WeightMatrix};
 use crate::{Error, Result};
 
 /// A convolution over 1 or 2 (or more) spatial dimensions, or its transpose.
@@ -385,13 +385,30 @@ fn last_dim(layer: &str, x: &[usize], dim: usize, field: &str) -> Result<()> {
     Ok(())
 }
 
+/// `a + b` for shape arithmetic, or an error naming the layer.
+fn add(layer: &str, a: usize, b: usize) -> Result<usize> {
+    a.checked_add(b).ok_or_else(|| bad(layer, format!("{a} + {b} overflows")))
+}
+
+/// `a * b` for shape arithmetic, or an error naming the layer.
+fn mul(layer: &str, a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or_else(|| bad(layer, format!("{a} * {b} overflows")))
+}
+
 fn elems(x: &[usize]) -> Result<u64> {
     prod(x.iter().map(|&d| d as u64))
 }
 
-/// PyTorch's adaptive-pooling bin of output cell `i`: `[floor(i*n/out), ceil((i+1)*n/out))`.
-pub(crate) fn adaptive_bin(i: usize, n: usize, out: usize) -> (usize, usize) {
-    (i * n / out, ((i + 1) * n).div_ceil(out))
+/// The sum over the `out` cells of adaptive pooling of their bin widths (PyTorch's bins:
+/// `[floor(i n/out), ceil((i+1) n/out))`) in closed form: `n + out - gcd(n, out)`
+/// (the sum of `ceil((i+1)n/out)` exceeds that of `floor(i n/out)` by `n`, plus one for each of the
+/// `out - gcd` cells whose right edge is not exact).
+fn adaptive_window_sum(n: usize, out: usize) -> Result<u64> {
+    let (mut a, mut b) = (n as u64, out as u64);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    sum([n as u64, out as u64 - a])
 }
 
 fn per_spatial<'a>(layer: &str, field: &str, v: &'a [usize], n: usize) -> Result<&'a [usize]> {
@@ -498,7 +515,7 @@ impl Layer {
                         format!("`channels` = {channels} but the input has {} ({x:?})", x[1]),
                     ));
                 }
-                c.small_params = 2 * *channels as u64;
+                c.small_params = prod([2, *channels as u64])?;
                 c.other_flops = prod([2, elems(x)?])?;
                 x.to_vec()
             }
@@ -506,8 +523,8 @@ impl Layer {
                 let x = one(name, inputs)?;
                 last_dim(name, x, *dim, "dim")?;
                 let rows = elems(&x[..x.len() - 1])?;
-                let per_row = if *bias { 8 } else { 7 } * *dim as u64 + 2;
-                c.small_params = if *bias { 2 } else { 1 } * *dim as u64;
+                let per_row = sum([prod([if *bias { 8 } else { 7 }, *dim as u64])?, 2])?;
+                c.small_params = prod([if *bias { 2 } else { 1 }, *dim as u64])?;
                 c.other_flops = prod([rows, per_row])?;
                 x.to_vec()
             }
@@ -516,7 +533,7 @@ impl Layer {
                 last_dim(name, x, *dim, "dim")?;
                 let rows = elems(&x[..x.len() - 1])?;
                 c.small_params = *dim as u64;
-                c.other_flops = prod([rows, 4 * *dim as u64 + 2])?;
+                c.other_flops = prod([rows, sum([prod([4, *dim as u64])?, 2])?])?;
                 x.to_vec()
             }
             Layer::GroupNorm { groups, channels } => {
@@ -533,8 +550,8 @@ impl Layer {
                 }
                 let n = elems(x)?;
                 let groups_total = prod([x[0] as u64, *groups as u64])?;
-                c.small_params = 2 * *channels as u64;
-                c.other_flops = prod([8, n])?.checked_add(prod([2, groups_total])?).ok_or_else(overflow)?;
+                c.small_params = prod([2, *channels as u64])?;
+                c.other_flops = sum([prod([8, n])?, prod([2, groups_total])?])?;
                 x.to_vec()
             }
             Layer::Activation(a) => {
@@ -544,8 +561,8 @@ impl Layer {
             }
             Layer::Softmax => {
                 let x = one(name, inputs)?;
-                let n = *x.last().expect("non-empty") as u64;
-                c.other_flops = prod([elems(&x[..x.len() - 1])?, 5 * n - 2])?;
+                let n = x[x.len() - 1] as u64; // inputs have at least one dimension, none zero
+                c.other_flops = prod([elems(&x[..x.len() - 1])?, prod([5, n])? - 2])?;
                 x.to_vec()
             }
             Layer::Pool { kind, kernel, stride, padding } => {
@@ -560,13 +577,13 @@ impl Layer {
                 let mut out = x[..2].to_vec();
                 for i in 0..sp {
                     let (k, s) = (positive(name, "kernel", kernel[i])?, positive(name, "stride", stride[i])?);
-                    if padding[i] * 2 > kernel[i] {
+                    if padding[i] > kernel[i] / 2 {
                         return Err(bad(
                             name,
                             format!("padding {} exceeds half the kernel {}", padding[i], k),
                         ));
                     }
-                    let padded = x[i + 2] + 2 * padding[i];
+                    let padded = add(name, x[i + 2], mul(name, 2, padding[i])?)?;
                     if kernel[i] > padded {
                         return Err(bad(
                             name,
@@ -576,7 +593,7 @@ impl Layer {
                     out.push((padded - kernel[i]) / s as usize + 1);
                 }
                 let window = prod(kernel.iter().map(|&k| k as u64))?;
-                let per_out = if *kind == PoolKind::Max { window - 1 } else { window };
+                let per_out = if *kind == PoolKind::Max { window - 1 } else { window }; // window >= 1
                 c.other_flops = prod([elems(&out)?, per_out])?;
                 out
             }
@@ -590,13 +607,7 @@ impl Layer {
                 let mut cells = 1u64;
                 for (i, &o) in output.iter().enumerate() {
                     positive(name, "output", o)?;
-                    let s: u64 = (0..o)
-                        .map(|j| {
-                            let (a, b) = adaptive_bin(j, x[i + 2], o);
-                            (b - a) as u64
-                        })
-                        .sum();
-                    window_sum = prod([window_sum, s])?;
+                    window_sum = prod([window_sum, adaptive_window_sum(x[i + 2], o)?])?;
                     cells = prod([cells, o as u64])?;
                 }
                 let planes = prod([x[0] as u64, x[1] as u64])?;
@@ -645,7 +656,7 @@ impl Layer {
                 c.table_rows_read = x[0] as u64;
                 c.table_row_width = *dim as u64;
                 let mut out = x.to_vec();
-                out[1] += 1;
+                out[1] = add(name, out[1], 1)?;
                 out
             }
             Layer::SelectToken { index } => {
@@ -696,17 +707,13 @@ impl Layer {
         if !c.view {
             let read = match c.elems_read_override {
                 Some(n) => n,
-                None => inputs.iter().map(|x| elems(x)).sum::<Result<u64>>()?,
+                None => sum(inputs.iter().map(|x| elems(x)).collect::<Result<Vec<_>>>()?)?,
             };
             c.elems_read = read;
             c.elems_written = elems(&out)?;
         }
         Ok((out, c))
     }
-}
-
-fn overflow() -> Error {
-    Error::Overflow { context: "flops", detail: "count exceeds u64".into() }
 }
 
 fn conv_analyse(name: &str, conv: &Conv, x: &[usize], c: &mut Count) -> Result<Vec<usize>> {
@@ -749,7 +756,7 @@ fn conv_analyse(name: &str, conv: &Conv, x: &[usize], c: &mut Count) -> Result<V
         let s = positive(name, "stride", conv.stride[i])? as usize;
         let d = positive(name, "dilation", conv.dilation[i])? as usize;
         let (p, op, n) = (conv.padding[i], conv.output_padding[i], x[i + 2]);
-        let span = d * (k - 1) + 1;
+        let span = add(name, mul(name, d, k - 1)?, 1)?;
         if conv.transposed {
             if op >= s && op >= d {
                 return Err(bad(
@@ -757,22 +764,23 @@ fn conv_analyse(name: &str, conv: &Conv, x: &[usize], c: &mut Count) -> Result<V
                     format!("`output_padding` {op} must be smaller than stride or dilation"),
                 ));
             }
-            let full = (n - 1) * s + span + op;
-            if full <= 2 * p {
+            let full = add(name, add(name, mul(name, n - 1, s)?, span)?, op)?;
+            let trimmed = mul(name, 2, p)?;
+            if full <= trimmed {
                 return Err(bad(name, format!("padding {p} removes the whole output ({full})")));
             }
-            out.push(full - 2 * p);
+            out.push(full - trimmed);
         } else {
-            if span > n + 2 * p {
+            let padded = add(name, n, mul(name, 2, p)?)?;
+            if span > padded {
                 return Err(bad(
                     name,
                     format!(
-                        "kernel extent {span} (kernel {k}, dilation {d}) larger than padded input {} ({x:?})",
-                        n + 2 * p
+                        "kernel extent {span} (kernel {k}, dilation {d}) larger than padded input {padded} ({x:?})"
                     ),
                 ));
             }
-            out.push((n + 2 * p - span) / s + 1);
+            out.push((padded - span) / s + 1);
         }
     }
     let kernel = prod(conv.kernel.iter().map(|&k| k as u64))?;
@@ -826,23 +834,27 @@ fn attention_analyse(name: &str, a: &Attention, inputs: &[Vec<usize>], c: &mut C
         }
     }
     let (n, lq, lk) = (q[0] as u64, q[1] as u64, kv[1] as u64);
-    let (q_tokens, k_tokens) = (n * lq, n * lk);
-    let qm = WeightMatrix { rows: h * d, cols: e, copies: 1, uses: q_tokens, shared: false };
-    let kvm = WeightMatrix { rows: hkv * d, cols: e, copies: 1, uses: k_tokens, shared: false };
-    let om = WeightMatrix { rows: e, cols: h * d, copies: 1, uses: q_tokens, shared: false };
+    let (q_tokens, k_tokens) = (prod([n, lq])?, prod([n, lk])?);
+    let (q_width, kv_width) = (prod([h, d])?, prod([hkv, d])?);
+    let qm = WeightMatrix { rows: q_width, cols: e, copies: 1, uses: q_tokens, shared: false };
+    let kvm = WeightMatrix { rows: kv_width, cols: e, copies: 1, uses: k_tokens, shared: false };
+    let om = WeightMatrix { rows: e, cols: q_width, copies: 1, uses: q_tokens, shared: false };
     c.matrices.extend([qm, kvm, kvm, om]);
     let scores = prod([n, h, lq, lk])?;
     c.act_macs = prod([2, scores, d])?; // q k^T and p v, both H * Lq * Lk * d per sample
-    let mut flops = prod([scores, 1])?; // scale by 1/sqrt(d)
-    flops += prod([n * h * lq, 5 * lk - 2])?; // softmax rows of length Lk
+    let mut flops = vec![
+        scores,                                // scale by 1/sqrt(d)
+        prod([n, h, lq, prod([5, lk])? - 2])?, // softmax rows of length Lk (Lk >= 1)
+    ];
     if a.bias {
-        c.small_params = h * d + 2 * hkv * d + e;
-        flops += prod([q_tokens, h * d + e])? + prod([k_tokens, 2 * hkv * d])?;
+        c.small_params = sum([q_width, prod([2, kv_width])?, e])?;
+        flops.push(prod([q_tokens, sum([q_width, e])?])?);
+        flops.push(prod([k_tokens, 2, kv_width])?);
     }
     if a.rope {
-        flops += prod([3, q_tokens * h * d + k_tokens * hkv * d])?;
+        flops.push(prod([3, sum([prod([q_tokens, q_width])?, prod([k_tokens, kv_width])?])?])?);
     }
-    c.other_flops = flops;
+    c.other_flops = sum(flops)?;
     c.notes.push("attention: masks and the intermediate q, k, v, scores tensors not in activation bytes (fused kernel assumed)".into());
     Ok(q.to_vec())
 }

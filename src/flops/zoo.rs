@@ -341,13 +341,23 @@ impl TransformerConfig {
     }
 }
 
-/// Builds a transformer for `batch` sequences of `seq_len` tokens.
+/// The most layers [`transformer`] builds: every layer is a set of nodes held in memory.
+pub const MAX_LAYERS: usize = 1 << 14;
+
+/// Builds a transformer for `batch` sequences of `seq_len` tokens (at most [`MAX_LAYERS`] layers).
 pub fn transformer(cfg: &TransformerConfig, batch: usize, seq_len: usize) -> Result<Model> {
     if seq_len == 0 || (cfg.family != Family::Llama && seq_len > cfg.max_positions) {
         return Err(Error::invalid(
             "seq_len",
             seq_len,
             format!("must be in 1..={} (max_position_embeddings)", cfg.max_positions),
+        ));
+    }
+    if cfg.layers > MAX_LAYERS {
+        return Err(Error::invalid(
+            "layers",
+            cfg.layers,
+            format!("more than {MAX_LAYERS} layers (the largest published models have a few hundred)"),
         ));
     }
     let (e, name) = (cfg.hidden, format!("{:?}", cfg.family).to_lowercase());

@@ -974,6 +974,16 @@ fn restore(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'_>) ->
 pub fn decompress(input: &ModelFile, output: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<()> {
     Destination::check(output)?;
     check_distinct(&[("input", input.path()), ("output", output)])?;
+    let (outputs, metadata) = decompress_tensors(input, progress)?;
+    write_safetensors(output, &outputs, &metadata)
+}
+
+/// The tensors and metadata [`decompress`] writes, checked as it checks them, without writing anything.
+#[allow(clippy::type_complexity)]
+pub fn decompress_tensors<'a>(
+    input: &'a ModelFile,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<(String, OutTensor<'a>)>, HashMap<String, String>)> {
     let file = input.path().display().to_string();
     match input.metadata().get("greenai.format").map(String::as_str) {
         Some(FORMAT) => {}
@@ -1034,5 +1044,5 @@ pub fn decompress(input: &ModelFile, output: &Path, progress: &mut dyn FnMut(usi
         .filter(|(k, _)| !k.starts_with("greenai."))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    write_safetensors(output, &outputs, &metadata)
+    Ok((outputs, metadata))
 }

@@ -43,12 +43,19 @@ impl ModelFile {
     /// disagree with the file's size are format errors.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let map = read_whole(path)?;
-        let (header_len, metadata) = SafeTensors::read_metadata(&map).map_err(|e| format_error(path, e))?;
+        Self::from_bytes(path, read_whole(path)?)
+    }
+
+    /// Validates the bytes of a safetensors file already in memory, as [`open`](Self::open) does a
+    /// file's; `path` names it in messages and is the path [`compress`](fn@super::compress) and
+    /// [`decompress`](fn@super::decompress) keep distinct from their output.
+    pub fn from_bytes(path: impl AsRef<Path>, bytes: Vec<u8>) -> Result<Self> {
+        let path = path.as_ref();
+        let (header_len, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| format_error(path, e))?;
         let mut entries: Vec<_> = metadata.tensors().into_iter().map(|(n, info)| (n, info.clone())).collect();
         entries.sort_by_key(|(_, info)| info.data_offsets.0);
         let metadata = metadata.metadata().clone().unwrap_or_default();
-        Ok(ModelFile { path: path.to_path_buf(), map, header_len, entries, metadata })
+        Ok(ModelFile { path: path.to_path_buf(), map: bytes, header_len, entries, metadata })
     }
 
     /// The file's path.

@@ -7,12 +7,15 @@ mod inspect;
 mod write;
 
 pub use compress::{
-    compress, decompress, metadata_key, Calibrate, CompressOptions, CompressReport, Grouping, Method,
-    Pruning, Target, TensorReport,
+    compress, decompress, decompress_tensors, metadata_key, Calibrate, CompressOptions, CompressReport,
+    Grouping, Method, Pruning, Target, TensorReport,
 };
 pub use file::{ModelFile, TensorEntry};
 pub use inspect::{inspect, summarize, TensorSummary};
-pub use write::{check_distinct, write_file, write_safetensors, Destination, OutTensor, StagedFile};
+pub use write::{
+    check_distinct, close_staging, write_file, write_safetensors, Destination, OutTensor, StagedFile,
+    StagingClosed,
+};
 
 /// Maps a safetensors dtype to greenai's, where greenai has one.
 pub fn dtype_from_safetensors(dtype: safetensors::Dtype) -> Option<crate::DType> {

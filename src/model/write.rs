@@ -9,9 +9,11 @@
 //! a link planted in a shared folder is never opened) in the destination's folder, named
 //! `.NAME.greenai-XXXXXX.tmp` so a leftover is recognisable; [`StagedFile::commit`] flushes it,
 //! fsyncs it, renames it over the destination and fsyncs the folder. Dropping a staged file without
-//! committing (every error path) removes it. A run killed outright (`kill -9`, or SIGINT/SIGTERM,
-//! which greenai does not intercept) leaves its temporary behind; the next run writing the same
-//! destination removes it (a live run's temporary is locked and left alone).
+//! committing (every error path) removes it. Every live temporary is listed in a process-wide
+//! register, so that a program stopped by a signal can remove them all with [`close_staging`] (the
+//! `greenai` command does on SIGINT and SIGTERM). A run killed outright (`kill -9`) leaves its
+//! temporary behind; the next run writing the same destination removes it (a live run's temporary
+//! is locked and left alone).
 
 use crate::{Error, Result};
 use safetensors::Dtype;
@@ -20,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 /// A tensor to write: dtype, shape and little-endian bytes (borrowed or owned).
 #[derive(Clone, Debug)]
@@ -155,11 +158,64 @@ fn remove_leftovers(destination: &Destination) {
     }
 }
 
+/// The temporaries of this process that exist now. Held while a temporary is created, renamed or
+/// removed, so that what it lists is exactly what exists.
+static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn live() -> MutexGuard<'static, Vec<PathBuf>> {
+    // A panic while the list was held leaves it whole (every change is one push or one removal).
+    LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Proof that every temporary of the process was removed; until it is dropped no staged file can be
+/// created, committed or removed, so none appears. Made by [`close_staging`].
+#[must_use = "staging reopens when this is dropped"]
+pub struct StagingClosed {
+    _live: MutexGuard<'static, Vec<PathBuf>>,
+    removed: usize,
+}
+
+impl StagingClosed {
+    /// How many temporaries were removed.
+    pub fn removed(&self) -> usize {
+        self.removed
+    }
+}
+
+/// Removes every temporary file of this process that is not yet committed, and stops staging until
+/// the returned value is dropped: what a program does on SIGINT or SIGTERM before it exits, so that a
+/// stopped run leaves nothing behind (a commit already under way finishes first: its destination is
+/// then whole). Safe to call from any thread; not from a signal handler (it takes a lock).
+pub fn close_staging() -> StagingClosed {
+    let mut live = live();
+    let mut removed = 0;
+    for path in live.drain(..) {
+        if std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    StagingClosed { _live: live, removed }
+}
+
 /// A temporary file beside its destination, renamed over it by [`StagedFile::commit`] and removed
 /// when dropped uncommitted.
 pub struct StagedFile {
-    file: BufWriter<tempfile::NamedTempFile>,
+    /// `None` only once committed or removed.
+    file: Option<BufWriter<tempfile::NamedTempFile>>,
     destination: Destination,
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            let mut live = live();
+            let path = file.get_ref().path().to_path_buf();
+            // Unflushed bytes are dropped with it; the file is removed by its own drop.
+            let (tmp, _) = file.into_parts();
+            drop(tmp);
+            live.retain(|p| *p != path);
+        }
+    }
 }
 
 impl StagedFile {
@@ -177,32 +233,48 @@ impl StagedFile {
             // The permissions a plain `File::create` would give (the umask applies), not 0600.
             builder.permissions(std::fs::Permissions::from_mode(0o666));
         }
+        let mut live = live();
         let tmp = builder.tempfile_in(&destination.dir).map_err(|e| Error::io(&destination.path, e))?;
+        live.push(tmp.path().to_path_buf());
+        drop(live);
         // Held until the file is closed: tells a later run's cleaning that this file is alive. Where the
         // file system has no locks, nobody can take one, so nothing is cleaned: not an error.
         let _ = tmp.as_file().try_lock();
-        Ok(StagedFile { file: BufWriter::with_capacity(1 << 20, tmp), destination })
+        Ok(StagedFile { file: Some(BufWriter::with_capacity(1 << 20, tmp)), destination })
+    }
+
+    fn writer(&mut self) -> &mut BufWriter<tempfile::NamedTempFile> {
+        self.file.as_mut().expect("a staged file holds its file until commit or drop")
     }
 
     /// The path of the temporary file.
     pub fn temporary_path(&self) -> &Path {
-        self.file.get_ref().path()
+        self.file.as_ref().expect("a staged file holds its file until commit or drop").get_ref().path()
     }
 
     /// Writes `bytes` (an error names the destination).
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
-        self.file.write_all(bytes).map_err(|e| Error::io(&self.destination.path, e))
+        let path = self.destination.path.clone();
+        self.writer().write_all(bytes).map_err(|e| Error::io(&path, e))
     }
 
     /// Flushes and fsyncs the file, renames it over the destination (refused if the destination became
     /// something other than a regular file meanwhile) and fsyncs the folder.
-    pub fn commit(self) -> Result<()> {
+    pub fn commit(mut self) -> Result<()> {
         let path = self.destination.path.clone();
         let io = |e| Error::io(&path, e);
-        let tmp = self.file.into_inner().map_err(|e| io(e.into_error()))?;
-        tmp.as_file().sync_all().map_err(io)?;
+        self.writer().flush().map_err(io)?;
+        self.writer().get_ref().as_file().sync_all().map_err(io)?;
         Destination::check(&path)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
+        let mut live = live();
+        let file = self.file.take().expect("a staged file holds its file until commit or drop");
+        let temporary = file.get_ref().path().to_path_buf();
+        let (tmp, _) = file.into_parts(); // flushed above: nothing is left in the buffer
+                                          // On failure the temporary is removed here, still under the lock.
+        let persisted = tmp.persist(&path).map_err(|e| e.error);
+        live.retain(|p| *p != temporary);
+        drop(live);
+        persisted.map_err(io)?;
         // Make the rename itself durable. Some file systems cannot fsync a folder: not an error.
         if let Ok(dir) = File::open(&self.destination.dir) {
             let _ = dir.sync_all();
