@@ -484,6 +484,38 @@ fn nan_is_an_error_naming_the_first_index_and_nothing_is_written() {
     }
 }
 
+/// Inputs longer than the AVX-512 path's one-pass head (16 Ki elements): a NaN in the head, at
+/// its border, in the rest or in the tail is found first, and nothing is written; clean inputs
+/// agree with the scalar path.
+#[test]
+fn nan_anywhere_in_long_inputs_is_found_and_nothing_is_written() {
+    let mut rng = Rng(9);
+    let len = (16 << 10) + 1000 + 7;
+    let x: Vec<f32> = (0..len).map(|_| rng.uniform(200.0)).collect();
+    for isa in Isa::available() {
+        let (mut got, mut want) = (vec![0i8; len], vec![0i8; len]);
+        cv::quantize_i8_on(isa, &x, 0.7, 9, &mut got).unwrap();
+        scalar::quantize_i8(&x, 0.7, 9, &mut want);
+        assert_eq!(got, want, "clean long input on {isa}");
+        for first in [0, 5000, (16 << 10) - 1, 16 << 10, (16 << 10) + 500, len - 3, len - 1] {
+            let mut bad = x.clone();
+            bad[first] = f32::NAN;
+            bad[len - 1] = -f32::NAN;
+            // 1e-37 takes the division path (2^11 / scale overflows f32).
+            for scale in [0.7, 1e-37] {
+                let mut yi = vec![7i8; len];
+                let err = cv::quantize_i8_on(isa, &bad, scale, 9, &mut yi).unwrap_err();
+                assert!(matches!(err, Error::NonFinite { index, .. } if index == first), "{err} on {isa}");
+                assert!(yi.iter().all(|&v| v == 7), "i8 output written on {isa}, NaN at {first}");
+            }
+            let mut yu = vec![7u8; len];
+            let err = cv::quantize_u8_on(isa, &bad, 0.7, 9, &mut yu).unwrap_err();
+            assert!(matches!(err, Error::NonFinite { index, .. } if index == first), "{err} on {isa}");
+            assert!(yu.iter().all(|&v| v == 7), "u8 output written on {isa}, NaN at {first}");
+        }
+    }
+}
+
 #[test]
 fn bad_scale_is_an_error() {
     for isa in Isa::available() {
