@@ -1,10 +1,12 @@
 //! Conversion kernels against their peers: `half`'s slice conversions and our scalar reference in
-//! cache (4096 elements), quantize f32 -> i8 in cache, and quantize from DRAM (256 MiB of input)
-//! against `copy_from_slice` of the same input and against the least traffic its NaN rule allows.
+//! cache (4096 elements) for the four casts, quantize f32 -> i8 / u8 and dequantize in cache (a
+//! few sizes), and quantize from DRAM (256 MiB of input) against `copy_from_slice` of the same
+//! input and against the least traffic its NaN rule allows. Times are the thread's CPU time
+//! ([`CpuTime`]), so a shared machine's other jobs do not count against a kernel.
 
 mod common;
 
-use common::sum_lanes;
+use common::{sum_lanes, CpuTime};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use greenai::kernels::convert as cv;
 use greenai::kernels::Isa;
@@ -22,7 +24,7 @@ fn simd_paths() -> impl Iterator<Item = Isa> {
     Isa::available().into_iter().filter(|&isa| isa != Isa::Scalar)
 }
 
-fn casts(c: &mut Criterion) {
+fn casts(c: &mut Criterion<CpuTime>) {
     let x = input(IN_CACHE);
     let mut h = vec![f16::ZERO; IN_CACHE];
     let mut b = vec![bf16::ZERO; IN_CACHE];
@@ -56,20 +58,34 @@ fn casts(c: &mut Criterion) {
         });
     }
     g.finish();
-}
 
-fn quantize_in_cache(c: &mut Criterion) {
-    let x = input(IN_CACHE);
-    let mut y = vec![0i8; IN_CACHE];
-    let mut back = vec![0.0f32; IN_CACHE];
-    let mut g = c.benchmark_group("quantize_i8_in_cache");
+    cv::f32_to_bf16(&x, &mut b).unwrap();
+    let mut g = c.benchmark_group("bf16_to_f32");
     g.throughput(Throughput::Elements(IN_CACHE as u64));
+    g.bench_function("half_slice", |bn| bn.iter(|| black_box(&b).convert_to_f32_slice(&mut back)));
     for isa in Isa::available() {
         g.bench_function(isa.name(), |bn| {
-            bn.iter(|| cv::quantize_i8_on(isa, black_box(&x), 0.8, 3, &mut y).unwrap())
+            bn.iter(|| cv::bf16_to_f32_on(isa, black_box(&b), &mut back).unwrap())
         });
     }
+    g.finish();
+}
+
+fn quantize_in_cache(c: &mut Criterion<CpuTime>) {
+    let mut g = c.benchmark_group("quantize_i8_in_cache");
+    for len in [1024, IN_CACHE, 16384] {
+        let x = input(len);
+        let mut y = vec![0i8; len];
+        g.throughput(Throughput::Elements(len as u64));
+        for isa in Isa::available() {
+            g.bench_function(BenchmarkId::new(isa.name(), len), |bn| {
+                bn.iter(|| cv::quantize_i8_on(isa, black_box(&x), 0.8, 3, &mut y).unwrap())
+            });
+        }
+    }
     // The NaN pre-scan alone: the part of quantize that reads the input a first time.
+    let x = input(IN_CACHE);
+    g.throughput(Throughput::Elements(IN_CACHE as u64));
     for isa in Isa::available() {
         g.bench_function(BenchmarkId::new("nan_scan", isa), |bn| {
             bn.iter(|| cv::first_nan_on(isa, black_box(&x)))
@@ -77,6 +93,19 @@ fn quantize_in_cache(c: &mut Criterion) {
     }
     g.finish();
 
+    let mut g = c.benchmark_group("quantize_u8_in_cache");
+    g.throughput(Throughput::Elements(IN_CACHE as u64));
+    let mut y = vec![0u8; IN_CACHE];
+    for isa in Isa::available() {
+        g.bench_function(isa.name(), |bn| {
+            bn.iter(|| cv::quantize_u8_on(isa, black_box(&x), 0.8, 128, &mut y).unwrap())
+        });
+    }
+    g.finish();
+
+    let mut y = vec![0i8; IN_CACHE];
+    cv::quantize_i8(&x, 0.8, 3, &mut y).unwrap();
+    let mut back = vec![0.0f32; IN_CACHE];
     let mut g = c.benchmark_group("dequantize_i8_in_cache");
     g.throughput(Throughput::Elements(IN_CACHE as u64));
     for isa in Isa::available() {
@@ -87,7 +116,7 @@ fn quantize_in_cache(c: &mut Criterion) {
     g.finish();
 }
 
-fn quantize_from_dram(c: &mut Criterion) {
+fn quantize_from_dram(c: &mut Criterion<CpuTime>) {
     let len = DRAM_BYTES / std::mem::size_of::<f32>();
     let x = input(len);
     let mut y = vec![0i8; len];
@@ -113,5 +142,9 @@ fn quantize_from_dram(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, casts, quantize_in_cache, quantize_from_dram);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = casts, quantize_in_cache, quantize_from_dram
+}
 criterion_main!(benches);

@@ -71,6 +71,10 @@ fn cast_edges() -> Vec<f32> {
         f32::from_bits(0x3F80_8001), // just above a bf16 tie
         f32::from_bits(0x7F7F_8000), // rounds to bf16 infinity
         f32::from_bits(0x7F7F_7FFF), // rounds to bf16 max
+        f32::from_bits(0x0000_8000), // subnormal bf16 tie, rounds to zero (even)
+        f32::from_bits(0x0001_8000), // subnormal bf16 tie, rounds up to 2 (even)
+        f32::from_bits(0x0000_8001), // just above a subnormal bf16 tie
+        f32::from_bits(0x007F_8000), // tie into the smallest normal bf16
     ];
     v.extend(v.clone().iter().map(|x| -x));
     v
@@ -228,6 +232,76 @@ fn casts_of_every_length_agree_with_scalar_in_both_directions() {
             assert_same_f32(&got, &want, "bf16->f32", isa);
         }
     }
+}
+
+/// Every conversion on every path, on every length 0..200 at start offsets 0..4 (so vector loads
+/// and stores are unaligned and every tail length occurs), bit for bit against the scalar path.
+#[test]
+fn every_conversion_at_unaligned_starts_and_lengths_to_200_agrees_with_scalar() {
+    const MAX: usize = 200;
+    let mut rng = Rng(8);
+    let mut exercised = Vec::new();
+    for isa in Isa::available() {
+        exercised.push(isa.name());
+        for len in 0..MAX {
+            for start in 0..4 {
+                let range = start..start + len;
+                let x = with_edges(random_bits(&mut rng, MAX + 4), &cast_edges(), len % 3);
+                let h: Vec<f16> = (0..MAX + 4).map(|_| f16::from_bits(rng.bits32() as u16)).collect();
+                let b: Vec<bf16> = (0..MAX + 4).map(|_| bf16::from_bits(rng.bits32() as u16)).collect();
+                let bytes: Vec<u8> = (0..MAX + 4).map(|_| rng.next() as u8).collect();
+                let what = |op: &str| format!("{op} on {isa}, start {start}, len {len}");
+
+                let (mut got, mut want) = (vec![f16::ZERO; MAX + 4], vec![f16::ZERO; MAX + 4]);
+                cv::f32_to_f16_on(isa, &x[range.clone()], &mut got[range.clone()]).unwrap();
+                scalar::f32_to_f16(&x[range.clone()], &mut want[range.clone()]);
+                assert!(
+                    got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()),
+                    "{}",
+                    what("f32->f16")
+                );
+
+                let (mut got, mut want) = (vec![bf16::ZERO; MAX + 4], vec![bf16::ZERO; MAX + 4]);
+                cv::f32_to_bf16_on(isa, &x[range.clone()], &mut got[range.clone()]).unwrap();
+                scalar::f32_to_bf16(&x[range.clone()], &mut want[range.clone()]);
+                assert!(
+                    got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()),
+                    "{}",
+                    what("f32->bf16")
+                );
+
+                let (mut got, mut want) = (vec![0.0f32; MAX + 4], vec![0.0f32; MAX + 4]);
+                cv::f16_to_f32_on(isa, &h[range.clone()], &mut got[range.clone()]).unwrap();
+                scalar::f16_to_f32(&h[range.clone()], &mut want[range.clone()]);
+                assert_same_f32(&got, &want, &what("f16->f32"), isa);
+                cv::bf16_to_f32_on(isa, &b[range.clone()], &mut got[range.clone()]).unwrap();
+                scalar::bf16_to_f32(&b[range.clone()], &mut want[range.clone()]);
+                assert_same_f32(&got, &want, &what("bf16->f32"), isa);
+                let (scale, zp) = (0.037f32, (len as u8).wrapping_mul(37));
+                cv::dequantize_u8_on(isa, &bytes[range.clone()], scale, zp, &mut got[range.clone()]).unwrap();
+                scalar::dequantize_u8(&bytes[range.clone()], scale, zp, &mut want[range.clone()]);
+                assert_same_f32(&got, &want, &what("dequantize u8"), isa);
+                let signed: Vec<i8> = bytes.iter().map(|&v| v as i8).collect();
+                cv::dequantize_i8_on(isa, &signed[range.clone()], scale, zp as i8, &mut got[range.clone()])
+                    .unwrap();
+                scalar::dequantize_i8(&signed[range.clone()], scale, zp as i8, &mut want[range.clone()]);
+                assert_same_f32(&got, &want, &what("dequantize i8"), isa);
+
+                let q: Vec<f32> = x.iter().map(|&v| if v.is_nan() { 1.5 * scale } else { v }).collect();
+                let q = with_edges(q, &quantize_edges(scale), len % 5);
+                let (mut got, mut want) = (vec![0u8; MAX + 4], vec![0u8; MAX + 4]);
+                cv::quantize_u8_on(isa, &q[range.clone()], scale, zp, &mut got[range.clone()]).unwrap();
+                scalar::quantize_u8(&q[range.clone()], scale, zp, &mut want[range.clone()]);
+                assert_eq!(got, want, "{}", what("quantize u8"));
+                let (mut got, mut want) = (vec![0i8; MAX + 4], vec![0i8; MAX + 4]);
+                cv::quantize_i8_on(isa, &q[range.clone()], scale, zp as i8, &mut got[range.clone()]).unwrap();
+                scalar::quantize_i8(&q[range.clone()], scale, zp as i8, &mut want[range.clone()]);
+                assert_eq!(got, want, "{}", what("quantize i8"));
+            }
+        }
+    }
+    // The tiers this run covered, for the CI log.
+    println!("conversion tiers exercised: {}", exercised.join(", "));
 }
 
 #[test]
@@ -407,6 +481,38 @@ fn nan_is_an_error_naming_the_first_index_and_nothing_is_written() {
         let clean: Vec<f32> = (0..1000).map(|i| i as f32).collect();
         assert_eq!(cv::first_nan_on(isa, &clean).unwrap(), None);
         assert_eq!(cv::first_nan_on(isa, &[]).unwrap(), None);
+    }
+}
+
+/// Inputs longer than the AVX-512 path's one-pass head (16 Ki elements): a NaN in the head, at
+/// its border, in the rest or in the tail is found first, and nothing is written; clean inputs
+/// agree with the scalar path.
+#[test]
+fn nan_anywhere_in_long_inputs_is_found_and_nothing_is_written() {
+    let mut rng = Rng(9);
+    let len = (16 << 10) + 1000 + 7;
+    let x: Vec<f32> = (0..len).map(|_| rng.uniform(200.0)).collect();
+    for isa in Isa::available() {
+        let (mut got, mut want) = (vec![0i8; len], vec![0i8; len]);
+        cv::quantize_i8_on(isa, &x, 0.7, 9, &mut got).unwrap();
+        scalar::quantize_i8(&x, 0.7, 9, &mut want);
+        assert_eq!(got, want, "clean long input on {isa}");
+        for first in [0, 5000, (16 << 10) - 1, 16 << 10, (16 << 10) + 500, len - 3, len - 1] {
+            let mut bad = x.clone();
+            bad[first] = f32::NAN;
+            bad[len - 1] = -f32::NAN;
+            // 1e-37 takes the division path (2^11 / scale overflows f32).
+            for scale in [0.7, 1e-37] {
+                let mut yi = vec![7i8; len];
+                let err = cv::quantize_i8_on(isa, &bad, scale, 9, &mut yi).unwrap_err();
+                assert!(matches!(err, Error::NonFinite { index, .. } if index == first), "{err} on {isa}");
+                assert!(yi.iter().all(|&v| v == 7), "i8 output written on {isa}, NaN at {first}");
+            }
+            let mut yu = vec![7u8; len];
+            let err = cv::quantize_u8_on(isa, &bad, 0.7, 9, &mut yu).unwrap_err();
+            assert!(matches!(err, Error::NonFinite { index, .. } if index == first), "{err} on {isa}");
+            assert!(yu.iter().all(|&v| v == 7), "u8 output written on {isa}, NaN at {first}");
+        }
     }
 }
 

@@ -5,7 +5,9 @@
 //! The scalar path in [`scalar`] is the definition; the AVX2+F16C (`x86.rs`), AVX-512
 //! (`x86_512.rs`) and NEON (`aarch64.rs`) paths match it bit for bit, NaN payloads included: a NaN cast either way is
 //! quieted and keeps its top payload bits, as `half` does. Quantize refuses NaN with one SIMD
-//! pre-scan ([`first_nan`]) before writing anything, then converts in a second pass.
+//! pre-scan ([`first_nan`]) before writing anything, then converts in a second pass; the AVX-512
+//! path instead converts up to 16 Ki elements and tests them for NaN in one pass, into a scratch
+//! copied out once the whole input proved clean.
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
@@ -154,10 +156,34 @@ pub fn check_no_nan(name: &'static str, data: &[f32]) -> Result<()> {
 
 /// [`check_no_nan`] on a chosen path.
 pub fn check_no_nan_on(isa: Isa, name: &'static str, data: &[f32]) -> Result<()> {
-    match first_nan_on(isa, data)? {
+    nan_error(name, first_nan_on(isa, data)?)
+}
+
+/// The error naming the first NaN of `name`, if there is one.
+fn nan_error(name: &'static str, first_nan: Option<usize>) -> Result<()> {
+    match first_nan {
         Some(index) => Err(Error::NonFinite { name, index, value: f64::NAN }),
         None => Ok(()),
     }
+}
+
+/// Runs quantizer `$f` (`quantize_i8` or `quantize_u8`) on `x` that may hold NaN, on the path
+/// `$isa`: the first NaN's index with `y` untouched, or `None` with `y` written. The AVX-512 path
+/// converts and tests in one pass (`$checked`); the others scan, then convert.
+macro_rules! quantize_checked {
+    ($isa:expr, $f:ident, $checked:ident, $x:expr, $scale:expr, $zero_point:expr, $y:expr) => {{
+        let (isa, x, scale, zero_point, y) = ($isa, $x, $scale, $zero_point, $y);
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 {
+            // SAFETY: the caller checked `Isa::Avx512` available: AVX-512 F/BW/VL/DQ and AVX2's set.
+            return nan_error("x", unsafe { x86_512::$checked(x, scale, zero_point, y) });
+        }
+        let first = dispatch!(isa, first_nan(x));
+        if first.is_none() {
+            dispatch!(isa, $f(x, scale, zero_point, y));
+        }
+        nan_error("x", first)
+    }};
 }
 
 /// ONNX QuantizeLinear to i8. A NaN in `x` is an error naming its index, and `y` is left untouched.
@@ -168,8 +194,9 @@ pub fn quantize_i8(x: &[f32], scale: f32, zero_point: i8, y: &mut [i8]) -> Resul
 /// [`quantize_i8`] on a chosen path.
 pub fn quantize_i8_on(isa: Isa, x: &[f32], scale: f32, zero_point: i8, y: &mut [i8]) -> Result<()> {
     isa.ensure_available()?;
-    check_no_nan_on(isa, "x", x)?;
-    quantize_i8_scanned_on(isa, x, scale, zero_point, y)
+    check_scale(scale)?;
+    check_same_len(x.len(), y.len())?;
+    quantize_checked!(isa, quantize_i8, quantize_i8_checked, x, scale, zero_point, y)
 }
 
 /// [`quantize_i8_on`] for `x` the caller has already found free of NaN (with [`check_no_nan`]):
@@ -195,8 +222,9 @@ pub fn quantize_u8(x: &[f32], scale: f32, zero_point: u8, y: &mut [u8]) -> Resul
 /// [`quantize_u8`] on a chosen path.
 pub fn quantize_u8_on(isa: Isa, x: &[f32], scale: f32, zero_point: u8, y: &mut [u8]) -> Result<()> {
     isa.ensure_available()?;
-    check_no_nan_on(isa, "x", x)?;
-    quantize_u8_scanned_on(isa, x, scale, zero_point, y)
+    check_scale(scale)?;
+    check_same_len(x.len(), y.len())?;
+    quantize_checked!(isa, quantize_u8, quantize_u8_checked, x, scale, zero_point, y)
 }
 
 /// [`quantize_u8_on`] for `x` the caller has already found free of NaN (see

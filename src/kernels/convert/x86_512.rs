@@ -1,18 +1,17 @@
 //! AVX-512 conversion kernels: f16 <-> f32 with the zmm forms of `vcvtph2ps`/`vcvtps2ph` (the
-//! same rounding and NaN rule as F16C), the NaN scan with mask compares, and ONNX quantization
-//! by the AVX2 tier's fixed-point quotient on sixteen lanes with saturating narrowing stores. The
-//! bf16 casts and dequantization are the AVX2 tier's (they run at the speed of memory there).
+//! same rounding and NaN rule as F16C), bf16 <-> f32 with integer zmm operations (this tier does
+//! not assume AVX-512 BF16, whose `vcvtneps2bf16` also flushes subnormals), the NaN scan with
+//! chained mask compares, ONNX quantization by a fixed-point quotient on sixteen lanes packed
+//! with saturation, and dequantization on zmm.
 //!
 //! As in `x86.rs`, every function is `unsafe` only because of `#[target_feature]` (the caller
 //! checked [`Isa::Avx512`](crate::kernels::Isa::Avx512)); lengths are the shorter slice's, and
 //! the elements past the last whole vector go through the scalar reference.
 
-pub use super::x86::{bf16_to_f32, dequantize_i8, dequantize_u8, f32_to_bf16};
-
 use super::scalar;
 use super::x86::{FRACTION_BITS, SHIFTER};
 use core::arch::x86_64::*;
-use half::f16;
+use half::{bf16, f16};
 
 /// Elements per `__m512`.
 const LANES: usize = 16;
@@ -56,23 +55,23 @@ pub unsafe fn f16_to_f32(x: &[f16], y: &mut [f32]) {
     scalar::f16_to_f32(xs.remainder(), ys.into_remainder());
 }
 
-/// Index of the first NaN in `x`, if any: four unordered mask compares per block of 128
-/// elements, one branch per block.
+/// Index of the first NaN in `x`, if any. A block of 128 elements costs four ordered compares
+/// of vector pairs, each masked by the previous one's result (no mask ORs), and one branch.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 pub unsafe fn first_nan(x: &[f32]) -> Option<usize> {
     const BLOCK: usize = 8 * LANES;
     let mut xs = x.chunks_exact(BLOCK);
     for (i, s) in (&mut xs).enumerate() {
         // SAFETY: `s` holds 128 f32; unaligned loads.
-        let any_nan = unsafe {
+        let ordered = unsafe {
             let p = s.as_ptr();
-            let unordered = |k: usize| {
+            let pair = |k: usize, ordered: __mmask16| {
                 let a = _mm512_loadu_ps(p.add(2 * k * LANES));
-                _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, _mm512_loadu_ps(p.add((2 * k + 1) * LANES)))
+                _mm512_mask_cmp_ps_mask::<_CMP_ORD_Q>(ordered, a, _mm512_loadu_ps(p.add((2 * k + 1) * LANES)))
             };
-            (unordered(0) | unordered(1) | unordered(2) | unordered(3)) != 0
+            pair(3, pair(2, pair(1, pair(0, 0xFFFF))))
         };
-        if any_nan {
+        if ordered != 0xFFFF {
             return s.iter().position(|v| v.is_nan()).map(|k| i * BLOCK + k);
         }
     }
@@ -103,76 +102,203 @@ fn pack_bytes<const SIGNED: bool>(q: [__m512i; 4]) -> __m512i {
     _mm512_permutexvar_epi32(order, bytes)
 }
 
-/// Quantizes the whole 16-element vectors of `x` into bytes (i8 if `SIGNED`, else u8); returns
-/// how many elements it did. Each vector goes by the fixed-point quotient (see the AVX2 tier's
-/// `FixedQuotient` for why it is exact where it does not flag a lane); a vector with a flagged
-/// lane (about 1 in 130 on random data) is redone by division, which is the definition.
+/// The AVX2 tier's fixed-point quotient (see `FixedQuotient` in `x86.rs` for why it is exact
+/// where it does not flag a lane), reordered to cost three operations and one flag test a vector.
+///
+/// `sum = x * RN(2^11 / scale) + SHIFTER` in one FMA. Inside the shifter's binade the sum's bit
+/// pattern is `bits(SHIFTER) + fixed` and `bits(SHIFTER) = 0x96800 * 2^11 + 2^10`, so the
+/// arithmetic shift `sum >> 11` is `0x96800 + floor((fixed + 2^10) / 2^11)`, the rounded quotient
+/// plus a constant that one subtraction (with the zero point) removes. Shifting before
+/// subtracting keeps every lane in about `+-2^21`, so lanes outside the binade saturate the
+/// right way without a flag: positive sums keep their order as integers (quotients beyond
+/// `+-2^11` land beyond the ends), and a negative or `-0` sum (quotients below about `-6144`,
+/// and `-inf`) shifts to a negative number below every end. Only lanes whose low 11 bits are
+/// zero (a quotient on or within about `2^-12` of a half-integer) are flagged for the division.
+struct FixedQuotient {
+    reciprocal: __m512,
+    shifter: __m512,
+    /// `bits(SHIFTER) >> 11` minus the zero point.
+    offset: __m512i,
+    fraction: __m512i,
+}
+
+impl FixedQuotient {
+    /// The fixed-point path for `scale`, or `None` where `2^11 / scale` is not a normal f32
+    /// (scales below about `2^-116`), which keep the division.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    fn new(scale: f32, zero_point: i32) -> Option<Self> {
+        let reciprocal = (f64::from(1u32 << FRACTION_BITS) / f64::from(scale)) as f32;
+        if !reciprocal.is_normal() {
+            return None;
+        }
+        let offset = (SHIFTER.to_bits() >> FRACTION_BITS) as i32 - zero_point;
+        Some(Self {
+            reciprocal: _mm512_set1_ps(reciprocal),
+            shifter: _mm512_set1_ps(SHIFTER),
+            offset: _mm512_set1_epi32(offset),
+            fraction: _mm512_set1_epi32((1 << FRACTION_BITS) - 1),
+        })
+    }
+
+    /// `round_half_even(x / scale) + zero_point` as i32 lanes (to be saturated by the packs)
+    /// where the lane is clean, and `clean` narrowed to the lanes whose sum is off a half-integer.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    #[inline]
+    fn lanes(&self, x: __m512, clean: __mmask16) -> (__m512i, __mmask16) {
+        let sum = _mm512_castps_si512(_mm512_fmadd_ps(x, self.reciprocal, self.shifter));
+        let q = _mm512_sub_epi32(_mm512_srai_epi32::<{ FRACTION_BITS as u32 }>(sum), self.offset);
+        (q, _mm512_mask_test_epi32_mask(clean, sum, self.fraction))
+    }
+}
+
+/// Quantizes the whole 16-element vectors of `x` into bytes (i8 if `SIGNED`, else u8) and returns
+/// how many elements it did. Four vectors a step by [`FixedQuotient`] with one branch on their
+/// flags together; a flagged vector (a block of 64 has one about 3% of the time on random data)
+/// is redone by division, which is the definition. With `NAN`, the same mask chain also tests the
+/// input for NaN (one ordered compare per pair of vectors), and the first block holding one stops
+/// the pass with `Err(())`: `y` then holds a partial result.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn quantize_vectors<const SIGNED: bool>(x: &[f32], scale: f32, zero_point: i32, y: &mut [u8]) -> usize {
+fn quantize_vectors<const SIGNED: bool, const NAN: bool>(
+    x: &[f32],
+    scale: f32,
+    zero_point: i32,
+    y: &mut [u8],
+) -> Result<usize, ()> {
+    const ALL: __mmask16 = 0xFFFF;
     let n = x.len().min(y.len()) / LANES * LANES;
     let (x, y) = (&x[..n], &mut y[..n]);
     let (lo, hi) = if SIGNED { (-128.0, 127.0) } else { (0.0, 255.0) };
     let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
     let (scale_v, zp) = (_mm512_set1_ps(scale), _mm512_set1_ps(zero_point as f32));
+    // The definition: the clamp comes before the conversion, which would turn out-of-range values
+    // into `i32::MIN`; the float sum is exact wherever the result lies inside `[lo, hi]`.
     let divide = |v: __m512| {
         let q = _mm512_roundscale_ps::<RNE>(_mm512_div_ps(v, scale_v));
         _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, zp), lo), hi))
     };
-    let reciprocal = (f64::from(1u32 << FRACTION_BITS) / f64::from(scale)) as f32;
-    if !reciprocal.is_normal() {
+    let has_nan = |v: __m512| NAN && _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v) != 0;
+    let Some(fixed) = FixedQuotient::new(scale, zero_point) else {
         for (s, d) in x.chunks_exact(LANES).zip(y.chunks_exact_mut(LANES)) {
             // SAFETY: `s` holds 16 f32 and `d` 16 bytes; unaligned load and store.
             unsafe {
-                _mm_storeu_si128(d.as_mut_ptr().cast(), narrow::<SIGNED>(divide(_mm512_loadu_ps(s.as_ptr()))))
+                let v = _mm512_loadu_ps(s.as_ptr());
+                if has_nan(v) {
+                    return Err(());
+                }
+                _mm_storeu_si128(d.as_mut_ptr().cast(), narrow::<SIGNED>(divide(v)))
             };
         }
-        return n;
-    }
-    let bias = (zero_point << FRACTION_BITS) - SHIFTER.to_bits() as i32 + (1 << (FRACTION_BITS - 1));
-    let (reciprocal, bias, shifter) =
-        (_mm512_set1_ps(reciprocal), _mm512_set1_epi32(bias), _mm512_set1_ps(SHIFTER));
-    let flag_bits = _mm512_set1_epi32(i32::MIN | ((1 << FRACTION_BITS) - 1));
-    let fixed = |v: __m512| {
-        let sum = _mm512_castps_si512(_mm512_fmadd_ps(v, reciprocal, shifter));
-        let flagged = _mm512_cmplt_epi32_mask(_mm512_and_si512(sum, flag_bits), _mm512_set1_epi32(1));
-        (_mm512_srai_epi32::<{ FRACTION_BITS as u32 }>(_mm512_add_epi32(sum, bias)), flagged)
+        return Ok(n);
     };
-    // Four vectors a step, one branch on their flags together.
     let mut xs = x.chunks_exact(4 * LANES);
     let mut ys = y.chunks_exact_mut(4 * LANES);
     for (s, d) in (&mut xs).zip(&mut ys) {
         // SAFETY: `s` holds 64 f32 and `d` 64 bytes; unaligned loads and stores.
         unsafe {
             let v: [__m512; 4] = core::array::from_fn(|k| _mm512_loadu_ps(s.as_ptr().add(k * LANES)));
-            let mut q = v.map(fixed);
-            if (q[0].1 | q[1].1 | q[2].1 | q[3].1) != 0 {
+            let mut clean = ALL;
+            if NAN {
+                clean = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(v[0], v[1]);
+                clean = _mm512_mask_cmp_ps_mask::<_CMP_ORD_Q>(clean, v[2], v[3]);
+            }
+            let (q0, clean) = fixed.lanes(v[0], clean);
+            let (q1, clean) = fixed.lanes(v[1], clean);
+            let (q2, clean) = fixed.lanes(v[2], clean);
+            let (q3, clean) = fixed.lanes(v[3], clean);
+            let mut q = [q0, q1, q2, q3];
+            if clean != ALL {
                 for (qk, &vk) in q.iter_mut().zip(&v) {
-                    if qk.1 != 0 {
-                        qk.0 = divide(vk);
+                    // Opaque, so that the compiler cannot keep this test's operands from the fast
+                    // path (an extra AND a vector on every block, measured) to share them here.
+                    let vk = core::hint::black_box(vk);
+                    if has_nan(vk) {
+                        return Err(());
+                    }
+                    if fixed.lanes(vk, ALL).1 != ALL {
+                        *qk = divide(vk);
                     }
                 }
             }
-            _mm512_storeu_si512(d.as_mut_ptr().cast(), pack_bytes::<SIGNED>(q.map(|(qk, _)| qk)));
+            _mm512_storeu_si512(d.as_mut_ptr().cast(), pack_bytes::<SIGNED>(q));
         }
     }
     for (s, d) in xs.remainder().chunks_exact(LANES).zip(ys.into_remainder().chunks_exact_mut(LANES)) {
         // SAFETY: `s` holds 16 f32 and `d` 16 bytes; unaligned load and store.
         unsafe {
             let v = _mm512_loadu_ps(s.as_ptr());
-            let (q, flagged) = fixed(v);
-            let q = if flagged == 0 { q } else { divide(v) };
+            if has_nan(v) {
+                return Err(());
+            }
+            let (q, clean) = fixed.lanes(v, ALL);
+            let q = if clean == ALL { q } else { divide(v) };
             _mm_storeu_si128(d.as_mut_ptr().cast(), narrow::<SIGNED>(q));
         }
     }
-    n
+    Ok(n)
+}
+
+/// Inputs up to this many elements are quantized in one pass that also looks for NaN, into a
+/// per-thread scratch buffer copied to the output once the input proved clean (16 KiB of bytes).
+const FUSED_MAX: usize = 16 << 10;
+
+std::thread_local! {
+    /// The scratch of [`quantize_checked`].
+    static SCRATCH: core::cell::RefCell<Vec<u8>> = const { core::cell::RefCell::new(Vec::new()) };
+}
+
+/// Quantizes the whole vectors of `x` into `y` unless `x` holds a NaN: `Ok(elements done)`, or
+/// `Err(index of the first NaN)` with `y` untouched. The first [`FUSED_MAX`] elements go through
+/// one pass that converts and tests for NaN at once (into the scratch), the rest is scanned, and
+/// only then is anything written: the output costs one more copy of bytes instead of a second read
+/// of the input's f32 (about a quarter of the traffic).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn quantize_checked<const SIGNED: bool>(
+    x: &[f32],
+    scale: f32,
+    zero_point: i32,
+    y: &mut [u8],
+) -> Result<usize, usize> {
+    let n = x.len().min(y.len());
+    // SAFETY (both `first_nan` calls): this function has `first_nan`'s target features.
+    let scan = |x: &[f32]| unsafe { first_nan(x) };
+    let head = n.min(FUSED_MAX);
+    let fused = SCRATCH.with(|scratch| {
+        let mut scratch = scratch.try_borrow_mut().ok()?;
+        if scratch.len() < FUSED_MAX {
+            scratch.resize(FUSED_MAX, 0);
+        }
+        let head_pass = quantize_vectors::<SIGNED, true>(&x[..head], scale, zero_point, &mut scratch[..head]);
+        Some(match head_pass {
+            // The pass stopped at a block with a NaN, so the scan finds one.
+            Err(()) => Err(scan(&x[..head]).unwrap_or(0)),
+            // The head is final only if the rest holds no NaN either.
+            Ok(done) => match scan(&x[done..n]) {
+                Some(at) => Err(done + at),
+                None => {
+                    y[..done].copy_from_slice(&scratch[..done]);
+                    Ok(done)
+                }
+            },
+        })
+    });
+    let done = match fused {
+        Some(result) => result?,
+        // The scratch is in use (not reachable: nothing here re-enters): scan, then convert.
+        None => match scan(x) {
+            Some(at) => return Err(at),
+            None => 0,
+        },
+    };
+    let rest = quantize_vectors::<SIGNED, false>(&x[done..n], scale, zero_point, &mut y[done..n]);
+    Ok(done + rest.unwrap_or(0))
 }
 
 /// ONNX QuantizeLinear to i8 (no NaN in `x`).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 pub unsafe fn quantize_i8(x: &[f32], scale: f32, zero_point: i8, y: &mut [i8]) {
     let n = x.len().min(y.len());
-    let done =
-        quantize_vectors::<true>(&x[..n], scale, zero_point.into(), bytemuck::cast_slice_mut(&mut y[..n]));
+    let y_bytes = bytemuck::cast_slice_mut(&mut y[..n]);
+    let done = quantize_vectors::<true, false>(&x[..n], scale, zero_point.into(), y_bytes).unwrap_or(0);
     scalar::quantize_i8(&x[done..n], scale, zero_point, &mut y[done..n]);
 }
 
@@ -180,6 +306,133 @@ pub unsafe fn quantize_i8(x: &[f32], scale: f32, zero_point: i8, y: &mut [i8]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 pub unsafe fn quantize_u8(x: &[f32], scale: f32, zero_point: u8, y: &mut [u8]) {
     let n = x.len().min(y.len());
-    let done = quantize_vectors::<false>(&x[..n], scale, zero_point.into(), &mut y[..n]);
+    let done = quantize_vectors::<false, false>(&x[..n], scale, zero_point.into(), &mut y[..n]).unwrap_or(0);
     scalar::quantize_u8(&x[done..n], scale, zero_point, &mut y[done..n]);
+}
+
+/// ONNX QuantizeLinear to i8 of `x` that may hold NaN: the index of the first NaN, with `y`
+/// untouched, or `None` with `y` written.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub unsafe fn quantize_i8_checked(x: &[f32], scale: f32, zero_point: i8, y: &mut [i8]) -> Option<usize> {
+    let n = x.len().min(y.len());
+    match quantize_checked::<true>(&x[..n], scale, zero_point.into(), bytemuck::cast_slice_mut(&mut y[..n])) {
+        Ok(done) => {
+            scalar::quantize_i8(&x[done..n], scale, zero_point, &mut y[done..n]);
+            None
+        }
+        Err(at) => Some(at),
+    }
+}
+
+/// ONNX QuantizeLinear to u8 of `x` that may hold NaN (see [`quantize_i8_checked`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub unsafe fn quantize_u8_checked(x: &[f32], scale: f32, zero_point: u8, y: &mut [u8]) -> Option<usize> {
+    let n = x.len().min(y.len());
+    match quantize_checked::<false>(&x[..n], scale, zero_point.into(), &mut y[..n]) {
+        Ok(done) => {
+            scalar::quantize_u8(&x[done..n], scale, zero_point, &mut y[done..n]);
+            None
+        }
+        Err(at) => Some(at),
+    }
+}
+
+/// Sixteen f32 bit patterns rounded to bf16 in their high halves: `bits + 0x7FFF + lsb` (round to
+/// nearest even; subnormals round like any other pattern, unlike `vcvtneps2bf16`), and a NaN
+/// keeps its bits with the quiet bit set.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+#[inline]
+fn bf16_high_halves(bits: __m512i) -> __m512i {
+    let odd = _mm512_test_epi32_mask(bits, _mm512_set1_epi32(0x1_0000));
+    let down = _mm512_add_epi32(bits, _mm512_set1_epi32(0x7FFF));
+    let rounded = _mm512_mask_add_epi32(down, odd, down, _mm512_set1_epi32(1));
+    let as_float = _mm512_castsi512_ps(bits);
+    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(as_float, as_float);
+    _mm512_mask_or_epi32(rounded, nan, bits, _mm512_set1_epi32(0x0040_0000))
+}
+
+/// f32 -> bf16, round to nearest even with integer operations (no AVX-512 BF16 needed); NaN
+/// quieted keeping its top payload bits.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub unsafe fn f32_to_bf16(x: &[f32], y: &mut [bf16]) {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &mut y[..n]);
+    // Word `i` of the result: the high half of lane `i` of the first vector, then of the second.
+    let high_words = _mm512_set_epi16(
+        63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15,
+        13, 11, 9, 7, 5, 3, 1,
+    );
+    let mut xs = x.chunks_exact(2 * LANES);
+    let mut ys = y.chunks_exact_mut(2 * LANES);
+    for (s, d) in (&mut xs).zip(&mut ys) {
+        // SAFETY: `s` holds 32 f32 and `d` 32 bf16 (64 bytes); unaligned loads and store.
+        unsafe {
+            let a = bf16_high_halves(_mm512_loadu_si512(s.as_ptr().cast()));
+            let b = bf16_high_halves(_mm512_loadu_si512(s.as_ptr().add(LANES).cast()));
+            _mm512_storeu_si512(d.as_mut_ptr().cast(), _mm512_permutex2var_epi16(a, high_words, b));
+        }
+    }
+    scalar::f32_to_bf16(xs.remainder(), ys.into_remainder());
+}
+
+/// bf16 -> f32, exact; NaN gets the quiet bit, as `half` does.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub unsafe fn bf16_to_f32(x: &[bf16], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &mut y[..n]);
+    let quiet = _mm512_set1_epi32(0x0040_0000);
+    let widen = |v: __m256i| {
+        let bits = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(v));
+        let as_float = _mm512_castsi512_ps(bits);
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(as_float, as_float);
+        _mm512_mask_or_epi32(bits, nan, bits, quiet)
+    };
+    let mut xs = x.chunks_exact(2 * LANES);
+    let mut ys = y.chunks_exact_mut(2 * LANES);
+    for (s, d) in (&mut xs).zip(&mut ys) {
+        // SAFETY: `s` holds 32 bf16 (64 bytes) and `d` 32 f32; unaligned loads and stores.
+        unsafe {
+            let p = s.as_ptr().cast::<__m256i>();
+            _mm512_storeu_si512(d.as_mut_ptr().cast(), widen(_mm256_loadu_si256(p)));
+            _mm512_storeu_si512(d.as_mut_ptr().add(LANES).cast(), widen(_mm256_loadu_si256(p.add(1))));
+        }
+    }
+    scalar::bf16_to_f32(xs.remainder(), ys.into_remainder());
+}
+
+/// Dequantizes the whole 32-element blocks of `y` (bytes read as i8 if `SIGNED`, else u8) as
+/// `(y - zero_point) as f32 * scale`, one rounding, and returns how many elements it did.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+fn dequantize_blocks<const SIGNED: bool>(y: &[u8], scale: f32, zero_point: i32, x: &mut [f32]) -> usize {
+    let (scale, zp) = (_mm512_set1_ps(scale), _mm512_set1_epi32(zero_point));
+    let widen = |v: __m128i| if SIGNED { _mm512_cvtepi8_epi32(v) } else { _mm512_cvtepu8_epi32(v) };
+    let lanes = |v: __m128i| _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(widen(v), zp)), scale);
+    let mut done = 0;
+    for (s, d) in y.chunks_exact(2 * LANES).zip(x.chunks_exact_mut(2 * LANES)) {
+        // SAFETY: `s` holds 32 bytes and `d` 32 f32; unaligned loads and stores.
+        unsafe {
+            let p = s.as_ptr().cast::<__m128i>();
+            _mm512_storeu_ps(d.as_mut_ptr(), lanes(_mm_loadu_si128(p)));
+            _mm512_storeu_ps(d.as_mut_ptr().add(LANES), lanes(_mm_loadu_si128(p.add(1))));
+        }
+        done += 2 * LANES;
+    }
+    done
+}
+
+/// ONNX DequantizeLinear from i8.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub unsafe fn dequantize_i8(y: &[i8], scale: f32, zero_point: i8, x: &mut [f32]) {
+    let n = y.len().min(x.len());
+    let done =
+        dequantize_blocks::<true>(bytemuck::cast_slice(&y[..n]), scale, zero_point.into(), &mut x[..n]);
+    scalar::dequantize_i8(&y[done..n], scale, zero_point, &mut x[done..n]);
+}
+
+/// ONNX DequantizeLinear from u8.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub unsafe fn dequantize_u8(y: &[u8], scale: f32, zero_point: u8, x: &mut [f32]) {
+    let n = y.len().min(x.len());
+    let done = dequantize_blocks::<false>(&y[..n], scale, zero_point.into(), &mut x[..n]);
+    scalar::dequantize_u8(&y[done..n], scale, zero_point, &mut x[done..n]);
 }
