@@ -71,7 +71,7 @@ impl Config {
             layer_norm_eps: v.get("layer_norm_eps").and_then(serde_json::Value::as_f64).unwrap_or(1e-12)
                 as f32,
         };
-        if cfg.hidden % cfg.heads != 0 {
+        if !cfg.hidden.is_multiple_of(cfg.heads) {
             return Err(format!(
                 "config.json: hidden_size {} is not a multiple of num_attention_heads {}",
                 cfg.hidden, cfg.heads
