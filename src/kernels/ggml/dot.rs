@@ -61,9 +61,9 @@ pub fn vec_dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
         let mut aux32 = [0i32; 8];
         for (j, &(scale, _)) in sm.iter().enumerate() {
             for c in 0..4 {
-                for l in 0..8 {
+                for (l, sum) in aux32.iter_mut().enumerate() {
                     let at = 32 * j + 8 * c + l;
-                    aux32[l] += i32::from(scale) * (i32::from(yb.qs[at]) * i32::from(aux8[at]));
+                    *sum += i32::from(scale) * (i32::from(yb.qs[at]) * i32::from(aux8[at]));
                 }
             }
         }
@@ -105,9 +105,9 @@ pub fn vec_dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
         let mut aux32 = [0i32; 8];
         for (j, &scale) in xb.scales.iter().enumerate() {
             for c in 0..2 {
-                for l in 0..8 {
+                for (l, sum) in aux32.iter_mut().enumerate() {
                     let at = 16 * j + 8 * c + l;
-                    aux32[l] += i32::from(scale) * (i32::from(yb.qs[at]) * i32::from(aux8[at]));
+                    *sum += i32::from(scale) * (i32::from(yb.qs[at]) * i32::from(aux8[at]));
                 }
             }
         }

@@ -32,16 +32,16 @@ fn weights(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
     let mut w = vec![0u8; ty.matrix_bytes(rows, cols).unwrap()];
     quantize(ty, &x, rows, cols, &mut w).unwrap();
     let size = ty.block_bytes();
-    // The byte ranges of a block that hold its f16 scales.
-    let scale_bytes: &[std::ops::Range<usize>] = match ty {
-        GgmlType::Q4_0 | GgmlType::Q8_0 => &[0..2],
-        GgmlType::Q4K => &[0..4],
-        GgmlType::Q6K => &[208..210],
+    // The bytes of a block that hold its f16 scales.
+    let scale_bytes: std::ops::Range<usize> = match ty {
+        GgmlType::Q4_0 | GgmlType::Q8_0 => 0..2,
+        GgmlType::Q4K => 0..4,
+        GgmlType::Q6K => 208..210,
         _ => unreachable!("only the GEMV types"),
     };
     for block in w.chunks_exact_mut(size) {
         for (i, b) in block.iter_mut().enumerate() {
-            if !scale_bytes.iter().any(|r| r.contains(&i)) {
+            if !scale_bytes.contains(&i) {
                 *b = rng.next() as u8;
             }
         }
