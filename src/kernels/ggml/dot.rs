@@ -81,6 +81,20 @@ pub fn vec_dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     sumf
 }
 
+/// The eight 6-bit scales and the eight minima of a Q4_K block, byte `j` of each word for
+/// sub-block `j` (ggml's `utmp` unpacking: [`scale_min_k4`] for all eight at once, branch-free).
+#[inline]
+pub(crate) fn scales_mins_k4(q: &[u8; 12]) -> (u64, u64) {
+    const K1: u32 = 0x3f3f_3f3f;
+    const K2: u32 = 0x0f0f_0f0f;
+    const K3: u32 = 0x0303_0303;
+    let word = |i: usize| u32::from_le_bytes([q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]]);
+    let (u0, u1, u2) = (word(0), word(1), word(2));
+    let scales_hi = (u2 & K2) | (((u0 >> 6) & K3) << 4);
+    let mins_hi = ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4);
+    (u64::from(u0 & K1) | (u64::from(scales_hi) << 32), u64::from(u1 & K1) | (u64::from(mins_hi) << 32))
+}
+
 /// The 6-bit values of a Q6_K block less 32, in element order (as ggml's `_generic` unpacks them).
 #[inline]
 pub(crate) fn q6_k_values(xb: &BlockQ6K) -> [i8; QK_K] {
@@ -178,6 +192,8 @@ pub(crate) fn unsupported(ty: GgmlType) -> Error {
 
 /// The dot product of the weight row `w` (whole blocks of `ty`) with `act` on `isa`; the caller
 /// checked that `w` and `act` hold the same number of elements and that `isa` is available.
+/// (The aarch64 tiers run the scalar reference, which needs none of the SIMD side data.)
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub(crate) fn row_dot(isa: Isa, ty: GgmlType, w: &[u8], act: &Activations) -> Result<f32> {
     Ok(match (ty, act) {
         (GgmlType::Q4_0, Activations::Q8_0 { blocks, d, sum8 }) => {

@@ -171,3 +171,17 @@ fn gemv_refuses_bad_input_and_writes_nothing() {
     assert!(message.contains("multiple of 32"), "{message}");
     assert!(vec_dot_on(Isa::Scalar, GgmlType::Q4_0, &w[..17], &x[..32]).is_err());
 }
+
+#[test]
+fn branch_free_scale_unpacking_is_ggml_get_scale_min_k4() {
+    let mut rng = Rng(99);
+    for _ in 0..2000 {
+        let q: [u8; 12] = std::array::from_fn(|_| rng.next() as u8);
+        let (scales, mins) = super::dot::scales_mins_k4(&q);
+        for j in 0..8 {
+            let (sc, m) = super::quantize::scale_min_k4(j, &q);
+            assert_eq!(((scales >> (8 * j)) & 0xFF) as u8, sc, "{q:?} scale {j}");
+            assert_eq!(((mins >> (8 * j)) & 0xFF) as u8, m, "{q:?} min {j}");
+        }
+    }
+}

@@ -4,8 +4,7 @@
 //! scaled per block.
 
 use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK_K};
-use super::dot::bsums;
-use super::quantize::scale_min_k4;
+use super::dot::{bsums, scales_mins_k4};
 use core::arch::x86_64::*;
 
 /// The f32 value of the f16 bits `h`.
@@ -85,8 +84,8 @@ pub(super) unsafe fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0], dy: &[f32]) -> 
 /// `sum_j sums32[j] * mins[j]` for the eight sub-blocks of a Q4_K super-block.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-pub(super) fn mins_dot(mins: [u8; 8], sums32: &[i16; 8]) -> i32 {
-    let m = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(i64::from_le_bytes(mins)));
+pub(super) fn mins_dot(mins: u64, sums32: &[i16; 8]) -> i32 {
+    let m = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
     // SAFETY: sums32 holds 16 bytes.
     let s = unsafe { _mm_loadu_si128(sums32.as_ptr().cast()) };
     let p = _mm_madd_epi16(m, s);
@@ -104,7 +103,8 @@ pub(super) unsafe fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K], sums32: &[[i16; 8
     let mut acc = _mm256_setzero_ps();
     let mut acc_min = 0.0f32;
     for (i, (xb, yb)) in x.iter().zip(y).enumerate() {
-        let sm: [(u8, u8); 8] = core::array::from_fn(|j| scale_min_k4(j, &xb.scales));
+        let (scales, mins) = scales_mins_k4(&xb.scales);
+        let scale = |j: usize| ((scales >> (8 * j)) & 0xFF) as i16;
         let mut sumi = _mm256_setzero_si256();
         for j in 0..QK_K / 64 {
             // SAFETY: qs holds 128 bytes and yb.qs 256: offsets 32 j and 64 j (+ 32) are in range.
@@ -117,19 +117,15 @@ pub(super) unsafe fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K], sums32: &[[i16; 8
             };
             let lo = _mm256_and_si256(q, low);
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low);
-            let p_lo =
-                _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), _mm256_set1_epi16(i16::from(sm[2 * j].0)));
-            let p_hi = _mm256_madd_epi16(
-                _mm256_maddubs_epi16(hi, a_hi),
-                _mm256_set1_epi16(i16::from(sm[2 * j + 1].0)),
-            );
+            let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), _mm256_set1_epi16(scale(2 * j)));
+            let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a_hi), _mm256_set1_epi16(scale(2 * j + 1)));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
         }
         let yd = f32::from_le_bytes(yb.d);
         let d = f16_to_f32(xb.d) * yd;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         let dmin = f16_to_f32(xb.dmin) * yd;
-        acc_min += dmin * mins_dot(sm.map(|v| v.1), &sums32[i]) as f32;
+        acc_min += dmin * mins_dot(mins, &sums32[i]) as f32;
     }
     hsum_ps(acc) - acc_min
 }

@@ -6,8 +6,7 @@
 //! scales in the VNNI `vpdpwssd`.
 
 use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK};
-use super::dot::bsums;
-use super::quantize::scale_min_k4;
+use super::dot::{bsums, scales_mins_k4};
 use super::x86::{f16_to_f32, mins_dot};
 use core::arch::x86_64::*;
 
@@ -181,8 +180,8 @@ pub(super) unsafe fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K], sums32: &[[i16; 8
     let mut acc = _mm512_setzero_ps();
     let mut acc_min = 0.0f32;
     for (i, (xb, yb)) in x.iter().zip(y).enumerate() {
-        let sm: [(u8, u8); 8] = core::array::from_fn(|j| scale_min_k4(j, &xb.scales));
-        let sc = _mm256_cvtepu8_epi16(_mm_cvtsi64_si128(i64::from_le_bytes(sm.map(|v| v.0))));
+        let (scales, mins) = scales_mins_k4(&xb.scales);
+        let sc = _mm256_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
         // SAFETY: qs holds 128 bytes.
         let (v0, v1) = unsafe {
             (_mm512_loadu_si512(xb.qs.as_ptr().cast()), _mm512_loadu_si512(xb.qs.as_ptr().add(64).cast()))
@@ -200,7 +199,7 @@ pub(super) unsafe fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K], sums32: &[[i16; 8
         }
         let yd = f32::from_le_bytes(yb.d);
         acc = _mm512_fmadd_ps(_mm512_set1_ps(f16_to_f32(xb.d) * yd), _mm512_cvtepi32_ps(sumi), acc);
-        acc_min += f16_to_f32(xb.dmin) * yd * mins_dot(sm.map(|v| v.1), &sums32[i]) as f32;
+        acc_min += f16_to_f32(xb.dmin) * yd * mins_dot(mins, &sums32[i]) as f32;
     }
     _mm512_reduce_add_ps(acc) - acc_min
 }

@@ -84,6 +84,7 @@ pub(crate) struct Activations {
     /// The int8 values in column order.
     pub q: Vec<i8>,
     /// The same values reordered per 32 columns: the 16 even columns, then the 16 odd ones.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub split: Vec<i8>,
     /// Each group's scale.
     pub scale: Vec<f32>,
@@ -181,6 +182,7 @@ pub fn gemv_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> 
     let act = Activations::quantize(x, w.group)?;
     let (cols, group, groups) = (w.cols, w.group, w.groups());
     let row_bytes = cols / 2;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     let simd = w.simd_shape();
     let run = |r0: usize, ys: &mut [f32]| {
         for (i, out) in ys.iter_mut().enumerate() {
