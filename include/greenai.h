@@ -1260,6 +1260,25 @@ greenai_status greenai_ggml_dequantize(uint32_t type,
                                        size_t cols,
                                        float *x);
 
+// `y[r] = sum_c W[r, c] x[c]` for the `rows x cols` matrix W stored row after row as ggml blocks
+// of type `type` in `w`, as ggml's CPU `mul_mat`: `x` quantized to Q8_0 (Q4_0 = 2, Q8_0 = 8) or
+// Q8_K (Q4_K = 12, Q6_K = 14) by ggml's reference quantizer, then ggml's `vec_dot` per row. Other
+// types fail with `GREENAI_ERR_INVALID_ARGUMENT`; so does `cols` not a multiple of the block (32,
+// or 256 for the K types). `w_len` (bytes) must be at least `rows * greenai_ggml_row_size(type,
+// cols)`; a NaN or infinity in `x` fails with `GREENAI_ERR_NON_FINITE`. Nothing is written on
+// failure.
+//
+// # Safety
+// `w` must point to `w_len` bytes, `x` to `cols` floats and `y` to `rows` writable floats (any may
+// be NULL when its length is 0); `y` must not overlap the inputs.
+greenai_status greenai_ggml_gemv(uint32_t type,
+                                 const void *w,
+                                 size_t w_len,
+                                 size_t rows,
+                                 size_t cols,
+                                 const float *x,
+                                 float *y);
+
 // Writes AutoGPTQ's defaults (4 bits, group 128, asymmetric, no act order, no static groups, damp
 // 0.01, block 128) into `*options`; NULL is ignored.
 //

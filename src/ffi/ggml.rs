@@ -84,3 +84,45 @@ pub unsafe extern "C" fn greenai_ggml_dequantize(
         Ok(())
     }
 }
+
+/// `y[r] = sum_c W[r, c] x[c]` for the `rows x cols` matrix W stored row after row as ggml blocks
+/// of type `type` in `w`, as ggml's CPU `mul_mat`: `x` quantized to Q8_0 (Q4_0 = 2, Q8_0 = 8) or
+/// Q8_K (Q4_K = 12, Q6_K = 14) by ggml's reference quantizer, then ggml's `vec_dot` per row. Other
+/// types fail with `GREENAI_ERR_INVALID_ARGUMENT`; so does `cols` not a multiple of the block (32,
+/// or 256 for the K types). `w_len` (bytes) must be at least `rows * greenai_ggml_row_size(type,
+/// cols)`; a NaN or infinity in `x` fails with `GREENAI_ERR_NON_FINITE`. Nothing is written on
+/// failure.
+///
+/// # Safety
+/// `w` must point to `w_len` bytes, `x` to `cols` floats and `y` to `rows` writable floats (any may
+/// be NULL when its length is 0); `y` must not overlap the inputs.
+#[no_mangle]
+pub unsafe extern "C" fn greenai_ggml_gemv(
+    r#type: u32,
+    w: *const c_void,
+    w_len: usize,
+    rows: usize,
+    cols: usize,
+    x: *const f32,
+    y: *mut f32,
+) -> greenai_status {
+    ffi_boundary! {
+        let ty = GgmlType::from_ggml(r#type)?;
+        if !ggml::gemv_supports(ty) {
+            return Err(crate::Error::invalid(
+                "type",
+                r#type,
+                "GEMV takes Q4_0 = 2, Q8_0 = 8, Q4_K = 12 and Q6_K = 14",
+            )
+            .into());
+        }
+        let needed = ty.matrix_bytes(rows, cols)?;
+        check_len("w", w_len, needed)?;
+        // SAFETY: the caller guarantees the buffers as documented.
+        let (w, x, y) = unsafe {
+            (slice_in(w.cast::<u8>(), needed, "w")?, slice_in(x, cols, "x")?, slice_out(y, rows, "y")?)
+        };
+        ggml::gemv(ty, w, rows, cols, x, y)?;
+        Ok(())
+    }
+}

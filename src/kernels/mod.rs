@@ -12,6 +12,7 @@ pub mod gemm_bf16;
 pub mod gemm_float;
 pub mod gemm_int8;
 pub mod ggml;
+pub mod int4;
 pub mod math;
 pub mod sparse;
 

@@ -143,10 +143,69 @@ static void test_bad_input(void) {
     for (i = 0; i < ROWS * COLS; i++) CHECK(y[i] == 3.0f);
 }
 
+/* GEMV: each weight type against a double-precision sum of the dequantized weights and the
+ * dequantized activations (x quantized to Q8_0 or Q8_K through the ABI); bad input writes nothing. */
+static void test_gemv(void) {
+    static const uint32_t GEMV_TYPES[] = {2, 8, 12, 14};
+    static float wf[ROWS * COLS], xq[COLS], out[ROWS + 1];
+    static uint8_t act[(COLS / 256) * 292];
+    size_t t, r, c, i;
+    for (i = 0; i < ROWS * COLS; i++) x[i] = next_uniform();
+    for (t = 0; t < sizeof GEMV_TYPES / sizeof GEMV_TYPES[0]; t++) {
+        const uint32_t ty = GEMV_TYPES[t], at = (ty == 12 || ty == 14) ? 15u : 8u;
+        size_t row = 0, arow = 0;
+        CHECK_OK(greenai_ggml_row_size(ty, COLS, &row));
+        CHECK_OK(greenai_ggml_quantize(ty, x, ROWS, COLS, q, sizeof q));
+        CHECK_OK(greenai_ggml_dequantize(ty, q, ROWS * row, ROWS, COLS, wf));
+        CHECK_OK(greenai_ggml_row_size(at, COLS, &arow));
+        CHECK_OK(greenai_ggml_quantize(at, y, 1, COLS, act, sizeof act));
+        CHECK_OK(greenai_ggml_dequantize(at, act, arow, 1, COLS, xq));
+        out[ROWS] = 9.0f;
+        CHECK_OK(greenai_ggml_gemv(ty, q, ROWS * row, ROWS, COLS, y, out));
+        for (r = 0; r < ROWS; r++) {
+            double want = 0.0, mag = 0.0;
+            for (c = 0; c < COLS; c++) {
+                want += (double)wf[r * COLS + c] * (double)xq[c];
+                mag += fabs((double)wf[r * COLS + c] * (double)xq[c]);
+            }
+            CHECK(fabs((double)out[r] - want) <= 1e-4 * mag + 1e-6);
+        }
+        CHECK(out[ROWS] == 9.0f);
+    }
+    /* Bad input: nothing written. */
+    {
+        size_t row = 0;
+        CHECK_OK(greenai_ggml_row_size(2, COLS, &row));
+        CHECK_OK(greenai_ggml_quantize(2, x, ROWS, COLS, q, sizeof q));
+        for (i = 0; i < ROWS; i++) out[i] = 3.0f;
+        CHECK_STATUS(greenai_ggml_gemv(3, q, sizeof q, ROWS, COLS, y, out), GREENAI_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(greenai_last_error_message(), "Q4_0 = 2, Q8_0 = 8") != NULL);
+        CHECK_STATUS(greenai_ggml_gemv(0, q, sizeof q, ROWS, COLS, y, out), GREENAI_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(greenai_ggml_gemv(15, q, sizeof q, ROWS, COLS, y, out), GREENAI_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(greenai_ggml_gemv(2, q, sizeof q, ROWS, 48, y, out), GREENAI_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(greenai_last_error_message(), "multiple of 32") != NULL);
+        CHECK_STATUS(greenai_ggml_gemv(12, q, sizeof q, 1, 128, y, out), GREENAI_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(greenai_ggml_gemv(2, q, ROWS * row - 1, ROWS, COLS, y, out), GREENAI_ERR_BUFFER_TOO_SMALL);
+        CHECK_STATUS(greenai_ggml_gemv(2, NULL, ROWS * row, ROWS, COLS, y, out), GREENAI_ERR_NULL_POINTER);
+        CHECK_STATUS(greenai_ggml_gemv(2, q, ROWS * row, ROWS, COLS, NULL, out), GREENAI_ERR_NULL_POINTER);
+        CHECK_STATUS(greenai_ggml_gemv(2, q, ROWS * row, ROWS, COLS, y, NULL), GREENAI_ERR_NULL_POINTER);
+        CHECK_STATUS(greenai_ggml_gemv(2, q, ROWS * row, SIZE_MAX / 2, COLS, y, out), GREENAI_ERR_OVERFLOW);
+        y[7] = NAN;
+        CHECK_STATUS(greenai_ggml_gemv(2, q, ROWS * row, ROWS, COLS, y, out), GREENAI_ERR_NON_FINITE);
+        y[7] = 0.5f;
+        for (i = 0; i < ROWS; i++) CHECK(out[i] == 3.0f);
+        /* Empty products: zero rows, and zero columns (y is zeroed). */
+        CHECK_OK(greenai_ggml_gemv(2, NULL, 0, 0, COLS, y, NULL));
+        CHECK_OK(greenai_ggml_gemv(2, NULL, 0, ROWS, 0, NULL, out));
+        for (i = 0; i < ROWS; i++) CHECK(out[i] == 0.0f);
+    }
+}
+
 int main(void) {
     test_row_sizes();
     test_round_trip_every_type();
     test_known_bytes();
     test_bad_input();
+    test_gemv();
     CHECK_DONE();
 }

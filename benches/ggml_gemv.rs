@@ -1,0 +1,128 @@
+//! 4-bit and ggml-block GEMV with the weights in DRAM, one thread, each beside a plain read of
+//! its own bytes.
+//!
+//! `gemv_dram_k4096_n11008`: y (11008) = W x with W 11008 rows x 4096 columns (a 7B model's MLP
+//! up-projection), weights quantized from random floats; throughput is weight bytes per second.
+//! - `q4_0`, `q8_0`, `q4_k`, `q6_k`: `ggml::gemv_on` on the best tier (x quantized to Q8_0/Q8_K
+//!   inside, as ggml does);
+//! - `int4_g128`: greenai's group-wise int4 (symmetric, groups of 128, f32 scales) through
+//!   `int4::gemv_w4a8_on`, activations quantized per group to int8 inside; its throughput counts
+//!   the packed nibbles and the scales, and `read_int4_g128` reads both;
+//! - `int8_gemv_i8`: greenai's int8 GEMV (`gemm_float::gemv_i8_on`, i8 weights and a scale per
+//!   row), the yardstick of the 1.7x target;
+//! - `read_*`: every byte of that weight buffer read once (wrapping sum of u64 words): the memory
+//!   floor of the GEMV beside it.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use greenai::kernels::gemm_float::gemv_i8_on;
+use greenai::kernels::ggml::{self, GgmlType};
+use greenai::kernels::int4::{gemv_w4a8_on, Int4Weights};
+use greenai::kernels::Isa;
+use std::hint::black_box;
+use std::time::Duration;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn floats(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| (self.next() as f32 / (1u64 << 31) as f32) * 2.0 - 1.0).collect()
+    }
+}
+
+fn one_thread() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a rayon pool")
+}
+
+/// Reads every byte once (wrapping sum of u64 words): the bandwidth yardstick.
+fn read_bytes(bytes: &[u8]) -> u64 {
+    // SAFETY: any bit pattern is a valid u64.
+    let (head, words, tail) = unsafe { bytes.align_to::<u64>() };
+    let mut acc = [0u64; 8];
+    let mut chunks = words.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (a, &w) in acc.iter_mut().zip(chunk) {
+            *a = a.wrapping_add(w);
+        }
+    }
+    let rest = chunks.remainder().iter().chain(&acc).fold(0u64, |s, &w| s.wrapping_add(w));
+    head.iter().chain(tail).fold(rest, |s, &v| s.wrapping_add(u64::from(v)))
+}
+
+fn gemv_dram(c: &mut Criterion) {
+    let one = one_thread();
+    let isa = Isa::best();
+    let (rows, cols) = (11008, 4096);
+    let mut rng = Rng(11);
+    let w = rng.floats(rows * cols);
+    let x = rng.floats(cols);
+    let mut y = vec![0.0f32; rows];
+    eprintln!("tier: {isa}");
+    let mut group = c.benchmark_group(format!("gemv_dram_k{cols}_n{rows}"));
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+
+    for (name, ty) in
+        [("q4_0", GgmlType::Q4_0), ("q8_0", GgmlType::Q8_0), ("q4_k", GgmlType::Q4K), ("q6_k", GgmlType::Q6K)]
+    {
+        let mut blocks = vec![0u8; ty.matrix_bytes(rows, cols).unwrap()];
+        ggml::quantize(ty, &w, rows, cols, &mut blocks).unwrap();
+        group.throughput(Throughput::Bytes(blocks.len() as u64));
+        group.bench_function(name, |bench| {
+            one.install(|| {
+                bench.iter(|| {
+                    ggml::gemv_on(isa, ty, black_box(&blocks), rows, cols, black_box(&x), &mut y).unwrap()
+                })
+            })
+        });
+        group.bench_function(format!("read_{name}"), |bench| bench.iter(|| read_bytes(black_box(&blocks))));
+    }
+
+    // greenai's int4, symmetric, groups of 128: packed nibbles and f32 scales, as a file holds them.
+    let size = 128;
+    let mut packed = vec![0u8; rows * cols / 2];
+    let mut scales4 = vec![0.0f32; rows * cols / size];
+    for (g, chunk) in w.chunks_exact(size).enumerate() {
+        let amax = chunk.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        scales4[g] = amax / 7.0;
+        for (j, &v) in chunk.iter().enumerate() {
+            let q = (v / scales4[g]).round().clamp(-8.0, 7.0) as i8;
+            packed[g * size / 2 + j / 2] |= ((q as u8) & 0x0F) << (4 * (j % 2));
+        }
+    }
+    let w4 = Int4Weights { rows, cols, group: size, packed: &packed, scales: &scales4, zero_points: None };
+    group.throughput(Throughput::Bytes((packed.len() + 4 * scales4.len()) as u64));
+    group.bench_function("int4_g128", |bench| {
+        one.install(|| bench.iter(|| gemv_w4a8_on(isa, black_box(&w4), black_box(&x), &mut y).unwrap()))
+    });
+    let scale_bytes: &[u8] = bytemuck::cast_slice(&scales4);
+    group.bench_function("read_int4_g128", |bench| {
+        bench.iter(|| read_bytes(black_box(&packed)).wrapping_add(read_bytes(black_box(scale_bytes))))
+    });
+
+    // greenai's int8 GEMV: symmetric per-row int8 weights.
+    let mut w8 = vec![0i8; rows * cols];
+    let mut scales = vec![0.0f32; rows];
+    for (r, (row, q)) in w.chunks_exact(cols).zip(w8.chunks_exact_mut(cols)).enumerate() {
+        let amax = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        scales[r] = amax / 127.0;
+        for (q, &v) in q.iter_mut().zip(row) {
+            *q = (v / scales[r]).round() as i8;
+        }
+    }
+    group.throughput(Throughput::Bytes((rows * cols) as u64));
+    group.bench_function("int8_gemv_i8", |bench| {
+        one.install(|| {
+            bench.iter(|| {
+                gemv_i8_on(isa, rows, cols, black_box(&w8), cols, &scales, black_box(&x), &mut y).unwrap()
+            })
+        })
+    });
+    let w8_bytes: &[u8] = bytemuck::cast_slice(&w8);
+    group.bench_function("read_int8", |bench| bench.iter(|| read_bytes(black_box(w8_bytes))));
+    group.finish();
+}
+
+criterion_group!(benches, gemv_dram);
+criterion_main!(benches);

@@ -1,0 +1,275 @@
+//! ggml's dot products of a weight row with a quantized activation row (`ggml_vec_dot_*`): the
+//! scalar references restate ggml's portable `_generic` versions operation for operation; the
+//! SIMD tiers compute the same integer block sums exactly and differ only in the order of the f32
+//! sums.
+
+use super::blocks::{f16_get, BlockQ4K, BlockQ4_0, BlockQ6K, BlockQ8K, BlockQ8_0, GgmlType, QK, QK_K};
+use super::quantize::{q8_0_block, q8_k_block, scale_min_k4};
+use crate::error::try_vec;
+use crate::kernels::Isa;
+use crate::{Error, Result};
+
+/// `ggml_vec_dot_q4_0_q8_0_generic`.
+pub fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+    let mut sumf = 0.0f32;
+    for (xb, yb) in x.iter().zip(y) {
+        let (mut sumi0, mut sumi1) = (0i32, 0i32);
+        for j in 0..QK / 2 {
+            let v0 = i32::from(xb.qs[j] & 0x0F) - 8;
+            let v1 = i32::from(xb.qs[j] >> 4) - 8;
+            sumi0 += v0 * i32::from(yb.qs[j]);
+            sumi1 += v1 * i32::from(yb.qs[j + QK / 2]);
+        }
+        let sumi = sumi0 + sumi1;
+        sumf += sumi as f32 * f16_get(xb.d).to_f32() * f16_get(yb.d).to_f32();
+    }
+    sumf
+}
+
+/// `ggml_vec_dot_q8_0_q8_0_generic`.
+pub fn vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+    let mut sumf = 0.0f32;
+    for (xb, yb) in x.iter().zip(y) {
+        let sumi: i32 = xb.qs.iter().zip(&yb.qs).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
+        sumf += sumi as f32 * (f16_get(xb.d).to_f32() * f16_get(yb.d).to_f32());
+    }
+    sumf
+}
+
+/// The i16 sums of each 16 activations of a Q8_K block.
+#[inline]
+pub(crate) fn bsums(y: &BlockQ8K) -> [i16; QK_K / 16] {
+    y.bsums.map(i16::from_le_bytes)
+}
+
+/// `ggml_vec_dot_q4_K_q8_K_generic`: eight lanes of i32 sums per super-block, scaled into eight
+/// f32 lanes, the minima subtracted per super-block, the lanes added last.
+pub fn vec_dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    let mut sums = [0.0f32; 8];
+    let mut sumf = 0.0f32;
+    for (xb, yb) in x.iter().zip(y) {
+        let mut aux8 = [0i8; QK_K];
+        for (j, q4) in xb.qs.chunks_exact(32).enumerate() {
+            for l in 0..32 {
+                aux8[64 * j + l] = (q4[l] & 0xF) as i8;
+                aux8[64 * j + 32 + l] = (q4[l] >> 4) as i8;
+            }
+        }
+        let sm: [(u8, u8); 8] = std::array::from_fn(|j| scale_min_k4(j, &xb.scales));
+        let bs = bsums(yb);
+        let sumi: i32 = (0..QK_K / 16).map(|j| i32::from(bs[j]) * i32::from(sm[j / 2].1)).sum();
+        let mut aux32 = [0i32; 8];
+        for (j, &(scale, _)) in sm.iter().enumerate() {
+            for c in 0..4 {
+                for (l, sum) in aux32.iter_mut().enumerate() {
+                    let at = 32 * j + 8 * c + l;
+                    *sum += i32::from(scale) * (i32::from(yb.qs[at]) * i32::from(aux8[at]));
+                }
+            }
+        }
+        let yd = f32::from_le_bytes(yb.d);
+        let d = f16_get(xb.d).to_f32() * yd;
+        for (s, &a) in sums.iter_mut().zip(&aux32) {
+            *s += d * a as f32;
+        }
+        let dmin = f16_get(xb.dmin).to_f32() * yd;
+        sumf -= dmin * sumi as f32;
+    }
+    for s in sums {
+        sumf += s;
+    }
+    sumf
+}
+
+/// The eight 6-bit scales and the eight minima of a Q4_K block, byte `j` of each word for
+/// sub-block `j` (ggml's `utmp` unpacking: [`scale_min_k4`] for all eight at once, branch-free).
+#[inline]
+pub(crate) fn scales_mins_k4(q: &[u8; 12]) -> (u64, u64) {
+    const K1: u32 = 0x3f3f_3f3f;
+    const K2: u32 = 0x0f0f_0f0f;
+    const K3: u32 = 0x0303_0303;
+    let word = |i: usize| u32::from_le_bytes([q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]]);
+    let (u0, u1, u2) = (word(0), word(1), word(2));
+    let scales_hi = (u2 & K2) | (((u0 >> 6) & K3) << 4);
+    let mins_hi = ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4);
+    (u64::from(u0 & K1) | (u64::from(scales_hi) << 32), u64::from(u1 & K1) | (u64::from(mins_hi) << 32))
+}
+
+/// The 6-bit values of a Q6_K block less 32, in element order (as ggml's `_generic` unpacks them).
+#[inline]
+pub(crate) fn q6_k_values(xb: &BlockQ6K) -> [i8; QK_K] {
+    let mut a = [0i8; QK_K];
+    for (n, (ql, qh)) in xb.ql.chunks_exact(64).zip(xb.qh.chunks_exact(32)).enumerate() {
+        let a = &mut a[128 * n..128 * n + 128];
+        for l in 0..32 {
+            a[l] = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8 - 32;
+            a[l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
+            a[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
+            a[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
+        }
+    }
+    a
+}
+
+/// `ggml_vec_dot_q6_K_q8_K_generic`.
+pub fn vec_dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    let mut sums = [0.0f32; 8];
+    for (xb, yb) in x.iter().zip(y) {
+        let aux8 = q6_k_values(xb);
+        let mut aux32 = [0i32; 8];
+        for (j, &scale) in xb.scales.iter().enumerate() {
+            for c in 0..2 {
+                for (l, sum) in aux32.iter_mut().enumerate() {
+                    let at = 16 * j + 8 * c + l;
+                    *sum += i32::from(scale) * (i32::from(yb.qs[at]) * i32::from(aux8[at]));
+                }
+            }
+        }
+        let d = f16_get(xb.d).to_f32() * f32::from_le_bytes(yb.d);
+        for (s, &a) in sums.iter_mut().zip(&aux32) {
+            *s += d * a as f32;
+        }
+    }
+    let mut sumf = 0.0f32;
+    for s in sums {
+        sumf += s;
+    }
+    sumf
+}
+
+/// A row of activations quantized to a weight type's partner format, with what the SIMD kernels
+/// read beside the blocks.
+pub(crate) enum Activations {
+    /// Q8_0 blocks (for Q4_0 and Q8_0 weights), each block's scale as f32 and `8 * sum(q)` as
+    /// f32 (Q4_0's offset, subtracted per row in the AVX-512 kernel).
+    Q8_0 { blocks: Vec<BlockQ8_0>, d: Vec<f32>, sum8: Vec<f32> },
+    /// Q8_K blocks (for the K types), with the sums of each 32 values (pairs of `bsums`).
+    Q8K { blocks: Vec<BlockQ8K>, sums32: Vec<[i16; 8]> },
+}
+
+impl Activations {
+    /// `x` quantized to `ty`'s activation format as ggml's reference quantizer does
+    /// (`quantize_row_q8_0_ref` for Q4_0/Q8_0, `quantize_row_q8_K_ref` for Q4_K/Q6_K).
+    pub(crate) fn quantize(ty: GgmlType, x: &[f32]) -> Result<Activations> {
+        let per = ty.block_elems();
+        let nb = x.len() / per;
+        match ty {
+            GgmlType::Q4_0 | GgmlType::Q8_0 => {
+                let mut blocks = try_vec(nb, BlockQ8_0 { d: [0; 2], qs: [0; QK] })?;
+                let (mut d, mut sum8) = (try_vec(nb, 0.0f32)?, try_vec(nb, 0.0f32)?);
+                for (i, (xb, yb)) in x.chunks_exact(per).zip(blocks.iter_mut()).enumerate() {
+                    q8_0_block(xb, yb);
+                    d[i] = f16_get(yb.d).to_f32();
+                    sum8[i] = 8.0 * yb.qs.iter().map(|&q| i32::from(q)).sum::<i32>() as f32;
+                }
+                Ok(Activations::Q8_0 { blocks, d, sum8 })
+            }
+            GgmlType::Q4K | GgmlType::Q6K => {
+                let mut blocks = try_vec(nb, bytemuck::Zeroable::zeroed())?;
+                let mut sums32 = try_vec(nb, [0i16; 8])?;
+                for ((xb, yb), s) in x.chunks_exact(per).zip(blocks.iter_mut()).zip(sums32.iter_mut()) {
+                    q8_k_block(xb, yb);
+                    let bs = bsums(yb);
+                    *s = std::array::from_fn(|j| bs[2 * j] + bs[2 * j + 1]);
+                }
+                Ok(Activations::Q8K { blocks, sums32 })
+            }
+            GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_1 | GgmlType::Q8K => {
+                Err(unsupported(ty))
+            }
+        }
+    }
+}
+
+/// The error for a type without a dot product here.
+pub(crate) fn unsupported(ty: GgmlType) -> Error {
+    Error::invalid(
+        "type",
+        ty.name(),
+        "no dot product for this type: GEMV takes Q4_0 = 2, Q8_0 = 8, Q4_K = 12 and Q6_K = 14",
+    )
+}
+
+/// The dot product of the weight row `w` (whole blocks of `ty`) with `act` on `isa`; the caller
+/// checked that `w` and `act` hold the same number of elements and that `isa` is available.
+/// (The aarch64 tiers run the scalar reference, which needs none of the SIMD side data.)
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+pub(crate) fn row_dot(isa: Isa, ty: GgmlType, w: &[u8], act: &Activations) -> Result<f32> {
+    Ok(match (ty, act) {
+        (GgmlType::Q4_0, Activations::Q8_0 { blocks, d, sum8 }) => {
+            let x: &[BlockQ4_0] = bytemuck::cast_slice(w);
+            match isa {
+                Isa::Scalar => vec_dot_q4_0_q8_0(x, blocks),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the caller checked the tier is available; x and blocks have equal lengths.
+                Isa::Avx2 => unsafe { super::x86::q4_0_q8_0(x, blocks, d) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Isa::Avx512 => unsafe { super::x86_512::q4_0_q8_0(x, blocks, d, sum8) },
+                #[cfg(target_arch = "aarch64")]
+                Isa::Neon | Isa::Dotprod | Isa::I8mm => vec_dot_q4_0_q8_0(x, blocks),
+            }
+        }
+        (GgmlType::Q8_0, Activations::Q8_0 { blocks, d, .. }) => {
+            let x: &[BlockQ8_0] = bytemuck::cast_slice(w);
+            match isa {
+                Isa::Scalar => vec_dot_q8_0_q8_0(x, blocks),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the caller checked the tier is available; x and blocks have equal lengths.
+                Isa::Avx2 => unsafe { super::x86::q8_0_q8_0(x, blocks, d) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Isa::Avx512 => unsafe { super::x86_512::q8_0_q8_0(x, blocks, d) },
+                #[cfg(target_arch = "aarch64")]
+                Isa::Neon | Isa::Dotprod | Isa::I8mm => vec_dot_q8_0_q8_0(x, blocks),
+            }
+        }
+        (GgmlType::Q4K, Activations::Q8K { blocks, sums32 }) => {
+            let x: &[BlockQ4K] = bytemuck::cast_slice(w);
+            match isa {
+                Isa::Scalar => vec_dot_q4_k_q8_k(x, blocks),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the caller checked the tier is available; x and blocks have equal lengths.
+                Isa::Avx2 => unsafe { super::x86::q4_k_q8_k(x, blocks, sums32) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Isa::Avx512 => unsafe { super::x86_512::q4_k_q8_k(x, blocks, sums32) },
+                #[cfg(target_arch = "aarch64")]
+                Isa::Neon | Isa::Dotprod | Isa::I8mm => vec_dot_q4_k_q8_k(x, blocks),
+            }
+        }
+        (GgmlType::Q6K, Activations::Q8K { blocks, .. }) => {
+            let x: &[BlockQ6K] = bytemuck::cast_slice(w);
+            match isa {
+                Isa::Scalar => vec_dot_q6_k_q8_k(x, blocks),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the caller checked the tier is available; x and blocks have equal lengths.
+                Isa::Avx2 => unsafe { super::x86::q6_k_q8_k(x, blocks) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Isa::Avx512 => unsafe { super::x86_512::q6_k_q8_k(x, blocks) },
+                #[cfg(target_arch = "aarch64")]
+                Isa::Neon | Isa::Dotprod | Isa::I8mm => vec_dot_q6_k_q8_k(x, blocks),
+            }
+        }
+        // `Activations::quantize` pairs each type with its format; no other pair reaches here.
+        _ => return Err(unsupported(ty)),
+    })
+}
+
+/// The dot product of one weight row `w` (bytes of whole `ty` blocks) with the f32 row `x`,
+/// quantized to `ty`'s activation format as ggml does, on `isa` (as ggml's `vec_dot` after
+/// `from_float`). `x.len()` must be the row's element count.
+pub fn vec_dot_on(isa: Isa, ty: GgmlType, w: &[u8], x: &[f32]) -> Result<f32> {
+    isa.ensure_available()?;
+    let bytes = ty.row_bytes(x.len())?;
+    if w.len() != bytes {
+        return Err(Error::invalid(
+            "w",
+            format!("{} bytes", w.len()),
+            format!("the row takes {bytes} bytes"),
+        ));
+    }
+    let act = Activations::quantize(ty, x)?;
+    row_dot(isa, ty, w, &act)
+}

@@ -1,0 +1,250 @@
+//! AVX-512 dot products. Q4_0 and Q8_0 take four blocks a step, two per zmm, through the exact
+//! `vpdpbusd` (Q4_0's nibbles as u8 with the offset 8 subtracted per row in f32; Q8_0 as |w| times
+//! the activation with w's sign); the four blocks' scales come from one `vcvtph2ps` and are
+//! spread over each block's eight lanes by `vpermps`. The K types take a half super-block per zmm:
+//! `vpmaddubsw` pair sums (never saturating: at most 63 * 127 * 2) weighted by the sub-block
+//! scales in the VNNI `vpdpwssd`.
+
+use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK};
+use super::dot::{bsums, scales_mins_k4};
+use super::x86::{f16_to_f32, mins_dot};
+use core::arch::x86_64::*;
+
+/// The low and high nibbles of two Q4_0 blocks: `[lo q0, hi q0, lo q1, hi q1]`, as u8.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn nibbles2(q0: &[u8; 16], q1: &[u8; 16]) -> __m512i {
+    const FOUR: i64 = 0x0004_0004_0004_0004;
+    // SAFETY: each array holds 16 bytes.
+    let (b0, b1) = unsafe {
+        (
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(q0.as_ptr().cast())),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(q1.as_ptr().cast())),
+        )
+    };
+    let z = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(b0), b1);
+    let shift = _mm512_set_epi64(FOUR, FOUR, 0, 0, FOUR, FOUR, 0, 0);
+    _mm512_and_si512(_mm512_srlv_epi16(z, shift), _mm512_set1_epi8(0x0F))
+}
+
+/// The 32 values of two Q8_0 blocks, one after the other.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn qs2(q0: &[i8; 32], q1: &[i8; 32]) -> __m512i {
+    // SAFETY: each array holds 32 bytes.
+    unsafe {
+        _mm512_inserti64x4::<1>(
+            _mm512_castsi256_si512(_mm256_loadu_si256(q0.as_ptr().cast())),
+            _mm256_loadu_si256(q1.as_ptr().cast()),
+        )
+    }
+}
+
+/// The four f16 scales `d` as f32.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn scales4(d: [[u8; 2]; 4]) -> __m128 {
+    let bits = u64::from(u16::from_le_bytes(d[0]))
+        | (u64::from(u16::from_le_bytes(d[1])) << 16)
+        | (u64::from(u16::from_le_bytes(d[2])) << 32)
+        | (u64::from(u16::from_le_bytes(d[3])) << 48);
+    _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+}
+
+/// The products of four blocks' i32 lanes (two zmm, eight lanes a block) with their four scales
+/// `s`, added to `acc`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn scale4(acc: &mut [__m512; 2], p01: __m512i, p23: __m512i, s: __m128) {
+    let s = _mm512_castps128_ps512(s);
+    let first = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    let second = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+    acc[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p01), _mm512_permutexvar_ps(first, s), acc[0]);
+    acc[1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p23), _mm512_permutexvar_ps(second, s), acc[1]);
+}
+
+/// Q4_0 x Q8_0 (`dy`: the activation blocks' scales; `sum8`: 8 times their value sums).
+///
+/// # Safety
+/// The CPU has the AVX-512 tier's features; `y`, `dy` and `sum8` hold at least `x.len()` entries.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0], dy: &[f32], sum8: &[f32]) -> f32 {
+    let n4 = x.len() / 4 * 4;
+    let zero = _mm512_setzero_si512();
+    let mut acc = [_mm512_setzero_ps(); 2];
+    let mut offset = _mm_setzero_ps();
+    for i in (0..n4).step_by(4) {
+        let (x, y) = (&x[i..i + 4], &y[i..i + 4]);
+        let p01 = _mm512_dpbusd_epi32(zero, nibbles2(&x[0].qs, &x[1].qs), qs2(&y[0].qs, &y[1].qs));
+        let p23 = _mm512_dpbusd_epi32(zero, nibbles2(&x[2].qs, &x[3].qs), qs2(&y[2].qs, &y[3].qs));
+        // SAFETY: i + 4 <= n4 <= dy.len(), sum8.len().
+        let (dy4, sum4) = unsafe { (_mm_loadu_ps(dy.as_ptr().add(i)), _mm_loadu_ps(sum8.as_ptr().add(i))) };
+        let s = _mm_mul_ps(scales4([x[0].d, x[1].d, x[2].d, x[3].d]), dy4);
+        offset = _mm_fmadd_ps(s, sum4, offset);
+        scale4(&mut acc, p01, p23, s);
+    }
+    let mut sum =
+        _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_zextps128_ps512(offset)));
+    for (xb, yb) in x[n4..].iter().zip(&y[n4..]) {
+        let sumi: i32 = (0..QK / 2)
+            .map(|j| {
+                (i32::from(xb.qs[j] & 0x0F) - 8) * i32::from(yb.qs[j])
+                    + (i32::from(xb.qs[j] >> 4) - 8) * i32::from(yb.qs[j + QK / 2])
+            })
+            .sum();
+        sum += sumi as f32 * f16_to_f32(xb.d) * f16_to_f32(yb.d);
+    }
+    sum
+}
+
+/// `sum w a` per four bytes of 64 signed `w` and `a` (a in [-127, 127]), exact.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn dot_i8(w: __m512i, a: __m512i) -> __m512i {
+    let negative = _mm512_movepi8_mask(w);
+    let a = _mm512_mask_sub_epi8(a, negative, _mm512_setzero_si512(), a);
+    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), a)
+}
+
+/// Q8_0 x Q8_0 (`dy`: the activation blocks' scales).
+///
+/// # Safety
+/// The CPU has the AVX-512 tier's features; `y` and `dy` hold at least `x.len()` entries.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0], dy: &[f32]) -> f32 {
+    let n4 = x.len() / 4 * 4;
+    let mut acc = [_mm512_setzero_ps(); 2];
+    for i in (0..n4).step_by(4) {
+        let (x, y) = (&x[i..i + 4], &y[i..i + 4]);
+        let p01 = dot_i8(qs2(&x[0].qs, &x[1].qs), qs2(&y[0].qs, &y[1].qs));
+        let p23 = dot_i8(qs2(&x[2].qs, &x[3].qs), qs2(&y[2].qs, &y[3].qs));
+        // SAFETY: i + 4 <= n4 <= dy.len().
+        let dy4 = unsafe { _mm_loadu_ps(dy.as_ptr().add(i)) };
+        scale4(&mut acc, p01, p23, _mm_mul_ps(scales4([x[0].d, x[1].d, x[2].d, x[3].d]), dy4));
+    }
+    let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+    for (xb, yb) in x[n4..].iter().zip(&y[n4..]) {
+        let sumi: i32 = xb.qs.iter().zip(&yb.qs).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
+        sum += sumi as f32 * (f16_to_f32(xb.d) * f16_to_f32(yb.d));
+    }
+    sum
+}
+
+/// 64 activations: 32 at `at0` then 32 at `at1`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn act2(qs: &[i8; 256], at0: usize, at1: usize) -> __m512i {
+    debug_assert!(at0 <= 224 && at1 <= 224);
+    // SAFETY: the callers pass offsets at most 224, so both 32-byte loads lie inside qs.
+    unsafe {
+        _mm512_inserti64x4::<1>(
+            _mm512_castsi256_si512(_mm256_loadu_si256(qs.as_ptr().add(at0).cast())),
+            _mm256_loadu_si256(qs.as_ptr().add(at1).cast()),
+        )
+    }
+}
+
+/// The i16 scales `s` spread by `idx` (each lane of the result takes `s[idx[lane]]`).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn spread(s: __m256i, idx: __m512i) -> __m512i {
+    _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(s))
+}
+
+/// A vector of 32 i16 lanes whose lane `l` is `first + step * (l / per)`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn lane_index(first: i16, step: i16, per: i16) -> __m512i {
+    let v: [i16; 32] = core::array::from_fn(|l| first + step * (l as i16 / per));
+    // SAFETY: v holds 64 bytes.
+    unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
+}
+
+/// Bits `s` and `s + 1` of each byte of `h` (`s` per 16-bit lane in `shift`), moved to bits 4
+/// and 5: a Q6_K value's high bits.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn high_bits(h: __m512i, shift: __m512i) -> __m512i {
+    _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srlv_epi16(h, shift), _mm512_set1_epi8(3)))
+}
+
+/// Q4_K x Q8_K (`sums32`: the sums of each 32 activations).
+///
+/// # Safety
+/// The CPU has the AVX-512 tier's features; `y` and `sums32` hold at least `x.len()` entries.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K], sums32: &[[i16; 8]]) -> f32 {
+    let low = _mm512_set1_epi8(0x0F);
+    // Sub-blocks (0, 2), (1, 3), (4, 6), (5, 7): 16 i16 lanes each.
+    let idx = [lane_index(0, 2, 16), lane_index(1, 2, 16), lane_index(4, 2, 16), lane_index(5, 2, 16)];
+    let mut acc = _mm512_setzero_ps();
+    let mut acc_min = 0.0f32;
+    for (i, (xb, yb)) in x.iter().zip(y).enumerate() {
+        let (scales, mins) = scales_mins_k4(&xb.scales);
+        let sc = _mm256_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
+        // SAFETY: qs holds 128 bytes.
+        let (v0, v1) = unsafe {
+            (_mm512_loadu_si512(xb.qs.as_ptr().cast()), _mm512_loadu_si512(xb.qs.as_ptr().add(64).cast()))
+        };
+        let w = [
+            _mm512_and_si512(v0, low),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(v0), low),
+            _mm512_and_si512(v1, low),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(v1), low),
+        ];
+        let a = [act2(&yb.qs, 0, 64), act2(&yb.qs, 32, 96), act2(&yb.qs, 128, 192), act2(&yb.qs, 160, 224)];
+        let mut sumi = _mm512_setzero_si512();
+        for k in 0..4 {
+            sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(w[k], a[k]), spread(sc, idx[k]));
+        }
+        let yd = f32::from_le_bytes(yb.d);
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(f16_to_f32(xb.d) * yd), _mm512_cvtepi32_ps(sumi), acc);
+        acc_min += f16_to_f32(xb.dmin) * yd * mins_dot(mins, &sums32[i]) as f32;
+    }
+    _mm512_reduce_add_ps(acc) - acc_min
+}
+
+/// Q6_K x Q8_K: the 6-bit values as u8 in [0, 63], 32 times each 16-sum subtracted.
+///
+/// # Safety
+/// The CPU has the AVX-512 tier's features; `y` holds at least `x.len()` blocks.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    const TWO: i64 = 0x0002_0002_0002_0002;
+    const FOUR: i64 = 0x0004_0004_0004_0004;
+    const SIX: i64 = 0x0006_0006_0006_0006;
+    let low = _mm512_set1_epi8(0x0F);
+    let shift_lo = _mm512_set_epi64(TWO, TWO, TWO, TWO, 0, 0, 0, 0);
+    let shift_hi = _mm512_set_epi64(SIX, SIX, SIX, SIX, FOUR, FOUR, FOUR, FOUR);
+    let idx = [lane_index(0, 1, 8), lane_index(4, 1, 8), lane_index(8, 1, 8), lane_index(12, 1, 8)];
+    let mut acc = _mm512_setzero_ps();
+    for (xb, yb) in x.iter().zip(y) {
+        // SAFETY: scales holds 16 bytes.
+        let sc = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(xb.scales.as_ptr().cast()) });
+        let mut sumi = _mm512_setzero_si512();
+        for n in 0..2 {
+            // SAFETY: ql holds 128 bytes, qh 64 and yb.qs 256: every load below is in range.
+            let (l, h, a_lo, a_hi) = unsafe {
+                (
+                    _mm512_loadu_si512(xb.ql.as_ptr().add(64 * n).cast()),
+                    _mm512_broadcast_i64x4(_mm256_loadu_si256(xb.qh.as_ptr().add(32 * n).cast())),
+                    _mm512_loadu_si512(yb.qs.as_ptr().add(128 * n).cast()),
+                    _mm512_loadu_si512(yb.qs.as_ptr().add(128 * n + 64).cast()),
+                )
+            };
+            let w_lo = _mm512_or_si512(_mm512_and_si512(l, low), high_bits(h, shift_lo));
+            let w_hi =
+                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l), low), high_bits(h, shift_hi));
+            sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(w_lo, a_lo), spread(sc, idx[2 * n]));
+            sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(w_hi, a_hi), spread(sc, idx[2 * n + 1]));
+        }
+        let bs = bsums(yb);
+        // SAFETY: bs holds 16 i16 (32 bytes).
+        let b = unsafe { _mm256_loadu_si256(bs.as_ptr().cast()) };
+        let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(b, sc));
+        let sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(offset));
+        let d = f16_to_f32(xb.d) * f32::from_le_bytes(yb.d);
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+    }
+    _mm512_reduce_add_ps(acc)
+}

@@ -1,0 +1,218 @@
+//! W4A8 GEMV over greenai's own group-wise int4 weights, as `compress --quant int4
+//! --granularity block:G` stores them: signed 4-bit values packed two per byte along each row
+//! (element `2j` in the low nibble of byte `j`), one f32 scale per group of `G` consecutive
+//! weights of a row (the last group of a row may be shorter) and, for affine weights, one zero
+//! point per group: `w = scale * (q - zero)`.
+//!
+//! The activations are quantized once per call, per group, to symmetric int8 (`scale = max |x| /
+//! 127`, round half to even); each group's dot product is an exact integer, scaled by the weight
+//! and activation scales in f32. The SIMD tiers read the nibbles as `q + 8` in u8 (`vpmaddubsw`
+//! on AVX2, `vpdpbusd` on AVX-512) against activations reordered once per call (the even
+//! elements of each 32, then the odd ones) and subtract `(8 + zero) * sum(a)` per group.
+
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use crate::error::{check_len, try_vec};
+use crate::kernels::Isa;
+use crate::{Error, Result};
+
+/// Columns per SIMD step: 16 packed bytes.
+const CHUNK: usize = 32;
+
+/// A row-major `rows x cols` matrix of group-wise int4 weights (see the module notes).
+#[derive(Clone, Copy, Debug)]
+pub struct Int4Weights<'a> {
+    /// Output features (rows of W).
+    pub rows: usize,
+    /// Input features; even, so that every row starts on a byte.
+    pub cols: usize,
+    /// Weights per group along a row.
+    pub group: usize,
+    /// `rows * cols / 2` bytes of packed signed nibbles.
+    pub packed: &'a [u8],
+    /// `rows * ceil(cols / group)` finite scales, row after row.
+    pub scales: &'a [f32],
+    /// Zero points in [-8, 7], laid out as `scales`; `None` for symmetric weights.
+    pub zero_points: Option<&'a [i8]>,
+}
+
+impl Int4Weights<'_> {
+    /// Groups per row.
+    pub fn groups(&self) -> usize {
+        self.cols.div_ceil(self.group.max(1))
+    }
+
+    /// Checks the shape and buffers.
+    fn check(&self) -> Result<()> {
+        if !self.cols.is_multiple_of(2) {
+            return Err(Error::invalid(
+                "cols",
+                self.cols,
+                "packed int4 rows must start on a byte: cols must be even",
+            ));
+        }
+        if self.group == 0 {
+            return Err(Error::invalid("group", 0, "a group holds at least one weight"));
+        }
+        let elems = crate::error::checked_product("int4 weights", &[self.rows, self.cols])?;
+        check_len("packed", self.packed.len(), elems / 2)?;
+        let params = crate::error::checked_product("int4 scales", &[self.rows, self.groups()])?;
+        check_len("scales", self.scales.len(), params)?;
+        if let Some(i) = self.scales[..params].iter().position(|s| !s.is_finite()) {
+            return Err(Error::invalid("scales", self.scales[i], format!("[{i}]: must be finite")));
+        }
+        if let Some(z) = self.zero_points {
+            check_len("zero_points", z.len(), params)?;
+            if let Some(i) = z[..params].iter().position(|z| !(-8..=7).contains(z)) {
+                return Err(Error::invalid("zero_points", z[i], format!("[{i}]: outside [-8, 7]")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the SIMD tiers take these weights (whole 32-column steps in every group).
+    fn simd_shape(&self) -> bool {
+        self.group.is_multiple_of(CHUNK) && self.cols.is_multiple_of(CHUNK)
+    }
+}
+
+/// The activations of one call, quantized per weight group.
+pub(crate) struct Activations {
+    /// The int8 values in column order.
+    pub q: Vec<i8>,
+    /// The same values reordered per 32 columns: the 16 even columns, then the 16 odd ones.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub split: Vec<i8>,
+    /// Each group's scale.
+    pub scale: Vec<f32>,
+    /// Each group's sum of values.
+    pub sum: Vec<i32>,
+}
+
+/// The symmetric int8 value of `v` at `inv = 1 / scale`: round half to even, clamped to ±127.
+#[inline]
+fn quantize_one(v: f32, scale: f32) -> i8 {
+    if scale == 0.0 {
+        return 0;
+    }
+    (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8
+}
+
+impl Activations {
+    /// Quantizes `x` (finite) per group of `group` columns.
+    pub(crate) fn quantize(x: &[f32], group: usize) -> Result<Activations> {
+        let groups = x.len().div_ceil(group);
+        let (mut q, mut split) = (try_vec(x.len(), 0i8)?, try_vec(x.len(), 0i8)?);
+        let (mut scale, mut sum) = (try_vec(groups, 0.0f32)?, try_vec(groups, 0i32)?);
+        for (g, (xg, qg)) in x.chunks(group).zip(q.chunks_mut(group)).enumerate() {
+            let amax = xg.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            scale[g] = amax / 127.0;
+            for (o, &v) in qg.iter_mut().zip(xg) {
+                *o = quantize_one(v, scale[g]);
+            }
+            sum[g] = qg.iter().map(|&v| i32::from(v)).sum();
+        }
+        for (src, dst) in q.chunks_exact(CHUNK).zip(split.chunks_exact_mut(CHUNK)) {
+            for j in 0..CHUNK / 2 {
+                dst[j] = src[2 * j];
+                dst[CHUNK / 2 + j] = src[2 * j + 1];
+            }
+        }
+        Ok(Activations { q, split, scale, sum })
+    }
+}
+
+/// The signed value of nibble `c` of a packed row.
+#[inline]
+fn nibble(row: &[u8], c: usize) -> i32 {
+    let n = (row[c / 2] >> (4 * (c % 2))) & 0x0F;
+    i32::from(((n << 4) as i8) >> 4)
+}
+
+/// One output of the scalar reference: per group the exact integer dot product less the zero
+/// point's share, times `scale * activation scale`, summed in f32 group after group.
+fn row_scalar(
+    row: &[u8],
+    cols: usize,
+    group: usize,
+    scales: &[f32],
+    zeros: Option<&[i8]>,
+    act: &Activations,
+) -> f32 {
+    let mut y = 0.0f32;
+    for (g, start) in (0..cols).step_by(group).enumerate() {
+        let end = (start + group).min(cols);
+        let mut isum: i32 = (start..end).map(|c| nibble(row, c) * i32::from(act.q[c])).sum();
+        isum -= zeros.map_or(0, |z| i32::from(z[g])) * act.sum[g];
+        y += scales[g] * act.scale[g] * isum as f32;
+    }
+    y
+}
+
+/// `y = W x` for group-wise int4 W (`rows x cols`), `x` of `cols` finite values, `y` of at
+/// least `rows` (overwritten); activations quantized per group to int8 (see the module notes).
+/// Rows run in parallel under the feature `parallel`. Nothing is written on failure.
+pub fn gemv_w4a8(w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> Result<()> {
+    gemv_w4a8_on(Isa::active(), w, x, y)
+}
+
+/// Weights below which the GEMV stays on the calling thread.
+#[cfg(feature = "parallel")]
+const PARALLEL_MIN_WEIGHTS: usize = 1 << 20;
+
+/// [`gemv_w4a8`] on a chosen tier. Weights whose groups or rows are not whole multiples of 32
+/// columns take the scalar path on every tier.
+pub fn gemv_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> Result<()> {
+    isa.ensure_available()?;
+    w.check()?;
+    check_len("x", x.len(), w.cols)?;
+    check_len("y", y.len(), w.rows)?;
+    let x = &x[..w.cols];
+    if let Some(index) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NonFinite { name: "x", index, value: f64::from(x[index]) });
+    }
+    let y = &mut y[..w.rows];
+    if w.cols == 0 {
+        y.fill(0.0);
+        return Ok(());
+    }
+    let act = Activations::quantize(x, w.group)?;
+    let (cols, group, groups) = (w.cols, w.group, w.groups());
+    let row_bytes = cols / 2;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    let simd = w.simd_shape();
+    let run = |r0: usize, ys: &mut [f32]| {
+        for (i, out) in ys.iter_mut().enumerate() {
+            let r = r0 + i;
+            let row = &w.packed[r * row_bytes..(r + 1) * row_bytes];
+            let scales = &w.scales[r * groups..(r + 1) * groups];
+            let zeros = w.zero_points.map(|z| &z[r * groups..(r + 1) * groups]);
+            *out = match isa {
+                Isa::Scalar => row_scalar(row, cols, group, scales, zeros, &act),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the tier passed ensure_available; the shape is whole 32-column steps and
+                // every slice was checked against it.
+                Isa::Avx2 if simd => unsafe { x86::row_avx2(row, group, scales, zeros, &act) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Isa::Avx512 if simd => unsafe { x86::row_avx512(row, group, scales, zeros, &act) },
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 | Isa::Avx512 => row_scalar(row, cols, group, scales, zeros, &act),
+                #[cfg(target_arch = "aarch64")]
+                Isa::Neon | Isa::Dotprod | Isa::I8mm => row_scalar(row, cols, group, scales, zeros, &act),
+            };
+        }
+    };
+    #[cfg(feature = "parallel")]
+    if w.rows.saturating_mul(cols) >= PARALLEL_MIN_WEIGHTS && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        const ROWS_PER_TASK: usize = 64;
+        y.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(t, ys)| run(t * ROWS_PER_TASK, ys));
+        return Ok(());
+    }
+    run(0, y);
+    Ok(())
+}
