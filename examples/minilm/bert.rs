@@ -21,13 +21,21 @@ fn lib<T>(r: greenai::Result<T>) -> Result<T> {
 /// The keys of `config.json` this encoder reads.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// `hidden_size`: the width of every token's vector.
     pub hidden: usize,
+    /// `num_attention_heads`.
     pub heads: usize,
+    /// `num_hidden_layers`.
     pub layers: usize,
+    /// `intermediate_size`: the MLP's width.
     pub intermediate: usize,
+    /// `vocab_size`.
     pub vocab: usize,
+    /// `max_position_embeddings`: the longest sequence.
     pub max_positions: usize,
+    /// `type_vocab_size` (segment embeddings; every token here is segment 0).
     pub type_vocab: usize,
+    /// `layer_norm_eps`.
     pub layer_norm_eps: f32,
 }
 
@@ -102,9 +110,13 @@ pub enum Format {
 
 /// A linear layer `y = x W^T + b` on the kernel of its weight format.
 pub enum Linear {
+    /// f32 weights, packed for the float GEMM.
     F32 { w: PackedB<f32>, bias: Vec<f32> },
+    /// f16 weights, packed for the float GEMM.
     F16 { w: PackedB<f16>, bias: Vec<f32> },
+    /// bf16 weights, packed for the float GEMM.
     Bf16 { w: PackedB<bf16>, bias: Vec<f32> },
+    /// int8 weights and their bias in greenai's quantized linear layer.
     Int8(QuantLinear),
 }
 
@@ -229,6 +241,7 @@ struct Layer {
 
 /// A BERT encoder with mean pooling, its linear layers in one [`Format`].
 pub struct Encoder {
+    /// The model's shape.
     pub config: Config,
     word: Vec<f32>,
     position: Vec<f32>,
@@ -241,6 +254,7 @@ pub struct Encoder {
 pub struct Weights<'a>(SafeTensors<'a>);
 
 impl<'a> Weights<'a> {
+    /// Reads the header of a safetensors file held in memory.
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
         SafeTensors::deserialize(bytes).map(Weights).map_err(|e| format!("model.safetensors: {e}"))
     }
