@@ -15,6 +15,8 @@ pub mod ggml;
 pub mod int4;
 pub mod math;
 pub mod sparse;
+#[cfg(test)]
+pub(crate) mod test_rng;
 
 use crate::{Error, Result};
 use std::sync::OnceLock;

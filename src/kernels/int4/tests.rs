@@ -2,20 +2,7 @@
 
 use super::*;
 
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn uniform(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-}
+use crate::kernels::test_rng::Rng;
 
 /// Element `i` of packed data as two's-complement 4 bits: `(byte >> shift) & 15`, minus 16 above 7.
 fn decode(packed: &[u8], i: usize) -> i64 {
