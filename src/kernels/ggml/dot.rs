@@ -83,6 +83,7 @@ pub fn vec_dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
 
 /// The eight 6-bit scales and the eight minima of a Q4_K block, byte `j` of each word for
 /// sub-block `j` (ggml's `utmp` unpacking: [`scale_min_k4`] for all eight at once, branch-free).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline]
 pub(crate) fn scales_mins_k4(q: &[u8; 12]) -> (u64, u64) {
     const K1: u32 = 0x3f3f_3f3f;

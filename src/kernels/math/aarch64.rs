@@ -56,6 +56,11 @@ impl Lanes for Neon {
         Neon(unsafe { vfmaq_f32(c.0, self.0, b.0) })
     }
     #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        // SAFETY: features as above.
+        Neon(unsafe { vdivq_f32(self.0, o.0) })
+    }
+    #[inline(always)]
     fn max(self, o: Self) -> Self {
         // SAFETY: features as above.
         Neon(unsafe { vmaxq_f32(self.0, o.0) })

@@ -137,6 +137,57 @@ fn check_same_len(context: &'static str, expected: usize, actual: usize) -> Resu
     Ok(())
 }
 
+/// `P` of Abramowitz and Stegun's 7.1.26 erf approximation (GELU's erf).
+const GELU_ERF_P: f32 = 0.327_591_1;
+/// Its coefficients `a1..a5` of `p(t) = t (a1 + t (a2 + ...))`.
+const GELU_ERF_POLY: [f32; 5] = [0.254_829_6, -0.284_496_72, 1.421_413_8, -1.453_152, 1.061_405_4];
+
+/// GELU in place, the erf form BERT's and PyTorch's default `gelu` use: `x/2 (1 + erf(x / sqrt 2))`,
+/// within `1e-7 |x|` (plus rounding) of it; every path equals [`scalar::gelu`] bit for bit.
+pub fn gelu(x: &mut [f32]) {
+    dispatch!(Isa::active(), gelu_slice(x));
+}
+
+/// [`gelu`] on a chosen path.
+pub fn gelu_on(isa: Isa, x: &mut [f32]) -> Result<()> {
+    isa.ensure_available()?;
+    dispatch!(isa, gelu_slice(x));
+    Ok(())
+}
+
+/// LayerNorm in place over rows of `gamma.len()` floats: `(x - mean) / sqrt(var + eps) * gamma + beta`
+/// with the biased variance, as PyTorch's `LayerNorm`. Statistics are summed in f64 over f32 blocks
+/// and the variance is taken around the mean (two passes), so a large common offset costs no
+/// accuracy. `x` must hold whole rows, `beta` as many floats as `gamma`, `eps` be finite and >= 0.
+pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) -> Result<()> {
+    layer_norm_on(Isa::active(), x, gamma, beta, eps)
+}
+
+/// [`layer_norm`] on a chosen path.
+pub fn layer_norm_on(isa: Isa, x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) -> Result<()> {
+    isa.ensure_available()?;
+    check_same_len("layer_norm beta", gamma.len(), beta.len())?;
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::invalid("eps", eps, "must be finite and >= 0"));
+    }
+    if gamma.is_empty() {
+        return if x.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::invalid("layer_norm gamma", 0, "a row holds at least one value"))
+        };
+    }
+    if !x.len().is_multiple_of(gamma.len()) {
+        return Err(Error::ShapeMismatch {
+            context: "layer_norm rows",
+            expected: vec![x.len() / gamma.len() * gamma.len(), gamma.len()],
+            actual: vec![x.len()],
+        });
+    }
+    dispatch!(isa, layer_norm(x, gamma, beta, eps));
+    Ok(())
+}
+
 /// `y = exp(x)` elementwise.
 pub fn exp(x: &[f32], y: &mut [f32]) -> Result<()> {
     exp_on(Isa::active(), x, y)

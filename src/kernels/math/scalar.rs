@@ -2,8 +2,8 @@
 //! (exp) match bit for bit; sums are accumulated here in f64, element by element.
 
 use super::{
-    HardExp, KdRowSums, KdStore, EXP2_EIGHTHS, EXP_HI, EXP_LO, EXP_POLY, LN2_8_HI, LN2_8_LO, LOG2E_8,
-    ROUND_SHIFTER,
+    HardExp, KdRowSums, KdStore, EXP2_EIGHTHS, EXP_HI, EXP_LO, EXP_POLY, GELU_ERF_P, GELU_ERF_POLY, LN2_8_HI,
+    LN2_8_LO, LOG2E_8, ROUND_SHIFTER,
 };
 
 /// `2^k` for an integer `k` in `[-126, 127]`.
@@ -30,6 +30,52 @@ pub fn exp(x: f32) -> f32 {
     let table = EXP2_EIGHTHS[(n & 7) as usize];
     let k = n >> 3;
     table.mul_add(p, table) * pow2(k >> 1) * pow2(k - (k >> 1))
+}
+
+/// GELU, the erf form `x/2 (1 + erf(x / sqrt 2))` (BERT's `gelu`), with `erf(|z|) = 1 - p(t) exp(-z^2)`,
+/// `t = 1 / (1 + P |z|)` (Abramowitz and Stegun 7.1.26: `|error| <= 1.5e-7`), written so that the
+/// sign needs no branch in SIMD: `x/2 (tail + [x > 0] (2 - 2 tail))` with `tail = p(t) exp(-z^2)`.
+/// `-inf` gives `-0`, `+inf` gives `+inf`, NaN stays NaN.
+pub fn gelu(x: f32) -> f32 {
+    if x.is_nan() {
+        return x;
+    }
+    let x = x.max(-f32::MAX);
+    let z = x * core::f32::consts::FRAC_1_SQRT_2;
+    let e = exp(-(z * z));
+    let t = 1.0 / GELU_ERF_P.mul_add(z.abs(), 1.0);
+    let a = GELU_ERF_POLY;
+    let poly = a[4].mul_add(t, a[3]).mul_add(t, a[2]).mul_add(t, a[1]).mul_add(t, a[0]) * t;
+    let tail = poly * e;
+    let upper = if x > 0.0 { tail.mul_add(-2.0, 2.0) } else { 0.0 };
+    x * 0.5 * (tail + upper)
+}
+
+/// GELU in place.
+pub fn gelu_slice(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = gelu(*v));
+}
+
+/// A LayerNorm row's mean and `1 / sqrt(var + eps)` as f32, from the row's sum and its sum of squared
+/// deviations from the mean (`squares(mean)`), both in f64, over `n` values.
+pub(super) fn norm_stats(sum: f64, squares: impl FnOnce(f32) -> f64, n: usize, eps: f32) -> (f32, f32) {
+    let mean = (sum / n as f64) as f32;
+    let var = squares(mean) / n as f64;
+    (mean, (1.0 / (var + f64::from(eps)).sqrt()) as f32)
+}
+
+/// LayerNorm of every row of `x` (rows of `gamma.len()` floats) in place: the mean, then the
+/// variance around it, summed in f64; then `((x - mean) * inv_std) * gamma + beta`, the last step fused.
+pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let n = gamma.len();
+    for row in x.chunks_exact_mut(n) {
+        let sum = row.iter().map(|&v| f64::from(v)).sum::<f64>();
+        let squares = |mean: f32| row.iter().map(|&v| (f64::from(v) - f64::from(mean)).powi(2)).sum::<f64>();
+        let (mean, inv) = norm_stats(sum, squares, n, eps);
+        for ((v, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
+            *v = ((*v - mean) * inv).mul_add(g, b);
+        }
+    }
 }
 
 /// `y = exp(x)` elementwise.

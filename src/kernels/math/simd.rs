@@ -41,6 +41,8 @@ pub(super) trait Lanes: Copy {
     fn mul(self, o: Self) -> Self;
     /// Lanewise `self * b + c`, rounded once.
     fn mul_add(self, b: Self, c: Self) -> Self;
+    /// Lanewise `self / o`, correctly rounded.
+    fn div(self, o: Self) -> Self;
     /// Lanewise maximum (lanes are not NaN where it matters).
     fn max(self, o: Self) -> Self;
     /// Lanewise minimum (lanes are not NaN where it matters).
@@ -245,6 +247,100 @@ pub(super) fn exp_sum<V: Lanes>(x: &[f32], shift: f32, scale: f32, y: &mut [f32]
         total += f64::from(e.sum());
     }
     total
+}
+
+/// GELU of every lane, as [`super::scalar::gelu`] defines it (bit for bit): the erf form
+/// `x/2 (1 + erf(x / sqrt 2))` with Abramowitz and Stegun's 7.1.26 for `erf(|z|) = 1 - p(t) exp(-z^2)`.
+#[inline(always)]
+fn gelu<V: Lanes>(x: V) -> V {
+    use super::{GELU_ERF_P, GELU_ERF_POLY as A};
+    // -inf becomes -MAX (GELU 0, not -inf * 0); a NaN lane stays NaN (max returns `x` for it).
+    let x = V::splat(-f32::MAX).max(x);
+    let z = x.mul(V::splat(core::f32::consts::FRAC_1_SQRT_2));
+    let e = exp(z.mul(z).mul(V::splat(-1.0)));
+    let abs_z = V::splat(0.0).max_magnitude(z);
+    let t = V::splat(1.0).div(V::splat(GELU_ERF_P).mul_add(abs_z, V::splat(1.0)));
+    let poly = V::splat(A[4]).mul_add(t, V::splat(A[3]));
+    let poly = poly.mul_add(t, V::splat(A[2]));
+    let poly = poly.mul_add(t, V::splat(A[1]));
+    let poly = poly.mul_add(t, V::splat(A[0])).mul(t);
+    let tail = poly.mul(e);
+    let upper = tail.mul_add(V::splat(-2.0), V::splat(2.0)).where_positive(x);
+    x.mul(V::splat(0.5)).mul(tail.add(upper))
+}
+
+/// GELU in place.
+#[inline(always)]
+pub(super) fn gelu_slice<V: Lanes>(x: &mut [f32]) {
+    let body = x.len() - x.len() % V::N;
+    let mut i = 0;
+    while i < body {
+        let y = gelu(load::<V>(x, i));
+        store(y, x, i);
+        i += V::N;
+    }
+    if body < x.len() {
+        let y = gelu(load_tail::<V>(&x[body..], 0.0));
+        store_tail(y, &mut x[body..]);
+    }
+}
+
+/// `sum (x - center)^k` for `k` = 1 or 2 (`SQUARE`): f32 lanes within blocks of [`BLOCK`] vectors,
+/// the blocks added in f64.
+#[inline(always)]
+fn centered_sum<V: Lanes, const SQUARE: bool>(x: &[f32], center: f32) -> f64 {
+    let c = V::splat(center);
+    let term = |v: V| {
+        let d = v.sub(c);
+        if SQUARE {
+            d.mul(d)
+        } else {
+            d
+        }
+    };
+    let body = x.len() - x.len() % V::N;
+    let mut total = 0.0f64;
+    let mut i = 0;
+    while i < body {
+        let end = body.min(i + BLOCK * V::N);
+        let mut acc = V::splat(0.0);
+        while i < end {
+            acc = acc.add(term(load(x, i)));
+            i += V::N;
+        }
+        total += f64::from(acc.sum());
+    }
+    for &v in &x[body..] {
+        let d = f64::from(v) - f64::from(center);
+        total += if SQUARE { d * d } else { d };
+    }
+    total
+}
+
+/// LayerNorm of every row of `x` (rows of `gamma.len()` floats) in place: mean and variance (two
+/// passes, sums as [`centered_sum`]), then `((x - mean) * inv_std) * gamma + beta` per lane.
+#[inline(always)]
+pub(super) fn layer_norm<V: Lanes>(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let n = gamma.len();
+    for row in x.chunks_exact_mut(n) {
+        let (mean, inv) = super::scalar::norm_stats(
+            centered_sum::<V, false>(row, 0.0),
+            |mean| centered_sum::<V, true>(row, mean),
+            n,
+            eps,
+        );
+        let (m, s) = (V::splat(mean), V::splat(inv));
+        let body = n - n % V::N;
+        let mut i = 0;
+        while i < body {
+            let y = load::<V>(row, i).sub(m).mul(s).mul_add(load(gamma, i), load(beta, i));
+            store(y, row, i);
+            i += V::N;
+        }
+        for j in body..n {
+            row[j] = ((row[j] - mean) * inv).mul_add(gamma[j], beta[j]);
+        }
+    }
 }
 
 /// [`HardExp`](super::HardExp) as a const parameter of the KD bodies: `Soft`.
@@ -509,6 +605,24 @@ macro_rules! entry_points {
         #[target_feature(enable = $features)]
         pub(super) unsafe fn exp_slice(x: &[f32], y: &mut [f32]) {
             simd::exp_slice::<$lanes>(x, y)
+        }
+
+        /// GELU in place.
+        ///
+        /// # Safety
+        /// The CPU must support the features enabled here.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn gelu_slice(x: &mut [f32]) {
+            simd::gelu_slice::<$lanes>(x)
+        }
+
+        /// LayerNorm of the rows of `x` in place; `beta` as long as `gamma`, `x` whole rows.
+        ///
+        /// # Safety
+        /// The CPU must support the features enabled here.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+            simd::layer_norm::<$lanes>(x, gamma, beta, eps)
         }
 
         /// Maximum and finiteness of `x`.

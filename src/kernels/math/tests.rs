@@ -260,3 +260,134 @@ fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         })
         .collect()
 }
+
+/// erfc in f64 for `x >= 0`: `1 - ` the Maclaurin series of erf below 2.5 (cancellation there costs
+/// at most `e^(6.25) 1e-16`), Laplace's continued fraction above (200 terms, evaluated bottom up).
+fn erfc_f64(x: f64) -> f64 {
+    if x < 2.5 {
+        let (mut term, mut sum, mut n) = (x, x, 0.0);
+        while term.abs() > 1e-20 {
+            n += 1.0;
+            term *= -x * x / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        return 1.0 - sum * 2.0 / std::f64::consts::PI.sqrt();
+    }
+    let mut fraction = x;
+    for k in (1..=200).rev() {
+        fraction = x + (k as f64 / 2.0) / fraction;
+    }
+    (-x * x).exp() / std::f64::consts::PI.sqrt() / fraction
+}
+
+/// GELU in f64: `x/2 erfc(-x / sqrt 2)`, from the side where erfc is not a difference of near-equals.
+fn gelu_f64(x: f64) -> f64 {
+    let z = x / std::f64::consts::SQRT_2;
+    if x < 0.0 {
+        0.5 * x * erfc_f64(-z)
+    } else {
+        0.5 * x * (2.0 - erfc_f64(z))
+    }
+}
+
+/// GELU's inputs: dense over the range where it bends, both tails, and the edge values.
+fn gelu_inputs() -> Vec<f32> {
+    let mut xs: Vec<f32> = (-60_000..=60_000).map(|i| i as f32 * 1e-4).collect();
+    xs.extend((1..200).flat_map(|i| [i as f32 * 0.37, -(i as f32) * 0.37]));
+    xs.extend([0.0, -0.0, 1e-30, -1e-30, 1e-45, -1e-45, 1e10, -1e10, 3e38, -3e38, f32::MAX, -f32::MAX]);
+    xs.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 5.0e-3, -5.0e-3, 9.0, -9.0, 13.5, -13.5]);
+    xs
+}
+
+#[test]
+fn gelu_scalar_is_within_its_bound_of_the_exact_erf_form() {
+    for x in gelu_inputs().into_iter().filter(|v| v.is_finite() && v.abs() < 1e6) {
+        let xf = f64::from(x);
+        let exact = gelu_f64(xf);
+        let got = f64::from(scalar::gelu(x));
+        // A&S 7.1.26's 1.5e-7 on erf, halved by x/2, plus a few roundings of the result.
+        let bound = 0.8e-7 * xf.abs() + 4.0 * f64::from(f32::EPSILON) * exact.abs() + 1e-44;
+        assert!((got - exact).abs() <= bound, "gelu({x}) = {got}, exact {exact}");
+    }
+    assert_eq!(scalar::gelu(f32::INFINITY), f32::INFINITY);
+    assert_eq!(scalar::gelu(f32::NEG_INFINITY), 0.0);
+    assert!(scalar::gelu(f32::NAN).is_nan());
+}
+
+#[test]
+fn gelu_paths_equal_the_scalar_bit_for_bit() {
+    let xs = gelu_inputs();
+    let want: Vec<f32> = xs.iter().map(|&v| scalar::gelu(v)).collect();
+    for isa in Isa::available() {
+        for len in [xs.len(), 0, 1, 7, 15, 16, 17, 33] {
+            for offset in [0, 3] {
+                let end = (offset + len).min(xs.len());
+                let mut y = xs[offset..end].to_vec();
+                gelu_on(isa, &mut y).unwrap();
+                assert_eq!(bits(&y), bits(&want[offset..end]), "{isa} len {len} offset {offset}");
+            }
+        }
+    }
+}
+
+/// LayerNorm of one row in f64, the definition.
+fn layer_norm_f64(row: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f64> {
+    let n = row.len() as f64;
+    let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = row.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+    let inv = 1.0 / (var + f64::from(eps)).sqrt();
+    row.iter()
+        .zip(gamma)
+        .zip(beta)
+        .map(|((&v, &g), &b)| (f64::from(v) - mean) * inv * f64::from(g) + f64::from(b))
+        .collect()
+}
+
+proptest! {
+    #[test]
+    fn layer_norm_matches_f64(
+        n in 1usize..400,
+        rows in 1usize..4,
+        seed in any::<u64>(),
+        offset in prop_oneof![Just(0.0f32), Just(3.0), Just(1e4)],
+        eps in prop_oneof![Just(1e-12f32), Just(1e-5)],
+    ) {
+        let x: Vec<f32> = data(n * rows, seed, 8.0).into_iter().map(|v| v + offset).collect();
+        let gamma = data(n, seed ^ 1, 4.0);
+        let beta = data(n, seed ^ 2, 2.0);
+        for isa in Isa::available() {
+            let mut y = x.clone();
+            layer_norm_on(isa, &mut y, &gamma, &beta, eps).unwrap();
+            for (r, (row, out)) in x.chunks_exact(n).zip(y.chunks_exact(n)).enumerate() {
+                let want = layer_norm_f64(row, &gamma, &beta, eps);
+                // The input's own f32 spacing at the offset, relative to the row's spread, bounds how
+                // well the centred values are known; then a few roundings.
+                let spread = (want.iter().zip(&gamma).map(|(w, &g)| (w.abs() + 1.0) * f64::from(g.abs()).max(1.0)).fold(0.0, f64::max)).max(1.0);
+                let input_ulp = f64::from(offset.abs().max(4.0)) * f64::from(f32::EPSILON);
+                let tol = 8.0 * f64::from(f32::EPSILON) * spread + 4.0 * input_ulp * spread;
+                for (j, (&got, &w)) in out.iter().zip(&want).enumerate() {
+                    prop_assert!((f64::from(got) - w).abs() <= tol, "{isa} row {r} col {j}: {got} vs {w} (tol {tol})");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn layer_norm_edges() {
+    for isa in Isa::available() {
+        // A constant row has zero variance: the output is beta.
+        let (gamma, beta) = (vec![2.0f32; 19], (0..19).map(|i| i as f32).collect::<Vec<_>>());
+        let mut x = vec![7.5f32; 19];
+        layer_norm_on(isa, &mut x, &gamma, &beta, 1e-5).unwrap();
+        assert_eq!(x, beta, "{isa}");
+        let mut x = [1.0f32; 6];
+        assert!(layer_norm_on(isa, &mut x, &[1.0; 4], &[0.0; 4], 1e-5).is_err(), "not whole rows");
+        assert!(layer_norm_on(isa, &mut x, &[1.0; 3], &[0.0; 2], 1e-5).is_err(), "beta's length");
+        assert!(layer_norm_on(isa, &mut x, &[1.0; 3], &[0.0; 3], -1.0).is_err(), "negative eps");
+        assert!(layer_norm_on(isa, &mut x, &[1.0; 3], &[0.0; 3], f32::NAN).is_err(), "NaN eps");
+        assert!(layer_norm_on(isa, &mut x, &[], &[], 1e-5).is_err(), "empty rows");
+        assert_eq!(x, [1.0; 6], "nothing written on failure");
+        layer_norm_on(isa, &mut [], &[], &[], 1e-5).unwrap();
+    }
+}

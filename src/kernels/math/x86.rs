@@ -58,6 +58,11 @@ impl Lanes for Avx2 {
         Avx2(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
     }
     #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        // SAFETY: features as above.
+        Avx2(unsafe { _mm256_div_ps(self.0, o.0) })
+    }
+    #[inline(always)]
     fn max(self, o: Self) -> Self {
         // SAFETY: features as above.
         Avx2(unsafe { _mm256_max_ps(self.0, o.0) })

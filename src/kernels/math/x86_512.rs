@@ -58,6 +58,11 @@ impl Lanes for Avx512 {
         Avx512(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
     }
     #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        // SAFETY: features as above.
+        Avx512(unsafe { _mm512_div_ps(self.0, o.0) })
+    }
+    #[inline(always)]
     fn max(self, o: Self) -> Self {
         // SAFETY: features as above.
         Avx512(unsafe { _mm512_max_ps(self.0, o.0) })
