@@ -185,6 +185,12 @@ impl Model {
         shard.read(info)
     }
 
+    /// Reads the tensor called `name` (an error when the model has none).
+    pub fn tensor(&self, name: &str) -> Result<TensorEntry<'_>> {
+        let info = self.info(name).ok_or_else(|| bad(&self.path, format!("no tensor named `{name}`")))?;
+        self.read(info)
+    }
+
     /// The folder's other files (not weights, not the index), relative to it, sorted.
     pub fn other_files(&self) -> &[PathBuf] {
         &self.others
