@@ -110,14 +110,8 @@ fn a_weights_only_int8_file_is_at_most_0_27_of_the_f32_file() {
         })
         .collect();
     greenai::model::write_safetensors(&input, &tensors, &HashMap::new()).unwrap();
-    compress(
-        &Model::open(&input).unwrap(),
-        &packed,
-        &CompressOptions::default(),
-        &|_| true,
-        &mut |_, _| {},
-    )
-    .unwrap();
+    compress(&Model::open(&input).unwrap(), &packed, &CompressOptions::default(), &|_| true, &mut |_, _| {})
+        .unwrap();
     let ratio =
         std::fs::metadata(&packed).unwrap().len() as f64 / std::fs::metadata(&input).unwrap().len() as f64;
     assert!(ratio <= 0.27, "file size ratio {ratio}");
@@ -333,8 +327,7 @@ fn ggml_rows_that_are_not_whole_blocks_fall_back_to_f16() {
         compress(&Model::open(&input).unwrap(), &packed, &options, &|_| true, &mut |_, _| {}).unwrap();
     assert_eq!(report.tensors[0].dtype_after, "F16");
     let bad = CompressOptions { calibration: Calibrate::Mse, ..options };
-    let err =
-        compress(&Model::open(&input).unwrap(), &packed, &bad, &|_| true, &mut |_, _| {}).unwrap_err();
+    let err = compress(&Model::open(&input).unwrap(), &packed, &bad, &|_| true, &mut |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("ggml"), "{err}");
 }
 

@@ -2,7 +2,8 @@
 //! collide with the companion convention are never lost, and a compressed file is not compressed again.
 
 use greenai::model::{
-    compress, decompress, metadata_key, CompressOptions, Grouping, Model, ModelFile, OutTensor, Pruning, Target,
+    compress, decompress, metadata_key, CompressOptions, Grouping, Model, ModelFile, OutTensor, Pruning,
+    Target,
 };
 use greenai::Error;
 use safetensors::Dtype;
@@ -52,8 +53,11 @@ fn rewrite(
     edit: impl FnOnce(&mut Vec<(String, OutTensor<'static>)>, &mut HashMap<String, String>),
 ) {
     let file = ModelFile::open(src).unwrap();
-    let mut tensors: Vec<(String, OutTensor<'static>)> =
-        file.tensors().iter().map(|i| (i.name.clone(), tensor(i.dtype, &i.shape, file.read(i).unwrap().bytes.to_vec()))).collect();
+    let mut tensors: Vec<(String, OutTensor<'static>)> = file
+        .tensors()
+        .iter()
+        .map(|i| (i.name.clone(), tensor(i.dtype, &i.shape, file.read(i).unwrap().bytes.to_vec())))
+        .collect();
     let mut metadata = file.metadata().clone();
     edit(&mut tensors, &mut metadata);
     greenai::model::write_safetensors(dst, &tensors, &metadata).unwrap();

@@ -78,10 +78,12 @@ fn shard_in_three(from: &Path, to: &Path) {
     }
     let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
     for (i, tensors) in shards.iter().enumerate() {
-        write_safetensors(&to.join(format!("model-{:05}-of-00003.safetensors", i + 1)), tensors, &meta).unwrap();
+        write_safetensors(&to.join(format!("model-{:05}-of-00003.safetensors", i + 1)), tensors, &meta)
+            .unwrap();
     }
     let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
-    std::fs::write(to.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index).unwrap()).unwrap();
+    std::fs::write(to.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index).unwrap())
+        .unwrap();
 }
 
 fn run_ok(args: &[&str]) -> String {
@@ -97,8 +99,10 @@ fn minilm_folder_and_its_three_shard_copy_compress_to_the_same_tensors() {
     let sharded = tmp.path().join("sharded");
     shard_in_three(&model, &sharded);
     let (q1, q3) = (tmp.path().join("q1"), tmp.path().join("q3"));
-    let report1 = run_ok(&["compress", s(&model), "-o", s(&q1), "--quant", "int8", "--granularity", "channel"]);
-    let report3 = run_ok(&["compress", s(&sharded), "-o", s(&q3), "--quant", "int8", "--granularity", "channel"]);
+    let report1 =
+        run_ok(&["compress", s(&model), "-o", s(&q1), "--quant", "int8", "--granularity", "channel"]);
+    let report3 =
+        run_ok(&["compress", s(&sharded), "-o", s(&q3), "--quant", "int8", "--granularity", "channel"]);
     assert!(report1.contains("embeddings.word_embeddings.weight") && report1.contains("total:"), "{report1}");
     let total_line = |r: &str| r.lines().find(|l| l.starts_with("total:")).unwrap().to_string();
     assert_eq!(total_line(&report1), total_line(&report3), "the report covers the whole model");
@@ -113,7 +117,8 @@ fn minilm_folder_and_its_three_shard_copy_compress_to_the_same_tensors() {
     // The shards keep their names, the index covers every tensor written (companions included) and
     // counts their bytes; every other file is copied as it was.
     let index: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(q3.join("model.safetensors.index.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(q3.join("model.safetensors.index.json")).unwrap())
+            .unwrap();
     let map = index["weight_map"].as_object().unwrap();
     assert_eq!(map.len(), t3.len());
     for (name, shard) in map {
@@ -140,7 +145,8 @@ fn minilm_folder_and_its_three_shard_copy_compress_to_the_same_tensors() {
         assert_eq!((&back1[name].0, &back1[name].1), (dtype, shape), "{name}");
     }
     let index: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(b3.join("model.safetensors.index.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(b3.join("model.safetensors.index.json")).unwrap())
+            .unwrap();
     assert_eq!(index["weight_map"].as_object().unwrap().len(), original.len());
 
     // inspect reads the folders whole.
@@ -183,7 +189,10 @@ fn compressing_minilm_stays_within_the_largest_tensor_plus_64_mib() {
         return;
     };
     let (bound, size) = (rss_bound_kib(largest), 90_868_376 / 1024);
-    println!("MiniLM compress: peak RSS {peak} KiB, bound {bound} KiB (largest tensor {} KiB, model {size} KiB)", largest / 1024);
+    println!(
+        "MiniLM compress: peak RSS {peak} KiB, bound {bound} KiB (largest tensor {} KiB, model {size} KiB)",
+        largest / 1024
+    );
     assert!(peak <= bound, "peak RSS {peak} KiB over the bound {bound} KiB");
 }
 
@@ -192,7 +201,9 @@ fn compressing_minilm_stays_within_the_largest_tensor_plus_64_mib() {
 fn synthetic(path: &Path, count: usize, rows: usize, cols: usize) {
     use std::io::Write;
     let one: Vec<u8> = (0..rows * cols)
-        .flat_map(|i| ((((i as u64).wrapping_mul(2_654_435_761) % 2001) as f32 - 1000.0) / 1000.0).to_le_bytes())
+        .flat_map(|i| {
+            ((((i as u64).wrapping_mul(2_654_435_761) % 2001) as f32 - 1000.0) / 1000.0).to_le_bytes()
+        })
         .collect();
     let mut header = String::from("{");
     for t in 0..count {
@@ -228,7 +239,10 @@ fn memory_does_not_grow_with_the_model() {
         return;
     };
     let bound = rss_bound_kib(largest);
-    println!("40 x 16 MiB compress: peak RSS {peak} KiB, bound {bound} KiB, model {} KiB", 40 * largest / 1024);
+    println!(
+        "40 x 16 MiB compress: peak RSS {peak} KiB, bound {bound} KiB, model {} KiB",
+        40 * largest / 1024
+    );
     assert!(peak <= bound, "peak RSS {peak} KiB over the bound {bound} KiB");
     assert!(40 * largest / 1024 > 2 * bound, "the model must dwarf the bound for the test to mean anything");
     let q = Model::open(&out).unwrap();
@@ -284,7 +298,11 @@ fn a_tensor_beyond_4_gib_is_inspected_and_compressed_in_seconds() {
         assert!((restored - x).abs() <= scales[i / 8] / 2.0 + 1e-6, "element {i}: {restored} vs {x}");
     }
     assert_eq!(q.tensor("head").unwrap().to_f32().unwrap(), [1.0, 2.0, 3.0, 4.0]);
-    println!("inspect + compress of a {} GiB sparse file: {:?}", (data_start + tail_end) >> 30, start.elapsed());
+    println!(
+        "inspect + compress of a {} GiB sparse file: {:?}",
+        (data_start + tail_end) >> 30,
+        start.elapsed()
+    );
 }
 
 /// A small model folder: config.json, two shards of two 8 x 8 f32 tensors each, their index, a
@@ -300,10 +318,18 @@ fn small_sharded(root: &Path, name: &str) -> PathBuf {
         bytes: Cow::Owned((0..64).flat_map(|i| ((i * k) as f32 / 10.0).to_le_bytes()).collect()),
     };
     let none = HashMap::new();
-    write_safetensors(&dir.join("a.safetensors"), &[("l0.w".into(), weight(1)), ("l1.w".into(), weight(2))], &none)
-        .unwrap();
-    write_safetensors(&dir.join("b.safetensors"), &[("l2.w".into(), weight(3)), ("l3.w".into(), weight(4))], &none)
-        .unwrap();
+    write_safetensors(
+        &dir.join("a.safetensors"),
+        &[("l0.w".into(), weight(1)), ("l1.w".into(), weight(2))],
+        &none,
+    )
+    .unwrap();
+    write_safetensors(
+        &dir.join("b.safetensors"),
+        &[("l2.w".into(), weight(3)), ("l3.w".into(), weight(4))],
+        &none,
+    )
+    .unwrap();
     write_index(&dir, &[("l0.w", "a"), ("l1.w", "a"), ("l2.w", "b"), ("l3.w", "b")]);
     dir
 }
@@ -320,10 +346,7 @@ fn bad_model_folders_fail_clearly_and_write_nothing() {
     let good = small_sharded(tmp.path(), "good");
     let out = tmp.path().join("out");
     let fails = |input: &Path, output: &Path, needle: &str| {
-        for args in [
-            vec!["compress", s(input), "-o", s(output)],
-            vec!["inspect", s(input)],
-        ] {
+        for args in [vec!["compress", s(input), "-o", s(output)], vec!["inspect", s(input)]] {
             let (ok, _, stderr) = greenai(&args);
             assert!(!ok, "{args:?} succeeded");
             assert!(stderr.contains("greenai: error:") && !stderr.contains("panicked"), "{args:?}: {stderr}");
@@ -371,9 +394,11 @@ fn bad_model_folders_fail_clearly_and_write_nothing() {
     fails(&lacking, &out, "puts `l9.w` in `b.safetensors`, which does not hold it");
     let escaping = variant("escaping", &|d| write_index(d, &[("l0.w", "../good/a")]));
     fails(&escaping, &out, "is not a file name of the folder");
-    let bad_config = variant("bad_config", &|d| std::fs::write(d.join("config.json"), "{\"hidden\": ").unwrap());
+    let bad_config =
+        variant("bad_config", &|d| std::fs::write(d.join("config.json"), "{\"hidden\": ").unwrap());
     fails(&bad_config, &out, "config.json");
-    let bad_index = variant("bad_index", &|d| std::fs::write(d.join("model.safetensors.index.json"), "[").unwrap());
+    let bad_index =
+        variant("bad_index", &|d| std::fs::write(d.join("model.safetensors.index.json"), "[").unwrap());
     fails(&bad_index, &out, "model.safetensors.index.json");
 
     // Outputs: inside the input, or an existing folder (never merged into).
@@ -394,7 +419,8 @@ fn bad_model_folders_fail_clearly_and_write_nothing() {
     assert_eq!(files_under(&good), before);
     assert_eq!(files_under(&out), before);
     let index: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("model.safetensors.index.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("model.safetensors.index.json")).unwrap())
+            .unwrap();
     assert_eq!(index["weight_map"]["l3.w.scale"], "b.safetensors");
 }
 

@@ -634,7 +634,11 @@ pub fn compress(
         return Err(Error::invalid("block", 0, "a block holds at least one weight"));
     }
     let file = input.path().display().to_string();
-    if input.shards().iter().any(|s| s.metadata().keys().any(|k| k == "greenai.format" || k.starts_with("greenai.tensor."))) {
+    if input
+        .shards()
+        .iter()
+        .any(|s| s.metadata().keys().any(|k| k == "greenai.format" || k.starts_with("greenai.tensor.")))
+    {
         return Err(Error::format(
             file,
             "already compressed by greenai: decompress it first (`greenai decompress`), then compress that",
@@ -979,16 +983,20 @@ pub fn decompress(input: &Model, output: &Path, progress: &mut dyn FnMut(u64, u6
     let (mut done, total) = (0u64, input.data_bytes());
     for shard in input.shards() {
         let mut out = writer.shard(shard)?;
-        let metadata = decompress_shard(shard, &mut |piece| {
-            match piece {
-                Piece::Same(info) => copy_tensor(shard, info, &mut out)?,
-                Piece::Restored(name, t) => out.add(&name, &t)?,
-            }
-            Ok(())
-        }, &mut |bytes| {
-            done += bytes;
-            progress(done, total);
-        })?;
+        let metadata = decompress_shard(
+            shard,
+            &mut |piece| {
+                match piece {
+                    Piece::Same(info) => copy_tensor(shard, info, &mut out)?,
+                    Piece::Restored(name, t) => out.add(&name, &t)?,
+                }
+                Ok(())
+            },
+            &mut |bytes| {
+                done += bytes;
+                progress(done, total);
+            },
+        )?;
         writer.finish_shard(shard, out, &metadata)?;
     }
     writer.commit()
@@ -1004,7 +1012,9 @@ fn check_format(input: &ModelFile) -> Result<()> {
     let file = input.path().display().to_string();
     match input.metadata().get("greenai.format").map(String::as_str) {
         Some(FORMAT) => Ok(()),
-        Some(other) => Err(Error::format(file, format!("greenai format `{other}`: this greenai reads format {FORMAT}"))),
+        Some(other) => {
+            Err(Error::format(file, format!("greenai format `{other}`: this greenai reads format {FORMAT}")))
+        }
         None => Err(Error::format(file, "not a file written by `greenai compress` (no greenai.format)")),
     }
 }
@@ -1025,7 +1035,8 @@ pub fn decompress_tensors<'a>(
             outputs.push(match piece {
                 Piece::Same(info) => {
                     let entry = input.read(info)?;
-                    let out = OutTensor { dtype: entry.dtype, shape: entry.shape.to_vec(), bytes: entry.bytes };
+                    let out =
+                        OutTensor { dtype: entry.dtype, shape: entry.shape.to_vec(), bytes: entry.bytes };
                     (info.name.clone(), out)
                 }
                 Piece::Restored(name, t) => (name, t),

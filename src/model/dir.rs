@@ -237,9 +237,9 @@ fn open_shards(dir: &Path) -> Result<(Vec<ModelFile>, serde_json::Map<String, Va
         .ok_or_else(|| bad(&index_path, "no `weight_map` object"))?;
     let mut listed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (tensor, shard) in map {
-        let shard = shard
-            .as_str()
-            .ok_or_else(|| bad(&index_path, format!("`weight_map` gives `{tensor}` a shard that is not a string")))?;
+        let shard = shard.as_str().ok_or_else(|| {
+            bad(&index_path, format!("`weight_map` gives `{tensor}` a shard that is not a string"))
+        })?;
         let plain = Path::new(shard).file_name().is_some_and(|n| n == std::ffi::OsStr::new(shard));
         if !plain || shard == INDEX_FILE {
             return Err(bad(&index_path, format!("shard `{shard}` is not a file name of the folder")));
@@ -255,7 +255,10 @@ fn open_shards(dir: &Path) -> Result<(Vec<ModelFile>, serde_json::Map<String, Va
         let file = ModelFile::open(&path)?;
         for tensor in tensors {
             if file.info(tensor).is_none() {
-                return Err(bad(&index_path, format!("puts `{tensor}` in `{shard}`, which does not hold it")));
+                return Err(bad(
+                    &index_path,
+                    format!("puts `{tensor}` in `{shard}`, which does not hold it"),
+                ));
             }
         }
         for t in file.tensors() {
@@ -268,7 +271,10 @@ fn open_shards(dir: &Path) -> Result<(Vec<ModelFile>, serde_json::Map<String, Va
                     ))
                 }
                 None => {
-                    return Err(bad(&index_path, format!("does not list `{}`, which `{shard}` holds", t.name)))
+                    return Err(bad(
+                        &index_path,
+                        format!("does not list `{}`, which `{shard}` holds", t.name),
+                    ))
                 }
             }
         }

@@ -151,7 +151,13 @@ impl ModelFile {
             .map(|(name, info)| {
                 let (s, e) = info.data_offsets;
                 let byte_len = e.wrapping_sub(s) as u64;
-                let t = TensorInfo { name, dtype: info.dtype, shape: info.shape.clone(), offset: s as u64, byte_len };
+                let t = TensorInfo {
+                    name,
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    offset: s as u64,
+                    byte_len,
+                };
                 (t, (s, e))
             })
             .collect();
@@ -352,11 +358,12 @@ fn not_float(name: &str, dtype: Dtype) -> Error {
 fn convert_f32(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
     let chunks = bytes.chunks_exact(dtype.size().max(1));
     match dtype {
-        Dtype::F32 => out
-            .iter_mut()
-            .zip(chunks)
-            .for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        Dtype::F16 => out.iter_mut().zip(chunks).for_each(|(o, b)| *o = f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        Dtype::F32 => {
+            out.iter_mut().zip(chunks).for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        }
+        Dtype::F16 => {
+            out.iter_mut().zip(chunks).for_each(|(o, b)| *o = f16::from_le_bytes([b[0], b[1]]).to_f32())
+        }
         Dtype::BF16 => {
             out.iter_mut().zip(chunks).for_each(|(o, b)| *o = bf16::from_le_bytes([b[0], b[1]]).to_f32())
         }

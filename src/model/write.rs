@@ -271,7 +271,8 @@ impl StagedFile {
             return self.write_all(bytes);
         }
         let path = self.destination.path.clone();
-        let skip = i64::try_from(bytes.len()).map_err(|_| Error::invalid("write", bytes.len(), "too long"))?;
+        let skip =
+            i64::try_from(bytes.len()).map_err(|_| Error::invalid("write", bytes.len(), "too long"))?;
         self.writer().seek(std::io::SeekFrom::Current(skip)).map_err(|e| Error::io(&path, e))?;
         self.len += bytes.len() as u64;
         Ok(())
@@ -366,7 +367,9 @@ fn dtype_name(dtype: Dtype) -> Result<&'static str> {
 /// Whether every byte is zero.
 fn all_zero(bytes: &[u8]) -> bool {
     let (head, words, tail) = bytemuck::pod_align_to::<u8, u64>(bytes);
-    head.iter().all(|&b| b == 0) && words.iter().fold(0, |acc, &w| acc | w) == 0 && tail.iter().all(|&b| b == 0)
+    head.iter().all(|&b| b == 0)
+        && words.iter().fold(0, |acc, &w| acc | w) == 0
+        && tail.iter().all(|&b| b == 0)
 }
 
 /// One tensor of a [`SafetensorsWriter`], its bytes in the spool.
@@ -502,7 +505,8 @@ impl SafetensorsWriter {
             let mut done = 0;
             while done < t.len {
                 let n = (t.len - done).min(buf.len() as u64) as usize;
-                read_exact_at(spool, &mut buf[..n], t.offset + done).map_err(|e| Error::io(&spool_path, e))?;
+                read_exact_at(spool, &mut buf[..n], t.offset + done)
+                    .map_err(|e| Error::io(&spool_path, e))?;
                 out.write_sparse(&buf[..n])?;
                 done += n as u64;
             }

@@ -3,8 +3,8 @@
 use crate::printable;
 use greenai::kernels::ggml::GgmlType;
 use greenai::model::{
-    self, Calibrate, CompressOptions, CompressReport, Destination, Grouping, Method, Model, Pruning, StagedFile,
-    Target, TensorSummary,
+    self, Calibrate, CompressOptions, CompressReport, Destination, Grouping, Method, Model, Pruning,
+    StagedFile, Target, TensorSummary,
 };
 use greenai::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -251,7 +251,8 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
     }
     let bar = progress_bar(file.data_bytes(), "compressing");
     let keep = |name: &str| skip.as_ref().is_none_or(|re| !re.is_match(name));
-    let report = model::compress(&file, &args.output, &options, &keep, &mut |done, _| bar.set_position(done))?;
+    let report =
+        model::compress(&file, &args.output, &options, &keep, &mut |done, _| bar.set_position(done))?;
     bar.finish_and_clear();
     // The report file is written before the table is printed: a closed or full standard output must
     // not lose it.
