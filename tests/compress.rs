@@ -2,7 +2,7 @@
 
 use greenai::kernels::ggml::GgmlType;
 use greenai::model::{
-    compress, decompress, Calibrate, CompressOptions, Grouping, Method, ModelFile, OutTensor, Pruning, Target,
+    compress, decompress, Calibrate, CompressOptions, Grouping, Method, Model, OutTensor, Pruning, Target,
 };
 use greenai::Error;
 use safetensors::Dtype;
@@ -68,7 +68,7 @@ fn int8_per_channel_round_trip_keeps_names_shapes_and_pass_through_bytes() {
         (dir.path().join("in.st"), dir.path().join("q.st"), dir.path().join("out.st"));
     let weight = gaussian(64 * 128, 1, 0.02);
     write_model(&input, &weight);
-    let source = ModelFile::open(&input).unwrap();
+    let source = Model::open(&input).unwrap();
     let mut calls = 0;
     let report =
         compress(&source, &packed, &CompressOptions::default(), &|_| true, &mut |_, _| calls += 1).unwrap();
@@ -76,18 +76,18 @@ fn int8_per_channel_round_trip_keeps_names_shapes_and_pass_through_bytes() {
     let row = report.tensors.iter().find(|r| r.name == "layer.weight").unwrap();
     assert_eq!(row.dtype_after, "I8");
     assert!(row.sqnr_db.unwrap() >= 30.0, "SQNR {:?}", row.sqnr_db);
-    let q = ModelFile::open(&packed).unwrap();
+    let q = Model::open(&packed).unwrap();
     assert_eq!(q.tensor("layer.weight").unwrap().dtype, Dtype::I8);
     assert_eq!(q.tensor("layer.weight.scale").unwrap().shape, &[64]);
-    assert!(q.tensor("layer.weight.zero_point").is_none(), "symmetric int8 stores no zero point");
+    assert!(q.tensor("layer.weight.zero_point").is_err(), "symmetric int8 stores no zero point");
     assert_eq!(q.tensor("layer.bias").unwrap().bytes, source.tensor("layer.bias").unwrap().bytes);
 
     decompress(&q, &restored, &mut |_, _| {}).unwrap();
-    let back = ModelFile::open(&restored).unwrap();
+    let back = Model::open(&restored).unwrap();
     let mut names: Vec<_> = back.tensors().map(|t| t.name.to_string()).collect();
     names.sort();
     assert_eq!(names, ["layer.bias", "layer.weight", "step"]);
-    assert_eq!(back.metadata().get("origin").map(String::as_str), Some("test"));
+    assert_eq!(back.shards()[0].metadata().get("origin").map(String::as_str), Some("test"));
     for name in ["layer.bias", "step"] {
         assert_eq!(back.tensor(name).unwrap().bytes, source.tensor(name).unwrap().bytes, "{name}");
     }
@@ -110,14 +110,8 @@ fn a_weights_only_int8_file_is_at_most_0_27_of_the_f32_file() {
         })
         .collect();
     greenai::model::write_safetensors(&input, &tensors, &HashMap::new()).unwrap();
-    compress(
-        &ModelFile::open(&input).unwrap(),
-        &packed,
-        &CompressOptions::default(),
-        &|_| true,
-        &mut |_, _| {},
-    )
-    .unwrap();
+    compress(&Model::open(&input).unwrap(), &packed, &CompressOptions::default(), &|_| true, &mut |_, _| {})
+        .unwrap();
     let ratio =
         std::fs::metadata(&packed).unwrap().len() as f64 / std::fs::metadata(&input).unwrap().len() as f64;
     assert!(ratio <= 0.27, "file size ratio {ratio}");
@@ -129,7 +123,7 @@ fn int4_blocks_fp16_and_pruning_round_trip() {
     let input = dir.path().join("in.st");
     let weight = gaussian(64 * 128, 3, 0.02);
     write_model(&input, &weight);
-    let source = ModelFile::open(&input).unwrap();
+    let source = Model::open(&input).unwrap();
     let cases = [
         (
             CompressOptions {
@@ -160,8 +154,8 @@ fn int4_blocks_fp16_and_pruning_round_trip() {
     for (i, (options, min_sqnr)) in cases.into_iter().enumerate() {
         let (packed, restored) = (dir.path().join(format!("q{i}.st")), dir.path().join(format!("r{i}.st")));
         compress(&source, &packed, &options, &|_| true, &mut |_, _| {}).unwrap();
-        decompress(&ModelFile::open(&packed).unwrap(), &restored, &mut |_, _| {}).unwrap();
-        let back = ModelFile::open(&restored).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
+        decompress(&Model::open(&packed).unwrap(), &restored, &mut |_, _| {}).unwrap();
+        let back = Model::open(&restored).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
         let sqnr = sqnr_db(&weight, &back);
         assert!(sqnr >= min_sqnr, "case {i}: SQNR {sqnr}");
         if options.pruning.is_some() {
@@ -179,7 +173,7 @@ fn bad_input_is_an_error_and_writes_nothing() {
     let mut weight = gaussian(64 * 128, 5, 0.02);
     weight[77] = f32::NAN;
     write_model(&input, &weight);
-    let source = ModelFile::open(&input).unwrap();
+    let source = Model::open(&input).unwrap();
     let out = dir.path().join("q.st");
     std::fs::write(&out, b"keep").unwrap();
     let err = compress(&source, &out, &CompressOptions::default(), &|_| true, &mut |_, _| {}).unwrap_err();
@@ -198,7 +192,7 @@ fn bad_input_is_an_error_and_writes_nothing() {
 
 /// The stored scales of `name` in the file at `path`.
 fn stored_scales(path: &Path, name: &str) -> Vec<f32> {
-    ModelFile::open(path).unwrap().tensor(&format!("{name}.scale")).unwrap().to_f32().unwrap()
+    Model::open(path).unwrap().tensor(&format!("{name}.scale")).unwrap().to_f32().unwrap()
 }
 
 /// Issue 20, finding 10: histogram calibration runs group by group (one histogram in memory at a time)
@@ -216,7 +210,7 @@ fn histogram_calibration_per_group_matches_the_per_axis_observer_and_works_per_b
         row[r % 128] = 0.5 * (1 + r % 3) as f32;
     }
     write_model(&input, &weight);
-    let source = ModelFile::open(&input).unwrap();
+    let source = Model::open(&input).unwrap();
     let methods = [
         (Calibrate::Mse, Calibration::Mse),
         (Calibrate::Entropy, Calibration::Entropy),
@@ -247,8 +241,8 @@ fn histogram_calibration_per_group_matches_the_per_axis_observer_and_works_per_b
         };
         compress(&source, &packed, &options, &|_| true, &mut |_, _| {}).unwrap();
         assert_eq!(stored_scales(&packed, "layer.weight").len(), 64 * 4);
-        decompress(&ModelFile::open(&packed).unwrap(), &restored, &mut |_, _| {}).unwrap();
-        let back = ModelFile::open(&restored).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
+        decompress(&Model::open(&packed).unwrap(), &restored, &mut |_, _| {}).unwrap();
+        let back = Model::open(&restored).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
         let sqnr = sqnr_db(&weight, &back);
         eprintln!("int4 block:32 {calibrate:?}: SQNR {sqnr:.2} dB");
         // Entropy calibration (TensorRT's, built for activation histograms of many samples) clips 32
@@ -268,7 +262,7 @@ fn ggml_block_types_round_trip_with_llama_cpp_fallbacks() {
         (dir.path().join("in.st"), dir.path().join("q.st"), dir.path().join("out.st"));
     let weight = gaussian(64 * 128, 5, 0.02);
     write_model(&input, &weight);
-    let source = ModelFile::open(&input).unwrap();
+    let source = Model::open(&input).unwrap();
     // (requested, stored as, bytes per 32 weights): 128-element rows are not whole 256-blocks.
     let cases = [
         (GgmlType::Q4_0, "Q4_0", 18),
@@ -283,11 +277,11 @@ fn ggml_block_types_round_trip_with_llama_cpp_fallbacks() {
         let row = report.tensors.iter().find(|r| r.name == "layer.weight").unwrap();
         assert_eq!(row.dtype_after, stored, "{requested:?}");
         assert_eq!(row.bytes_after, 64 * 128 / 32 * per_32, "{requested:?}");
-        let q = ModelFile::open(&packed).unwrap();
+        let q = Model::open(&packed).unwrap();
         let entry = q.tensor("layer.weight").unwrap();
         assert_eq!((entry.dtype, entry.shape.to_vec()), (Dtype::U8, vec![64 * 128 / 32 * per_32]));
         decompress(&q, &restored, &mut |_, _| {}).unwrap();
-        let back = ModelFile::open(&restored).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
+        let back = Model::open(&restored).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
         let levels = match stored {
             "Q4_0" | "Q5_1" | "Q5_0" => {
                 if stored == "Q5_1" {
@@ -330,11 +324,10 @@ fn ggml_rows_that_are_not_whole_blocks_fall_back_to_f16() {
     let options =
         CompressOptions { target: Some(Target::Ggml(GgmlType::Q4_0)), ..CompressOptions::default() };
     let report =
-        compress(&ModelFile::open(&input).unwrap(), &packed, &options, &|_| true, &mut |_, _| {}).unwrap();
+        compress(&Model::open(&input).unwrap(), &packed, &options, &|_| true, &mut |_, _| {}).unwrap();
     assert_eq!(report.tensors[0].dtype_after, "F16");
     let bad = CompressOptions { calibration: Calibrate::Mse, ..options };
-    let err =
-        compress(&ModelFile::open(&input).unwrap(), &packed, &bad, &|_| true, &mut |_, _| {}).unwrap_err();
+    let err = compress(&Model::open(&input).unwrap(), &packed, &bad, &|_| true, &mut |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("ggml"), "{err}");
 }
 
@@ -346,7 +339,7 @@ fn hqq_int4_blocks_round_trip_and_beat_round_to_nearest() {
     let input = dir.path().join("in.st");
     let weight = gaussian(64 * 128, 9, 0.02);
     write_model(&input, &weight);
-    let source = ModelFile::open(&input).unwrap();
+    let source = Model::open(&input).unwrap();
     let hqq = CompressOptions {
         target: Some(Target::Int4),
         method: Method::Hqq,
@@ -355,21 +348,21 @@ fn hqq_int4_blocks_round_trip_and_beat_round_to_nearest() {
     };
     let (packed, restored) = (dir.path().join("h.st"), dir.path().join("hr.st"));
     let report = compress(&source, &packed, &hqq, &|_| true, &mut |_, _| {}).unwrap();
-    let file = ModelFile::open(&packed).unwrap();
-    let meta = file.metadata().get("greenai.tensor.layer.weight").unwrap().clone();
+    let file = Model::open(&packed).unwrap();
+    let meta = file.shards()[0].metadata().get("greenai.tensor.layer.weight").unwrap().clone();
     assert!(meta.contains("qtype=u4") && meta.contains("zero=f32") && meta.contains("block=64"), "{meta}");
     let zero = file.tensor("layer.weight.zero_point").unwrap();
     assert_eq!((zero.dtype, zero.shape.to_vec()), (Dtype::F32, vec![64, 2]));
     assert_eq!(file.tensor("layer.weight").unwrap().shape, [64 * 128 / 2]);
     decompress(&file, &restored, &mut |_, _| {}).unwrap();
-    let back = ModelFile::open(&restored).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
+    let back = Model::open(&restored).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
     let row = report.tensors.iter().find(|t| t.name == "layer.weight").unwrap();
     assert!((sqnr_db(&weight, &back) - row.sqnr_db.unwrap()).abs() < 1e-6);
     let rtn = CompressOptions { method: Method::Rtn, ..hqq.clone() };
     let (packed_rtn, restored_rtn) = (dir.path().join("r.st"), dir.path().join("rr.st"));
     compress(&source, &packed_rtn, &rtn, &|_| true, &mut |_, _| {}).unwrap();
-    decompress(&ModelFile::open(&packed_rtn).unwrap(), &restored_rtn, &mut |_, _| {}).unwrap();
-    let back_rtn = ModelFile::open(&restored_rtn).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
+    decompress(&Model::open(&packed_rtn).unwrap(), &restored_rtn, &mut |_, _| {}).unwrap();
+    let back_rtn = Model::open(&restored_rtn).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
     let (s_hqq, s_rtn) = (sqnr_db(&weight, &back), sqnr_db(&weight, &back_rtn));
     assert!(s_hqq > s_rtn, "HQQ {s_hqq} dB vs RTN {s_rtn} dB");
     for bad in [

@@ -2,7 +2,8 @@
 //! collide with the companion convention are never lost, and a compressed file is not compressed again.
 
 use greenai::model::{
-    compress, decompress, metadata_key, CompressOptions, Grouping, ModelFile, OutTensor, Pruning, Target,
+    compress, decompress, metadata_key, CompressOptions, Grouping, Model, ModelFile, OutTensor, Pruning,
+    Target,
 };
 use greenai::Error;
 use safetensors::Dtype;
@@ -38,11 +39,11 @@ fn options(target: Option<Target>) -> CompressOptions {
 }
 
 fn run_compress(input: &Path, output: &Path, options: &CompressOptions) -> greenai::Result<()> {
-    compress(&ModelFile::open(input)?, output, options, &|_| true, &mut |_, _| {}).map(|_| ())
+    compress(&Model::open(input)?, output, options, &|_| true, &mut |_, _| {}).map(|_| ())
 }
 
 fn run_decompress(input: &Path, output: &Path) -> greenai::Result<()> {
-    decompress(&ModelFile::open(input)?, output, &mut |_, _| {})
+    decompress(&Model::open(input)?, output, &mut |_, _| {})
 }
 
 /// Copies `src` to `dst` with `edit` applied to its tensors and metadata.
@@ -52,8 +53,11 @@ fn rewrite(
     edit: impl FnOnce(&mut Vec<(String, OutTensor<'static>)>, &mut HashMap<String, String>),
 ) {
     let file = ModelFile::open(src).unwrap();
-    let mut tensors: Vec<(String, OutTensor<'static>)> =
-        file.tensors().map(|t| (t.name.to_string(), tensor(t.dtype, t.shape, t.bytes.to_vec()))).collect();
+    let mut tensors: Vec<(String, OutTensor<'static>)> = file
+        .tensors()
+        .iter()
+        .map(|i| (i.name.clone(), tensor(i.dtype, &i.shape, file.read(i).unwrap().bytes.to_vec())))
+        .collect();
     let mut metadata = file.metadata().clone();
     edit(&mut tensors, &mut metadata);
     greenai::model::write_safetensors(dst, &tensors, &metadata).unwrap();
@@ -219,7 +223,7 @@ fn user_tensors_with_companion_names_are_never_lost() {
         let (packed, back) = (dir.path().join("q"), dir.path().join("back"));
         run_compress(&model, &packed, opts).unwrap();
         run_decompress(&packed, &back).unwrap();
-        let file = ModelFile::open(&back).unwrap();
+        let file = Model::open(&back).unwrap();
         let mut names: Vec<_> = file.tensors().map(|t| t.name.to_string()).collect();
         names.sort();
         assert_eq!(names, ["attn", "attn.scale", "attn.zero_point"], "{opts:?}");

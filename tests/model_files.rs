@@ -30,14 +30,14 @@ fn reads_a_hand_made_file_with_every_float_width() {
     let file = ModelFile::open(&path).unwrap();
     assert_eq!(file.len(), 5);
     assert_eq!(file.metadata().get("k").map(String::as_str), Some("v"));
-    let names: Vec<_> = file.tensors().map(|t| t.name.to_string()).collect();
+    let names: Vec<_> = file.tensors().iter().map(|t| t.name.to_string()).collect();
     assert_eq!(names, ["a", "h", "b", "d", "i"]);
     assert_eq!(file.tensor("a").unwrap().to_f32().unwrap(), vec![1.5, -2.0]);
     assert_eq!(file.tensor("h").unwrap().to_f32().unwrap(), vec![0.25]);
     assert_eq!(file.tensor("b").unwrap().to_f32().unwrap(), vec![-3.0]);
     assert_eq!(file.tensor("d").unwrap().to_f32().unwrap(), vec![1e-3f64 as f32]);
     let i64_tensor = file.tensor("i").unwrap();
-    assert_eq!(i64_tensor.bytes, &[7, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&*i64_tensor.bytes, &[7, 0, 0, 0, 0, 0, 0, 0]);
     assert!(matches!(i64_tensor.to_f32(), Err(Error::InvalidArgument { .. })));
 }
 
@@ -53,9 +53,9 @@ fn write_then_read_round_trips_bytes_and_metadata() {
     let metadata = HashMap::from([("greenai".to_string(), "test".to_string())]);
     write_safetensors(&path, &tensors, &metadata).unwrap();
     let file = ModelFile::open(&path).unwrap();
-    assert_eq!(file.tensor("w").unwrap().bytes, weights.as_slice());
+    assert_eq!(&*file.tensor("w").unwrap().bytes, weights.as_slice());
     assert_eq!(file.tensor("w").unwrap().shape, &[2, 3]);
-    assert_eq!(file.tensor("q").unwrap().bytes, &[1, 2, 255]);
+    assert_eq!(&*file.tensor("q").unwrap().bytes, &[1, 2, 255]);
     assert_eq!(file.metadata(), &metadata);
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
@@ -127,8 +127,8 @@ fn inspect_counts_range_and_zeros() {
         ("e".to_string(), OutTensor { dtype: Dtype::F16, shape: vec![0], bytes: Cow::Owned(vec![]) }),
     ];
     write_safetensors(&path, &tensors, &HashMap::new()).unwrap();
-    let file = ModelFile::open(&path).unwrap();
-    let rows = greenai::model::inspect(&file).unwrap();
+    let file = greenai::model::Model::open(&path).unwrap();
+    let rows = greenai::model::inspect(&file, &mut |_, _| {}).unwrap();
     let w = rows.iter().find(|r| r.name == "w").unwrap();
     assert_eq!((w.params, w.bytes, w.min, w.max), (6, 24, Some(-2.5), Some(4.0)));
     assert!((w.sparsity - 0.5).abs() < 1e-12, "three of six are zero (-0.0 included)");

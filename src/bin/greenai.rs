@@ -52,11 +52,11 @@ struct Cli {
 enum Command {
     /// MACs, FLOPs, params, bytes, energy and carbon of a model, per layer and in total.
     Flops(flops::Args),
-    /// The tensors of a safetensors file: dtype, shape, size, range and sparsity.
+    /// The tensors of a safetensors file or model folder: dtype, shape, size, range and sparsity.
     Inspect(files::InspectArgs),
-    /// Quantize and/or prune the float tensors of a safetensors file into a smaller one.
+    /// Quantize and/or prune the float tensors of a safetensors file or model folder into a smaller one.
     Compress(files::CompressArgs),
-    /// Turn a compressed file back into a plain float safetensors file.
+    /// Turn a compressed file or folder back into plain float safetensors.
     Decompress(files::DecompressArgs),
 }
 

@@ -22,8 +22,9 @@
 //! Everything else (integer tensors, 1-D tensors unless asked, tensors a pattern excludes) passes
 //! through byte for byte. [`decompress`] restores every changed tensor to its original float dtype.
 
-use super::file::{ModelFile, TensorEntry};
-use super::write::{check_distinct, write_safetensors, Destination, OutTensor};
+use super::dir::{Model, ModelWriter};
+use super::file::{ModelFile, TensorEntry, TensorInfo, CHUNK};
+use super::write::{OutTensor, SafetensorsWriter};
 use crate::kernels::ggml::{self, GgmlType};
 use crate::prune::{self, CountRule};
 use crate::quant::{self, Calibration, Granularity, Mode, QTensor, QType, QuantParams, QuantSpec};
@@ -284,21 +285,23 @@ fn zero_share(values: &[f32]) -> f64 {
     values.iter().filter(|&&v| v == 0.0).count() as f64 / values.len() as f64
 }
 
-fn pass_through<'a>(entry: &TensorEntry<'a>) -> (TensorReport, Vec<(String, OutTensor<'a>)>) {
-    let report = TensorReport {
-        name: entry.name.to_string(),
-        shape: entry.shape.to_vec(),
-        dtype_before: format!("{:?}", entry.dtype),
-        dtype_after: format!("{:?}", entry.dtype),
-        bytes_before: entry.bytes.len(),
-        bytes_after: entry.bytes.len(),
+fn pass_through(info: &TensorInfo) -> TensorReport {
+    TensorReport {
+        name: info.name.clone(),
+        shape: info.shape.clone(),
+        dtype_before: format!("{:?}", info.dtype),
+        dtype_after: format!("{:?}", info.dtype),
+        bytes_before: info.byte_len as usize,
+        bytes_after: info.byte_len as usize,
         sparsity: 0.0,
         sqnr_db: None,
         max_abs_error: None,
-    };
-    let out =
-        OutTensor { dtype: entry.dtype, shape: entry.shape.to_vec(), bytes: Cow::Borrowed(entry.bytes) };
-    (report, vec![(entry.name.to_string(), out)])
+    }
+}
+
+/// Copies the tensor `info` of `shard` into `out` as it is, chunk by chunk.
+fn copy_tensor(shard: &ModelFile, info: &TensorInfo, out: &mut SafetensorsWriter) -> Result<()> {
+    out.add_chunks(&info.name, info.dtype, &info.shape, &mut |sink| shard.read_chunks(info, CHUNK, sink))
 }
 
 struct Compressed {
@@ -309,11 +312,11 @@ struct Compressed {
 }
 
 fn compress_tensor(
-    entry: &TensorEntry<'_>,
+    entry: &TensorInfo,
     options: &CompressOptions,
     original: &Tensor<f32>,
 ) -> Result<Compressed> {
-    let shape = entry.shape.to_vec();
+    let shape = entry.shape.clone();
     let mut weights = Cow::Borrowed(original);
     let mut meta = format!("dtype={:?};shape={}", entry.dtype, shape_text(&shape));
     if let Some(pruning) = options.pruning {
@@ -324,7 +327,7 @@ fn compress_tensor(
         };
         write!(meta, ";prune={pattern};sparsity={}", zero_share(weights.as_slice())).expect("String writes");
     }
-    let name = entry.name.to_string();
+    let name = entry.name.clone();
     let to_bytes = |v: Vec<u8>| Cow::Owned(v);
     match options.target {
         None => {
@@ -526,9 +529,7 @@ fn restore_float_zero(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Chan
         *last = groups;
     }
     let companion = |suffix: &str| -> Result<Vec<f32>> {
-        let c = input
-            .tensor(&format!("{name}{suffix}"))
-            .ok_or_else(|| Error::format(name, "missing companion"))?;
+        let c = input.tensor(&format!("{name}{suffix}"))?;
         if c.dtype != Dtype::F32 || c.shape != param_shape.as_slice() {
             return Err(Error::format(
                 name,
@@ -542,7 +543,7 @@ fn restore_float_zero(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Chan
     for r in 0..rows {
         for c in 0..cols {
             let i = r * cols + c;
-            let q = if four { quant::nibble_get(entry.bytes, i, false) } else { i32::from(entry.bytes[i]) };
+            let q = if four { quant::nibble_get(&entry.bytes, i, false) } else { i32::from(entry.bytes[i]) };
             let g = r * groups + c / block;
             values[i] = scales[g] * (q as f32 - zeros[g]);
         }
@@ -576,15 +577,20 @@ fn ggml_type_for(requested: GgmlType, cols: usize) -> Option<GgmlType> {
 }
 
 /// Compresses every float tensor of `input` that `should_compress(name)` accepts (and that is at
-/// least 2-D unless `include_1d`), writes the result to `output` atomically (the input's metadata
-/// carried over), and reports per tensor.
-/// `progress(done, total)` is called after each tensor.
+/// least 2-D unless `include_1d`), writes the result to `output` atomically, and reports per tensor.
+///
+/// A file gives a file; a folder gives a folder that mirrors it ([`ModelWriter`]): each shard
+/// rewritten under its own name with its own metadata carried over (a quantized tensor's companions in
+/// its shard), the index's `weight_map` covering the companions, every other file copied. The work
+/// goes tensor by tensor: memory holds one tensor and what it becomes, never the model, and tensors
+/// passed through are copied in chunks. `progress(bytes done, bytes in all)` is called after each
+/// tensor.
 pub fn compress(
-    input: &ModelFile,
+    input: &Model,
     output: &Path,
     options: &CompressOptions,
     should_compress: &dyn Fn(&str) -> bool,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<CompressReport> {
     if let Some(Pruning::Amount(a)) = options.pruning {
         prune::criteria::check_amount(a)?;
@@ -627,22 +633,24 @@ pub fn compress(
     if let Grouping::Block(0) = options.grouping {
         return Err(Error::invalid("block", 0, "a block holds at least one weight"));
     }
-    Destination::check(output)?;
-    check_distinct(&[("input", input.path()), ("output", output)])?;
     let file = input.path().display().to_string();
-    if input.metadata().keys().any(|k| k == "greenai.format" || k.starts_with("greenai.tensor.")) {
+    if input
+        .shards()
+        .iter()
+        .any(|s| s.metadata().keys().any(|k| k == "greenai.format" || k.starts_with("greenai.tensor.")))
+    {
         return Err(Error::format(
             file,
             "already compressed by greenai: decompress it first (`greenai decompress`), then compress that",
         ));
     }
-    let eligible = |entry: &TensorEntry<'_>| {
-        entry.is_float()
-            && !entry.is_empty()
-            && (entry.shape.len() >= 2 || options.include_1d)
-            && should_compress(entry.name)
+    let eligible = |info: &TensorInfo| {
+        info.is_float()
+            && !info.is_empty()
+            && (info.shape.len() >= 2 || options.include_1d)
+            && should_compress(&info.name)
     };
-    // A quantized tensor's companions must not take the name of a tensor of the file: refused before
+    // A quantized tensor's companions must not take the name of a tensor of the model: refused before
     // any work, naming both (nothing is ever silently dropped or overwritten).
     let integer = matches!(options.target, Some(Target::Int8 | Target::Uint8 | Target::Int4));
     if integer {
@@ -651,66 +659,64 @@ pub fn compress(
         } else {
             &[".scale"]
         };
-        let names: std::collections::HashSet<&str> = input.tensors().map(|t| t.name).collect();
-        for entry in input.tensors().filter(|e| eligible(e)) {
+        for info in input.tensors().filter(|e| eligible(e)) {
             if let Some(taken) =
-                suffixes.iter().map(|s| format!("{}{s}", entry.name)).find(|c| names.contains(c.as_str()))
+                suffixes.iter().map(|s| format!("{}{s}", info.name)).find(|c| input.info(c).is_some())
             {
                 return Err(Error::format(
                     file,
                     format!(
-                        "quantizing `{}` needs the companion name `{taken}`, which a tensor of the file already \
+                        "quantizing `{}` needs the companion name `{taken}`, which a tensor of the model already \
                          has: rename it, or leave `{}` unquantized with --skip",
-                        entry.name, entry.name
+                        info.name, info.name
                     ),
                 ));
             }
         }
     }
-    let total = input.len();
-    let mut reports = Vec::with_capacity(total);
-    let mut outputs: Vec<(String, OutTensor<'_>)> = Vec::with_capacity(total);
-    let mut metadata = input.metadata().clone();
-    metadata.insert("greenai.version".to_string(), env!("CARGO_PKG_VERSION").to_string());
-    metadata.insert("greenai.format".to_string(), FORMAT.to_string());
-    for (done, entry) in input.tensors().enumerate() {
-        if !eligible(&entry) {
-            let (report, outs) = pass_through(&entry);
-            reports.push(report);
-            outputs.extend(outs);
-            progress(done + 1, total);
-            continue;
+    let mut writer = ModelWriter::create(input, output)?;
+    let (mut done, total) = (0u64, input.data_bytes());
+    let mut reports = Vec::with_capacity(input.len());
+    for shard in input.shards() {
+        let mut out = writer.shard(shard)?;
+        let mut metadata = shard.metadata().clone();
+        metadata.insert("greenai.version".to_string(), env!("CARGO_PKG_VERSION").to_string());
+        metadata.insert("greenai.format".to_string(), FORMAT.to_string());
+        for info in shard.tensors() {
+            done += info.byte_len;
+            if !eligible(info) {
+                copy_tensor(shard, info, &mut out)?;
+                reports.push(pass_through(info));
+                progress(done, total);
+                continue;
+            }
+            let original = Tensor::from_vec(info.shape.clone(), shard.read_f32(info)?)?;
+            crate::kernels::math::check_finite("weights", original.as_slice())
+                .map_err(|e| Error::format(&info.name, e.to_string()))?;
+            let c = compress_tensor(info, options, &original)?;
+            let metrics = quant::error_metrics(original.as_slice(), &c.restored)?;
+            drop(original);
+            let bytes_after = c.outputs.iter().map(|(_, t)| t.bytes.len()).sum();
+            reports.push(TensorReport {
+                name: info.name.clone(),
+                shape: info.shape.clone(),
+                dtype_before: format!("{:?}", info.dtype),
+                dtype_after: c.dtype_after,
+                bytes_before: info.byte_len as usize,
+                bytes_after,
+                sparsity: zero_share(&c.restored),
+                sqnr_db: Some(metrics.sqnr_db),
+                max_abs_error: Some(metrics.max_abs),
+            });
+            metadata.insert(metadata_key(&info.name), c.metadata);
+            for (name, t) in &c.outputs {
+                out.add(name, t)?;
+            }
+            progress(done, total);
         }
-        let original = Tensor::from_vec(entry.shape.to_vec(), entry.to_f32()?)?;
-        crate::kernels::math::check_finite("weights", original.as_slice())
-            .map_err(|e| Error::format(entry.name, e.to_string()))?;
-        let c = compress_tensor(&entry, options, &original)?;
-        let metrics = quant::error_metrics(original.as_slice(), &c.restored)?;
-        let bytes_after = c.outputs.iter().map(|(_, t)| t.bytes.len()).sum();
-        reports.push(TensorReport {
-            name: entry.name.to_string(),
-            shape: entry.shape.to_vec(),
-            dtype_before: format!("{:?}", entry.dtype),
-            dtype_after: c.dtype_after,
-            bytes_before: entry.bytes.len(),
-            bytes_after,
-            sparsity: zero_share(&c.restored),
-            sqnr_db: Some(metrics.sqnr_db),
-            max_abs_error: Some(metrics.max_abs),
-        });
-        metadata.insert(metadata_key(entry.name), c.metadata);
-        outputs.extend(c.outputs);
-        input.release(&entry);
-        progress(done + 1, total);
+        writer.finish_shard(shard, out, &metadata)?;
     }
-    let names: std::collections::HashSet<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
-    if names.len() != outputs.len() {
-        return Err(Error::format(
-            input.path().display().to_string(),
-            "a tensor name collides with a `.scale` or `.zero_point` companion",
-        ));
-    }
-    write_safetensors(output, &outputs, &metadata)?;
+    writer.commit()?;
     let bytes_before: usize = reports.iter().map(|r| r.bytes_before).sum();
     let bytes_after: usize = reports.iter().map(|r| r.bytes_after).sum();
     Ok(CompressReport {
@@ -793,8 +799,8 @@ struct Changed<'m> {
     companions: Vec<String>,
 }
 
-fn parse_changed<'m>(input: &ModelFile, entry: &TensorEntry<'_>, text: &'m str) -> Result<Changed<'m>> {
-    let name = entry.name;
+fn parse_changed<'m>(input: &ModelFile, entry: &TensorInfo, text: &'m str) -> Result<Changed<'m>> {
+    let name = entry.name.as_str();
     let bad = |why: String| Error::format(metadata_key(name), why);
     let meta = parse_meta(name, text)?;
     let shape: Vec<usize> = field(&meta, "shape", name)?
@@ -857,7 +863,7 @@ fn parse_changed<'m>(input: &ModelFile, entry: &TensorEntry<'_>, text: &'m str) 
                 companions.push(format!("{name}.zero_point"));
             }
             for c in &companions {
-                if input.tensor(c).is_none() {
+                if input.info(c).is_none() {
                     return Err(Error::format(name, format!("missing `{c}`")));
                 }
                 if input.metadata().contains_key(&metadata_key(c)) {
@@ -910,11 +916,7 @@ fn restore(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'_>) ->
                 Some("1") => true,
                 Some(other) => return Err(bad(format!("`narrow` is `{other}`, not 0 or 1"))),
             };
-            let companion = |suffix: &str| {
-                input
-                    .tensor(&format!("{name}{suffix}"))
-                    .ok_or_else(|| Error::format(name, "missing companion"))
-            };
+            let companion = |suffix: &str| input.tensor(&format!("{name}{suffix}"));
             let scale_entry = companion(".scale")?;
             if scale_entry.dtype != Dtype::F32 {
                 return Err(Error::format(
@@ -944,14 +946,14 @@ fn restore(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'_>) ->
                 Mode::Symmetric => vec![0; scales.len()],
             };
             let params = QuantParams::new(spec, scale_entry.shape.to_vec(), scales, zero_points)?;
-            let data = DynTensor::from_bytes(qtype.dtype(), &changed.shape, entry.bytes)?;
+            let data = DynTensor::from_bytes(qtype.dtype(), &changed.shape, &entry.bytes)?;
             QTensor::from_parts(data, params)?.dequantize().map(Tensor::into_vec)?
         }
         "ggml" => {
             let ty = ggml_type(meta, name)?;
             let cols = changed.shape.last().copied().unwrap_or(1);
             let mut values = crate::error::try_vec(crate::tensor::numel(&changed.shape)?, 0f32)?;
-            ggml::dequantize(ty, entry.bytes, values.len() / cols, cols, &mut values)
+            ggml::dequantize(ty, &entry.bytes, values.len() / cols, cols, &mut values)
                 .map_err(|e| Error::format(name, e.to_string()))?;
             values
         }
@@ -962,45 +964,105 @@ fn restore(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'_>) ->
     Ok(values)
 }
 
-/// Turns a file written by [`compress`] back into a plain float safetensors file: every changed tensor
-/// restored to its original dtype, companions dropped, everything else copied byte for byte.
+/// Turns a file or folder written by [`compress`] back into plain float safetensors, laid out as the
+/// input is (a folder mirrored as [`compress`] mirrors one): every changed tensor restored to its
+/// original dtype, companions dropped (and left out of the index), everything else copied byte for byte.
 ///
-/// Everything read is checked against the format: the file must carry `greenai.format` = `1` (a plain
+/// Everything read is checked against the format: each file must carry `greenai.format` = `1` (a plain
 /// safetensors file, or one from a future greenai, is refused); every `greenai.tensor.NAME` entry must
 /// name a tensor, with known `kind`, `dtype`, `qtype`, `mode` and `granularity`, a stored dtype and
-/// shape that match them, and companions of the right dtype and shape; a restored value that is not
-/// finite in the original dtype is refused. Only a quantized tensor's companions are dropped: a user
-/// tensor called `NAME.scale` beside a cast or pruned `NAME` is kept.
-pub fn decompress(input: &ModelFile, output: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<()> {
-    Destination::check(output)?;
-    check_distinct(&[("input", input.path()), ("output", output)])?;
-    let (outputs, metadata) = decompress_tensors(input, progress)?;
-    write_safetensors(output, &outputs, &metadata)
+/// shape that match them, and companions of the right dtype and shape in the same file; a restored
+/// value that is not finite in the original dtype is refused. Only a quantized tensor's companions are
+/// dropped: a user tensor called `NAME.scale` beside a cast or pruned `NAME` is kept. Memory holds one
+/// tensor at a time; `progress(bytes done, bytes in all)` is called after each tensor.
+pub fn decompress(input: &Model, output: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+    for shard in input.shards() {
+        check_format(shard)?;
+    }
+    let mut writer = ModelWriter::create(input, output)?;
+    let (mut done, total) = (0u64, input.data_bytes());
+    for shard in input.shards() {
+        let mut out = writer.shard(shard)?;
+        let metadata = decompress_shard(
+            shard,
+            &mut |piece| {
+                match piece {
+                    Piece::Same(info) => copy_tensor(shard, info, &mut out)?,
+                    Piece::Restored(name, t) => out.add(&name, &t)?,
+                }
+                Ok(())
+            },
+            &mut |bytes| {
+                done += bytes;
+                progress(done, total);
+            },
+        )?;
+        writer.finish_shard(shard, out, &metadata)?;
+    }
+    writer.commit()
 }
 
-/// The tensors and metadata [`decompress`] writes, checked as it checks them, without writing anything.
+/// One tensor of [`decompress`]'s output: an input tensor kept as it is, or a restored one.
+enum Piece<'a> {
+    Same(&'a TensorInfo),
+    Restored(String, OutTensor<'static>),
+}
+
+fn check_format(input: &ModelFile) -> Result<()> {
+    let file = input.path().display().to_string();
+    match input.metadata().get("greenai.format").map(String::as_str) {
+        Some(FORMAT) => Ok(()),
+        Some(other) => {
+            Err(Error::format(file, format!("greenai format `{other}`: this greenai reads format {FORMAT}")))
+        }
+        None => Err(Error::format(file, "not a file written by `greenai compress` (no greenai.format)")),
+    }
+}
+
+/// The tensors and metadata [`decompress`] writes for one file, checked as it checks them, without
+/// writing anything (every tensor read into memory).
 #[allow(clippy::type_complexity)]
 pub fn decompress_tensors<'a>(
     input: &'a ModelFile,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<(String, OutTensor<'a>)>, HashMap<String, String>)> {
+    check_format(input)?;
+    let mut outputs = Vec::new();
+    let (mut done, total) = (0, input.len());
+    let metadata = decompress_shard(
+        input,
+        &mut |piece| {
+            outputs.push(match piece {
+                Piece::Same(info) => {
+                    let entry = input.read(info)?;
+                    let out =
+                        OutTensor { dtype: entry.dtype, shape: entry.shape.to_vec(), bytes: entry.bytes };
+                    (info.name.clone(), out)
+                }
+                Piece::Restored(name, t) => (name, t),
+            });
+            Ok(())
+        },
+        &mut |_| {
+            done += 1;
+            progress(done, total);
+        },
+    )?;
+    Ok((outputs, metadata))
+}
+
+/// Checks one file written by [`compress`] and passes each tensor of its output to `sink`, in file
+/// order; `progress(bytes)` after each input tensor. Returns the output's metadata.
+fn decompress_shard<'a>(
+    input: &'a ModelFile,
+    sink: &mut dyn FnMut(Piece<'a>) -> Result<()>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<HashMap<String, String>> {
     let file = input.path().display().to_string();
-    match input.metadata().get("greenai.format").map(String::as_str) {
-        Some(FORMAT) => {}
-        Some(other) => {
-            return Err(Error::format(
-                file,
-                format!("greenai format `{other}`: this greenai reads format {FORMAT}"),
-            ))
-        }
-        None => {
-            return Err(Error::format(file, "not a file written by `greenai compress` (no greenai.format)"))
-        }
-    }
     let mut changed = HashMap::new();
-    for entry in input.tensors() {
-        if let Some(text) = input.metadata().get(&metadata_key(entry.name)) {
-            changed.insert(entry.name, parse_changed(input, &entry, text)?);
+    for info in input.tensors() {
+        if let Some(text) = input.metadata().get(&metadata_key(&info.name)) {
+            changed.insert(info.name.as_str(), parse_changed(input, info, text)?);
         }
     }
     if let Some(key) = input
@@ -1013,36 +1075,26 @@ pub fn decompress_tensors<'a>(
     }
     let companions: std::collections::HashSet<&str> =
         changed.values().flat_map(|c| c.companions.iter().map(String::as_str)).collect();
-    let total = input.len();
-    let mut outputs: Vec<(String, OutTensor<'_>)> = Vec::with_capacity(total);
-    for (done, entry) in input.tensors().enumerate() {
-        if companions.contains(entry.name) {
-            progress(done + 1, total);
-            continue;
-        }
-        match changed.get(entry.name) {
-            None => outputs.push((
-                entry.name.to_string(),
-                OutTensor {
-                    dtype: entry.dtype,
-                    shape: entry.shape.to_vec(),
-                    bytes: Cow::Borrowed(entry.bytes),
-                },
-            )),
-            Some(c) => {
-                let values = restore(input, &entry, c)?;
-                let bytes = encode(entry.name, &values, c.dtype)?;
-                let out = OutTensor { dtype: c.dtype, shape: c.shape.clone(), bytes: Cow::Owned(bytes) };
-                outputs.push((entry.name.to_string(), out));
+    for info in input.tensors() {
+        if !companions.contains(info.name.as_str()) {
+            match changed.get(info.name.as_str()) {
+                None => sink(Piece::Same(info))?,
+                Some(c) => {
+                    let entry = input.read(info)?;
+                    let values = restore(input, &entry, c)?;
+                    drop(entry);
+                    let bytes = encode(&info.name, &values, c.dtype)?;
+                    let out = OutTensor { dtype: c.dtype, shape: c.shape.clone(), bytes: Cow::Owned(bytes) };
+                    sink(Piece::Restored(info.name.clone(), out))?;
+                }
             }
         }
-        progress(done + 1, total);
+        progress(info.byte_len);
     }
-    let metadata: HashMap<String, String> = input
+    Ok(input
         .metadata()
         .iter()
         .filter(|(k, _)| !k.starts_with("greenai."))
         .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Ok((outputs, metadata))
+        .collect())
 }

@@ -1,28 +1,81 @@
-//! Reading safetensors files: the file is read into memory, checked, and served one tensor at a time.
+//! Reading safetensors files tensor by tensor.
+//!
+//! [`ModelFile::open`] reads and checks the header only; each tensor's bytes are read when asked, by
+//! positioned reads (`read_exact_at`) into a buffer of their own ([`ModelFile::read`]) or in chunks
+//! ([`ModelFile::read_chunks`]), so memory is bounded by the largest tensor read whole, not by the
+//! file. Offsets are `u64` throughout: tensors beyond 4 GiB are read like any other.
 //!
 //! The file is read, not memory-mapped: a mapped file that another process truncates while greenai
 //! reads it kills the process with SIGBUS, and no check of the length beforehand can close that race.
-//! A read file is a snapshot: a file that changes size while it is read is an error. The cost is
-//! that the whole file is resident while it is open.
+//! The size found at open is checked before every read, and a read that finds the file shorter is an
+//! error: a file that changes size while it is open is refused, never half read.
 
 use crate::error::try_vec;
 use crate::{Error, Result};
 use half::{bf16, f16};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// An open safetensors file: read whole, the header parsed and checked.
+/// Largest header the safetensors format allows (its reference implementation's limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Bytes read at a time by [`ModelFile::read_chunks`].
+pub const CHUNK: usize = 1 << 20;
+
+/// Where the bytes come from.
+enum Source {
+    File(std::fs::File),
+    Memory(Vec<u8>),
+}
+
+/// An open safetensors file: the header parsed and checked, the tensors read on demand.
 pub struct ModelFile {
     path: PathBuf,
-    map: Vec<u8>,
+    source: Source,
+    size: u64,
     header_len: usize,
-    entries: Vec<(String, safetensors::tensor::TensorInfo)>,
+    entries: Vec<TensorInfo>,
+    by_name: HashMap<String, usize>,
     metadata: HashMap<String, String>,
 }
 
-/// One tensor of a [`ModelFile`], borrowing its bytes from the map.
-#[derive(Clone, Copy, Debug)]
+/// What the header says of one tensor: name, dtype, shape and where its bytes lie.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// The tensor's name.
+    pub name: String,
+    /// Its safetensors dtype.
+    pub dtype: Dtype,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Offset of its first byte from the start of the data section.
+    pub offset: u64,
+    /// Its size in bytes.
+    pub byte_len: u64,
+}
+
+impl TensorInfo {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the elements are floating point (F16, BF16, F32, F64; not the FP8 formats).
+    pub fn is_float(&self) -> bool {
+        matches!(self.dtype, Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64)
+    }
+}
+
+/// One tensor read from a [`ModelFile`]: its description and its bytes (owned when read from a file,
+/// borrowed from a file held in memory).
+#[derive(Clone, Debug)]
 pub struct TensorEntry<'a> {
     /// The tensor's name.
     pub name: &'a str,
@@ -31,31 +84,111 @@ pub struct TensorEntry<'a> {
     /// Its shape.
     pub shape: &'a [usize],
     /// Its raw little-endian bytes.
-    pub bytes: &'a [u8],
+    pub bytes: Cow<'a, [u8]>,
 }
 
-fn format_error(path: &Path, e: safetensors::SafeTensorError) -> Error {
-    Error::format(path.display().to_string(), format!("not a valid safetensors file: {e:?}"))
+fn format_error(path: &Path, detail: impl std::fmt::Display) -> Error {
+    Error::format(path.display().to_string(), format!("not a valid safetensors file: {detail}"))
+}
+
+fn changed_size(path: &Path, size: u64) -> Error {
+    Error::format(
+        path.display().to_string(),
+        format!("the file changed size while it was read ({size} bytes when opened)"),
+    )
 }
 
 impl ModelFile {
-    /// Opens and validates a safetensors file: a truncated file, a corrupt header or offsets that
-    /// disagree with the file's size are format errors.
+    /// Opens a safetensors file and checks its header: a truncated file, a corrupt header or offsets
+    /// that disagree with the file's size are format errors. No tensor is read.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        Self::from_bytes(path, read_whole(path)?)
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        if !meta.is_file() {
+            return Err(Error::invalid("input", path.display(), "is not a regular file"));
+        }
+        Self::new(path, Source::File(file), meta.len())
     }
 
-    /// Validates the bytes of a safetensors file already in memory, as [`open`](Self::open) does a
+    /// Checks the bytes of a safetensors file already in memory, as [`open`](Self::open) does a
     /// file's; `path` names it in messages and is the path [`compress`](fn@super::compress) and
     /// [`decompress`](fn@super::decompress) keep distinct from their output.
     pub fn from_bytes(path: impl AsRef<Path>, bytes: Vec<u8>) -> Result<Self> {
-        let path = path.as_ref();
-        let (header_len, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| format_error(path, e))?;
-        let mut entries: Vec<_> = metadata.tensors().into_iter().map(|(n, info)| (n, info.clone())).collect();
-        entries.sort_by_key(|(_, info)| info.data_offsets.0);
-        let metadata = metadata.metadata().clone().unwrap_or_default();
-        Ok(ModelFile { path: path.to_path_buf(), map: bytes, header_len, entries, metadata })
+        let size = bytes.len() as u64;
+        Self::new(path.as_ref(), Source::Memory(bytes), size)
+    }
+
+    fn new(path: &Path, source: Source, size: u64) -> Result<Self> {
+        let mut file = ModelFile {
+            path: path.to_path_buf(),
+            source,
+            size,
+            header_len: 0,
+            entries: Vec::new(),
+            by_name: HashMap::new(),
+            metadata: HashMap::new(),
+        };
+        if size < 8 {
+            return Err(format_error(path, format!("{size} bytes, shorter than the 8-byte header length")));
+        }
+        let mut prefix = [0u8; 8];
+        file.read_at(0, &mut prefix)?;
+        let n = u64::from_le_bytes(prefix);
+        if n > MAX_HEADER || n > size - 8 {
+            return Err(format_error(
+                path,
+                format!("a header of {n} bytes in a file of {size} bytes (at most {MAX_HEADER})"),
+            ));
+        }
+        let mut header = try_vec(n as usize, 0u8)?;
+        file.read_at(8, &mut header)?;
+        let parsed: safetensors::tensor::Metadata =
+            serde_json::from_slice(&header).map_err(|e| format_error(path, format!("header: {e}")))?;
+        let mut raw: Vec<(TensorInfo, (usize, usize))> = parsed
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| {
+                let (s, e) = info.data_offsets;
+                let byte_len = e.wrapping_sub(s) as u64;
+                let t = TensorInfo {
+                    name,
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    offset: s as u64,
+                    byte_len,
+                };
+                (t, (s, e))
+            })
+            .collect();
+        raw.sort_by(|(a, x), (b, y)| (x, &a.name).cmp(&(y, &b.name)));
+        // The data section is exactly the tensors, back to back, each of its shape's size.
+        let mut end = 0u64;
+        for (info, (s, e)) in &raw {
+            if *s as u64 != end || e < s {
+                return Err(format_error(path, format!("tensor `{}` has offsets [{s}, {e}]", info.name)));
+            }
+            let want = info.shape.iter().try_fold(info.dtype.size(), |acc, &d| acc.checked_mul(d));
+            if want.map(|w| w as u64) != Some(info.byte_len) {
+                return Err(format_error(
+                    path,
+                    format!("tensor `{}` holds {} bytes, not its shape's", info.name, info.byte_len),
+                ));
+            }
+            end += info.byte_len;
+        }
+        let entries: Vec<TensorInfo> = raw.into_iter().map(|(t, _)| t).collect();
+        if 8 + n + end != size {
+            return Err(format_error(
+                path,
+                format!("the header describes {} bytes, the file has {size}", 8 + n + end),
+            ));
+        }
+        file.header_len = n as usize;
+        file.by_name = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        file.entries = entries;
+        file.metadata = parsed.metadata().clone().unwrap_or_default();
+        Ok(file)
     }
 
     /// The file's path.
@@ -73,6 +206,11 @@ impl ModelFile {
         self.header_len
     }
 
+    /// Size of the file in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Number of tensors.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -83,65 +221,156 @@ impl ModelFile {
         self.entries.is_empty()
     }
 
-    /// The tensors in file order.
-    pub fn tensors(&self) -> impl Iterator<Item = TensorEntry<'_>> {
-        let data = &self.map[8 + self.header_len..];
-        self.entries.iter().map(move |(name, info)| TensorEntry {
-            name,
-            dtype: info.dtype,
-            shape: &info.shape,
-            bytes: &data[info.data_offsets.0..info.data_offsets.1],
-        })
+    /// The tensors in file order (their data's order).
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.entries
     }
 
-    /// Says that a tensor will not be read again soon. The file is held in memory (see the module
-    /// documentation), so this does nothing today; callers keep calling it so that a streaming reader
-    /// can release the tensor's memory.
-    pub fn release(&self, entry: &TensorEntry<'_>) {
-        let _ = entry;
+    /// The tensor called `name`, if the file has it.
+    pub fn info(&self, name: &str) -> Option<&TensorInfo> {
+        self.by_name.get(name).map(|&i| &self.entries[i])
     }
 
-    /// The tensor called `name`.
-    pub fn tensor(&self, name: &str) -> Option<TensorEntry<'_>> {
-        self.tensors().find(|t| t.name == name)
+    /// Reads the tensor called `name` (an error when the file has none).
+    pub fn tensor(&self, name: &str) -> Result<TensorEntry<'_>> {
+        let info = self.info(name).ok_or_else(|| {
+            Error::format(self.path.display().to_string(), format!("no tensor named `{name}`"))
+        })?;
+        self.read(info)
+    }
+
+    /// Reads one tensor's bytes (`info` from [`tensors`](Self::tensors)) into a buffer of its own.
+    pub fn read<'a>(&'a self, info: &'a TensorInfo) -> Result<TensorEntry<'a>> {
+        let len = usize::try_from(info.byte_len).map_err(|_| changed_size(&self.path, self.size))?;
+        let bytes = match &self.source {
+            Source::Memory(all) => {
+                let start = (8 + self.header_len as u64 + info.offset) as usize;
+                Cow::Borrowed(&all[start..start + len])
+            }
+            Source::File(_) => {
+                let mut bytes = try_vec(len, 0u8)?;
+                self.read_data(info.offset, &mut bytes)?;
+                Cow::Owned(bytes)
+            }
+        };
+        Ok(TensorEntry { name: &info.name, dtype: info.dtype, shape: &info.shape, bytes })
+    }
+
+    /// Reads one tensor's bytes in chunks of at most `chunk` bytes (whole elements; 0 means
+    /// [`CHUNK`]), passing each to `f`: memory stays at one chunk whatever the tensor's size.
+    pub fn read_chunks(
+        &self,
+        info: &TensorInfo,
+        chunk: usize,
+        f: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let width = info.dtype.size().max(1);
+        let chunk = (if chunk == 0 { CHUNK } else { chunk }).max(width) / width * width;
+        let mut buf = try_vec(chunk.min(usize::try_from(info.byte_len).unwrap_or(chunk)), 0u8)?;
+        let mut done = 0u64;
+        while done < info.byte_len {
+            let n = (info.byte_len - done).min(buf.len() as u64) as usize;
+            self.read_data(info.offset + done, &mut buf[..n])?;
+            f(&buf[..n])?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads a float tensor's elements as f32 (F64 rounds to nearest), holding no more than the
+    /// result and one chunk; other dtypes are refused.
+    pub fn read_f32(&self, info: &TensorInfo) -> Result<Vec<f32>> {
+        if !info.is_float() {
+            return Err(not_float(&info.name, info.dtype));
+        }
+        let mut out = try_vec(info.len(), 0f32)?;
+        if info.dtype == Dtype::F32 {
+            if let Source::File(_) = self.source {
+                self.read_data(info.offset, bytemuck::cast_slice_mut(&mut out))?;
+                out.iter_mut().for_each(|v| *v = f32::from_bits(u32::from_le(v.to_bits())));
+                return Ok(out);
+            }
+        }
+        let width = info.dtype.size();
+        let mut filled = 0;
+        self.read_chunks(info, CHUNK, &mut |bytes| {
+            let n = bytes.len() / width;
+            convert_f32(info.dtype, bytes, &mut out[filled..filled + n]);
+            filled += n;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Reads `buf.len()` bytes at `offset` from the start of the data section.
+    fn read_data(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.read_at(8 + self.header_len as u64 + offset, buf)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        match &self.source {
+            Source::Memory(all) => {
+                let start = offset as usize;
+                buf.copy_from_slice(&all[start..start + buf.len()]);
+                Ok(())
+            }
+            Source::File(file) => {
+                let now = file.metadata().map_err(|e| Error::io(&self.path, e))?.len();
+                if now != self.size {
+                    return Err(changed_size(&self.path, self.size));
+                }
+                read_exact_at(file, buf, offset).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => changed_size(&self.path, self.size),
+                    _ => Error::io(&self.path, e),
+                })
+            }
+        }
     }
 }
 
-/// Reads the regular file at `path` whole; a file whose size changes while it is read is an error.
-fn read_whole(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::invalid("input", path.display(), "is not a regular file"));
-    }
-    let expected = usize::try_from(meta.len())
-        .map_err(|_| Error::format(path.display().to_string(), "larger than this machine's address space"))?;
-    let mut bytes = try_vec(expected, 0u8)?;
-    let mut filled = 0;
-    while filled < expected {
-        match file.read(&mut bytes[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
+#[cfg(unix)]
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &std::fs::File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io(path, e)),
+            Err(e) => return Err(e),
         }
     }
-    let mut probe = [0u8; 1];
-    let grew = loop {
-        match file.read(&mut probe) {
-            Ok(n) => break n > 0,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io(path, e)),
+    Ok(())
+}
+
+fn not_float(name: &str, dtype: Dtype) -> Error {
+    Error::invalid("dtype", format!("{dtype:?}"), format!("tensor `{name}` is not floating point"))
+}
+
+/// Converts little-endian float elements of `dtype` to f32 (`out.len()` elements).
+fn convert_f32(dtype: Dtype, bytes: &[u8], out: &mut [f32]) {
+    let chunks = bytes.chunks_exact(dtype.size().max(1));
+    match dtype {
+        Dtype::F32 => {
+            out.iter_mut().zip(chunks).for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         }
-    };
-    if filled != expected || grew {
-        return Err(Error::format(
-            path.display().to_string(),
-            format!("the file changed size while it was read ({expected} bytes when opened)"),
-        ));
+        Dtype::F16 => {
+            out.iter_mut().zip(chunks).for_each(|(o, b)| *o = f16::from_le_bytes([b[0], b[1]]).to_f32())
+        }
+        Dtype::BF16 => {
+            out.iter_mut().zip(chunks).for_each(|(o, b)| *o = bf16::from_le_bytes([b[0], b[1]]).to_f32())
+        }
+        _ => out.iter_mut().zip(chunks).for_each(|(o, b)| {
+            *o = f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+        }),
     }
-    Ok(bytes)
 }
 
 impl TensorEntry<'_> {
@@ -176,31 +405,10 @@ impl TensorEntry<'_> {
                 actual: vec![out.len()],
             });
         }
-        let width = self.dtype.size();
-        let chunks = self.bytes.chunks_exact(width);
-        match self.dtype {
-            Dtype::F32 => out
-                .iter_mut()
-                .zip(chunks)
-                .for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            Dtype::F16 => {
-                out.iter_mut().zip(chunks).for_each(|(o, b)| *o = f16::from_le_bytes([b[0], b[1]]).to_f32())
-            }
-            Dtype::BF16 => {
-                out.iter_mut().zip(chunks).for_each(|(o, b)| *o = bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            }
-            Dtype::F64 => out
-                .iter_mut()
-                .zip(chunks)
-                .for_each(|(o, b)| *o = f64::from_le_bytes(b.try_into().expect("chunks_exact(8)")) as f32),
-            other => {
-                return Err(Error::invalid(
-                    "dtype",
-                    format!("{other:?}"),
-                    format!("tensor `{}` is not floating point", self.name),
-                ))
-            }
+        if !self.is_float() {
+            return Err(not_float(self.name, self.dtype));
         }
+        convert_f32(self.dtype, &self.bytes, out);
         Ok(())
     }
 }

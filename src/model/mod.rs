@@ -1,7 +1,9 @@
-//! Model files: safetensors in (read and checked) and out (through the one safe-write path of
-//! [`write`]), and the compressed-file convention.
+//! Model files: safetensors files and model folders in (read and checked, tensor by tensor: [`Model`],
+//! [`ModelFile`]) and out (through the one safe-write path of [`write`]: [`ModelWriter`],
+//! [`SafetensorsWriter`]), and the compressed-file convention.
 
 mod compress;
+mod dir;
 mod file;
 mod inspect;
 mod write;
@@ -10,11 +12,12 @@ pub use compress::{
     compress, decompress, decompress_tensors, metadata_key, Calibrate, CompressOptions, CompressReport,
     Grouping, Method, Pruning, Target, TensorReport,
 };
-pub use file::{ModelFile, TensorEntry};
+pub use dir::{Model, ModelWriter, CONFIG_FILE, INDEX_FILE, SINGLE_FILE};
+pub use file::{ModelFile, TensorEntry, TensorInfo, CHUNK};
 pub use inspect::{inspect, summarize, TensorSummary};
 pub use write::{
-    check_distinct, close_staging, write_file, write_safetensors, Destination, OutTensor, StagedFile,
-    StagingClosed,
+    check_distinct, close_staging, write_file, write_safetensors, Destination, OutTensor, SafetensorsWriter,
+    StagedDir, StagedFile, StagingClosed,
 };
 
 /// Maps a safetensors dtype to greenai's, where greenai has one.

@@ -20,7 +20,7 @@ use safetensors::Dtype;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -182,7 +182,7 @@ impl StagingClosed {
     }
 }
 
-/// Removes every temporary file of this process that is not yet committed, and stops staging until
+/// Removes every temporary file and folder ([`StagedDir`]) of this process that is not yet committed, and stops staging until
 /// the returned value is dropped: what a program does on SIGINT or SIGTERM before it exits, so that a
 /// stopped run leaves nothing behind (a commit already under way finishes first: its destination is
 /// then whole). Safe to call from any thread; not from a signal handler (it takes a lock).
@@ -190,7 +190,9 @@ pub fn close_staging() -> StagingClosed {
     let mut live = live();
     let mut removed = 0;
     for path in live.drain(..) {
-        if std::fs::remove_file(&path).is_ok() {
+        let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        let gone = if is_dir { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        if gone.is_ok() {
             removed += 1;
         }
     }
@@ -203,6 +205,8 @@ pub struct StagedFile {
     /// `None` only once committed or removed.
     file: Option<BufWriter<tempfile::NamedTempFile>>,
     destination: Destination,
+    /// Bytes written or skipped so far: the file's length once committed.
+    len: u64,
 }
 
 impl Drop for StagedFile {
@@ -240,7 +244,7 @@ impl StagedFile {
         // Held until the file is closed: tells a later run's cleaning that this file is alive. Where the
         // file system has no locks, nobody can take one, so nothing is cleaned: not an error.
         let _ = tmp.as_file().try_lock();
-        Ok(StagedFile { file: Some(BufWriter::with_capacity(1 << 20, tmp)), destination })
+        Ok(StagedFile { file: Some(BufWriter::with_capacity(1 << 20, tmp)), destination, len: 0 })
     }
 
     fn writer(&mut self) -> &mut BufWriter<tempfile::NamedTempFile> {
@@ -255,7 +259,44 @@ impl StagedFile {
     /// Writes `bytes` (an error names the destination).
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         let path = self.destination.path.clone();
-        self.writer().write_all(bytes).map_err(|e| Error::io(&path, e))
+        self.writer().write_all(bytes).map_err(|e| Error::io(&path, e))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes `bytes`, leaving a hole instead where they are a run of zeros of at least 64 KiB (the
+    /// file reads the same; a sparse input stays sparse, as `cp --sparse=auto` does).
+    pub fn write_sparse(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.len() < 1 << 16 || !all_zero(bytes) {
+            return self.write_all(bytes);
+        }
+        let path = self.destination.path.clone();
+        let skip =
+            i64::try_from(bytes.len()).map_err(|_| Error::invalid("write", bytes.len(), "too long"))?;
+        self.writer().seek(std::io::SeekFrom::Current(skip)).map_err(|e| Error::io(&path, e))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Copies everything `reader` yields into the file.
+    pub fn copy_from(&mut self, reader: &mut dyn std::io::Read) -> Result<()> {
+        let path = self.destination.path.clone();
+        let n = std::io::copy(reader, self.writer()).map_err(|e| Error::io(&path, e))?;
+        self.len += n;
+        Ok(())
+    }
+
+    /// Flushes what was written and returns the temporary file for positioned reads.
+    fn flushed(&mut self) -> Result<&File> {
+        let (path, len) = (self.destination.path.clone(), self.len);
+        let writer = self.writer();
+        writer.flush().map_err(|e| Error::io(&path, e))?;
+        let file = writer.get_ref().as_file();
+        // A trailing hole: the length the skipped zeros give.
+        if file.metadata().map_err(|e| Error::io(&path, e))?.len() != len {
+            file.set_len(len).map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(file)
     }
 
     /// Flushes and fsyncs the file, renames it over the destination (refused if the destination became
@@ -263,8 +304,7 @@ impl StagedFile {
     pub fn commit(mut self) -> Result<()> {
         let path = self.destination.path.clone();
         let io = |e| Error::io(&path, e);
-        self.writer().flush().map_err(io)?;
-        self.writer().get_ref().as_file().sync_all().map_err(io)?;
+        self.flushed()?.sync_all().map_err(io)?;
         Destination::check(&path)?;
         let mut live = live();
         let file = self.file.take().expect("a staged file holds its file until commit or drop");
@@ -324,9 +364,27 @@ fn dtype_name(dtype: Dtype) -> Result<&'static str> {
     })
 }
 
-/// The safetensors header for `tensors` (data in this order) and `metadata` (keys sorted), padded
-/// with spaces to a multiple of 8 bytes: the same input always gives the same bytes.
-fn header(tensors: &[&(String, OutTensor<'_>)], metadata: &HashMap<String, String>) -> Result<Vec<u8>> {
+/// Whether every byte is zero.
+fn all_zero(bytes: &[u8]) -> bool {
+    let (head, words, tail) = bytemuck::pod_align_to::<u8, u64>(bytes);
+    head.iter().all(|&b| b == 0)
+        && words.iter().fold(0, |acc, &w| acc | w) == 0
+        && tail.iter().all(|&b| b == 0)
+}
+
+/// One tensor of a [`SafetensorsWriter`], its bytes in the spool.
+struct Spooled {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    /// Where its bytes start in the spool.
+    offset: u64,
+    len: u64,
+}
+
+/// The safetensors header for `tensors` (data in this order, back to back) and `metadata` (keys
+/// sorted), padded with spaces to a multiple of 8 bytes: the same input always gives the same bytes.
+fn header(tensors: &[&Spooled], metadata: &HashMap<String, String>) -> Result<Vec<u8>> {
     let mut h = String::from("{");
     if !metadata.is_empty() {
         h.push_str("\"__metadata__\":{");
@@ -341,14 +399,14 @@ fn header(tensors: &[&(String, OutTensor<'_>)], metadata: &HashMap<String, Strin
         }
         h.push('}');
     }
-    let mut offset = 0usize;
-    for (i, (name, t)) in tensors.iter().enumerate() {
+    let mut offset = 0u64;
+    for (i, t) in tensors.iter().enumerate() {
         if i > 0 || !metadata.is_empty() {
             h.push(',');
         }
-        json_string(&mut h, name);
+        json_string(&mut h, &t.name);
         let shape = t.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
-        let end = offset + t.bytes.len();
+        let end = offset + t.len;
         h.push_str(&format!(
             ":{{\"dtype\":\"{}\",\"shape\":[{shape}],\"data_offsets\":[{offset},{end}]}}",
             dtype_name(t.dtype)?
@@ -361,38 +419,252 @@ fn header(tensors: &[&(String, OutTensor<'_>)], metadata: &HashMap<String, Strin
     Ok(bytes)
 }
 
-/// Writes `tensors` and `metadata` as a safetensors file at `path` through a [`StagedFile`]: the file
-/// appears whole or not at all, and identical arguments give identical bytes.
+/// Writes a safetensors file tensor by tensor, in bounded memory.
+///
+/// A safetensors file starts with a header that gives every tensor's offset, so nothing can be
+/// written at the destination before the last tensor is known. The writer stages the data section
+/// instead: each tensor's bytes go, as they come, to a spool (a [`StagedFile`] beside the destination);
+/// [`finish`](Self::finish) then writes the header and copies the tensors from the spool into a
+/// second staged file, widest elements first and then by name (so that every tensor is aligned to
+/// its element size and the bytes do not depend on the order of the calls), and commits it. Memory
+/// is one copy buffer whatever the size; the cost is that the data is written twice. Runs of zeros
+/// are left as holes in both (see [`StagedFile::write_sparse`]). Dropped unfinished, it leaves nothing.
+pub struct SafetensorsWriter {
+    destination: Destination,
+    spool: StagedFile,
+    tensors: Vec<Spooled>,
+    names: std::collections::HashSet<String>,
+}
+
+impl SafetensorsWriter {
+    /// Starts a file at `path` (checked as a [`Destination`]; nothing appears there until
+    /// [`finish`](Self::finish)).
+    pub fn create(path: &Path) -> Result<Self> {
+        let destination = Destination::check(path)?;
+        let spool = StagedFile::create(&destination)?;
+        Ok(SafetensorsWriter { destination, spool, tensors: Vec::new(), names: Default::default() })
+    }
+
+    /// Adds a tensor whose bytes are in memory.
+    pub fn add(&mut self, name: &str, tensor: &OutTensor<'_>) -> Result<()> {
+        self.add_chunks(name, tensor.dtype, &tensor.shape, &mut |sink| sink(&tensor.bytes))
+    }
+
+    /// Adds a tensor whose bytes `fill` passes, in pieces of any size, to the sink it is given (for
+    /// example a [`ModelFile::read_chunks`](super::ModelFile::read_chunks) of an input tensor): the
+    /// tensor is never whole in memory. The pieces must add up to the shape's size.
+    #[allow(clippy::type_complexity)]
+    pub fn add_chunks(
+        &mut self,
+        name: &str,
+        dtype: Dtype,
+        shape: &[usize],
+        fill: &mut dyn FnMut(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+    ) -> Result<()> {
+        dtype_name(dtype)?;
+        let expected = shape.iter().try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64));
+        if !self.names.insert(name.to_string()) {
+            return Err(Error::invalid("tensor", name, "two tensors have this name"));
+        }
+        let offset = self.spool.len;
+        fill(&mut |bytes| self.spool.write_sparse(bytes))?;
+        let len = self.spool.len - offset;
+        if expected != Some(len) {
+            return Err(Error::invalid(
+                "tensor",
+                name,
+                format!("{len} bytes do not match shape {shape:?} of {dtype:?}"),
+            ));
+        }
+        self.tensors.push(Spooled { name: name.to_string(), dtype, shape: shape.to_vec(), offset, len });
+        Ok(())
+    }
+
+    /// Bytes of tensor data added so far.
+    pub fn data_len(&self) -> u64 {
+        self.spool.len
+    }
+
+    /// The names of the tensors added so far, in the order they were added.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.iter().map(|t| t.name.as_str())
+    }
+
+    /// Writes the header with `metadata` and the tensors to the destination, atomically.
+    pub fn finish(mut self, metadata: &HashMap<String, String>) -> Result<()> {
+        let mut order: Vec<&Spooled> = self.tensors.iter().collect();
+        order.sort_by(|a, b| b.dtype.size().cmp(&a.dtype.size()).then_with(|| a.name.cmp(&b.name)));
+        let header = header(&order, metadata)?;
+        let mut out = StagedFile::create(&self.destination)?;
+        out.write_all(&(header.len() as u64).to_le_bytes())?;
+        out.write_all(&header)?;
+        let spool_path = self.spool.temporary_path().to_path_buf();
+        let spool = self.spool.flushed()?;
+        let mut buf = vec![0u8; 1 << 20];
+        for t in &order {
+            let mut done = 0;
+            while done < t.len {
+                let n = (t.len - done).min(buf.len() as u64) as usize;
+                read_exact_at(spool, &mut buf[..n], t.offset + done)
+                    .map_err(|e| Error::io(&spool_path, e))?;
+                out.write_sparse(&buf[..n])?;
+                done += n as u64;
+            }
+        }
+        out.commit()
+    }
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(mut file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::io::Read;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    file.read_exact(buf)
+}
+
+/// Writes `tensors` and `metadata` as a safetensors file at `path` through a [`SafetensorsWriter`]:
+/// the file appears whole or not at all, and identical arguments give identical bytes.
 pub fn write_safetensors(
     path: &Path,
     tensors: &[(String, OutTensor<'_>)],
     metadata: &HashMap<String, String>,
 ) -> Result<()> {
-    let mut names = std::collections::HashSet::new();
+    let mut writer = SafetensorsWriter::create(path)?;
     for (name, t) in tensors {
-        let expected = t.shape.iter().try_fold(t.dtype.size(), |acc, &d| acc.checked_mul(d));
-        if expected != Some(t.bytes.len()) {
-            return Err(Error::invalid(
-                "tensor",
-                name,
-                format!("{} bytes do not match shape {:?} of {:?}", t.bytes.len(), t.shape, t.dtype),
-            ));
-        }
-        if !names.insert(name.as_str()) {
-            return Err(Error::invalid("tensor", name, "two tensors have this name"));
+        writer.add(name, t)?;
+    }
+    writer.finish(metadata)
+}
+
+/// A temporary folder beside its destination, renamed to it by [`StagedDir::commit`] and removed
+/// (with everything in it) when dropped uncommitted or by [`close_staging`].
+///
+/// The destination must not exist: a folder is written whole, never merged into another. The
+/// temporary is named `.NAME.greenai-XXXXXX.tmp` and locked while it lives, so that a later run
+/// removes what a killed run left (as for [`StagedFile`]). Files go in through [`StagedFile`]s at
+/// paths under [`path`](Self::path), subfolders through [`create_dir`](Self::create_dir).
+pub struct StagedDir {
+    /// `None` only once committed or removed.
+    dir: Option<tempfile::TempDir>,
+    destination: PathBuf,
+    parent: PathBuf,
+    _lock: Option<File>,
+}
+
+impl Drop for StagedDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let mut live = live();
+            let path = dir.path().to_path_buf();
+            drop(dir);
+            live.retain(|p| *p != path);
         }
     }
-    // Widest elements first, then by name (the order the safetensors crate writes): every tensor's data
-    // is aligned to its element size, and the order does not depend on the caller's.
-    let mut tensors: Vec<&(String, OutTensor<'_>)> = tensors.iter().collect();
-    tensors.sort_by(|(a, x), (b, y)| y.dtype.size().cmp(&x.dtype.size()).then_with(|| a.cmp(b)));
-    let header = header(&tensors, metadata)?;
-    let destination = Destination::check(path)?;
-    let mut staged = StagedFile::create(&destination)?;
-    staged.write_all(&(header.len() as u64).to_le_bytes())?;
-    staged.write_all(&header)?;
-    for (_, t) in &tensors {
-        staged.write_all(&t.bytes)?;
+}
+
+/// Refuses an existing `path`, or one whose folder is missing; returns that folder.
+fn check_new_dir(path: &Path) -> Result<PathBuf> {
+    path.file_name().ok_or_else(|| refuse(path, "names no folder"))?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match std::fs::metadata(parent) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(refuse(path, "its parent is not a folder")),
+        Err(e) => return Err(Error::io(path, e)),
     }
-    staged.commit()
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Err(refuse(path, "exists: a model folder is written whole, never into or over another (remove it or choose a new path)")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(parent.to_path_buf()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+impl StagedDir {
+    /// Checks `destination` (absent, its folder present) and creates the temporary folder beside it.
+    pub fn create(destination: &Path) -> Result<Self> {
+        let parent = check_new_dir(destination)?;
+        let name = destination.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let prefix = staging_prefix(&name);
+        remove_leftover_dirs(&parent, &prefix);
+        let mut live = live();
+        let dir = tempfile::Builder::new()
+            .prefix(&prefix)
+            .suffix(".tmp")
+            .rand_bytes(12)
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io(destination, e))?;
+        live.push(dir.path().to_path_buf());
+        drop(live);
+        // Held until dropped: tells a later run's cleaning that this folder is alive (Linux's flock
+        // locks folders too; where it cannot, nothing is cleaned).
+        let lock = File::open(dir.path()).ok().filter(|f| f.try_lock().is_ok());
+        Ok(StagedDir { dir: Some(dir), destination: destination.to_path_buf(), parent, _lock: lock })
+    }
+
+    /// The temporary folder, where the files go.
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().expect("a staged folder holds its folder until commit or drop").path()
+    }
+
+    /// The destination as given.
+    pub fn destination(&self) -> &Path {
+        &self.destination
+    }
+
+    /// Creates the subfolder `relative` (and its parents) in the temporary folder.
+    pub fn create_dir(&self, relative: &Path) -> Result<()> {
+        let path = self.path().join(relative);
+        // Under the register's lock, so that a folder never appears after `close_staging` emptied it.
+        let _live = live();
+        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Renames the temporary folder to the destination (refused if the destination appeared
+    /// meanwhile) and fsyncs the parent folder.
+    pub fn commit(mut self) -> Result<()> {
+        let path = self.path().to_path_buf();
+        if let Ok(dir) = File::open(&path) {
+            let _ = dir.sync_all();
+        }
+        check_new_dir(&self.destination)?;
+        let mut live = live();
+        let dir = self.dir.take().expect("a staged folder holds its folder until commit or drop");
+        let kept = dir.keep();
+        live.retain(|p| *p != path);
+        let renamed = std::fs::rename(&kept, &self.destination);
+        if renamed.is_err() {
+            let _ = std::fs::remove_dir_all(&kept);
+        }
+        drop(live);
+        renamed.map_err(|e| Error::io(&self.destination, e))?;
+        if let Ok(dir) = File::open(&self.parent) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
+/// Removes the temporary folders named `PREFIX*.tmp` in `parent` that no live process holds (see
+/// [`remove_leftovers`]).
+fn remove_leftover_dirs(parent: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        if !file_name.starts_with(prefix) || !file_name.ends_with(".tmp") {
+            continue;
+        }
+        let path = entry.path();
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let Ok(dir) = File::open(&path) else { continue };
+        if dir.try_lock().is_ok() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }

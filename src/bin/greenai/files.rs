@@ -3,7 +3,7 @@
 use crate::printable;
 use greenai::kernels::ggml::GgmlType;
 use greenai::model::{
-    self, Calibrate, CompressOptions, CompressReport, Destination, Grouping, Method, ModelFile, Pruning,
+    self, Calibrate, CompressOptions, CompressReport, Destination, Grouping, Method, Model, Pruning,
     StagedFile, Target, TensorSummary,
 };
 use greenai::{Error, Result};
@@ -14,7 +14,8 @@ use std::path::PathBuf;
 /// Arguments of `greenai inspect`.
 #[derive(clap::Args)]
 pub struct InspectArgs {
-    /// A safetensors file.
+    /// A safetensors file, or a model folder (config.json with model.safetensors, or shards and
+    /// model.safetensors.index.json).
     file: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -24,9 +25,10 @@ pub struct InspectArgs {
 /// Arguments of `greenai compress`.
 #[derive(clap::Args)]
 pub struct CompressArgs {
-    /// The safetensors file to compress.
+    /// The safetensors file or model folder to compress.
     file: PathBuf,
-    /// Where to write the compressed file (replaced whole, through a temporary file beside it).
+    /// Where to write the compressed file (replaced whole, through a temporary file beside it), or for
+    /// a folder the new folder (which must not exist; written whole through a temporary folder beside it).
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
     /// Target type of float weights: int8, uint8, int4, fp16, bf16, none (prune only), or a ggml block
@@ -61,19 +63,22 @@ pub struct CompressArgs {
 /// Arguments of `greenai decompress`.
 #[derive(clap::Args)]
 pub struct DecompressArgs {
-    /// A file written by `greenai compress`.
+    /// A file or folder written by `greenai compress`.
     file: PathBuf,
-    /// Where to write the plain float safetensors file (replaced whole, through a temporary file beside it).
+    /// Where to write the plain float safetensors file (replaced whole, through a temporary file beside
+    /// it), or for a folder the new folder (which must not exist).
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
 }
 
-fn progress_bar(total: usize, what: &str) -> ProgressBar {
+/// A bar over the bytes of every tensor of the model, all shards together, with the rate.
+fn progress_bar(total: u64, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(total as u64);
-    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} tensors ({elapsed})") {
+    let bar = ProgressBar::new(total);
+    let template = "{msg} [{bar:40}] {bytes}/{total_bytes} ({binary_bytes_per_sec}, {elapsed})";
+    if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(what.to_string());
@@ -86,8 +91,10 @@ fn fmt_opt(v: Option<f64>) -> String {
 
 /// Runs `greenai inspect`.
 pub fn inspect(args: &InspectArgs) -> Result<()> {
-    let file = ModelFile::open(&args.file)?;
-    let rows = model::inspect(&file)?;
+    let file = Model::open(&args.file)?;
+    let bar = progress_bar(file.data_bytes(), "reading");
+    let rows = model::inspect(&file, &mut |done, _| bar.set_position(done))?;
+    bar.finish_and_clear();
     if args.json {
         return print_json(&rows);
     }
@@ -95,11 +102,22 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
     print_summary(&mut out, &file, &rows).and_then(|()| out.flush()).map_err(crate::stdout_error)
 }
 
-fn print_summary(out: &mut impl Write, file: &ModelFile, rows: &[TensorSummary]) -> std::io::Result<()> {
+fn print_summary(out: &mut impl Write, file: &Model, rows: &[TensorSummary]) -> std::io::Result<()> {
     let names: Vec<_> = rows.iter().map(|r| printable(&r.name)).collect();
     let w = names.iter().map(|n| n.chars().count()).max().unwrap_or(4).max(4);
     let path = file.path().display().to_string();
-    writeln!(out, "{}: {} tensors, header {} bytes", printable(&path), rows.len(), file.header_len())?;
+    let header: usize = file.shards().iter().map(|s| s.header_len()).sum();
+    if file.is_dir() {
+        writeln!(
+            out,
+            "{}: {} tensors in {} safetensors file(s), headers {header} bytes",
+            printable(&path),
+            rows.len(),
+            file.shards().len()
+        )?;
+    } else {
+        writeln!(out, "{}: {} tensors, header {header} bytes", printable(&path), rows.len())?;
+    }
     writeln!(
         out,
         "{:<w$}  {:<5} {:<18} {:>12} {:>12} {:>11} {:>11} {:>8}",
@@ -214,7 +232,10 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
     // Every path is checked before any work: the output and the report are replaceable, distinct from
     // each other and from the input, and the report's temporary file exists before the output is
     // replaced (so a report in a missing or unwritable folder fails first).
-    Destination::check(&args.output)?;
+    let input_is_dir = std::fs::metadata(&args.file).is_ok_and(|m| m.is_dir());
+    if !input_is_dir {
+        Destination::check(&args.output)?;
+    }
     let mut paths = vec![("input", args.file.as_path()), ("output", args.output.as_path())];
     if let Some(report) = &args.report {
         paths.push(("--report", report.as_path()));
@@ -222,16 +243,16 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
     model::check_distinct(&paths)?;
     let staged_report =
         args.report.as_deref().map(|p| StagedFile::create(&Destination::check(p)?)).transpose()?;
-    let file = ModelFile::open(&args.file)?;
+    let file = Model::open(&args.file)?;
     if let Some(re) = &skip {
-        if !file.tensors().any(|t| re.is_match(t.name)) {
-            return Err(Error::invalid("--skip", re.as_str(), "matches no tensor name in the file"));
+        if !file.tensors().any(|t| re.is_match(&t.name)) {
+            return Err(Error::invalid("--skip", re.as_str(), "matches no tensor name in the model"));
         }
     }
-    let bar = progress_bar(file.len(), "compressing");
+    let bar = progress_bar(file.data_bytes(), "compressing");
     let keep = |name: &str| skip.as_ref().is_none_or(|re| !re.is_match(name));
     let report =
-        model::compress(&file, &args.output, &options, &keep, &mut |done, _| bar.set_position(done as u64))?;
+        model::compress(&file, &args.output, &options, &keep, &mut |done, _| bar.set_position(done))?;
     bar.finish_and_clear();
     // The report file is written before the table is printed: a closed or full standard output must
     // not lose it.
@@ -282,11 +303,13 @@ fn print_report(out: &mut impl Write, report: &CompressReport) -> std::io::Resul
 
 /// Runs `greenai decompress`.
 pub fn decompress(args: &DecompressArgs) -> Result<()> {
-    Destination::check(&args.output)?;
+    if !std::fs::metadata(&args.file).is_ok_and(|m| m.is_dir()) {
+        Destination::check(&args.output)?;
+    }
     model::check_distinct(&[("input", args.file.as_path()), ("output", args.output.as_path())])?;
-    let file = ModelFile::open(&args.file)?;
-    let bar = progress_bar(file.len(), "decompressing");
-    model::decompress(&file, &args.output, &mut |done, _| bar.set_position(done as u64))?;
+    let file = Model::open(&args.file)?;
+    let bar = progress_bar(file.data_bytes(), "decompressing");
+    model::decompress(&file, &args.output, &mut |done, _| bar.set_position(done))?;
     bar.finish_and_clear();
     let mut out = crate::stdout();
     writeln!(out, "wrote {}", printable(&args.output.display().to_string()))
