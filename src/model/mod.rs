@@ -2,6 +2,8 @@
 //! [`write`]), and the compressed-file convention.
 
 mod compress;
+#[cfg(feature = "serde")]
+pub mod compressed_tensors;
 mod file;
 mod inspect;
 mod write;
