@@ -88,10 +88,28 @@ fn tiny_llama(dir: &Path) {
     std::fs::write(dir.join("tokenizer_config.json"), "{}").unwrap();
 }
 
-fn run_and_check(model: &Path, tmp: &Path, tag: &str, scheme: &str, group_size: usize, symmetric: bool) -> PathBuf {
+fn run_and_check(
+    model: &Path,
+    tmp: &Path,
+    tag: &str,
+    scheme: &str,
+    group_size: usize,
+    symmetric: bool,
+) -> PathBuf {
     let out = tmp.join(format!("{tag}-{scheme}-{group_size}-{symmetric}"));
     let gs = group_size.to_string();
-    let mut args = vec!["compress", s(model), "--format", "compressed-tensors", "--scheme", scheme, "--group-size", &gs, "-o", s(&out)];
+    let mut args = vec![
+        "compress",
+        s(model),
+        "--format",
+        "compressed-tensors",
+        "--scheme",
+        scheme,
+        "--group-size",
+        &gs,
+        "-o",
+        s(&out),
+    ];
     if !symmetric {
         args.push("--asymmetric");
     }
@@ -117,8 +135,10 @@ fn tiny_llama_every_scheme_checked_by_the_reader() {
     let dense = tmp.path().join("dense");
     let (ok, _, stderr) = greenai(&["decompress", s(&out), "-o", s(&dense)]);
     assert!(ok, "{stderr}");
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dense.join("config.json")).unwrap()).unwrap();
-    let original: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dense.join("config.json")).unwrap()).unwrap();
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
     assert_eq!(config, original);
     let a = greenai::model::ModelFile::open(model.join("model.safetensors")).unwrap();
     let b = greenai::model::ModelFile::open(dense.join("model.safetensors")).unwrap();
@@ -159,7 +179,8 @@ fn a_directory_written_by_the_reference_writer_decompresses() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("2 modules"), "{stdout}");
     reader(&["compare", s(&dense.join("model.safetensors")), s(&expected)]);
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dense.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dense.join("config.json")).unwrap()).unwrap();
     assert!(config.get("quantization_config").is_none() && config["hidden_size"] == 12);
     assert!(dense.join("tokenizer.json").exists());
 }
@@ -170,7 +191,11 @@ fn assert_refused(args: &[&str], out: &Path, needle: &str) {
     assert!(stderr.contains(needle), "{args:?}: {stderr}");
     assert!(!out.exists(), "{args:?} wrote {}", out.display());
     let parent = out.parent().unwrap();
-    let leftovers: Vec<_> = std::fs::read_dir(parent).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".greenai-")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(parent)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".greenai-"))
+        .collect();
     assert!(leftovers.is_empty(), "temporaries left: {leftovers:?}");
     let status = Command::new(env!("CARGO_BIN_EXE_greenai")).args(args).status().unwrap();
     assert_eq!(status.code(), Some(1));
@@ -185,12 +210,25 @@ fn bad_input_is_refused_clearly_and_writes_nothing() {
     let o = s(&out);
 
     // unknown scheme, an option of the other format, a group size that does not divide
-    assert_refused(&["compress", s(&model), "--format", "compressed-tensors", "--scheme", "w3a5", "-o", o], &out, "expected w8a8, w4a16 or w8a16");
-    assert_refused(&["compress", s(&model), "--format", "compressed-tensors", "--prune", "0.5", "-o", o], &out, "does not apply");
-    assert_refused(&["compress", s(&model), "--format", "compressed-tensors", "--group-size", "48", "-o", o], &out, "not a multiple of the group size");
+    assert_refused(
+        &["compress", s(&model), "--format", "compressed-tensors", "--scheme", "w3a5", "-o", o],
+        &out,
+        "expected w8a8, w4a16 or w8a16",
+    );
+    assert_refused(
+        &["compress", s(&model), "--format", "compressed-tensors", "--prune", "0.5", "-o", o],
+        &out,
+        "does not apply",
+    );
+    assert_refused(
+        &["compress", s(&model), "--format", "compressed-tensors", "--group-size", "48", "-o", o],
+        &out,
+        "not a multiple of the group size",
+    );
     // an existing output is not replaced
     std::fs::create_dir(&out).unwrap();
-    let (ok, _, stderr) = greenai(&["compress", s(&model), "--format", "compressed-tensors", "-o", o]);
+    let (ok, _, stderr) =
+        greenai(&["compress", s(&model), "--format", "compressed-tensors", "--group-size", "32", "-o", o]);
     assert!(!ok && stderr.contains("already exists"), "{stderr}");
     std::fs::remove_dir(&out).unwrap();
 
@@ -199,16 +237,34 @@ fn bad_input_is_refused_clearly_and_writes_nothing() {
     std::fs::create_dir(&broken).unwrap();
     std::fs::copy(model.join("model.safetensors"), broken.join("model.safetensors")).unwrap();
     std::fs::write(broken.join("config.json"), "{\"model_type\": \"llama\",").unwrap();
-    assert_refused(&["compress", s(&broken), "--format", "compressed-tensors", "-o", o], &out, "not valid JSON");
+    assert_refused(
+        &["compress", s(&broken), "--format", "compressed-tensors", "--group-size", "32", "-o", o],
+        &out,
+        "not valid JSON",
+    );
 
     // a packed tensor of the wrong size
     let written = tmp.path().join("w4");
-    let (ok, _, stderr) = greenai(&["compress", s(&model), "--format", "compressed-tensors", "--group-size", "32", "-o", s(&written)]);
+    let (ok, _, stderr) = greenai(&[
+        "compress",
+        s(&model),
+        "--format",
+        "compressed-tensors",
+        "--group-size",
+        "32",
+        "-o",
+        s(&written),
+    ]);
     assert!(ok, "{stderr}");
     let file = greenai::model::ModelFile::open(written.join("model.safetensors")).unwrap();
     let mut tensors: Vec<(String, OutTensor)> = file
         .tensors()
-        .map(|t| (t.name.to_string(), OutTensor { dtype: t.dtype, shape: t.shape.to_vec(), bytes: Cow::Owned(t.bytes.to_vec()) }))
+        .map(|t| {
+            (
+                t.name.to_string(),
+                OutTensor { dtype: t.dtype, shape: t.shape.to_vec(), bytes: Cow::Owned(t.bytes.to_vec()) },
+            )
+        })
         .collect();
     let packed = tensors.iter_mut().find(|(n, _)| n == "model.layers.0.mlp.up_proj.weight_packed").unwrap();
     let cols = packed.1.shape[1];
@@ -225,7 +281,11 @@ fn bad_input_is_refused_clearly_and_writes_nothing() {
     assert_refused(&["decompress", s(&bad), "-o", o], &out, "weight_packed has shape");
 
     // an unknown or float compression format in the config
-    for (format, needle) in [("nvfp4-pack-quantized", "not supported"), ("float-quantized", "not supported"), ("sparse-magic", "not supported")] {
+    for (format, needle) in [
+        ("nvfp4-pack-quantized", "not supported"),
+        ("float-quantized", "not supported"),
+        ("sparse-magic", "not supported"),
+    ] {
         let text = std::fs::read_to_string(written.join("config.json")).unwrap();
         let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
         config["quantization_config"]["format"] = format.into();

@@ -259,7 +259,14 @@ fn groups_of(name: &str, cols: usize, strategy: Strategy) -> Result<(usize, usiz
 
 /// Round-to-nearest quantization of one weight, exactly as compressed-tensors computes it for `scheme`
 /// in the model dtype `dtype` (the values must be representable in it, as they are when read from it).
-fn rtn_levels(name: &str, w: &[f32], rows: usize, cols: usize, dtype: Dtype, scheme: &CtScheme) -> Result<Levels> {
+fn rtn_levels(
+    name: &str,
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    dtype: Dtype,
+    scheme: &CtScheme,
+) -> Result<Levels> {
     let (groups, gs) = groups_of(name, cols, scheme.strategy)?;
     let (qmin, qmax) = scheme.qrange();
     let rd = |x: f32| round_to(dtype, x);
@@ -292,33 +299,59 @@ fn rtn_levels(name: &str, w: &[f32], rows: usize, cols: usize, dtype: Dtype, sch
     Ok(Levels { q, scales, zeros, groups, g_idx: None })
 }
 
-fn encode(module: &str, rows: usize, cols: usize, dtype: Dtype, scheme: &CtScheme, lv: Levels) -> Vec<(String, OutTensor<'static>)> {
+fn encode(
+    module: &str,
+    rows: usize,
+    cols: usize,
+    dtype: Dtype,
+    scheme: &CtScheme,
+    lv: Levels,
+) -> Vec<(String, OutTensor<'static>)> {
     let bits = scheme.scheme.bits();
     let mut out = Vec::with_capacity(5);
     let scale_shape = vec![rows, lv.groups];
     match scheme.scheme {
         Scheme::W8A8 => {
-            out.push((format!("{module}.weight"), tensor(Dtype::I8, vec![rows, cols], lv.q.iter().map(|&v| v as u8).collect())));
+            out.push((
+                format!("{module}.weight"),
+                tensor(Dtype::I8, vec![rows, cols], lv.q.iter().map(|&v| v as u8).collect()),
+            ));
             if let Some(z) = &lv.zeros {
-                out.push((format!("{module}.weight_zero_point"), tensor(Dtype::I8, scale_shape.clone(), z.iter().map(|&v| v as u8).collect())));
+                out.push((
+                    format!("{module}.weight_zero_point"),
+                    tensor(Dtype::I8, scale_shape.clone(), z.iter().map(|&v| v as u8).collect()),
+                ));
             }
         }
         Scheme::W4A16 | Scheme::W8A16 => {
             let packed = pack_int32(&lv.q, rows, cols, bits);
             let words = (cols * bits as usize).div_ceil(32);
-            out.push((format!("{module}.weight_packed"), tensor(Dtype::I32, vec![rows, words], packed.iter().flat_map(|w| w.to_le_bytes()).collect())));
+            out.push((
+                format!("{module}.weight_packed"),
+                tensor(Dtype::I32, vec![rows, words], packed.iter().flat_map(|w| w.to_le_bytes()).collect()),
+            ));
             let shape_bytes = [rows as i64, cols as i64].iter().flat_map(|d| d.to_le_bytes()).collect();
             out.push((format!("{module}.weight_shape"), tensor(Dtype::I64, vec![2], shape_bytes)));
             if let Some(z) = &lv.zeros {
                 let packed = pack_int32_dim0(z, rows, lv.groups, bits);
                 let zrows = (rows * bits as usize).div_ceil(32);
-                out.push((format!("{module}.weight_zero_point"), tensor(Dtype::I32, vec![zrows, lv.groups], packed.iter().flat_map(|w| w.to_le_bytes()).collect())));
+                out.push((
+                    format!("{module}.weight_zero_point"),
+                    tensor(
+                        Dtype::I32,
+                        vec![zrows, lv.groups],
+                        packed.iter().flat_map(|w| w.to_le_bytes()).collect(),
+                    ),
+                ));
             }
         }
     }
     out.push((format!("{module}.weight_scale"), tensor(dtype, scale_shape, float_bytes(dtype, &lv.scales))));
     if let Some(g) = &lv.g_idx {
-        out.push((format!("{module}.weight_g_idx"), tensor(Dtype::I32, vec![cols], g.iter().flat_map(|v| v.to_le_bytes()).collect())));
+        out.push((
+            format!("{module}.weight_g_idx"),
+            tensor(Dtype::I32, vec![cols], g.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ));
     }
     out
 }
@@ -331,7 +364,11 @@ fn module_of(weight_name: &str) -> Result<&str> {
 
 fn check_values(name: &str, w: &[f32], rows: usize, cols: usize) -> Result<()> {
     if rows.checked_mul(cols) != Some(w.len()) {
-        return Err(Error::ShapeMismatch { context: "compressed-tensors weight", expected: vec![rows, cols], actual: vec![w.len()] });
+        return Err(Error::ShapeMismatch {
+            context: "compressed-tensors weight",
+            expected: vec![rows, cols],
+            actual: vec![w.len()],
+        });
     }
     if let Some(i) = w.iter().position(|v| !v.is_finite()) {
         return Err(Error::invalid("tensor", name, format!("element {i} is {}: cannot quantize", w[i])));
@@ -341,7 +378,14 @@ fn check_values(name: &str, w: &[f32], rows: usize, cols: usize) -> Result<()> {
 
 /// The tensors that replace the Linear weight `name` (`rows x cols` values read from a tensor of the
 /// model's float dtype `dtype`) under `scheme`, quantized with round to nearest as llm-compressor does.
-pub fn quantize_weight(name: &str, w: &[f32], rows: usize, cols: usize, dtype: Dtype, scheme: &CtScheme) -> Result<Vec<(String, OutTensor<'static>)>> {
+pub fn quantize_weight(
+    name: &str,
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    dtype: Dtype,
+    scheme: &CtScheme,
+) -> Result<Vec<(String, OutTensor<'static>)>> {
     check_float_dtype(name, dtype)?;
     check_values(name, w, rows, cols)?;
     if scheme.act_order == Some(ActOrder::Group) {
@@ -357,27 +401,49 @@ pub fn quantize_weight(name: &str, w: &[f32], rows: usize, cols: usize, dtype: D
 /// model dtype `dtype`, `weight_g_idx` written when `scheme.act_order` is [`ActOrder::Group`] (a
 /// `g_idx` out of column order is refused otherwise). The group count must match `scheme.strategy`;
 /// a symmetric scheme needs every zero at `2^(bits-1)`.
-pub fn pack_gptq(name: &str, w: &GptqWeight, dtype: Dtype, scheme: &CtScheme) -> Result<Vec<(String, OutTensor<'static>)>> {
+pub fn pack_gptq(
+    name: &str,
+    w: &GptqWeight,
+    dtype: Dtype,
+    scheme: &CtScheme,
+) -> Result<Vec<(String, OutTensor<'static>)>> {
     check_float_dtype(name, dtype)?;
     let module = module_of(name)?;
     let (rows, cols) = (w.rows, w.cols);
     let (groups, gs) = groups_of(name, cols, scheme.strategy)?;
     let bits = scheme.scheme.bits();
     let half = 1i32 << (bits - 1);
-    if w.groups != groups || w.q.len() != rows * cols || w.scales.len() != rows * groups || w.zeros.len() != rows * groups || w.g_idx.len() != cols {
-        return Err(Error::invalid("GPTQ weight", name, format!("sizes do not match {rows} x {cols} in {groups} groups of the scheme")));
+    if w.groups != groups
+        || w.q.len() != rows * cols
+        || w.scales.len() != rows * groups
+        || w.zeros.len() != rows * groups
+        || w.g_idx.len() != cols
+    {
+        return Err(Error::invalid(
+            "GPTQ weight",
+            name,
+            format!("sizes do not match {rows} x {cols} in {groups} groups of the scheme"),
+        ));
     }
     let mut q = try_vec(rows * cols, 0i8)?;
     for (d, &v) in q.iter_mut().zip(&w.q) {
         if i32::from(v) >= 2 * half {
-            return Err(Error::invalid("GPTQ weight", name, format!("level {v} needs more than {bits} bits")));
+            return Err(Error::invalid(
+                "GPTQ weight",
+                name,
+                format!("level {v} needs more than {bits} bits"),
+            ));
         }
         *d = (i32::from(v) - half) as i8;
     }
     let mut zeros = Vec::with_capacity(w.zeros.len());
     for &z in &w.zeros {
         if z.fract() != 0.0 || !(0.0..(2 * half) as f32).contains(&z) {
-            return Err(Error::invalid("GPTQ weight", name, format!("zero point {z} is not an integer level of {bits} bits")));
+            return Err(Error::invalid(
+                "GPTQ weight",
+                name,
+                format!("zero point {z} is not an integer level of {bits} bits"),
+            ));
         }
         zeros.push((z as i32 - half) as i8);
     }
@@ -386,12 +452,27 @@ pub fn pack_gptq(name: &str, w: &GptqWeight, dtype: Dtype, scheme: &CtScheme) ->
     }
     let in_order = w.g_idx.iter().enumerate().all(|(c, &g)| g as usize == c / gs);
     if let Some(c) = w.g_idx.iter().position(|&g| g < 0 || g as usize >= groups) {
-        return Err(Error::invalid("GPTQ weight", name, format!("g_idx[{c}] = {} is not a group", w.g_idx[c])));
+        return Err(Error::invalid(
+            "GPTQ weight",
+            name,
+            format!("g_idx[{c}] = {} is not a group", w.g_idx[c]),
+        ));
     }
     if !in_order && scheme.act_order != Some(ActOrder::Group) {
-        return Err(Error::invalid("GPTQ weight", name, "g_idx is not in column order: the scheme needs act order `group`"));
+        return Err(Error::invalid(
+            "GPTQ weight",
+            name,
+            "g_idx is not in column order: the scheme needs act order `group`",
+        ));
     }
-    let scales = w.scales.iter().map(|&s| match round_to(dtype, s) { 0.0 => epsilon(dtype), s => s }).collect();
+    let scales = w
+        .scales
+        .iter()
+        .map(|&s| match round_to(dtype, s) {
+            0.0 => epsilon(dtype),
+            s => s,
+        })
+        .collect();
     let levels = Levels {
         q,
         scales,
@@ -475,7 +556,8 @@ pub type CtModel<'a> = (Vec<(String, OutTensor<'a>)>, Value, CtReport);
 
 /// Parses a `config.json`'s text (`what` names it in messages); it must be a JSON object.
 pub fn parse_config(text: &str, what: &str) -> Result<Value> {
-    let value: Value = serde_json::from_str(text).map_err(|e| Error::format(what, format!("not valid JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| Error::format(what, format!("not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(Error::format(what, "not a JSON object"));
     }
@@ -485,11 +567,19 @@ pub fn parse_config(text: &str, what: &str) -> Result<Value> {
 /// Quantizes every Linear weight of `file` kept by `keep` (called with module names) under `scheme`
 /// and adds the `quantization_config` block to `config` (a model's `config.json`). Other tensors pass
 /// through unchanged; 2-D weights left in float (and `lm_head` of a causal LM) go to `ignore`.
-pub fn compress_model<'a>(file: &'a ModelFile, config: &Value, scheme: &CtScheme, keep: &dyn Fn(&str) -> bool) -> Result<CtModel<'a>> {
+pub fn compress_model<'a>(
+    file: &'a ModelFile,
+    config: &Value,
+    scheme: &CtScheme,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<CtModel<'a>> {
     let mut config = config.clone();
     let object = config.as_object_mut().ok_or_else(|| Error::format("config.json", "not a JSON object"))?;
     if object.contains_key("quantization_config") {
-        return Err(Error::format("config.json", "the model is already quantized (it has a quantization_config)"));
+        return Err(Error::format(
+            "config.json",
+            "the model is already quantized (it has a quantization_config)",
+        ));
     }
     let mut tensors = Vec::with_capacity(file.len() * 3);
     let mut ignore = BTreeSet::new();
@@ -509,11 +599,17 @@ pub fn compress_model<'a>(file: &'a ModelFile, config: &Value, scheme: &CtScheme
                 ignore.insert(m.to_string());
             }
             report.bytes_after += t.bytes.len();
-            tensors.push((t.name.to_string(), OutTensor { dtype: t.dtype, shape: t.shape.to_vec(), bytes: Cow::Borrowed(t.bytes) }));
+            tensors.push((
+                t.name.to_string(),
+                OutTensor { dtype: t.dtype, shape: t.shape.to_vec(), bytes: Cow::Borrowed(t.bytes) },
+            ));
         }
         file.release(&t);
     }
-    let causal = object.get("architectures").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v.as_str().is_some_and(|s| s.ends_with("ForCausalLM"))));
+    let causal = object
+        .get("architectures")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|v| v.as_str().is_some_and(|s| s.ends_with("ForCausalLM"))));
     if causal {
         ignore.insert("lm_head".to_string());
     }
@@ -550,8 +646,13 @@ fn ints(t: &super::TensorEntry<'_>, module: &str) -> Result<Vec<i64>> {
         }
     };
     match t.dtype {
-        Dtype::I8 | Dtype::U8 | Dtype::I16 | Dtype::I32 | Dtype::I64 => Ok(t.bytes.chunks_exact(w).map(read).collect()),
-        other => Err(Error::format(format!("module `{module}`"), format!("`{}` is {other:?}, expected integers", t.name))),
+        Dtype::I8 | Dtype::U8 | Dtype::I16 | Dtype::I32 | Dtype::I64 => {
+            Ok(t.bytes.chunks_exact(w).map(read).collect())
+        }
+        other => Err(Error::format(
+            format!("module `{module}`"),
+            format!("`{}` is {other:?}, expected integers", t.name),
+        )),
     }
 }
 
@@ -563,7 +664,12 @@ fn bad(module: &str, detail: impl Into<String>) -> Error {
 /// as f32 values representable in it), as compressed-tensors dequantizes it:
 /// `(q - zero_point[g]) * scale[g]` with `g` from `g_idx` or the column's group. `bits` and
 /// `group_size` come from the config (`None` when it does not say; they are then read from the shapes).
-pub fn dequantize_module(module: &str, t: &ModuleTensors<'_>, bits: Option<u32>, group_size: Option<usize>) -> Result<(Vec<f32>, Vec<usize>, Dtype)> {
+pub fn dequantize_module(
+    module: &str,
+    t: &ModuleTensors<'_>,
+    bits: Option<u32>,
+    group_size: Option<usize>,
+) -> Result<(Vec<f32>, Vec<usize>, Dtype)> {
     let dtype = t.scale.dtype;
     if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
         return Err(bad(module, format!("weight_scale is {dtype:?}: expected F32, F16 or BF16")));
@@ -571,22 +677,39 @@ pub fn dequantize_module(module: &str, t: &ModuleTensors<'_>, bits: Option<u32>,
     let scales = t.scale.to_f32()?;
     let (rows, cols, bits, q): (usize, usize, u32, Vec<i8>) = match t.weight.dtype {
         Dtype::I8 => {
-            let [rows, cols] = t.weight.shape else { return Err(bad(module, format!("weight has shape {:?}, expected 2-D", t.weight.shape))) };
+            let [rows, cols] = t.weight.shape else {
+                return Err(bad(module, format!("weight has shape {:?}, expected 2-D", t.weight.shape)));
+            };
             (*rows, *cols, bits.unwrap_or(8), t.weight.bytes.iter().map(|&b| b as i8).collect())
         }
         Dtype::I32 => {
             let shape = t.shape.ok_or_else(|| bad(module, "weight_packed without weight_shape"))?;
             let dims = ints(&shape, module)?;
-            let [rows, cols] = dims[..] else { return Err(bad(module, format!("weight_shape holds {dims:?}, expected [rows, cols]"))) };
-            let (rows, cols) = (usize::try_from(rows).map_err(|_| bad(module, "negative weight_shape"))?, usize::try_from(cols).map_err(|_| bad(module, "negative weight_shape"))?);
-            let [prows, words] = t.weight.shape else { return Err(bad(module, format!("weight_packed has shape {:?}, expected 2-D", t.weight.shape))) };
+            let [rows, cols] = dims[..] else {
+                return Err(bad(module, format!("weight_shape holds {dims:?}, expected [rows, cols]")));
+            };
+            let (rows, cols) = (
+                usize::try_from(rows).map_err(|_| bad(module, "negative weight_shape"))?,
+                usize::try_from(cols).map_err(|_| bad(module, "negative weight_shape"))?,
+            );
+            let [prows, words] = t.weight.shape else {
+                return Err(bad(
+                    module,
+                    format!("weight_packed has shape {:?}, expected 2-D", t.weight.shape),
+                ));
+            };
             let fits = |b: u32| (cols * b as usize).div_ceil(32) == *words;
             let bits = match bits {
                 Some(b) if (1..=8).contains(&b) => b,
                 Some(b) => return Err(bad(module, format!("num_bits {b} cannot be packed (1 to 8)"))),
                 None => match (1..=8).filter(|&b| fits(b)).collect::<Vec<_>>()[..] {
                     [b] => b,
-                    _ => return Err(bad(module, "the config does not say num_bits and the packed width does not tell")),
+                    _ => {
+                        return Err(bad(
+                            module,
+                            "the config does not say num_bits and the packed width does not tell",
+                        ))
+                    }
                 },
             };
             if *prows != rows || !fits(bits) {
@@ -595,10 +718,18 @@ pub fn dequantize_module(module: &str, t: &ModuleTensors<'_>, bits: Option<u32>,
                     t.weight.shape, (cols * bits as usize).div_ceil(32)
                 )));
             }
-            let words: Vec<i32> = t.weight.bytes.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let words: Vec<i32> = t
+                .weight
+                .bytes
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
             (rows, cols, bits, unpack_int32(&words, rows, cols, bits))
         }
-        Dtype::F8_E4M3 | Dtype::F8_E5M2 => return Err(bad(module, "float-quantized (FP8) weights are not supported: greenai reads int-quantized and pack-quantized")),
+        Dtype::F8_E4M3 | Dtype::F8_E5M2 => return Err(bad(
+            module,
+            "float-quantized (FP8) weights are not supported: greenai reads int-quantized and pack-quantized",
+        )),
         other => return Err(bad(module, format!("weight is {other:?}: expected int8 or packed int32"))),
     };
     // Scales: [rows, groups], [rows] or one for the tensor.
@@ -619,15 +750,24 @@ pub fn dequantize_module(module: &str, t: &ModuleTensors<'_>, bits: Option<u32>,
             if z.shape != [zrows, groups] {
                 return Err(bad(module, format!("weight_zero_point has shape {:?}; {rows} x {groups} zero points of {bits} bits pack into [{zrows}, {groups}]", z.shape)));
             }
-            let words: Vec<i32> = z.bytes.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let words: Vec<i32> =
+                z.bytes.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             Some(unpack_int32_dim0(&words, rows, groups, bits))
         }
         Some(z) => {
             let v = ints(&z, module)?;
             if v.len() != scales.len() {
-                return Err(bad(module, format!("weight_zero_point has {} values for {} scales", v.len(), scales.len())));
+                return Err(bad(
+                    module,
+                    format!("weight_zero_point has {} values for {} scales", v.len(), scales.len()),
+                ));
             }
-            v.iter().map(|&x| i8::try_from(x).map_err(|_| bad(module, format!("zero point {x} is out of int8 range")))).collect::<Result<_>>().map(Some)?
+            v.iter()
+                .map(|&x| {
+                    i8::try_from(x).map_err(|_| bad(module, format!("zero point {x} is out of int8 range")))
+                })
+                .collect::<Result<_>>()
+                .map(Some)?
         }
     };
     let g_idx: Option<Vec<usize>> = match t.g_idx {
@@ -669,7 +809,13 @@ pub fn dequantize_module(module: &str, t: &ModuleTensors<'_>, bits: Option<u32>,
 /// Tensors of a compressed model that a dense model does not have: quantization parameters of
 /// activations and the KV cache.
 const DROPPED: [&str; 7] = [
-    ".input_scale", ".input_zero_point", ".output_scale", ".output_zero_point", ".k_scale", ".v_scale", ".input_global_scale",
+    ".input_scale",
+    ".input_zero_point",
+    ".output_scale",
+    ".output_zero_point",
+    ".k_scale",
+    ".v_scale",
+    ".input_global_scale",
 ];
 
 /// The model's `quantization_config` when it is a compressed-tensors one (`None` otherwise).
@@ -682,21 +828,32 @@ pub fn compressed_tensors_config(config: &Value) -> Option<&Map<String, Value>> 
 /// group of that format agrees; refuses float weights and formats greenai cannot read.
 fn config_args(qc: &Map<String, Value>, packed: bool) -> Result<(Option<u32>, Option<usize>)> {
     let top = qc.get("format").and_then(Value::as_str).unwrap_or("dense");
-    let readable = |f: &str| matches!(f, "int-quantized" | "naive-quantized" | "pack-quantized" | "dense" | "mixed-precision");
+    let readable = |f: &str| {
+        matches!(f, "int-quantized" | "naive-quantized" | "pack-quantized" | "dense" | "mixed-precision")
+    };
     if !readable(top) {
-        return Err(Error::format("quantization_config", format!(
+        return Err(Error::format(
+            "quantization_config",
+            format!(
             "format `{top}` is not supported: greenai reads int-quantized, naive-quantized and pack-quantized"
-        )));
+        ),
+        ));
     }
     let mut found: Vec<(Option<u32>, Option<usize>)> = Vec::new();
     for (name, group) in qc.get("config_groups").and_then(Value::as_object).into_iter().flatten() {
         let Some(w) = group.get("weights").filter(|w| w.is_object()) else { continue };
         if w.get("type").and_then(Value::as_str).is_some_and(|t| t != "int") {
-            return Err(Error::format("quantization_config", format!("config group `{name}` has float weights: only integer weights are supported")));
+            return Err(Error::format(
+                "quantization_config",
+                format!("config group `{name}` has float weights: only integer weights are supported"),
+            ));
         }
         let format = group.get("format").and_then(Value::as_str).unwrap_or(top);
         if !readable(format) {
-            return Err(Error::format("quantization_config", format!("config group `{name}` has format `{format}`, which greenai cannot read")));
+            return Err(Error::format(
+                "quantization_config",
+                format!("config group `{name}` has format `{format}`, which greenai cannot read"),
+            ));
         }
         if format != "mixed-precision" && (format == "pack-quantized") != packed {
             continue;
@@ -717,7 +874,12 @@ fn config_args(qc: &Map<String, Value>, packed: bool) -> Result<(Option<u32>, Op
 /// `config`) to its scale's float dtype and removes `quantization_config` from the config. Other
 /// tensors pass through; activation and KV-cache scales are dropped.
 pub fn decompress_model<'a>(file: &'a ModelFile, config: &Value) -> Result<CtModel<'a>> {
-    let qc = compressed_tensors_config(config).ok_or_else(|| Error::format("config.json", "not a compressed-tensors model (no quantization_config with quant_method compressed-tensors)"))?;
+    let qc = compressed_tensors_config(config).ok_or_else(|| {
+        Error::format(
+            "config.json",
+            "not a compressed-tensors model (no quantization_config with quant_method compressed-tensors)",
+        )
+    })?;
     let int_args = config_args(qc, false)?;
     let pack_args = config_args(qc, true)?;
     let by_name: HashMap<&str, super::TensorEntry<'_>> = file.tensors().map(|t| (t.name, t)).collect();
@@ -736,10 +898,19 @@ pub fn decompress_model<'a>(file: &'a ModelFile, config: &Value) -> Result<CtMod
             (None, None) => return Err(bad(module, "weight_scale without weight or weight_packed")),
         };
         let get = |suffix: &str| by_name.get(format!("{module}.{suffix}").as_str()).copied();
-        let parts = ModuleTensors { weight, scale: t, zero_point: get("weight_zero_point"), shape: get("weight_shape"), g_idx: get("weight_g_idx") };
+        let parts = ModuleTensors {
+            weight,
+            scale: t,
+            zero_point: get("weight_zero_point"),
+            shape: get("weight_shape"),
+            g_idx: get("weight_g_idx"),
+        };
         let (bits, gs) = if packed { pack_args } else { int_args };
         let (values, shape, dtype) = dequantize_module(module, &parts, bits, gs)?;
-        for p in [Some(parts.weight), Some(parts.scale), parts.zero_point, parts.shape, parts.g_idx].into_iter().flatten() {
+        for p in [Some(parts.weight), Some(parts.scale), parts.zero_point, parts.shape, parts.g_idx]
+            .into_iter()
+            .flatten()
+        {
             consumed.insert(p.name);
         }
         report.modules += 1;
@@ -757,7 +928,10 @@ pub fn decompress_model<'a>(file: &'a ModelFile, config: &Value) -> Result<CtMod
             continue;
         }
         report.bytes_after += t.bytes.len();
-        tensors.push((t.name.to_string(), OutTensor { dtype: t.dtype, shape: t.shape.to_vec(), bytes: Cow::Borrowed(t.bytes) }));
+        tensors.push((
+            t.name.to_string(),
+            OutTensor { dtype: t.dtype, shape: t.shape.to_vec(), bytes: Cow::Borrowed(t.bytes) },
+        ));
     }
     let mut config = config.clone();
     if let Some(o) = config.as_object_mut() {
@@ -771,7 +945,11 @@ pub fn decompress_model<'a>(file: &'a ModelFile, config: &Value) -> Result<CtMod
 pub fn model_dir_parts(path: &Path) -> Result<(PathBuf, PathBuf)> {
     let (dir, weights) = if path.is_dir() {
         if path.join("model.safetensors.index.json").exists() {
-            return Err(Error::invalid("input", path.display(), "sharded model directories are not read here yet: give one safetensors file"));
+            return Err(Error::invalid(
+                "input",
+                path.display(),
+                "sharded model directories are not read here yet: give one safetensors file",
+            ));
         }
         let mut found: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| Error::io(path, e))?
@@ -782,8 +960,20 @@ pub fn model_dir_parts(path: &Path) -> Result<(PathBuf, PathBuf)> {
         found.sort();
         match found.len() {
             1 => (path.to_path_buf(), found.remove(0)),
-            0 => return Err(Error::invalid("input", path.display(), "the directory holds no .safetensors file")),
-            _ => return Err(Error::invalid("input", path.display(), "the directory holds several .safetensors files and no index")),
+            0 => {
+                return Err(Error::invalid(
+                    "input",
+                    path.display(),
+                    "the directory holds no .safetensors file",
+                ))
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "input",
+                    path.display(),
+                    "the directory holds several .safetensors files and no index",
+                ))
+            }
         }
     } else {
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
@@ -791,7 +981,11 @@ pub fn model_dir_parts(path: &Path) -> Result<(PathBuf, PathBuf)> {
     };
     let config = dir.join("config.json");
     if !config.is_file() {
-        return Err(Error::invalid("input", path.display(), "no config.json beside the weights (compressed-tensors needs the model's config)"));
+        return Err(Error::invalid(
+            "input",
+            path.display(),
+            "no config.json beside the weights (compressed-tensors needs the model's config)",
+        ));
     }
     Ok((config, weights))
 }
@@ -808,7 +1002,8 @@ fn copy_tree(from: &Path, to: &Path, top: bool) -> Result<()> {
         let (src, name) = (entry.path(), entry.file_name());
         let kind = entry.file_type().map_err(|e| Error::io(&src, e))?;
         let n = name.to_string_lossy();
-        let weights = n.ends_with(".safetensors") || n == "model.safetensors.index.json" || n == "config.json";
+        let weights =
+            n.ends_with(".safetensors") || n == "model.safetensors.index.json" || n == "config.json";
         if (top && weights) || n.starts_with('.') {
             continue;
         }
@@ -823,17 +1018,40 @@ fn copy_tree(from: &Path, to: &Path, top: bool) -> Result<()> {
     Ok(())
 }
 
+/// Refuses an output directory path that exists already (file, folder or link) or whose parent is not
+/// a folder: checked before any work, and again by [`write_model_dir`].
+pub fn check_new_dir(out: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(out) {
+        Ok(_) => {
+            return Err(Error::invalid(
+                "output",
+                out.display(),
+                "already exists: remove it or name a new directory",
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(out, e)),
+    }
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::invalid("output", out.display(), "its parent is not a folder"));
+    }
+    Ok(())
+}
+
 /// Writes a model directory at `out` (which must not exist): `config.json` (pretty, keys sorted as
 /// llm-compressor writes it), `model.safetensors`, and the other files of `source` (tokenizer, configs;
 /// not its weights). Everything goes to a temporary directory beside `out`, renamed on success: a
 /// failure leaves nothing.
-pub fn write_model_dir(source: Option<&Path>, out: &Path, config: &Value, tensors: &[(String, OutTensor<'_>)]) -> Result<()> {
-    match std::fs::symlink_metadata(out) {
-        Ok(_) => return Err(Error::invalid("output", out.display(), "already exists: remove it or name a new directory")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(out, e)),
-    }
-    let name = out.file_name().ok_or_else(|| Error::invalid("output", out.display(), "names no directory"))?;
+pub fn write_model_dir(
+    source: Option<&Path>,
+    out: &Path,
+    config: &Value,
+    tensors: &[(String, OutTensor<'_>)],
+) -> Result<()> {
+    check_new_dir(out)?;
+    let name =
+        out.file_name().ok_or_else(|| Error::invalid("output", out.display(), "names no directory"))?;
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{}.greenai-", name.to_string_lossy()))
@@ -843,7 +1061,8 @@ pub fn write_model_dir(source: Option<&Path>, out: &Path, config: &Value, tensor
     if let Some(source) = source {
         copy_tree(source, staging.path(), true)?;
     }
-    let text = serde_json::to_string_pretty(config).map_err(|e| Error::format("config.json", e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(config).map_err(|e| Error::format("config.json", e.to_string()))?;
     write_file(&Destination::check(&staging.path().join("config.json"))?, text.as_bytes())?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     write_safetensors(&staging.path().join("model.safetensors"), tensors, &metadata)?;

@@ -180,7 +180,10 @@ def check(orig_dir, out_dir, scheme, group_size, symmetric):
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         exact = w / step + np.repeat(zp, gs, 1)
         clipped = (exact < lo - 0.5) | (exact > hi + 0.5)
-        bound = np.where(clipped, 1.0, 0.5) * step + REL[dtype] * (np.abs(w) + np.abs(deq)) * 1.01
+        # the dtype rounds x / scale, x / scale + zero point and the product
+        zrep = np.abs(np.repeat(zp, gs, 1))
+        slack = REL[dtype] * (2 * np.abs(w) + zrep * step + np.abs(deq)) * 1.01
+        bound = np.where(clipped, 1.0, 0.5) * step + slack
         expect(np.all(np.abs(w - deq) <= bound), f"{module}: |w - deq| above the bound (max excess {np.max(np.abs(w - deq) - bound)})")
     expect(set(out) == seen, f"unexpected tensors: {sorted(set(out) - seen)}")
     if any(a.endswith("ForCausalLM") for a in cfg0.get("architectures", [])):
@@ -208,7 +211,7 @@ def check(orig_dir, out_dir, scheme, group_size, symmetric):
         expect(g["input_activations"] == {"num_bits": 8, "type": "int", "symmetric": True, "group_size": None,
                                           "strategy": "token", "dynamic": True}, "input_activations")
     for f in os.listdir(orig_dir):
-        if f not in ("model.safetensors", "config.json"):
+        if f not in ("model.safetensors", "config.json") and not f.startswith("."):
             expect(os.path.exists(os.path.join(out_dir, f)), f"{f} not copied")
     print(f"ok {modules} modules, ignore {len(ignore)}")
 

@@ -2,7 +2,7 @@
 
 use crate::printable;
 use greenai::model::compressed_tensors::{
-    compress_model, compressed_tensors_config, decompress_model, model_dir_parts, read_config,
+    check_new_dir, compress_model, compressed_tensors_config, decompress_model, model_dir_parts, read_config,
     write_model_dir, CtReport, CtScheme, Scheme, Strategy,
 };
 use greenai::model::{self, ModelFile};
@@ -50,6 +50,7 @@ impl CtArgs {
 /// compressed-tensors directory `output`; `keep` says which modules are quantized.
 pub fn compress(input: &Path, output: &Path, args: &CtArgs, keep: &dyn Fn(&str) -> bool) -> Result<()> {
     let scheme = args.scheme()?;
+    check_new_dir(output)?;
     let (config_path, weights) = model_dir_parts(input)?;
     let config = read_config(&config_path)?;
     model::check_distinct(&[("input", weights.as_path()), ("output", output)])?;
@@ -69,6 +70,7 @@ pub fn is_compressed_tensors(path: &Path) -> bool {
 
 /// Dequantizes the compressed-tensors model `input` into the float model directory `output`.
 pub fn decompress(input: &Path, output: &Path) -> Result<()> {
+    check_new_dir(output)?;
     let (config_path, weights) = model_dir_parts(input)?;
     let config = read_config(&config_path)?;
     let file = ModelFile::open(&weights)?;

@@ -214,7 +214,11 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
         return compress_ct(args);
     }
     if args.ct.given() {
-        return Err(Error::invalid("--scheme", "", "--scheme, --group-size and --asymmetric need --format compressed-tensors"));
+        return Err(Error::invalid(
+            "--scheme",
+            "",
+            "--scheme, --group-size and --asymmetric need --format compressed-tensors",
+        ));
     }
     if args.format == OutputFormat::Gguf {
         return Err(Error::invalid("--format", "gguf", "GGUF output is not in this build"));
@@ -281,7 +285,11 @@ fn compress_ct(args: &CompressArgs) -> Result<()> {
         ("--report", args.report.is_some()),
     ];
     if let Some((name, _)) = greenai_only.iter().find(|(_, given)| *given) {
-        return Err(Error::invalid(name, "", "does not apply to --format compressed-tensors (use --scheme, --group-size, --asymmetric)"));
+        return Err(Error::invalid(
+            name,
+            "",
+            "does not apply to --format compressed-tensors (use --scheme, --group-size, --asymmetric)",
+        ));
     }
     let skip = args
         .skip

@@ -32,7 +32,9 @@ fn pack_round_trips_every_width_and_shape() {
     for bits in 1..=8u32 {
         let half = 1i32 << (bits - 1);
         for (rows, cols) in [(0, 5), (1, 1), (3, 7), (2, 31), (5, 33), (4, 64), (3, 97)] {
-            let v: Vec<i8> = (0..rows * cols).map(|_| ((next() * half as f32).floor() as i32).clamp(-half, half - 1) as i8).collect();
+            let v: Vec<i8> = (0..rows * cols)
+                .map(|_| ((next() * half as f32).floor() as i32).clamp(-half, half - 1) as i8)
+                .collect();
             let p = pack_int32(&v, rows, cols, bits);
             assert_eq!(p.len(), rows * (cols * bits as usize).div_ceil(32));
             assert_eq!(unpack_int32(&p, rows, cols, bits), v, "bits {bits} {rows}x{cols}");
@@ -63,7 +65,12 @@ fn rtn_stays_within_half_a_step_and_round_trips() {
     let mut next = rng(3);
     for dtype in [Dtype::F32, Dtype::F16, Dtype::BF16] {
         for scheme in [Scheme::W8A8, Scheme::W4A16, Scheme::W8A16] {
-            for (symmetric, strategy) in [(true, Strategy::Channel), (false, Strategy::Channel), (true, Strategy::Group(16)), (false, Strategy::Group(16))] {
+            for (symmetric, strategy) in [
+                (true, Strategy::Channel),
+                (false, Strategy::Channel),
+                (true, Strategy::Group(16)),
+                (false, Strategy::Group(16)),
+            ] {
                 let s = CtScheme { scheme, strategy, symmetric, act_order: None };
                 let (rows, cols) = (5, 48);
                 let mut w: Vec<f32> = (0..rows * cols).map(|_| round_to(dtype, next() * 3.0)).collect();
@@ -76,8 +83,12 @@ fn rtn_stays_within_half_a_step_and_round_trips() {
                 for (i, (&a, &b)) in w.iter().zip(&deq).enumerate() {
                     let scale = lv.scales[(i / cols) * lv.groups + (i % cols) / gs];
                     // half a step, the clipping of an asymmetric range, and the dtype's roundings
-                    let bound = if symmetric { 0.5 } else { 1.0 } * scale + 0.02 * a.abs().max(b.abs()) * (dtype != Dtype::F32) as u8 as f32;
-                    assert!((a - b).abs() <= bound * 1.0001, "{dtype:?} {s:?} [{i}] {a} vs {b}, scale {scale}");
+                    let bound = if symmetric { 0.5 } else { 1.0 } * scale
+                        + 0.02 * a.abs().max(b.abs()) * (dtype != Dtype::F32) as u8 as f32;
+                    assert!(
+                        (a - b).abs() <= bound * 1.0001,
+                        "{dtype:?} {s:?} [{i}] {a} vs {b}, scale {scale}"
+                    );
                 }
                 assert!(deq[..cols].iter().all(|&v| v == 0.0));
             }
@@ -112,7 +123,10 @@ fn gptq_output_packs_and_dequantizes_as_gptq_does() {
 fn bad_weights_are_refused() {
     let s = CtScheme::preset(Scheme::W4A16);
     let w = vec![0.5f32; 2 * 100];
-    assert!(quantize_weight("m.weight", &w, 2, 100, Dtype::F32, &s).unwrap_err().to_string().contains("multiple of the group size"));
+    assert!(quantize_weight("m.weight", &w, 2, 100, Dtype::F32, &s)
+        .unwrap_err()
+        .to_string()
+        .contains("multiple of the group size"));
     let mut w = vec![0.5f32; 2 * 128];
     w[3] = f32::NAN;
     assert!(quantize_weight("m.weight", &w, 2, 128, Dtype::F32, &s).is_err());
