@@ -245,7 +245,7 @@ fn groups_of(name: &str, cols: usize, strategy: Strategy) -> Result<(usize, usiz
     match strategy {
         Strategy::Channel => Ok((1, cols.max(1))),
         Strategy::Group(0) => Err(Error::invalid("group size", 0, "must be positive")),
-        Strategy::Group(gs) if cols % gs != 0 => Err(Error::invalid(
+        Strategy::Group(gs) if !cols.is_multiple_of(gs) => Err(Error::invalid(
             "group size",
             gs,
             format!(
@@ -787,7 +787,7 @@ pub fn dequantize_module(
     let gs = match (group_size, groups) {
         (_, 1) => cols.max(1),
         (Some(gs), g) if gs > 0 && cols.div_ceil(gs) == g => gs,
-        (_, g) if cols % g == 0 => cols / g,
+        (_, g) if cols.is_multiple_of(g) => cols / g,
         _ => return Err(bad(module, format!("{cols} columns do not split into {groups} groups"))),
     };
     if let Some(c) = g_idx.as_ref().and_then(|g| g.iter().position(|&x| x >= groups)) {
