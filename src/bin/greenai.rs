@@ -1,6 +1,8 @@
 //! The `greenai` command (feature `cli`). One module per subcommand under `src/bin/greenai/`; a new
 //! subcommand adds a variant to [`Command`] and a module with its `Args` and `run`.
 
+#[path = "greenai/ct.rs"]
+mod ct;
 #[path = "greenai/files.rs"]
 mod files;
 #[path = "greenai/flops.rs"]

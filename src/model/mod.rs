@@ -3,6 +3,8 @@
 //! [`SafetensorsWriter`]), and the compressed-file convention.
 
 mod compress;
+#[cfg(feature = "serde")]
+pub mod compressed_tensors;
 mod dir;
 mod file;
 mod inspect;

@@ -22,6 +22,17 @@ pub struct InspectArgs {
     json: bool,
 }
 
+/// What `greenai compress` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// greenai's own convention: one safetensors file.
+    Greenai,
+    /// A compressed-tensors model directory (llm-compressor's layout; vLLM and transformers load it).
+    CompressedTensors,
+    /// One GGUF file (llama.cpp, ollama).
+    Gguf,
+}
+
 /// Arguments of `greenai compress`.
 #[derive(clap::Args)]
 pub struct CompressArgs {
@@ -58,12 +69,17 @@ pub struct CompressArgs {
     /// Write the per-tensor report as JSON to this file.
     #[arg(long, value_name = "JSON")]
     report: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "greenai")]
+    format: OutputFormat,
+    #[command(flatten)]
+    ct: crate::ct::CtArgs,
 }
 
 /// Arguments of `greenai decompress`.
 #[derive(clap::Args)]
 pub struct DecompressArgs {
-    /// A file or folder written by `greenai compress`.
+    /// A file or folder written by `greenai compress`, or a compressed-tensors model folder.
     file: PathBuf,
     /// Where to write the plain float safetensors file (replaced whole, through a temporary file beside
     /// it), or for a folder the new folder (which must not exist).
@@ -212,6 +228,19 @@ fn parse_pruning(text: &str) -> Result<Pruning> {
 
 /// Runs `greenai compress`.
 pub fn compress(args: &CompressArgs) -> Result<()> {
+    if args.format == OutputFormat::CompressedTensors {
+        return compress_ct(args);
+    }
+    if args.ct.given() {
+        return Err(Error::invalid(
+            "--scheme",
+            "",
+            "--scheme, --group-size and --asymmetric need --format compressed-tensors",
+        ));
+    }
+    if args.format == OutputFormat::Gguf {
+        return Err(Error::invalid("--format", "gguf", "GGUF output is not in this build"));
+    }
     let options = CompressOptions {
         target: parse_target(&args.quant)?,
         method: match args.method.to_ascii_lowercase().as_str() {
@@ -266,6 +295,33 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
     print_report(&mut out, &report).and_then(|()| out.flush()).map_err(crate::stdout_error)
 }
 
+fn compress_ct(args: &CompressArgs) -> Result<()> {
+    let greenai_only = [
+        ("--quant", args.quant != "int8"),
+        ("--method", args.method != "rtn"),
+        ("--granularity", args.granularity != "channel"),
+        ("--calibration", args.calibration != "minmax"),
+        ("--prune", args.prune.is_some()),
+        ("--include-1d", args.include_1d),
+        ("--report", args.report.is_some()),
+    ];
+    if let Some((name, _)) = greenai_only.iter().find(|(_, given)| *given) {
+        return Err(Error::invalid(
+            name,
+            "",
+            "does not apply to --format compressed-tensors (use --scheme, --group-size, --asymmetric)",
+        ));
+    }
+    let skip = args
+        .skip
+        .as_deref()
+        .map(|p| regex::Regex::new(p).map_err(|e| Error::invalid("--skip", p, e.to_string())))
+        .transpose()?;
+    crate::ct::compress(&args.file, &args.output, &args.ct, &|module: &str| {
+        skip.as_ref().is_none_or(|re| !re.is_match(module) && !re.is_match(&format!("{module}.weight")))
+    })
+}
+
 fn print_report(out: &mut impl Write, report: &CompressReport) -> std::io::Result<()> {
     let names: Vec<_> = report.tensors.iter().map(|r| printable(&r.name)).collect();
     let w = names.iter().map(|n| n.chars().count()).max().unwrap_or(4).max(4);
@@ -303,6 +359,9 @@ fn print_report(out: &mut impl Write, report: &CompressReport) -> std::io::Resul
 
 /// Runs `greenai decompress`.
 pub fn decompress(args: &DecompressArgs) -> Result<()> {
+    if crate::ct::is_compressed_tensors(&args.file) {
+        return crate::ct::decompress(&args.file, &args.output);
+    }
     if !std::fs::metadata(&args.file).is_ok_and(|m| m.is_dir()) {
         Destination::check(&args.output)?;
     }

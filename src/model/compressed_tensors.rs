@@ -1,0 +1,1085 @@
+//! compressed-tensors: the layout llm-compressor writes and vLLM and transformers load, out and in.
+//!
+//! Written as compressed-tensors 0.20 lays it out (the rules re-implemented, not its code):
+//! - W8A8 (`int-quantized`): `M.weight` int8, `M.weight_scale` `[rows, 1]` in the model's float dtype,
+//!   input activations quantized per token at run time (only the config says so).
+//! - W4A16 / W8A16 (`pack-quantized`): `M.weight_packed` int32 `[rows, ceil(cols * bits / 32)]`, the
+//!   values offset by `2^(bits-1)` and packed densely LSB first along the input dimension,
+//!   `M.weight_scale` `[rows, groups]`, `M.weight_shape` int64 `[rows, cols]`, and when asymmetric
+//!   `M.weight_zero_point` int32 packed the same way along the output dimension (`[ceil(rows * bits /
+//!   32), groups]`); `M.weight_g_idx` int32 `[cols]` with GPTQ's activation order (`actorder: group`).
+//!
+//! The quantization math is the library's round-to-nearest: min and max of each group with 0 kept in
+//! range, symmetric scale `amax / ((qmax - qmin) / 2)`, asymmetric scale `(max - min) / (qmax - qmin)`
+//! and zero point `qmin - min / scale` clamped and rounded half to even; every operation rounded to the
+//! model's dtype as torch does, a zero scale replaced by the dtype's epsilon, and
+//! `q = round_half_even(clamp(x / scale + zero_point, qmin, qmax))`. Dequantizing is
+//! `(q - zero_point) * scale`, again in the model's dtype.
+//!
+//! The per-tensor functions ([`quantize_weight`], [`pack_gptq`], [`dequantize_module`]) do not depend on
+//! how a model is walked; [`compress_model`] and [`decompress_model`] apply them to one safetensors
+//! file, and [`write_model_dir`] writes an output directory whole or not at all.
+
+use super::write::{write_file, write_safetensors, Destination, OutTensor};
+use super::ModelFile;
+use crate::error::try_vec;
+use crate::quant::GptqWeight;
+use crate::{Error, Result};
+use half::{bf16, f16};
+use safetensors::Dtype;
+use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+/// The compressed-tensors version whose layout and config greenai writes.
+pub const COMPRESSED_TENSORS_VERSION: &str = "0.20.1";
+
+/// A preset of llm-compressor (`quant_scheme.py`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// int8 weights per channel, int8 dynamic per-token activations (`int-quantized`).
+    W8A8,
+    /// 4-bit weights packed in int32, float activations (`pack-quantized`).
+    W4A16,
+    /// 8-bit weights packed in int32, float activations (`pack-quantized`).
+    W8A16,
+}
+
+impl Scheme {
+    /// The scheme named `w8a8`, `w4a16` or `w8a16` (any case).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "w8a8" => Some(Scheme::W8A8),
+            "w4a16" => Some(Scheme::W4A16),
+            "w8a16" => Some(Scheme::W8A16),
+            _ => None,
+        }
+    }
+
+    /// Bits per weight.
+    pub fn bits(self) -> u32 {
+        match self {
+            Scheme::W8A8 | Scheme::W8A16 => 8,
+            Scheme::W4A16 => 4,
+        }
+    }
+
+    /// The compression format name in the config.
+    pub fn format(self) -> &'static str {
+        match self {
+            Scheme::W8A8 => "int-quantized",
+            Scheme::W4A16 | Scheme::W8A16 => "pack-quantized",
+        }
+    }
+}
+
+/// How weights share a scale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// One scale per output channel.
+    Channel,
+    /// One scale per output channel and group of this many consecutive inputs.
+    Group(usize),
+}
+
+/// GPTQ's activation ordering as the config names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActOrder {
+    /// Columns quantized in activation order, groups still contiguous (`actorder: weight`, no g_idx).
+    Weight,
+    /// Groups follow the activation order; every module stores `weight_g_idx` (`actorder: group`).
+    Group,
+}
+
+/// A complete weight quantization scheme: preset, strategy, symmetry and activation order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtScheme {
+    /// The preset.
+    pub scheme: Scheme,
+    /// Scale sharing.
+    pub strategy: Strategy,
+    /// Symmetric (no zero point) or not.
+    pub symmetric: bool,
+    /// GPTQ's activation order, `None` for round to nearest.
+    pub act_order: Option<ActOrder>,
+}
+
+impl CtScheme {
+    /// llm-compressor's preset: W8A8 per channel, W4A16 and W8A16 in groups of 128; symmetric.
+    pub fn preset(scheme: Scheme) -> Self {
+        let strategy = match scheme {
+            Scheme::W8A8 => Strategy::Channel,
+            Scheme::W4A16 | Scheme::W8A16 => Strategy::Group(128),
+        };
+        CtScheme { scheme, strategy, symmetric: true, act_order: None }
+    }
+
+    fn qrange(&self) -> (f32, f32) {
+        let half = (1i32 << (self.scheme.bits() - 1)) as f32;
+        (-half, half - 1.0)
+    }
+}
+
+/// `x` rounded to `dtype` (F32, F16 or BF16, nearest even) and back: what torch stores.
+fn round_to(dtype: Dtype, x: f32) -> f32 {
+    match dtype {
+        Dtype::F16 => f16::from_f32(x).to_f32(),
+        Dtype::BF16 => bf16::from_f32(x).to_f32(),
+        _ => x,
+    }
+}
+
+/// torch's `finfo(dtype).eps`, the scale that replaces a zero scale.
+fn epsilon(dtype: Dtype) -> f32 {
+    match dtype {
+        Dtype::F16 => f32::from_bits(0x3a80_0000), // 2^-10
+        Dtype::BF16 => 0.0078125,                  // 2^-7
+        _ => f32::EPSILON,
+    }
+}
+
+fn check_float_dtype(name: &str, dtype: Dtype) -> Result<()> {
+    match dtype {
+        Dtype::F32 | Dtype::F16 | Dtype::BF16 => Ok(()),
+        other => Err(Error::invalid(
+            "dtype",
+            format!("{other:?}"),
+            format!("tensor `{name}`: compressed-tensors scales are F32, F16 or BF16"),
+        )),
+    }
+}
+
+fn float_bytes(dtype: Dtype, values: &[f32]) -> Vec<u8> {
+    match dtype {
+        Dtype::F16 => values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
+        Dtype::BF16 => values.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()).collect(),
+        _ => values.iter().flat_map(|&v| v.to_le_bytes()).collect(),
+    }
+}
+
+fn tensor(dtype: Dtype, shape: Vec<usize>, bytes: Vec<u8>) -> OutTensor<'static> {
+    OutTensor { dtype, shape, bytes: Cow::Owned(bytes) }
+}
+
+/// Whether llm-compressor's `targets: ["Linear"]` takes this tensor: a 2-D `*.weight` that is not an
+/// embedding or the output head (`lm_head`, `embed_out`), which the presets leave in `ignore`.
+pub fn is_linear_weight(name: &str, shape: &[usize]) -> bool {
+    let Some(module) = name.strip_suffix(".weight") else { return false };
+    let last = module.rsplit('.').next().unwrap_or(module);
+    shape.len() == 2 && !module.contains("embed") && !matches!(last, "lm_head" | "embed_out" | "wte" | "wpe")
+}
+
+/// The dense bit stream of each row of `values` (`rows x cols`, signed `bits`-bit integers offset by
+/// `2^(bits-1)`), LSB first, in `ceil(cols * bits / 32)` int32 words per row: compressed-tensors'
+/// `pack_to_int32` along the last dimension.
+pub fn pack_int32(values: &[i8], rows: usize, cols: usize, bits: u32) -> Vec<i32> {
+    let words = (cols * bits as usize).div_ceil(32);
+    let offset = 1i32 << (bits - 1);
+    let mask = (1u32 << bits) - 1;
+    let mut out = vec![0u32; rows * words];
+    for r in 0..rows {
+        let row = &mut out[r * words..(r + 1) * words];
+        for (c, &v) in values[r * cols..(r + 1) * cols].iter().enumerate() {
+            let u = ((i32::from(v) + offset) as u32) & mask;
+            let bit = c * bits as usize;
+            let (w, off) = (bit / 32, (bit % 32) as u32);
+            row[w] |= u << off;
+            if off + bits > 32 {
+                row[w + 1] |= u >> (32 - off);
+            }
+        }
+    }
+    out.into_iter().map(|w| w as i32).collect()
+}
+
+/// The inverse of [`pack_int32`]: `rows x cols` signed values from `rows x ceil(cols * bits / 32)` words.
+pub fn unpack_int32(words: &[i32], rows: usize, cols: usize, bits: u32) -> Vec<i8> {
+    let per_row = (cols * bits as usize).div_ceil(32);
+    let offset = 1i32 << (bits - 1);
+    let mask = (1u32 << bits) - 1;
+    let mut out = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        let row = &words[r * per_row..(r + 1) * per_row];
+        for c in 0..cols {
+            let bit = c * bits as usize;
+            let (w, off) = (bit / 32, (bit % 32) as u32);
+            let mut u = (row[w] as u32) >> off;
+            if off + bits > 32 {
+                u |= (row[w + 1] as u32) << (32 - off);
+            }
+            out.push(((u & mask) as i32 - offset) as i8);
+        }
+    }
+    out
+}
+
+fn transpose<T: Copy>(values: &[T], rows: usize, cols: usize) -> Vec<T> {
+    (0..cols).flat_map(|c| (0..rows).map(move |r| values[r * cols + c])).collect()
+}
+
+/// Zero points `rows x groups` packed along the rows (compressed-tensors' `packed_dim=0`):
+/// `ceil(rows * bits / 32) x groups` words.
+pub fn pack_int32_dim0(values: &[i8], rows: usize, cols: usize, bits: u32) -> Vec<i32> {
+    let packed = pack_int32(&transpose(values, rows, cols), cols, rows, bits);
+    transpose(&packed, cols, (rows * bits as usize).div_ceil(32))
+}
+
+/// The inverse of [`pack_int32_dim0`].
+pub fn unpack_int32_dim0(words: &[i32], rows: usize, cols: usize, bits: u32) -> Vec<i8> {
+    let packed_rows = (rows * bits as usize).div_ceil(32);
+    let unpacked = unpack_int32(&transpose(words, packed_rows, cols), cols, rows, bits);
+    transpose(&unpacked, cols, rows)
+}
+
+/// Quantized weight of one module before encoding: signed levels, scales and zero points per group.
+struct Levels {
+    q: Vec<i8>,
+    scales: Vec<f32>,
+    zeros: Option<Vec<i8>>,
+    groups: usize,
+    g_idx: Option<Vec<i32>>,
+}
+
+fn groups_of(name: &str, cols: usize, strategy: Strategy) -> Result<(usize, usize)> {
+    match strategy {
+        Strategy::Channel => Ok((1, cols.max(1))),
+        Strategy::Group(0) => Err(Error::invalid("group size", 0, "must be positive")),
+        Strategy::Group(gs) if !cols.is_multiple_of(gs) => Err(Error::invalid(
+            "group size",
+            gs,
+            format!(
+                "tensor `{name}` has {cols} inputs, not a multiple of the group size (compressed-tensors \
+                 requires it): choose another group size or leave the tensor out with --skip"
+            ),
+        )),
+        Strategy::Group(gs) => Ok((cols / gs, gs)),
+    }
+}
+
+/// Round-to-nearest quantization of one weight, exactly as compressed-tensors computes it for `scheme`
+/// in the model dtype `dtype` (the values must be representable in it, as they are when read from it).
+fn rtn_levels(
+    name: &str,
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    dtype: Dtype,
+    scheme: &CtScheme,
+) -> Result<Levels> {
+    let (groups, gs) = groups_of(name, cols, scheme.strategy)?;
+    let (qmin, qmax) = scheme.qrange();
+    let rd = |x: f32| round_to(dtype, x);
+    let mut q = try_vec(rows * cols, 0i8)?;
+    let mut scales = try_vec(rows * groups, 0f32)?;
+    let mut zeros = (!scheme.symmetric).then(|| vec![0i8; rows * groups]);
+    for r in 0..rows {
+        for g in 0..groups {
+            let seg = &w[r * cols + g * gs..r * cols + (g + 1) * gs];
+            let (mn, mx) = seg.iter().fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+            let (scale, zp) = if scheme.symmetric {
+                (rd(mn.abs().max(mx) / ((qmax - qmin) / 2.0)), 0.0)
+            } else {
+                let scale = rd(rd(mx - mn) / (qmax - qmin));
+                let zp = rd(qmin - rd(mn / scale)).clamp(qmin, qmax).round_ties_even();
+                // 0/0 when the group is all zero: torch's int8 cast of NaN; any level gives 0 back.
+                (scale, if zp.is_nan() { 0.0 } else { zp })
+            };
+            let scale = if scale == 0.0 { epsilon(dtype) } else { scale };
+            scales[r * groups + g] = scale;
+            if let Some(z) = zeros.as_mut() {
+                z[r * groups + g] = zp as i8;
+            }
+            for (k, &x) in seg.iter().enumerate() {
+                let v = rd(rd(x / scale) + zp).clamp(qmin, qmax).round_ties_even();
+                q[r * cols + g * gs + k] = v as i8;
+            }
+        }
+    }
+    Ok(Levels { q, scales, zeros, groups, g_idx: None })
+}
+
+fn encode(
+    module: &str,
+    rows: usize,
+    cols: usize,
+    dtype: Dtype,
+    scheme: &CtScheme,
+    lv: Levels,
+) -> Vec<(String, OutTensor<'static>)> {
+    let bits = scheme.scheme.bits();
+    let mut out = Vec::with_capacity(5);
+    let scale_shape = vec![rows, lv.groups];
+    match scheme.scheme {
+        Scheme::W8A8 => {
+            out.push((
+                format!("{module}.weight"),
+                tensor(Dtype::I8, vec![rows, cols], lv.q.iter().map(|&v| v as u8).collect()),
+            ));
+            if let Some(z) = &lv.zeros {
+                out.push((
+                    format!("{module}.weight_zero_point"),
+                    tensor(Dtype::I8, scale_shape.clone(), z.iter().map(|&v| v as u8).collect()),
+                ));
+            }
+        }
+        Scheme::W4A16 | Scheme::W8A16 => {
+            let packed = pack_int32(&lv.q, rows, cols, bits);
+            let words = (cols * bits as usize).div_ceil(32);
+            out.push((
+                format!("{module}.weight_packed"),
+                tensor(Dtype::I32, vec![rows, words], packed.iter().flat_map(|w| w.to_le_bytes()).collect()),
+            ));
+            let shape_bytes = [rows as i64, cols as i64].iter().flat_map(|d| d.to_le_bytes()).collect();
+            out.push((format!("{module}.weight_shape"), tensor(Dtype::I64, vec![2], shape_bytes)));
+            if let Some(z) = &lv.zeros {
+                let packed = pack_int32_dim0(z, rows, lv.groups, bits);
+                let zrows = (rows * bits as usize).div_ceil(32);
+                out.push((
+                    format!("{module}.weight_zero_point"),
+                    tensor(
+                        Dtype::I32,
+                        vec![zrows, lv.groups],
+                        packed.iter().flat_map(|w| w.to_le_bytes()).collect(),
+                    ),
+                ));
+            }
+        }
+    }
+    out.push((format!("{module}.weight_scale"), tensor(dtype, scale_shape, float_bytes(dtype, &lv.scales))));
+    if let Some(g) = &lv.g_idx {
+        out.push((
+            format!("{module}.weight_g_idx"),
+            tensor(Dtype::I32, vec![cols], g.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ));
+    }
+    out
+}
+
+fn module_of(weight_name: &str) -> Result<&str> {
+    weight_name
+        .strip_suffix(".weight")
+        .ok_or_else(|| Error::invalid("tensor", weight_name, "a quantized weight's name ends in `.weight`"))
+}
+
+fn check_values(name: &str, w: &[f32], rows: usize, cols: usize) -> Result<()> {
+    if rows.checked_mul(cols) != Some(w.len()) {
+        return Err(Error::ShapeMismatch {
+            context: "compressed-tensors weight",
+            expected: vec![rows, cols],
+            actual: vec![w.len()],
+        });
+    }
+    if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid("tensor", name, format!("element {i} is {}: cannot quantize", w[i])));
+    }
+    Ok(())
+}
+
+/// The tensors that replace the Linear weight `name` (`rows x cols` values read from a tensor of the
+/// model's float dtype `dtype`) under `scheme`, quantized with round to nearest as llm-compressor does.
+pub fn quantize_weight(
+    name: &str,
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    dtype: Dtype,
+    scheme: &CtScheme,
+) -> Result<Vec<(String, OutTensor<'static>)>> {
+    check_float_dtype(name, dtype)?;
+    check_values(name, w, rows, cols)?;
+    if scheme.act_order == Some(ActOrder::Group) {
+        return Err(Error::invalid("act order", "group", "needs GPTQ's g_idx: use pack_gptq"));
+    }
+    let module = module_of(name)?;
+    let levels = rtn_levels(name, w, rows, cols, dtype, scheme)?;
+    Ok(encode(module, rows, cols, dtype, scheme, levels))
+}
+
+/// The tensors of a GPTQ result (AutoGPTQ's unsigned `q`, `scales`, `zeros`, `g_idx`) for the Linear
+/// weight `name` under `scheme`: levels and zero points shifted by `2^(bits-1)`, scales rounded to the
+/// model dtype `dtype`, `weight_g_idx` written when `scheme.act_order` is [`ActOrder::Group`] (a
+/// `g_idx` out of column order is refused otherwise). The group count must match `scheme.strategy`;
+/// a symmetric scheme needs every zero at `2^(bits-1)`.
+pub fn pack_gptq(
+    name: &str,
+    w: &GptqWeight,
+    dtype: Dtype,
+    scheme: &CtScheme,
+) -> Result<Vec<(String, OutTensor<'static>)>> {
+    check_float_dtype(name, dtype)?;
+    let module = module_of(name)?;
+    let (rows, cols) = (w.rows, w.cols);
+    let (groups, gs) = groups_of(name, cols, scheme.strategy)?;
+    let bits = scheme.scheme.bits();
+    let half = 1i32 << (bits - 1);
+    if w.groups != groups
+        || w.q.len() != rows * cols
+        || w.scales.len() != rows * groups
+        || w.zeros.len() != rows * groups
+        || w.g_idx.len() != cols
+    {
+        return Err(Error::invalid(
+            "GPTQ weight",
+            name,
+            format!("sizes do not match {rows} x {cols} in {groups} groups of the scheme"),
+        ));
+    }
+    let mut q = try_vec(rows * cols, 0i8)?;
+    for (d, &v) in q.iter_mut().zip(&w.q) {
+        if i32::from(v) >= 2 * half {
+            return Err(Error::invalid(
+                "GPTQ weight",
+                name,
+                format!("level {v} needs more than {bits} bits"),
+            ));
+        }
+        *d = (i32::from(v) - half) as i8;
+    }
+    let mut zeros = Vec::with_capacity(w.zeros.len());
+    for &z in &w.zeros {
+        if z.fract() != 0.0 || !(0.0..(2 * half) as f32).contains(&z) {
+            return Err(Error::invalid(
+                "GPTQ weight",
+                name,
+                format!("zero point {z} is not an integer level of {bits} bits"),
+            ));
+        }
+        zeros.push((z as i32 - half) as i8);
+    }
+    if scheme.symmetric && zeros.iter().any(|&z| z != 0) {
+        return Err(Error::invalid("GPTQ weight", name, "asymmetric zero points under a symmetric scheme"));
+    }
+    let in_order = w.g_idx.iter().enumerate().all(|(c, &g)| g as usize == c / gs);
+    if let Some(c) = w.g_idx.iter().position(|&g| g < 0 || g as usize >= groups) {
+        return Err(Error::invalid(
+            "GPTQ weight",
+            name,
+            format!("g_idx[{c}] = {} is not a group", w.g_idx[c]),
+        ));
+    }
+    if !in_order && scheme.act_order != Some(ActOrder::Group) {
+        return Err(Error::invalid(
+            "GPTQ weight",
+            name,
+            "g_idx is not in column order: the scheme needs act order `group`",
+        ));
+    }
+    let scales = w
+        .scales
+        .iter()
+        .map(|&s| match round_to(dtype, s) {
+            0.0 => epsilon(dtype),
+            s => s,
+        })
+        .collect();
+    let levels = Levels {
+        q,
+        scales,
+        zeros: (!scheme.symmetric).then_some(zeros),
+        groups,
+        g_idx: (scheme.act_order == Some(ActOrder::Group)).then(|| w.g_idx.clone()),
+    };
+    Ok(encode(module, rows, cols, dtype, scheme, levels))
+}
+
+fn args_json(scheme: &CtScheme) -> Value {
+    let (group_size, strategy) = match scheme.strategy {
+        Strategy::Channel => (Value::Null, "channel"),
+        Strategy::Group(gs) => (json!(gs), "group"),
+    };
+    let mut args = json!({
+        "num_bits": scheme.scheme.bits(),
+        "type": "int",
+        "symmetric": scheme.symmetric,
+        "group_size": group_size,
+        "strategy": strategy,
+        "dynamic": false,
+    });
+    if let Some(order) = scheme.act_order {
+        args["actorder"] = json!(match order {
+            ActOrder::Weight => "weight",
+            ActOrder::Group => "group",
+        });
+    }
+    args
+}
+
+/// The `quantization_config` block llm-compressor writes for `scheme`, with `ignore` (module names
+/// left unquantized) sorted.
+pub fn quantization_config(scheme: &CtScheme, ignore: &BTreeSet<String>) -> Value {
+    let input = match scheme.scheme {
+        Scheme::W8A8 => json!({
+            "num_bits": 8, "type": "int", "symmetric": true, "group_size": null,
+            "strategy": "token", "dynamic": true,
+        }),
+        Scheme::W4A16 | Scheme::W8A16 => Value::Null,
+    };
+    json!({
+        "config_groups": {
+            "group_0": {
+                "targets": ["Linear"],
+                "weights": args_json(scheme),
+                "input_activations": input,
+                "output_activations": null,
+                "format": scheme.scheme.format(),
+            }
+        },
+        "format": scheme.scheme.format(),
+        "global_compression_ratio": null,
+        "ignore": ignore.iter().collect::<Vec<_>>(),
+        "kv_cache_scheme": null,
+        "moe_sparsity_config": null,
+        "quant_method": "compressed-tensors",
+        "quantization_status": "compressed",
+        "sparsity_config": {},
+        "transform_config": {},
+        "version": COMPRESSED_TENSORS_VERSION,
+    })
+}
+
+/// What [`compress_model`] and [`decompress_model`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CtReport {
+    /// Modules quantized (compress) or dequantized (decompress).
+    pub modules: usize,
+    /// Modules left unquantized (the config's `ignore`).
+    pub ignored: usize,
+    /// Tensor bytes read.
+    pub bytes_before: usize,
+    /// Tensor bytes written.
+    pub bytes_after: usize,
+}
+
+/// The tensors, the new config and a report.
+pub type CtModel<'a> = (Vec<(String, OutTensor<'a>)>, Value, CtReport);
+
+/// Parses a `config.json`'s text (`what` names it in messages); it must be a JSON object.
+pub fn parse_config(text: &str, what: &str) -> Result<Value> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| Error::format(what, format!("not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(Error::format(what, "not a JSON object"));
+    }
+    Ok(value)
+}
+
+/// Quantizes every Linear weight of `file` kept by `keep` (called with module names) under `scheme`
+/// and adds the `quantization_config` block to `config` (a model's `config.json`). Other tensors pass
+/// through unchanged; 2-D weights left in float (and `lm_head` of a causal LM) go to `ignore`.
+pub fn compress_model<'a>(
+    file: &'a ModelFile,
+    config: &Value,
+    scheme: &CtScheme,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<CtModel<'a>> {
+    let mut config = config.clone();
+    let object = config.as_object_mut().ok_or_else(|| Error::format("config.json", "not a JSON object"))?;
+    if object.contains_key("quantization_config") {
+        return Err(Error::format(
+            "config.json",
+            "the model is already quantized (it has a quantization_config)",
+        ));
+    }
+    let mut tensors = Vec::with_capacity(file.len() * 3);
+    let mut ignore = BTreeSet::new();
+    let mut report = CtReport::default();
+    for info in file.tensors() {
+        let t = file.read(info)?;
+        report.bytes_before += t.bytes.len();
+        let module = t.name.strip_suffix(".weight");
+        let target = is_linear_weight(t.name, t.shape) && t.is_float() && t.dtype != Dtype::F64;
+        if target && module.is_some_and(keep) {
+            let values = t.to_f32()?;
+            let out = quantize_weight(t.name, &values, t.shape[0], t.shape[1], t.dtype, scheme)?;
+            report.modules += 1;
+            report.bytes_after += out.iter().map(|(_, o)| o.bytes.len()).sum::<usize>();
+            tensors.extend(out);
+        } else {
+            if let (Some(m), 2) = (module, t.shape.len()) {
+                ignore.insert(m.to_string());
+            }
+            report.bytes_after += t.bytes.len();
+            tensors.push((
+                t.name.to_string(),
+                OutTensor { dtype: t.dtype, shape: t.shape.to_vec(), bytes: t.bytes.clone() },
+            ));
+        }
+    }
+    let causal = object
+        .get("architectures")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|v| v.as_str().is_some_and(|s| s.ends_with("ForCausalLM"))));
+    if causal {
+        ignore.insert("lm_head".to_string());
+    }
+    report.ignored = ignore.len();
+    object.insert("quantization_config".into(), quantization_config(scheme, &ignore));
+    Ok((tensors, config, report))
+}
+
+/// The tensors of one compressed module, as read from a file: names are local (`weight_packed`,
+/// `weight_scale`, ...).
+#[derive(Clone, Debug)]
+pub struct ModuleTensors<'a> {
+    /// `weight` (int-quantized, int8) or `weight_packed` (pack-quantized, int32).
+    pub weight: super::TensorEntry<'a>,
+    /// `weight_scale`, float.
+    pub scale: super::TensorEntry<'a>,
+    /// `weight_zero_point`, when asymmetric.
+    pub zero_point: Option<super::TensorEntry<'a>>,
+    /// `weight_shape`, with `weight_packed`.
+    pub shape: Option<super::TensorEntry<'a>>,
+    /// `weight_g_idx`, with activation order `group`.
+    pub g_idx: Option<super::TensorEntry<'a>>,
+}
+
+fn ints(t: &super::TensorEntry<'_>, module: &str) -> Result<Vec<i64>> {
+    let w = t.dtype.size();
+    let read = |b: &[u8]| -> i64 {
+        match t.dtype {
+            Dtype::I8 => i64::from(b[0] as i8),
+            Dtype::U8 => i64::from(b[0]),
+            Dtype::I16 => i64::from(i16::from_le_bytes([b[0], b[1]])),
+            Dtype::I32 => i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            _ => i64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+        }
+    };
+    match t.dtype {
+        Dtype::I8 | Dtype::U8 | Dtype::I16 | Dtype::I32 | Dtype::I64 => {
+            Ok(t.bytes.chunks_exact(w).map(read).collect())
+        }
+        other => Err(Error::format(
+            format!("module `{module}`"),
+            format!("`{}` is {other:?}, expected integers", t.name),
+        )),
+    }
+}
+
+fn bad(module: &str, detail: impl Into<String>) -> Error {
+    Error::format(format!("compressed-tensors module `{module}`"), detail)
+}
+
+/// The float weight of one compressed module (`rows x cols`, row-major, in the scale's dtype, returned
+/// as f32 values representable in it), as compressed-tensors dequantizes it:
+/// `(q - zero_point[g]) * scale[g]` with `g` from `g_idx` or the column's group. `bits` and
+/// `group_size` come from the config (`None` when it does not say; they are then read from the shapes).
+pub fn dequantize_module(
+    module: &str,
+    t: &ModuleTensors<'_>,
+    bits: Option<u32>,
+    group_size: Option<usize>,
+) -> Result<(Vec<f32>, Vec<usize>, Dtype)> {
+    let dtype = t.scale.dtype;
+    if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        return Err(bad(module, format!("weight_scale is {dtype:?}: expected F32, F16 or BF16")));
+    }
+    let scales = t.scale.to_f32()?;
+    let (rows, cols, bits, q): (usize, usize, u32, Vec<i8>) = match t.weight.dtype {
+        Dtype::I8 => {
+            let [rows, cols] = t.weight.shape else {
+                return Err(bad(module, format!("weight has shape {:?}, expected 2-D", t.weight.shape)));
+            };
+            (*rows, *cols, bits.unwrap_or(8), t.weight.bytes.iter().map(|&b| b as i8).collect())
+        }
+        Dtype::I32 => {
+            let shape = t.shape.as_ref().ok_or_else(|| bad(module, "weight_packed without weight_shape"))?;
+            let dims = ints(&shape, module)?;
+            let [rows, cols] = dims[..] else {
+                return Err(bad(module, format!("weight_shape holds {dims:?}, expected [rows, cols]")));
+            };
+            let (rows, cols) = (
+                usize::try_from(rows).map_err(|_| bad(module, "negative weight_shape"))?,
+                usize::try_from(cols).map_err(|_| bad(module, "negative weight_shape"))?,
+            );
+            let [prows, words] = t.weight.shape else {
+                return Err(bad(
+                    module,
+                    format!("weight_packed has shape {:?}, expected 2-D", t.weight.shape),
+                ));
+            };
+            let fits = |b: u32| (cols * b as usize).div_ceil(32) == *words;
+            let bits = match bits {
+                Some(b) if (1..=8).contains(&b) => b,
+                Some(b) => return Err(bad(module, format!("num_bits {b} cannot be packed (1 to 8)"))),
+                None => match (1..=8).filter(|&b| fits(b)).collect::<Vec<_>>()[..] {
+                    [b] => b,
+                    _ => {
+                        return Err(bad(
+                            module,
+                            "the config does not say num_bits and the packed width does not tell",
+                        ))
+                    }
+                },
+            };
+            if *prows != rows || !fits(bits) {
+                return Err(bad(module, format!(
+                    "weight_packed has shape {:?}; a {rows} x {cols} weight of {bits} bits packs into [{rows}, {}]",
+                    t.weight.shape, (cols * bits as usize).div_ceil(32)
+                )));
+            }
+            let words: Vec<i32> = t
+                .weight
+                .bytes
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (rows, cols, bits, unpack_int32(&words, rows, cols, bits))
+        }
+        Dtype::F8_E4M3 | Dtype::F8_E5M2 => return Err(bad(
+            module,
+            "float-quantized (FP8) weights are not supported: greenai reads int-quantized and pack-quantized",
+        )),
+        other => return Err(bad(module, format!("weight is {other:?}: expected int8 or packed int32"))),
+    };
+    // Scales: [rows, groups], [rows] or one for the tensor.
+    let groups = match t.scale.shape {
+        [r, g] if *r == rows => *g,
+        [r] if *r == rows => 1,
+        [] | [1] | [1, 1] => 1,
+        s => return Err(bad(module, format!("weight_scale has shape {s:?} for a {rows} x {cols} weight"))),
+    };
+    let per_tensor = scales.len() == 1 && rows != 1;
+    if groups == 0 && cols > 0 {
+        return Err(bad(module, "weight_scale has no groups"));
+    }
+    let zeros: Option<Vec<i8>> = match &t.zero_point {
+        None => None,
+        Some(z) if t.weight.dtype == Dtype::I32 && z.dtype == Dtype::I32 => {
+            let zrows = (rows * bits as usize).div_ceil(32);
+            if z.shape != [zrows, groups] {
+                return Err(bad(module, format!("weight_zero_point has shape {:?}; {rows} x {groups} zero points of {bits} bits pack into [{zrows}, {groups}]", z.shape)));
+            }
+            let words: Vec<i32> =
+                z.bytes.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            Some(unpack_int32_dim0(&words, rows, groups, bits))
+        }
+        Some(z) => {
+            let v = ints(&z, module)?;
+            if v.len() != scales.len() {
+                return Err(bad(
+                    module,
+                    format!("weight_zero_point has {} values for {} scales", v.len(), scales.len()),
+                ));
+            }
+            v.iter()
+                .map(|&x| {
+                    i8::try_from(x).map_err(|_| bad(module, format!("zero point {x} is out of int8 range")))
+                })
+                .collect::<Result<_>>()
+                .map(Some)?
+        }
+    };
+    let g_idx: Option<Vec<usize>> = match &t.g_idx {
+        None => None,
+        Some(g) => {
+            let v = ints(&g, module)?;
+            if v.len() != cols {
+                return Err(bad(module, format!("weight_g_idx has {} entries for {cols} columns", v.len())));
+            }
+            if v.iter().any(|&x| x < 0) {
+                None // uninitialised (-1): column order, as compressed-tensors reads it
+            } else {
+                Some(v.into_iter().map(|x| x as usize).collect())
+            }
+        }
+    };
+    let gs = match (group_size, groups) {
+        (_, 1) => cols.max(1),
+        (Some(gs), g) if gs > 0 && cols.div_ceil(gs) == g => gs,
+        (_, g) if cols.is_multiple_of(g) => cols / g,
+        _ => return Err(bad(module, format!("{cols} columns do not split into {groups} groups"))),
+    };
+    if let Some(c) = g_idx.as_ref().and_then(|g| g.iter().position(|&x| x >= groups)) {
+        return Err(bad(module, format!("weight_g_idx[{c}] names a group beyond {groups}")));
+    }
+    let rd = |x: f32| round_to(dtype, x);
+    let mut out = try_vec(rows * cols, 0f32)?;
+    for r in 0..rows {
+        for c in 0..cols {
+            let g = g_idx.as_ref().map_or(c / gs, |g| g[c]);
+            let k = if per_tensor { 0 } else { r * groups + g };
+            let zp = zeros.as_ref().map_or(0.0, |z| f32::from(z[k]));
+            out[r * cols + c] = rd(rd(f32::from(q[r * cols + c]) - zp) * scales[k]);
+        }
+    }
+    Ok((out, vec![rows, cols], dtype))
+}
+
+/// Tensors of a compressed model that a dense model does not have: quantization parameters of
+/// activations and the KV cache.
+const DROPPED: [&str; 7] = [
+    ".input_scale",
+    ".input_zero_point",
+    ".output_scale",
+    ".output_zero_point",
+    ".k_scale",
+    ".v_scale",
+    ".input_global_scale",
+];
+
+/// The model's `quantization_config` when it is a compressed-tensors one (`None` otherwise).
+pub fn compressed_tensors_config(config: &Value) -> Option<&Map<String, Value>> {
+    let qc = config.get("quantization_config")?.as_object()?;
+    (qc.get("quant_method")?.as_str()? == "compressed-tensors").then_some(qc)
+}
+
+/// The weight args (`num_bits`, `group_size`) the config gives for modules of `format`, when every
+/// group of that format agrees; refuses float weights and formats greenai cannot read.
+fn config_args(qc: &Map<String, Value>, packed: bool) -> Result<(Option<u32>, Option<usize>)> {
+    let top = qc.get("format").and_then(Value::as_str).unwrap_or("dense");
+    let readable = |f: &str| {
+        matches!(f, "int-quantized" | "naive-quantized" | "pack-quantized" | "dense" | "mixed-precision")
+    };
+    if !readable(top) {
+        return Err(Error::format(
+            "quantization_config",
+            format!(
+            "format `{top}` is not supported: greenai reads int-quantized, naive-quantized and pack-quantized"
+        ),
+        ));
+    }
+    let mut found: Vec<(Option<u32>, Option<usize>)> = Vec::new();
+    for (name, group) in qc.get("config_groups").and_then(Value::as_object).into_iter().flatten() {
+        let Some(w) = group.get("weights").filter(|w| w.is_object()) else { continue };
+        if w.get("type").and_then(Value::as_str).is_some_and(|t| t != "int") {
+            return Err(Error::format(
+                "quantization_config",
+                format!("config group `{name}` has float weights: only integer weights are supported"),
+            ));
+        }
+        let format = group.get("format").and_then(Value::as_str).unwrap_or(top);
+        if !readable(format) {
+            return Err(Error::format(
+                "quantization_config",
+                format!("config group `{name}` has format `{format}`, which greenai cannot read"),
+            ));
+        }
+        if format != "mixed-precision" && (format == "pack-quantized") != packed {
+            continue;
+        }
+        let bits = w.get("num_bits").and_then(Value::as_u64).map(|b| b as u32);
+        let gs = w.get("group_size").and_then(Value::as_i64).filter(|&g| g > 0).map(|g| g as usize);
+        if !found.contains(&(bits, gs)) {
+            found.push((bits, gs));
+        }
+    }
+    Ok(match found[..] {
+        [one] => one,
+        _ => (None, None), // none or several: read from the shapes
+    })
+}
+
+/// Dequantizes every compressed module of `file` (a compressed-tensors model whose `config.json` is
+/// `config`) to its scale's float dtype and removes `quantization_config` from the config. Other
+/// tensors pass through; activation and KV-cache scales are dropped.
+pub fn decompress_model<'a>(file: &'a ModelFile, config: &Value) -> Result<CtModel<'a>> {
+    let qc = compressed_tensors_config(config).ok_or_else(|| {
+        Error::format(
+            "config.json",
+            "not a compressed-tensors model (no quantization_config with quant_method compressed-tensors)",
+        )
+    })?;
+    let int_args = config_args(qc, false)?;
+    let pack_args = config_args(qc, true)?;
+    let entries = file.tensors().iter().map(|info| file.read(info)).collect::<Result<Vec<_>>>()?;
+    let by_name: HashMap<&str, &super::TensorEntry<'_>> = entries.iter().map(|t| (t.name, t)).collect();
+    let mut report = CtReport::default();
+    let mut consumed: BTreeSet<&str> = BTreeSet::new();
+    let mut tensors = Vec::with_capacity(file.len());
+    for t in &entries {
+        report.bytes_before += t.bytes.len();
+        let Some(module) = t.name.strip_suffix(".weight_scale") else { continue };
+        let weight_name = format!("{module}.weight");
+        let packed_name = format!("{module}.weight_packed");
+        let (weight, packed) = match (by_name.get(weight_name.as_str()), by_name.get(packed_name.as_str())) {
+            (Some(w), None) => ((*w).clone(), false),
+            (None, Some(p)) => ((*p).clone(), true),
+            (Some(_), Some(_)) => return Err(bad(module, "has both weight and weight_packed")),
+            (None, None) => return Err(bad(module, "weight_scale without weight or weight_packed")),
+        };
+        let get = |suffix: &str| by_name.get(format!("{module}.{suffix}").as_str()).map(|t| (*t).clone());
+        let parts = ModuleTensors {
+            weight,
+            scale: t.clone(),
+            zero_point: get("weight_zero_point"),
+            shape: get("weight_shape"),
+            g_idx: get("weight_g_idx"),
+        };
+        let (bits, gs) = if packed { pack_args } else { int_args };
+        let (values, shape, dtype) = dequantize_module(module, &parts, bits, gs)?;
+        for p in [
+            Some(&parts.weight),
+            Some(&parts.scale),
+            parts.zero_point.as_ref(),
+            parts.shape.as_ref(),
+            parts.g_idx.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            consumed.insert(p.name);
+        }
+        report.modules += 1;
+        let bytes = float_bytes(dtype, &values);
+        report.bytes_after += bytes.len();
+        tensors.push((weight_name, tensor(dtype, shape, bytes)));
+    }
+    for t in &entries {
+        if let Some(m) = t.name.strip_suffix(".weight_packed") {
+            if !consumed.contains(t.name) {
+                return Err(bad(m, "weight_packed without weight_scale"));
+            }
+        }
+        if consumed.contains(t.name) || DROPPED.iter().any(|s| t.name.ends_with(s)) {
+            continue;
+        }
+        report.bytes_after += t.bytes.len();
+        tensors.push((
+            t.name.to_string(),
+            OutTensor { dtype: t.dtype, shape: t.shape.to_vec(), bytes: Cow::Owned(t.bytes.to_vec()) },
+        ));
+    }
+    let mut config = config.clone();
+    if let Some(o) = config.as_object_mut() {
+        o.remove("quantization_config");
+    }
+    Ok((tensors, config, report))
+}
+
+/// A model directory's parts: `config.json` and its one safetensors file. `path` is the directory,
+/// or a `.safetensors` file with `config.json` beside it. Sharded directories are refused.
+pub fn model_dir_parts(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    let (dir, weights) = if path.is_dir() {
+        if path.join("model.safetensors.index.json").exists() {
+            return Err(Error::invalid(
+                "input",
+                path.display(),
+                "sharded model directories are not read here yet: give one safetensors file",
+            ));
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        found.sort();
+        match found.len() {
+            1 => (path.to_path_buf(), found.remove(0)),
+            0 => {
+                return Err(Error::invalid(
+                    "input",
+                    path.display(),
+                    "the directory holds no .safetensors file",
+                ))
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "input",
+                    path.display(),
+                    "the directory holds several .safetensors files and no index",
+                ))
+            }
+        }
+    } else {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        (dir, path.to_path_buf())
+    };
+    let config = dir.join("config.json");
+    if !config.is_file() {
+        return Err(Error::invalid(
+            "input",
+            path.display(),
+            "no config.json beside the weights (compressed-tensors needs the model's config)",
+        ));
+    }
+    Ok((config, weights))
+}
+
+/// Reads and parses a `config.json`.
+pub fn read_config(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_config(&text, &path.display().to_string())
+}
+
+fn copy_tree(from: &Path, to: &Path, top: bool) -> Result<()> {
+    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
+        let entry = entry.map_err(|e| Error::io(from, e))?;
+        let (src, name) = (entry.path(), entry.file_name());
+        let kind = entry.file_type().map_err(|e| Error::io(&src, e))?;
+        let n = name.to_string_lossy();
+        let weights =
+            n.ends_with(".safetensors") || n == "model.safetensors.index.json" || n == "config.json";
+        if (top && weights) || n.starts_with('.') {
+            continue;
+        }
+        let dst = to.join(&name);
+        if kind.is_dir() {
+            std::fs::create_dir(&dst).map_err(|e| Error::io(&dst, e))?;
+            copy_tree(&src, &dst, false)?;
+        } else if kind.is_file() {
+            std::fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an output directory path that exists already (file, folder or link) or whose parent is not
+/// a folder: checked before any work, and again by [`write_model_dir`].
+pub fn check_new_dir(out: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(out) {
+        Ok(_) => {
+            return Err(Error::invalid(
+                "output",
+                out.display(),
+                "already exists: remove it or name a new directory",
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(out, e)),
+    }
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::invalid("output", out.display(), "its parent is not a folder"));
+    }
+    Ok(())
+}
+
+/// Writes a model directory at `out` (which must not exist): `config.json` (pretty, keys sorted as
+/// llm-compressor writes it), `model.safetensors`, and the other files of `source` (tokenizer, configs;
+/// not its weights). Everything goes to a temporary directory beside `out`, renamed on success: a
+/// failure leaves nothing.
+pub fn write_model_dir(
+    source: Option<&Path>,
+    out: &Path,
+    config: &Value,
+    tensors: &[(String, OutTensor<'_>)],
+) -> Result<()> {
+    check_new_dir(out)?;
+    let name =
+        out.file_name().ok_or_else(|| Error::invalid("output", out.display(), "names no directory"))?;
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{}.greenai-", name.to_string_lossy()))
+        .suffix(".tmp")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(out, e))?;
+    if let Some(source) = source {
+        copy_tree(source, staging.path(), true)?;
+    }
+    let text =
+        serde_json::to_string_pretty(config).map_err(|e| Error::format("config.json", e.to_string()))?;
+    write_file(&Destination::check(&staging.path().join("config.json"))?, text.as_bytes())?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    write_safetensors(&staging.path().join("model.safetensors"), tensors, &metadata)?;
+    std::fs::rename(staging.path(), out).map_err(|e| Error::io(out, e))?;
+    let _ = staging.keep(); // renamed: nothing left to remove
+    if let Ok(dir) = std::fs::File::open(parent) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
