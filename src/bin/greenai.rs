@@ -5,6 +5,8 @@
 mod files;
 #[path = "greenai/flops.rs"]
 mod flops;
+#[path = "greenai/gguf.rs"]
+mod gguf;
 
 use clap::{Parser, Subcommand};
 use greenai::Error;

@@ -3,6 +3,8 @@
 
 mod compress;
 mod file;
+#[cfg(feature = "serde")]
+pub mod gguf;
 mod inspect;
 mod write;
 

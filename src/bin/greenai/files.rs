@@ -56,6 +56,21 @@ pub struct CompressArgs {
     /// Write the per-tensor report as JSON to this file.
     #[arg(long, value_name = "JSON")]
     report: Option<PathBuf>,
+    /// Output format: greenai's safetensors convention, or gguf (llama.cpp; MODEL is a directory,
+    /// --quant f16, bf16, q8_0, q4_0, q4_1, q5_0, q4_k or q6_k).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Greenai)]
+    format: OutputFormat,
+}
+
+/// The file format `greenai compress` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// greenai's own safetensors convention.
+    Greenai,
+    /// compressed-tensors (vLLM, transformers).
+    CompressedTensors,
+    /// GGUF (llama.cpp, ollama).
+    Gguf,
 }
 
 /// Arguments of `greenai decompress`.
@@ -68,7 +83,7 @@ pub struct DecompressArgs {
     output: PathBuf,
 }
 
-fn progress_bar(total: usize, what: &str) -> ProgressBar {
+pub fn progress_bar(total: usize, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -86,6 +101,9 @@ fn fmt_opt(v: Option<f64>) -> String {
 
 /// Runs `greenai inspect`.
 pub fn inspect(args: &InspectArgs) -> Result<()> {
+    if crate::gguf::is_gguf(&args.file) {
+        return crate::gguf::inspect(&args.file, args.json);
+    }
     let file = ModelFile::open(&args.file)?;
     let rows = model::inspect(&file)?;
     if args.json {
@@ -194,6 +212,13 @@ fn parse_pruning(text: &str) -> Result<Pruning> {
 
 /// Runs `greenai compress`.
 pub fn compress(args: &CompressArgs) -> Result<()> {
+    if args.format == OutputFormat::Gguf {
+        check_gguf_options(args)?;
+        return crate::gguf::compress(&args.file, &args.output, &args.quant, args.report.as_deref());
+    }
+    if args.format == OutputFormat::CompressedTensors {
+        return Err(Error::invalid("--format", "compressed-tensors", "not available in this build"));
+    }
     let options = CompressOptions {
         target: parse_target(&args.quant)?,
         method: match args.method.to_ascii_lowercase().as_str() {
@@ -282,6 +307,9 @@ fn print_report(out: &mut impl Write, report: &CompressReport) -> std::io::Resul
 
 /// Runs `greenai decompress`.
 pub fn decompress(args: &DecompressArgs) -> Result<()> {
+    if crate::gguf::is_gguf(&args.file) {
+        return crate::gguf::decompress(&args.file, &args.output);
+    }
     Destination::check(&args.output)?;
     model::check_distinct(&[("input", args.file.as_path()), ("output", args.output.as_path())])?;
     let file = ModelFile::open(&args.file)?;
@@ -292,4 +320,20 @@ pub fn decompress(args: &DecompressArgs) -> Result<()> {
     writeln!(out, "wrote {}", printable(&args.output.display().to_string()))
         .and_then(|()| out.flush())
         .map_err(crate::stdout_error)
+}
+
+/// Refuses the options GGUF output does not take (llama.cpp's types choose their own scales).
+fn check_gguf_options(args: &CompressArgs) -> Result<()> {
+    let unused = [
+        ("--prune", args.prune.is_some()),
+        ("--skip", args.skip.is_some()),
+        ("--include-1d", args.include_1d),
+        ("--method", args.method != "rtn"),
+        ("--granularity", args.granularity != "channel"),
+        ("--calibration", args.calibration != "minmax"),
+    ];
+    match unused.iter().find(|(_, set)| *set) {
+        Some((name, _)) => Err(Error::invalid("--format", "gguf", format!("does not take {name}"))),
+        None => Ok(()),
+    }
 }
