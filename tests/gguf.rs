@@ -30,8 +30,13 @@ fn python_ready() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        assert!(!minilm::minilm_required(), "python3 with numpy, safetensors, tokenizers and gguf is required");
-        eprintln!("skipped: python3 with numpy, safetensors, tokenizers and gguf not found (pip install gguf)");
+        assert!(
+            !minilm::minilm_required(),
+            "python3 with numpy, safetensors, tokenizers and gguf is required"
+        );
+        eprintln!(
+            "skipped: python3 with numpy, safetensors, tokenizers and gguf not found (pip install gguf)"
+        );
     }
     ok
 }
@@ -63,7 +68,9 @@ fn run_ok(cmd: &mut Command) -> String {
 fn every_type(model: &Path, tmp: &Path) {
     for quant in QUANTS {
         let out = tmp.join(format!("m-{quant}.gguf"));
-        run_ok(greenai().arg("compress").arg(model).args(["--format", "gguf", "--quant", quant, "-o"]).arg(&out));
+        run_ok(
+            greenai().arg("compress").arg(model).args(["--format", "gguf", "--quant", quant, "-o"]).arg(&out),
+        );
         python(&[&"check", &model, &out, &quant]);
         let shown = run_ok(greenai().arg("inspect").arg(&out));
         assert!(shown.contains("GGUF v3"), "{shown}");
@@ -102,7 +109,8 @@ fn reads_a_file_written_by_gguf_py() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let (peer, npz, st) = (tmp.path().join("peer.gguf"), tmp.path().join("peer.npz"), tmp.path().join("peer.safetensors"));
+    let (peer, npz, st) =
+        (tmp.path().join("peer.gguf"), tmp.path().join("peer.npz"), tmp.path().join("peer.safetensors"));
     python(&[&"peer", &peer, &npz]);
     let file = GgufFile::open(&peer).unwrap();
     assert_eq!(file.get("general.architecture").and_then(Value::as_str), Some("llama"));
@@ -129,7 +137,13 @@ fn small_file(path: &Path) {
             name: "w".into(),
             dims: vec![32, 2],
             ty: TensorType::Ggml(greenai::kernels::ggml::GgmlType::Q8_0),
-            bytes: Box::new(|| greenai::model::gguf::encode(TensorType::Ggml(greenai::kernels::ggml::GgmlType::Q8_0), &values, 32)),
+            bytes: Box::new(|| {
+                greenai::model::gguf::encode(
+                    TensorType::Ggml(greenai::kernels::ggml::GgmlType::Q8_0),
+                    &values,
+                    32,
+                )
+            }),
         },
         PlannedTensor {
             name: "b".into(),
@@ -223,7 +237,12 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     let gpt2 = tmp.path().join("gpt2");
     hand_llama(&gpt2, "GPT2LMHeadModel", 64);
     let err = run_err(&mut compress(&gpt2, "q8_0"));
-    assert!(err.contains("GPT2LMHeadModel") && err.contains("LlamaForCausalLM (llama)") && err.contains("BertModel"), "{err}");
+    assert!(
+        err.contains("GPT2LMHeadModel")
+            && err.contains("LlamaForCausalLM (llama)")
+            && err.contains("BertModel"),
+        "{err}"
+    );
 
     let odd = tmp.path().join("odd");
     hand_llama(&odd, "LlamaForCausalLM", 48);

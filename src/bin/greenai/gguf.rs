@@ -50,7 +50,15 @@ fn print_gguf(out: &mut impl Write, path: &Path, file: &GgufFile) -> std::io::Re
     let w = names.iter().map(|n| n.chars().count()).max().unwrap_or(4).max(4);
     writeln!(out, "{:<w$}  {:<5} {:<18} {:>12} {:>12}", "name", "type", "shape", "params", "bytes")?;
     for (t, name) in file.tensors.iter().zip(&names) {
-        writeln!(out, "{:<w$}  {:<5} {:<18} {:>12} {:>12}", name, t.ty.name(), format!("{:?}", t.shape()), t.len(), t.size)?;
+        writeln!(
+            out,
+            "{:<w$}  {:<5} {:<18} {:>12} {:>12}",
+            name,
+            t.ty.name(),
+            format!("{:?}", t.shape()),
+            t.len(),
+            t.size
+        )?;
     }
     let (params, bytes) = file.tensors.iter().fold((0, 0), |(p, b), t| (p + t.len(), b + t.size));
     writeln!(out, "{:<w$}  {:<5} {:<18} {:>12} {:>12}", "total", "", "", params, bytes)
@@ -65,14 +73,20 @@ pub fn decompress(input: &Path, output: &Path) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let mut out = crate::stdout();
-    writeln!(out, "wrote {}", printable(&output.display().to_string())).and_then(|()| out.flush()).map_err(crate::stdout_error)
+    writeln!(out, "wrote {}", printable(&output.display().to_string()))
+        .and_then(|()| out.flush())
+        .map_err(crate::stdout_error)
 }
 
 /// `greenai compress DIR --format gguf --quant TYPE -o OUT.gguf`.
 pub fn compress(input: &Path, output: &Path, quant: &str, report: Option<&Path>) -> Result<()> {
     let file_type = FileType::from_name(quant)?;
     if !input.is_dir() {
-        return Err(Error::invalid("model", input.display(), "GGUF output reads a model directory (config.json, model.safetensors, tokenizer)"));
+        return Err(Error::invalid(
+            "model",
+            input.display(),
+            "GGUF output reads a model directory (config.json, model.safetensors, tokenizer)",
+        ));
     }
     Destination::check(output)?;
     let mut paths = vec![("input", input), ("output", output)];
@@ -99,9 +113,21 @@ pub fn compress(input: &Path, output: &Path, quant: &str, report: Option<&Path>)
 
 fn print_report(out: &mut impl Write, report: &GgufReport, output: &Path) -> std::io::Result<()> {
     let w = report.tensors.iter().map(|t| t.name.chars().count()).max().unwrap_or(4).max(4);
-    writeln!(out, "{:<w$}  {:<18} {:<5} {:>12} {:>12}", "name", "shape", "type", "bytes before", "bytes after")?;
+    writeln!(
+        out,
+        "{:<w$}  {:<18} {:<5} {:>12} {:>12}",
+        "name", "shape", "type", "bytes before", "bytes after"
+    )?;
     for t in &report.tensors {
-        writeln!(out, "{:<w$}  {:<18} {:<5} {:>12} {:>12}", printable(&t.name), format!("{:?}", t.shape), t.ty, t.bytes_before, t.bytes_after)?;
+        writeln!(
+            out,
+            "{:<w$}  {:<18} {:<5} {:>12} {:>12}",
+            printable(&t.name),
+            format!("{:?}", t.shape),
+            t.ty,
+            t.bytes_before,
+            t.bytes_after
+        )?;
     }
     let before: usize = report.tensors.iter().map(|t| t.bytes_before).sum();
     writeln!(

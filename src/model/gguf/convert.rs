@@ -47,15 +47,21 @@ impl Arch {
     }
 
     fn from_config(config: &Json) -> Result<Self> {
-        let listed: Vec<&str> =
-            config.get("architectures").and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str).collect();
+        let listed: Vec<&str> = config
+            .get("architectures")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_str)
+            .collect();
         let found = listed.iter().find_map(|a| SUPPORTED_ARCHITECTURES.iter().find(|(hf, _)| hf == a));
         match found.map(|(_, gguf)| *gguf) {
             Some("bert") => Ok(Arch::Bert),
             Some("llama") => Ok(Arch::Llama),
             Some(_) => Ok(Arch::Qwen2),
             None => {
-                let supported: Vec<_> = SUPPORTED_ARCHITECTURES.iter().map(|(hf, g)| format!("{hf} ({g})")).collect();
+                let supported: Vec<_> =
+                    SUPPORTED_ARCHITECTURES.iter().map(|(hf, g)| format!("{hf} ({g})")).collect();
                 Err(Error::invalid(
                     "architecture",
                     if listed.is_empty() { "none".to_string() } else { listed.join(", ") },
@@ -232,7 +238,11 @@ fn map_name(arch: Arch, name: &str) -> Result<Option<String>> {
 /// (rotate-half RoPE), interleaved pairwise (ggml's RoPE): within a head of `d` rows, new row
 /// `2i + j` is old row `j * d/2 + i`.
 pub fn permute_qk_rows(data: &[f32], rows: usize, cols: usize, n_head: usize) -> Result<Vec<f32>> {
-    if n_head == 0 || !rows.is_multiple_of(n_head) || !(rows / n_head).is_multiple_of(2) || data.len() != rows * cols {
+    if n_head == 0
+        || !rows.is_multiple_of(n_head)
+        || !(rows / n_head).is_multiple_of(2)
+        || data.len() != rows * cols
+    {
         return Err(Error::invalid(
             "rows",
             rows,
@@ -267,7 +277,11 @@ pub fn encode(ty: TensorType, values: &[f32], cols: usize) -> Result<Vec<u8>> {
             out
         }
         TensorType::F64 | TensorType::I8 | TensorType::I16 | TensorType::I32 | TensorType::I64 => {
-            return Err(Error::invalid("type", ty.name(), "greenai does not write float weights as this type"))
+            return Err(Error::invalid(
+                "type",
+                ty.name(),
+                "greenai does not write float weights as this type",
+            ))
         }
     })
 }
@@ -310,7 +324,10 @@ pub fn convert_to_gguf(
     let shape = ModelShape {
         tied_embeddings: !has_output,
         n_layer,
-        n_attn_v: mapped.iter().filter(|m| m.name.ends_with("attn_v.weight") || m.name.ends_with("attn_qkv.weight")).count(),
+        n_attn_v: mapped
+            .iter()
+            .filter(|m| m.name.ends_with("attn_v.weight") || m.name.ends_with("attn_qkv.weight"))
+            .count(),
     };
 
     let mut metadata = hyper_parameters(arch, &config, model_dir, file_type)?;
@@ -321,7 +338,11 @@ pub fn convert_to_gguf(
     for m in mapped {
         let entry = weights.tensor(&m.source).expect("mapped from this file");
         if !entry.is_float() {
-            return Err(Error::invalid("tensor", &m.source, format!("is {:?}: GGUF weights are float", entry.dtype)));
+            return Err(Error::invalid(
+                "tensor",
+                &m.source,
+                format!("is {:?}: GGUF weights are float", entry.dtype),
+            ));
         }
         let dims: Vec<usize> = entry.shape.iter().rev().copied().collect();
         if dims.len() > super::format::MAX_DIMS {
@@ -365,21 +386,35 @@ pub fn convert_to_gguf(
 
 /// `general.*` and `<arch>.*` keys, as `TextModel.set_gguf_parameters` and the architecture's
 /// class write them.
-fn hyper_parameters(arch: Arch, config: &Json, dir: &Path, file_type: FileType) -> Result<Vec<(String, Value)>> {
+fn hyper_parameters(
+    arch: Arch,
+    config: &Json,
+    dir: &Path,
+    file_type: FileType,
+) -> Result<Vec<(String, Value)>> {
     let a = arch.name();
     let name = dir
         .canonicalize()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .filter(|n| n != "model")
-        .or_else(|| config.get("_name_or_path").and_then(Json::as_str).and_then(|s| s.rsplit('/').next()).map(str::to_string))
+        .or_else(|| {
+            config
+                .get("_name_or_path")
+                .and_then(Json::as_str)
+                .and_then(|s| s.rsplit('/').next())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| a.to_string());
     let mut m = vec![
         kv("general.architecture", Value::String(a.into())),
         kv("general.type", Value::String("model".into())),
         kv("general.name", Value::String(name)),
     ];
-    m.push(kv(format!("{a}.block_count"), Value::U32(required(config, &["num_hidden_layers", "n_layer", "num_layers"])?)));
+    m.push(kv(
+        format!("{a}.block_count"),
+        Value::U32(required(config, &["num_hidden_layers", "n_layer", "num_layers"])?),
+    ));
     if let Some(n) = hp_u32(config, &["max_position_embeddings", "n_ctx", "n_positions"]) {
         m.push(kv(format!("{a}.context_length"), Value::U32(n)));
     }
@@ -422,7 +457,8 @@ fn hyper_parameters(arch: Arch, config: &Json, dir: &Path, file_type: FileType) 
         Arch::Qwen2 => {}
     }
     if let Some(scaling) = config.get("rope_scaling").filter(|s| !s.is_null()) {
-        let kind = scaling.get("rope_type").or_else(|| scaling.get("type")).and_then(Json::as_str).unwrap_or("");
+        let kind =
+            scaling.get("rope_type").or_else(|| scaling.get("type")).and_then(Json::as_str).unwrap_or("");
         let factor = scaling.get("factor").and_then(Json::as_f64);
         match (kind, factor) {
             ("linear", Some(f)) => {
@@ -457,7 +493,11 @@ fn pooling_type(dir: &Path) -> Result<Option<u32>> {
     } else if flag("pooling_mode_cls_token") {
         Ok(Some(2))
     } else {
-        Err(Error::invalid("pooling", dir.display(), "only MEAN and CLS pooling are supported (as llama.cpp)"))
+        Err(Error::invalid(
+            "pooling",
+            dir.display(),
+            "only MEAN and CLS pooling are supported (as llama.cpp)",
+        ))
     }
 }
 
@@ -487,7 +527,8 @@ fn bpe_pre(arch: Arch, tokenizer: &Json) -> Result<&'static str> {
         Some(list) => list.iter().collect(),
         None => vec![pre],
     };
-    let regex = parts.iter().find_map(|p| p.get("pattern").and_then(|x| x.get("Regex")).and_then(Json::as_str));
+    let regex =
+        parts.iter().find_map(|p| p.get("pattern").and_then(|x| x.get("Regex")).and_then(Json::as_str));
     let byte_level = parts.iter().any(|p| p.get("type").and_then(Json::as_str) == Some("ByteLevel"));
     match regex {
         Some(r) if r == LLAMA3 => Ok("llama-bpe"),
@@ -535,14 +576,19 @@ fn tokenizer(arch: Arch, config: &Json, dir: &Path) -> Result<Vec<(String, Value
             return Err(Error::invalid(
                 "tokenizer.json",
                 other.unwrap_or("none"),
-                format!("tokenizer model not supported for arch {} (WordPiece for bert, BPE for decoders)", arch.name()),
+                format!(
+                    "tokenizer model not supported for arch {} (WordPiece for bert, BPE for decoders)",
+                    arch.name()
+                ),
             ))
         }
     };
     match tokenizer.as_ref().and_then(|t| t.pointer("/model/vocab")).and_then(Json::as_object) {
         Some(map) => {
             for (tok, id) in map {
-                let id = id.as_u64().ok_or_else(|| Error::format("tokenizer.json", format!("token {tok:?} has no id")))?;
+                let id = id
+                    .as_u64()
+                    .ok_or_else(|| Error::format("tokenizer.json", format!("token {tok:?} has no id")))?;
                 vocab.insert(id, tok.clone());
             }
         }
@@ -556,9 +602,16 @@ fn tokenizer(arch: Arch, config: &Json, dir: &Path) -> Result<Vec<(String, Value
         None => return Err(Error::format("tokenizer.json", "no model.vocab")),
     }
     let mut added: HashMap<u64, (String, bool)> = HashMap::new();
-    let added_list = tokenizer.as_ref().and_then(|t| t.get("added_tokens")).and_then(Json::as_array).cloned().unwrap_or_default();
+    let added_list = tokenizer
+        .as_ref()
+        .and_then(|t| t.get("added_tokens"))
+        .and_then(Json::as_array)
+        .cloned()
+        .unwrap_or_default();
     for a in &added_list {
-        let (Some(id), Some(content)) = (a.get("id").and_then(Json::as_u64), a.get("content").and_then(Json::as_str)) else {
+        let (Some(id), Some(content)) =
+            (a.get("id").and_then(Json::as_u64), a.get("content").and_then(Json::as_str))
+        else {
             continue;
         };
         let special = a.get("special").and_then(Json::as_bool).unwrap_or(false);
@@ -603,7 +656,10 @@ fn tokenizer(arch: Arch, config: &Json, dir: &Path) -> Result<Vec<(String, Value
                 None => format!("\u{2581}{tok}"),
             };
         }
-        m.push(kv("tokenizer.ggml.token_type_count", Value::U32(hp_u32(config, &["type_vocab_size"]).unwrap_or(1))));
+        m.push(kv(
+            "tokenizer.ggml.token_type_count",
+            Value::U32(hp_u32(config, &["type_vocab_size"]).unwrap_or(1)),
+        ));
         m.push(kv("tokenizer.ggml.model", Value::String("bert".into())));
         // llama.cpp reads `pre` for BPE vocabularies only; a WordPiece file carries "default".
         m.push(kv("tokenizer.ggml.pre", Value::String("default".into())));
@@ -616,7 +672,12 @@ fn tokenizer(arch: Arch, config: &Json, dir: &Path) -> Result<Vec<(String, Value
     m.push(kv("tokenizer.ggml.tokens", Value::Array(Array::String(tokens))));
     m.push(kv("tokenizer.ggml.token_type", Value::Array(Array::I32(types))));
     if !wordpiece {
-        let merges = tokenizer.as_ref().and_then(|t| t.pointer("/model/merges")).and_then(Json::as_array).cloned().unwrap_or_default();
+        let merges = tokenizer
+            .as_ref()
+            .and_then(|t| t.pointer("/model/merges"))
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut out = Vec::with_capacity(merges.len());
         for merge in &merges {
             match merge {
@@ -670,14 +731,17 @@ fn special_tokens(
         }
         let post = tokenizer.and_then(|t| t.get("post_processor")).filter(|p| !p.is_null());
         let processors: Vec<&Json> = match post {
-            Some(p) => p.get("processors").and_then(Json::as_array).map_or_else(|| vec![p], |l| l.iter().collect()),
+            Some(p) => {
+                p.get("processors").and_then(Json::as_array).map_or_else(|| vec![p], |l| l.iter().collect())
+            }
             None => vec![],
         };
         for p in processors {
             match p.get("type").and_then(Json::as_str) {
                 Some("RobertaProcessing") => add.extend([("bos", true), ("eos", true), ("sep", true)]),
                 Some("TemplateProcessing") => {
-                    let special = |e: &Json| e.pointer("/SpecialToken/id").and_then(Json::as_str).map(str::to_string);
+                    let special =
+                        |e: &Json| e.pointer("/SpecialToken/id").and_then(Json::as_str).map(str::to_string);
                     let single = p.get("single").and_then(Json::as_array).cloned().unwrap_or_default();
                     if single.len() > 1 {
                         let (bos, cls, eos) = (content(&tc, "bos"), content(&tc, "cls"), content(&tc, "eos"));
@@ -690,11 +754,17 @@ fn special_tokens(
                         let pair = p.get("pair").and_then(Json::as_array).cloned().unwrap_or_default();
                         let (first, last) = (special(&single[0]), special(&single[single.len() - 1]));
                         let start = usize::from(first.is_some() && pair.first().and_then(special) == first);
-                        let stop = pair.len() - usize::from(last.is_some() && pair.last().and_then(special) == last);
+                        let stop =
+                            pair.len() - usize::from(last.is_some() && pair.last().and_then(special) == last);
                         if start < stop {
                             let mid = &pair[start..stop];
-                            let seq = |e: &Json| e.pointer("/Sequence/id").and_then(Json::as_str).map(str::to_string);
-                            if mid.len() > 2 && seq(&mid[0]).as_deref() == Some("A") && seq(&mid[mid.len() - 1]).as_deref() == Some("B") {
+                            let seq = |e: &Json| {
+                                e.pointer("/Sequence/id").and_then(Json::as_str).map(str::to_string)
+                            };
+                            if mid.len() > 2
+                                && seq(&mid[0]).as_deref() == Some("A")
+                                && seq(&mid[mid.len() - 1]).as_deref() == Some("B")
+                            {
                                 let inner = &mid[1..mid.len() - 1];
                                 let sep = content(&tc, "sep");
                                 let is_sep = |e: &Json| {
@@ -718,7 +788,10 @@ fn special_tokens(
     let mut ids: Vec<(&str, u64)> = Vec::new();
     for typ in ["bos", "eos", "unk", "sep", "pad", "cls", "mask"] {
         if let Some(c) = content(&tc, typ) {
-            let id = added.iter().find(|a| a.get("content").and_then(Json::as_str) == Some(&c)).and_then(|a| a.get("id")?.as_u64());
+            let id = added
+                .iter()
+                .find(|a| a.get("content").and_then(Json::as_str) == Some(c.as_str()))
+                .and_then(|a| a.get("id")?.as_u64());
             if let Some(id) = id.filter(|&id| id < n_vocab) {
                 ids.push((typ, id));
             }
@@ -732,7 +805,9 @@ fn special_tokens(
         if ids.iter().any(|(t, _)| *t == typ) {
             continue;
         }
-        if let Some(id) = config.get(format!("{typ}_token_id")).and_then(Json::as_u64).filter(|&id| id < n_vocab) {
+        if let Some(id) =
+            config.get(format!("{typ}_token_id")).and_then(Json::as_u64).filter(|&id| id < n_vocab)
+        {
             ids.push((typ, id));
         }
     }
@@ -782,9 +857,15 @@ mod tests {
     fn names_map_as_the_converter_maps_them() {
         let m = |a, n| map_name(a, n).unwrap();
         assert_eq!(m(Arch::Bert, "embeddings.word_embeddings.weight").as_deref(), Some("token_embd.weight"));
-        assert_eq!(m(Arch::Bert, "bert.encoder.layer.3.output.LayerNorm.bias").as_deref(), Some("blk.3.layer_output_norm.bias"));
+        assert_eq!(
+            m(Arch::Bert, "bert.encoder.layer.3.output.LayerNorm.bias").as_deref(),
+            Some("blk.3.layer_output_norm.bias")
+        );
         assert_eq!(m(Arch::Bert, "embeddings.position_ids"), None);
-        assert_eq!(m(Arch::Llama, "model.layers.0.self_attn.k_proj.weight").as_deref(), Some("blk.0.attn_k.weight"));
+        assert_eq!(
+            m(Arch::Llama, "model.layers.0.self_attn.k_proj.weight").as_deref(),
+            Some("blk.0.attn_k.weight")
+        );
         assert_eq!(m(Arch::Qwen2, "lm_head.weight").as_deref(), Some("output.weight"));
         assert!(map_name(Arch::Llama, "model.layers.0.mystery.weight").is_err());
     }

@@ -126,7 +126,7 @@ impl TensorType {
 
 /// Generates the typed array enum, its element-type tag and its reader/writer arms.
 macro_rules! arrays {
-    ($($variant:ident($ty:ty) = $tag:expr, $size:expr;)*) => {
+    ($($variant:ident($ty:ty) = $tag:literal, $size:literal;)*) => {
         /// A metadata array: every element of one type (nested arrays are not supported).
         #[derive(Clone, Debug, PartialEq)]
         pub enum Array {
@@ -556,10 +556,9 @@ impl GgufFile {
             None => DEFAULT_ALIGNMENT,
             Some((_, Value::U32(a))) if a.is_power_of_two() => *a as usize,
             Some((_, v)) => {
-                return Err(r.error(format!(
-                    "general.alignment is {}: it must be a u32 power of two",
-                    v.summary()
-                )))
+                return Err(
+                    r.error(format!("general.alignment is {}: it must be a u32 power of two", v.summary()))
+                )
             }
         };
         let n_tensors = r.count(n_tensors, 24)?;
@@ -574,16 +573,18 @@ impl GgufFile {
             let mut dims = Vec::with_capacity(n_dims);
             for _ in 0..n_dims {
                 let d = r.u64()?;
-                dims.push(usize::try_from(d).map_err(|_| r.error(format!("tensor `{name}`: dimension {d}")))?);
+                dims.push(
+                    usize::try_from(d).map_err(|_| r.error(format!("tensor `{name}`: dimension {d}")))?,
+                );
             }
-            let ty = TensorType::from_ggml_id(r.u32()?)
-                .map_err(|e| r.error(format!("tensor `{name}`: {e}")))?;
+            let ty =
+                TensorType::from_ggml_id(r.u32()?).map_err(|e| r.error(format!("tensor `{name}`: {e}")))?;
             let offset = r.u64()?;
             let size = ty.bytes(&dims).map_err(|e| r.error(format!("tensor `{name}`: {e}")))?;
-            let offset = usize::try_from(offset)
-                .ok()
-                .filter(|o| o.is_multiple_of(alignment))
-                .ok_or_else(|| r.error(format!("tensor `{name}`: offset {offset} is not aligned to {alignment}")))?;
+            let offset =
+                usize::try_from(offset).ok().filter(|o| o.is_multiple_of(alignment)).ok_or_else(|| {
+                    r.error(format!("tensor `{name}`: offset {offset} is not aligned to {alignment}"))
+                })?;
             if !names.insert(name.clone()) {
                 return Err(r.error(format!("the tensor `{name}` appears twice")));
             }
@@ -625,15 +626,18 @@ impl GgufFile {
         let n = tensor.len();
         let mut out = crate::error::try_vec(n, 0f32)?;
         match tensor.ty {
-            TensorType::F32 => {
-                out.iter_mut().zip(data.chunks_exact(4)).for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            }
-            TensorType::F16 => {
-                out.iter_mut().zip(data.chunks_exact(2)).for_each(|(o, b)| *o = f16::from_le_bytes([b[0], b[1]]).to_f32())
-            }
-            TensorType::BF16 => {
-                out.iter_mut().zip(data.chunks_exact(2)).for_each(|(o, b)| *o = bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            }
+            TensorType::F32 => out
+                .iter_mut()
+                .zip(data.chunks_exact(4))
+                .for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            TensorType::F16 => out
+                .iter_mut()
+                .zip(data.chunks_exact(2))
+                .for_each(|(o, b)| *o = f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            TensorType::BF16 => out
+                .iter_mut()
+                .zip(data.chunks_exact(2))
+                .for_each(|(o, b)| *o = bf16::from_le_bytes([b[0], b[1]]).to_f32()),
             TensorType::F64 => out
                 .iter_mut()
                 .zip(data.chunks_exact(8))
@@ -669,7 +673,11 @@ pub struct PlannedTensor<'a> {
 }
 
 /// The header, metadata and tensor infos of a GGUF v3 file, padded to `alignment`.
-pub fn header_bytes(metadata: &[(String, Value)], tensors: &[(String, Vec<usize>, TensorType, usize)], alignment: usize) -> Vec<u8> {
+pub fn header_bytes(
+    metadata: &[(String, Value)],
+    tensors: &[(String, Vec<usize>, TensorType, usize)],
+    alignment: usize,
+) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&3u32.to_le_bytes());
@@ -705,14 +713,20 @@ pub fn write_gguf(
     let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
         None => DEFAULT_ALIGNMENT,
         Some((_, Value::U32(a))) if a.is_power_of_two() => *a as usize,
-        Some((_, v)) => return Err(Error::invalid("general.alignment", v.summary(), "must be a u32 power of two")),
+        Some((_, v)) => {
+            return Err(Error::invalid("general.alignment", v.summary(), "must be a u32 power of two"))
+        }
     };
     let mut names = std::collections::HashSet::new();
     let mut infos = Vec::with_capacity(tensors.len());
     let mut offset = 0usize;
     for t in &tensors {
         if t.dims.len() > MAX_DIMS {
-            return Err(Error::invalid("tensor", &t.name, format!("has {} dimensions (at most {MAX_DIMS})", t.dims.len())));
+            return Err(Error::invalid(
+                "tensor",
+                &t.name,
+                format!("has {} dimensions (at most {MAX_DIMS})", t.dims.len()),
+            ));
         }
         if !names.insert(t.name.as_str()) {
             return Err(Error::invalid("tensor", &t.name, "two tensors have this name"));
@@ -734,7 +748,11 @@ pub fn write_gguf(
         let name = t.name;
         let bytes = (t.bytes)()?;
         if bytes.len() != expected {
-            return Err(Error::invalid("tensor", &name, format!("made {} bytes, its type and dimensions need {expected}", bytes.len())));
+            return Err(Error::invalid(
+                "tensor",
+                &name,
+                format!("made {} bytes, its type and dimensions need {expected}", bytes.len()),
+            ));
         }
         staged.write_all(&bytes)?;
         let padded = expected.next_multiple_of(alignment);

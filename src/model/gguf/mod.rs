@@ -36,11 +36,7 @@ pub fn decompress_gguf(input: &Path, output: &Path, progress: &mut dyn FnMut(usi
             TensorType::I16 => (safetensors::Dtype::I16, file.data(t).to_vec()),
             TensorType::I32 => (safetensors::Dtype::I32, file.data(t).to_vec()),
             TensorType::I64 => (safetensors::Dtype::I64, file.data(t).to_vec()),
-            TensorType::F32
-            | TensorType::F16
-            | TensorType::BF16
-            | TensorType::F64
-            | TensorType::Ggml(_) => (
+            TensorType::F32 | TensorType::F16 | TensorType::BF16 | TensorType::F64 | TensorType::Ggml(_) => (
                 safetensors::Dtype::F32,
                 file.to_f32(t)
                     .map_err(|e| Error::invalid("tensor", &t.name, e.to_string()))?

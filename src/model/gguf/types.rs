@@ -146,7 +146,12 @@ const Q6K: TensorType = TensorType::Ggml(GgmlType::Q6K);
 /// The GGUF type of the tensor `name` with dimensions `dims` (innermost first) in a file of type
 /// `file_type`, by the rules of the module documentation; an error where llama.cpp has none
 /// (rows that are not whole blocks of a type without fallback).
-pub fn tensor_type(name: &str, dims: &[usize], file_type: FileType, model: &ModelShape) -> Result<TensorType> {
+pub fn tensor_type(
+    name: &str,
+    dims: &[usize],
+    file_type: FileType,
+    model: &ModelShape,
+) -> Result<TensorType> {
     if converter_keeps_f32(name, dims.len()) {
         return Ok(TensorType::F32);
     }
