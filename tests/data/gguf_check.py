@@ -87,6 +87,8 @@ LLAMA_NAMES = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "se
 
 
 def gguf_name(arch, name):
+    if name == "embeddings.position_ids":
+        return None
     stem, suffix = name.rsplit(".", 1)
     if arch == "bert":
         if stem in ("embeddings.position_ids",) or stem.startswith("pooler"):
