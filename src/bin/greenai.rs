@@ -7,6 +7,8 @@ mod ct;
 mod files;
 #[path = "greenai/flops.rs"]
 mod flops;
+#[path = "greenai/gguf.rs"]
+mod gguf;
 
 use clap::{Parser, Subcommand};
 use greenai::Error;

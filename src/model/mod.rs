@@ -7,6 +7,8 @@ mod compress;
 pub mod compressed_tensors;
 mod dir;
 mod file;
+#[cfg(feature = "serde")]
+pub mod gguf;
 mod inspect;
 mod write;
 

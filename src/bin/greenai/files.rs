@@ -69,7 +69,9 @@ pub struct CompressArgs {
     /// Write the per-tensor report as JSON to this file.
     #[arg(long, value_name = "JSON")]
     report: Option<PathBuf>,
-    /// Output format.
+    /// Output format: greenai's safetensors convention; compressed-tensors (vLLM, transformers; MODEL is a
+    /// model folder, see --scheme); or gguf (llama.cpp; MODEL is a model folder, --quant f16, bf16, q8_0,
+    /// q4_0, q4_1, q5_0, q4_k or q6_k).
     #[arg(long, value_enum, default_value = "greenai")]
     format: OutputFormat,
     #[command(flatten)]
@@ -88,7 +90,7 @@ pub struct DecompressArgs {
 }
 
 /// A bar over the bytes of every tensor of the model, all shards together, with the rate.
-fn progress_bar(total: u64, what: &str) -> ProgressBar {
+pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -107,6 +109,9 @@ fn fmt_opt(v: Option<f64>) -> String {
 
 /// Runs `greenai inspect`.
 pub fn inspect(args: &InspectArgs) -> Result<()> {
+    if crate::gguf::is_gguf(&args.file) {
+        return crate::gguf::inspect(&args.file, args.json);
+    }
     let file = Model::open(&args.file)?;
     let bar = progress_bar(file.data_bytes(), "reading");
     let rows = model::inspect(&file, &mut |done, _| bar.set_position(done))?;
@@ -239,7 +244,8 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
         ));
     }
     if args.format == OutputFormat::Gguf {
-        return Err(Error::invalid("--format", "gguf", "GGUF output is not in this build"));
+        check_gguf_options(args)?;
+        return crate::gguf::compress(&args.file, &args.output, &args.quant, args.report.as_deref());
     }
     let options = CompressOptions {
         target: parse_target(&args.quant)?,
@@ -359,6 +365,9 @@ fn print_report(out: &mut impl Write, report: &CompressReport) -> std::io::Resul
 
 /// Runs `greenai decompress`.
 pub fn decompress(args: &DecompressArgs) -> Result<()> {
+    if crate::gguf::is_gguf(&args.file) {
+        return crate::gguf::decompress(&args.file, &args.output);
+    }
     if crate::ct::is_compressed_tensors(&args.file) {
         return crate::ct::decompress(&args.file, &args.output);
     }
@@ -374,4 +383,20 @@ pub fn decompress(args: &DecompressArgs) -> Result<()> {
     writeln!(out, "wrote {}", printable(&args.output.display().to_string()))
         .and_then(|()| out.flush())
         .map_err(crate::stdout_error)
+}
+
+/// Refuses the options GGUF output does not take (llama.cpp's types choose their own scales).
+fn check_gguf_options(args: &CompressArgs) -> Result<()> {
+    let unused = [
+        ("--prune", args.prune.is_some()),
+        ("--skip", args.skip.is_some()),
+        ("--include-1d", args.include_1d),
+        ("--method", args.method != "rtn"),
+        ("--granularity", args.granularity != "channel"),
+        ("--calibration", args.calibration != "minmax"),
+    ];
+    match unused.iter().find(|(_, set)| *set) {
+        Some((name, _)) => Err(Error::invalid("--format", "gguf", format!("does not take {name}"))),
+        None => Ok(()),
+    }
 }
