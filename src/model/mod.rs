@@ -4,6 +4,7 @@
 mod compress;
 mod file;
 mod inspect;
+mod sparse_store;
 mod write;
 
 pub use compress::{
@@ -11,7 +12,7 @@ pub use compress::{
     Grouping, Method, Pruning, Target, TensorReport,
 };
 pub use file::{ModelFile, TensorEntry};
-pub use inspect::{inspect, summarize, TensorSummary};
+pub use inspect::{inspect, inspect_logical, summarize, LogicalSummary, TensorSummary};
 pub use write::{
     check_distinct, close_staging, write_file, write_safetensors, Destination, OutTensor, StagedFile,
     StagingClosed,
