@@ -31,24 +31,30 @@ fn scaled(x: f64) -> (f64, &'static str) {
         return (x, "");
     }
     // Rounding to three digits may carry into the next prefix (999.96 -> 1.00 k).
-    PREFIXES
-        .iter()
-        .find(|(p, _)| a >= *p * 0.9995)
-        .map_or((x / 1e-9, "n"), |&(p, name)| (x / p, name))
+    PREFIXES.iter().find(|(p, _)| a >= *p * 0.9995).map_or((x / 1e-9, "n"), |&(p, name)| (x / p, name))
 }
 
 /// `x` with an SI prefix glued to `unit`: `si(1.2e9, "MACs")` is `1.20 GMACs`, `si(9.09e7, "B")` is
 /// `90.9 MB`, `si(0.0104, "J")` is `10.4 mJ`.
 pub fn si(x: f64, unit: &str) -> String {
     let (v, p) = scaled(x);
-    format!("{} {p}{unit}", sig3(v))
+    format!("{} {p}{unit}", digits(v, p))
+}
+
+/// Three significant digits, or the whole number itself when nothing is scaled (`8`, not `8.00`).
+fn digits(v: f64, prefix: &str) -> String {
+    if prefix.is_empty() && v.fract() == 0.0 && v.abs() < 1e3 {
+        format!("{v}")
+    } else {
+        sig3(v)
+    }
 }
 
 /// A count with an SI prefix and no unit: `22.7 M`, `768`, `1.20 G`.
 pub fn count(x: f64) -> String {
     let (v, p) = scaled(x);
     if p.is_empty() {
-        sig3(v)
+        digits(v, p)
     } else {
         format!("{} {p}", sig3(v))
     }
@@ -69,6 +75,9 @@ mod tests {
         assert_eq!(count(22.7e6), "22.7 M");
         assert_eq!(count(768.0), "768");
         assert_eq!(count(0.0), "0");
+        assert_eq!(count(1.0), "1");
+        assert_eq!(bytes(8), "8 B");
+        assert_eq!(si(2.5, "J"), "2.50 J");
         assert_eq!(si(1.7993, "gCO2e"), "1.80 gCO2e");
         assert_eq!(bytes(90_900_000), "90.9 MB");
         assert_eq!(bytes(512), "512 B");

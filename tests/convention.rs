@@ -6,7 +6,9 @@
 //! is set (CI sets it and has them), then a failure.
 
 use greenai::kernels::ggml::GgmlType;
-use greenai::model::{compress, decompress, CompressOptions, Grouping, Method, ModelFile, OutTensor, Pruning, Target};
+use greenai::model::{
+    compress, decompress, CompressOptions, Grouping, Method, ModelFile, OutTensor, Pruning, Target,
+};
 use safetensors::Dtype;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -121,12 +123,25 @@ fn cases() -> Vec<Case> {
         (Some(Target::Fp16), Pruning::NOfM { n: 2, m: 8 }, Grouping::Channel, Method::Rtn, "nm", &["b", "c"]),
         (Some(Target::Bf16), Pruning::Amount(0.8), Grouping::Channel, Method::Rtn, "csr", &[]),
         (Some(Target::Int4), Pruning::Amount(0.8), Grouping::Block(32), Method::Hqq, "csr", &[]),
-        (Some(Target::Ggml(GgmlType::Q4_0)), Pruning::NOfM { n: 2, m: 4 }, Grouping::Channel, Method::Rtn, "dense", &["c"]),
+        (
+            Some(Target::Ggml(GgmlType::Q4_0)),
+            Pruning::NOfM { n: 2, m: 4 },
+            Grouping::Channel,
+            Method::Rtn,
+            "dense",
+            &["c"],
+        ),
     ];
     for (target, pruning, grouping, method, storage, skip) in pruned {
         cases.push(Case {
             label: "pruned",
-            options: CompressOptions { target, grouping, method, pruning: Some(pruning), ..CompressOptions::default() },
+            options: CompressOptions {
+                target,
+                grouping,
+                method,
+                pruning: Some(pruning),
+                ..CompressOptions::default()
+            },
             skip,
             storage_a: Some(storage),
         });
@@ -151,7 +166,8 @@ fn the_python_reader_decodes_every_kind_as_decompress_does() {
         let restored = dir.path().join(format!("{i}.restored.safetensors"));
         let python = dir.path().join(format!("{i}.python.safetensors"));
         let keep = |name: &str| !case.skip.contains(&name);
-        compress(&source, &packed, &case.options, &keep, &mut |_, _| {}).unwrap_or_else(|e| panic!("{what}: {e}"));
+        compress(&source, &packed, &case.options, &keep, &mut |_, _| {})
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         let file = ModelFile::open(&packed).unwrap();
         let meta_a = file.metadata()["greenai.tensor.a"].clone();
         if let Some(storage) = case.storage_a {
@@ -160,8 +176,10 @@ fn the_python_reader_decodes_every_kind_as_decompress_does() {
         }
         for name in ["a", "b", "c"] {
             if let Some(text) = file.metadata().get(&format!("greenai.tensor.{name}")) {
-                let kind: Vec<&str> =
-                    text.split(';').filter(|kv| ["kind", "qtype", "type", "storage"].iter().any(|k| kv.starts_with(k))).collect();
+                let kind: Vec<&str> = text
+                    .split(';')
+                    .filter(|kv| ["kind", "qtype", "type", "storage"].iter().any(|k| kv.starts_with(k)))
+                    .collect();
                 kinds.insert(kind.join(";"));
             }
         }
@@ -197,8 +215,17 @@ fn the_python_reader_decodes_every_kind_as_decompress_does() {
     // Every kind greenai writes was read: 4 quant qtypes, 2 casts, 7 ggml types, pruned, sparse storage.
     let all = kinds.iter().cloned().collect::<Vec<_>>().join(" | ");
     for needle in [
-        "qtype=i8", "qtype=u8", "qtype=i4", "qtype=u4", "kind=cast", "type=q4_K", "type=q6_K", "type=q5_1",
-        "kind=pruned", "storage=csr", "storage=nm",
+        "qtype=i8",
+        "qtype=u8",
+        "qtype=i4",
+        "qtype=u4",
+        "kind=cast",
+        "type=q4_K",
+        "type=q6_K",
+        "type=q5_1",
+        "kind=pruned",
+        "storage=csr",
+        "storage=nm",
     ] {
         assert!(all.contains(needle), "{needle} never written: {all}");
     }

@@ -256,7 +256,8 @@ fn decompress_refuses_corrupt_sparse_indices() {
     let dir = tempfile::tempdir().unwrap();
     let (model, csr, nm) = (dir.path().join("m"), dir.path().join("csr"), dir.path().join("nm"));
     write_model(&model);
-    let pruned = |pruning, target| CompressOptions { target, pruning: Some(pruning), ..CompressOptions::default() };
+    let pruned =
+        |pruning, target| CompressOptions { target, pruning: Some(pruning), ..CompressOptions::default() };
     run_compress(&model, &csr, &pruned(Pruning::Amount(0.75), None)).unwrap();
     run_compress(&model, &nm, &pruned(Pruning::NOfM { n: 1, m: 4 }, Some(Target::Int8))).unwrap();
     let meta = |path: &Path| ModelFile::open(path).unwrap().metadata()[&metadata_key("w")].clone();

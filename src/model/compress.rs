@@ -379,7 +379,11 @@ fn store_sparse(c: &mut Compressed, weights: &[f32], shape: &[usize], pruning: P
         return Ok(());
     }
     let Some((_, data)) = c.outputs.first() else { return Ok(()) };
-    let elem = if matches!(c.dtype_after.as_str(), "I4" | "U4") { Elem::Nibble } else { Elem::Bytes(data.dtype.size()) };
+    let elem = if matches!(c.dtype_after.as_str(), "I4" | "U4") {
+        Elem::Nibble
+    } else {
+        Elem::Bytes(data.dtype.size())
+    };
     let keep: Vec<bool> = weights.iter().map(|&w| w != 0.0).collect();
     let nm = match pruning {
         Pruning::NOfM { n, m } => Some((n, m)),
@@ -402,7 +406,11 @@ fn store_sparse(c: &mut Compressed, weights: &[f32], shape: &[usize], pruning: P
 }
 
 /// One tensor compressed and stored dense (pruned first when `weights` are).
-fn compress_dense(entry: &TensorEntry<'_>, options: &CompressOptions, weights: &Tensor<f32>) -> Result<Compressed> {
+fn compress_dense(
+    entry: &TensorEntry<'_>,
+    options: &CompressOptions,
+    weights: &Tensor<f32>,
+) -> Result<Compressed> {
     let shape = entry.shape.to_vec();
     let mut meta = format!("dtype={:?};shape={}", entry.dtype, shape_text(&shape));
     if let Some(pruning) = options.pruning {
@@ -1012,7 +1020,8 @@ pub(crate) fn restore(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Chan
         return restore_dense(input, entry, changed);
     }
     let d = sparse_store::densify(input, entry, changed.storage, changed.elem(), &changed.shape)?;
-    let dense = TensorEntry { name: entry.name, dtype: changed.dense.0, shape: &changed.dense.1, bytes: &d.bytes };
+    let dense =
+        TensorEntry { name: entry.name, dtype: changed.dense.0, shape: &changed.dense.1, bytes: &d.bytes };
     let mut values = restore_dense(input, &dense, changed)?;
     for (v, &stored) in values.iter_mut().zip(&d.stored) {
         if !stored {

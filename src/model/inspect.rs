@@ -162,7 +162,8 @@ pub fn inspect_logical(file: &ModelFile) -> Result<Option<Vec<LogicalSummary>>> 
             continue;
         };
         let params = crate::tensor::numel(&c.shape)?;
-        let declared = c.meta.get("sparsity").and_then(|s| s.parse::<f64>().ok()).filter(|s| (0.0..=1.0).contains(s));
+        let declared =
+            c.meta.get("sparsity").and_then(|s| s.parse::<f64>().ok()).filter(|s| (0.0..=1.0).contains(s));
         let (dtype, bits, scheme) = match c.kind {
             "quant" => {
                 let qtype = c.meta.get("qtype").copied().unwrap_or("?");
@@ -179,16 +180,24 @@ pub fn inspect_logical(file: &ModelFile) -> Result<Option<Vec<LogicalSummary>>> 
                 let ty = c.meta.get("type").and_then(|t| crate::kernels::ggml::GgmlType::from_name(t));
                 let bits = ty.map_or(f64::NAN, |t| (t.block_bytes() * 8) as f64 / t.block_elems() as f64);
                 let blocks = ty.map_or(0, |t| t.block_elems());
-                (c.meta.get("type").copied().unwrap_or("?").to_string(), bits, format!("ggml blocks of {blocks}"))
+                (
+                    c.meta.get("type").copied().unwrap_or("?").to_string(),
+                    bits,
+                    format!("ggml blocks of {blocks}"),
+                )
             }
-            "cast" => (format!("{:?}", entry.dtype).to_ascii_lowercase(), (entry.dtype.size() * 8) as f64, "cast".into()),
+            "cast" => (
+                format!("{:?}", entry.dtype).to_ascii_lowercase(),
+                (entry.dtype.size() * 8) as f64,
+                "cast".into(),
+            ),
             _ => ("f32".to_string(), 32.0, "pruned".to_string()),
         };
         // Float values: zeros are the weight's own (a cast keeps zero and nonzero apart).
         let sparsity = declared.or_else(|| match c.kind {
-            "cast" | "pruned" => super::compress::restore(file, &entry, c).ok().map(|v| {
-                v.iter().filter(|&&x| x == 0.0).count() as f64 / v.len().max(1) as f64
-            }),
+            "cast" | "pruned" => super::compress::restore(file, &entry, c)
+                .ok()
+                .map(|v| v.iter().filter(|&&x| x == 0.0).count() as f64 / v.len().max(1) as f64),
             _ => None,
         });
         let companion_bytes: usize =

@@ -118,7 +118,10 @@ pub(crate) fn encode(
         + index_dtype(nnz).size() * (rows + 1)
         + index_dtype(cols.saturating_sub(1)).size() * nnz;
     let nm = nm.filter(|&(n, m)| {
-        m <= 256 && n < m && cols.is_multiple_of(m) && keep.chunks(m).all(|g| g.iter().filter(|&&k| k).count() <= n)
+        m <= 256
+            && n < m
+            && cols.is_multiple_of(m)
+            && keep.chunks(m).all(|g| g.iter().filter(|&&k| k).count() <= n)
     });
     let nm_bytes = nm.map(|(n, m)| {
         let slots = numel / m * n;
@@ -294,7 +297,8 @@ fn unsigned(entry: &TensorEntry<'_>) -> Result<Vec<usize>> {
         .map(|b| {
             let mut v = [0u8; 8];
             v[..w].copy_from_slice(b);
-            usize::try_from(u64::from_le_bytes(v)).map_err(|_| Error::format(entry.name, "an index overflows"))
+            usize::try_from(u64::from_le_bytes(v))
+                .map_err(|_| Error::format(entry.name, "an index overflows"))
         })
         .collect()
 }
@@ -312,7 +316,9 @@ pub(crate) fn densify(
     let numel = crate::tensor::numel(shape)?;
     let (rows, cols) = rows_cols(shape, numel);
     let companion = |suffix: &str| {
-        input.tensor(&format!("{name}{suffix}")).ok_or_else(|| Error::format(name, format!("missing `{name}{suffix}`")))
+        input
+            .tensor(&format!("{name}{suffix}"))
+            .ok_or_else(|| Error::format(name, format!("missing `{name}{suffix}`")))
     };
     let check_count = |count: usize| -> Result<()> {
         let want = if elem == Elem::Nibble { count.div_ceil(2) } else { count };
@@ -324,7 +330,8 @@ pub(crate) fn densify(
         }
         Ok(())
     };
-    let index_bytes: usize = storage.companions(name).iter().filter_map(|c| input.tensor(c)).map(|t| t.bytes.len()).sum();
+    let index_bytes: usize =
+        storage.companions(name).iter().filter_map(|c| input.tensor(c)).map(|t| t.bytes.len()).sum();
     let file_bytes = values.bytes.len() + index_bytes;
     if numel / MAX_EXPANSION > file_bytes {
         return Err(Error::format(
@@ -344,7 +351,10 @@ pub(crate) fn densify(
             if ptr.shape != [rows + 1] || idx.shape != [nnz] {
                 return Err(Error::format(
                     name,
-                    format!("`.row_ptr` {:?} and `.col_idx` {:?} do not fit {rows} rows", ptr.shape, idx.shape),
+                    format!(
+                        "`.row_ptr` {:?} and `.col_idx` {:?} do not fit {rows} rows",
+                        ptr.shape, idx.shape
+                    ),
                 ));
             }
             if row_ptr.first() != Some(&0)
@@ -357,7 +367,10 @@ pub(crate) fn densify(
             for r in 0..rows {
                 let row = &col_idx[row_ptr[r]..row_ptr[r + 1]];
                 if row.iter().any(|&c| c >= cols) || row.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err(Error::format(name, format!("row {r}'s columns are not increasing below {cols}")));
+                    return Err(Error::format(
+                        name,
+                        format!("row {r}'s columns are not increasing below {cols}"),
+                    ));
                 }
                 for (k, &c) in row.iter().enumerate() {
                     let i = r * cols + c;
@@ -385,7 +398,10 @@ pub(crate) fn densify(
             for slot in 0..slots {
                 let position = crate::kernels::sparse::packed_position(index.bytes, bits, slot);
                 if position >= m || (slot % n != 0 && position <= previous) {
-                    return Err(Error::format(name, format!("group {}'s positions are not increasing below {m}", slot / n)));
+                    return Err(Error::format(
+                        name,
+                        format!("group {}'s positions are not increasing below {m}", slot / n),
+                    ));
                 }
                 previous = position;
                 let i = slot / n * m + position;

@@ -3,8 +3,8 @@
 use crate::printable;
 use greenai::kernels::ggml::GgmlType;
 use greenai::model::{
-    self, Calibrate, CompressOptions, CompressReport, Destination, Grouping, Method, ModelFile, Pruning,
-    LogicalSummary, StagedFile, Target, TensorSummary,
+    self, Calibrate, CompressOptions, CompressReport, Destination, Grouping, LogicalSummary, Method,
+    ModelFile, Pruning, StagedFile, Target, TensorSummary,
 };
 use greenai::{units, Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -155,7 +155,13 @@ fn print_summary(out: &mut impl Write, file: &ModelFile, rows: &[TensorSummary])
     let names: Vec<_> = rows.iter().map(|r| printable(&r.name)).collect();
     let w = names.iter().map(|n| n.chars().count()).max().unwrap_or(4).max(4);
     let path = file.path().display().to_string();
-    writeln!(out, "{}: {} tensors, header {}", printable(&path), rows.len(), units::bytes(file.header_len()))?;
+    writeln!(
+        out,
+        "{}: {} tensors, header {}",
+        printable(&path),
+        rows.len(),
+        units::bytes(file.header_len())
+    )?;
     writeln!(
         out,
         "{:<w$}  {:<5} {:<18} {:>9} {:>9} {:>11} {:>11} {:>8}",
@@ -360,14 +366,16 @@ fn print_report(out: &mut impl Write, report: &CompressReport, warn_sqnr: f64) -
         units::si(report.read_energy_after_j, "J"),
     )?;
     for (r, name) in report.tensors.iter().zip(&names) {
-        match r.sqnr_db {
-            Some(total) if total < warn_sqnr => writeln!(
+        if let Some(total) = r.sqnr_db.filter(|&t| t < warn_sqnr) {
+            let parts: Vec<String> = [("pruning", r.prune_sqnr_db), ("quantization", r.quant_sqnr_db)]
+                .iter()
+                .filter_map(|(what, v)| v.map(|v| format!("{what} alone {v:.1} dB")))
+                .collect();
+            writeln!(
                 out,
-                "warning: {name}: SQNR {total:.1} dB is below {warn_sqnr} dB (pruning alone {}, quantization alone {} dB)",
-                db(r.prune_sqnr_db),
-                db(r.quant_sqnr_db),
-            )?,
-            _ => {}
+                "warning: {name}: SQNR {total:.1} dB is below {warn_sqnr} dB ({})",
+                parts.join(", ")
+            )?;
         }
     }
     Ok(())
