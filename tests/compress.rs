@@ -407,7 +407,7 @@ fn pruned_tensors_are_stored_sparse_and_the_error_is_split() {
     let (packed, restored) = (dir.path().join("p.st"), dir.path().join("r.st"));
     let options = CompressOptions { target: None, pruning: Some(Pruning::Amount(0.5)), ..Default::default() };
     let report = compress(&source, &packed, &options, &|_| true, &mut |_, _| {}).unwrap();
-    let row = &report.tensors[0];
+    let row = report.tensors.iter().find(|r| r.name == "layer.weight").unwrap();
     assert_eq!(row.storage, "csr");
     // 4096 f32 values, 4096 column indices < 128 (U8), 65 row pointers <= 4096 (U16).
     assert_eq!(row.bytes_after, 4096 * 4 + 4096 + 65 * 2);
@@ -427,7 +427,7 @@ fn pruned_tensors_are_stored_sparse_and_the_error_is_split() {
         ..Default::default()
     };
     let report = compress(&source, &packed, &options, &|_| true, &mut |_, _| {}).unwrap();
-    let row = &report.tensors[0];
+    let row = report.tensors.iter().find(|r| r.name == "layer.weight").unwrap();
     assert_eq!(row.storage, "2:4");
     // 4096 nibbles, 2 bits of position each, 64 x 4 f32 scales.
     assert_eq!(row.bytes_after, 2048 + 1024 + 64 * 4 * 4);
