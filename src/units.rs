@@ -17,7 +17,7 @@ const PREFIXES: [(f64, &str); 9] = [
 pub fn sig3(x: f64) -> String {
     match x.abs() {
         a if !a.is_finite() => format!("{x}"),
-        a if a == 0.0 => "0".into(),
+        0.0 => "0".into(),
         a if a >= 99.95 => format!("{x:.0}"),
         a if a >= 9.995 => format!("{x:.1}"),
         _ => format!("{x:.2}"),

@@ -478,7 +478,7 @@ fn compress_dense(
         Some(target) => {
             let spec = spec_for(target, options.grouping, shape.len())?;
             let params = calibrated_params(spec, options.calibration, weights.as_slice(), &shape)?;
-            let q = QTensor::quantize(&weights, params)?;
+            let q = QTensor::quantize(weights, params)?;
             let restored = q.dequantize()?.into_vec();
             let (data, params) = q.into_parts();
             let (data_dtype, data_shape, dtype_after, bytes) = match data {
