@@ -27,6 +27,7 @@ pub mod model;
 pub mod prune;
 pub mod quant;
 pub mod tensor;
+pub mod units;
 
 pub use error::{Error, Result};
 pub use tensor::{DType, DynTensor, Element, FloatElement, Tensor, TensorView, TensorViewMut};

@@ -61,9 +61,19 @@ fn good_file_compresses_inspects_and_decompresses() {
 
     let (ok, stdout, stderr) = greenai(&["inspect", path_str(&packed)]);
     assert!(ok, "{stderr}");
-    for needle in ["fc.weight", "fc.weight.scale", "I8", "step"] {
+    for needle in
+        ["fc.weight", "int8", "per-channel (axis 0) symmetric narrow rtn", "step", "greenai format 2"]
+    {
         assert!(stdout.contains(needle), "{needle:?} missing in\n{stdout}");
     }
+    assert!(!stdout.contains("fc.weight.scale"), "a companion listed as a tensor:\n{stdout}");
+    let (ok, stdout, stderr) = greenai(&["inspect", path_str(&packed), "--json"]);
+    assert!(ok, "{stderr}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let fc = rows.as_array().unwrap().iter().find(|r| r["name"] == "fc.weight").unwrap();
+    assert_eq!((fc["dtype"].as_str(), fc["bits"].as_f64()), (Some("int8"), Some(8.0)), "{fc}");
+    // 16 x 32 int8 values, 16 f32 scales.
+    assert_eq!(fc["bytes"].as_u64(), Some(16 * 32 + 16 * 4), "{fc}");
     let (ok, _, stderr) = greenai(&["decompress", path_str(&packed), "-o", path_str(&plain)]);
     assert!(ok, "{stderr}");
     let (ok, stdout, stderr) = greenai(&["inspect", path_str(&plain), "--json"]);
@@ -169,5 +179,56 @@ fn the_readme_example_runs_and_prune_n_of_m_agrees_with_flops() {
     for bad in ["0:4", "5:4"] {
         assert_fails(&["compress", path_str(&input), "-o", path_str(&out), "--prune", bad], "0 < N <= M");
         assert_fails(&["flops", "resnet18", "--sparsity", bad], "0 < N <= M");
+    }
+}
+
+/// Issue 21: pruning alone shrinks the file (the pruned tensor is stored sparse), the report splits
+/// the error into pruning and quantization and warns below `--warn-sqnr`, and `inspect` shows the
+/// pruned tensor's logical dtype, storage and sparsity (zeros of the weight, not of stored bytes).
+#[test]
+fn pruning_alone_shrinks_the_file_and_the_report_splits_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("model.safetensors");
+    std::fs::write(&input, good_model()).unwrap();
+    let (out, back) = (dir.path().join("p.st"), dir.path().join("back.st"));
+    let (ok, stdout, stderr) =
+        greenai(&["compress", path_str(&input), "-o", path_str(&out), "--prune", "0.5", "--quant", "none"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("csr"), "{stdout}");
+    // Half of a ramp pruned: 9.0 dB, all of it from pruning.
+    assert!(
+        stdout.contains("warning: fc.weight: SQNR 9.0 dB is below 20 dB (pruning alone 9.0 dB)"),
+        "{stdout}"
+    );
+    let (before, after) = (std::fs::metadata(&input).unwrap().len(), std::fs::metadata(&out).unwrap().len());
+    assert!(after < before, "pruned file {after} B not smaller than {before} B");
+    let (ok, stdout, stderr) = greenai(&["inspect", path_str(&out), "--json"]);
+    assert!(ok, "{stderr}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let fc = rows.as_array().unwrap().iter().find(|r| r["name"] == "fc.weight").unwrap();
+    assert_eq!((fc["dtype"].as_str(), fc["storage"].as_str()), (Some("f32"), Some("csr")), "{fc}");
+    assert!((fc["sparsity"].as_f64().unwrap() - 0.5).abs() < 0.01, "{fc}");
+    assert!(greenai(&["decompress", path_str(&out), "-o", path_str(&back)]).0);
+
+    let q = dir.path().join("q.st");
+    let args = [
+        "compress",
+        path_str(&input),
+        "-o",
+        path_str(&q),
+        "--prune",
+        "2:4",
+        "--quant",
+        "int4",
+        "--warn-sqnr",
+        "90",
+    ];
+    let (ok, stdout, stderr) = greenai(&args);
+    assert!(ok, "{stderr}");
+    let warning =
+        stdout.lines().find(|l| l.starts_with("warning: fc.weight")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(warning.contains("below 90 dB") && warning.contains("pruning alone"), "{warning}");
+    for debug in ["Some(", "None", "NM {"] {
+        assert!(!stdout.contains(debug), "a debug string in\n{stdout}");
     }
 }

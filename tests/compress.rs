@@ -373,3 +373,73 @@ fn hqq_int4_blocks_round_trip_and_beat_round_to_nearest() {
         assert!(compress(&source, &dir.path().join("bad.st"), &bad, &|_| true, &mut |_, _| {}).is_err());
     }
 }
+
+/// The weights with the `round(share * n)` smallest magnitudes set to zero, computed here by sorting
+/// (gaussian samples have no ties).
+fn pruned_by_sorting(weights: &[f32], share: f64) -> Vec<f32> {
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| weights[a].abs().total_cmp(&weights[b].abs()));
+    let mut out = weights.to_vec();
+    for &i in &order[..(share * weights.len() as f64).round() as usize] {
+        out[i] = 0.0;
+    }
+    out
+}
+
+/// Issue 21: `--prune 0.5 --quant none` shrinks the file (CSR), `decompress` gives back exactly the
+/// pruned weights, and the report splits the error: pruning alone, quantization alone on the pruned
+/// weights, and the total, each against SQNRs computed here in f64.
+#[test]
+fn pruned_tensors_are_stored_sparse_and_the_error_is_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.st");
+    let weight = gaussian(64 * 128, 21, 0.02);
+    write_model(&input, &weight);
+    let source = Model::open(&input).unwrap();
+    let expected = pruned_by_sorting(&weight, 0.5);
+    let (packed, restored) = (dir.path().join("p.st"), dir.path().join("r.st"));
+    let options = CompressOptions { target: None, pruning: Some(Pruning::Amount(0.5)), ..Default::default() };
+    let report = compress(&source, &packed, &options, &|_| true, &mut |_, _| {}).unwrap();
+    let row = report.tensors.iter().find(|r| r.name == "layer.weight").unwrap();
+    assert_eq!(row.storage, "csr");
+    // 4096 f32 values, 4096 column indices < 128 (U8), 65 row pointers <= 4096 (U16).
+    assert_eq!(row.bytes_after, 4096 * 4 + 4096 + 65 * 2);
+    assert!(std::fs::metadata(&packed).unwrap().len() < std::fs::metadata(&input).unwrap().len());
+    assert!((row.prune_sqnr_db.unwrap() - sqnr_db(&weight, &expected)).abs() < 1e-9, "{row:?}");
+    assert_eq!(row.quant_sqnr_db, None, "nothing quantized");
+    assert_eq!(row.sparsity, 0.5);
+    decompress(&Model::open(&packed).unwrap(), &restored, &mut |_, _| {}).unwrap();
+    let back = Model::open(&restored).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
+    assert_eq!(back, expected, "sparse storage restores the pruned weights exactly");
+
+    // 2:4 then int4 per block: N:M storage of the packed nibbles, the error split in three.
+    let options = CompressOptions {
+        target: Some(Target::Int4),
+        grouping: Grouping::Block(32),
+        pruning: Some(Pruning::NOfM { n: 2, m: 4 }),
+        ..Default::default()
+    };
+    let report = compress(&source, &packed, &options, &|_| true, &mut |_, _| {}).unwrap();
+    let row = report.tensors.iter().find(|r| r.name == "layer.weight").unwrap();
+    assert_eq!(row.storage, "2:4");
+    // 4096 nibbles, 2 bits of position each, 64 x 4 f32 scales.
+    assert_eq!(row.bytes_after, 2048 + 1024 + 64 * 4 * 4);
+    decompress(&Model::open(&packed).unwrap(), &restored, &mut |_, _| {}).unwrap();
+    let back = Model::open(&restored).unwrap().tensor("layer.weight").unwrap().to_f32().unwrap();
+    let pruned: Vec<f32> = weight
+        .chunks(4)
+        .flat_map(|g| {
+            let mut idx = [0, 1, 2, 3];
+            idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
+            (0..4).map(move |j| if idx[..2].contains(&j) { g[j] } else { 0.0 })
+        })
+        .collect();
+    let (p, q, t) = (sqnr_db(&weight, &pruned), sqnr_db(&pruned, &back), sqnr_db(&weight, &back));
+    assert!((row.prune_sqnr_db.unwrap() - p).abs() < 1e-9, "{row:?} vs {p}");
+    assert!((row.quant_sqnr_db.unwrap() - q).abs() < 1e-6, "{row:?} vs {q}");
+    assert!((row.sqnr_db.unwrap() - t).abs() < 1e-6, "{row:?} vs {t}");
+    assert!(t < p && t < q, "the total is worse than either part");
+    for (b, w) in back.iter().zip(&pruned) {
+        assert!(*w != 0.0 || *b == 0.0, "a pruned weight came back nonzero");
+    }
+}

@@ -128,7 +128,7 @@ fn decompress_refuses_what_the_format_does_not_allow() {
         (
             "a future format version",
             &int8,
-            Box::new(|_, m| drop(m.insert("greenai.format".into(), "2".into()))),
+            Box::new(|_, m| drop(m.insert("greenai.format".into(), "3".into()))),
             "format",
         ),
         (
@@ -252,4 +252,105 @@ fn compressing_a_compressed_file_is_refused_clearly() {
         assert!(!again.exists());
     }
     run_decompress(&packed, &dir.path().join("back")).unwrap();
+}
+
+/// Issue 21: the sparse encodings' indices are checked as everything else is (format 2).
+#[test]
+fn decompress_refuses_corrupt_sparse_indices() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, csr, nm) = (dir.path().join("m"), dir.path().join("csr"), dir.path().join("nm"));
+    write_model(&model);
+    let pruned =
+        |pruning, target| CompressOptions { target, pruning: Some(pruning), ..CompressOptions::default() };
+    run_compress(&model, &csr, &pruned(Pruning::Amount(0.75), None)).unwrap();
+    run_compress(&model, &nm, &pruned(Pruning::NOfM { n: 1, m: 4 }, Some(Target::Int8))).unwrap();
+    let meta = |path: &Path| ModelFile::open(path).unwrap().metadata()[&metadata_key("w")].clone();
+    assert!(meta(&csr).contains("storage=csr"), "{}", meta(&csr));
+    assert!(meta(&nm).contains("storage=nm;n=1;m=4"), "{}", meta(&nm));
+    type Edit = Box<dyn FnOnce(&mut Vec<(String, OutTensor<'static>)>, &mut HashMap<String, String>)>;
+    let cases: Vec<(&str, &Path, Edit, &str)> = vec![
+        (
+            "row pointers that fall",
+            &csr,
+            Box::new(|t, _| {
+                let p = tensor_mut(t, "w.row_ptr");
+                let mut b = p.bytes.to_vec();
+                b.swap(1, 2);
+                p.bytes = Cow::Owned(b);
+            }),
+            "row_ptr",
+        ),
+        (
+            "a column past the row",
+            &csr,
+            Box::new(|t, _| {
+                let c = tensor_mut(t, "w.col_idx");
+                let mut b = c.bytes.to_vec();
+                b[0] = 200;
+                c.bytes = Cow::Owned(b);
+            }),
+            "columns",
+        ),
+        (
+            "signed column indices",
+            &csr,
+            Box::new(|t, _| {
+                let c = tensor_mut(t, "w.col_idx");
+                c.dtype = Dtype::I8;
+            }),
+            "unsigned",
+        ),
+        ("a missing column index", &csr, Box::new(|t, _| t.retain(|(n, _)| n != "w.col_idx")), "w.col_idx"),
+        (
+            "one stored value too few",
+            &csr,
+            Box::new(|t, _| {
+                let v = tensor_mut(t, "w");
+                let n = v.shape[0] - 1;
+                *v = tensor(Dtype::F32, &[n], v.bytes[..4 * n].to_vec());
+            }),
+            "stored elements",
+        ),
+        ("an unknown storage", &csr, Box::new(|_, m| set_meta_field(m, "w", "storage", "coo")), "coo"),
+        ("csr read as N:M", &csr, Box::new(|_, m| set_meta_field(m, "w", "storage", "nm")), "without `n`"),
+        (
+            "N:M with a pattern that does not match the index",
+            &nm,
+            Box::new(|_, m| set_meta_field(m, "w", "n", "2")),
+            "nm_index",
+        ),
+        ("N:M with m = 0", &nm, Box::new(|_, m| set_meta_field(m, "w", "m", "0")), "0 < n <= m"),
+    ];
+    for (what, source, edit, needle) in cases {
+        let (bad, out) = (dir.path().join("bad"), dir.path().join("out"));
+        rewrite(source, &bad, edit);
+        let err = run_decompress(&bad, &out).expect_err(what);
+        assert!(err.to_string().contains(needle), "{what}: {needle:?} not in `{err}`");
+        assert!(!out.exists(), "{what}: an output was written");
+    }
+    for good in [&csr, &nm] {
+        run_decompress(good, &dir.path().join("ok")).unwrap();
+    }
+}
+
+/// Issue 21: format 2 readers still read version 1 files (no sparse storage, no `sparsity` on unpruned
+/// tensors), to the same values.
+#[test]
+fn version_1_files_still_decompress() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, v2, v1) = (dir.path().join("m"), dir.path().join("v2"), dir.path().join("v1"));
+    write_model(&model);
+    run_compress(&model, &v2, &options(Some(Target::Uint8))).unwrap();
+    assert_eq!(ModelFile::open(&v2).unwrap().metadata()["greenai.format"], "2");
+    rewrite(&v2, &v1, |_, m| {
+        m.insert("greenai.format".into(), "1".into());
+        for (k, v) in m.iter_mut().filter(|(k, _)| k.starts_with("greenai.tensor.")) {
+            *v = v.split(';').filter(|kv| !kv.starts_with("sparsity=")).collect::<Vec<_>>().join(";");
+            assert!(!v.contains("sparsity"), "{k}");
+        }
+    });
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    run_decompress(&v2, &a).unwrap();
+    run_decompress(&v1, &b).unwrap();
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
 }

@@ -211,16 +211,9 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// Formats a count with SI prefixes (`4.09 G`).
+/// Formats a count with SI prefixes to three significant digits (`4.09 G`, `768`).
 pub fn si(x: f64) -> String {
-    let (v, p) = match x.abs() {
-        a if a >= 1e12 => (x / 1e12, "T"),
-        a if a >= 1e9 => (x / 1e9, "G"),
-        a if a >= 1e6 => (x / 1e6, "M"),
-        a if a >= 1e3 => (x / 1e3, "k"),
-        _ => (x, ""),
-    };
-    format!("{v:.3} {p}")
+    crate::units::count(x)
 }
 
 impl fmt::Display for Report {
@@ -250,12 +243,12 @@ impl fmt::Display for Report {
         line(&mut s, "total", "", "", &self.total);
         let _ = writeln!(
             s,
-            "total: {} MACs, {} FLOPs, {} params, {} weight bytes, {} activation bytes",
-            self.total.macs,
-            self.total.flops,
-            self.total.params,
-            self.total.weight_bytes,
-            self.total.act_read_bytes + self.total.act_written_bytes
+            "total: {}, {}, {} params, {} of weights, {} of activations",
+            crate::units::si(self.total.macs as f64, "MACs"),
+            crate::units::si(self.total.flops as f64, "FLOPs"),
+            si(self.total.params as f64),
+            crate::units::si(self.total.weight_bytes as f64, "B"),
+            crate::units::si((self.total.act_read_bytes + self.total.act_written_bytes) as f64, "B")
         );
         for n in &self.notes {
             let _ = writeln!(s, "note: {n}");

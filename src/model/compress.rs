@@ -24,6 +24,7 @@
 
 use super::dir::{Model, ModelWriter};
 use super::file::{ModelFile, TensorEntry, TensorInfo, CHUNK};
+use super::sparse_store::{self, Elem, Storage};
 use super::write::{OutTensor, SafetensorsWriter};
 use crate::kernels::ggml::{self, GgmlType};
 use crate::prune::{self, CountRule};
@@ -152,10 +153,18 @@ pub struct TensorReport {
     pub bytes_before: usize,
     /// Bytes after, scales and zero points included.
     pub bytes_after: usize,
-    /// Share of zero weights after compression.
+    /// Share of zero weights after pruning, before quantization (rounding zeros are not counted).
     pub sparsity: f64,
-    /// SQNR of the stored weights against the original, in dB (`None` when passed through).
+    /// How the tensor is laid out: `dense`, `csr`, or an N:M pattern such as `2:4`.
+    pub storage: String,
+    /// SQNR of the stored weights against the original, in dB (`None` when passed through): the total
+    /// error, pruning and quantization together.
     pub sqnr_db: Option<f64>,
+    /// SQNR of the pruned weights against the original, in dB (`None` when not pruned).
+    pub prune_sqnr_db: Option<f64>,
+    /// SQNR of the stored weights against the pruned ones, in dB: the quantization or cast alone
+    /// (`None` when passed through or only pruned).
+    pub quant_sqnr_db: Option<f64>,
     /// Largest absolute error against the original (`None` when passed through).
     pub max_abs_error: Option<f64>,
 }
@@ -294,7 +303,10 @@ fn pass_through(info: &TensorInfo) -> TensorReport {
         bytes_before: info.byte_len as usize,
         bytes_after: info.byte_len as usize,
         sparsity: 0.0,
+        storage: "dense".into(),
         sqnr_db: None,
+        prune_sqnr_db: None,
+        quant_sqnr_db: None,
         max_abs_error: None,
     }
 }
@@ -304,11 +316,46 @@ fn copy_tensor(shard: &ModelFile, info: &TensorInfo, out: &mut SafetensorsWriter
     out.add_chunks(&info.name, info.dtype, &info.shape, &mut |sink| shard.read_chunks(info, CHUNK, sink))
 }
 
+/// The report row of a compressed tensor, its error split into pruning and quantization.
+fn tensor_report(
+    entry: &TensorInfo,
+    options: &CompressOptions,
+    original: &[f32],
+    c: &Compressed,
+) -> Result<TensorReport> {
+    let total = quant::error_metrics(original, &c.restored)?;
+    let (prune_sqnr_db, quant_sqnr_db) = match &c.pruned {
+        Some(pruned) => (
+            Some(quant::error_metrics(original, pruned)?.sqnr_db),
+            options.target.map(|_| quant::error_metrics(pruned, &c.restored)).transpose()?.map(|m| m.sqnr_db),
+        ),
+        None => (None, Some(total.sqnr_db)),
+    };
+    Ok(TensorReport {
+        name: entry.name.to_string(),
+        shape: entry.shape.to_vec(),
+        dtype_before: format!("{:?}", entry.dtype),
+        dtype_after: c.dtype_after.clone(),
+        bytes_before: entry.byte_len as usize,
+        bytes_after: c.outputs.iter().map(|(_, t)| t.bytes.len()).sum(),
+        sparsity: zero_share(c.pruned.as_deref().unwrap_or(original)),
+        storage: c.storage.label(),
+        sqnr_db: Some(total.sqnr_db),
+        prune_sqnr_db,
+        quant_sqnr_db,
+        max_abs_error: Some(total.max_abs),
+    })
+}
+
 struct Compressed {
     outputs: Vec<(String, OutTensor<'static>)>,
     restored: Vec<f32>,
     dtype_after: String,
     metadata: String,
+    /// The pruned weights before quantization, when pruned.
+    pruned: Option<Vec<f32>>,
+    /// How the data tensor is laid out.
+    storage: Storage,
 }
 
 fn compress_tensor(
@@ -316,17 +363,67 @@ fn compress_tensor(
     options: &CompressOptions,
     original: &Tensor<f32>,
 ) -> Result<Compressed> {
-    let shape = entry.shape.clone();
-    let mut weights = Cow::Borrowed(original);
+    let Some(pruning) = options.pruning else {
+        return compress_dense(entry, options, original);
+    };
+    let mut weights = original.clone();
+    prune_in_place(weights.as_mut_slice(), &entry.shape, pruning)?;
+    let mut c = compress_dense(entry, options, &weights)?;
+    store_sparse(&mut c, weights.as_slice(), &entry.shape, pruning)?;
+    c.pruned = Some(weights.into_vec());
+    Ok(c)
+}
+
+/// Replaces the dense data tensor of `c` by its sparse encoding (the positions of the nonzero pruned
+/// `weights`) when that is smaller; the restored values then read 0.0 wherever nothing is stored, as
+/// `decompress` reads them. ggml blocks stay dense (a block is their smallest unit).
+fn store_sparse(c: &mut Compressed, weights: &[f32], shape: &[usize], pruning: Pruning) -> Result<()> {
+    if c.metadata.starts_with("kind=ggml") {
+        return Ok(());
+    }
+    let Some((_, data)) = c.outputs.first() else { return Ok(()) };
+    let elem = if matches!(c.dtype_after.as_str(), "I4" | "U4") {
+        Elem::Nibble
+    } else {
+        Elem::Bytes(data.dtype.size())
+    };
+    let keep: Vec<bool> = weights.iter().map(|&w| w != 0.0).collect();
+    let nm = match pruning {
+        Pruning::NOfM { n, m } => Some((n, m)),
+        Pruning::Amount(_) => None,
+    };
+    let Some(encoded) = sparse_store::encode(&data.bytes, data.dtype, elem, shape, &keep, nm)? else {
+        return Ok(());
+    };
+    let name = c.outputs[0].0.clone();
+    c.outputs[0].1 = encoded.values;
+    c.outputs.extend(encoded.companions.into_iter().map(|(suffix, t)| (format!("{name}{suffix}"), t)));
+    c.metadata.push_str(&encoded.storage.metadata());
+    for (r, &stored) in c.restored.iter_mut().zip(&encoded.stored) {
+        if !stored {
+            *r = 0.0;
+        }
+    }
+    c.storage = encoded.storage;
+    Ok(())
+}
+
+/// One tensor compressed and stored dense (pruned first when `weights` are).
+fn compress_dense(
+    entry: &TensorInfo,
+    options: &CompressOptions,
+    weights: &Tensor<f32>,
+) -> Result<Compressed> {
+    let shape = entry.shape.to_vec();
     let mut meta = format!("dtype={:?};shape={}", entry.dtype, shape_text(&shape));
     if let Some(pruning) = options.pruning {
-        prune_in_place(weights.to_mut().as_mut_slice(), &shape, pruning)?;
         let pattern = match pruning {
             Pruning::Amount(a) => format!("{a}"),
             Pruning::NOfM { n, m } => format!("{n}:{m}"),
         };
-        write!(meta, ";prune={pattern};sparsity={}", zero_share(weights.as_slice())).expect("String writes");
+        write!(meta, ";prune={pattern}").expect("String writes");
     }
+    write!(meta, ";sparsity={}", zero_share(weights.as_slice())).expect("String writes");
     let name = entry.name.clone();
     let to_bytes = |v: Vec<u8>| Cow::Owned(v);
     match options.target {
@@ -335,9 +432,11 @@ fn compress_tensor(
             let out = OutTensor { dtype: Dtype::F32, shape, bytes: to_bytes(bytes) };
             Ok(Compressed {
                 outputs: vec![(name, out)],
-                restored: weights.into_owned().into_vec(),
+                restored: weights.as_slice().to_vec(),
                 dtype_after: "F32".into(),
                 metadata: format!("kind=pruned;{meta}"),
+                pruned: None,
+                storage: Storage::Dense,
             })
         }
         Some(Target::Fp16) => cast_f16(name, shape, weights.as_slice(), &meta),
@@ -357,6 +456,8 @@ fn compress_tensor(
                 restored,
                 dtype_after: ty.name().to_ascii_uppercase(),
                 metadata: format!("kind=ggml;{meta};type={}", ty.name()),
+                pruned: None,
+                storage: Storage::Dense,
             })
         }
         Some(Target::Bf16) => {
@@ -370,6 +471,8 @@ fn compress_tensor(
                 restored,
                 dtype_after: "BF16".into(),
                 metadata: format!("kind=cast;{meta}"),
+                pruned: None,
+                storage: Storage::Dense,
             })
         }
         Some(target) if options.method == Method::Hqq => {
@@ -378,7 +481,7 @@ fn compress_tensor(
         Some(target) => {
             let spec = spec_for(target, options.grouping, shape.len())?;
             let params = calibrated_params(spec, options.calibration, weights.as_slice(), &shape)?;
-            let q = QTensor::quantize(&weights, params)?;
+            let q = QTensor::quantize(weights, params)?;
             let restored = q.dequantize()?.into_vec();
             let (data, params) = q.into_parts();
             let (data_dtype, data_shape, dtype_after, bytes) = match data {
@@ -422,7 +525,14 @@ fn compress_tensor(
                 dtype_after.to_lowercase(),
                 u8::from(spec.narrow_range)
             );
-            Ok(Compressed { outputs, restored, dtype_after: dtype_after.into(), metadata })
+            Ok(Compressed {
+                outputs,
+                restored,
+                dtype_after: dtype_after.into(),
+                metadata,
+                pruned: None,
+                storage: Storage::Dense,
+            })
         }
     }
 }
@@ -495,7 +605,14 @@ fn hqq_tensor(
     let metadata = format!(
         "kind=quant;{meta};qtype={qtype};mode=affine;granularity=block;axis={axis};block={group_size};narrow=0;method=hqq;zero=f32"
     );
-    Ok(Compressed { outputs, restored, dtype_after: qtype.to_ascii_uppercase(), metadata })
+    Ok(Compressed {
+        outputs,
+        restored,
+        dtype_after: qtype.to_ascii_uppercase(),
+        metadata,
+        pruned: None,
+        storage: Storage::Dense,
+    })
 }
 
 /// Restores a tensor stored with real-valued zero points (`zero=f32`, as `--method hqq` writes):
@@ -561,6 +678,8 @@ fn cast_f16(name: String, shape: Vec<usize>, weights: &[f32], meta: &str) -> Res
         restored,
         dtype_after: "F16".into(),
         metadata: format!("kind=cast;{meta}"),
+        pruned: None,
+        storage: Storage::Dense,
     })
 }
 
@@ -694,20 +813,8 @@ pub fn compress(
             crate::kernels::math::check_finite("weights", original.as_slice())
                 .map_err(|e| Error::format(&info.name, e.to_string()))?;
             let c = compress_tensor(info, options, &original)?;
-            let metrics = quant::error_metrics(original.as_slice(), &c.restored)?;
+            reports.push(tensor_report(info, options, original.as_slice(), &c)?);
             drop(original);
-            let bytes_after = c.outputs.iter().map(|(_, t)| t.bytes.len()).sum();
-            reports.push(TensorReport {
-                name: info.name.clone(),
-                shape: info.shape.clone(),
-                dtype_before: format!("{:?}", info.dtype),
-                dtype_after: c.dtype_after,
-                bytes_before: info.byte_len as usize,
-                bytes_after,
-                sparsity: zero_share(&c.restored),
-                sqnr_db: Some(metrics.sqnr_db),
-                max_abs_error: Some(metrics.max_abs),
-            });
             metadata.insert(metadata_key(&info.name), c.metadata);
             for (name, t) in &c.outputs {
                 out.add(name, t)?;
@@ -729,8 +836,11 @@ pub fn compress(
     })
 }
 
-/// The format version this greenai writes and reads.
-const FORMAT: &str = "1";
+/// The format version this greenai writes (2: sparse storage of pruned tensors).
+const FORMAT: &str = "2";
+
+/// Every format version this greenai reads (a version 1 file is a version 2 file without sparse storage).
+const READS: [&str; 2] = ["1", "2"];
 
 fn parse_meta<'a>(name: &str, text: &'a str) -> Result<HashMap<&'a str, &'a str>> {
     let mut meta = HashMap::new();
@@ -791,15 +901,29 @@ fn encode(name: &str, values: &[f32], dtype: Dtype) -> Result<Vec<u8>> {
 
 /// A changed tensor's entry, checked against the format: what it is, its original dtype and shape, and
 /// the companion tensors it owns.
-struct Changed<'m> {
-    meta: HashMap<&'m str, &'m str>,
-    kind: &'m str,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    companions: Vec<String>,
+pub(crate) struct Changed<'m> {
+    pub(crate) meta: HashMap<&'m str, &'m str>,
+    pub(crate) kind: &'m str,
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) companions: Vec<String>,
+    /// How the data tensor is laid out.
+    pub(crate) storage: Storage,
+    /// The dtype and shape the data tensor has when stored dense.
+    pub(crate) dense: (Dtype, Vec<usize>),
 }
 
-fn parse_changed<'m>(input: &ModelFile, entry: &TensorInfo, text: &'m str) -> Result<Changed<'m>> {
+impl Changed<'_> {
+    /// The width of one stored element of the data tensor.
+    pub(crate) fn elem(&self) -> Elem {
+        match self.meta.get("qtype").copied() {
+            Some("i4" | "u4") if self.kind == "quant" => Elem::Nibble,
+            _ => Elem::Bytes(self.dense.0.size()),
+        }
+    }
+}
+
+pub(crate) fn parse_changed<'m>(input: &ModelFile, entry: &TensorInfo, text: &'m str) -> Result<Changed<'m>> {
     let name = entry.name.as_str();
     let bad = |why: String| Error::format(metadata_key(name), why);
     let meta = parse_meta(name, text)?;
@@ -811,20 +935,25 @@ fn parse_changed<'m>(input: &ModelFile, entry: &TensorInfo, text: &'m str) -> Re
     let numel = crate::tensor::numel(&shape)?;
     let dtype = original_dtype(name, field(&meta, "dtype", name)?)?;
     let kind = field(&meta, "kind", name)?;
+    let storage = Storage::parse(&meta, &metadata_key(name))?;
+    let sparse = storage != Storage::Dense;
+    // A sparse tensor's data shape is checked when it is read (against its index companions).
+    let shape_ok = |want: &[usize]| sparse || entry.shape == want;
     let stored = format!("stored as {:?} {:?}", entry.dtype, entry.shape);
-    let companions = match kind {
+    let (mut companions, dense) = match kind {
         "cast" => {
-            if !matches!(entry.dtype, Dtype::F16 | Dtype::BF16) || entry.shape != shape.as_slice() {
+            if !matches!(entry.dtype, Dtype::F16 | Dtype::BF16) || !shape_ok(&shape) {
                 return Err(bad(format!("a cast to F16 or BF16 of shape {shape:?} is {stored}")));
             }
-            vec![]
+            (vec![], (entry.dtype, shape.clone()))
         }
         "pruned" => {
-            if entry.dtype != Dtype::F32 || entry.shape != shape.as_slice() {
+            if entry.dtype != Dtype::F32 || !shape_ok(&shape) {
                 return Err(bad(format!("a pruned F32 {shape:?} is {stored}")));
             }
-            vec![]
+            (vec![], (Dtype::F32, shape.clone()))
         }
+        "ggml" if sparse => return Err(bad("ggml blocks are stored dense".into())),
         "ggml" => {
             let ty = ggml_type(&meta, name)?;
             let cols = shape.last().copied().unwrap_or(1);
@@ -837,7 +966,7 @@ fn parse_changed<'m>(input: &ModelFile, entry: &TensorInfo, text: &'m str) -> Re
                     ty.name()
                 )));
             }
-            vec![]
+            (vec![], (Dtype::U8, vec![want]))
         }
         "quant" => {
             let (qtype, want) = match field(&meta, "qtype", name)? {
@@ -848,7 +977,7 @@ fn parse_changed<'m>(input: &ModelFile, entry: &TensorInfo, text: &'m str) -> Re
                 other => return Err(bad(format!("unknown qtype `{other}`"))),
             };
             let want_shape = if qtype.bits() == 4 { vec![numel.div_ceil(2)] } else { shape.clone() };
-            if entry.dtype != want || entry.shape != want_shape.as_slice() {
+            if entry.dtype != want || !shape_ok(&want_shape) {
                 return Err(bad(format!(
                     "{qtype:?} data of shape {shape:?} must be {want:?} {want_shape:?}, is {stored}"
                 )));
@@ -873,11 +1002,20 @@ fn parse_changed<'m>(input: &ModelFile, entry: &TensorInfo, text: &'m str) -> Re
                     ));
                 }
             }
-            companions
+            (companions, (want, want_shape))
         }
         other => return Err(bad(format!("unknown kind `{other}`"))),
     };
-    Ok(Changed { meta, kind, dtype, shape, companions })
+    companions.extend(storage.companions(name));
+    for c in &companions {
+        if input.info(c).is_none() {
+            return Err(Error::format(name, format!("missing `{c}`")));
+        }
+        if input.metadata().contains_key(&metadata_key(c)) {
+            return Err(Error::format(name, format!("its companion `{c}` is itself a changed tensor")));
+        }
+    }
+    Ok(Changed { meta, kind, dtype, shape, companions, storage, dense })
 }
 
 /// The weight block type a `kind=ggml` entry names.
@@ -888,7 +1026,29 @@ fn ggml_type(meta: &HashMap<&str, &str>, name: &str) -> Result<GgmlType> {
         .ok_or_else(|| Error::format(metadata_key(name), format!("unknown ggml weight type `{text}`")))
 }
 
-fn restore(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'_>) -> Result<Vec<f32>> {
+/// The restored values of a changed tensor: a sparse one is made dense, decoded as its kind is, and
+/// every position it does not store set to 0.0.
+pub(crate) fn restore(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'_>) -> Result<Vec<f32>> {
+    if changed.storage == Storage::Dense {
+        return restore_dense(input, entry, changed);
+    }
+    let d = sparse_store::densify(input, entry, changed.storage, changed.elem(), &changed.shape)?;
+    let dense = TensorEntry {
+        name: entry.name,
+        dtype: changed.dense.0,
+        shape: &changed.dense.1,
+        bytes: Cow::Borrowed(&d.bytes),
+    };
+    let mut values = restore_dense(input, &dense, changed)?;
+    for (v, &stored) in values.iter_mut().zip(&d.stored) {
+        if !stored {
+            *v = 0.0;
+        }
+    }
+    Ok(values)
+}
+
+fn restore_dense(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'_>) -> Result<Vec<f32>> {
     let (name, meta) = (entry.name, &changed.meta);
     let bad = |why: String| Error::format(metadata_key(name), why);
     let values = match changed.kind {
@@ -1011,10 +1171,11 @@ enum Piece<'a> {
 fn check_format(input: &ModelFile) -> Result<()> {
     let file = input.path().display().to_string();
     match input.metadata().get("greenai.format").map(String::as_str) {
-        Some(FORMAT) => Ok(()),
-        Some(other) => {
-            Err(Error::format(file, format!("greenai format `{other}`: this greenai reads format {FORMAT}")))
-        }
+        Some(version) if READS.contains(&version) => Ok(()),
+        Some(other) => Err(Error::format(
+            file,
+            format!("greenai format `{other}`: this greenai reads formats {}", READS.join(" and ")),
+        )),
         None => Err(Error::format(file, "not a file written by `greenai compress` (no greenai.format)")),
     }
 }

@@ -1,7 +1,7 @@
 //! What a model file holds, tensor by tensor: dtype, shape, size, range and sparsity.
 
 use super::dir::Model;
-use super::file::{TensorEntry, TensorInfo, CHUNK};
+use super::file::{ModelFile, TensorEntry, TensorInfo, CHUNK};
 use crate::Result;
 use safetensors::Dtype;
 
@@ -128,4 +128,141 @@ pub fn inspect(model: &Model, progress: &mut dyn FnMut(u64, u64)) -> Result<Vec<
         }
     }
     Ok(rows)
+}
+
+/// One logical tensor of a file written by `greenai compress`: what it decodes to, how it is stored,
+/// and what it costs on disk with its companions.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct LogicalSummary {
+    /// The tensor's name.
+    pub name: String,
+    /// The logical element type: `int8`, `uint8`, `int4`, `uint4`, a ggml block type (`q4_0`, ...),
+    /// `f16`, `bf16`, `f32`; a tensor passed through keeps its safetensors dtype, lower case.
+    pub dtype: String,
+    /// The dtype `decompress` restores (`F32`, ...).
+    pub restores_to: String,
+    /// The logical shape.
+    pub shape: Vec<usize>,
+    /// Number of elements.
+    pub params: usize,
+    /// Bits per element of the data alone (4.5 for q4_0: its scale is inside the block).
+    pub bits: f64,
+    /// How the values are coded: `per-channel symmetric`, `group 128 affine hqq`, `ggml blocks of 32`,
+    /// `cast`, `pruned`, `unchanged`.
+    pub scheme: String,
+    /// How the elements are laid out: `dense`, `csr`, or an N:M pattern such as `2:4`.
+    pub storage: String,
+    /// Share of zeros of the weight before quantization (pruned or naturally zero; rounding zeros are
+    /// not counted); `None` when the file does not say and the values are quantized.
+    pub sparsity: Option<f64>,
+    /// Bytes on disk, companions included.
+    pub bytes: usize,
+}
+
+fn quant_scheme(meta: &std::collections::HashMap<&str, &str>) -> String {
+    let get = |k: &str| meta.get(k).copied().unwrap_or("?");
+    let granularity = match get("granularity") {
+        "tensor" => "per-tensor".to_string(),
+        "channel" => format!("per-channel (axis {})", get("axis")),
+        "block" => format!("group {}", get("block")),
+        other => other.to_string(),
+    };
+    let mut scheme = format!("{granularity} {}", get("mode"));
+    if meta.get("narrow") == Some(&"1") {
+        scheme.push_str(" narrow");
+    }
+    scheme.push(' ');
+    scheme.push_str(meta.get("method").copied().unwrap_or("rtn"));
+    scheme
+}
+
+/// The logical tensors of a file written by `greenai compress` (companions folded into the tensor they
+/// serve, every entry checked as `decompress` checks it), or `None` for any other file.
+pub fn inspect_logical(file: &ModelFile) -> Result<Option<Vec<LogicalSummary>>> {
+    if !file.metadata().contains_key("greenai.format") {
+        return Ok(None);
+    }
+    let mut changed = std::collections::HashMap::new();
+    for info in file.tensors() {
+        if let Some(text) = file.metadata().get(&super::metadata_key(&info.name)) {
+            changed.insert(info.name.as_str(), super::compress::parse_changed(file, info, text)?);
+        }
+    }
+    let companions: std::collections::HashSet<&str> =
+        changed.values().flat_map(|c| c.companions.iter().map(String::as_str)).collect();
+    let mut rows = Vec::new();
+    for info in file.tensors().iter().filter(|e| !companions.contains(e.name.as_str())) {
+        let entry = file.read(info)?;
+        let Some(c) = changed.get(entry.name) else {
+            let s = summarize(&entry);
+            rows.push(LogicalSummary {
+                name: s.name,
+                dtype: s.dtype.to_ascii_lowercase(),
+                restores_to: s.dtype,
+                shape: s.shape,
+                params: s.params,
+                bits: (entry.dtype.size() * 8) as f64,
+                scheme: "unchanged".into(),
+                storage: "dense".into(),
+                sparsity: Some(s.sparsity),
+                bytes: s.bytes,
+            });
+            continue;
+        };
+        let params = crate::tensor::numel(&c.shape)?;
+        let declared =
+            c.meta.get("sparsity").and_then(|s| s.parse::<f64>().ok()).filter(|s| (0.0..=1.0).contains(s));
+        let (dtype, bits, scheme) = match c.kind {
+            "quant" => {
+                let qtype = c.meta.get("qtype").copied().unwrap_or("?");
+                let logical = match qtype {
+                    "i8" => "int8",
+                    "u8" => "uint8",
+                    "i4" => "int4",
+                    _ => "uint4",
+                };
+                let bits = if qtype.ends_with('4') { 4.0 } else { 8.0 };
+                (logical.to_string(), bits, quant_scheme(&c.meta))
+            }
+            "ggml" => {
+                let ty = c.meta.get("type").and_then(|t| crate::kernels::ggml::GgmlType::from_name(t));
+                let bits = ty.map_or(f64::NAN, |t| (t.block_bytes() * 8) as f64 / t.block_elems() as f64);
+                let blocks = ty.map_or(0, |t| t.block_elems());
+                (
+                    c.meta.get("type").copied().unwrap_or("?").to_string(),
+                    bits,
+                    format!("ggml blocks of {blocks}"),
+                )
+            }
+            "cast" => (
+                format!("{:?}", entry.dtype).to_ascii_lowercase(),
+                (entry.dtype.size() * 8) as f64,
+                "cast".into(),
+            ),
+            _ => ("f32".to_string(), 32.0, "pruned".to_string()),
+        };
+        // Float values: zeros are the weight's own (a cast keeps zero and nonzero apart).
+        let sparsity = declared.or_else(|| match c.kind {
+            "cast" | "pruned" => super::compress::restore(file, &entry, c)
+                .ok()
+                .map(|v| v.iter().filter(|&&x| x == 0.0).count() as f64 / v.len().max(1) as f64),
+            _ => None,
+        });
+        let companion_bytes: usize =
+            c.companions.iter().filter_map(|n| file.info(n)).map(|t| t.byte_len as usize).sum();
+        rows.push(LogicalSummary {
+            name: entry.name.to_string(),
+            dtype,
+            restores_to: format!("{:?}", c.dtype),
+            shape: c.shape.clone(),
+            params,
+            bits,
+            scheme,
+            storage: c.storage.label(),
+            sparsity,
+            bytes: entry.bytes.len() + companion_bytes,
+        });
+    }
+    Ok(Some(rows))
 }

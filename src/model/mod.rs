@@ -10,6 +10,7 @@ mod file;
 #[cfg(feature = "serde")]
 pub mod gguf;
 mod inspect;
+mod sparse_store;
 mod write;
 
 pub use compress::{
@@ -18,7 +19,7 @@ pub use compress::{
 };
 pub use dir::{Model, ModelWriter, CONFIG_FILE, INDEX_FILE, SINGLE_FILE};
 pub use file::{ModelFile, TensorEntry, TensorInfo, CHUNK};
-pub use inspect::{inspect, summarize, TensorSummary};
+pub use inspect::{inspect, inspect_logical, summarize, LogicalSummary, TensorSummary};
 pub use write::{
     check_distinct, close_staging, write_file, write_safetensors, Destination, OutTensor, SafetensorsWriter,
     StagedDir, StagedFile, StagingClosed,

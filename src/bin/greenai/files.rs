@@ -3,10 +3,10 @@
 use crate::printable;
 use greenai::kernels::ggml::GgmlType;
 use greenai::model::{
-    self, Calibrate, CompressOptions, CompressReport, Destination, Grouping, Method, Model, Pruning,
-    StagedFile, Target, TensorSummary,
+    self, Calibrate, CompressOptions, CompressReport, Destination, Grouping, LogicalSummary, Method, Model,
+    ModelFile, Pruning, StagedFile, Target, TensorSummary,
 };
-use greenai::{Error, Result};
+use greenai::{units, Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -76,6 +76,10 @@ pub struct CompressArgs {
     format: OutputFormat,
     #[command(flatten)]
     ct: crate::ct::CtArgs,
+    /// Print a warning for every tensor whose total SQNR (pruning and quantization together) falls
+    /// below this many dB.
+    #[arg(long, value_name = "DB", default_value_t = 20.0)]
+    warn_sqnr: f64,
 }
 
 /// Arguments of `greenai decompress`.
@@ -113,6 +117,23 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         return crate::gguf::inspect(&args.file, args.json);
     }
     let file = Model::open(&args.file)?;
+    let mut logical = Vec::new();
+    for shard in file.shards() {
+        if let Some(rows) = model::inspect_logical(shard)? {
+            logical.push((shard, rows));
+        }
+    }
+    if !logical.is_empty() && logical.len() == file.shards().len() {
+        if args.json {
+            let all: Vec<&LogicalSummary> = logical.iter().flat_map(|(_, rows)| rows).collect();
+            return print_json(&all);
+        }
+        let mut out = crate::stdout();
+        for (shard, rows) in &logical {
+            print_logical(&mut out, shard, rows).map_err(crate::stdout_error)?;
+        }
+        return out.flush().map_err(crate::stdout_error);
+    }
     let bar = progress_bar(file.data_bytes(), "reading");
     let rows = model::inspect(&file, &mut |done, _| bar.set_position(done))?;
     bar.finish_and_clear();
@@ -123,6 +144,51 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
     print_summary(&mut out, &file, &rows).and_then(|()| out.flush()).map_err(crate::stdout_error)
 }
 
+/// The table of a file written by `greenai compress`: one line per logical tensor.
+fn print_logical(out: &mut impl Write, file: &ModelFile, rows: &[LogicalSummary]) -> std::io::Result<()> {
+    let names: Vec<_> = rows.iter().map(|r| printable(&r.name)).collect();
+    let w = names.iter().map(|n| n.chars().count()).max().unwrap_or(4).max(4);
+    let sw = rows.iter().map(|r| r.scheme.len()).max().unwrap_or(6).max(6);
+    let path = file.path().display().to_string();
+    let format = file.metadata().get("greenai.format").map_or("?", String::as_str);
+    writeln!(
+        out,
+        "{}: {} tensors ({} stored), greenai format {}",
+        printable(&path),
+        rows.len(),
+        file.len(),
+        printable(format)
+    )?;
+    writeln!(
+        out,
+        "{:<w$}  {:<6} {:<18} {:>9} {:>5} {:<sw$} {:<7} {:>8} {:>9}",
+        "name", "dtype", "shape", "params", "bits", "scheme", "storage", "sparsity", "size"
+    )?;
+    for (r, name) in rows.iter().zip(&names) {
+        writeln!(
+            out,
+            "{:<w$}  {:<6} {:<18} {:>9} {:>5} {:<sw$} {:<7} {:>8} {:>9}",
+            name,
+            r.dtype,
+            format!("{:?}", r.shape),
+            units::count(r.params as f64),
+            units::sig3(r.bits),
+            r.scheme,
+            r.storage,
+            r.sparsity.map_or_else(|| "-".to_string(), |s| format!("{:.2}%", s * 100.0)),
+            units::bytes(r.bytes),
+        )?;
+    }
+    let (params, bytes): (usize, usize) = rows.iter().fold((0, 0), |(p, b), r| (p + r.params, b + r.bytes));
+    writeln!(
+        out,
+        "total: {} params, {} ({:.2} bits per weight)",
+        units::count(params as f64),
+        units::bytes(bytes),
+        bytes as f64 * 8.0 / params.max(1) as f64
+    )
+}
+
 fn print_summary(out: &mut impl Write, file: &Model, rows: &[TensorSummary]) -> std::io::Result<()> {
     let names: Vec<_> = rows.iter().map(|r| printable(&r.name)).collect();
     let w = names.iter().map(|n| n.chars().count()).max().unwrap_or(4).max(4);
@@ -131,35 +197,44 @@ fn print_summary(out: &mut impl Write, file: &Model, rows: &[TensorSummary]) -> 
     if file.is_dir() {
         writeln!(
             out,
-            "{}: {} tensors in {} safetensors file(s), headers {header} bytes",
+            "{}: {} tensors in {} safetensors file(s), headers {}",
             printable(&path),
             rows.len(),
-            file.shards().len()
+            file.shards().len(),
+            units::bytes(header)
         )?;
     } else {
-        writeln!(out, "{}: {} tensors, header {header} bytes", printable(&path), rows.len())?;
+        writeln!(out, "{}: {} tensors, header {}", printable(&path), rows.len(), units::bytes(header))?;
     }
     writeln!(
         out,
-        "{:<w$}  {:<5} {:<18} {:>12} {:>12} {:>11} {:>11} {:>8}",
+        "{:<w$}  {:<5} {:<18} {:>9} {:>9} {:>11} {:>11} {:>8}",
         "name", "dtype", "shape", "params", "bytes", "min", "max", "sparsity"
     )?;
     for (r, name) in rows.iter().zip(&names) {
         writeln!(
             out,
-            "{:<w$}  {:<5} {:<18} {:>12} {:>12} {:>11} {:>11} {:>7.2}%",
+            "{:<w$}  {:<5} {:<18} {:>9} {:>9} {:>11} {:>11} {:>7.2}%",
             name,
             r.dtype,
             format!("{:?}", r.shape),
-            r.params,
-            r.bytes,
+            units::count(r.params as f64),
+            units::bytes(r.bytes),
             fmt_opt(r.min),
             fmt_opt(r.max),
             r.sparsity * 100.0
         )?;
     }
     let (params, bytes): (usize, usize) = rows.iter().fold((0, 0), |(p, b), r| (p + r.params, b + r.bytes));
-    writeln!(out, "{:<w$}  {:<5} {:<18} {:>12} {:>12}", "total", "", "", params, bytes)
+    writeln!(
+        out,
+        "{:<w$}  {:<5} {:<18} {:>9} {:>9}",
+        "total",
+        "",
+        "",
+        units::count(params as f64),
+        units::bytes(bytes)
+    )
 }
 
 fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {
@@ -298,7 +373,7 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
         staged.commit()?;
     }
     let mut out = crate::stdout();
-    print_report(&mut out, &report).and_then(|()| out.flush()).map_err(crate::stdout_error)
+    print_report(&mut out, &report, args.warn_sqnr).and_then(|()| out.flush()).map_err(crate::stdout_error)
 }
 
 fn compress_ct(args: &CompressArgs) -> Result<()> {
@@ -328,39 +403,70 @@ fn compress_ct(args: &CompressArgs) -> Result<()> {
     })
 }
 
-fn print_report(out: &mut impl Write, report: &CompressReport) -> std::io::Result<()> {
+fn db(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"))
+}
+
+fn print_report(out: &mut impl Write, report: &CompressReport, warn_sqnr: f64) -> std::io::Result<()> {
     let names: Vec<_> = report.tensors.iter().map(|r| printable(&r.name)).collect();
     let w = names.iter().map(|n| n.chars().count()).max().unwrap_or(4).max(4);
     writeln!(
         out,
-        "{:<w$}  {:<18} {:>6} {:>6} {:>12} {:>12} {:>8} {:>9} {:>11}",
-        "name", "shape", "before", "after", "bytes before", "bytes after", "sparsity", "SQNR dB", "max |err|"
+        "{:<w$}  {:<18} {:>6} {:>6} {:>7} {:>9} {:>9} {:>8} {:>7} {:>7} {:>7} {:>9}",
+        "name",
+        "shape",
+        "before",
+        "after",
+        "storage",
+        "size",
+        "stored",
+        "sparsity",
+        "SQNR dB",
+        "prune",
+        "quant",
+        "max |err|"
     )?;
     for (r, name) in report.tensors.iter().zip(&names) {
         writeln!(
             out,
-            "{:<w$}  {:<18} {:>6} {:>6} {:>12} {:>12} {:>7.2}% {:>9} {:>11}",
+            "{:<w$}  {:<18} {:>6} {:>6} {:>7} {:>9} {:>9} {:>7.2}% {:>7} {:>7} {:>7} {:>9}",
             name,
             format!("{:?}", r.shape),
             r.dtype_before,
             r.dtype_after,
-            r.bytes_before,
-            r.bytes_after,
+            r.storage,
+            units::bytes(r.bytes_before),
+            units::bytes(r.bytes_after),
             r.sparsity * 100.0,
-            r.sqnr_db.map_or_else(|| "-".to_string(), |v| format!("{v:.1}")),
-            r.max_abs_error.map_or_else(|| "-".to_string(), |v| format!("{v:.3e}")),
+            db(r.sqnr_db),
+            db(r.prune_sqnr_db),
+            db(r.quant_sqnr_db),
+            r.max_abs_error.map_or_else(|| "-".to_string(), |v| format!("{v:.2e}")),
         )?;
     }
     writeln!(
         out,
-        "total: {} -> {} bytes ({:.3}x); reading the weights once from DRAM: {:.3e} J -> {:.3e} J \
-         (Horowitz 45 nm, a lower bound)",
-        report.bytes_before,
-        report.bytes_after,
+        "total: {} -> {} ({:.3}x); reading the weights once from DRAM: {} -> {} (Horowitz 45 nm, a lower bound)",
+        units::bytes(report.bytes_before),
+        units::bytes(report.bytes_after),
         report.size_ratio,
-        report.read_energy_before_j,
-        report.read_energy_after_j
-    )
+        units::si(report.read_energy_before_j, "J"),
+        units::si(report.read_energy_after_j, "J"),
+    )?;
+    for (r, name) in report.tensors.iter().zip(&names) {
+        if let Some(total) = r.sqnr_db.filter(|&t| t < warn_sqnr) {
+            let parts: Vec<String> = [("pruning", r.prune_sqnr_db), ("quantization", r.quant_sqnr_db)]
+                .iter()
+                .filter_map(|(what, v)| v.map(|v| format!("{what} alone {v:.1} dB")))
+                .collect();
+            writeln!(
+                out,
+                "warning: {name}: SQNR {total:.1} dB is below {warn_sqnr} dB ({})",
+                parts.join(", ")
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `greenai decompress`.

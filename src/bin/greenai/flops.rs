@@ -2,7 +2,7 @@
 
 use greenai::energy::{Carbon, EnergyTable, GridSource, InferenceFootprint};
 use greenai::flops::{hf_config, zoo, Comparison, Compression, Model, Precision, Report, Sparsity};
-use greenai::{Error, Result};
+use greenai::{units, Error, Result};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -144,31 +144,39 @@ fn print_text(
 ) -> std::io::Result<()> {
     write!(out, "{report}")?;
     let f = footprint.per_inference;
+    // Energy in watt-hours: 1 kWh = 1000 Wh.
+    let wh = |kwh: f64| units::si(kwh * 1e3, "Wh");
     writeln!(
         out,
-        "energy (Horowitz 45 nm lower bound): {:.4e} J per inference, {:.4e} kWh, {:.4e} gCO2e ({} grid, {} g/kWh, PUE {})",
-        f.joules,
-        f.kwh,
-        f.gco2e,
+        "energy (Horowitz 45 nm lower bound): {} per inference ({}), {} ({} grid, {} g/kWh, PUE {})",
+        units::si(f.joules, "J"),
+        wh(f.kwh),
+        units::si(f.gco2e, "gCO2e"),
         args.grid,
         carbon.g_per_kwh,
         carbon.pue
     )?;
     let m = footprint.per_million;
-    writeln!(out, "per million inferences: {:.4e} kWh, {:.4e} gCO2e", m.kwh, m.gco2e)?;
+    writeln!(out, "per million inferences: {}, {}", wh(m.kwh), units::si(m.gco2e, "gCO2e"))?;
     writeln!(out, "per million inferences by energy source (PUE {}):", carbon.pue)?;
     for g in GridSource::ALL {
-        writeln!(out, "  {:<8} {:>12.4e} gCO2e", g.name(), m.kwh * carbon.pue * g.g_per_kwh())?;
+        writeln!(out, "  {:<8} {:>12}", g.name(), units::si(m.kwh * carbon.pue * g.g_per_kwh(), "gCO2e"))?;
     }
     if let Some(b) = baseline {
-        writeln!(out, "\ncompression ({p}, {:?}, rank {:?}) against dense f32:", comp.sparsity, comp.rank)?;
+        let sparsity = match comp.sparsity {
+            Sparsity::Dense => "dense".to_string(),
+            Sparsity::Unstructured(share) => format!("{:.0}% sparse", share * 100.0),
+            Sparsity::NM { n, m } => format!("{n}:{m} sparse"),
+        };
+        let rank = comp.rank.map_or_else(|| "full rank".to_string(), |r| format!("rank {r}"));
+        writeln!(out, "\ncompression ({p}, {sparsity}, {rank}) against dense f32:")?;
         write!(out, "{}", b.comparison)?;
         writeln!(
             out,
-            "{:<14} {:>12.4e} J {:>12.4e} J {:>8.3}x",
+            "{:<14} {:>14} {:>14} {:>8.3}x",
             "energy/infer",
-            b.footprint.per_inference.joules,
-            f.joules,
+            units::si(b.footprint.per_inference.joules, "J"),
+            units::si(f.joules, "J"),
             b.footprint.per_inference.joules / f.joules
         )?;
     }

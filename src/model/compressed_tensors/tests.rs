@@ -46,7 +46,7 @@ fn pack_round_trips_every_width_and_shape() {
 }
 
 fn entry<'a>(name: &'a str, t: &'a OutTensor<'_>) -> crate::model::TensorEntry<'a> {
-    crate::model::TensorEntry { name, dtype: t.dtype, shape: &t.shape, bytes: &t.bytes }
+    crate::model::TensorEntry { name, dtype: t.dtype, shape: &t.shape, bytes: t.bytes.clone() }
 }
 
 fn parts<'a>(out: &'a [(String, OutTensor<'a>)]) -> ModuleTensors<'a> {
