@@ -19,9 +19,11 @@
 pub mod distill;
 pub mod energy;
 pub mod error;
+#[cfg(feature = "capi")]
 pub mod ffi;
 pub mod flops;
 pub mod kernels;
+#[cfg(feature = "lowrank")]
 pub mod lowrank;
 pub mod model;
 pub mod prune;
