@@ -32,3 +32,8 @@ pub mod tensor;
 
 pub use error::{Error, Result};
 pub use tensor::{DType, DynTensor, Element, FloatElement, Tensor, TensorView, TensorViewMut};
+
+/// The README's Rust code blocks, compiled and run by `cargo test --doc` as a dependent would write them.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
