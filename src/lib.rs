@@ -19,9 +19,11 @@
 pub mod distill;
 pub mod energy;
 pub mod error;
+#[cfg(feature = "capi")]
 pub mod ffi;
 pub mod flops;
 pub mod kernels;
+#[cfg(feature = "lowrank")]
 pub mod lowrank;
 pub mod model;
 pub mod prune;
@@ -31,3 +33,8 @@ pub mod units;
 
 pub use error::{Error, Result};
 pub use tensor::{DType, DynTensor, Element, FloatElement, Tensor, TensorView, TensorViewMut};
+
+/// The README's Rust code blocks, compiled and run by `cargo test --doc` as a dependent would write them.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -44,7 +44,8 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 }
 
 /// `cargo test` builds the library only as an rlib, so the static library the C programs link is built
-/// here, with this test's profile and features (a no-op when it is already fresh).
+/// here the way scripts/install-c builds it (`cargo rustc --crate-type staticlib`), with this test's
+/// profile and features (a no-op when it is already fresh).
 fn build_static_lib() -> Result<(), String> {
     static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     BUILT
@@ -55,6 +56,8 @@ fn build_static_lib() -> Result<(), String> {
                 None => return Err("no profile folder".to_string()),
             };
             let features: Vec<&str> = [
+                ("capi", true),
+                ("lowrank", cfg!(feature = "lowrank")),
                 ("parallel", cfg!(feature = "parallel")),
                 ("serde", cfg!(feature = "serde")),
                 ("cli", cfg!(feature = "cli")),
@@ -65,7 +68,8 @@ fn build_static_lib() -> Result<(), String> {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
             let mut cmd = Command::new(cargo);
             cmd.current_dir(manifest_dir())
-                .args(["build", "--lib", "--profile", &profile, "--no-default-features"])
+                .args(["rustc", "--lib", "--crate-type", "staticlib", "--profile", &profile])
+                .arg("--no-default-features")
                 .arg(format!("--features={}", features.join(",")));
             run(&mut cmd)
         })

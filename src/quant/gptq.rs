@@ -35,7 +35,9 @@
 
 use crate::error::{checked_product, try_vec, Error, Result};
 use crate::kernels::math::check_finite;
+#[cfg(feature = "lowrank")]
 use faer::solvers::SolverCore;
+#[cfg(feature = "lowrank")]
 use faer::{Mat, Parallelism, Side};
 
 /// GPTQ's options (AutoGPTQ's `BaseQuantizeConfig` and `fasterquant` arguments).
@@ -217,6 +219,7 @@ pub fn rtn_quantize(w: &[f32], rows: usize, cols: usize, opts: &GptqOptions) -> 
 /// parameters are found before, group parameters after, that zeroing, as there). Errors, with nothing
 /// returned: non-finite values, a wrong-sized Hessian, invalid options, or a Hessian that is not positive
 /// definite after damping (raise `damp` or add calibration samples).
+#[cfg(feature = "lowrank")]
 pub fn gptq_quantize(
     w: &[f32],
     rows: usize,
@@ -519,6 +522,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "lowrank")]
     fn bad_input_is_refused() {
         let w = [0.0f32; 8];
         let h: Vec<f32> = (0..16).map(|k| if k % 5 == 0 { 1.0 } else { 0.0 }).collect();
@@ -539,6 +543,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "lowrank")]
     fn empty_shapes() {
         let opts = GptqOptions::default();
         let none = gptq_quantize(&[], 0, 3, &[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], &opts).unwrap();
@@ -549,6 +554,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "lowrank")]
     fn dead_inputs_and_short_last_group() {
         // Column 1 is dead: its weight becomes 0 and quantizes to the zero point.
         let w = [0.5f32, 9.0, -0.5, 0.25, 0.1];

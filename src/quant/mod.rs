@@ -14,6 +14,7 @@
 
 mod affine;
 // AWQ (issue #17): src/quant/awq.rs.
+#[cfg(feature = "lowrank")]
 mod awq;
 mod calibrate;
 mod fake;
@@ -29,10 +30,13 @@ mod params;
 pub mod smoothquant;
 
 pub use affine::{dequantize_into, quantize_into, QSlice, QSliceMut, QTensor};
+#[cfg(feature = "lowrank")]
 pub use awq::{awq_quantize, AwqOptions, AwqWeight};
 pub use calibrate::{Calibration, Observer};
 pub use fake::{fake_quantize, fake_quantize_grad};
-pub use gptq::{gptq_quantize, rtn_quantize, GptqOptions, GptqWeight, HessianAccumulator};
+#[cfg(feature = "lowrank")]
+pub use gptq::gptq_quantize;
+pub use gptq::{rtn_quantize, GptqOptions, GptqWeight, HessianAccumulator};
 pub use hqq::{hqq_quantize, HqqOptions};
 pub use metrics::{error_metrics, error_metrics_per_axis, ErrorMetrics};
 pub(crate) use pack::{nibble_get, nibble_put};
