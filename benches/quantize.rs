@@ -51,8 +51,14 @@ fn quantize(c: &mut Criterion) {
     let mut cases: Vec<(String, QuantSpec)> =
         Preset::ALL.iter().map(|p| (format!("{p:?}"), QuantSpec::preset(*p))).collect();
     cases.push(("I8SymmetricPerTensor".into(), QuantSpec::new(QType::I8, Mode::Symmetric)));
-    cases.push(("U8AffinePerChannel".into(), QuantSpec::new(QType::U8, Mode::Affine).with_granularity(per_axis)));
-    cases.push(("I4SymmetricPerChannel".into(), QuantSpec::new(QType::I4, Mode::Symmetric).with_granularity(per_axis)));
+    cases.push((
+        "U8AffinePerChannel".into(),
+        QuantSpec::new(QType::U8, Mode::Affine).with_granularity(per_axis),
+    ));
+    cases.push((
+        "I4SymmetricPerChannel".into(),
+        QuantSpec::new(QType::I4, Mode::Symmetric).with_granularity(per_axis),
+    ));
     cases.push(("U4AffinePerTensor".into(), QuantSpec::new(QType::U4, Mode::Affine)));
     for (name, spec) in cases {
         let mut group = c.benchmark_group(format!("quantize_2048x2048/{name}"));
@@ -65,7 +71,9 @@ fn quantize(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("kernel_range_then_values", rows), |b| {
             b.iter(|| kernel_path(black_box(x.as_slice()), rows, signed, &mut yi, &mut yu))
         });
-        group.bench_function("qtensor", |b| b.iter(|| QTensor::quantize_min_max(black_box(&x), spec).unwrap()));
+        group.bench_function("qtensor", |b| {
+            b.iter(|| QTensor::quantize_min_max(black_box(&x), spec).unwrap())
+        });
         group.finish();
     }
 }

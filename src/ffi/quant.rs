@@ -528,7 +528,12 @@ pub unsafe extern "C" fn greenai_quantize(
 ///
 /// # Safety
 /// `y` must point to `y_bytes` writable bytes aligned for the type, `y_bytes` the storage of `n` values.
-unsafe fn qslice_out<'a>(spec: &QuantSpec, y: *mut c_void, y_bytes: usize, n: usize) -> Result<QSliceMut<'a>, FfiError> {
+unsafe fn qslice_out<'a>(
+    spec: &QuantSpec,
+    y: *mut c_void,
+    y_bytes: usize,
+    n: usize,
+) -> Result<QSliceMut<'a>, FfiError> {
     // SAFETY: the caller guarantees `y` holds y_bytes bytes, which is n values of the type.
     unsafe {
         Ok(match spec.qtype {

@@ -241,7 +241,8 @@ pub fn si_unit(x: f64, unit: &str) -> String {
     if x == 0.0 || !x.is_finite() {
         return format!("{x} {unit}");
     }
-    let (factor, prefix) = PREFIXES.iter().copied().find(|&(f, _)| x.abs() >= f * 0.9995).unwrap_or((1e-12, "p"));
+    let (factor, prefix) =
+        PREFIXES.iter().copied().find(|&(f, _)| x.abs() >= f * 0.9995).unwrap_or((1e-12, "p"));
     let v = x / factor;
     let decimals = match v.abs() {
         a if a >= 99.95 => 0,

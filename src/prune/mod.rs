@@ -10,8 +10,8 @@ pub mod sparse;
 #[allow(deprecated)]
 pub use criteria::Rounding;
 pub use criteria::{
-    global_magnitude, ln_structured, magnitude, random, wanda, ActivationNormObserver, CountRounding, CountRule,
-    Norm,
+    global_magnitude, ln_structured, magnitude, random, wanda, ActivationNormObserver, CountRounding,
+    CountRule, Norm,
 };
 pub use mask::Mask;
 pub use nm::n_m;

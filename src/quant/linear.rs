@@ -33,8 +33,13 @@ impl QTensor {
             }
         };
         match self.as_qslice()? {
-            QSlice::I8(w) => QuantLinear::from_int8(w, out_features, in_features, &scales, Some(&zero_points), bias),
-            other => Err(Error::UnsupportedDType { dtype: other.qtype().dtype(), operation: "QuantLinear weights" }),
+            QSlice::I8(w) => {
+                QuantLinear::from_int8(w, out_features, in_features, &scales, Some(&zero_points), bias)
+            }
+            other => Err(Error::UnsupportedDType {
+                dtype: other.qtype().dtype(),
+                operation: "QuantLinear weights",
+            }),
         }
     }
 }

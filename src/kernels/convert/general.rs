@@ -123,7 +123,8 @@ mod tests {
     #[test]
     fn every_tier_matches_the_f64_definition() {
         let mut rng = Rng(11);
-        let edges = [0.0, -0.0, 0.5, -0.5, 1.5, -2.5, 127.5, -128.5, 1e30, -1e30, f32::INFINITY, f32::NEG_INFINITY];
+        let edges =
+            [0.0, -0.0, 0.5, -0.5, 1.5, -2.5, 127.5, -128.5, 1e30, -1e30, f32::INFINITY, f32::NEG_INFINITY];
         for &n in &[0usize, 1, 7, 16, 31, 97, 1000] {
             let mut x = rng.floats(n, 300.0);
             for (i, e) in edges.iter().enumerate().take(n) {
@@ -131,9 +132,13 @@ mod tests {
             }
             let factors: Vec<f32> = (0..n).map(|i| 0.37 + (i % 13) as f32 * 0.5).collect();
             let zps: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();
-            for a in [false, true].iter().flat_map(|&m| [false, true].map(|h| Arithmetic { multiply: m, half_away: h })) {
+            for a in [false, true]
+                .iter()
+                .flat_map(|&m| [false, true].map(|h| Arithmetic { multiply: m, half_away: h }))
+            {
                 for (lo, hi) in [(-128, 127), (0, 255), (-8, 7), (0, 65535), (-127, 127)] {
-                    let want: Vec<i32> = (0..n).map(|i| reference(x[i], factors[i], zps[i], a, lo, hi)).collect();
+                    let want: Vec<i32> =
+                        (0..n).map(|i| reference(x[i], factors[i], zps[i], a, lo, hi)).collect();
                     let want_b: Vec<i32> = (0..n).map(|i| reference(x[i], 0.75, 2.0, a, lo, hi)).collect();
                     for isa in Isa::available() {
                         let mut y = vec![i32::MIN; n];

@@ -117,7 +117,10 @@ impl QuantLinear {
     }
 
     /// Renamed with the C argument order: weights first, then their dimensions.
-    #[deprecated(since = "0.2.0", note = "use QuantLinear::from_float(w, out_features, in_features, bias, reduce_range)")]
+    #[deprecated(
+        since = "0.2.0",
+        note = "use QuantLinear::from_float(w, out_features, in_features, bias, reduce_range)"
+    )]
     pub fn from_f32(
         out_features: usize,
         in_features: usize,
