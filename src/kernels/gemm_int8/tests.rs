@@ -364,7 +364,7 @@ fn affine_weights_give_the_product_of_their_centred_values() {
     let mut rng = Rng(77);
     let (batch, k, n) = (5, 67, 19);
     let zero_points: Vec<i32> = (0..n).map(|j| (j as i32 * 13) % 41 - 20).collect();
-    let q: Vec<i8> = (0..n * k).map(|i| ((rng.gauss() * 30.0).clamp(-100.0, 100.0)) as i8).collect();
+    let q: Vec<i8> = (0..n * k).map(|_| ((rng.gauss() * 30.0).clamp(-100.0, 100.0)) as i8).collect();
     let centred: Vec<i8> =
         q.iter().enumerate().map(|(i, &v)| (i32::from(v) - zero_points[i / k]) as i8).collect();
     let scales: Vec<f32> = (0..n).map(|j| 0.01 + j as f32 * 1e-3).collect();
