@@ -195,7 +195,7 @@ fn quant_linear(c: &mut Criterion) {
     let one = pool(1);
     for (out_f, in_f) in [(4096, 4096), (11008, 4096)] {
         let w = floats(out_f * in_f, 3);
-        let layer = QuantLinear::from_f32(out_f, in_f, &w, None, false).unwrap();
+        let layer = QuantLinear::from_float(&w, out_f, in_f, None, false).unwrap();
         let mut group = c.benchmark_group(format!("quant_linear_{out_f}x{in_f}_1thread"));
         group.sample_size(10);
         for m in [1, 16, 128] {

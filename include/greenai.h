@@ -1,5 +1,17 @@
 /* greenai: energy-efficient AI building blocks. C ABI. SPDX-License-Identifier: MIT OR Apache-2.0 */
 
+/* Marks a function kept for one release after it was renamed; the note names its replacement.
+   Define GREENAI_DEPRECATED(note) as nothing before including this header to silence it. */
+#ifndef GREENAI_DEPRECATED
+#if defined(__GNUC__) || defined(__clang__)
+#define GREENAI_DEPRECATED(note) __attribute__((deprecated(note)))
+#elif defined(_MSC_VER)
+#define GREENAI_DEPRECATED(note) __declspec(deprecated(note))
+#else
+#define GREENAI_DEPRECATED(note)
+#endif
+#endif
+
 #ifndef GREENAI_H
 #define GREENAI_H
 
@@ -1173,10 +1185,23 @@ void greenai_packed_i8_free(greenai_packed_i8 *packed);
 // Builds a layer from f32 weights W (`out_features x in_features`, row-major), quantized
 // symmetric per output channel to [-127, 127] (to [-63, 63] when `reduce_range` is 1: the fastest
 // kernel, less accurate); `bias` (`out_features` floats) may be NULL for none. Writes `*out`.
+// The Rust twin is `QuantLinear::from_float`, same arguments in the same order.
 //
 // # Safety
 // `w` must point to `out_features * in_features` floats, `bias` to `out_features` or be NULL;
 // `out` must be writable.
+greenai_status greenai_qlinear_from_float(const float *w,
+                                          size_t out_features,
+                                          size_t in_features,
+                                          const float *bias,
+                                          uint32_t reduce_range,
+                                          greenai_qlinear **out);
+
+// Deprecated: `greenai_qlinear_from_float` (the same arguments); kept for one release.
+//
+// # Safety
+// As `greenai_qlinear_from_float`.
+GREENAI_DEPRECATED("use greenai_qlinear_from_float")
 greenai_status greenai_qlinear_from_f32(const float *w,
                                         size_t out_features,
                                         size_t in_features,
@@ -1184,12 +1209,30 @@ greenai_status greenai_qlinear_from_f32(const float *w,
                                         uint32_t reduce_range,
                                         greenai_qlinear **out);
 
-// Builds a layer from int8 weights W (`out_features x in_features`, row-major, zero point 0) with
-// one positive `scales[o]` per output channel; `bias` may be NULL for none. Writes `*out`.
+// Builds a layer from int8 weights W (`out_features x in_features`, row-major) with one positive
+// `scales[o]` and one `zero_points[o]` (in [-128, 127]) per output channel, so that
+// `w = (q - zero_point) * scale`: the parameters `greenai_quantize_min_max` writes for a per-axis-0
+// int8 spec. `zero_points` may be NULL (all 0, symmetric); `bias` may be NULL for none. Writes
+// `*out`. The Rust twin is `QuantLinear::from_int8`.
 //
 // # Safety
 // `w` must point to `out_features * in_features` bytes, `scales` to `out_features` floats,
-// `bias` to `out_features` floats or be NULL; `out` must be writable.
+// `zero_points` to `out_features` `int32_t` or be NULL, `bias` to `out_features` floats or be
+// NULL; `out` must be writable.
+greenai_status greenai_qlinear_from_int8(const int8_t *w,
+                                         size_t out_features,
+                                         size_t in_features,
+                                         const float *scales,
+                                         const int32_t *zero_points,
+                                         const float *bias,
+                                         greenai_qlinear **out);
+
+// Deprecated: `greenai_qlinear_from_int8`, which also takes zero points (pass NULL for the
+// symmetric weights this function assumes); kept for one release.
+//
+// # Safety
+// As `greenai_qlinear_from_int8` with `zero_points` NULL.
+GREENAI_DEPRECATED("use greenai_qlinear_from_int8, which takes zero points")
 greenai_status greenai_qlinear_from_i8(const int8_t *w,
                                        size_t out_features,
                                        size_t in_features,
@@ -1440,7 +1483,10 @@ greenai_status greenai_dequantize_linear_u8(const uint8_t *y,
                                             float *x);
 
 // ONNX QuantizeLinear to int8 with one scale and zero point per index along `axis` of the row-major
-// tensor `x` of `shape[ndim]`; `scales` and `zero_points` hold `shape[axis]` values.
+// tensor `x` of `shape[ndim]`; `scales` and `zero_points` hold `shape[axis]` values. The zero
+// points have the output's type here, as in ONNX and the other typed `greenai_quantize_linear_*`
+// functions; the type-generic functions (`greenai_quantize`, `greenai_quantize_min_max`,
+// `greenai_qlinear_from_int8`) take `int32_t` zero points for every type.
 //
 // # Safety
 // `shape` must point to `ndim` sizes; `x` and `y` to the tensor's element count; `scales` and
@@ -1536,6 +1582,27 @@ greenai_status greenai_quantize(const greenai_quant_spec *spec,
                                 size_t n_params,
                                 void *y,
                                 size_t y_bytes);
+
+// Quantizes the row-major tensor `x` of `shape[ndim]` with min-max parameters of `spec` in one
+// call: writes each group's scale and zero point into `scales[n_params]` and
+// `zero_points[n_params]` (`n_params` as `greenai_quant_param_count` gives: 1 per tensor,
+// `shape[axis]` per axis) and the values into `y` (`y_bytes` bytes, as `greenai_quantize`). With
+// `GREENAI_PRESET_PYTORCH_WEIGHT_I8_PER_CHANNEL` this is PyTorch's `PerChannelMinMaxObserver`
+// then `quantize_per_channel`. NaN or infinity in `x` is an error; nothing is written on failure.
+// The Rust twin is `QTensor::quantize_min_max`.
+//
+// # Safety
+// `spec` readable; `shape` points to `ndim` sizes; `x` to the element count; `scales` and
+// `zero_points` to `n_params` writable values; `y` to `y_bytes` writable bytes aligned for the type.
+greenai_status greenai_quantize_min_max(const greenai_quant_spec *spec,
+                                        const float *x,
+                                        const size_t *shape,
+                                        size_t ndim,
+                                        float *scales,
+                                        int32_t *zero_points,
+                                        size_t n_params,
+                                        void *y,
+                                        size_t y_bytes);
 
 // Dequantizes `y` (`y_bytes` bytes of the spec's type, 4-bit packed) of `shape[ndim]` with the given
 // parameters into the floats `x`: `(q - zero_point) * scale`. Nothing is written on failure.

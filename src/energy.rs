@@ -16,7 +16,7 @@
 //! uses, and PUE 1.0 (CodeCarbon's default; pass a data centre's PUE, often 1.1 to 1.6). [`GridSource`] has
 //! CodeCarbon's per-source intensities so the energy source shows next to the compression levers.
 
-use crate::flops::{Cost, Precision};
+use crate::flops::{si_unit, Cost, Precision};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -111,6 +111,19 @@ impl Energy {
     /// Total joules.
     pub fn total_j(&self) -> f64 {
         self.compute_j + self.dram_j + self.sram_j
+    }
+}
+
+impl std::fmt::Display for Energy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (compute {}, DRAM {}, SRAM {})",
+            si_unit(self.total_j(), "J"),
+            si_unit(self.compute_j, "J"),
+            si_unit(self.dram_j, "J"),
+            si_unit(self.sram_j, "J")
+        )
     }
 }
 
@@ -220,6 +233,12 @@ impl Carbon {
     }
 }
 
+impl std::fmt::Display for Carbon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.0} gCO2e/kWh, PUE {:.2}", self.g_per_kwh, self.pue)
+    }
+}
+
 /// Energy, electricity and carbon of some number of inferences.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -240,6 +259,26 @@ pub struct InferenceFootprint {
     pub per_inference: Footprint,
     /// Per million inferences.
     pub per_million: Footprint,
+}
+
+impl std::fmt::Display for Footprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Grams below a kilogram keep their SI prefix (mg, ug); above, kg and t read better than kg/Mg.
+        let carbon = if self.gco2e.abs() >= 1e6 {
+            format!("{:.3} tCO2e", self.gco2e / 1e6)
+        } else if self.gco2e.abs() >= 1e3 {
+            format!("{:.3} kgCO2e", self.gco2e / 1e3)
+        } else {
+            si_unit(self.gco2e, "gCO2e")
+        };
+        write!(f, "{}, {}, {}", si_unit(self.joules, "J"), si_unit(self.kwh * 1e3, "Wh"), carbon)
+    }
+}
+
+impl std::fmt::Display for InferenceFootprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "per inference: {}; per million: {}", self.per_inference, self.per_million)
+    }
 }
 
 impl InferenceFootprint {

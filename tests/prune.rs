@@ -1,7 +1,7 @@
 //! Pruning semantics against brute-force references: counts, ties, global thresholds, iterative
 //! pruning on survivors, structured channels, N:M groups and Wanda scores.
 
-use greenai::prune::{self, ActivationNormObserver, CountRule, Mask, Norm, Rounding};
+use greenai::prune::{self, ActivationNormObserver, CountRounding, CountRule, Mask, Norm};
 use proptest::prelude::*;
 
 /// Round half to even by cases on the fractional part (independent of `round_ties_even`).
@@ -44,9 +44,9 @@ fn count_rule_matches_torch_rounding_and_options() {
     assert_eq!(torch.count(0.5, 3).unwrap(), 2); // 1.5 -> 2
     assert_eq!(torch.count(0.3, 10).unwrap(), 3);
     assert_eq!(torch.count(1.0, 7).unwrap(), 7);
-    let floor = CountRule { rounding: Rounding::Floor, keep_at_least_one: false };
+    let floor = CountRule { rounding: CountRounding::Floor, keep_at_least_one: false };
     assert_eq!(floor.count(0.39, 10).unwrap(), 3);
-    let keep_one = CountRule { rounding: Rounding::HalfEven, keep_at_least_one: true };
+    let keep_one = CountRule { rounding: CountRounding::HalfEven, keep_at_least_one: true };
     assert_eq!(keep_one.count(1.0, 7).unwrap(), 6);
     assert_eq!(keep_one.count(1.0, 0).unwrap(), 0);
     for bad in [-0.1, 1.1, f64::NAN] {

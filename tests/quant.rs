@@ -266,7 +266,7 @@ fn per_block_uses_a_short_last_block_and_packs_low_nibble_first() {
     let spec = QuantSpec::new(QType::I4, Mode::Symmetric)
         .with_granularity(Granularity::PerBlock { axis: 1, block: 2 });
     let x = Tensor::from_vec([2, 5], vec![1.0f32, -2.0, 3.0, 0.5, 7.0, 0.0, 0.0, -4.0, 1.0, -1.0]).unwrap();
-    let q = QTensor::quantize_dynamic(&x, spec).unwrap();
+    let q = QTensor::quantize_min_max(&x, spec).unwrap();
     assert_eq!(q.params().shape(), &[2, 3]);
     // Symmetric int4 on [-8, 7]: scale = 2 max|x| / 15 per block.
     let expect_scales: Vec<f32> = [2.0f64, 3.0, 7.0, 0.0, 4.0, 1.0]
@@ -298,7 +298,7 @@ fn per_block_along_a_leading_axis() {
         QuantSpec::new(QType::U8, Mode::Affine).with_granularity(Granularity::PerBlock { axis: 0, block: 2 });
     let data: Vec<f32> = (0..10).map(|i| (i as f32 - 4.5) * 1.5).collect();
     let x = Tensor::from_vec([5, 2], data.clone()).unwrap();
-    let q = QTensor::quantize_dynamic(&x, spec).unwrap();
+    let q = QTensor::quantize_min_max(&x, spec).unwrap();
     assert_eq!(q.params().shape(), &[3, 2]);
     let (s, z) = (q.params().scales(), q.params().zero_points());
     for (i, &v) in q.values().unwrap().iter().enumerate() {
@@ -352,7 +352,7 @@ proptest! {
 
     #[test]
     fn round_trip_error_is_at_most_half_a_step(spec in specs(), x in tensors()) {
-        let q = QTensor::quantize_dynamic(&x, spec).unwrap();
+        let q = QTensor::quantize_min_max(&x, spec).unwrap();
         let back = q.dequantize().unwrap();
         let (qmin, qmax) = spec.qrange();
         let p = q.params();

@@ -30,26 +30,25 @@ static int fail(const char *what, greenai_status status) {
 int main(void) {
     static float w[OUT * IN], bias[OUT], x[BATCH * IN], y[BATCH * OUT], reference[BATCH * OUT];
     static float scales[OUT];
-    static int8_t zero_points[OUT], wq[OUT * IN];
+    static int32_t zero_points[OUT];
+    static int8_t wq[OUT * IN];
     uint32_t state = 42;
     for (int i = 0; i < OUT * IN; i++) w[i] = 0.05f * noise(&state);
     for (int i = 0; i < OUT; i++) bias[i] = 0.1f * noise(&state);
     for (int i = 0; i < BATCH * IN; i++) x[i] = noise(&state);
 
-    /* 1. Per-output-channel symmetric scales, then ONNX QuantizeLinear along axis 0. */
-    for (int o = 0; o < OUT; o++) {
-        float max = 0.0f;
-        for (int i = 0; i < IN; i++) max = fmaxf(max, fabsf(w[o * IN + i]));
-        scales[o] = max > 0.0f ? max / 127.0f : 1.0f;
-        zero_points[o] = 0;
-    }
+    /* 1. Quantize the weights per output channel in one call (PyTorch's per-channel convention):
+          the scales, zero points and int8 values come back together. */
+    greenai_quant_spec spec;
+    greenai_status s = greenai_quant_spec_preset(GREENAI_PRESET_PYTORCH_WEIGHT_I8_PER_CHANNEL, &spec);
+    if (s != GREENAI_OK) return fail("preset", s);
     const size_t shape[2] = {OUT, IN};
-    greenai_status s = greenai_quantize_per_axis_i8(w, shape, 2, 0, scales, zero_points, wq);
+    s = greenai_quantize_min_max(&spec, w, shape, 2, scales, zero_points, OUT, wq, sizeof wq);
     if (s != GREENAI_OK) return fail("quantize weights", s);
 
     /* 2. Pack the int8 weights once into a layer (the engine keeps this handle). */
     greenai_qlinear *layer = NULL;
-    s = greenai_qlinear_from_i8(wq, OUT, IN, scales, bias, &layer);
+    s = greenai_qlinear_from_int8(wq, OUT, IN, scales, zero_points, bias, &layer);
     if (s != GREENAI_OK) return fail("pack layer", s);
 
     /* 3. Run it: inputs quantized per row to u8 (ONNX Runtime's dynamic quantization), f32 out. */

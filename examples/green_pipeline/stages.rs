@@ -245,7 +245,7 @@ impl<'a> Report<'a> {
         let layers = model
             .layers
             .iter()
-            .map(|l| QuantLinear::from_f32(l.outputs, l.inputs, &l.w, Some(&l.b), false))
+            .map(|l| QuantLinear::from_float(&l.w, l.outputs, l.inputs, Some(&l.b), false))
             .collect::<greenai::Result<Vec<_>>>()?;
         let n = self.test.len();
         let forward = || -> greenai::Result<Vec<f32>> {

@@ -143,7 +143,7 @@ impl Linear {
                 let t: Vec<bf16> = transposed().iter().map(|&x| bf16::from_f32(x)).collect();
                 Linear::Bf16 { w: lib(PackedB::pack(inp, out, &t, out))?, bias }
             }
-            Format::Int8 => Linear::Int8(lib(QuantLinear::from_f32(out, inp, w, Some(&bias), false))?),
+            Format::Int8 => Linear::Int8(lib(QuantLinear::from_float(w, out, inp, Some(&bias), false))?),
         })
     }
 

@@ -375,12 +375,13 @@ pub unsafe extern "C" fn greenai_packed_i8_free(packed: *mut greenai_packed_i8) 
 /// Builds a layer from f32 weights W (`out_features x in_features`, row-major), quantized
 /// symmetric per output channel to [-127, 127] (to [-63, 63] when `reduce_range` is 1: the fastest
 /// kernel, less accurate); `bias` (`out_features` floats) may be NULL for none. Writes `*out`.
+/// The Rust twin is `QuantLinear::from_float`, same arguments in the same order.
 ///
 /// # Safety
 /// `w` must point to `out_features * in_features` floats, `bias` to `out_features` or be NULL;
 /// `out` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn greenai_qlinear_from_f32(
+pub unsafe extern "C" fn greenai_qlinear_from_float(
     w: *const f32,
     out_features: usize,
     in_features: usize,
@@ -394,18 +395,74 @@ pub unsafe extern "C" fn greenai_qlinear_from_f32(
         let (w, bias, out) = unsafe {
             (slice_in(w, len, "w")?, optional_in(bias, out_features, "bias")?, out_ptr(out, "out")?)
         };
-        let layer = QuantLinear::from_f32(out_features, in_features, w, bias, flag_from_c("reduce_range", reduce_range)?)?;
+        let layer = QuantLinear::from_float(w, out_features, in_features, bias, flag_from_c("reduce_range", reduce_range)?)?;
         out.write(Box::into_raw(Box::new(greenai_qlinear { layer })));
         Ok(())
     }
 }
 
-/// Builds a layer from int8 weights W (`out_features x in_features`, row-major, zero point 0) with
-/// one positive `scales[o]` per output channel; `bias` may be NULL for none. Writes `*out`.
+/// Deprecated: `greenai_qlinear_from_float` (the same arguments); kept for one release.
+///
+/// # Safety
+/// As `greenai_qlinear_from_float`.
+#[deprecated(note = "use greenai_qlinear_from_float")]
+#[no_mangle]
+pub unsafe extern "C" fn greenai_qlinear_from_f32(
+    w: *const f32,
+    out_features: usize,
+    in_features: usize,
+    bias: *const f32,
+    reduce_range: u32,
+    out: *mut *mut greenai_qlinear,
+) -> greenai_status {
+    // SAFETY: the same contract as the function called.
+    unsafe { greenai_qlinear_from_float(w, out_features, in_features, bias, reduce_range, out) }
+}
+
+/// Builds a layer from int8 weights W (`out_features x in_features`, row-major) with one positive
+/// `scales[o]` and one `zero_points[o]` (in [-128, 127]) per output channel, so that
+/// `w = (q - zero_point) * scale`: the parameters `greenai_quantize_min_max` writes for a per-axis-0
+/// int8 spec. `zero_points` may be NULL (all 0, symmetric); `bias` may be NULL for none. Writes
+/// `*out`. The Rust twin is `QuantLinear::from_int8`.
 ///
 /// # Safety
 /// `w` must point to `out_features * in_features` bytes, `scales` to `out_features` floats,
-/// `bias` to `out_features` floats or be NULL; `out` must be writable.
+/// `zero_points` to `out_features` `int32_t` or be NULL, `bias` to `out_features` floats or be
+/// NULL; `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn greenai_qlinear_from_int8(
+    w: *const i8,
+    out_features: usize,
+    in_features: usize,
+    scales: *const f32,
+    zero_points: *const i32,
+    bias: *const f32,
+    out: *mut *mut greenai_qlinear,
+) -> greenai_status {
+    ffi_boundary! {
+        let len = matrix_len(out_features, in_features, in_features)?;
+        // SAFETY: the caller guarantees the pointers as documented.
+        let (w, scales, zero_points, bias, out) = unsafe {
+            (
+                slice_in(w, len, "w")?,
+                slice_in(scales, out_features, "scales")?,
+                optional_in(zero_points, out_features, "zero_points")?,
+                optional_in(bias, out_features, "bias")?,
+                out_ptr(out, "out")?,
+            )
+        };
+        let layer = QuantLinear::from_int8(w, out_features, in_features, scales, zero_points, bias)?;
+        out.write(Box::into_raw(Box::new(greenai_qlinear { layer })));
+        Ok(())
+    }
+}
+
+/// Deprecated: `greenai_qlinear_from_int8`, which also takes zero points (pass NULL for the
+/// symmetric weights this function assumes); kept for one release.
+///
+/// # Safety
+/// As `greenai_qlinear_from_int8` with `zero_points` NULL.
+#[deprecated(note = "use greenai_qlinear_from_int8, which takes zero points")]
 #[no_mangle]
 pub unsafe extern "C" fn greenai_qlinear_from_i8(
     w: *const i8,
@@ -415,21 +472,8 @@ pub unsafe extern "C" fn greenai_qlinear_from_i8(
     bias: *const f32,
     out: *mut *mut greenai_qlinear,
 ) -> greenai_status {
-    ffi_boundary! {
-        let len = matrix_len(out_features, in_features, in_features)?;
-        // SAFETY: the caller guarantees the pointers as documented.
-        let (w, scales, bias, out) = unsafe {
-            (
-                slice_in(w, len, "w")?,
-                slice_in(scales, out_features, "scales")?,
-                optional_in(bias, out_features, "bias")?,
-                out_ptr(out, "out")?,
-            )
-        };
-        let layer = QuantLinear::from_quantized(out_features, in_features, w, scales, bias)?;
-        out.write(Box::into_raw(Box::new(greenai_qlinear { layer })));
-        Ok(())
-    }
+    // SAFETY: the same contract as the function called, with no zero points.
+    unsafe { greenai_qlinear_from_int8(w, out_features, in_features, scales, std::ptr::null(), bias, out) }
 }
 
 /// # Safety

@@ -93,7 +93,10 @@ pub unsafe extern "C" fn greenai_dequantize_linear_u8(
 }
 
 /// ONNX QuantizeLinear to int8 with one scale and zero point per index along `axis` of the row-major
-/// tensor `x` of `shape[ndim]`; `scales` and `zero_points` hold `shape[axis]` values.
+/// tensor `x` of `shape[ndim]`; `scales` and `zero_points` hold `shape[axis]` values. The zero
+/// points have the output's type here, as in ONNX and the other typed `greenai_quantize_linear_*`
+/// functions; the type-generic functions (`greenai_quantize`, `greenai_quantize_min_max`,
+/// `greenai_qlinear_from_int8`) take `int32_t` zero points for every type.
 ///
 /// # Safety
 /// `shape` must point to `ndim` sizes; `x` and `y` to the tensor's element count; `scales` and
@@ -515,18 +518,76 @@ pub unsafe extern "C" fn greenai_quantize(
             (slice_in(x, n, "x")?, slice_in(scales, n_params, "scales")?, slice_in(zero_points, n_params, "zero_points")?)
         };
         let params = QuantParams::new(spec, spec.granularity.param_shape(shape)?, scales.to_vec(), zero_points.to_vec())?;
-        // SAFETY: `y` holds y_bytes bytes, which is n values of the type (or n packed nibbles).
-        let out = unsafe {
-            match spec.qtype {
-                QType::I4 => QSliceMut::I4(slice_out(y.cast::<u8>(), y_bytes, "y")?),
-                QType::U4 => QSliceMut::U4(slice_out(y.cast::<u8>(), y_bytes, "y")?),
-                QType::I8 => QSliceMut::I8(slice_out(y.cast::<i8>(), n, "y")?),
-                QType::U8 => QSliceMut::U8(slice_out(y.cast::<u8>(), n, "y")?),
-                QType::I16 => QSliceMut::I16(slice_out(y.cast::<i16>(), n, "y")?),
-                QType::U16 => QSliceMut::U16(slice_out(y.cast::<u16>(), n, "y")?),
-            }
-        };
+        // SAFETY: `y` holds y_bytes bytes, which `check_count` found to be n values of the type.
+        let out = unsafe { qslice_out(&spec, y, y_bytes, n)? };
         Ok(quant::quantize_into(x, shape, &params, out)?)
+    }
+}
+
+/// The output buffer `y` of `y_bytes` bytes as `n` values of the spec's type (4-bit packed).
+///
+/// # Safety
+/// `y` must point to `y_bytes` writable bytes aligned for the type, `y_bytes` the storage of `n` values.
+unsafe fn qslice_out<'a>(
+    spec: &QuantSpec,
+    y: *mut c_void,
+    y_bytes: usize,
+    n: usize,
+) -> Result<QSliceMut<'a>, FfiError> {
+    // SAFETY: the caller guarantees `y` holds y_bytes bytes, which is n values of the type.
+    unsafe {
+        Ok(match spec.qtype {
+            QType::I4 => QSliceMut::I4(slice_out(y.cast::<u8>(), y_bytes, "y")?),
+            QType::U4 => QSliceMut::U4(slice_out(y.cast::<u8>(), y_bytes, "y")?),
+            QType::I8 => QSliceMut::I8(slice_out(y.cast::<i8>(), n, "y")?),
+            QType::U8 => QSliceMut::U8(slice_out(y.cast::<u8>(), n, "y")?),
+            QType::I16 => QSliceMut::I16(slice_out(y.cast::<i16>(), n, "y")?),
+            QType::U16 => QSliceMut::U16(slice_out(y.cast::<u16>(), n, "y")?),
+        })
+    }
+}
+
+/// Quantizes the row-major tensor `x` of `shape[ndim]` with min-max parameters of `spec` in one
+/// call: writes each group's scale and zero point into `scales[n_params]` and
+/// `zero_points[n_params]` (`n_params` as `greenai_quant_param_count` gives: 1 per tensor,
+/// `shape[axis]` per axis) and the values into `y` (`y_bytes` bytes, as `greenai_quantize`). With
+/// `GREENAI_PRESET_PYTORCH_WEIGHT_I8_PER_CHANNEL` this is PyTorch's `PerChannelMinMaxObserver`
+/// then `quantize_per_channel`. NaN or infinity in `x` is an error; nothing is written on failure.
+/// The Rust twin is `QTensor::quantize_min_max`.
+///
+/// # Safety
+/// `spec` readable; `shape` points to `ndim` sizes; `x` to the element count; `scales` and
+/// `zero_points` to `n_params` writable values; `y` to `y_bytes` writable bytes aligned for the type.
+#[no_mangle]
+pub unsafe extern "C" fn greenai_quantize_min_max(
+    spec: *const greenai_quant_spec,
+    x: *const f32,
+    shape: *const usize,
+    ndim: usize,
+    scales: *mut f32,
+    zero_points: *mut i32,
+    n_params: usize,
+    y: *mut c_void,
+    y_bytes: usize,
+) -> greenai_status {
+    ffi_boundary! {
+        // SAFETY: the caller guarantees the pointers as documented.
+        let spec = unsafe { read_spec(spec)? };
+        // SAFETY: as above.
+        let (shape, n, groups) = unsafe { dims(&spec, shape, ndim)? };
+        check_count("n_params", n_params, groups)?;
+        check_count("y_bytes", y_bytes, storage_bytes(&spec, n)?)?;
+        // SAFETY: as above; lengths follow from the shape.
+        let (x, s_out, z_out) = unsafe {
+            (slice_in(x, n, "x")?, slice_out(scales, n_params, "scales")?, slice_out(zero_points, n_params, "zero_points")?)
+        };
+        // SAFETY: `y` holds y_bytes bytes, which `check_count` found to be n values of the type.
+        let out = unsafe { qslice_out(&spec, y, y_bytes, n)? };
+        let params = QuantParams::from_data(spec, x, shape)?;
+        quant::quantize_into(x, shape, &params, out)?;
+        s_out.copy_from_slice(params.scales());
+        z_out.copy_from_slice(params.zero_points());
+        Ok(())
     }
 }
 

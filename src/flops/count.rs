@@ -167,6 +167,26 @@ impl Sparsity {
     }
 }
 
+impl fmt::Display for Sparsity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Sparsity::Dense => f.write_str("dense"),
+            Sparsity::Unstructured(s) => write!(f, "{:.1}% sparse", s * 100.0),
+            Sparsity::NM { n, m } => write!(f, "{n}:{m} sparse"),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} weights, {} activations, {}", self.weights, self.activations, self.sparsity)?;
+        match self.rank {
+            Some(r) => write!(f, ", rank {r}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// How a layer is stored and run: weight and activation precision, sparsity, low rank.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]

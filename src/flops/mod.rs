@@ -55,4 +55,4 @@ pub mod zoo;
 
 pub use count::{Compression, Cost, Count, Precision, Sparsity, WeightMatrix};
 pub use layer::{Activation, Attention, Conv, Layer, Linear, PoolKind};
-pub use model::{si, Comparison, Model, Node, Report, Row, INPUT};
+pub use model::{human_bytes, si, si_unit, Comparison, Model, Node, Report, Row, INPUT};

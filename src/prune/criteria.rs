@@ -13,9 +13,9 @@ use crate::kernels::convert::check_no_nan;
 use crate::tensor::{numel, split_at_axis};
 use crate::Error;
 
-/// How `amount * n` becomes a whole count.
+/// How `amount * n` becomes a whole count (the quantizer's value rounding is [`crate::quant::Rounding`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Rounding {
+pub enum CountRounding {
     /// Round half to even (Python's `round`, what torch uses).
     #[default]
     HalfEven,
@@ -23,26 +23,30 @@ pub enum Rounding {
     Floor,
 }
 
+/// Renamed: one `Rounding` in the crate, the quantizer's.
+#[deprecated(since = "0.2.0", note = "use prune::CountRounding")]
+pub type Rounding = CountRounding;
+
 /// The count rule: `k = rounding(amount * n)`, optionally capped so at least one candidate survives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CountRule {
     /// How the product is rounded.
-    pub rounding: Rounding,
+    pub rounding: CountRounding,
     /// Never prune every candidate (keep at least one when `n > 0`).
     pub keep_at_least_one: bool,
 }
 
 impl CountRule {
     /// torch's rule: round half to even, may prune everything.
-    pub const TORCH: CountRule = CountRule { rounding: Rounding::HalfEven, keep_at_least_one: false };
+    pub const TORCH: CountRule = CountRule { rounding: CountRounding::HalfEven, keep_at_least_one: false };
 
     /// The number of candidates to prune out of `n` for `amount` in [0, 1].
     pub fn count(&self, amount: f64, n: usize) -> Result<usize> {
         check_amount(amount)?;
         let exact = amount * n as f64;
         let k = match self.rounding {
-            Rounding::HalfEven => exact.round_ties_even(),
-            Rounding::Floor => exact.floor(),
+            CountRounding::HalfEven => exact.round_ties_even(),
+            CountRounding::Floor => exact.floor(),
         };
         let k = (k as usize).min(n);
         Ok(if self.keep_at_least_one && n > 0 { k.min(n - 1) } else { k })

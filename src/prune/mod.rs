@@ -7,9 +7,11 @@ pub mod schedule;
 pub mod shrink;
 pub mod sparse;
 
+#[allow(deprecated)]
+pub use criteria::Rounding;
 pub use criteria::{
-    global_magnitude, ln_structured, magnitude, random, wanda, ActivationNormObserver, CountRule, Norm,
-    Rounding,
+    global_magnitude, ln_structured, magnitude, random, wanda, ActivationNormObserver, CountRounding,
+    CountRule, Norm,
 };
 pub use mask::Mask;
 pub use nm::n_m;

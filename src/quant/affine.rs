@@ -9,6 +9,7 @@ use super::pack::{nibble_get, nibble_put, packed_len};
 use super::params::{Convention, QType, QuantParams, QuantSpec, Rounding};
 use crate::error::{Error, Result};
 use crate::kernels::convert as kernel;
+use crate::kernels::convert::general::{quantize_run_on, Arithmetic, RunParams};
 use crate::tensor::{DynTensor, Packed4, Tensor};
 
 /// Quantized values, borrowed, by type; 4-bit types are packed two per byte (first in the low nibble).
@@ -220,8 +221,40 @@ fn clamp_run<T: Copy + Ord + TryFrom<i32>>(y: &mut [T], (qmin, qmax): (i32, i32)
     }
 }
 
+/// Elements the general kernel quantizes into its scratch at a time (16 KiB of i32, in L1).
+const CHUNK: usize = 4096;
+
+/// Stores quantized values `v` (inside the type's range) at elements `start..` of `out`.
+fn store(out: &mut QSliceMut<'_>, start: usize, v: &[i32]) {
+    let end = start + v.len();
+    match out {
+        QSliceMut::I8(y) => y[start..end].iter_mut().zip(v).for_each(|(d, &q)| *d = q as i8),
+        QSliceMut::U8(y) => y[start..end].iter_mut().zip(v).for_each(|(d, &q)| *d = q as u8),
+        QSliceMut::I16(y) => y[start..end].iter_mut().zip(v).for_each(|(d, &q)| *d = q as i16),
+        QSliceMut::U16(y) => y[start..end].iter_mut().zip(v).for_each(|(d, &q)| *d = q as u16),
+        QSliceMut::I4(b) | QSliceMut::U4(b) => {
+            let mut i = 0;
+            if start % 2 == 1 && !v.is_empty() {
+                nibble_put(b, start, v[0]);
+                i = 1;
+            }
+            let pairs = (v.len() - i) / 2;
+            let first = (start + i) / 2;
+            for (d, p) in b[first..first + pairs].iter_mut().zip(v[i..].chunks_exact(2)) {
+                *d = (p[0] as u8 & 0x0F) | ((p[1] as u8) << 4);
+            }
+            i += 2 * pairs;
+            if i < v.len() {
+                nibble_put(b, start + i, v[i]);
+            }
+        }
+    }
+}
+
 /// Quantizes `x` (row-major, `shape`) with `params` into `out`, in place. A NaN in `x` is an error
-/// naming its index, and then nothing is written; `+-inf` saturate.
+/// naming its index, and then nothing is written; `+-inf` saturate. Every spec but stochastic
+/// rounding runs on SIMD kernels: ONNX i8/u8 on the one-pass QuantizeLinear kernels, the rest on
+/// the general kernel (division or reciprocal, either rounding, any range, 4-bit packed after).
 pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: QSliceMut<'_>) -> Result<()> {
     let spec = *params.spec();
     let layout = params.layout_for(shape)?;
@@ -234,15 +267,31 @@ pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: 
     crate::kernels::convert::check_no_nan("x", x)?;
     let isa = crate::kernels::Isa::active();
     let (scales, zps) = (params.scales(), params.zero_points());
+    let general = !matches!(spec.rounding, Rounding::Stochastic { .. });
+    let arithmetic = Arithmetic {
+        multiply: spec.convention != Convention::Onnx,
+        half_away: spec.rounding == Rounding::HalfAway,
+    };
+    // The general kernel's factors: the scales, or their reciprocals exactly as `Quantizer` forms them.
+    let (factors, zero_points) = if general {
+        let mut f = crate::error::try_vec(scales.len(), 0f32)?;
+        let mut z = crate::error::try_vec(scales.len(), 0f32)?;
+        for ((f, z), (&s, &zp)) in f.iter_mut().zip(z.iter_mut()).zip(scales.iter().zip(zps)) {
+            *f = if arithmetic.multiply { 1.0 / s } else { s };
+            *z = zp as f32;
+        }
+        (f, z)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let mut scratch = if general { crate::error::try_vec(CHUNK.min(x.len()), 0i32)? } else { Vec::new() };
     let mut result = Ok(());
-    layout.runs(|start, count, g| {
+    layout.segments(|start, count, g, per_element| {
         if result.is_err() {
             return;
         }
         let range = start..start + count;
-        // Short runs (per-axis along the last axis, blocks across rows) skip the kernel call overhead;
-        // the loop below computes the same ONNX formula.
-        match (&mut out, kernel_path && count >= KERNEL_MIN_RUN) {
+        match (&mut out, kernel_path && !per_element && count >= KERNEL_MIN_RUN) {
             (QSliceMut::I8(y), true) => {
                 let y = &mut y[range.clone()];
                 result = kernel::quantize_i8_scanned_on(isa, &x[range], scales[g], zps[g] as i8, y);
@@ -257,9 +306,26 @@ pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: 
                     clamp_run(y, spec.qrange());
                 }
             }
+            _ if general => {
+                for c0 in (0..count).step_by(CHUNK) {
+                    let c1 = (c0 + CHUNK).min(count);
+                    let run = if per_element {
+                        RunParams::PerElement {
+                            factors: &factors[g + c0..g + c1],
+                            zero_points: &zero_points[g + c0..g + c1],
+                        }
+                    } else {
+                        RunParams::Broadcast { factor: factors[g], zero_point: zero_points[g] }
+                    };
+                    let v = &mut scratch[..c1 - c0];
+                    quantize_run_on(isa, &x[start + c0..start + c1], run, arithmetic, spec.qrange(), v);
+                    store(&mut out, start + c0, v);
+                }
+            }
             _ => {
-                let qz = Quantizer::new(&spec, scales[g], zps[g]);
                 for i in range {
+                    let group = if per_element { g + (i - start) } else { g };
+                    let qz = Quantizer::new(&spec, scales[group], zps[group]);
                     out.put(i, qz.quantize(x[i], i));
                 }
             }
@@ -329,10 +395,17 @@ impl QTensor {
         Ok(QTensor { data, params })
     }
 
-    /// Quantizes `x` with min-max parameters computed from `x` itself by the spec (dynamic quantization).
-    pub fn quantize_dynamic(x: &Tensor<f32>, spec: QuantSpec) -> Result<Self> {
+    /// Quantizes `x` with min-max parameters computed from `x` itself by the spec: each group's
+    /// range is its minimum and maximum (PyTorch's `MinMaxObserver` then `quantize_per_channel`).
+    pub fn quantize_min_max(x: &Tensor<f32>, spec: QuantSpec) -> Result<Self> {
         let params = QuantParams::from_data(spec, x.as_slice(), x.shape())?;
         Self::quantize(x, params)
+    }
+
+    /// Renamed: in ONNX Runtime "dynamic" means activations quantized at run time.
+    #[deprecated(since = "0.2.0", note = "use QTensor::quantize_min_max")]
+    pub fn quantize_dynamic(x: &Tensor<f32>, spec: QuantSpec) -> Result<Self> {
+        Self::quantize_min_max(x, spec)
     }
 
     /// Wraps existing quantized data (its dtype must be the parameters' type and its shape fit them).

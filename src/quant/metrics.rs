@@ -15,6 +15,16 @@ pub struct ErrorMetrics {
     pub max_abs: f64,
 }
 
+impl std::fmt::Display for ErrorMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SQNR {:.2} dB, cosine {:.6}, MSE {:.3e}, max |error| {:.3e}",
+            self.sqnr_db, self.cosine, self.mse, self.max_abs
+        )
+    }
+}
+
 #[derive(Default, Clone, Copy)]
 struct Sums {
     n: usize,

@@ -4,7 +4,7 @@
 //! use greenai::quant::{QTensor, QuantSpec, Preset};
 //! use greenai::Tensor;
 //! let x = Tensor::from_vec([4], vec![-1.0f32, 0.0, 0.5, 2.0])?;
-//! let q = QTensor::quantize_dynamic(&x, QuantSpec::preset(Preset::OnnxActivationU8))?;
+//! let q = QTensor::quantize_min_max(&x, QuantSpec::preset(Preset::OnnxActivationU8))?;
 //! let back = q.dequantize()?;
 //! assert!((back.as_slice()[3] - 2.0).abs() <= q.params().scales()[0] / 2.0);
 //! # Ok::<(), greenai::Error>(())
@@ -23,6 +23,7 @@ pub mod float;
 mod gptq;
 // HQQ (issue #17): src/quant/hqq.rs.
 mod hqq;
+mod linear;
 mod metrics;
 pub mod onnx;
 mod pack;
@@ -38,6 +39,7 @@ pub use fake::{fake_quantize, fake_quantize_grad};
 pub use gptq::gptq_quantize;
 pub use gptq::{rtn_quantize, GptqOptions, GptqWeight, HessianAccumulator};
 pub use hqq::{hqq_quantize, HqqOptions};
+pub use linear::{ActivationQuant, QuantLinear};
 pub use metrics::{error_metrics, error_metrics_per_axis, ErrorMetrics};
 pub(crate) use pack::{nibble_get, nibble_put};
 pub use pack::{pack_4bit, packed_len, unpack_4bit};

@@ -152,6 +152,29 @@ impl Layout {
             }
         }
     }
+    /// Calls `f(start, count, group, per_element)` for contiguous segments covering every element
+    /// once, in increasing order: with `per_element` false the whole segment is in `group`; with it
+    /// true element `start + i` is in group `group + i` (channels or blocks that run across a row).
+    /// Segments are as long as the layout allows, so that a kernel call covers each.
+    pub(crate) fn segments(&self, mut f: impl FnMut(usize, usize, usize, bool)) {
+        match *self {
+            Layout::Axis { outer, len, inner: 1 } => {
+                for o in 0..outer {
+                    f(o * len, len, 0, true);
+                }
+            }
+            Layout::Block { outer, len, inner, block } if inner > 1 => {
+                let blocks = len.div_ceil(block);
+                for o in 0..outer {
+                    for a in 0..len {
+                        f((o * len + a) * inner, inner, (o * blocks + a / block) * inner, true);
+                    }
+                }
+            }
+            _ => self.runs(|start, count, g| f(start, count, g, false)),
+        }
+    }
+
     /// Each group's minimum and maximum (`+inf` and `-inf` for a group with no element). A NaN or
     /// an infinity in `x` is an error naming its index.
     pub(crate) fn ranges(&self, x: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
@@ -159,11 +182,24 @@ impl Layout {
         let mut mins = crate::error::try_vec(groups, f32::INFINITY)?;
         let mut maxs = crate::error::try_vec(groups, f32::NEG_INFINITY)?;
         let mut finite = true;
-        self.runs(|start, count, g| {
-            let (lo, hi, run_finite) = min_max_finite(&x[start..start + count]);
-            mins[g] = mins[g].min(lo);
-            maxs[g] = maxs[g].max(hi);
-            finite &= run_finite;
+        self.segments(|start, count, g, per_element| {
+            let run = &x[start..start + count];
+            if per_element {
+                // Column-wise: each element updates its own group (vectorized by the compiler).
+                let (lo, hi) = (&mut mins[g..g + count], &mut maxs[g..g + count]);
+                let mut all_finite = true;
+                for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(run) {
+                    *l = l.min(v);
+                    *h = h.max(v);
+                    all_finite &= v.is_finite();
+                }
+                finite &= all_finite;
+            } else {
+                let (lo, hi, run_finite) = min_max_finite(run);
+                mins[g] = mins[g].min(lo);
+                maxs[g] = maxs[g].max(hi);
+                finite &= run_finite;
+            }
         });
         if !finite {
             return Err(crate::kernels::math::non_finite("x", x));

@@ -193,7 +193,7 @@ static void test_qlinear(void) {
     for (i = 0; i < OUT * IN; i++) w[i] = (float)((double)next_u32() / 16777216.0 - 0.5);
     for (i = 0; i < B * IN; i++) x[i] = (float)((double)next_u32() / 16777216.0 * 2.0 - 1.0);
     for (i = 0; i < OUT; i++) bias[i] = (float)i * 0.01f;
-    CHECK_OK(greenai_qlinear_from_f32(w, OUT, IN, bias, 0, &layer));
+    CHECK_OK(greenai_qlinear_from_float(w, OUT, IN, bias, 0, &layer));
     CHECK_OK(greenai_qlinear_dims(layer, &in_f, &out_f));
     CHECK(in_f == IN && out_f == OUT);
     CHECK_OK(greenai_qlinear_forward(layer, x, B, GREENAI_ACT_QUANT_U8_AFFINE, y));
@@ -218,9 +218,58 @@ static void test_qlinear(void) {
         const int8_t wq[4] = {1, -2, 3, -4};
         const float scales[2] = {0.5f, -1.0f};
         layer = NULL;
-        CHECK_STATUS(greenai_qlinear_from_i8(wq, 2, 2, scales, NULL, &layer), GREENAI_ERR_INVALID_ARGUMENT);
+        CHECK_STATUS(greenai_qlinear_from_int8(wq, 2, 2, scales, NULL, NULL, &layer), GREENAI_ERR_INVALID_ARGUMENT);
+        CHECK(layer == NULL);
+        const float good[2] = {0.5f, 1.0f};
+        const int32_t outside[2] = {0, 128};
+        CHECK_STATUS(greenai_qlinear_from_int8(wq, 2, 2, good, outside, NULL, &layer), GREENAI_ERR_INVALID_ARGUMENT);
         CHECK(layer == NULL);
     }
+}
+
+/* Affine int8 weights q with zero points z per channel give exactly the layer of q - z (symmetric):
+   the integer sums are the same. The deprecated names still build the same layers. */
+static void test_qlinear_zero_points(void) {
+    enum { B = 3, IN = 37, OUT = 6 };
+    static int8_t q[OUT * IN], centred[OUT * IN];
+    static float x[B * IN], ya[B * OUT], ys[B * OUT], yf[B * OUT], yd[B * OUT];
+    const int32_t zps[OUT] = {-20, 0, 7, 19, -3, 11};
+    const float scales[OUT] = {0.01f, 0.02f, 0.015f, 0.03f, 0.005f, 0.02f};
+    float w[OUT * IN];
+    greenai_qlinear *affine = NULL, *symmetric = NULL, *old = NULL, *fresh = NULL;
+    size_t i;
+    for (i = 0; i < OUT * IN; i++) {
+        q[i] = (int8_t)((int)(next_u32() % 201) - 100);
+        centred[i] = (int8_t)(q[i] - zps[i / IN]);
+        w[i] = (float)((double)next_u32() / 16777216.0 - 0.5);
+    }
+    for (i = 0; i < B * IN; i++) x[i] = (float)((double)next_u32() / 16777216.0 * 2.0 - 1.0);
+    CHECK_OK(greenai_qlinear_from_int8(q, OUT, IN, scales, zps, NULL, &affine));
+    CHECK_OK(greenai_qlinear_from_int8(centred, OUT, IN, scales, NULL, NULL, &symmetric));
+    CHECK_OK(greenai_qlinear_forward(affine, x, B, GREENAI_ACT_QUANT_U8_AFFINE, ya));
+    CHECK_OK(greenai_qlinear_forward(symmetric, x, B, GREENAI_ACT_QUANT_U8_AFFINE, ys));
+    CHECK(memcmp(ya, ys, sizeof ya) == 0);
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+    CHECK_OK(greenai_qlinear_from_i8(centred, OUT, IN, scales, NULL, &old));
+    CHECK_OK(greenai_qlinear_forward(old, x, B, GREENAI_ACT_QUANT_U8_AFFINE, yd));
+    CHECK(memcmp(yd, ys, sizeof yd) == 0);
+    greenai_qlinear_free(old);
+    old = NULL;
+    CHECK_OK(greenai_qlinear_from_f32(w, OUT, IN, NULL, 0, &old));
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+    CHECK_OK(greenai_qlinear_from_float(w, OUT, IN, NULL, 0, &fresh));
+    CHECK_OK(greenai_qlinear_forward(old, x, B, GREENAI_ACT_QUANT_I8_SYMMETRIC, yd));
+    CHECK_OK(greenai_qlinear_forward(fresh, x, B, GREENAI_ACT_QUANT_I8_SYMMETRIC, yf));
+    CHECK(memcmp(yd, yf, sizeof yd) == 0);
+    greenai_qlinear_free(affine);
+    greenai_qlinear_free(symmetric);
+    greenai_qlinear_free(old);
+    greenai_qlinear_free(fresh);
 }
 
 int main(void) {
@@ -229,5 +278,6 @@ int main(void) {
     test_packed();
     test_errors_write_nothing();
     test_qlinear();
+    test_qlinear_zero_points();
     CHECK_DONE();
 }

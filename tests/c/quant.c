@@ -141,6 +141,33 @@ static void test_spec_block_4bit(void) {
     CHECK_STATUS(greenai_quant_spec_preset(99, &spec), GREENAI_ERR_INVALID_ARGUMENT);
 }
 
+/* One call from floats to per-channel int8 and its parameters (PyTorch's per-channel preset):
+   scale max|row| / 127.5 in f32, zero point 0, x * (1 / scale) rounded half to even. */
+static void test_quantize_min_max(void) {
+    greenai_quant_spec spec;
+    CHECK_OK(greenai_quant_spec_preset(GREENAI_PRESET_PYTORCH_WEIGHT_I8_PER_CHANNEL, &spec));
+    const size_t shape[2] = {2, 3};
+    const float x[6] = {0.5f, -1.0f, 0.25f, 2.0f, 0.0f, -0.5f};
+    float scales[2];
+    int32_t zps[2];
+    int8_t y[6];
+    CHECK_OK(greenai_quantize_min_max(&spec, x, shape, 2, scales, zps, 2, y, sizeof y));
+    CHECK(scales[0] == 1.0f / 127.5f && scales[1] == 2.0f / 127.5f);
+    CHECK(zps[0] == 0 && zps[1] == 0);
+    /* x * RN(1 / scale): 0.5 -> 63.75 -> 64; -1 -> -127.49999 -> -127 (numpy float32 gives the same) */
+    const int8_t expected[6] = {64, -127, 32, 127, 0, -32};
+    CHECK(memcmp(y, expected, sizeof y) == 0);
+    /* Wrong counts and NaN leave every output untouched. */
+    int8_t untouched[6] = {5, 5, 5, 5, 5, 5};
+    float s_untouched[2] = {9.0f, 9.0f};
+    CHECK_STATUS(greenai_quantize_min_max(&spec, x, shape, 2, s_untouched, zps, 1, untouched, 6), GREENAI_ERR_SHAPE_MISMATCH);
+    CHECK_STATUS(greenai_quantize_min_max(&spec, x, shape, 2, s_untouched, zps, 2, untouched, 5), GREENAI_ERR_SHAPE_MISMATCH);
+    const float x_nan[6] = {0.0f, NAN, 0.0f, 0.0f, 0.0f, 0.0f};
+    CHECK_STATUS(greenai_quantize_min_max(&spec, x_nan, shape, 2, s_untouched, zps, 2, untouched, 6), GREENAI_ERR_NON_FINITE);
+    CHECK_STATUS(greenai_quantize_min_max(NULL, x, shape, 2, s_untouched, zps, 2, untouched, 6), GREENAI_ERR_NULL_POINTER);
+    CHECK(untouched[0] == 5 && untouched[5] == 5 && s_untouched[0] == 9.0f && s_untouched[1] == 9.0f);
+}
+
 static void test_observer_and_metrics(void) {
     greenai_quant_spec spec;
     CHECK_OK(greenai_quant_spec_preset(GREENAI_PRESET_ONNX_ACTIVATION_U8, &spec));
@@ -194,6 +221,7 @@ int main(void) {
     test_per_axis_and_dynamic();
     test_casts();
     test_spec_block_4bit();
+    test_quantize_min_max();
     test_observer_and_metrics();
     CHECK_DONE();
 }

@@ -11,6 +11,7 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+pub(crate) mod general;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;

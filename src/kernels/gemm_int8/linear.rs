@@ -17,11 +17,14 @@ pub enum ActivationQuant {
     I8Symmetric,
 }
 
-/// A linear layer with int8 weights, symmetric per output channel, prepacked for the GEMM.
+/// A linear layer with int8 weights per output channel (scale and zero point per row of W),
+/// prepacked for the GEMM.
 #[derive(Clone, Debug)]
 pub struct QuantLinear {
     packed: PackedI8,
     scales: Vec<f32>,
+    /// Per output channel; empty when every zero point is 0 (symmetric weights).
+    zero_points: Vec<i32>,
     bias: Vec<f32>,
 }
 
@@ -40,11 +43,12 @@ impl QuantLinear {
     /// Quantizes f32 weights W (`out_features x in_features`, row-major) per output channel,
     /// symmetric: `scale = max |w| / 127` and values in [-127, 127]; with `reduce_range`, 7-bit
     /// ([-63, 63], scale `max |w| / 63`) as ONNX Runtime's `reduce_range`, which lets every
-    /// product take the fastest AVX2 path at some accuracy cost.
-    pub fn from_f32(
+    /// product take the fastest AVX2 path at some accuracy cost. The C twin is
+    /// `greenai_qlinear_from_float`, with the same arguments in the same order.
+    pub fn from_float(
+        w: &[f32],
         out_features: usize,
         in_features: usize,
-        w: &[f32],
         bias: Option<&[f32]>,
         reduce_range: bool,
     ) -> Result<Self> {
@@ -58,16 +62,18 @@ impl QuantLinear {
             *scale = symmetric_scale(row, limit);
             scalar::quantize_i8(row, *scale, 0, &mut q[o * in_features..(o + 1) * in_features]);
         }
-        Self::from_quantized(out_features, in_features, &q, &scales, bias)
+        Self::from_int8(&q, out_features, in_features, &scales, None, bias)
     }
 
     /// Wraps already quantized weights W (`out_features x in_features` i8, row-major) with one
-    /// positive finite scale per output channel (zero point 0).
-    pub fn from_quantized(
+    /// positive finite scale and one zero point per output channel (`None`: all 0, symmetric), so
+    /// that `w = (q - zero_point) * scale`. The C twin is `greenai_qlinear_from_int8`.
+    pub fn from_int8(
+        w: &[i8],
         out_features: usize,
         in_features: usize,
-        w: &[i8],
         scales: &[f32],
+        zero_points: Option<&[i32]>,
         bias: Option<&[f32]>,
     ) -> Result<Self> {
         check_len("scales", scales.len(), out_features)?;
@@ -79,6 +85,25 @@ impl QuantLinear {
                 format!("scale of channel {o} must be positive and finite"),
             ));
         }
+        let zero_points = match zero_points {
+            Some(z) => {
+                check_len("zero_points", z.len(), out_features)?;
+                let z = &z[..out_features];
+                if let Some((o, &v)) = z.iter().enumerate().find(|(_, v)| !(-128..=127).contains(*v)) {
+                    return Err(Error::invalid(
+                        "zero_points",
+                        v,
+                        format!("zero point of channel {o} must lie in [-128, 127] (int8 weights)"),
+                    ));
+                }
+                if z.iter().all(|&v| v == 0) {
+                    Vec::new()
+                } else {
+                    z.to_vec()
+                }
+            }
+            None => Vec::new(),
+        };
         let bias = match bias {
             Some(b) => {
                 check_len("bias", b.len(), out_features)?;
@@ -88,7 +113,42 @@ impl QuantLinear {
             None => try_vec(out_features, 0f32)?,
         };
         let packed = PackedI8::pack_transposed(out_features, in_features, w, in_features)?;
-        Ok(QuantLinear { packed, scales: scales.to_vec(), bias })
+        Ok(QuantLinear { packed, scales: scales.to_vec(), zero_points, bias })
+    }
+
+    /// Renamed with the C argument order: weights first, then their dimensions.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use QuantLinear::from_float(w, out_features, in_features, bias, reduce_range)"
+    )]
+    pub fn from_f32(
+        out_features: usize,
+        in_features: usize,
+        w: &[f32],
+        bias: Option<&[f32]>,
+        reduce_range: bool,
+    ) -> Result<Self> {
+        Self::from_float(w, out_features, in_features, bias, reduce_range)
+    }
+
+    /// Renamed with the C argument order and zero points.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use QuantLinear::from_int8(w, out_features, in_features, scales, None, bias)"
+    )]
+    pub fn from_quantized(
+        out_features: usize,
+        in_features: usize,
+        w: &[i8],
+        scales: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Self> {
+        Self::from_int8(w, out_features, in_features, scales, None, bias)
+    }
+
+    /// The per-output-channel weight scales.
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
     }
 
     /// Input features (columns of x).
@@ -125,6 +185,8 @@ impl QuantLinear {
         let mut acc = try_vec(batch * n, 0i32)?;
         let mut row_scale = try_vec(batch, 0f32)?;
         let mut row_zero = try_vec(batch, 0i32)?;
+        // Sums of each quantized input row, needed only for affine weights.
+        let mut row_sums = try_vec(if self.zero_points.is_empty() { 0 } else { batch }, 0i64)?;
         match mode {
             ActivationQuant::U8Affine => {
                 let mut q = try_vec(batch * k, 0u8)?;
@@ -142,6 +204,9 @@ impl QuantLinear {
                     quantize_u8_on(isa, row, scale, zero, &mut q[i * k..(i + 1) * k])?;
                     (row_scale[i], row_zero[i]) = (scale, i32::from(zero));
                 }
+                for (i, sum) in row_sums.iter_mut().enumerate() {
+                    *sum = q[i * k..(i + 1) * k].iter().map(|&v| i64::from(v)).sum();
+                }
                 gemm_packed_on(isa, batch, &q, k, &self.packed, &mut acc, n, Update::Overwrite)?;
             }
             ActivationQuant::I8Symmetric => {
@@ -151,13 +216,20 @@ impl QuantLinear {
                     row_scale[i] = symmetric_scale(row, 127.0);
                     quantize_i8_on(isa, row, row_scale[i], 0, &mut q[i * k..(i + 1) * k])?;
                 }
+                for (i, sum) in row_sums.iter_mut().enumerate() {
+                    *sum = q[i * k..(i + 1) * k].iter().map(|&v| i64::from(v)).sum();
+                }
                 gemm_packed_on(isa, batch, &q, k, &self.packed, &mut acc, n, Update::Overwrite)?;
             }
         }
+        // sum_k (x_q - zx)(w_q - zw) = acc - zx sum_k w_q - zw (sum_k x_q - k zx), exact in i64.
         let sums = self.packed.col_sums();
         for i in 0..batch {
             for j in 0..n {
-                let centred = i64::from(acc[i * n + j]) - i64::from(row_zero[i]) * i64::from(sums[j]);
+                let mut centred = i64::from(acc[i * n + j]) - i64::from(row_zero[i]) * i64::from(sums[j]);
+                if let (Some(&zw), Some(&xs)) = (self.zero_points.get(j), row_sums.get(i)) {
+                    centred -= i64::from(zw) * (xs - k as i64 * i64::from(row_zero[i]));
+                }
                 y[i * n + j] = centred as f32 * (row_scale[i] * self.scales[j]) + self.bias[j];
             }
         }

@@ -316,14 +316,14 @@ fn quantized_linear_is_within_one_percent_of_the_f32_product() {
     let w: Vec<f32> = (0..n * k).map(|_| rng.gauss() as f32).collect();
     let x: Vec<f32> = (0..batch * k).map(|_| rng.gauss() as f32 + 0.3).collect();
     let bias: Vec<f32> = (0..n).map(|_| rng.gauss() as f32 * 0.1).collect();
-    let layer = QuantLinear::from_f32(n, k, &w, Some(&bias), false).unwrap();
+    let layer = QuantLinear::from_float(&w, n, k, Some(&bias), false).unwrap();
     for mode in [ActivationQuant::U8Affine, ActivationQuant::I8Symmetric] {
         let e = relative_frobenius_error(&layer, mode, &w, &bias, &x, batch);
         assert!(e < 0.01, "{mode:?}: relative error {e}");
         assert!(e > 1e-5, "{mode:?}: suspiciously exact {e}");
     }
     // 7-bit weights: every product on the fast path, error about twice as large.
-    let reduced = QuantLinear::from_f32(n, k, &w, Some(&bias), true).unwrap();
+    let reduced = QuantLinear::from_float(&w, n, k, Some(&bias), true).unwrap();
     let e = relative_frobenius_error(&reduced, ActivationQuant::U8Affine, &w, &bias, &x, batch);
     assert!(e < 0.03, "reduced range: relative error {e}");
 }
@@ -334,7 +334,7 @@ fn quantized_linear_paths_agree_and_refuse_bad_input() {
     let (batch, k, n) = (7, 50, 21);
     let w: Vec<f32> = (0..n * k).map(|_| rng.gauss() as f32).collect();
     let x: Vec<f32> = (0..batch * k).map(|_| rng.gauss() as f32).collect();
-    let layer = QuantLinear::from_f32(n, k, &w, None, false).unwrap();
+    let layer = QuantLinear::from_float(&w, n, k, None, false).unwrap();
     for mode in [ActivationQuant::U8Affine, ActivationQuant::I8Symmetric] {
         let mut first = vec![0f32; batch * n];
         layer.forward_on(Isa::Scalar, &x, batch, mode, &mut first).unwrap();
@@ -351,8 +351,35 @@ fn quantized_linear_paths_agree_and_refuse_bad_input() {
     assert!(layer.forward(&x[..batch * k - 1], batch, ActivationQuant::U8Affine, &mut y).is_err());
     assert!(layer.forward(&x, batch, ActivationQuant::I8Symmetric, &mut y[..batch * n - 1]).is_err());
     assert!(y.iter().all(|&v| v == 1.0));
-    assert!(QuantLinear::from_quantized(2, 2, &[1, 2, 3, 4], &[1.0, 0.0], None).is_err());
-    assert!(QuantLinear::from_f32(2, 2, &[1.0, 2.0, 3.0], None, false).is_err());
+    assert!(QuantLinear::from_int8(&[1, 2, 3, 4], 2, 2, &[1.0, 0.0], None, None).is_err());
+    assert!(QuantLinear::from_float(&[1.0, 2.0, 3.0], 2, 2, None, false).is_err());
+    assert!(QuantLinear::from_int8(&[1, 2, 3, 4], 2, 2, &[1.0, 1.0], Some(&[0, 128]), None).is_err());
+    assert!(QuantLinear::from_int8(&[1, 2, 3, 4], 2, 2, &[1.0, 1.0], Some(&[0]), None).is_err());
+}
+
+#[test]
+fn affine_weights_give_the_product_of_their_centred_values() {
+    // Weights q with zero points z per channel against the symmetric layer of q - z (which fits i8
+    // here): the integer sums are the same, so the outputs must be equal to the bit, on every path.
+    let mut rng = Rng(77);
+    let (batch, k, n) = (5, 67, 19);
+    let zero_points: Vec<i32> = (0..n).map(|j| (j as i32 * 13) % 41 - 20).collect();
+    let q: Vec<i8> = (0..n * k).map(|_| ((rng.gauss() * 30.0).clamp(-100.0, 100.0)) as i8).collect();
+    let centred: Vec<i8> =
+        q.iter().enumerate().map(|(i, &v)| (i32::from(v) - zero_points[i / k]) as i8).collect();
+    let scales: Vec<f32> = (0..n).map(|j| 0.01 + j as f32 * 1e-3).collect();
+    let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.5).collect();
+    let affine = QuantLinear::from_int8(&q, n, k, &scales, Some(&zero_points), Some(&bias)).unwrap();
+    let symmetric = QuantLinear::from_int8(&centred, n, k, &scales, None, Some(&bias)).unwrap();
+    let x: Vec<f32> = (0..batch * k).map(|_| rng.gauss() as f32 + 0.2).collect();
+    for mode in [ActivationQuant::U8Affine, ActivationQuant::I8Symmetric] {
+        for isa in Isa::available() {
+            let (mut ya, mut ys) = (vec![0f32; batch * n], vec![0f32; batch * n]);
+            affine.forward_on(isa, &x, batch, mode, &mut ya).unwrap();
+            symmetric.forward_on(isa, &x, batch, mode, &mut ys).unwrap();
+            assert_eq!(ya, ys, "{isa} {mode:?}");
+        }
+    }
 }
 
 proptest! {
