@@ -135,13 +135,15 @@ fn minilm_matches_a_float64_reference_and_compressed_variants_keep_quality() {
 
 /// Mean and minimum cosine of `emb`'s rows to `reference`'s (`h` wide).
 fn cosines(emb: &[f32], reference: &[f32], h: usize) -> (f64, f64) {
-    let cos: Vec<f64> = emb.chunks_exact(h).zip(reference.chunks_exact(h)).map(|(a, b)| eval::cosine(a, b)).collect();
+    let cos: Vec<f64> =
+        emb.chunks_exact(h).zip(reference.chunks_exact(h)).map(|(a, b)| eval::cosine(a, b)).collect();
     (cos.iter().copied().fold(f64::INFINITY, f64::min), cos.iter().sum::<f64>() / cos.len() as f64)
 }
 
 fn tokenize(dir: &Path, sentences: &[String]) -> Vec<Vec<u32>> {
     let mut tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
-    tok.with_truncation(Some(tokenizers::TruncationParams { max_length: 256, ..Default::default() })).unwrap();
+    tok.with_truncation(Some(tokenizers::TruncationParams { max_length: 256, ..Default::default() }))
+        .unwrap();
     tok.with_padding(None);
     sentences.iter().map(|s| tok.encode(s.as_str(), true).unwrap().get_ids().to_vec()).collect()
 }
@@ -161,7 +163,10 @@ fn minilm_calibrated_variants_keep_quality() {
     let sentences: Vec<String> = pairs.iter().flat_map(|(a, b, _)| [a.clone(), b.clone()]).collect();
     let calibration: Vec<String> =
         variants::CALIBRATION.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
-    assert!(calibration.iter().all(|c| !sentences.contains(c)), "calibration sentences are not evaluation sentences");
+    assert!(
+        calibration.iter().all(|c| !sentences.contains(c)),
+        "calibration sentences are not evaluation sentences"
+    );
     let (ids, cal_ids) = (tokenize(&dir, &sentences), tokenize(&dir, &calibration));
     let f32_model = Encoder::load(&config, &weights, Format::F32).unwrap();
     let cal = variants::Calibration::collect(&f32_model, &cal_ids).unwrap();
@@ -224,12 +229,20 @@ fn minilm_int4_linear_matches_its_dequantized_weight() {
     let (config, model) = bert::read_model(&dir).unwrap();
     let weights = Weights::parse(&model).unwrap();
     let (out, inp, w, b) = weights.linear(&config, 2, bert::Proj::Up).unwrap();
-    let q = greenai::quant::hqq_quantize(&w, out, inp, &greenai::quant::HqqOptions { group_size: 128, ..greenai::quant::HqqOptions::with_bits(4) }).unwrap();
+    let q = greenai::quant::hqq_quantize(
+        &w,
+        out,
+        inp,
+        &greenai::quant::HqqOptions { group_size: 128, ..greenai::quant::HqqOptions::with_bits(4) },
+    )
+    .unwrap();
     assert!(q.zeros.iter().any(|z| z.fract() != 0.0), "HQQ's zero points are real-valued here");
     let int4 = bert::Linear::Int4(bert::Int4Linear::from_gptq(&q, &b).unwrap());
     let dense = bert::Linear::new(Format::F32, out, inp, &q.dequantize(), &b).unwrap();
     let rows = 7;
-    let x: Vec<f32> = (0..rows * inp).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * if i % 97 == 0 { 8.0 } else { 1.0 }).collect();
+    let x: Vec<f32> = (0..rows * inp)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * if i % 97 == 0 { 8.0 } else { 1.0 })
+        .collect();
     let mut xq = x.clone();
     for g in xq.chunks_mut(128) {
         let scale = g.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
@@ -241,6 +254,10 @@ fn minilm_int4_linear_matches_its_dequantized_weight() {
     for (r, (a, e)) in y4.chunks_exact(out).zip(yf.chunks_exact(out)).enumerate() {
         let err = a.iter().zip(e).map(|(p, q)| f64::from(p - q).powi(2)).sum::<f64>().sqrt();
         let norm = e.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
-        assert!(err / norm < 1e-4, "row {r}: relative error {} of W4A8 to the dequantized f32 layer", err / norm);
+        assert!(
+            err / norm < 1e-4,
+            "row {r}: relative error {} of W4A8 to the dequantized f32 layer",
+            err / norm
+        );
     }
 }

@@ -152,11 +152,17 @@ impl Int4Linear {
     pub fn from_gptq(w: &GptqWeight, bias: &[f32]) -> Result<Int4Linear> {
         let (rows, cols) = (w.rows, w.cols);
         let group = w.g_idx.iter().take_while(|&&g| g == 0).count().max(1);
-        if w.g_idx.iter().enumerate().any(|(c, &g)| g as usize != c / group) || w.groups != cols.div_ceil(group) {
-            return Err("int4: the int4 kernel takes contiguous groups only (act order needs static groups)".into());
+        if w.g_idx.iter().enumerate().any(|(c, &g)| g as usize != c / group)
+            || w.groups != cols.div_ceil(group)
+        {
+            return Err(
+                "int4: the int4 kernel takes contiguous groups only (act order needs static groups)".into()
+            );
         }
         if w.q.iter().any(|&q| q > 15) || bias.len() != rows || cols % 2 != 0 {
-            return Err(format!("int4: a {rows} x {cols} weight of 4-bit levels, even cols and {rows} biases needed"));
+            return Err(format!(
+                "int4: a {rows} x {cols} weight of 4-bit levels, even cols and {rows} biases needed"
+            ));
         }
         let mut packed = vec![0u8; rows * cols / 2];
         for (byte, pair) in packed.iter_mut().zip(w.q.chunks_exact(2)) {
@@ -171,7 +177,16 @@ impl Int4Linear {
             offsets.push(s * (z - whole));
         }
         let offsets = offsets.iter().any(|&o| o != 0.0).then_some(offsets);
-        Ok(Int4Linear { rows, cols, group, packed, scales: w.scales.clone(), zeros, offsets, bias: bias.to_vec() })
+        Ok(Int4Linear {
+            rows,
+            cols,
+            group,
+            packed,
+            scales: w.scales.clone(),
+            zeros,
+            offsets,
+            bias: bias.to_vec(),
+        })
     }
 
     fn weights(&self) -> Int4Weights<'_> {
@@ -248,7 +263,9 @@ impl Linear {
             Linear::Bf16 { w, bias } => 2 * w.k() * w.n() + 4 * bias.len(),
             Linear::Int8(q) => q.in_features() * q.out_features() + 8 * q.out_features(),
             Linear::Int4(q) => q.bytes(),
-            Linear::LowRank { first, second } => first.weight_bytes() + second.weight_bytes() - 4 * first_rank(first),
+            Linear::LowRank { first, second } => {
+                first.weight_bytes() + second.weight_bytes() - 4 * first_rank(first)
+            }
         }
     }
 
@@ -285,7 +302,14 @@ impl Linear {
 
     /// The low-rank layer `W ~ a b` (`a`: `out x rank`, `b`: `rank x in`, row-major) with `bias`, both
     /// factors f32.
-    pub fn low_rank(out: usize, inp: usize, rank: usize, a: &[f32], b: &[f32], bias: &[f32]) -> Result<Linear> {
+    pub fn low_rank(
+        out: usize,
+        inp: usize,
+        rank: usize,
+        a: &[f32],
+        b: &[f32],
+        bias: &[f32],
+    ) -> Result<Linear> {
         Ok(Linear::LowRank {
             first: Box::new(Linear::new(Format::F32, rank, inp, b, &vec![0.0; rank])?),
             second: Box::new(Linear::new(Format::F32, out, rank, a, bias)?),
@@ -470,7 +494,12 @@ impl<'a> Weights<'a> {
     }
 
     /// The f32 weight (`out x inp`) and bias of a linear layer: `(out, inp, weight, bias)`.
-    pub fn linear(&self, config: &Config, layer: usize, proj: Proj) -> Result<(usize, usize, Vec<f32>, Vec<f32>)> {
+    pub fn linear(
+        &self,
+        config: &Config,
+        layer: usize,
+        proj: Proj,
+    ) -> Result<(usize, usize, Vec<f32>, Vec<f32>)> {
         let (h, inter) = (config.hidden, config.intermediate);
         let (name, out, inp) = match proj {
             Proj::Query => ("attention.self.query", h, h),

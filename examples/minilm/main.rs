@@ -18,7 +18,6 @@ mod eval;
 mod variants;
 
 use bert::{Encoder, Weights};
-use variants::{Calibration, Notes, VARIANTS};
 use eval::{cosine, pairs, spearman};
 use greenai::energy::{EnergyMeter, EnergyTable};
 use greenai::flops::zoo::{transformer, TransformerConfig};
@@ -27,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokenizers::{Tokenizer, TruncationParams};
+use variants::{Calibration, Notes, VARIANTS};
 
 /// Tokens per sentence of the speed columns.
 const SPEED_TOKENS: usize = 128;
@@ -53,8 +53,8 @@ fn parse_args() -> Result<Args, String> {
                 seconds = value("--seconds")?
                     .parse()
                     .ok()
-                    .filter(|s: &f64| *s > 0.0)
-                    .ok_or("--seconds: a positive number")?
+                    .filter(|s: &f64| *s >= 0.0)
+                    .ok_or("--seconds: a number >= 0 (0 skips the speed and energy columns)")?
             }
             "--variants" => {
                 variants = value("--variants")?.split(',').map(|v| v.trim().to_string()).collect();
@@ -116,8 +116,16 @@ struct Speed {
     energy_label: String,
 }
 
-/// Runs batches of `batch` copies of `seq` for at least `seconds`, under the energy meter.
+/// Runs batches of `batch` copies of `seq` for at least `seconds`, under the energy meter; with
+/// `seconds` 0, nothing (NaN figures).
 fn speed(enc: &Encoder, seq: &[u32], batch: usize, seconds: f64) -> Result<Speed, String> {
+    if seconds == 0.0 {
+        return Ok(Speed {
+            ms_per_sentence: f64::NAN,
+            joules_per_sentence: f64::NAN,
+            energy_label: "not measured".into(),
+        });
+    }
     let input = vec![seq.to_vec(); batch];
     enc.embed(&input)?; // warm-up: caches, page faults, the thread pool
     let meter = EnergyMeter::new();
@@ -247,8 +255,9 @@ fn run(args: &Args) -> Result<(), String> {
     let mut label = String::new();
     let mut notes_out = Vec::new();
     // f32 first: the others are judged against its embeddings.
-    let order: Vec<&str> =
-        std::iter::once("f32").chain(args.variants.iter().map(String::as_str).filter(|v| *v != "f32")).collect();
+    let order: Vec<&str> = std::iter::once("f32")
+        .chain(args.variants.iter().map(String::as_str).filter(|v| *v != "f32"))
+        .collect();
     for &name in &order {
         let mut notes = Notes::default();
         let began = Instant::now();
@@ -270,10 +279,11 @@ fn run(args: &Args) -> Result<(), String> {
         label = many.energy_label.clone();
         if name == "lowrank" {
             notes_out.push(format!(
-                "lowrank: {} of {} linear layers factorized (energy {}, only where the rank is below the break-even m n / (m + n))",
+                "lowrank: {} of {} linear layers factorized (energy {}, only where the rank is below the break-even m n / (m + n); lowest rank / break-even {:.3})",
                 notes.factorized,
                 6 * config.layers,
-                variants::LOWRANK_ENERGY
+                variants::LOWRANK_ENERGY,
+                notes.lowest_share
             ));
         }
         notes_out.extend(notes.lines.iter().map(|l| format!("{name}: {l}")));
