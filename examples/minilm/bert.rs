@@ -433,6 +433,9 @@ impl Proj {
     }
 }
 
+/// A calibration hook: a linear layer's input (`layer`, its [`Site`], `tokens x features`).
+pub type Observer<'a> = dyn FnMut(usize, Site, &[f32]) -> Result<()> + 'a;
+
 /// Where a linear layer's input comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Site {
@@ -625,11 +628,7 @@ impl Encoder {
 
     /// [`Encoder::embed`], handing `observe` every linear layer's input (`layer`, its [`Site`],
     /// `tokens x features` row-major) as the forward pass meets it: calibration statistics.
-    pub fn embed_observed(
-        &self,
-        sequences: &[Vec<u32>],
-        observe: &mut dyn FnMut(usize, Site, &[f32]) -> Result<()>,
-    ) -> Result<Vec<f32>> {
+    pub fn embed_observed(&self, sequences: &[Vec<u32>], observe: &mut Observer) -> Result<Vec<f32>> {
         let h = self.config.hidden;
         let total: usize = sequences.iter().map(Vec::len).sum();
         if let Some(s) = sequences.iter().find(|s| s.is_empty() || s.len() > self.config.max_positions) {
@@ -687,7 +686,7 @@ impl Encoder {
         lens: &[usize],
         x: &mut [f32],
         s: &mut Scratch,
-        observe: &mut dyn FnMut(usize, Site, &[f32]) -> Result<()>,
+        observe: &mut Observer,
     ) -> Result<()> {
         let (h, rows) = (self.config.hidden, x.len() / self.config.hidden);
         let (heads, dh) = (self.config.heads, h / self.config.heads);
