@@ -6,7 +6,9 @@
 
 use greenai::kernels::gemm_float::{gemm_packed, PackedB};
 use greenai::kernels::gemm_int8::{ActivationQuant, QuantLinear};
+use greenai::kernels::int4::{gemv_w4a8, Int4Weights};
 use greenai::kernels::{gemm_float, math};
+use greenai::quant::GptqWeight;
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
@@ -118,6 +120,112 @@ pub enum Linear {
     Bf16 { w: PackedB<bf16>, bias: Vec<f32> },
     /// int8 weights and their bias in greenai's quantized linear layer.
     Int8(QuantLinear),
+    /// Group-wise int4 weights on greenai's W4A8 GEMV (`kernels::int4`), one token row at a time.
+    Int4(Int4Linear),
+    /// `W ~ A B` (truncated SVD): `x B^T` (rank wide), then `A` and the bias; each factor f32.
+    LowRank {
+        /// `B`, `rank x in`, without bias.
+        first: Box<Linear>,
+        /// `A`, `out x rank`, with the layer's bias.
+        second: Box<Linear>,
+    },
+}
+
+/// A linear layer in greenai's group-wise int4 layout (`kernels::int4`): signed nibbles, one scale
+/// and one integer zero point per group of a row, and, for zero points that are not integers (HQQ's),
+/// the remainder as a per-group offset `scale * (zero - round(zero))` subtracted times the group's
+/// sum of inputs, so `w = scale * (q - zero)` holds exactly.
+pub struct Int4Linear {
+    rows: usize,
+    cols: usize,
+    group: usize,
+    packed: Vec<u8>,
+    scales: Vec<f32>,
+    zeros: Vec<i8>,
+    offsets: Option<Vec<f32>>,
+    bias: Vec<f32>,
+}
+
+impl Int4Linear {
+    /// Takes a 4-bit GPTQ-layout weight (greenai's RTN, HQQ or GPTQ) with contiguous groups
+    /// (`g_idx[c] = c / group`, so act order only with static groups) and its bias.
+    pub fn from_gptq(w: &GptqWeight, bias: &[f32]) -> Result<Int4Linear> {
+        let (rows, cols) = (w.rows, w.cols);
+        let group = w.g_idx.iter().take_while(|&&g| g == 0).count().max(1);
+        if w.g_idx.iter().enumerate().any(|(c, &g)| g as usize != c / group)
+            || w.groups != cols.div_ceil(group)
+        {
+            return Err(
+                "int4: the int4 kernel takes contiguous groups only (act order needs static groups)".into()
+            );
+        }
+        if w.q.iter().any(|&q| q > 15) || bias.len() != rows || cols % 2 != 0 {
+            return Err(format!(
+                "int4: a {rows} x {cols} weight of 4-bit levels, even cols and {rows} biases needed"
+            ));
+        }
+        let mut packed = vec![0u8; rows * cols / 2];
+        for (byte, pair) in packed.iter_mut().zip(w.q.chunks_exact(2)) {
+            // Level q in 0..=15 is the signed nibble q - 8: flipping bit 3 gives its two's complement.
+            *byte = (pair[0] ^ 8) | ((pair[1] ^ 8) << 4);
+        }
+        let mut zeros = Vec::with_capacity(w.zeros.len());
+        let mut offsets = Vec::with_capacity(w.zeros.len());
+        for (&z, &s) in w.zeros.iter().zip(&w.scales) {
+            let whole = z.round().clamp(0.0, 15.0);
+            zeros.push(whole as i8 - 8);
+            offsets.push(s * (z - whole));
+        }
+        let offsets = offsets.iter().any(|&o| o != 0.0).then_some(offsets);
+        Ok(Int4Linear {
+            rows,
+            cols,
+            group,
+            packed,
+            scales: w.scales.clone(),
+            zeros,
+            offsets,
+            bias: bias.to_vec(),
+        })
+    }
+
+    fn weights(&self) -> Int4Weights<'_> {
+        Int4Weights {
+            rows: self.rows,
+            cols: self.cols,
+            group: self.group,
+            packed: &self.packed,
+            scales: &self.scales,
+            zero_points: Some(&self.zeros),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.packed.len()
+            + 4 * self.scales.len()
+            + self.zeros.len()
+            + self.offsets.as_ref().map_or(0, |o| 4 * o.len())
+            + 4 * self.bias.len()
+    }
+
+    fn forward(&self, x: &[f32], rows: usize, y: &mut [f32]) -> Result<()> {
+        let w = self.weights();
+        let groups = w.groups();
+        let mut sums = vec![0.0f32; groups];
+        for (xr, yr) in x.chunks_exact(self.cols).zip(y.chunks_exact_mut(self.rows)).take(rows) {
+            lib(gemv_w4a8(&w, xr, yr))?;
+            yr.iter_mut().zip(&self.bias).for_each(|(v, b)| *v += b);
+            if let Some(off) = &self.offsets {
+                for (s, xg) in sums.iter_mut().zip(xr.chunks(self.group)) {
+                    *s = xg.iter().sum();
+                }
+                for (v, o) in yr.iter_mut().zip(off.chunks_exact(groups)) {
+                    *v -= o.iter().zip(&sums).map(|(a, b)| a * b).sum::<f32>();
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Linear {
@@ -154,6 +262,10 @@ impl Linear {
             Linear::F16 { w, bias } => 2 * w.k() * w.n() + 4 * bias.len(),
             Linear::Bf16 { w, bias } => 2 * w.k() * w.n() + 4 * bias.len(),
             Linear::Int8(q) => q.in_features() * q.out_features() + 8 * q.out_features(),
+            Linear::Int4(q) => q.bytes(),
+            Linear::LowRank { first, second } => {
+                first.weight_bytes() + second.weight_bytes() - 4 * first_rank(first)
+            }
         }
     }
 
@@ -178,8 +290,40 @@ impl Linear {
                 add_bias(y, bias);
             }
             Linear::Int8(q) => lib(q.forward(x, rows, ActivationQuant::U8Affine, y))?,
+            Linear::Int4(q) => q.forward(x, rows, y)?,
+            Linear::LowRank { first, second } => {
+                let mut t = vec![0.0f32; rows * first_rank(first)];
+                first.forward(x, rows, &mut t)?;
+                second.forward(&t, rows, y)?;
+            }
         }
         Ok(())
+    }
+
+    /// The low-rank layer `W ~ a b` (`a`: `out x rank`, `b`: `rank x in`, row-major) with `bias`, both
+    /// factors f32.
+    pub fn low_rank(
+        out: usize,
+        inp: usize,
+        rank: usize,
+        a: &[f32],
+        b: &[f32],
+        bias: &[f32],
+    ) -> Result<Linear> {
+        Ok(Linear::LowRank {
+            first: Box::new(Linear::new(Format::F32, rank, inp, b, &vec![0.0; rank])?),
+            second: Box::new(Linear::new(Format::F32, out, rank, a, bias)?),
+        })
+    }
+}
+
+/// The output width of a factor (the rank, for the first factor of a low-rank layer).
+fn first_rank(first: &Linear) -> usize {
+    match first {
+        Linear::F32 { bias, .. } | Linear::F16 { bias, .. } | Linear::Bf16 { bias, .. } => bias.len(),
+        Linear::Int8(q) => q.out_features(),
+        Linear::Int4(q) => q.rows,
+        Linear::LowRank { second, .. } => first_rank(second),
     }
 }
 
@@ -188,20 +332,39 @@ pub struct Norm {
     gamma: Vec<f32>,
     beta: Vec<f32>,
     eps: f32,
+    /// SmoothQuant's division folded in (`gamma / s`, `beta / s`): a second output for the linear
+    /// layers this norm feeds. BERT is post-LN, so the unsmoothed output still carries the residual.
+    folded: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl Norm {
-    /// `x = (x - mean) / sqrt(var + eps) * gamma + beta` on every row, statistics in f64.
-    pub fn apply(&self, x: &mut [f32]) {
+    /// `x = (x - mean) / sqrt(var + eps) * gamma + beta` on every row, statistics in f64; with a
+    /// folded smoothing, `smoothed` gets the same rows through `gamma / s` and `beta / s`.
+    pub fn apply(&self, x: &mut [f32], smoothed: &mut [f32]) {
         let n = self.gamma.len();
-        for row in x.chunks_exact_mut(n) {
+        for (r, row) in x.chunks_exact_mut(n).enumerate() {
             let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
             let var = row.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
             let inv = 1.0 / (var + f64::from(self.eps)).sqrt();
+            if let Some((g2, b2)) = &self.folded {
+                let out = &mut smoothed[r * n..(r + 1) * n];
+                for (((o, &v), g), b) in out.iter_mut().zip(row.iter()).zip(g2).zip(b2) {
+                    *o = ((f64::from(v) - mean) * inv) as f32 * g + b;
+                }
+            }
             for ((v, g), b) in row.iter_mut().zip(&self.gamma).zip(&self.beta) {
                 *v = ((f64::from(*v) - mean) * inv) as f32 * g + b;
             }
         }
+    }
+
+    /// Folds SmoothQuant's division by `scales` into a second output (see [`Norm::apply`]), with
+    /// greenai's `smooth_norm`.
+    pub fn fold(&mut self, scales: &[f32]) -> Result<()> {
+        let (mut g, mut b) = (self.gamma.clone(), self.beta.clone());
+        lib(greenai::quant::smoothquant::smooth_norm(&mut g, Some(&mut b), scales))?;
+        self.folded = Some((g, b));
+        Ok(())
     }
 }
 
@@ -237,6 +400,76 @@ struct Layer {
     up: Linear,
     down: Linear,
     out_norm: Norm,
+    /// SmoothQuant's `1 / s` for the MLP's second layer, multiplied into the GELU's output.
+    down_smoothing: Option<Vec<f32>>,
+}
+
+/// The linear layers of an encoder layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proj {
+    /// Attention query.
+    Query,
+    /// Attention key.
+    Key,
+    /// Attention value.
+    Value,
+    /// Attention output.
+    AttnOut,
+    /// The MLP's first layer (`intermediate.dense`).
+    Up,
+    /// The MLP's second layer (`output.dense`).
+    Down,
+}
+
+impl Proj {
+    /// Its input, shared by query, key and value.
+    pub fn site(self) -> Site {
+        match self {
+            Proj::Query | Proj::Key | Proj::Value => Site::Qkv,
+            Proj::AttnOut => Site::AttnOut,
+            Proj::Up => Site::Up,
+            Proj::Down => Site::Down,
+        }
+    }
+}
+
+/// A calibration hook: a linear layer's input (`layer`, its [`Site`], `tokens x features`).
+pub type Observer<'a> = dyn FnMut(usize, Site, &[f32]) -> Result<()> + 'a;
+
+/// Where a linear layer's input comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Site {
+    /// The previous LayerNorm's output, read by query, key and value.
+    Qkv,
+    /// The attention's context, read by the attention output.
+    AttnOut,
+    /// The attention LayerNorm's output, read by the MLP's first layer.
+    Up,
+    /// The GELU's output, read by the MLP's second layer.
+    Down,
+}
+
+impl Site {
+    /// Its position in the order `Qkv, AttnOut, Up, Down`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One f32 linear layer of the model, handed to [`Encoder::load_with`]'s builder.
+pub struct LinearSpec<'a> {
+    /// Encoder layer.
+    pub layer: usize,
+    /// Which of its linear layers.
+    pub proj: Proj,
+    /// Output features.
+    pub out: usize,
+    /// Input features.
+    pub inp: usize,
+    /// `out x inp`, as PyTorch stores it.
+    pub weight: &'a [f32],
+    /// `out` values.
+    pub bias: &'a [f32],
 }
 
 /// A BERT encoder with mean pooling, its linear layers in one [`Format`].
@@ -254,6 +487,35 @@ pub struct Encoder {
 pub struct Weights<'a>(SafeTensors<'a>);
 
 impl<'a> Weights<'a> {
+    /// The tensor names' prefix: `bert.` or none.
+    fn prefix(&self) -> &'static str {
+        if self.0.tensor("embeddings.word_embeddings.weight").is_ok() {
+            ""
+        } else {
+            "bert."
+        }
+    }
+
+    /// The f32 weight (`out x inp`) and bias of a linear layer: `(out, inp, weight, bias)`.
+    pub fn linear(
+        &self,
+        config: &Config,
+        layer: usize,
+        proj: Proj,
+    ) -> Result<(usize, usize, Vec<f32>, Vec<f32>)> {
+        let (h, inter) = (config.hidden, config.intermediate);
+        let (name, out, inp) = match proj {
+            Proj::Query => ("attention.self.query", h, h),
+            Proj::Key => ("attention.self.key", h, h),
+            Proj::Value => ("attention.self.value", h, h),
+            Proj::AttnOut => ("attention.output.dense", h, h),
+            Proj::Up => ("intermediate.dense", inter, h),
+            Proj::Down => ("output.dense", h, inter),
+        };
+        let p = format!("{}encoder.layer.{layer}.{name}", self.prefix());
+        Ok((out, inp, self.get(&format!("{p}.weight"), out * inp)?, self.get(&format!("{p}.bias"), out)?))
+    }
+
     /// Reads the header of a safetensors file held in memory.
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
         SafeTensors::deserialize(bytes).map(Weights).map_err(|e| format!("model.safetensors: {e}"))
@@ -279,37 +541,44 @@ impl<'a> Weights<'a> {
 impl Encoder {
     /// Loads `model.safetensors` weights (with the `bert.` prefix or without) in `format`.
     pub fn load(config: &Config, weights: &Weights, format: Format) -> Result<Encoder> {
-        let prefix = if weights.0.tensor("embeddings.word_embeddings.weight").is_ok() { "" } else { "bert." };
-        let get = |name: &str, len: usize| weights.get(&format!("{prefix}{name}"), len);
-        let (h, inter) = (config.hidden, config.intermediate);
+        Encoder::load_with(config, weights, &mut |s: &LinearSpec| {
+            Linear::new(format, s.out, s.inp, s.weight, s.bias)
+        })
+    }
+
+    /// Loads the weights, each linear layer made by `build` from its f32 weight and bias.
+    pub fn load_with(
+        config: &Config,
+        weights: &Weights,
+        build: &mut dyn FnMut(&LinearSpec) -> Result<Linear>,
+    ) -> Result<Encoder> {
+        let get = |name: &str, len: usize| weights.get(&format!("{}{name}", weights.prefix()), len);
+        let h = config.hidden;
         let norm = |name: &str| -> Result<Norm> {
             Ok(Norm {
                 gamma: get(&format!("{name}.weight"), h)?,
                 beta: get(&format!("{name}.bias"), h)?,
                 eps: config.layer_norm_eps,
+                folded: None,
             })
-        };
-        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
-            Linear::new(
-                format,
-                out,
-                inp,
-                &get(&format!("{name}.weight"), out * inp)?,
-                &get(&format!("{name}.bias"), out)?,
-            )
         };
         let mut layers = Vec::with_capacity(config.layers);
         for l in 0..config.layers {
             let p = format!("encoder.layer.{l}");
+            let mut linear = |proj: Proj| -> Result<Linear> {
+                let (out, inp, weight, bias) = weights.linear(config, l, proj)?;
+                build(&LinearSpec { layer: l, proj, out, inp, weight: &weight, bias: &bias })
+            };
             layers.push(Layer {
-                query: linear(&format!("{p}.attention.self.query"), h, h)?,
-                key: linear(&format!("{p}.attention.self.key"), h, h)?,
-                value: linear(&format!("{p}.attention.self.value"), h, h)?,
-                attn_out: linear(&format!("{p}.attention.output.dense"), h, h)?,
+                query: linear(Proj::Query)?,
+                key: linear(Proj::Key)?,
+                value: linear(Proj::Value)?,
+                attn_out: linear(Proj::AttnOut)?,
+                up: linear(Proj::Up)?,
+                down: linear(Proj::Down)?,
                 attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
-                up: linear(&format!("{p}.intermediate.dense"), inter, h)?,
-                down: linear(&format!("{p}.output.dense"), h, inter)?,
                 out_norm: norm(&format!("{p}.output.LayerNorm"))?,
+                down_smoothing: None,
             });
         }
         Ok(Encoder {
@@ -320,6 +589,26 @@ impl Encoder {
             embed_norm: norm("embeddings.LayerNorm")?,
             layers,
         })
+    }
+
+    /// SmoothQuant's activation side for `layer`, whose weights' input columns the builder already
+    /// multiplied by the same scales: `qkv` folded into the LayerNorm before it, `up` into its attention
+    /// LayerNorm, `down` multiplied (as `1 / s`) into its GELU's output. (The attention output's
+    /// scales fold into the value layer's rows, a weight change the builder makes.)
+    pub fn smooth(&mut self, layer: usize, qkv: &[f32], up: &[f32], down: &[f32]) -> Result<()> {
+        if layer >= self.layers.len() {
+            return Err(format!("smooth: layer {layer} of {}", self.layers.len()));
+        }
+        if down.len() != self.config.intermediate {
+            return Err(format!("smooth: {} MLP scales for {}", down.len(), self.config.intermediate));
+        }
+        match layer {
+            0 => self.embed_norm.fold(qkv)?,
+            _ => self.layers[layer - 1].out_norm.fold(qkv)?,
+        }
+        self.layers[layer].attn_norm.fold(up)?;
+        self.layers[layer].down_smoothing = Some(down.iter().map(|&s| 1.0 / s).collect());
+        Ok(())
     }
 
     /// Bytes of the linear layers' weights in this format (the embeddings stay f32 and are shared).
@@ -334,6 +623,12 @@ impl Encoder {
     /// Embeddings (`sequences x hidden`, L2-normalised) of token-id sequences (each already holding
     /// its special tokens and at most `max_positions` long).
     pub fn embed(&self, sequences: &[Vec<u32>]) -> Result<Vec<f32>> {
+        self.embed_observed(sequences, &mut |_, _, _| Ok(()))
+    }
+
+    /// [`Encoder::embed`], handing `observe` every linear layer's input (`layer`, its [`Site`],
+    /// `tokens x features` row-major) as the forward pass meets it: calibration statistics.
+    pub fn embed_observed(&self, sequences: &[Vec<u32>], observe: &mut Observer) -> Result<Vec<f32>> {
         let h = self.config.hidden;
         let total: usize = sequences.iter().map(Vec::len).sum();
         if let Some(s) = sequences.iter().find(|s| s.is_empty() || s.len() > self.config.max_positions) {
@@ -361,12 +656,12 @@ impl Encoder {
                 row += 1;
             }
         }
-        self.embed_norm.apply(&mut x);
         let lens: Vec<usize> = sequences.iter().map(Vec::len).collect();
         let longest = lens.iter().copied().max().unwrap_or(0);
         let mut scratch = Scratch::new(total, h, self.config.intermediate, longest);
-        for layer in &self.layers {
-            self.layer(layer, &lens, &mut x, &mut scratch)?;
+        self.embed_norm.apply(&mut x, &mut scratch.smoothed);
+        for (l, layer) in self.layers.iter().enumerate() {
+            self.layer(l, layer, &lens, &mut x, &mut scratch, observe)?;
         }
         // Mean over each sequence's tokens, then L2 normalisation.
         let mut out = vec![0.0f32; sequences.len() * h];
@@ -384,12 +679,23 @@ impl Encoder {
         Ok(out)
     }
 
-    fn layer(&self, layer: &Layer, lens: &[usize], x: &mut [f32], s: &mut Scratch) -> Result<()> {
+    fn layer(
+        &self,
+        l: usize,
+        layer: &Layer,
+        lens: &[usize],
+        x: &mut [f32],
+        s: &mut Scratch,
+        observe: &mut Observer,
+    ) -> Result<()> {
         let (h, rows) = (self.config.hidden, x.len() / self.config.hidden);
         let (heads, dh) = (self.config.heads, h / self.config.heads);
-        layer.query.forward(x, rows, &mut s.q)?;
-        layer.key.forward(x, rows, &mut s.k)?;
-        layer.value.forward(x, rows, &mut s.v)?;
+        observe(l, Site::Qkv, x)?;
+        let before = if l == 0 { &self.embed_norm } else { &self.layers[l - 1].out_norm };
+        let qkv_in: &[f32] = if before.folded.is_some() { &s.smoothed } else { x };
+        layer.query.forward(qkv_in, rows, &mut s.q)?;
+        layer.key.forward(qkv_in, rows, &mut s.k)?;
+        layer.value.forward(qkv_in, rows, &mut s.v)?;
         let scale = 1.0 / (dh as f32).sqrt();
         let mut start = 0;
         for &len in lens {
@@ -433,14 +739,23 @@ impl Encoder {
             }
             start += len;
         }
+        observe(l, Site::AttnOut, &s.ctx)?;
         layer.attn_out.forward(&s.ctx, rows, &mut s.q)?;
         x.iter_mut().zip(&s.q).for_each(|(a, b)| *a += b);
-        layer.attn_norm.apply(x);
-        layer.up.forward(x, rows, &mut s.inter)?;
+        layer.attn_norm.apply(x, &mut s.smoothed);
+        observe(l, Site::Up, x)?;
+        let up_in: &[f32] = if layer.attn_norm.folded.is_some() { &s.smoothed } else { x };
+        layer.up.forward(up_in, rows, &mut s.inter)?;
         gelu(&mut s.inter)?;
+        observe(l, Site::Down, &s.inter)?;
+        if let Some(inv) = &layer.down_smoothing {
+            for row in s.inter.chunks_exact_mut(inv.len()) {
+                row.iter_mut().zip(inv).for_each(|(v, i)| *v *= i);
+            }
+        }
         layer.down.forward(&s.inter, rows, &mut s.q)?;
         x.iter_mut().zip(&s.q).for_each(|(a, b)| *a += b);
-        layer.out_norm.apply(x);
+        layer.out_norm.apply(x, &mut s.smoothed);
         Ok(())
     }
 }
@@ -455,6 +770,8 @@ struct Scratch {
     kt: Vec<f32>,
     scores: Vec<f32>,
     probs: Vec<f32>,
+    /// The rows of the last LayerNorm through its folded smoothing, when it has one.
+    smoothed: Vec<f32>,
 }
 
 impl Scratch {
@@ -468,6 +785,7 @@ impl Scratch {
             kt: vec![0.0; max_len * h],
             scores: vec![0.0; max_len * max_len],
             probs: vec![0.0; max_len * max_len],
+            smoothed: vec![0.0; rows * h],
         }
     }
 }

