@@ -684,7 +684,7 @@ pub fn dequantize_module(
         }
         Dtype::I32 => {
             let shape = t.shape.as_ref().ok_or_else(|| bad(module, "weight_packed without weight_shape"))?;
-            let dims = ints(&shape, module)?;
+            let dims = ints(shape, module)?;
             let [rows, cols] = dims[..] else {
                 return Err(bad(module, format!("weight_shape holds {dims:?}, expected [rows, cols]")));
             };
@@ -755,7 +755,7 @@ pub fn dequantize_module(
             Some(unpack_int32_dim0(&words, rows, groups, bits))
         }
         Some(z) => {
-            let v = ints(&z, module)?;
+            let v = ints(z, module)?;
             if v.len() != scales.len() {
                 return Err(bad(
                     module,
@@ -773,7 +773,7 @@ pub fn dequantize_module(
     let g_idx: Option<Vec<usize>> = match &t.g_idx {
         None => None,
         Some(g) => {
-            let v = ints(&g, module)?;
+            let v = ints(g, module)?;
             if v.len() != cols {
                 return Err(bad(module, format!("weight_g_idx has {} entries for {cols} columns", v.len())));
             }

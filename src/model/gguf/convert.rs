@@ -259,7 +259,7 @@ pub fn encode(ty: TensorType, values: &[f32], cols: usize) -> Result<Vec<u8>> {
         TensorType::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
         TensorType::BF16 => values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(),
         TensorType::Ggml(t) => {
-            let rows = if cols == 0 { 0 } else { values.len() / cols };
+            let rows = values.len().checked_div(cols).unwrap_or(0);
             let mut out = crate::error::try_vec(t.matrix_bytes(rows, cols)?, 0u8)?;
             ggml::quantize(t, values, rows, cols, &mut out)?;
             out
@@ -359,7 +359,7 @@ pub fn convert_to_gguf(
             bytes: Box::new(move || {
                 let mut values = weights.tensor(&source)?.to_f32()?;
                 if let Some(heads) = permute {
-                    let rows = if cols == 0 { 0 } else { values.len() / cols };
+                    let rows = values.len().checked_div(cols).unwrap_or(0);
                     values = permute_qk_rows(&values, rows, cols, heads)
                         .map_err(|e| Error::invalid("tensor", &source, e.to_string()))?;
                 }

@@ -590,7 +590,7 @@ impl GgufFile {
             }
             tensors.push(TensorInfo { name, dims, ty, offset, size });
         }
-        let data_start = r.pos.div_ceil(alignment).checked_mul(alignment).unwrap_or(usize::MAX);
+        let data_start = r.pos.div_ceil(alignment).saturating_mul(alignment);
         let data_len = bytes.len().saturating_sub(data_start);
         for t in &tensors {
             if t.offset.checked_add(t.size).is_none_or(|end| end > data_len) {
@@ -644,7 +644,7 @@ impl GgufFile {
                 .for_each(|(o, b)| *o = f64::from_le_bytes(b.try_into().expect("chunks_exact(8)")) as f32),
             TensorType::Ggml(ty) => {
                 let cols = tensor.dims.first().copied().unwrap_or(1);
-                let rows = if cols == 0 { 0 } else { n / cols };
+                let rows = n.checked_div(cols).unwrap_or(0);
                 ggml::dequantize(ty, data, rows, cols, &mut out)?;
             }
             TensorType::I8 | TensorType::I16 | TensorType::I32 | TensorType::I64 => {

@@ -122,6 +122,7 @@ pub struct ModelShape {
 
 /// llama-quant.cpp's `use_more_bits`: the first and last eighth of the layers and every third one
 /// in between.
+#[allow(clippy::nonminimal_bool)] // written as llama.cpp writes it
 fn use_more_bits(i: usize, n: usize) -> bool {
     i < n / 8 || i >= 7 * n / 8 || (i >= n / 8 && (i - n / 8) % 3 == 2)
 }
