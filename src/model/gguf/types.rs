@@ -249,10 +249,12 @@ mod tests {
         assert_eq!(t("token_embd.weight", &[384, 30522], FileType::Q4K), Q8_0);
         assert_eq!(t("blk.0.attn_q.weight", &[384, 384], FileType::Q4_0), Q4_0);
         assert_eq!(t("blk.0.attn_q.weight", &[384, 384], FileType::Q4K), Q5_0);
-        // attn_v of layer 0 is bumped to Q6_K, which falls back to Q8_0 at 384 columns.
-        assert_eq!(t("blk.0.attn_v.weight", &[384, 384], FileType::Q4K), Q8_0);
+        // Of 6 layers, use_more_bits picks 2 ((2 - 6/8) % 3 == 2) and 5 (>= 7 * 6 / 8), not 0 (6/8 = 0):
+        // attn_v there is bumped to Q6_K, which falls back to Q8_0 at 384 columns.
+        assert_eq!(t("blk.0.attn_v.weight", &[384, 384], FileType::Q4K), Q5_0);
         assert_eq!(t("blk.1.attn_v.weight", &[384, 384], FileType::Q4K), Q5_0);
         assert_eq!(t("blk.2.attn_v.weight", &[384, 384], FileType::Q4K), Q8_0);
+        assert_eq!(t("blk.5.attn_v.weight", &[384, 384], FileType::Q4K), Q8_0);
         assert_eq!(t("blk.0.attn_q.weight", &[384, 384], FileType::Q6K), Q8_0);
     }
 
