@@ -64,10 +64,11 @@
 //! # Ok::<(), greenai::Error>(())
 //! ```
 //!
-//! Quantize a model file to int8 (what `greenai compress model.safetensors out.safetensors` does):
+//! Quantize a model file or folder to int8 (what `greenai compress model.safetensors -o out.safetensors`
+//! does):
 //! ```no_run
-//! use greenai::model::{compress, CompressOptions, ModelFile};
-//! let input = ModelFile::open("model.safetensors")?;
+//! use greenai::model::{compress, CompressOptions, Model};
+//! let input = Model::open("model.safetensors")?;
 //! let report = compress(&input, "out.safetensors".as_ref(), &CompressOptions::default(), &|_| true, &mut |_, _| {})?;
 //! println!("{:.2}x smaller", report.size_ratio);
 //! # Ok::<(), greenai::Error>(())
