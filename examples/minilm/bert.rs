@@ -338,24 +338,15 @@ pub struct Norm {
 }
 
 impl Norm {
-    /// `x = (x - mean) / sqrt(var + eps) * gamma + beta` on every row, statistics in f64; with a
-    /// folded smoothing, `smoothed` gets the same rows through `gamma / s` and `beta / s`.
-    pub fn apply(&self, x: &mut [f32], smoothed: &mut [f32]) {
-        let n = self.gamma.len();
-        for (r, row) in x.chunks_exact_mut(n).enumerate() {
-            let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
-            let var = row.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
-            let inv = 1.0 / (var + f64::from(self.eps)).sqrt();
-            if let Some((g2, b2)) = &self.folded {
-                let out = &mut smoothed[r * n..(r + 1) * n];
-                for (((o, &v), g), b) in out.iter_mut().zip(row.iter()).zip(g2).zip(b2) {
-                    *o = ((f64::from(v) - mean) * inv) as f32 * g + b;
-                }
-            }
-            for ((v, g), b) in row.iter_mut().zip(&self.gamma).zip(&self.beta) {
-                *v = ((f64::from(*v) - mean) * inv) as f32 * g + b;
-            }
+    /// `x = (x - mean) / sqrt(var + eps) * gamma + beta` on every row (greenai's SIMD LayerNorm); with
+    /// a folded smoothing, `smoothed` gets the same rows through `gamma / s` and `beta / s`.
+    pub fn apply(&self, x: &mut [f32], smoothed: &mut [f32]) -> Result<()> {
+        if let Some((g2, b2)) = &self.folded {
+            let out = &mut smoothed[..x.len()];
+            out.copy_from_slice(x);
+            lib(math::layer_norm(out, g2, b2, self.eps))?;
         }
+        lib(math::layer_norm(x, &self.gamma, &self.beta, self.eps))
     }
 
     /// Folds SmoothQuant's division by `scales` into a second output (see [`Norm::apply`]), with
@@ -366,29 +357,6 @@ impl Norm {
         self.folded = Some((g, b));
         Ok(())
     }
-}
-
-/// GELU, the erf form BERT's `gelu` names: `x/2 (1 + erf(x / sqrt 2))`, with erf to about 1e-7
-/// absolute (Abramowitz and Stegun 7.1.26) and its `exp(-z^2)` on greenai's SIMD exp, 256 at a time.
-fn gelu(x: &mut [f32]) -> Result<()> {
-    let (mut neg_sq, mut e) = ([0.0f32; 256], [0.0f32; 256]);
-    for chunk in x.chunks_mut(256) {
-        let n = chunk.len();
-        for (q, &v) in neg_sq.iter_mut().zip(chunk.iter()) {
-            let z = v * std::f32::consts::FRAC_1_SQRT_2;
-            *q = -z * z;
-        }
-        lib(math::exp(&neg_sq[..n], &mut e[..n]))?;
-        for (v, &ez) in chunk.iter_mut().zip(&e[..n]) {
-            let t = 1.0 / (1.0 + 0.327_591_1 * std::f32::consts::FRAC_1_SQRT_2 * v.abs());
-            let poly = t
-                * (0.254_829_6
-                    + t * (-0.284_496_72 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
-            let erf = (1.0 - poly * ez).copysign(*v);
-            *v = 0.5 * *v * (1.0 + erf);
-        }
-    }
-    Ok(())
 }
 
 struct Layer {
@@ -659,7 +627,7 @@ impl Encoder {
         let lens: Vec<usize> = sequences.iter().map(Vec::len).collect();
         let longest = lens.iter().copied().max().unwrap_or(0);
         let mut scratch = Scratch::new(total, h, self.config.intermediate, longest);
-        self.embed_norm.apply(&mut x, &mut scratch.smoothed);
+        self.embed_norm.apply(&mut x, &mut scratch.smoothed)?;
         for (l, layer) in self.layers.iter().enumerate() {
             self.layer(l, layer, &lens, &mut x, &mut scratch, observe)?;
         }
@@ -742,11 +710,11 @@ impl Encoder {
         observe(l, Site::AttnOut, &s.ctx)?;
         layer.attn_out.forward(&s.ctx, rows, &mut s.q)?;
         x.iter_mut().zip(&s.q).for_each(|(a, b)| *a += b);
-        layer.attn_norm.apply(x, &mut s.smoothed);
+        layer.attn_norm.apply(x, &mut s.smoothed)?;
         observe(l, Site::Up, x)?;
         let up_in: &[f32] = if layer.attn_norm.folded.is_some() { &s.smoothed } else { x };
         layer.up.forward(up_in, rows, &mut s.inter)?;
-        gelu(&mut s.inter)?;
+        math::gelu(&mut s.inter);
         observe(l, Site::Down, &s.inter)?;
         if let Some(inv) = &layer.down_smoothing {
             for row in s.inter.chunks_exact_mut(inv.len()) {
@@ -755,7 +723,7 @@ impl Encoder {
         }
         layer.down.forward(&s.inter, rows, &mut s.q)?;
         x.iter_mut().zip(&s.q).for_each(|(a, b)| *a += b);
-        layer.out_norm.apply(x, &mut s.smoothed);
+        layer.out_norm.apply(x, &mut s.smoothed)?;
         Ok(())
     }
 }
