@@ -8,7 +8,9 @@
 use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK};
 use super::dot::{bsums, scales_mins_k4};
 use super::x86::{f16_to_f32, mins_dot};
+use crate::kernels::prefetch_stream;
 use core::arch::x86_64::*;
+use core::mem::size_of;
 
 /// The low and high nibbles of two Q4_0 blocks: `[lo q0, hi q0, lo q1, hi q1]`, as u8.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
@@ -74,6 +76,7 @@ pub(super) unsafe fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0], dy: &[f32], sum
     let mut acc = [_mm512_setzero_ps(); 2];
     let mut offset = _mm_setzero_ps();
     for i in (0..n4).step_by(4) {
+        prefetch_stream(x.as_ptr().wrapping_add(i), 4 * size_of::<BlockQ4_0>());
         let (x, y) = (&x[i..i + 4], &y[i..i + 4]);
         let p01 = _mm512_dpbusd_epi32(zero, nibbles2(&x[0].qs, &x[1].qs), qs2(&y[0].qs, &y[1].qs));
         let p23 = _mm512_dpbusd_epi32(zero, nibbles2(&x[2].qs, &x[3].qs), qs2(&y[2].qs, &y[3].qs));
@@ -115,6 +118,7 @@ pub(super) unsafe fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0], dy: &[f32]) -> 
     let n4 = x.len() / 4 * 4;
     let mut acc = [_mm512_setzero_ps(); 2];
     for i in (0..n4).step_by(4) {
+        prefetch_stream(x.as_ptr().wrapping_add(i), 4 * size_of::<BlockQ8_0>());
         let (x, y) = (&x[i..i + 4], &y[i..i + 4]);
         let p01 = dot_i8(qs2(&x[0].qs, &x[1].qs), qs2(&y[0].qs, &y[1].qs));
         let p23 = dot_i8(qs2(&x[2].qs, &x[3].qs), qs2(&y[2].qs, &y[3].qs));
@@ -180,6 +184,7 @@ pub(super) unsafe fn q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K], sums32: &[[i16; 8
     let mut acc = _mm512_setzero_ps();
     let mut acc_min = 0.0f32;
     for (i, (xb, yb)) in x.iter().zip(y).enumerate() {
+        prefetch_stream(xb, size_of::<BlockQ4K>());
         let (scales, mins) = scales_mins_k4(&xb.scales);
         let sc = _mm256_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
         // SAFETY: qs holds 128 bytes.
@@ -219,6 +224,7 @@ pub(super) unsafe fn q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let idx = [lane_index(0, 1, 8), lane_index(4, 1, 8), lane_index(8, 1, 8), lane_index(12, 1, 8)];
     let mut acc = _mm512_setzero_ps();
     for (xb, yb) in x.iter().zip(y) {
+        prefetch_stream(xb, size_of::<BlockQ6K>());
         // SAFETY: scales holds 16 bytes.
         let sc = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(xb.scales.as_ptr().cast()) });
         let mut sumi = _mm512_setzero_si512();

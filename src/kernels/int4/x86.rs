@@ -74,6 +74,7 @@ pub(super) unsafe fn row_avx512(
     let mut acc = _mm512_setzero_ps();
     let mut offset = 0.0f32;
     for (g, (bytes, a)) in row.chunks(group / 2).zip(act.split.chunks(group)).enumerate() {
+        crate::kernels::prefetch_stream(bytes.as_ptr(), bytes.len());
         let mut isum = _mm512_setzero_si512();
         let mut pairs = bytes.chunks_exact(32).zip(a.chunks_exact(64));
         for (b, a) in &mut pairs {
