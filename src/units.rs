@@ -1,7 +1,7 @@
 //! Numbers for people: three significant digits and an SI prefix (`1.20 GMACs`, `22.7 M params`,
 //! `90.9 MB`, `10.4 mJ`, `1.38 µgCO2e`). Machine-readable output (JSON) keeps the raw numbers.
 
-const PREFIXES: [(f64, &str); 9] = [
+const PREFIXES: [(f64, &str); 10] = [
     (1e15, "P"),
     (1e12, "T"),
     (1e9, "G"),
@@ -11,6 +11,7 @@ const PREFIXES: [(f64, &str); 9] = [
     (1e-3, "m"),
     (1e-6, "µ"),
     (1e-9, "n"),
+    (1e-12, "p"),
 ];
 
 /// `x` to three significant digits (`768`, `22.7`, `1.20`; `0` for zero; non-finite as Rust prints it).
@@ -24,21 +25,21 @@ pub fn sig3(x: f64) -> String {
     }
 }
 
-/// The SI prefix and the scaled value of `x` (prefixes from nano to peta; no prefix for zero).
+/// The SI prefix and the scaled value of `x` (prefixes from pico to peta; no prefix for zero).
 fn scaled(x: f64) -> (f64, &'static str) {
     let a = x.abs();
     if a == 0.0 || !a.is_finite() {
         return (x, "");
     }
     // Rounding to three digits may carry into the next prefix (999.96 -> 1.00 k).
-    PREFIXES.iter().find(|(p, _)| a >= *p * 0.9995).map_or((x / 1e-9, "n"), |&(p, name)| (x / p, name))
+    PREFIXES.iter().find(|(p, _)| a >= *p * 0.9995).map_or((x / 1e-12, "p"), |&(p, name)| (x / p, name))
 }
 
 /// `x` with an SI prefix glued to `unit`: `si(1.2e9, "MACs")` is `1.20 GMACs`, `si(9.09e7, "B")` is
 /// `90.9 MB`, `si(0.0104, "J")` is `10.4 mJ`.
 pub fn si(x: f64, unit: &str) -> String {
     let (v, p) = scaled(x);
-    format!("{} {p}{unit}", digits(v, p))
+    format!("{} {p}{unit}", sig3(v))
 }
 
 /// Three significant digits, or the whole number itself when nothing is scaled (`8`, not `8.00`).
@@ -62,7 +63,8 @@ pub fn count(x: f64) -> String {
 
 /// Bytes in decimal units: `90.9 MB`, `512 B`.
 pub fn bytes(n: usize) -> String {
-    si(n as f64, "B")
+    let (v, p) = scaled(n as f64);
+    format!("{} {p}B", digits(v, p))
 }
 
 #[cfg(test)]
@@ -85,6 +87,6 @@ mod tests {
         assert_eq!(si(1.377e-6, "gCO2e"), "1.38 µgCO2e");
         assert_eq!(si(999_960.0, "B"), "1.00 MB");
         assert_eq!(si(-2.5e3, "W"), "-2.50 kW");
-        assert_eq!(si(3e-12, "J"), "0.00 nJ");
+        assert_eq!(si(3e-12, "J"), "3.00 pJ");
     }
 }

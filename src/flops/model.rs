@@ -220,38 +220,12 @@ pub fn si(x: f64) -> String {
 /// "MACs")` is `4.09 GMACs`, `si_unit(0.0123, "J")` is `12.3 mJ`; zero is `0 J`, non-finite values
 /// print as they are.
 pub fn si_unit(x: f64, unit: &str) -> String {
-    const PREFIXES: [(f64, &str); 9] = [
-        (1e12, "T"),
-        (1e9, "G"),
-        (1e6, "M"),
-        (1e3, "k"),
-        (1.0, ""),
-        (1e-3, "m"),
-        (1e-6, "\u{b5}"),
-        (1e-9, "n"),
-        (1e-12, "p"),
-    ];
-    if x == 0.0 || !x.is_finite() {
-        return format!("{x} {unit}");
-    }
-    let (factor, prefix) =
-        PREFIXES.iter().copied().find(|&(f, _)| x.abs() >= f * 0.9995).unwrap_or((1e-12, "p"));
-    let v = x / factor;
-    let decimals = match v.abs() {
-        a if a >= 99.95 => 0,
-        a if a >= 9.995 => 1,
-        _ => 2,
-    };
-    format!("{v:.decimals$} {prefix}{unit}")
+    crate::units::si(x, unit)
 }
 
 /// Formats a byte count in decimal units: `512 B`, `1.50 kB`, `90.8 MB`, `13.5 GB`.
 pub fn human_bytes(bytes: u64) -> String {
-    if bytes < 1000 {
-        format!("{bytes} B")
-    } else {
-        si_unit(bytes as f64, "B")
-    }
+    crate::units::bytes(usize::try_from(bytes).unwrap_or(usize::MAX))
 }
 
 impl fmt::Display for Cost {
