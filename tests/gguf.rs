@@ -188,6 +188,33 @@ fn our_reader_reads_our_writer_and_refuses_every_truncation() {
     assert!(GgufFile::from_bytes("huge", huge).unwrap_err().to_string().contains("exceeds"));
 }
 
+/// A GGUF file made by hand holding one F32 tensor with dimensions `dims` (innermost first) and no data.
+fn one_tensor_file(dims: &[u64]) -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(1u64.to_le_bytes()); // tensors
+    b.extend(0u64.to_le_bytes()); // metadata
+    b.extend(1u64.to_le_bytes());
+    b.push(b't');
+    b.extend((dims.len() as u32).to_le_bytes());
+    dims.iter().for_each(|d| b.extend(d.to_le_bytes()));
+    b.extend(0u32.to_le_bytes()); // F32
+    b.extend(0u64.to_le_bytes()); // offset
+    b.resize(b.len().next_multiple_of(32), 0);
+    b
+}
+
+#[test]
+fn dimensions_whose_product_overflows_are_refused_or_empty_never_a_panic() {
+    // Found by fuzzing: 2^33 x 2^33 x 0 elements is an empty tensor, but multiplying left to right
+    // overflowed before reaching the zero.
+    let empty = GgufFile::from_bytes("empty", one_tensor_file(&[1 << 33, 1 << 33, 0])).unwrap();
+    assert_eq!(empty.tensors[0].len(), 0);
+    assert!(empty.to_f32(&empty.tensors[0]).unwrap().is_empty());
+    let err = GgufFile::from_bytes("huge", one_tensor_file(&[1 << 33, 1 << 33, 2])).unwrap_err();
+    assert!(err.to_string().contains("overflow"), "{err}");
+}
+
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }

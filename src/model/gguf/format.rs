@@ -116,6 +116,7 @@ impl TensorType {
                 format!("{} rows hold whole blocks of {per} elements", self.name()),
             ));
         }
+        crate::error::checked_product("GGUF tensor elements", dims)?;
         let rows = crate::error::checked_product("GGUF tensor rows", dims.get(1..).unwrap_or(&[]))?;
         (cols / per)
             .checked_mul(self.block_bytes())
@@ -487,9 +488,9 @@ impl TensorInfo {
         self.dims.iter().rev().copied().collect()
     }
 
-    /// Number of elements.
+    /// Number of elements (`usize::MAX` if it overflows, which a parsed file's tensors never do).
     pub fn len(&self) -> usize {
-        self.dims.iter().product()
+        crate::error::checked_product("GGUF tensor elements", &self.dims).unwrap_or(usize::MAX)
     }
 
     /// Whether the tensor has no elements.
