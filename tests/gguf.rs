@@ -211,6 +211,11 @@ fn dimensions_whose_product_overflows_are_refused_or_empty_never_a_panic() {
     let empty = GgufFile::from_bytes("empty", one_tensor_file(&[1 << 33, 1 << 33, 0])).unwrap();
     assert_eq!(empty.tensors[0].len(), 0);
     assert!(empty.to_f32(&empty.tensors[0]).unwrap().is_empty());
+    // Found by fuzzing: an empty tensor in a file that ends before the data section's padding.
+    let mut unpadded = one_tensor_file(&[0]);
+    unpadded.truncate(unpadded.len() - 1);
+    let empty = GgufFile::from_bytes("unpadded", unpadded).unwrap();
+    assert!(empty.data(&empty.tensors[0]).is_empty());
     let err = GgufFile::from_bytes("huge", one_tensor_file(&[1 << 33, 1 << 33, 2])).unwrap_err();
     assert!(err.to_string().contains("overflow"), "{err}");
 }

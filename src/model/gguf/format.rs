@@ -591,7 +591,8 @@ impl GgufFile {
             }
             tensors.push(TensorInfo { name, dims, ty, offset, size });
         }
-        let data_start = r.pos.div_ceil(alignment).saturating_mul(alignment);
+        // A file may end before its padding when every tensor is empty.
+        let data_start = r.pos.div_ceil(alignment).saturating_mul(alignment).min(bytes.len());
         let data_len = bytes.len().saturating_sub(data_start);
         for t in &tensors {
             if t.offset.checked_add(t.size).is_none_or(|end| end > data_len) {
