@@ -215,9 +215,34 @@ fn dimensions_whose_product_overflows_are_refused_or_empty_never_a_panic() {
     let mut unpadded = one_tensor_file(&[0]);
     unpadded.truncate(unpadded.len() - 1);
     let empty = GgufFile::from_bytes("unpadded", unpadded).unwrap();
-    assert!(empty.data(&empty.tensors[0]).is_empty());
+    assert!(empty.data(&empty.tensors[0]).unwrap().is_empty());
     let err = GgufFile::from_bytes("huge", one_tensor_file(&[1 << 33, 1 << 33, 2])).unwrap_err();
     assert!(err.to_string().contains("overflow"), "{err}");
+}
+
+#[test]
+fn a_header_larger_than_the_first_read_is_read_whole_and_tensors_on_demand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("big-header.gguf");
+    // 300,000 tokens make a header of about 5 MiB, beyond the reader's first 1 MiB.
+    let tokens: Vec<String> = (0..300_000).map(|i| format!("token{i}")).collect();
+    let metadata = vec![("tokenizer.ggml.tokens".to_string(), Value::Array(Array::String(tokens.clone())))];
+    let tensors = vec![PlannedTensor {
+        name: "b".into(),
+        dims: vec![3],
+        ty: TensorType::F32,
+        bytes: Box::new(|| Ok([1f32, 2.0, 3.0].iter().flat_map(|v| v.to_le_bytes()).collect())),
+    }];
+    write_gguf(&Destination::check(&path).unwrap(), &metadata, tensors, &mut |_, _| {}).unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() > 4 << 20);
+    let file = GgufFile::open(&path).unwrap();
+    assert_eq!(file.get("tokenizer.ggml.tokens"), Some(&Value::Array(Array::String(tokens))));
+    assert_eq!(file.to_f32(&file.tensors[0]).unwrap(), [1.0, 2.0, 3.0]);
+    // The data is read when asked: a file cut after opening is an error, not a short read.
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 4).unwrap();
+    let err = file.to_f32(&file.tensors[0]).unwrap_err().to_string();
+    assert!(err.contains("changed size"), "{err}");
 }
 
 fn write(path: &Path, text: &str) {

@@ -5,18 +5,17 @@
 //! ([`ModelFile::read_chunks`]), so memory is bounded by the largest tensor read whole, not by the
 //! file. Offsets are `u64` throughout: tensors beyond 4 GiB are read like any other.
 //!
-//! The file is read, not memory-mapped: a mapped file that another process truncates while greenai
-//! reads it kills the process with SIGBUS, and no check of the length beforehand can close that race.
-//! The size found at open is checked before every read, and a read that finds the file shorter is an
-//! error: a file that changes size while it is open is refused, never half read.
+//! The file is read, not memory-mapped (see [`Bytes`]): a file that changes size while it is open is
+//! refused, never half read.
 
+use super::bytes::Bytes;
 use crate::error::try_vec;
 use crate::{Error, Result};
 use half::{bf16, f16};
 use safetensors::Dtype;
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Largest header the safetensors format allows (its reference implementation's limit).
 const MAX_HEADER: u64 = 100_000_000;
@@ -24,17 +23,9 @@ const MAX_HEADER: u64 = 100_000_000;
 /// Bytes read at a time by [`ModelFile::read_chunks`].
 pub const CHUNK: usize = 1 << 20;
 
-/// Where the bytes come from.
-enum Source {
-    File(std::fs::File),
-    Memory(Vec<u8>),
-}
-
 /// An open safetensors file: the header parsed and checked, the tensors read on demand.
 pub struct ModelFile {
-    path: PathBuf,
-    source: Source,
-    size: u64,
+    bytes: Bytes,
     header_len: usize,
     entries: Vec<TensorInfo>,
     by_name: HashMap<String, usize>,
@@ -91,39 +82,25 @@ fn format_error(path: &Path, detail: impl std::fmt::Display) -> Error {
     Error::format(path.display().to_string(), format!("not a valid safetensors file: {detail}"))
 }
 
-fn changed_size(path: &Path, size: u64) -> Error {
-    Error::format(
-        path.display().to_string(),
-        format!("the file changed size while it was read ({size} bytes when opened)"),
-    )
-}
-
 impl ModelFile {
     /// Opens a safetensors file and checks its header: a truncated file, a corrupt header or offsets
     /// that disagree with the file's size are format errors. No tensor is read.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-        if !meta.is_file() {
-            return Err(Error::invalid("input", path.display(), "is not a regular file"));
-        }
-        Self::new(path, Source::File(file), meta.len())
+        Self::new(Bytes::open(path.as_ref())?)
     }
 
     /// Checks the bytes of a safetensors file already in memory, as [`open`](Self::open) does a
     /// file's; `path` names it in messages and is the path [`compress`](fn@super::compress) and
     /// [`decompress`](fn@super::decompress) keep distinct from their output.
     pub fn from_bytes(path: impl AsRef<Path>, bytes: Vec<u8>) -> Result<Self> {
-        let size = bytes.len() as u64;
-        Self::new(path.as_ref(), Source::Memory(bytes), size)
+        Self::new(Bytes::from_vec(path.as_ref(), bytes))
     }
 
-    fn new(path: &Path, source: Source, size: u64) -> Result<Self> {
+    fn new(bytes: Bytes) -> Result<Self> {
+        let (path, size) = (bytes.path().to_path_buf(), bytes.size());
+        let path = path.as_path();
         let mut file = ModelFile {
-            path: path.to_path_buf(),
-            source,
-            size,
+            bytes,
             header_len: 0,
             entries: Vec::new(),
             by_name: HashMap::new(),
@@ -133,7 +110,7 @@ impl ModelFile {
             return Err(format_error(path, format!("{size} bytes, shorter than the 8-byte header length")));
         }
         let mut prefix = [0u8; 8];
-        file.read_at(0, &mut prefix)?;
+        file.bytes.read_at(0, &mut prefix)?;
         let n = u64::from_le_bytes(prefix);
         if n > MAX_HEADER || n > size - 8 {
             return Err(format_error(
@@ -142,7 +119,7 @@ impl ModelFile {
             ));
         }
         let mut header = try_vec(n as usize, 0u8)?;
-        file.read_at(8, &mut header)?;
+        file.bytes.read_at(8, &mut header)?;
         let parsed: safetensors::tensor::Metadata =
             serde_json::from_slice(&header).map_err(|e| format_error(path, format!("header: {e}")))?;
         let mut raw: Vec<(TensorInfo, (usize, usize))> = parsed
@@ -193,7 +170,7 @@ impl ModelFile {
 
     /// The file's path.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.bytes.path()
     }
 
     /// The header's `__metadata__` entries.
@@ -208,7 +185,7 @@ impl ModelFile {
 
     /// Size of the file in bytes.
     pub fn size(&self) -> u64 {
-        self.size
+        self.bytes.size()
     }
 
     /// Number of tensors.
@@ -234,25 +211,14 @@ impl ModelFile {
     /// Reads the tensor called `name` (an error when the file has none).
     pub fn tensor(&self, name: &str) -> Result<TensorEntry<'_>> {
         let info = self.info(name).ok_or_else(|| {
-            Error::format(self.path.display().to_string(), format!("no tensor named `{name}`"))
+            Error::format(self.path().display().to_string(), format!("no tensor named `{name}`"))
         })?;
         self.read(info)
     }
 
     /// Reads one tensor's bytes (`info` from [`tensors`](Self::tensors)) into a buffer of its own.
     pub fn read<'a>(&'a self, info: &'a TensorInfo) -> Result<TensorEntry<'a>> {
-        let len = usize::try_from(info.byte_len).map_err(|_| changed_size(&self.path, self.size))?;
-        let bytes = match &self.source {
-            Source::Memory(all) => {
-                let start = (8 + self.header_len as u64 + info.offset) as usize;
-                Cow::Borrowed(&all[start..start + len])
-            }
-            Source::File(_) => {
-                let mut bytes = try_vec(len, 0u8)?;
-                self.read_data(info.offset, &mut bytes)?;
-                Cow::Owned(bytes)
-            }
-        };
+        let bytes = self.bytes.read_range(self.data_start() + info.offset, info.byte_len)?;
         Ok(TensorEntry { name: &info.name, dtype: info.dtype, shape: &info.shape, bytes })
     }
 
@@ -284,12 +250,10 @@ impl ModelFile {
             return Err(not_float(&info.name, info.dtype));
         }
         let mut out = try_vec(info.len(), 0f32)?;
-        if info.dtype == Dtype::F32 {
-            if let Source::File(_) = self.source {
-                self.read_data(info.offset, bytemuck::cast_slice_mut(&mut out))?;
-                out.iter_mut().for_each(|v| *v = f32::from_bits(u32::from_le(v.to_bits())));
-                return Ok(out);
-            }
+        if info.dtype == Dtype::F32 && !self.bytes.in_memory() {
+            self.read_data(info.offset, bytemuck::cast_slice_mut(&mut out))?;
+            out.iter_mut().for_each(|v| *v = f32::from_bits(u32::from_le(v.to_bits())));
+            return Ok(out);
         }
         let width = info.dtype.size();
         let mut filled = 0;
@@ -304,50 +268,12 @@ impl ModelFile {
 
     /// Reads `buf.len()` bytes at `offset` from the start of the data section.
     fn read_data(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.read_at(8 + self.header_len as u64 + offset, buf)
+        self.bytes.read_at(self.data_start() + offset, buf)
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        match &self.source {
-            Source::Memory(all) => {
-                let start = offset as usize;
-                buf.copy_from_slice(&all[start..start + buf.len()]);
-                Ok(())
-            }
-            Source::File(file) => {
-                let now = file.metadata().map_err(|e| Error::io(&self.path, e))?.len();
-                if now != self.size {
-                    return Err(changed_size(&self.path, self.size));
-                }
-                read_exact_at(file, buf, offset).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::UnexpectedEof => changed_size(&self.path, self.size),
-                    _ => Error::io(&self.path, e),
-                })
-            }
-        }
+    fn data_start(&self) -> u64 {
+        8 + self.header_len as u64
     }
-}
-
-#[cfg(unix)]
-fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-fn read_exact_at(file: &std::fs::File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !buf.is_empty() {
-        match file.seek_read(buf, offset) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 fn not_float(name: &str, dtype: Dtype) -> Error {

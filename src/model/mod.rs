@@ -2,6 +2,7 @@
 //! [`ModelFile`]) and out (through the one safe-write path of [`write`]: [`ModelWriter`],
 //! [`SafetensorsWriter`]), and the compressed-file convention.
 
+mod bytes;
 mod compress;
 #[cfg(feature = "serde")]
 pub mod compressed_tensors;

@@ -4,10 +4,12 @@
 //! pairs, the tensor infos (name, dimensions innermost first, type, offset), padding to
 //! `general.alignment` (32 by default), then each tensor's data at its aligned offset.
 
+use super::super::bytes::Bytes;
 use super::super::write::{Destination, StagedFile};
 use crate::kernels::ggml::{self, GgmlType};
 use crate::{Error, Result};
 use half::{bf16, f16};
+use std::borrow::Cow;
 
 /// The file's first four bytes.
 pub const MAGIC: [u8; 4] = *b"GGUF";
@@ -175,7 +177,7 @@ macro_rules! arrays {
                 Ok(match tag {
                     $($tag => {
                         let n = r.count(count, $size)?;
-                        let mut v = Vec::with_capacity(n);
+                        let mut v = Vec::with_capacity(n.min(PREALLOCATE));
                         for _ in 0..n {
                             v.push(<$ty as Scalar>::read(r)?);
                         }
@@ -183,7 +185,7 @@ macro_rules! arrays {
                     })*
                     8 => {
                         let n = r.count(count, 8)?;
-                        let mut v = Vec::with_capacity(n);
+                        let mut v = Vec::with_capacity(n.min(PREALLOCATE));
                         for _ in 0..n {
                             v.push(r.string()?);
                         }
@@ -415,9 +417,14 @@ fn put_string(out: &mut Vec<u8>, s: &str) {
 
 /// A cursor over the file's bytes; every read is bounds-checked.
 struct Reader<'a> {
+    /// The start of the file read so far.
     bytes: &'a [u8],
     pos: usize,
     context: &'a str,
+    /// The whole file's size (at least `bytes.len()`).
+    total: usize,
+    /// Set when a read ran past `bytes` but not past the file: more of it must be read.
+    short: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -428,6 +435,7 @@ impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
         let Some(end) = end else {
+            self.short = self.pos.checked_add(n).is_some_and(|e| e <= self.total);
             return Err(self.error(format!("truncated: {n} more bytes needed, {} left", self.remaining())));
         };
         let out = &self.bytes[self.pos..end];
@@ -436,7 +444,7 @@ impl<'a> Reader<'a> {
     }
 
     fn remaining(&self) -> usize {
-        self.bytes.len() - self.pos
+        self.total - self.pos
     }
 
     fn u32(&mut self) -> Result<u32> {
@@ -499,8 +507,8 @@ impl TensorInfo {
     }
 }
 
-/// A GGUF file read into memory and checked: every tensor's data lies inside the file.
-#[derive(Debug)]
+/// A GGUF file opened and checked: its header read, every tensor's data inside the file; the data
+/// itself read tensor by tensor when asked ([`data`](Self::data)), so memory holds one tensor.
 pub struct GgufFile {
     /// The format version (2 or 3).
     pub version: u32,
@@ -511,8 +519,25 @@ pub struct GgufFile {
     /// The data alignment (`general.alignment`, else 32).
     pub alignment: usize,
     data_start: usize,
-    bytes: Vec<u8>,
+    bytes: Bytes,
 }
+
+impl std::fmt::Debug for GgufFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufFile")
+            .field("path", &self.bytes.path())
+            .field("version", &self.version)
+            .field("metadata", &self.metadata.len())
+            .field("tensors", &self.tensors.len())
+            .finish()
+    }
+}
+
+/// Items reserved ahead for a count read from the file (more grow as they are read).
+const PREALLOCATE: usize = 4096;
+
+/// Header bytes read first; the read grows fourfold while the header runs beyond them.
+const FIRST_READ: usize = 1 << 20;
 
 /// Whether `bytes` start like a GGUF file.
 pub fn is_gguf(bytes: &[u8]) -> bool {
@@ -520,18 +545,42 @@ pub fn is_gguf(bytes: &[u8]) -> bool {
 }
 
 impl GgufFile {
-    /// Reads and checks the GGUF file at `path`.
+    /// Opens the GGUF file at `path` and checks its header; tensors are read when asked.
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::from_bytes(&path.display().to_string(), bytes)
+        Self::parse(&path.display().to_string(), Bytes::open(path)?)
     }
 
     /// Parses and checks a GGUF file's bytes; `context` names it in errors. Versions 2 and 3 are
     /// read; a truncated file, an unknown value or tensor type, more than 4 dimensions, a duplicate
     /// name or key, misaligned or out-of-file data are format errors.
     pub fn from_bytes(context: &str, bytes: Vec<u8>) -> Result<Self> {
-        let mut r = Reader { bytes: &bytes, pos: 0, context };
+        Self::parse(context, Bytes::from_vec(std::path::Path::new(context), bytes))
+    }
+
+    fn parse(context: &str, bytes: Bytes) -> Result<Self> {
+        let total = usize::try_from(bytes.size())
+            .map_err(|_| Error::format(context, "larger than this machine's address space"))?;
+        let mut read = FIRST_READ.min(total);
+        loop {
+            let prefix = bytes.read_range(0, read as u64)?;
+            let mut r = Reader { bytes: &prefix, pos: 0, context, total, short: false };
+            match Self::parse_header(&mut r) {
+                Ok((version, metadata, tensors, alignment, data_start)) => {
+                    drop(prefix);
+                    return Ok(GgufFile { version, metadata, tensors, alignment, data_start, bytes });
+                }
+                Err(_) if r.short && read < total => read = read.saturating_mul(4).min(total),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn parse_header(
+        r: &mut Reader<'_>,
+    ) -> Result<(u32, Vec<(String, Value)>, Vec<TensorInfo>, usize, usize)> {
+        let context = r.context;
         if r.take(4).ok() != Some(&MAGIC[..]) {
             return Err(Error::format(context, "not a GGUF file (no `GGUF` magic)"));
         }
@@ -543,11 +592,11 @@ impl GgufFile {
         let n_kv = r.u64()?;
         // A key/value pair takes at least 8 + 4 bytes, a tensor info at least 8 + 4 + 4 + 8.
         let n_kv = r.count(n_kv, 12)?;
-        let mut metadata: Vec<(String, Value)> = Vec::with_capacity(n_kv);
+        let mut metadata: Vec<(String, Value)> = Vec::with_capacity(n_kv.min(PREALLOCATE));
         let mut keys = std::collections::HashSet::new();
         for _ in 0..n_kv {
             let key = r.string()?;
-            let value = Value::read(&mut r)?;
+            let value = Value::read(r)?;
             if !keys.insert(key.clone()) {
                 return Err(r.error(format!("the key `{key}` appears twice")));
             }
@@ -563,7 +612,7 @@ impl GgufFile {
             }
         };
         let n_tensors = r.count(n_tensors, 24)?;
-        let mut tensors: Vec<TensorInfo> = Vec::with_capacity(n_tensors);
+        let mut tensors: Vec<TensorInfo> = Vec::with_capacity(n_tensors.min(PREALLOCATE));
         let mut names = std::collections::HashSet::new();
         for _ in 0..n_tensors {
             let name = r.string()?;
@@ -592,8 +641,8 @@ impl GgufFile {
             tensors.push(TensorInfo { name, dims, ty, offset, size });
         }
         // A file may end before its padding when every tensor is empty.
-        let data_start = r.pos.div_ceil(alignment).saturating_mul(alignment).min(bytes.len());
-        let data_len = bytes.len().saturating_sub(data_start);
+        let data_start = r.pos.div_ceil(alignment).saturating_mul(alignment).min(r.total);
+        let data_len = r.total - data_start;
         for t in &tensors {
             if t.offset.checked_add(t.size).is_none_or(|end| end > data_len) {
                 return Err(Error::format(
@@ -607,7 +656,7 @@ impl GgufFile {
                 ));
             }
         }
-        Ok(GgufFile { version, metadata, tensors, alignment, data_start, bytes })
+        Ok((version, metadata, tensors, alignment, data_start))
     }
 
     /// The metadata value under `key`.
@@ -615,16 +664,17 @@ impl GgufFile {
         self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    /// The bytes of `tensor` (one of [`tensors`](Self::tensors)).
-    pub fn data(&self, tensor: &TensorInfo) -> &[u8] {
-        let start = self.data_start + tensor.offset;
-        &self.bytes[start..start + tensor.size]
+    /// Reads the bytes of `tensor` (one of [`tensors`](Self::tensors)); a file that changed size
+    /// since it was opened is an error.
+    pub fn data(&self, tensor: &TensorInfo) -> Result<Cow<'_, [u8]>> {
+        self.bytes.read_range((self.data_start + tensor.offset) as u64, tensor.size as u64)
     }
 
     /// The tensor's elements as f32: float types converted, ggml block types dequantized with
     /// greenai's dequantizers; integer types are refused.
     pub fn to_f32(&self, tensor: &TensorInfo) -> Result<Vec<f32>> {
-        let data = self.data(tensor);
+        let data = self.data(tensor)?;
+        let data = &data[..];
         let n = tensor.len();
         let mut out = crate::error::try_vec(n, 0f32)?;
         match tensor.ty {

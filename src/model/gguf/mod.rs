@@ -32,10 +32,10 @@ pub fn decompress_gguf(input: &Path, output: &Path, progress: &mut dyn FnMut(usi
     let mut out = Vec::with_capacity(total);
     for (i, t) in file.tensors.iter().enumerate() {
         let (dtype, bytes) = match t.ty {
-            TensorType::I8 => (safetensors::Dtype::I8, file.data(t).to_vec()),
-            TensorType::I16 => (safetensors::Dtype::I16, file.data(t).to_vec()),
-            TensorType::I32 => (safetensors::Dtype::I32, file.data(t).to_vec()),
-            TensorType::I64 => (safetensors::Dtype::I64, file.data(t).to_vec()),
+            TensorType::I8 => (safetensors::Dtype::I8, file.data(t)?.to_vec()),
+            TensorType::I16 => (safetensors::Dtype::I16, file.data(t)?.to_vec()),
+            TensorType::I32 => (safetensors::Dtype::I32, file.data(t)?.to_vec()),
+            TensorType::I64 => (safetensors::Dtype::I64, file.data(t)?.to_vec()),
             TensorType::F32 | TensorType::F16 | TensorType::BF16 | TensorType::F64 | TensorType::Ggml(_) => (
                 safetensors::Dtype::F32,
                 file.to_f32(t)
