@@ -26,6 +26,9 @@
 #define GREENAI_VERSION_PATCH 0
 
 
+// Most dimensions `greenai_model_tensor_info` reports.
+#define GREENAI_MODEL_MAX_DIMS 8
+
 // One scale and zero point for the whole tensor.
 #define GREENAI_GRANULARITY_PER_TENSOR 0
 
@@ -136,6 +139,10 @@ typedef struct greenai_gptq_hessian greenai_gptq_hessian;
 // An energy meter (`crate::energy::EnergyMeter`) and the point it started counting; made by
 // `greenai_meter_new`, released by `greenai_meter_free`.
 typedef struct greenai_meter greenai_meter;
+
+// An open compressed model. Made by `greenai_model_open`, released by `greenai_model_free`; every
+// string it hands out lives as long as it does.
+typedef struct greenai_model greenai_model;
 
 // An N:M compressed f32 matrix. Made by `greenai_nm_from_dense`, released by `greenai_nm_free`.
 typedef struct greenai_nm greenai_nm;
@@ -331,6 +338,26 @@ typedef struct {
   // Columns per lazy-batch block, >= 1 (default 128).
   uint32_t block_size;
 } greenai_gptq_options;
+
+// One tensor of a `greenai_model`, as `greenai_model_tensor_info` describes it.
+typedef struct {
+  // Its name as the model names it (NUL-terminated, owned by the model).
+  const char *name;
+  // How its elements are stored: `int8`, `int4`, `uint4`, `q4_0`, `q4_k`, ..., `f16`, `bf16`,
+  // `f32`, or another safetensors dtype in lower case (owned by the model).
+  const char *stored;
+  // How the values are coded, e.g. `per-channel symmetric rtn`, `group 128 asymmetric
+  // pack-quantized`, `ggml blocks of 32`, `unchanged` (owned by the model).
+  const char *scheme;
+  // Number of dimensions (at most `GREENAI_MODEL_MAX_DIMS`).
+  size_t ndim;
+  // The logical shape, outermost first; entries past `ndim` are 0.
+  size_t shape[GREENAI_MODEL_MAX_DIMS];
+  // Number of elements: the length `greenai_model_read_f32` needs.
+  size_t numel;
+  // Bytes in the file, its scales and other companions included.
+  size_t stored_bytes;
+} greenai_model_tensor;
 
 // An element type code, one of the `GREENAI_DTYPE_*` values.
 typedef uint32_t greenai_dtype;
@@ -1405,6 +1432,94 @@ greenai_status greenai_lowrank_svd(const float *w,
                                    size_t b_len,
                                    size_t *out_rank,
                                    float *out_relative_error);
+
+// Opens the model at `path` (UTF-8): a GGUF file, a safetensors file (plain, written by
+// `greenai compress`, or compressed-tensors with its `config.json` beside it) or a Hugging Face
+// model folder (sharded or not). Only headers are read; a corrupt header or index fails with
+// `GREENAI_ERR_FORMAT`, a missing file with `GREENAI_ERR_IO`. Writes `*out`.
+//
+// # Safety
+// `path` must be a NUL-terminated string; `out` must be writable.
+greenai_status greenai_model_open(const char *path, greenai_model **out);
+
+// Releases a model. NULL is accepted and does nothing; a handle must not be freed twice.
+//
+// # Safety
+// `model` must be NULL or a live handle from this library, not used again afterwards.
+void greenai_model_free(greenai_model *model);
+
+// Who wrote the model: `greenai`, `compressed-tensors`, `gguf` or `safetensors` (plain). Writes
+// `*format`, a string owned by the model.
+//
+// # Safety
+// `model` must be a live handle; `format` must be writable.
+greenai_status greenai_model_format(const greenai_model *model, const char **format);
+
+// Number of tensors (a quantized weight and its scales count as one). Writes `*count`.
+//
+// # Safety
+// `model` must be a live handle; `count` must be writable.
+greenai_status greenai_model_tensor_count(const greenai_model *model, size_t *count);
+
+// The index of the tensor called `name`; a name the model lacks fails with
+// `GREENAI_ERR_INVALID_ARGUMENT`. Writes `*index`.
+//
+// # Safety
+// `model` must be a live handle, `name` a NUL-terminated string; `index` must be writable.
+greenai_status greenai_model_find(const greenai_model *model, const char *name, size_t *index);
+
+// Describes tensor `index` (below `greenai_model_tensor_count`). A tensor of more than
+// `GREENAI_MODEL_MAX_DIMS` dimensions fails with `GREENAI_ERR_INVALID_ARGUMENT`. Writes `*info`.
+//
+// # Safety
+// `model` must be a live handle; `info` must be writable.
+greenai_status greenai_model_tensor_info(const greenai_model *model,
+                                         size_t index,
+                                         greenai_model_tensor *info);
+
+// Reads tensor `index` as f32, row-major in its logical shape, dequantized as its format defines
+// it. `len` must be at least its `numel`; only that many floats are written. A corrupt tensor fails with `GREENAI_ERR_FORMAT`; an integer
+// tensor that is not a quantized weight with `GREENAI_ERR_INVALID_ARGUMENT`. Nothing is written on
+// failure.
+//
+// # Safety
+// `model` must be a live handle; `out` must point to `len` writable floats (NULL when `len` is 0).
+greenai_status greenai_model_read_f32(const greenai_model *model,
+                                      size_t index,
+                                      float *out,
+                                      size_t len);
+
+// Makes an int8 linear layer (`greenai_qlinear`, `y = x W^T + bias`) from tensor `index`, read as
+// stored, without a float round trip: it must be a 2-D weight stored as int8 with one scale per
+// output channel (greenai's per-channel or per-tensor int8, compressed-tensors W8A8); any other
+// tensor fails with `GREENAI_ERR_INVALID_ARGUMENT` saying how it is stored (read it with
+// `greenai_model_read_f32` and use `greenai_qlinear_from_float`). `bias` (`bias_len` floats, the
+// output channels) may be NULL for none. Writes `*out`, to release with `greenai_qlinear_free`.
+//
+// # Safety
+// `model` must be a live handle; `bias` must point to `bias_len` floats or be NULL with
+// `bias_len` 0; `out` must be writable.
+greenai_status greenai_model_read_qlinear(const greenai_model *model,
+                                          size_t index,
+                                          const float *bias,
+                                          size_t bias_len,
+                                          greenai_qlinear **out);
+
+// Copies tensor `index` as the ggml blocks it is stored in (a GGUF tensor of a block type, or a
+// greenai `--quant q4_0`-style tensor) and writes its ggml type (`enum ggml_type`: Q4_0 = 2, ...)
+// to `*type`, for `greenai_ggml_gemv` or `greenai_ggml_dequantize` (rows are the outer dimensions,
+// columns the last). `out_len` must be at least the blocks' size
+// (`rows * greenai_ggml_row_size(type, cols)`); only that many bytes are written. Any other tensor
+// fails with `GREENAI_ERR_INVALID_ARGUMENT`.
+//
+// # Safety
+// `model` must be a live handle; `out` must point to `out_len` writable bytes; `type` must be
+// writable.
+greenai_status greenai_model_read_ggml(const greenai_model *model,
+                                       size_t index,
+                                       uint32_t *type,
+                                       void *out,
+                                       size_t out_len);
 
 // Unstructured magnitude pruning of `w[n]`: prunes the `round_half_even(sparsity * n)` smallest
 // |w| (ties: lower index first) and writes `mask[n]` (1 keeps, 0 prunes).

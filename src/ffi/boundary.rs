@@ -112,6 +112,19 @@ pub(crate) unsafe fn slice_out<'a, T>(ptr: *mut T, len: usize, name: &'static st
     Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
 }
 
+/// Borrows a C string as UTF-8; NULL is `None`.
+///
+/// # Safety
+/// `ptr`, when non-NULL, must point to a NUL-terminated string valid for the call.
+pub(crate) unsafe fn str_in<'a>(ptr: *const c_char, name: &'static str) -> FfiResult<Option<&'a str>> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL, and the caller guarantees NUL termination and validity.
+    let s = unsafe { std::ffi::CStr::from_ptr(ptr) };
+    Ok(Some(s.to_str().map_err(|_| Error::invalid(name, "(bytes)", "not UTF-8"))?))
+}
+
 /// A C out-pointer, checked non-NULL and aligned up front, written once on success.
 pub(crate) struct OutPtr<T>(NonNull<T>);
 

@@ -1,13 +1,13 @@
 //! C ABI: FLOPs, params and bytes of single layers (`#[repr(C)]` descriptors) and of models built layer by
 //! layer through a `greenai_flops_model` handle.
 
-use super::boundary::{out_ptr, slice_in, slice_out, FfiError, FfiResult};
+use super::boundary::{out_ptr, slice_in, slice_out, str_in, FfiError, FfiResult};
 use super::status::greenai_status;
 use crate::flops::{
     zoo, Activation, Attention, Compression, Conv, Cost, Layer, Linear, Model, PoolKind, Precision, Sparsity,
 };
 use crate::Error;
-use std::ffi::{c_char, CStr};
+use std::ffi::c_char;
 
 /// The cost of a layer or model per inference (see the Rust `flops` module docs for every rule).
 #[repr(C)]
@@ -236,17 +236,6 @@ impl From<&greenai_attention_params> for Layer {
 unsafe fn ref_in<'a, T>(ptr: *const T, name: &'static str) -> FfiResult<&'a T> {
     // SAFETY: the caller guarantees a non-NULL ptr points to a valid T.
     unsafe { ptr.as_ref() }.ok_or(FfiError::Null(name))
-}
-
-/// # Safety
-/// `ptr`, when non-NULL, must point to a NUL-terminated string valid for the call.
-unsafe fn str_in<'a>(ptr: *const c_char, name: &'static str) -> FfiResult<Option<&'a str>> {
-    if ptr.is_null() {
-        return Ok(None);
-    }
-    // SAFETY: non-NULL, and the caller guarantees NUL termination and validity.
-    let s = unsafe { CStr::from_ptr(ptr) };
-    Ok(Some(s.to_str().map_err(|_| Error::invalid(name, "(bytes)", "not UTF-8"))?))
 }
 
 fn layer_cost(layer: &Layer, inputs: &[Vec<usize>]) -> FfiResult<(Vec<usize>, greenai_cost)> {

@@ -22,7 +22,7 @@ pub struct greenai_packed_i8 {
 /// A linear layer `y = x W^T + b` with int8 weights per output channel. Made by
 /// `greenai_qlinear_from_f32` or `greenai_qlinear_from_i8`, released by `greenai_qlinear_free`.
 pub struct greenai_qlinear {
-    layer: QuantLinear,
+    pub(crate) layer: QuantLinear,
 }
 
 /// How `greenai_qlinear_forward` quantizes its input rows, one of the `GREENAI_ACT_QUANT_*` values.

@@ -1050,63 +1050,11 @@ pub(crate) fn restore(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Chan
 
 fn restore_dense(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'_>) -> Result<Vec<f32>> {
     let (name, meta) = (entry.name, &changed.meta);
-    let bad = |why: String| Error::format(metadata_key(name), why);
     let values = match changed.kind {
         "quant" if meta.get("zero").copied() == Some("f32") => restore_float_zero(input, entry, changed)?,
         "quant" => {
-            let qtype = match field(meta, "qtype", name)? {
-                "i8" => QType::I8,
-                "u8" => QType::U8,
-                "i4" => QType::I4,
-                _ => QType::U4,
-            };
-            let mode = if field(meta, "mode", name)? == "affine" { Mode::Affine } else { Mode::Symmetric };
-            let ndim = changed.shape.len();
-            let axis = number(meta, "axis", name)?;
-            let granularity = match field(meta, "granularity", name)? {
-                "tensor" => Granularity::PerTensor,
-                "channel" if axis < ndim => Granularity::PerAxis { axis },
-                "block" if axis < ndim => Granularity::PerBlock { axis, block: number(meta, "block", name)? },
-                "channel" | "block" => return Err(bad(format!("axis {axis} of a {ndim}-D tensor"))),
-                other => return Err(bad(format!("unknown granularity `{other}`"))),
-            };
-            let mut spec = QuantSpec::new(qtype, mode).with_granularity(granularity);
-            spec.narrow_range = match meta.get("narrow").copied() {
-                None | Some("0") => false,
-                Some("1") => true,
-                Some(other) => return Err(bad(format!("`narrow` is `{other}`, not 0 or 1"))),
-            };
-            let companion = |suffix: &str| input.tensor(&format!("{name}{suffix}"));
-            let scale_entry = companion(".scale")?;
-            if scale_entry.dtype != Dtype::F32 {
-                return Err(Error::format(
-                    name,
-                    format!("`{name}.scale` is {:?}, not F32", scale_entry.dtype),
-                ));
-            }
-            let scales = scale_entry.to_f32()?;
-            let zero_points: Vec<i32> = match mode {
-                Mode::Affine => {
-                    let zp = companion(".zero_point")?;
-                    let want = if qtype.is_signed() { Dtype::I8 } else { Dtype::U8 };
-                    if zp.dtype != want || zp.shape != scale_entry.shape {
-                        return Err(Error::format(
-                            name,
-                            format!(
-                                "`{name}.zero_point` is {:?} {:?}, must be {want:?} {:?} (the scales' shape)",
-                                zp.dtype, zp.shape, scale_entry.shape
-                            ),
-                        ));
-                    }
-                    match zp.dtype {
-                        Dtype::I8 => zp.bytes.iter().map(|&b| i32::from(b as i8)).collect(),
-                        _ => zp.bytes.iter().map(|&b| i32::from(b)).collect(),
-                    }
-                }
-                Mode::Symmetric => vec![0; scales.len()],
-            };
-            let params = QuantParams::new(spec, scale_entry.shape.to_vec(), scales, zero_points)?;
-            let data = DynTensor::from_bytes(qtype.dtype(), &changed.shape, &entry.bytes)?;
+            let params = quant_params(input, name, changed)?;
+            let data = DynTensor::from_bytes(params.spec().qtype.dtype(), &changed.shape, &entry.bytes)?;
             QTensor::from_parts(data, params)?.dequantize().map(Tensor::into_vec)?
         }
         "ggml" => {
@@ -1122,6 +1070,90 @@ fn restore_dense(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'
     crate::kernels::math::check_finite("restored weights", &values)
         .map_err(|e| Error::format(name, format!("{e} (a corrupt scale or data)")))?;
     Ok(values)
+}
+
+/// The quantization parameters of a tensor stored with `kind=quant` and integer zero points, read
+/// from its metadata and companions and checked against them.
+fn quant_params(input: &ModelFile, name: &str, changed: &Changed<'_>) -> Result<QuantParams> {
+    let meta = &changed.meta;
+    let bad = |why: String| Error::format(metadata_key(name), why);
+    let qtype = match field(meta, "qtype", name)? {
+        "i8" => QType::I8,
+        "u8" => QType::U8,
+        "i4" => QType::I4,
+        _ => QType::U4,
+    };
+    let mode = if field(meta, "mode", name)? == "affine" { Mode::Affine } else { Mode::Symmetric };
+    let ndim = changed.shape.len();
+    let axis = number(meta, "axis", name)?;
+    let granularity = match field(meta, "granularity", name)? {
+        "tensor" => Granularity::PerTensor,
+        "channel" if axis < ndim => Granularity::PerAxis { axis },
+        "block" if axis < ndim => Granularity::PerBlock { axis, block: number(meta, "block", name)? },
+        "channel" | "block" => return Err(bad(format!("axis {axis} of a {ndim}-D tensor"))),
+        other => return Err(bad(format!("unknown granularity `{other}`"))),
+    };
+    let mut spec = QuantSpec::new(qtype, mode).with_granularity(granularity);
+    spec.narrow_range = match meta.get("narrow").copied() {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(other) => return Err(bad(format!("`narrow` is `{other}`, not 0 or 1"))),
+    };
+    let companion = |suffix: &str| input.tensor(&format!("{name}{suffix}"));
+    let scale_entry = companion(".scale")?;
+    if scale_entry.dtype != Dtype::F32 {
+        return Err(Error::format(name, format!("`{name}.scale` is {:?}, not F32", scale_entry.dtype)));
+    }
+    let scales = scale_entry.to_f32()?;
+    let zero_points: Vec<i32> = match mode {
+        Mode::Affine => {
+            let zp = companion(".zero_point")?;
+            let want = if qtype.is_signed() { Dtype::I8 } else { Dtype::U8 };
+            if zp.dtype != want || zp.shape != scale_entry.shape {
+                return Err(Error::format(
+                    name,
+                    format!(
+                        "`{name}.zero_point` is {:?} {:?}, must be {want:?} {:?} (the scales' shape)",
+                        zp.dtype, zp.shape, scale_entry.shape
+                    ),
+                ));
+            }
+            match zp.dtype {
+                Dtype::I8 => zp.bytes.iter().map(|&b| i32::from(b as i8)).collect(),
+                _ => zp.bytes.iter().map(|&b| i32::from(b)).collect(),
+            }
+        }
+        Mode::Symmetric => vec![0; scales.len()],
+    };
+    QuantParams::new(spec, scale_entry.shape.to_vec(), scales, zero_points)
+}
+
+/// The int8 values and parameters of a tensor stored with `kind=quant`, `qtype=i8` and integer zero
+/// points (a sparse layout made dense, which needs zero points of 0); `None` for any other kind.
+pub(crate) fn stored_i8(
+    input: &ModelFile,
+    entry: &TensorEntry<'_>,
+    changed: &Changed<'_>,
+) -> Result<Option<(Vec<i8>, QuantParams)>> {
+    if changed.kind != "quant"
+        || changed.meta.get("qtype") != Some(&"i8")
+        || changed.meta.contains_key("zero")
+    {
+        return Ok(None);
+    }
+    let params = quant_params(input, entry.name, changed)?;
+    let bytes = if changed.storage == Storage::Dense {
+        entry.bytes.to_vec()
+    } else {
+        if params.zero_points().iter().any(|&z| z != 0) {
+            return Ok(None);
+        }
+        sparse_store::densify(input, entry, changed.storage, changed.elem(), &changed.shape)?.bytes
+    };
+    if bytes.len() != crate::tensor::numel(&changed.shape)? {
+        return Err(Error::format(entry.name, "stored int8 values disagree with the shape"));
+    }
+    Ok(Some((bytemuck::cast_slice(&bytes).to_vec(), params)))
 }
 
 /// Turns a file or folder written by [`compress`] back into plain float safetensors, laid out as the

@@ -634,6 +634,22 @@ pub struct ModuleTensors<'a> {
     pub g_idx: Option<super::TensorEntry<'a>>,
 }
 
+impl ModuleTensors<'_> {
+    /// The names of the module's tensors.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        [
+            Some(&self.weight),
+            Some(&self.scale),
+            self.zero_point.as_ref(),
+            self.shape.as_ref(),
+            self.g_idx.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| t.name)
+    }
+}
+
 fn ints(t: &super::TensorEntry<'_>, module: &str) -> Result<Vec<i64>> {
     let w = t.dtype.size();
     let read = |b: &[u8]| -> i64 {
@@ -656,20 +672,77 @@ fn ints(t: &super::TensorEntry<'_>, module: &str) -> Result<Vec<i64>> {
     }
 }
 
-fn bad(module: &str, detail: impl Into<String>) -> Error {
+pub(crate) fn bad(module: &str, detail: impl Into<String>) -> Error {
     Error::format(format!("compressed-tensors module `{module}`"), detail)
 }
 
-/// The float weight of one compressed module (`rows x cols`, row-major, in the scale's dtype, returned
-/// as f32 values representable in it), as compressed-tensors dequantizes it:
-/// `(q - zero_point[g]) * scale[g]` with `g` from `g_idx` or the column's group. `bits` and
-/// `group_size` come from the config (`None` when it does not say; they are then read from the shapes).
-pub fn dequantize_module(
+/// One compressed module's weight as stored: its layout and, when read, its integer values and
+/// quantization parameters (one scale per row and group, or one for the tensor).
+#[derive(Clone, Debug)]
+pub struct DecodedModule {
+    /// Output channels.
+    pub rows: usize,
+    /// Input channels.
+    pub cols: usize,
+    /// Bits per value (8 for `int-quantized`, 4 or 8 packed).
+    pub bits: u32,
+    /// Scale groups per row (1 for channel or tensor strategy).
+    pub groups: usize,
+    /// Columns per group (`cols` for channel or tensor strategy).
+    pub group_size: usize,
+    /// Whether one scale serves the whole tensor.
+    pub per_tensor: bool,
+    /// Whether the weight is packed into int32 (`pack-quantized`).
+    pub packed: bool,
+    /// The dtype of the scales, which is the restored weight's.
+    pub dtype: Dtype,
+    /// The values, `rows x cols` row-major (empty when only the layout was read).
+    pub q: Vec<i8>,
+    /// The scales as f32 (exact: they are F32, F16 or BF16), `rows x groups` or one.
+    pub scales: Vec<f32>,
+    /// The zero points, one per scale, when asymmetric.
+    pub zeros: Option<Vec<i8>>,
+    /// Each column's group, with activation order `group`.
+    pub g_idx: Option<Vec<usize>>,
+}
+
+impl DecodedModule {
+    /// The float weight (`rows x cols`, row-major, values representable in [`dtype`](Self::dtype)),
+    /// as compressed-tensors dequantizes it: `(q - zero_point[g]) * scale[g]`, rounding to the dtype
+    /// after each step, with `g` from `g_idx` or the column's group.
+    pub fn dequantize(&self) -> Result<Vec<f32>> {
+        let (rows, cols, groups, gs) = (self.rows, self.cols, self.groups, self.group_size);
+        let rd = |x: f32| round_to(self.dtype, x);
+        let mut out = try_vec(rows * cols, 0f32)?;
+        for r in 0..rows {
+            for c in 0..cols {
+                let g = self.g_idx.as_ref().map_or(c / gs, |g| g[c]);
+                let k = if self.per_tensor { 0 } else { r * groups + g };
+                let zp = self.zeros.as_ref().map_or(0.0, |z| f32::from(z[k]));
+                out[r * cols + c] = rd(rd(f32::from(self.q[r * cols + c]) - zp) * self.scales[k]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the values are 8-bit with one scale per output channel (or one for the tensor) and
+    /// columns in order: an int8 linear layer as [`QuantLinear`](crate::kernels::gemm_int8::QuantLinear) runs it.
+    pub fn is_int8_per_channel(&self) -> bool {
+        self.bits == 8 && (self.groups == 1 || self.per_tensor) && self.g_idx.is_none()
+    }
+}
+
+/// Reads and checks one compressed module: its layout from the tensors' shapes (and the small
+/// `weight_shape`), and with `values` also its integer values and parameters. `bits` and
+/// `group_size` come from the config (`None` when it does not say; they are then read from the
+/// shapes). Without `values` the weight's bytes are not looked at.
+pub fn decode_module(
     module: &str,
     t: &ModuleTensors<'_>,
     bits: Option<u32>,
     group_size: Option<usize>,
-) -> Result<(Vec<f32>, Vec<usize>, Dtype)> {
+    values: bool,
+) -> Result<DecodedModule> {
     let dtype = t.scale.dtype;
     if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
         return Err(bad(module, format!("weight_scale is {dtype:?}: expected F32, F16 or BF16")));
@@ -680,7 +753,8 @@ pub fn dequantize_module(
             let [rows, cols] = t.weight.shape else {
                 return Err(bad(module, format!("weight has shape {:?}, expected 2-D", t.weight.shape)));
             };
-            (*rows, *cols, bits.unwrap_or(8), t.weight.bytes.iter().map(|&b| b as i8).collect())
+            let q = if values { t.weight.bytes.iter().map(|&b| b as i8).collect() } else { Vec::new() };
+            (*rows, *cols, bits.unwrap_or(8), q)
         }
         Dtype::I32 => {
             let shape = t.shape.as_ref().ok_or_else(|| bad(module, "weight_packed without weight_shape"))?;
@@ -718,13 +792,17 @@ pub fn dequantize_module(
                     t.weight.shape, (cols * bits as usize).div_ceil(32)
                 )));
             }
-            let words: Vec<i32> = t
-                .weight
-                .bytes
-                .chunks_exact(4)
-                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (rows, cols, bits, unpack_int32(&words, rows, cols, bits))
+            if !values {
+                (rows, cols, bits, Vec::new())
+            } else {
+                let words: Vec<i32> = t
+                    .weight
+                    .bytes
+                    .chunks_exact(4)
+                    .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                (rows, cols, bits, unpack_int32(&words, rows, cols, bits))
+            }
         }
         Dtype::F8_E4M3 | Dtype::F8_E5M2 => return Err(bad(
             module,
@@ -793,22 +871,40 @@ pub fn dequantize_module(
     if let Some(c) = g_idx.as_ref().and_then(|g| g.iter().position(|&x| x >= groups)) {
         return Err(bad(module, format!("weight_g_idx[{c}] names a group beyond {groups}")));
     }
-    let rd = |x: f32| round_to(dtype, x);
-    let mut out = try_vec(rows * cols, 0f32)?;
-    for r in 0..rows {
-        for c in 0..cols {
-            let g = g_idx.as_ref().map_or(c / gs, |g| g[c]);
-            let k = if per_tensor { 0 } else { r * groups + g };
-            let zp = zeros.as_ref().map_or(0.0, |z| f32::from(z[k]));
-            out[r * cols + c] = rd(rd(f32::from(q[r * cols + c]) - zp) * scales[k]);
-        }
+    if values && q.len() != rows * cols {
+        return Err(bad(module, format!("weight holds {} values for a {rows} x {cols} weight", q.len())));
     }
-    Ok((out, vec![rows, cols], dtype))
+    Ok(DecodedModule {
+        rows,
+        cols,
+        bits,
+        groups,
+        group_size: gs,
+        per_tensor,
+        packed: t.weight.dtype == Dtype::I32,
+        dtype,
+        q,
+        scales,
+        zeros,
+        g_idx,
+    })
+}
+
+/// The float weight of one compressed module (`rows x cols`, row-major, in the scale's dtype, returned
+/// as f32 values representable in it): [`decode_module`] then [`DecodedModule::dequantize`].
+pub fn dequantize_module(
+    module: &str,
+    t: &ModuleTensors<'_>,
+    bits: Option<u32>,
+    group_size: Option<usize>,
+) -> Result<(Vec<f32>, Vec<usize>, Dtype)> {
+    let m = decode_module(module, t, bits, group_size, true)?;
+    Ok((m.dequantize()?, vec![m.rows, m.cols], m.dtype))
 }
 
 /// Tensors of a compressed model that a dense model does not have: quantization parameters of
 /// activations and the KV cache.
-const DROPPED: [&str; 7] = [
+pub(crate) const DROPPED: [&str; 7] = [
     ".input_scale",
     ".input_zero_point",
     ".output_scale",
@@ -826,7 +922,7 @@ pub fn compressed_tensors_config(config: &Value) -> Option<&Map<String, Value>> 
 
 /// The weight args (`num_bits`, `group_size`) the config gives for modules of `format`, when every
 /// group of that format agrees; refuses float weights and formats greenai cannot read.
-fn config_args(qc: &Map<String, Value>, packed: bool) -> Result<(Option<u32>, Option<usize>)> {
+pub(crate) fn config_args(qc: &Map<String, Value>, packed: bool) -> Result<(Option<u32>, Option<usize>)> {
     let top = qc.get("format").and_then(Value::as_str).unwrap_or("dense");
     let readable = |f: &str| {
         matches!(f, "int-quantized" | "naive-quantized" | "pack-quantized" | "dense" | "mixed-precision")

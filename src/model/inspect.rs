@@ -180,6 +180,12 @@ fn quant_scheme(meta: &std::collections::HashMap<&str, &str>) -> String {
 /// The logical tensors of a file written by `greenai compress` (companions folded into the tensor they
 /// serve, every entry checked as `decompress` checks it), or `None` for any other file.
 pub fn inspect_logical(file: &ModelFile) -> Result<Option<Vec<LogicalSummary>>> {
+    logical_rows(file, true)
+}
+
+/// [`inspect_logical`]'s rows; without `measure` nothing but the header is read, and a sparsity the
+/// file does not declare is `None`.
+pub(crate) fn logical_rows(file: &ModelFile, measure: bool) -> Result<Option<Vec<LogicalSummary>>> {
     if !file.metadata().contains_key("greenai.format") {
         return Ok(None);
     }
@@ -193,21 +199,8 @@ pub fn inspect_logical(file: &ModelFile) -> Result<Option<Vec<LogicalSummary>>> 
         changed.values().flat_map(|c| c.companions.iter().map(String::as_str)).collect();
     let mut rows = Vec::new();
     for info in file.tensors().iter().filter(|e| !companions.contains(e.name.as_str())) {
-        let entry = file.read(info)?;
-        let Some(c) = changed.get(entry.name) else {
-            let s = summarize(&entry);
-            rows.push(LogicalSummary {
-                name: s.name,
-                dtype: s.dtype.to_ascii_lowercase(),
-                restores_to: s.dtype,
-                shape: s.shape,
-                params: s.params,
-                bits: (entry.dtype.size() * 8) as f64,
-                scheme: "unchanged".into(),
-                storage: "dense".into(),
-                sparsity: Some(s.sparsity),
-                bytes: s.bytes,
-            });
+        let Some(c) = changed.get(info.name.as_str()) else {
+            rows.push(unchanged_row(info, if measure { Some(file.read(info)?) } else { None }));
             continue;
         };
         let params = crate::tensor::numel(&c.shape)?;
@@ -236,23 +229,23 @@ pub fn inspect_logical(file: &ModelFile) -> Result<Option<Vec<LogicalSummary>>> 
                 )
             }
             "cast" => (
-                format!("{:?}", entry.dtype).to_ascii_lowercase(),
-                (entry.dtype.size() * 8) as f64,
+                format!("{:?}", info.dtype).to_ascii_lowercase(),
+                (info.dtype.size() * 8) as f64,
                 "cast".into(),
             ),
             _ => ("f32".to_string(), 32.0, "pruned".to_string()),
         };
         // Float values: zeros are the weight's own (a cast keeps zero and nonzero apart).
-        let sparsity = declared.or_else(|| match c.kind {
-            "cast" | "pruned" => super::compress::restore(file, &entry, c)
+        let sparsity = match (declared, c.kind) {
+            (None, "cast" | "pruned") if measure => super::compress::restore(file, &file.read(info)?, c)
                 .ok()
                 .map(|v| v.iter().filter(|&&x| x == 0.0).count() as f64 / v.len().max(1) as f64),
-            _ => None,
-        });
+            _ => declared,
+        };
         let companion_bytes: usize =
             c.companions.iter().filter_map(|n| file.info(n)).map(|t| t.byte_len as usize).sum();
         rows.push(LogicalSummary {
-            name: entry.name.to_string(),
+            name: info.name.clone(),
             dtype,
             restores_to: format!("{:?}", c.dtype),
             shape: c.shape.clone(),
@@ -261,8 +254,25 @@ pub fn inspect_logical(file: &ModelFile) -> Result<Option<Vec<LogicalSummary>>> 
             scheme,
             storage: c.storage.label(),
             sparsity,
-            bytes: entry.bytes.len() + companion_bytes,
+            bytes: info.byte_len as usize + companion_bytes,
         });
     }
     Ok(Some(rows))
+}
+
+/// The row of a tensor stored as it came: its zeros counted when `entry` (its data) is given.
+pub(crate) fn unchanged_row(info: &TensorInfo, entry: Option<TensorEntry<'_>>) -> LogicalSummary {
+    let dtype = format!("{:?}", info.dtype);
+    LogicalSummary {
+        name: info.name.clone(),
+        dtype: dtype.to_ascii_lowercase(),
+        restores_to: dtype,
+        shape: info.shape.clone(),
+        params: info.len(),
+        bits: (info.dtype.size() * 8) as f64,
+        scheme: "unchanged".into(),
+        storage: "dense".into(),
+        sparsity: entry.map(|e| summarize(&e).sparsity),
+        bytes: info.byte_len as usize,
+    }
 }

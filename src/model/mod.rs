@@ -11,6 +11,8 @@ mod file;
 #[cfg(feature = "serde")]
 pub mod gguf;
 mod inspect;
+#[cfg(feature = "serde")]
+mod reader;
 mod sparse_store;
 mod write;
 
@@ -21,6 +23,8 @@ pub use compress::{
 pub use dir::{Model, ModelWriter, CONFIG_FILE, INDEX_FILE, SINGLE_FILE};
 pub use file::{ModelFile, TensorEntry, TensorInfo, CHUNK};
 pub use inspect::{inspect, inspect_logical, summarize, LogicalSummary, TensorSummary};
+#[cfg(feature = "serde")]
+pub use reader::{CompressedModel, Int8Weights, ModelFormat};
 pub use write::{
     check_distinct, close_staging, write_file, write_safetensors, Destination, OutTensor, SafetensorsWriter,
     StagedDir, StagedFile, StagingClosed,
