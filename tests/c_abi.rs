@@ -116,8 +116,46 @@ fn sources() -> Vec<PathBuf> {
     sources
 }
 
+/// The models tests/c/model.c reads, made here with the library: `plain.safetensors` (f32 weights
+/// of two linear layers with biases) and `int8.safetensors` (`greenai compress`'s default, int8 per
+/// output channel). Returns their folder, which the C programs find in `GREENAI_TEST_MODELS`.
+fn model_fixtures() -> PathBuf {
+    use greenai::model::{compress, write_safetensors, CompressOptions, Model, OutTensor};
+    let dir = work_dir().join("models");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the model fixture folder");
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let tensors: Vec<(String, OutTensor<'static>)> = [
+        ("fc1.weight", vec![24, 40]),
+        ("fc1.bias", vec![24]),
+        ("fc2.weight", vec![8, 24]),
+        ("fc2.bias", vec![8]),
+    ]
+    .into_iter()
+    .map(|(name, shape)| {
+        let n: usize = shape.iter().product();
+        let bytes: Vec<u8> = (0..n)
+            .flat_map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                ((seed >> 40) as f32 / (1u64 << 23) as f32 - 1.0).to_le_bytes()
+            })
+            .collect();
+        (name.to_string(), OutTensor { dtype: safetensors::Dtype::F32, shape, bytes: bytes.into() })
+    })
+    .collect();
+    let plain = dir.join("plain.safetensors");
+    write_safetensors(&plain, &tensors, &std::collections::HashMap::new()).expect("write the plain model");
+    let model = Model::open(&plain).expect("open the plain model");
+    compress(&model, &dir.join("int8.safetensors"), &CompressOptions::default(), &|_| true, &mut |_, _| {})
+        .expect("compress the model");
+    dir
+}
+
 #[test]
 fn c_and_cxx_programs_pass() {
+    let models = model_fixtures();
     let sources = sources();
     assert!(!sources.is_empty(), "no C test sources found");
     let valgrind = has_valgrind();
@@ -140,7 +178,7 @@ fn c_and_cxx_programs_pass() {
             } else {
                 Command::new(&binary)
             };
-            cmd.current_dir(manifest_dir());
+            cmd.current_dir(manifest_dir()).env("GREENAI_TEST_MODELS", &models);
             run(&mut cmd)
         });
         match outcome {
