@@ -16,7 +16,10 @@ mod model_dirs;
 
 use common::greenai;
 use greenai::model::{write_safetensors, Model, ModelFile, OutTensor};
-use model_dirs::{files_under, shard_in_three, synthetic, temporaries};
+use model_dirs::{
+    assert_peak_rss_within, files_under, interrupt_while_writing, shard_in_three, synthetic_folder,
+    temporaries,
+};
 use safetensors::Dtype;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -384,16 +387,7 @@ fn compressing_minilm_in_shards_stays_within_the_largest_tensor_plus_64_mib() {
     let largest = Model::open(&sharded).unwrap().tensors().map(|t| t.byte_len).max().unwrap();
     let args =
         ["compress", s(&sharded), "--format", "compressed-tensors", "--scheme", "w4a16", "-o", s(&out)];
-    let Some(peak) = model_dirs::peak_rss_kib(&args) else {
-        eprintln!("skipped: python3 not found");
-        return;
-    };
-    let bound = model_dirs::rss_bound_kib(largest);
-    println!(
-        "MiniLM (3 shards) to w4a16: peak RSS {peak} KiB, bound {bound} KiB (largest tensor {} KiB)",
-        largest / 1024
-    );
-    assert!(peak <= bound, "peak RSS {peak} KiB over the bound {bound} KiB");
+    assert_peak_rss_within("MiniLM (3 shards) to w4a16", &args, largest);
 }
 
 #[cfg(unix)]
@@ -402,26 +396,46 @@ fn memory_does_not_grow_with_the_model() {
     // 24 Linear weights of 16 MiB, every one quantized: 384 MiB of weights, four times the bound.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("config.json"), "{}").unwrap();
-    synthetic(&dir.join("model.safetensors"), 24, 2048, 2048);
+    synthetic_folder(&dir, 24, 2048, 2048);
     let out = tmp.path().join("q");
     let largest = 16 * model_dirs::MIB;
     let args = ["compress", s(&dir), "--format", "compressed-tensors", "--scheme", "w8a8", "-o", s(&out)];
-    let Some(peak) = model_dirs::peak_rss_kib(&args) else {
-        eprintln!("skipped: python3 not found");
-        return;
-    };
-    let bound = model_dirs::rss_bound_kib(largest);
-    println!(
-        "24 x 16 MiB to w8a8: peak RSS {peak} KiB, bound {bound} KiB, model {} KiB",
-        24 * largest / 1024
-    );
-    assert!(peak <= bound, "peak RSS {peak} KiB over the bound {bound} KiB");
+    let Some(bound) = assert_peak_rss_within("24 x 16 MiB to w8a8", &args, largest) else { return };
     assert!(24 * largest / 1024 > 2 * bound, "the model must dwarf the bound for the test to mean anything");
     let q = Model::open(&out).unwrap();
     assert_eq!(q.len(), 48);
     assert!(q.tensors().filter(|t| t.name.ends_with(".weight")).all(|t| t.dtype == Dtype::I8));
+}
+
+#[test]
+fn a_file_with_its_config_beside_gives_a_one_file_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("llama");
+    tiny_llama(&model);
+    let file = tmp.path().join("loose");
+    std::fs::create_dir(&file).unwrap();
+    std::fs::copy(model.join("model.safetensors"), file.join("weights.safetensors")).unwrap();
+    std::fs::copy(model.join("config.json"), file.join("config.json")).unwrap();
+    let (from_dir, from_file) = (tmp.path().join("from-dir"), tmp.path().join("from-file"));
+    for (input, out) in [(model.clone(), &from_dir), (file.join("weights.safetensors"), &from_file)] {
+        let args =
+            ["compress", s(&input), "--format", "compressed-tensors", "--group-size", "32", "-o", s(out)];
+        let (ok, _, stderr) = greenai(&args);
+        assert!(ok, "{args:?}: {stderr}");
+    }
+    assert_eq!(files_under(&from_file), [PathBuf::from("config.json"), PathBuf::from("model.safetensors")]);
+    assert_eq!(tensors_of(&from_file), tensors_of(&from_dir));
+    let config = |d: &Path| std::fs::read(d.join("config.json")).unwrap();
+    assert_eq!(config(&from_file), config(&from_dir));
+    // without a config.json beside it, a file is refused
+    std::fs::remove_file(file.join("config.json")).unwrap();
+    let out = tmp.path().join("out");
+    let weights = file.join("weights.safetensors");
+    assert_refused(
+        &["compress", s(&weights), "--format", "compressed-tensors", "-o", s(&out)],
+        &out,
+        "no config.json",
+    );
 }
 
 #[test]
@@ -459,8 +473,13 @@ fn a_failure_in_the_last_shard_leaves_no_output() {
     let out = tmp.path().join("out");
     let args =
         ["compress", s(&sharded), "--format", "compressed-tensors", "--group-size", "32", "-o", s(&out)];
-    assert_refused(&args, &out, &victim);
-    assert_refused(&args, &out, "inf");
+    let last_element = ModelFile::open(sharded.join("model-00003-of-00003.safetensors"))
+        .unwrap()
+        .info(&victim)
+        .unwrap()
+        .len()
+        - 1;
+    assert_refused(&args, &out, &format!("`tensor` = {victim}: element {last_element} is inf"));
 }
 
 #[cfg(unix)]
@@ -469,29 +488,10 @@ fn a_signal_while_compressing_leaves_no_temporary_folder() {
     use std::process::Stdio;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("config.json"), "{}").unwrap();
-    synthetic(&dir.join("model.safetensors"), 16, 1024, 1024);
+    synthetic_folder(&dir, 16, 1024, 1024);
     let args = ["compress", "m", "--format", "compressed-tensors", "--scheme", "w4a16", "-o", "out"];
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_greenai"))
-            .args(args)
-            .current_dir(tmp.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("compress ended ({status}) before its temporary folder was seen");
-            }
-            if !temporaries(tmp.path()).is_empty() {
-                break;
-            }
-        }
-        let sent = Command::new("kill").args(["-s", signal, &child.id().to_string()]).status().unwrap();
-        assert!(sent.success());
-        assert_eq!(child.wait().unwrap().code(), Some(code), "SIG{signal}");
+        assert_eq!(interrupt_while_writing(tmp.path(), &args, signal), Some(code), "SIG{signal}");
         assert_eq!(temporaries(tmp.path()), Vec::<PathBuf>::new(), "SIG{signal}");
         assert!(!tmp.path().join("out").exists());
     }

@@ -13,7 +13,8 @@ mod model_dirs;
 use common::greenai;
 use greenai::model::{write_safetensors, Model, ModelFile, OutTensor};
 use model_dirs::{
-    copy_dir, files_under, peak_rss_kib, rss_bound_kib, shard_in_three, synthetic, temporaries, MIB,
+    assert_peak_rss_within, copy_dir, files_under, interrupt_while_writing, shard_in_three, synthetic_folder,
+    temporaries, MIB,
 };
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -114,16 +115,7 @@ fn compressing_minilm_stays_within_the_largest_tensor_plus_64_mib() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("q");
     let largest = Model::open(&model).unwrap().tensors().map(|t| t.byte_len).max().unwrap();
-    let Some(peak) = peak_rss_kib(&["compress", s(&model), "-o", s(&out)]) else {
-        eprintln!("skipped: python3 not found");
-        return;
-    };
-    let (bound, size) = (rss_bound_kib(largest), 90_868_376 / 1024);
-    println!(
-        "MiniLM compress: peak RSS {peak} KiB, bound {bound} KiB (largest tensor {} KiB, model {size} KiB)",
-        largest / 1024
-    );
-    assert!(peak <= bound, "peak RSS {peak} KiB over the bound {bound} KiB");
+    assert_peak_rss_within("MiniLM compress", &["compress", s(&model), "-o", s(&out)], largest);
 }
 
 #[test]
@@ -131,21 +123,11 @@ fn memory_does_not_grow_with_the_model() {
     // 40 tensors of 16 MiB: 640 MiB of weights, four times the bound.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("config.json"), "{}").unwrap();
-    synthetic(&dir.join("model.safetensors"), 40, 2048, 2048);
+    synthetic_folder(&dir, 40, 2048, 2048);
     let out = tmp.path().join("q");
     let largest = 16 * MIB;
-    let Some(peak) = peak_rss_kib(&["compress", s(&dir), "-o", s(&out), "--quant", "fp16"]) else {
-        eprintln!("skipped: python3 not found");
-        return;
-    };
-    let bound = rss_bound_kib(largest);
-    println!(
-        "40 x 16 MiB compress: peak RSS {peak} KiB, bound {bound} KiB, model {} KiB",
-        40 * largest / 1024
-    );
-    assert!(peak <= bound, "peak RSS {peak} KiB over the bound {bound} KiB");
+    let args = ["compress", s(&dir), "-o", s(&out), "--quant", "fp16"];
+    let Some(bound) = assert_peak_rss_within("40 x 16 MiB compress", &args, largest) else { return };
     assert!(40 * largest / 1024 > 2 * bound, "the model must dwarf the bound for the test to mean anything");
     let q = Model::open(&out).unwrap();
     assert_eq!(q.len(), 40);
@@ -330,28 +312,10 @@ fn bad_model_folders_fail_clearly_and_write_nothing() {
 fn a_signal_while_a_folder_is_written_leaves_no_temporary_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("config.json"), "{}").unwrap();
-    synthetic(&dir.join("model.safetensors"), 16, 1024, 1024);
+    synthetic_folder(&dir, 16, 1024, 1024);
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_greenai"))
-            .args(["compress", "m", "-o", "out", "--quant", "none", "--prune", "0.5"])
-            .current_dir(tmp.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("compress ended ({status}) before its temporary folder was seen");
-            }
-            if !temporaries(tmp.path()).is_empty() {
-                break;
-            }
-        }
-        let sent = Command::new("kill").args(["-s", signal, &child.id().to_string()]).status().unwrap();
-        assert!(sent.success());
-        assert_eq!(child.wait().unwrap().code(), Some(code), "SIG{signal}");
+        let args = ["compress", "m", "-o", "out", "--quant", "none", "--prune", "0.5"];
+        assert_eq!(interrupt_while_writing(tmp.path(), &args, signal), Some(code), "SIG{signal}");
         assert_eq!(temporaries(tmp.path()), Vec::<PathBuf>::new(), "SIG{signal}");
         assert!(!tmp.path().join("out").exists());
     }

@@ -8,7 +8,7 @@ use greenai::model::{write_safetensors, ModelFile, OutTensor};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// The names of the files under `dir`, relative, sorted.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -89,6 +89,27 @@ pub fn rss_bound_kib(largest: u64) -> u64 {
     (2 * largest + 64 * MIB) / 1024
 }
 
+/// Runs `greenai args`, prints its peak resident memory (`what` says which run) against
+/// [`rss_bound_kib`] of `largest` (bytes) and asserts it within; returns the bound, or `None` after a
+/// notice when python3 is missing.
+pub fn assert_peak_rss_within(what: &str, args: &[&str], largest: u64) -> Option<u64> {
+    let Some(peak) = peak_rss_kib(args) else {
+        eprintln!("skipped: python3 not found");
+        return None;
+    };
+    let bound = rss_bound_kib(largest);
+    println!("{what}: peak RSS {peak} KiB, bound {bound} KiB (largest tensor {} KiB)", largest / 1024);
+    assert!(peak <= bound, "{what}: peak RSS {peak} KiB over the bound {bound} KiB");
+    Some(bound)
+}
+
+/// The model folder `dir`: an empty `config.json` and a [`synthetic`] `model.safetensors`.
+pub fn synthetic_folder(dir: &Path, count: usize, rows: usize, cols: usize) {
+    std::fs::create_dir(dir).unwrap();
+    std::fs::write(dir.join("config.json"), "{}").unwrap();
+    synthetic(&dir.join("model.safetensors"), count, rows, cols);
+}
+
 /// A safetensors file of `count` f32 tensors of `rows x cols` (values from a formula), written with
 /// `write_safetensors` tensor by tensor would need the model in memory: built by hand instead.
 pub fn synthetic(path: &Path, count: usize, rows: usize, cols: usize) {
@@ -125,4 +146,28 @@ pub fn temporaries(dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| p.file_name().unwrap().to_string_lossy().contains(".greenai-"))
         .collect()
+}
+
+/// Runs greenai with `args` in `dir`, sends `signal` (`INT`, `TERM`) as soon as a temporary appears
+/// there, and returns the exit code. Panics if the run ends before a temporary was seen.
+pub fn interrupt_while_writing(dir: &Path, args: &[&str], signal: &str) -> Option<i32> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_greenai"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Polled without sleeping: writing and fsyncing 64 MiB takes far longer than one scan of the folder.
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{args:?} ended ({status}) before its temporary was seen");
+        }
+        if !temporaries(dir).is_empty() {
+            break;
+        }
+    }
+    let sent = Command::new("kill").args(["-s", signal, &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    child.wait().unwrap().code()
 }
