@@ -253,6 +253,20 @@ fn bad_input_is_refused_clearly_and_writes_nothing() {
         "config.json: not JSON",
     );
 
+    // a tensor that has the name a quantized module's scale would take
+    let taken = tmp.path().join("taken");
+    std::fs::create_dir(&taken).unwrap();
+    std::fs::copy(model.join("config.json"), taken.join("config.json")).unwrap();
+    let scale = OutTensor { dtype: Dtype::BF16, shape: vec![2], bytes: Cow::Owned(vec![0; 4]) };
+    let weight = OutTensor { dtype: Dtype::BF16, shape: vec![2, 32], bytes: Cow::Owned(vec![0; 128]) };
+    let tensors = [("a.proj.weight".to_string(), weight), ("a.proj.weight_scale".to_string(), scale)];
+    write_safetensors(&taken.join("model.safetensors"), &tensors, &Default::default()).unwrap();
+    assert_refused(
+        &["compress", s(&taken), "--format", "compressed-tensors", "--group-size", "32", "-o", o],
+        &out,
+        "writes `a.proj.weight_scale`, which the model already has",
+    );
+
     // a packed tensor of the wrong size
     let written = tmp.path().join("w4");
     let (ok, _, stderr) = greenai(&[

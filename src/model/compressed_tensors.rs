@@ -616,7 +616,9 @@ pub fn compress_model(
             && info.dtype != Dtype::F64
             && info.name.strip_suffix(".weight").is_some_and(keep)
     };
+    // Refused before any work: a group size that does not divide a weight's inputs, a name taken.
     for info in input.tensors().filter(|i| quantized(i)) {
+        groups_of(&info.name, info.shape[1], scheme.strategy)?;
         let module = module_of(&info.name)?;
         if let Some(taken) =
             COMPANIONS.iter().map(|c| format!("{module}.{c}")).find(|c| input.info(c).is_some())
