@@ -661,9 +661,7 @@ pub fn compress_model(
             done += info.byte_len;
             progress(done, total);
         }
-        let mut metadata = shard.metadata().clone();
-        metadata.insert("format".to_string(), "pt".to_string());
-        writer.finish_shard(shard, out, &metadata)?;
+        writer.finish_shard(shard, out, &torch_metadata())?;
     }
     let causal = object
         .get("architectures")
@@ -677,6 +675,11 @@ pub fn compress_model(
     write_config(&mut writer, &config)?;
     writer.commit()?;
     Ok(report)
+}
+
+/// The safetensors metadata transformers expects of a PyTorch checkpoint.
+pub fn torch_metadata() -> HashMap<String, String> {
+    HashMap::from([("format".to_string(), "pt".to_string())])
 }
 
 /// Writes `config` as the output folder's `config.json` (pretty, keys sorted as llm-compressor

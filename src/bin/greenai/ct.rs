@@ -2,12 +2,11 @@
 
 use crate::printable;
 use greenai::model::compressed_tensors::{
-    compress_model, compressed_tensors_config, decompress_model, model_config, write_config, CtReport,
-    CtScheme, Scheme, Strategy,
+    compress_model, compressed_tensors_config, decompress_model, model_config, torch_metadata, write_config,
+    CtReport, CtScheme, Scheme, Strategy,
 };
 use greenai::model::{Model, ModelWriter};
 use greenai::{Error, Result};
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -86,7 +85,7 @@ pub fn decompress(input: &Path, output: &Path) -> Result<()> {
         out.add(name, t)?;
     }
     drop(tensors);
-    writer.finish_shard(shard, out, &HashMap::from([("format".to_string(), "pt".to_string())]))?;
+    writer.finish_shard(shard, out, &torch_metadata())?;
     write_config(&mut writer, &config)?;
     writer.commit()?;
     print_report(output, "dense", &report)
