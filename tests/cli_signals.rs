@@ -3,8 +3,12 @@
 //! what a shell reports for a program a signal ended).
 #![cfg(all(feature = "cli", unix))]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+#[path = "support/model_dirs.rs"]
+mod model_dirs;
+
+use model_dirs::{interrupt_while_writing, temporaries};
+use std::path::PathBuf;
+use std::process::Command;
 
 /// An f32 safetensors file of `tensors` matrices of 1024 x 1024 (4 MiB each), values from a formula.
 fn big_model(tensors: usize) -> Vec<u8> {
@@ -30,40 +34,6 @@ fn big_model(tensors: usize) -> Vec<u8> {
         bytes.extend_from_slice(&one);
     }
     bytes
-}
-
-/// The temporaries greenai names `.NAME.greenai-XXXXXXXXXXXX.tmp` in `dir`.
-fn temporaries(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().contains(".greenai-"))
-        .collect()
-}
-
-/// Runs greenai with `args` in `dir`, sends `signal` as soon as its temporary file appears, and returns
-/// the exit code. Panics if the run ends before a temporary was seen.
-fn interrupt_while_writing(dir: &Path, args: &[&str], signal: &str) -> Option<i32> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_greenai"))
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Polled without sleeping: writing and fsyncing 64 MiB takes far longer than one scan of the folder.
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("{args:?} ended ({status}) before its temporary file was seen");
-        }
-        if !temporaries(dir).is_empty() {
-            break;
-        }
-    }
-    let sent = Command::new("kill").args(["-s", signal, &child.id().to_string()]).status().unwrap();
-    assert!(sent.success());
-    child.wait().unwrap().code()
 }
 
 #[test]

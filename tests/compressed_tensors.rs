@@ -3,17 +3,26 @@
 //! rules): every tensor's name, dtype, shape, packing, the RTN scales, zero points and levels
 //! recomputed from the original weights, the quantization_config block, and the error bound; on
 //! all-MiniLM-L6-v2 (f32) and on a tiny Llama-style model made here (bf16). A directory written by
-//! the reader's own writer (asymmetric, g_idx, two formats) is decompressed by greenai.
+//! the reader's own writer (asymmetric, g_idx, two formats) is decompressed by greenai. A 3-shard
+//! copy of MiniLM gives the single file's tensors byte for byte, in shards mirroring its own; memory
+//! stays bounded by the largest tensor; a failure or a signal leaves nothing.
 #![cfg(feature = "cli")]
 
 mod common;
 #[path = "support/minilm.rs"]
 mod minilm;
+#[path = "support/model_dirs.rs"]
+mod model_dirs;
 
 use common::greenai;
-use greenai::model::{write_safetensors, OutTensor};
+use greenai::model::{write_safetensors, Model, ModelFile, OutTensor};
+use model_dirs::{
+    assert_peak_rss_within, files_under, interrupt_while_writing, shard_in_three, synthetic_folder,
+    temporaries,
+};
 use safetensors::Dtype;
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -230,7 +239,7 @@ fn bad_input_is_refused_clearly_and_writes_nothing() {
     std::fs::create_dir(&out).unwrap();
     let (ok, _, stderr) =
         greenai(&["compress", s(&model), "--format", "compressed-tensors", "--group-size", "32", "-o", o]);
-    assert!(!ok && stderr.contains("already exists"), "{stderr}");
+    assert!(!ok && stderr.contains("never into or over another"), "{stderr}");
     std::fs::remove_dir(&out).unwrap();
 
     // config.json that is not JSON
@@ -241,7 +250,21 @@ fn bad_input_is_refused_clearly_and_writes_nothing() {
     assert_refused(
         &["compress", s(&broken), "--format", "compressed-tensors", "--group-size", "32", "-o", o],
         &out,
-        "not valid JSON",
+        "config.json: not JSON",
+    );
+
+    // a tensor that has the name a quantized module's scale would take
+    let taken = tmp.path().join("taken");
+    std::fs::create_dir(&taken).unwrap();
+    std::fs::copy(model.join("config.json"), taken.join("config.json")).unwrap();
+    let scale = OutTensor { dtype: Dtype::BF16, shape: vec![2], bytes: Cow::Owned(vec![0; 4]) };
+    let weight = OutTensor { dtype: Dtype::BF16, shape: vec![2, 32], bytes: Cow::Owned(vec![0; 128]) };
+    let tensors = [("a.proj.weight".to_string(), weight), ("a.proj.weight_scale".to_string(), scale)];
+    write_safetensors(&taken.join("model.safetensors"), &tensors, &Default::default()).unwrap();
+    assert_refused(
+        &["compress", s(&taken), "--format", "compressed-tensors", "--group-size", "32", "-o", o],
+        &out,
+        "writes `a.proj.weight_scale`, which the model already has",
     );
 
     // a packed tensor of the wrong size
@@ -297,4 +320,201 @@ fn bad_input_is_refused_clearly_and_writes_nothing() {
         std::fs::copy(written.join("model.safetensors"), bad.join("model.safetensors")).unwrap();
         assert_refused(&["decompress", s(&bad), "-o", o], &out, needle);
     }
+}
+
+/// Every tensor of a model (file or folder) as (dtype, shape, bytes), by name.
+fn tensors_of(path: &Path) -> BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> {
+    let model = Model::open(path).unwrap();
+    model
+        .tensors()
+        .map(|info| {
+            let t = model.read(info).unwrap();
+            (info.name.clone(), (t.dtype, t.shape.to_vec(), t.bytes.to_vec()))
+        })
+        .collect()
+}
+
+#[test]
+fn minilm_in_three_shards_gives_the_single_files_tensors_in_mirrored_shards() {
+    let Some(dir) = minilm::minilm_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let sharded = tmp.path().join("sharded");
+    shard_in_three(&dir, &sharded);
+    for (scheme, gs) in [("w8a8", 0), ("w4a16", 128)] {
+        let one = run_and_check(&dir, tmp.path(), "one", scheme, gs, true);
+        let three = run_and_check(&sharded, tmp.path(), "three", scheme, gs, true);
+        // The same tensors, byte for byte, whichever way the input was split.
+        let (t1, t3) = (tensors_of(&one), tensors_of(&three));
+        assert!(t1.keys().any(|n| n.ends_with(".weight_scale")), "nothing quantized");
+        assert_eq!(t1.keys().collect::<Vec<_>>(), t3.keys().collect::<Vec<_>>(), "{scheme}");
+        for (name, a) in &t1 {
+            assert!(t3[name] == *a, "{scheme}: `{name}` differs between the one-file and sharded outputs");
+        }
+        assert_eq!(
+            std::fs::read(one.join("config.json")).unwrap(),
+            std::fs::read(three.join("config.json")).unwrap()
+        );
+        // The output mirrors the input: the same file names (shards, index, tokenizer, subfolders).
+        assert_eq!(files_under(&one), files_under(&dir), "{scheme}");
+        assert_eq!(files_under(&three), files_under(&sharded), "{scheme}");
+        for rel in ["tokenizer.json", "vocab.txt", "1_Pooling/config.json"] {
+            assert_eq!(
+                std::fs::read(three.join(rel)).unwrap(),
+                std::fs::read(dir.join(rel)).unwrap(),
+                "{rel}"
+            );
+        }
+        // Each module's tensors sit in the shard of its weight, and the index says so.
+        let input = Model::open(&sharded).unwrap();
+        let index: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(three.join("model.safetensors.index.json")).unwrap(),
+        )
+        .unwrap();
+        let map = index["weight_map"].as_object().unwrap();
+        assert_eq!(map.len(), t3.len());
+        for (name, shard) in map {
+            let shard = shard.as_str().unwrap();
+            assert!(
+                ModelFile::open(three.join(shard)).unwrap().info(name).is_some(),
+                "{name} not in {shard}"
+            );
+            let weight = ["weight_packed", "weight_scale", "weight_shape", "weight_zero_point"]
+                .iter()
+                .find_map(|c| name.strip_suffix(c))
+                .map_or(name.clone(), |m| format!("{m}weight"));
+            let source = input.shard_of(&weight).unwrap().path().file_name().unwrap();
+            assert_eq!(shard, source.to_str().unwrap(), "{name} is not in the shard of {weight}");
+        }
+        let bytes: u64 = t3.values().map(|(_, _, b)| b.len() as u64).sum();
+        assert_eq!(index["metadata"]["total_size"].as_u64(), Some(bytes));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn compressing_minilm_in_shards_stays_within_the_largest_tensor_plus_64_mib() {
+    let Some(dir) = minilm::minilm_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let sharded = tmp.path().join("sharded");
+    shard_in_three(&dir, &sharded);
+    let out = tmp.path().join("q");
+    let largest = Model::open(&sharded).unwrap().tensors().map(|t| t.byte_len).max().unwrap();
+    let args =
+        ["compress", s(&sharded), "--format", "compressed-tensors", "--scheme", "w4a16", "-o", s(&out)];
+    assert_peak_rss_within("MiniLM (3 shards) to w4a16", &args, largest);
+}
+
+#[cfg(unix)]
+#[test]
+fn memory_does_not_grow_with_the_model() {
+    // 24 Linear weights of 16 MiB, every one quantized: 384 MiB of weights, four times the bound.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    synthetic_folder(&dir, 24, 2048, 2048);
+    let out = tmp.path().join("q");
+    let largest = 16 * model_dirs::MIB;
+    let args = ["compress", s(&dir), "--format", "compressed-tensors", "--scheme", "w8a8", "-o", s(&out)];
+    let Some(bound) = assert_peak_rss_within("24 x 16 MiB to w8a8", &args, largest) else { return };
+    assert!(24 * largest / 1024 > 2 * bound, "the model must dwarf the bound for the test to mean anything");
+    let q = Model::open(&out).unwrap();
+    assert_eq!(q.len(), 48);
+    assert!(q.tensors().filter(|t| t.name.ends_with(".weight")).all(|t| t.dtype == Dtype::I8));
+}
+
+#[test]
+fn a_file_with_its_config_beside_gives_a_one_file_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("llama");
+    tiny_llama(&model);
+    let file = tmp.path().join("loose");
+    std::fs::create_dir(&file).unwrap();
+    std::fs::copy(model.join("model.safetensors"), file.join("weights.safetensors")).unwrap();
+    std::fs::copy(model.join("config.json"), file.join("config.json")).unwrap();
+    let (from_dir, from_file) = (tmp.path().join("from-dir"), tmp.path().join("from-file"));
+    for (input, out) in [(model.clone(), &from_dir), (file.join("weights.safetensors"), &from_file)] {
+        let args =
+            ["compress", s(&input), "--format", "compressed-tensors", "--group-size", "32", "-o", s(out)];
+        let (ok, _, stderr) = greenai(&args);
+        assert!(ok, "{args:?}: {stderr}");
+    }
+    assert_eq!(files_under(&from_file), [PathBuf::from("config.json"), PathBuf::from("model.safetensors")]);
+    assert_eq!(tensors_of(&from_file), tensors_of(&from_dir));
+    let config = |d: &Path| std::fs::read(d.join("config.json")).unwrap();
+    assert_eq!(config(&from_file), config(&from_dir));
+    // without a config.json beside it, a file is refused
+    std::fs::remove_file(file.join("config.json")).unwrap();
+    let out = tmp.path().join("out");
+    let weights = file.join("weights.safetensors");
+    assert_refused(
+        &["compress", s(&weights), "--format", "compressed-tensors", "-o", s(&out)],
+        &out,
+        "no config.json",
+    );
+}
+
+#[test]
+fn a_failure_in_the_last_shard_leaves_no_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("llama");
+    tiny_llama(&model);
+    let sharded = tmp.path().join("sharded");
+    shard_in_three(&model, &sharded);
+    // A weight of the last shard (in name order, dealt round-robin) that cannot be quantized: an
+    // infinity, found only when that shard is written.
+    let last = sharded.join("model-00003-of-00003.safetensors");
+    let file = ModelFile::open(&last).unwrap();
+    let victim =
+        file.tensors().iter().map(|t| t.name.clone()).filter(|n| n.ends_with("proj.weight")).max().unwrap();
+    let mut tensors: Vec<(String, OutTensor)> = file
+        .tensors()
+        .iter()
+        .map(|info| {
+            let t = file.read(info).unwrap();
+            let mut bytes = t.bytes.to_vec();
+            if t.name == victim {
+                let n = bytes.len();
+                bytes[n - 2..].copy_from_slice(&half::bf16::INFINITY.to_le_bytes());
+            }
+            (
+                t.name.to_string(),
+                OutTensor { dtype: t.dtype, shape: t.shape.to_vec(), bytes: Cow::Owned(bytes) },
+            )
+        })
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    drop(file);
+    write_safetensors(&last, &tensors, &Default::default()).unwrap();
+    let out = tmp.path().join("out");
+    let args =
+        ["compress", s(&sharded), "--format", "compressed-tensors", "--group-size", "32", "-o", s(&out)];
+    let last_element = ModelFile::open(sharded.join("model-00003-of-00003.safetensors"))
+        .unwrap()
+        .info(&victim)
+        .unwrap()
+        .len()
+        - 1;
+    assert_refused(&args, &out, &format!("`tensor` = {victim}: element {last_element} is inf"));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_signal_while_compressing_leaves_no_temporary_folder() {
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    synthetic_folder(&dir, 16, 1024, 1024);
+    let args = ["compress", "m", "--format", "compressed-tensors", "--scheme", "w4a16", "-o", "out"];
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        assert_eq!(interrupt_while_writing(tmp.path(), &args, signal), Some(code), "SIG{signal}");
+        assert_eq!(temporaries(tmp.path()), Vec::<PathBuf>::new(), "SIG{signal}");
+        assert!(!tmp.path().join("out").exists());
+    }
+    let status = Command::new(env!("CARGO_BIN_EXE_greenai"))
+        .args(args)
+        .current_dir(tmp.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(files_under(&tmp.path().join("out")), files_under(&dir));
 }

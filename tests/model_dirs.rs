@@ -7,9 +7,15 @@
 mod common;
 #[path = "support/minilm.rs"]
 mod minilm;
+#[path = "support/model_dirs.rs"]
+mod model_dirs;
 
 use common::greenai;
 use greenai::model::{write_safetensors, Model, ModelFile, OutTensor};
+use model_dirs::{
+    assert_peak_rss_within, copy_dir, files_under, interrupt_while_writing, shard_in_three, synthetic_folder,
+    temporaries, MIB,
+};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -29,61 +35,6 @@ fn tensors_of(path: &Path) -> BTreeMap<String, (String, Vec<usize>, Vec<u8>)> {
             (info.name.clone(), (format!("{:?}", t.dtype), t.shape.to_vec(), t.bytes.to_vec()))
         })
         .collect()
-}
-
-/// The names of the files under `dir`, relative, sorted.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(root.join(rel)).unwrap().flatten() {
-            let rel = rel.join(e.file_name());
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &rel, out);
-            } else {
-                out.push(rel);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, Path::new(""), &mut out);
-    out.sort();
-    out
-}
-
-/// Copies the folder `from` to `to` (files only, recursively).
-fn copy_dir(from: &Path, to: &Path) {
-    for rel in files_under(from) {
-        std::fs::create_dir_all(to.join(&rel).parent().unwrap()).unwrap();
-        std::fs::copy(from.join(&rel), to.join(&rel)).unwrap();
-    }
-}
-
-/// Writes `model.safetensors` of `from` as three shards in `to` with their index (every other file
-/// copied): tensors dealt round-robin in name order, as a sharded checkpoint splits a model.
-fn shard_in_three(from: &Path, to: &Path) {
-    copy_dir(from, to);
-    std::fs::remove_file(to.join("model.safetensors")).unwrap();
-    let file = ModelFile::open(from.join("model.safetensors")).unwrap();
-    let mut shards: Vec<Vec<(String, OutTensor<'static>)>> = vec![Vec::new(), Vec::new(), Vec::new()];
-    let mut weight_map = serde_json::Map::new();
-    let mut total = 0u64;
-    let mut names: Vec<_> = file.tensors().iter().map(|t| t.name.clone()).collect();
-    names.sort();
-    for (i, name) in names.iter().enumerate() {
-        let t = file.tensor(name).unwrap();
-        total += t.bytes.len() as u64;
-        let shard = format!("model-{:05}-of-00003.safetensors", i % 3 + 1);
-        weight_map.insert(name.clone(), serde_json::Value::String(shard));
-        let out = OutTensor { dtype: t.dtype, shape: t.shape.to_vec(), bytes: Cow::Owned(t.bytes.to_vec()) };
-        shards[i % 3].push((name.clone(), out));
-    }
-    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    for (i, tensors) in shards.iter().enumerate() {
-        write_safetensors(&to.join(format!("model-{:05}-of-00003.safetensors", i + 1)), tensors, &meta)
-            .unwrap();
-    }
-    let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
-    std::fs::write(to.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index).unwrap())
-        .unwrap();
 }
 
 fn run_ok(args: &[&str]) -> String {
@@ -158,74 +109,13 @@ fn minilm_folder_and_its_three_shard_copy_compress_to_the_same_tensors() {
     assert!(plain.contains("in 1 safetensors file(s)") || plain.contains("tensors, header"), "{plain}");
 }
 
-/// Peak resident memory of `greenai args` in KiB, as the kernel counts it for the child (python's
-/// `getrusage(RUSAGE_CHILDREN)`); `None` without python3.
-fn peak_rss_kib(args: &[&str]) -> Option<u64> {
-    let script = "import resource, subprocess, sys\n\
-                  r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n\
-                  assert r.returncode == 0, r.returncode\n\
-                  print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
-    let out = Command::new("python3")
-        .args(["-c", script, env!("CARGO_BIN_EXE_greenai")])
-        .args(args)
-        .output()
-        .ok()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Some(String::from_utf8(out.stdout).unwrap().trim().parse().unwrap())
-}
-
-const MIB: u64 = 1 << 20;
-
-/// The bound of issue 18: the largest tensor plus 64 MiB over what is held of the input (one tensor,
-/// read whole: the largest again).
-fn rss_bound_kib(largest: u64) -> u64 {
-    (2 * largest + 64 * MIB) / 1024
-}
-
 #[test]
 fn compressing_minilm_stays_within_the_largest_tensor_plus_64_mib() {
     let Some(model) = minilm::minilm_dir() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("q");
     let largest = Model::open(&model).unwrap().tensors().map(|t| t.byte_len).max().unwrap();
-    let Some(peak) = peak_rss_kib(&["compress", s(&model), "-o", s(&out)]) else {
-        eprintln!("skipped: python3 not found");
-        return;
-    };
-    let (bound, size) = (rss_bound_kib(largest), 90_868_376 / 1024);
-    println!(
-        "MiniLM compress: peak RSS {peak} KiB, bound {bound} KiB (largest tensor {} KiB, model {size} KiB)",
-        largest / 1024
-    );
-    assert!(peak <= bound, "peak RSS {peak} KiB over the bound {bound} KiB");
-}
-
-/// A safetensors file of `count` f32 tensors of `rows x cols` (values from a formula), written with
-/// `write_safetensors` tensor by tensor would need the model in memory: built by hand instead.
-fn synthetic(path: &Path, count: usize, rows: usize, cols: usize) {
-    use std::io::Write;
-    let one: Vec<u8> = (0..rows * cols)
-        .flat_map(|i| {
-            ((((i as u64).wrapping_mul(2_654_435_761) % 2001) as f32 - 1000.0) / 1000.0).to_le_bytes()
-        })
-        .collect();
-    let mut header = String::from("{");
-    for t in 0..count {
-        let start = t * one.len();
-        header.push_str(&format!(
-            r#"{}"layer{t}.weight":{{"dtype":"F32","shape":[{rows},{cols}],"data_offsets":[{start},{}]}}"#,
-            if t > 0 { "," } else { "" },
-            start + one.len()
-        ));
-    }
-    header.push('}');
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    f.write_all(&(header.len() as u64).to_le_bytes()).unwrap();
-    f.write_all(header.as_bytes()).unwrap();
-    for _ in 0..count {
-        f.write_all(&one).unwrap();
-    }
-    f.flush().unwrap();
+    assert_peak_rss_within("MiniLM compress", &["compress", s(&model), "-o", s(&out)], largest);
 }
 
 #[test]
@@ -233,21 +123,11 @@ fn memory_does_not_grow_with_the_model() {
     // 40 tensors of 16 MiB: 640 MiB of weights, four times the bound.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("config.json"), "{}").unwrap();
-    synthetic(&dir.join("model.safetensors"), 40, 2048, 2048);
+    synthetic_folder(&dir, 40, 2048, 2048);
     let out = tmp.path().join("q");
     let largest = 16 * MIB;
-    let Some(peak) = peak_rss_kib(&["compress", s(&dir), "-o", s(&out), "--quant", "fp16"]) else {
-        eprintln!("skipped: python3 not found");
-        return;
-    };
-    let bound = rss_bound_kib(largest);
-    println!(
-        "40 x 16 MiB compress: peak RSS {peak} KiB, bound {bound} KiB, model {} KiB",
-        40 * largest / 1024
-    );
-    assert!(peak <= bound, "peak RSS {peak} KiB over the bound {bound} KiB");
+    let args = ["compress", s(&dir), "-o", s(&out), "--quant", "fp16"];
+    let Some(bound) = assert_peak_rss_within("40 x 16 MiB compress", &args, largest) else { return };
     assert!(40 * largest / 1024 > 2 * bound, "the model must dwarf the bound for the test to mean anything");
     let q = Model::open(&out).unwrap();
     assert_eq!(q.len(), 40);
@@ -428,42 +308,14 @@ fn bad_model_folders_fail_clearly_and_write_nothing() {
     assert_eq!(index["weight_map"]["l3.w.scale"], "b.safetensors");
 }
 
-/// The temporaries greenai names `.NAME.greenai-XXXXXXXXXXXX.tmp` in `dir`.
-fn temporaries(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().contains(".greenai-"))
-        .collect()
-}
-
 #[test]
 fn a_signal_while_a_folder_is_written_leaves_no_temporary_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("config.json"), "{}").unwrap();
-    synthetic(&dir.join("model.safetensors"), 16, 1024, 1024);
+    synthetic_folder(&dir, 16, 1024, 1024);
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_greenai"))
-            .args(["compress", "m", "-o", "out", "--quant", "none", "--prune", "0.5"])
-            .current_dir(tmp.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("compress ended ({status}) before its temporary folder was seen");
-            }
-            if !temporaries(tmp.path()).is_empty() {
-                break;
-            }
-        }
-        let sent = Command::new("kill").args(["-s", signal, &child.id().to_string()]).status().unwrap();
-        assert!(sent.success());
-        assert_eq!(child.wait().unwrap().code(), Some(code), "SIG{signal}");
+        let args = ["compress", "m", "-o", "out", "--quant", "none", "--prune", "0.5"];
+        assert_eq!(interrupt_while_writing(tmp.path(), &args, signal), Some(code), "SIG{signal}");
         assert_eq!(temporaries(tmp.path()), Vec::<PathBuf>::new(), "SIG{signal}");
         assert!(!tmp.path().join("out").exists());
     }

@@ -312,7 +312,7 @@ fn pass_through(info: &TensorInfo) -> TensorReport {
 }
 
 /// Copies the tensor `info` of `shard` into `out` as it is, chunk by chunk.
-fn copy_tensor(shard: &ModelFile, info: &TensorInfo, out: &mut SafetensorsWriter) -> Result<()> {
+pub(super) fn copy_tensor(shard: &ModelFile, info: &TensorInfo, out: &mut SafetensorsWriter) -> Result<()> {
     out.add_chunks(&info.name, info.dtype, &info.shape, &mut |sink| shard.read_chunks(info, CHUNK, sink))
 }
 

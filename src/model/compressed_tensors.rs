@@ -17,11 +17,13 @@
 //! `(q - zero_point) * scale`, again in the model's dtype.
 //!
 //! The per-tensor functions ([`quantize_weight`], [`pack_gptq`], [`dequantize_module`]) do not depend on
-//! how a model is walked; [`compress_model`] and [`decompress_model`] apply them to one safetensors
-//! file, and [`write_model_dir`] writes an output directory whole or not at all.
+//! how a model is walked; [`compress_model`] writes a whole model (a file or a folder, sharded or not)
+//! as a compressed-tensors folder through a [`ModelWriter`], and [`decompress_model`] dequantizes one
+//! safetensors file.
 
-use super::write::{write_file, write_safetensors, Destination, OutTensor};
-use super::ModelFile;
+use super::compress::copy_tensor;
+use super::write::OutTensor;
+use super::{Model, ModelFile, ModelWriter, TensorInfo, CONFIG_FILE};
 use crate::error::try_vec;
 use crate::quant::GptqWeight;
 use crate::{Error, Result};
@@ -30,7 +32,7 @@ use safetensors::Dtype;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The compressed-tensors version whose layout and config greenai writes.
 pub const COMPRESSED_TENSORS_VERSION: &str = "0.20.1";
@@ -564,47 +566,102 @@ pub fn parse_config(text: &str, what: &str) -> Result<Value> {
     Ok(value)
 }
 
-/// Quantizes every Linear weight of `file` kept by `keep` (called with module names) under `scheme`
-/// and adds the `quantization_config` block to `config` (a model's `config.json`). Other tensors pass
-/// through unchanged; 2-D weights left in float (and `lm_head` of a causal LM) go to `ignore`.
-pub fn compress_model<'a>(
-    file: &'a ModelFile,
+/// The `config.json` of `model`: the folder's, or for a single file the one beside it (a format
+/// error when there is none: compressed-tensors needs the model's config).
+pub fn model_config(model: &Model) -> Result<Value> {
+    if let Some(text) = model.config_json() {
+        return parse_config(text, CONFIG_FILE);
+    }
+    let beside = model.path().parent().map(|dir| dir.join(CONFIG_FILE));
+    match beside.filter(|p| !model.is_dir() && p.is_file()) {
+        Some(path) => read_config(&path),
+        None => Err(Error::format(
+            model.path().display().to_string(),
+            "no config.json (in the folder, or beside the file): compressed-tensors needs the model's config",
+        )),
+    }
+}
+
+/// The tensors [`quantize_weight`] writes for a module beside its weight.
+const COMPANIONS: [&str; 5] =
+    ["weight_packed", "weight_scale", "weight_zero_point", "weight_shape", "weight_g_idx"];
+
+/// Writes `input` (a file or a folder, sharded or not; `config` its `config.json`, see
+/// [`model_config`]) as the compressed-tensors model folder `output`: every Linear weight kept by
+/// `keep` (called with module names) quantized under `scheme`, its tensors in the shard of its
+/// weight; other tensors copied unchanged; `config.json` with the `quantization_config` block (2-D
+/// weights left in float, and `lm_head` of a causal LM, in its `ignore`); the index and every other
+/// file mirrored. The output is written tensor by tensor through a [`ModelWriter`] (memory bounded
+/// by the largest tensor; all or nothing, also on a signal); `progress` gets the input bytes done
+/// and their total.
+pub fn compress_model(
+    input: &Model,
     config: &Value,
+    output: &Path,
     scheme: &CtScheme,
     keep: &dyn Fn(&str) -> bool,
-) -> Result<CtModel<'a>> {
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<CtReport> {
     let mut config = config.clone();
-    let object = config.as_object_mut().ok_or_else(|| Error::format("config.json", "not a JSON object"))?;
+    let object = config.as_object_mut().ok_or_else(|| Error::format(CONFIG_FILE, "not a JSON object"))?;
     if object.contains_key("quantization_config") {
         return Err(Error::format(
-            "config.json",
+            CONFIG_FILE,
             "the model is already quantized (it has a quantization_config)",
         ));
     }
-    let mut tensors = Vec::with_capacity(file.len() * 3);
-    let mut ignore = BTreeSet::new();
-    let mut report = CtReport::default();
-    for info in file.tensors() {
-        let t = file.read(info)?;
-        report.bytes_before += t.bytes.len();
-        let module = t.name.strip_suffix(".weight");
-        let target = is_linear_weight(t.name, t.shape) && t.is_float() && t.dtype != Dtype::F64;
-        if target && module.is_some_and(keep) {
-            let values = t.to_f32()?;
-            let out = quantize_weight(t.name, &values, t.shape[0], t.shape[1], t.dtype, scheme)?;
-            report.modules += 1;
-            report.bytes_after += out.iter().map(|(_, o)| o.bytes.len()).sum::<usize>();
-            tensors.extend(out);
-        } else {
-            if let (Some(m), 2) = (module, t.shape.len()) {
-                ignore.insert(m.to_string());
-            }
-            report.bytes_after += t.bytes.len();
-            tensors.push((
-                t.name.to_string(),
-                OutTensor { dtype: t.dtype, shape: t.shape.to_vec(), bytes: t.bytes.clone() },
+    let quantized = |info: &TensorInfo| {
+        is_linear_weight(&info.name, &info.shape)
+            && info.is_float()
+            && info.dtype != Dtype::F64
+            && info.name.strip_suffix(".weight").is_some_and(keep)
+    };
+    // Refused before any work: a group size that does not divide a weight's inputs, a name taken.
+    for info in input.tensors().filter(|i| quantized(i)) {
+        groups_of(&info.name, info.shape[1], scheme.strategy)?;
+        let module = module_of(&info.name)?;
+        if let Some(taken) =
+            COMPANIONS.iter().map(|c| format!("{module}.{c}")).find(|c| input.info(c).is_some())
+        {
+            return Err(Error::format(
+                input.path().display().to_string(),
+                format!(
+                    "quantizing `{}` writes `{taken}`, which the model already has: is it quantized already? \
+                     Leave `{module}` in float with --skip",
+                    info.name
+                ),
             ));
         }
+    }
+    let mut writer = ModelWriter::create_folder(input, output)?;
+    let (mut done, total) = (0u64, input.data_bytes());
+    let mut ignore = BTreeSet::new();
+    let mut report = CtReport::default();
+    for shard in input.shards() {
+        let mut out = writer.shard(shard)?;
+        for info in shard.tensors() {
+            report.bytes_before += info.byte_len as usize;
+            if quantized(info) {
+                let values = shard.read_f32(info)?;
+                let tensors =
+                    quantize_weight(&info.name, &values, info.shape[0], info.shape[1], info.dtype, scheme)?;
+                drop(values);
+                report.modules += 1;
+                for (name, t) in &tensors {
+                    report.bytes_after += t.bytes.len();
+                    out.add(name, t)?;
+                }
+            } else {
+                if let (Some(m), 2) = (info.name.strip_suffix(".weight"), info.shape.len()) {
+                    ignore.insert(m.to_string());
+                }
+                report.bytes_after += info.byte_len as usize;
+                copy_tensor(shard, info, &mut out)?;
+            }
+            done += info.byte_len;
+            progress(done, total);
+        }
+        writer.finish_shard(shard, out, &torch_metadata())?;
     }
     let causal = object
         .get("architectures")
@@ -615,7 +672,21 @@ pub fn compress_model<'a>(
     }
     report.ignored = ignore.len();
     object.insert("quantization_config".into(), quantization_config(scheme, &ignore));
-    Ok((tensors, config, report))
+    write_config(&mut writer, &config)?;
+    writer.commit()?;
+    Ok(report)
+}
+
+/// The safetensors metadata transformers expects of a PyTorch checkpoint.
+pub fn torch_metadata() -> HashMap<String, String> {
+    HashMap::from([("format".to_string(), "pt".to_string())])
+}
+
+/// Writes `config` as the output folder's `config.json` (pretty, keys sorted as llm-compressor
+/// writes them).
+pub fn write_config(writer: &mut ModelWriter, config: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(config).map_err(|e| Error::format(CONFIG_FILE, e.to_string()))?;
+    writer.write_file(Path::new(CONFIG_FILE), text.as_bytes())
 }
 
 /// The tensors of one compressed module, as read from a file: names are local (`weight_packed`,
@@ -1043,138 +1114,10 @@ pub fn decompress_model<'a>(file: &'a ModelFile, config: &Value) -> Result<CtMod
     Ok((tensors, config, report))
 }
 
-/// A model directory's parts: `config.json` and its one safetensors file. `path` is the directory,
-/// or a `.safetensors` file with `config.json` beside it. Sharded directories are refused.
-pub fn model_dir_parts(path: &Path) -> Result<(PathBuf, PathBuf)> {
-    let (dir, weights) = if path.is_dir() {
-        if path.join("model.safetensors.index.json").exists() {
-            return Err(Error::invalid(
-                "input",
-                path.display(),
-                "sharded model directories are not read here yet: give one safetensors file",
-            ));
-        }
-        let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| Error::io(path, e))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        found.sort();
-        match found.len() {
-            1 => (path.to_path_buf(), found.remove(0)),
-            0 => {
-                return Err(Error::invalid(
-                    "input",
-                    path.display(),
-                    "the directory holds no .safetensors file",
-                ))
-            }
-            _ => {
-                return Err(Error::invalid(
-                    "input",
-                    path.display(),
-                    "the directory holds several .safetensors files and no index",
-                ))
-            }
-        }
-    } else {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-        (dir, path.to_path_buf())
-    };
-    let config = dir.join("config.json");
-    if !config.is_file() {
-        return Err(Error::invalid(
-            "input",
-            path.display(),
-            "no config.json beside the weights (compressed-tensors needs the model's config)",
-        ));
-    }
-    Ok((config, weights))
-}
-
 /// Reads and parses a `config.json`.
 pub fn read_config(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     parse_config(&text, &path.display().to_string())
-}
-
-fn copy_tree(from: &Path, to: &Path, top: bool) -> Result<()> {
-    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
-        let entry = entry.map_err(|e| Error::io(from, e))?;
-        let (src, name) = (entry.path(), entry.file_name());
-        let kind = entry.file_type().map_err(|e| Error::io(&src, e))?;
-        let n = name.to_string_lossy();
-        let weights =
-            n.ends_with(".safetensors") || n == "model.safetensors.index.json" || n == "config.json";
-        if (top && weights) || n.starts_with('.') {
-            continue;
-        }
-        let dst = to.join(&name);
-        if kind.is_dir() {
-            std::fs::create_dir(&dst).map_err(|e| Error::io(&dst, e))?;
-            copy_tree(&src, &dst, false)?;
-        } else if kind.is_file() {
-            std::fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e))?;
-        }
-    }
-    Ok(())
-}
-
-/// Refuses an output directory path that exists already (file, folder or link) or whose parent is not
-/// a folder: checked before any work, and again by [`write_model_dir`].
-pub fn check_new_dir(out: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(out) {
-        Ok(_) => {
-            return Err(Error::invalid(
-                "output",
-                out.display(),
-                "already exists: remove it or name a new directory",
-            ))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(out, e)),
-    }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        return Err(Error::invalid("output", out.display(), "its parent is not a folder"));
-    }
-    Ok(())
-}
-
-/// Writes a model directory at `out` (which must not exist): `config.json` (pretty, keys sorted as
-/// llm-compressor writes it), `model.safetensors`, and the other files of `source` (tokenizer, configs;
-/// not its weights). Everything goes to a temporary directory beside `out`, renamed on success: a
-/// failure leaves nothing.
-pub fn write_model_dir(
-    source: Option<&Path>,
-    out: &Path,
-    config: &Value,
-    tensors: &[(String, OutTensor<'_>)],
-) -> Result<()> {
-    check_new_dir(out)?;
-    let name =
-        out.file_name().ok_or_else(|| Error::invalid("output", out.display(), "names no directory"))?;
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{}.greenai-", name.to_string_lossy()))
-        .suffix(".tmp")
-        .tempdir_in(parent)
-        .map_err(|e| Error::io(out, e))?;
-    if let Some(source) = source {
-        copy_tree(source, staging.path(), true)?;
-    }
-    let text =
-        serde_json::to_string_pretty(config).map_err(|e| Error::format("config.json", e.to_string()))?;
-    write_file(&Destination::check(&staging.path().join("config.json"))?, text.as_bytes())?;
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    write_safetensors(&staging.path().join("model.safetensors"), tensors, &metadata)?;
-    std::fs::rename(staging.path(), out).map_err(|e| Error::io(out, e))?;
-    let _ = staging.keep(); // renamed: nothing left to remove
-    if let Ok(dir) = std::fs::File::open(parent) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -294,6 +294,8 @@ pub struct ModelWriter {
     weight_map: BTreeMap<String, String>,
     total_size: u64,
     written: HashSet<PathBuf>,
+    /// A single-file input written as a folder: its tensors go to [`SINGLE_FILE`].
+    file_as_folder: bool,
 }
 
 impl ModelWriter {
@@ -301,16 +303,7 @@ impl ModelWriter {
     /// distinct from the input; for a folder, a path that does not exist and is not inside the input
     /// folder, staged as a temporary folder beside it.
     pub fn create(input: &Model, output: &Path) -> Result<Self> {
-        let mut writer = ModelWriter {
-            output: output.to_path_buf(),
-            staged: None,
-            index: input.index.clone(),
-            others: input.others.clone(),
-            input_dir: input.path.clone(),
-            weight_map: BTreeMap::new(),
-            total_size: 0,
-            written: HashSet::new(),
-        };
+        let mut writer = ModelWriter::unstaged(input, output);
         if !input.is_dir {
             Destination::check(output)?;
             check_distinct(&[("input", input.path()), ("output", output)])?;
@@ -331,10 +324,46 @@ impl ModelWriter {
         Ok(writer)
     }
 
+    /// Like [`create`](Self::create), but the output is a folder even for a single-file input (its
+    /// tensors then go to [`SINGLE_FILE`]): for formats that need files beside the weights.
+    pub fn create_folder(input: &Model, output: &Path) -> Result<Self> {
+        if input.is_dir {
+            return ModelWriter::create(input, output);
+        }
+        let mut writer = ModelWriter::unstaged(input, output);
+        writer.staged = Some(StagedDir::create(output)?);
+        writer.file_as_folder = true;
+        Ok(writer)
+    }
+
+    /// A writer for `input` to `output`, nothing checked or staged yet.
+    fn unstaged(input: &Model, output: &Path) -> Self {
+        ModelWriter {
+            output: output.to_path_buf(),
+            staged: None,
+            index: input.index.clone(),
+            others: input.others.clone(),
+            input_dir: input.path.clone(),
+            weight_map: BTreeMap::new(),
+            total_size: 0,
+            written: HashSet::new(),
+            file_as_folder: false,
+        }
+    }
+
+    /// The name in the output folder of the input shard `shard`.
+    fn shard_name(&self, shard: &ModelFile) -> String {
+        if self.file_as_folder {
+            SINGLE_FILE.to_string()
+        } else {
+            file_name(shard.path())
+        }
+    }
+
     /// Where the output of the input shard `shard` goes.
     fn shard_path(&self, shard: &ModelFile) -> PathBuf {
         match &self.staged {
-            Some(staged) => staged.path().join(file_name(shard.path())),
+            Some(staged) => staged.path().join(self.shard_name(shard)),
             None => self.output.clone(),
         }
     }
@@ -352,7 +381,7 @@ impl ModelWriter {
         writer: SafetensorsWriter,
         metadata: &HashMap<String, String>,
     ) -> Result<()> {
-        let name = file_name(shard.path());
+        let name = self.shard_name(shard);
         for tensor in writer.names() {
             self.weight_map.insert(tensor.to_string(), name.clone());
         }

@@ -2,7 +2,10 @@
 from the format's published rules (compressed-tensors 0.20: pack_to_int32, calculate_qparams,
 quantize/dequantize in the model dtype, config layout), never calling greenai.
 
-  check ORIG_DIR OUT_DIR SCHEME GROUP_SIZE SYMMETRIC   every written tensor and the config
+  check ORIG_DIR OUT_DIR SCHEME GROUP_SIZE SYMMETRIC   every written tensor and the config; folders
+                                                       with one model.safetensors or shards and
+                                                       their index (each module's tensors in the
+                                                       shard of its weight, the index exact)
   write DIR EXPECTED                                   a directory as the library lays it out
                                                        (asymmetric, g_idx, two formats) and its
                                                        dequantized tensors
@@ -27,6 +30,31 @@ def read_st(path):
         arr = np.frombuffer(raw[8 + n + a:8 + n + b], dtype=np.dtype(np_t).newbyteorder("<"))
         out[name] = (info["dtype"], list(info["shape"]), arr.reshape(info["shape"]))
     return out
+
+
+INDEX = "model.safetensors.index.json"
+
+
+def read_model(folder):
+    """Every tensor of a model folder by name, and the file holding each: model.safetensors, or the
+    shards its index names (checked: every tensor listed once, in the shard that holds it, total_size
+    the sum of their bytes)."""
+    index_path = os.path.join(folder, INDEX)
+    if not os.path.exists(index_path):
+        t = read_st(os.path.join(folder, "model.safetensors"))
+        return t, {name: "model.safetensors" for name in t}
+    index = json.load(open(index_path))
+    weight_map = index["weight_map"]
+    tensors, where = {}, {}
+    for shard in sorted(set(weight_map.values())):
+        for name, t in read_st(os.path.join(folder, shard)).items():
+            expect(name not in tensors, f"{name} in two shards")
+            expect(weight_map.get(name) == shard, f"index puts {name} in {weight_map.get(name)}, {shard} holds it")
+            tensors[name], where[name] = t, shard
+    expect(set(weight_map) == set(tensors), f"index lists missing tensors {sorted(set(weight_map) - set(tensors))}")
+    size = sum(t[2].nbytes for t in tensors.values())
+    expect(index["metadata"]["total_size"] == size, f"total_size {index['metadata']['total_size']} != {size}")
+    return tensors, where
 
 
 def write_st(path, tensors):
@@ -117,8 +145,10 @@ def expect(cond, msg):
 def check(orig_dir, out_dir, scheme, group_size, symmetric):
     bits = 4 if scheme == "w4a16" else 8
     packed = scheme != "w8a8"
-    orig = read_st(os.path.join(orig_dir, "model.safetensors"))
-    out = read_st(os.path.join(out_dir, "model.safetensors"))
+    orig, orig_where = read_model(orig_dir)
+    out, out_where = read_model(out_dir)
+    expect(sorted(set(orig_where.values())) == sorted(set(out_where.values())),
+           f"shards {sorted(set(out_where.values()))} != {sorted(set(orig_where.values()))}")
     cfg0 = json.load(open(os.path.join(orig_dir, "config.json")))
     cfg = json.load(open(os.path.join(out_dir, "config.json")))
     seen, ignore, modules = set(), set(), 0
@@ -131,6 +161,7 @@ def check(orig_dir, out_dir, scheme, group_size, symmetric):
             expect(name in out, f"{name} missing")
             o = out[name]
             expect(o[0] == dtype and o[1] == shape and o[2].tobytes() == arr.tobytes(), f"{name} changed")
+            expect(out_where[name] == orig_where[name], f"{name} moved to {out_where[name]}")
             seen.add(name)
             if module is not None and len(shape) == 2:
                 ignore.add(module)
@@ -172,6 +203,8 @@ def check(orig_dir, out_dir, scheme, group_size, symmetric):
             expect(np.array_equal(zgot, zp), f"{module}: zero points differ")
             names.add(zname)
         expect(module + ".weight_g_idx" not in out, "g_idx without act order")
+        for n in names:
+            expect(out_where[n] == orig_where[name], f"{n} in {out_where[n]}, its weight was in {orig_where[name]}")
         seen |= names
         # error bound: half a step (a step for values an asymmetric range clips), plus the dtype's roundings
         rd = rounder(dtype)
@@ -211,9 +244,9 @@ def check(orig_dir, out_dir, scheme, group_size, symmetric):
         expect(g["input_activations"] == {"num_bits": 8, "type": "int", "symmetric": True, "group_size": None,
                                           "strategy": "token", "dynamic": True}, "input_activations")
     for f in os.listdir(orig_dir):
-        if f not in ("model.safetensors", "config.json") and not f.startswith("."):
+        if f not in set(orig_where.values()) | {INDEX, "config.json"} and not f.startswith("."):
             expect(os.path.exists(os.path.join(out_dir, f)), f"{f} not copied")
-    print(f"ok {modules} modules, ignore {len(ignore)}")
+    print(f"ok {modules} modules, ignore {len(ignore)}, {len(set(out_where.values()))} safetensors file(s)")
 
 
 def write(out_dir, expected):

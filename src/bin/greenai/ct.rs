@@ -2,10 +2,10 @@
 
 use crate::printable;
 use greenai::model::compressed_tensors::{
-    check_new_dir, compress_model, compressed_tensors_config, decompress_model, model_dir_parts, read_config,
-    write_model_dir, CtReport, CtScheme, Scheme, Strategy,
+    compress_model, compressed_tensors_config, decompress_model, model_config, torch_metadata, write_config,
+    CtReport, CtScheme, Scheme, Strategy,
 };
-use greenai::model::{self, ModelFile};
+use greenai::model::{Model, ModelWriter};
 use greenai::{Error, Result};
 use std::io::Write;
 use std::path::Path;
@@ -46,36 +46,48 @@ impl CtArgs {
     }
 }
 
-/// Writes `input` (a model directory, or a safetensors file with config.json beside it) as a
-/// compressed-tensors directory `output`; `keep` says which modules are quantized.
+/// Writes `input` (a model folder, sharded or not, or a safetensors file with config.json beside it)
+/// as a compressed-tensors folder `output`; `keep` says which modules are quantized.
 pub fn compress(input: &Path, output: &Path, args: &CtArgs, keep: &dyn Fn(&str) -> bool) -> Result<()> {
     let scheme = args.scheme()?;
-    check_new_dir(output)?;
-    let (config_path, weights) = model_dir_parts(input)?;
-    let config = read_config(&config_path)?;
-    model::check_distinct(&[("input", weights.as_path()), ("output", output)])?;
-    let file = ModelFile::open(&weights)?;
-    let (tensors, config, report) = compress_model(&file, &config, &scheme, keep)?;
-    write_model_dir(config_path.parent(), output, &config, &tensors)?;
+    let model = Model::open(input)?;
+    let config = model_config(&model)?;
+    let bar = crate::files::progress_bar(model.data_bytes(), "compressing");
+    let report =
+        compress_model(&model, &config, output, &scheme, keep, &mut |done, _| bar.set_position(done))?;
+    bar.finish_and_clear();
     print_report(output, &format!("compressed-tensors {:?}", scheme.scheme).to_ascii_lowercase(), &report)
 }
 
-/// Whether `path` is a compressed-tensors model (a directory, or a file beside, whose config.json says so).
+/// Whether `path` is a compressed-tensors model (a folder, or a file beside, whose config.json says so).
 pub fn is_compressed_tensors(path: &Path) -> bool {
-    model_dir_parts(path)
-        .ok()
-        .and_then(|(config, _)| read_config(&config).ok())
-        .is_some_and(|c| compressed_tensors_config(&c).is_some())
+    Model::open(path)
+        .and_then(|model| model_config(&model))
+        .is_ok_and(|config| compressed_tensors_config(&config).is_some())
 }
 
-/// Dequantizes the compressed-tensors model `input` into the float model directory `output`.
+/// Dequantizes the compressed-tensors model `input` (one safetensors file) into the float model
+/// folder `output`.
 pub fn decompress(input: &Path, output: &Path) -> Result<()> {
-    check_new_dir(output)?;
-    let (config_path, weights) = model_dir_parts(input)?;
-    let config = read_config(&config_path)?;
-    let file = ModelFile::open(&weights)?;
-    let (tensors, config, report) = decompress_model(&file, &config)?;
-    write_model_dir(config_path.parent(), output, &config, &tensors)?;
+    let model = Model::open(input)?;
+    let config = model_config(&model)?;
+    let [shard] = model.shards() else {
+        return Err(Error::invalid(
+            "input",
+            input.display(),
+            "sharded compressed-tensors folders are not read here yet: give one safetensors file",
+        ));
+    };
+    let mut writer = ModelWriter::create_folder(&model, output)?;
+    let (tensors, config, report) = decompress_model(shard, &config)?;
+    let mut out = writer.shard(shard)?;
+    for (name, t) in &tensors {
+        out.add(name, t)?;
+    }
+    drop(tensors);
+    writer.finish_shard(shard, out, &torch_metadata())?;
+    write_config(&mut writer, &config)?;
+    writer.commit()?;
     print_report(output, "dense", &report)
 }
 
