@@ -387,6 +387,17 @@ fn minilm_in_three_shards_gives_the_single_files_tensors_in_mirrored_shards() {
         }
         let bytes: u64 = t3.values().map(|(_, _, b)| b.len() as u64).sum();
         assert_eq!(index["metadata"]["total_size"].as_u64(), Some(bytes));
+        // Decompressed, the sharded folder gives the one file's tensors in the input's shards.
+        let (dense1, dense3) =
+            (tmp.path().join(format!("dense1-{scheme}")), tmp.path().join(format!("dense3-{scheme}")));
+        for (from, to) in [(&one, &dense1), (&three, &dense3)] {
+            let (ok, _, stderr) = greenai(&["decompress", s(from), "-o", s(to)]);
+            assert!(ok, "{stderr}");
+        }
+        let (d1, d3) = (tensors_of(&dense1), tensors_of(&dense3));
+        assert_eq!(d1, d3, "{scheme}: sharded and one-file decompress differ");
+        assert_eq!(d3.keys().collect::<Vec<_>>(), tensors_of(&sharded).keys().collect::<Vec<_>>());
+        assert_eq!(files_under(&dense3), files_under(&sharded), "{scheme}");
     }
 }
 

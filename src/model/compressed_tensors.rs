@@ -18,12 +18,12 @@
 //!
 //! The per-tensor functions ([`quantize_weight`], [`pack_gptq`], [`dequantize_module`]) do not depend on
 //! how a model is walked; [`compress_model`] writes a whole model (a file or a folder, sharded or not)
-//! as a compressed-tensors folder through a [`ModelWriter`], and [`decompress_model`] dequantizes one
-//! safetensors file.
+//! as a compressed-tensors folder through a [`ModelWriter`], and [`decompress_model`] turns one back
+//! into a float folder the same way, reading through [`CompressedModel`](super::CompressedModel).
 
 use super::compress::copy_tensor;
 use super::write::OutTensor;
-use super::{Model, ModelFile, ModelWriter, TensorInfo, CONFIG_FILE};
+use super::{Model, ModelWriter, TensorInfo, CONFIG_FILE};
 use crate::error::try_vec;
 use crate::quant::GptqWeight;
 use crate::{Error, Result};
@@ -553,9 +553,6 @@ pub struct CtReport {
     pub bytes_after: usize,
 }
 
-/// The tensors, the new config and a report.
-pub type CtModel<'a> = (Vec<(String, OutTensor<'a>)>, Value, CtReport);
-
 /// Parses a `config.json`'s text (`what` names it in messages); it must be a JSON object.
 pub fn parse_config(text: &str, what: &str) -> Result<Value> {
     let value: Value =
@@ -1037,81 +1034,56 @@ pub(crate) fn config_args(qc: &Map<String, Value>, packed: bool) -> Result<(Opti
     })
 }
 
-/// Dequantizes every compressed module of `file` (a compressed-tensors model whose `config.json` is
-/// `config`) to its scale's float dtype and removes `quantization_config` from the config. Other
-/// tensors pass through; activation and KV-cache scales are dropped.
-pub fn decompress_model<'a>(file: &'a ModelFile, config: &Value) -> Result<CtModel<'a>> {
-    let qc = compressed_tensors_config(config).ok_or_else(|| {
+/// Dequantizes the compressed-tensors model `input` (a folder, sharded or not, or one file with its
+/// `config.json` beside it) into the float model folder `output`, mirrored as [`ModelWriter`] mirrors
+/// one: every module's weight restored in its scale's dtype as compressed-tensors dequantizes it
+/// (into the shard of its weight), activation and KV-cache scales dropped, other tensors copied byte
+/// for byte, `quantization_config` removed from `config.json`. Memory holds one tensor at a time;
+/// `progress(bytes done, bytes in all)` after each tensor.
+pub fn decompress_model(input: &Path, output: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<CtReport> {
+    let reader = super::CompressedModel::open(input)?;
+    let model = reader.model().filter(|_| reader.format() == super::ModelFormat::CompressedTensors);
+    let model = model.ok_or_else(|| {
         Error::format(
-            "config.json",
+            input.display().to_string(),
             "not a compressed-tensors model (no quantization_config with quant_method compressed-tensors)",
         )
     })?;
-    let int_args = config_args(qc, false)?;
-    let pack_args = config_args(qc, true)?;
-    let entries = file.tensors().iter().map(|info| file.read(info)).collect::<Result<Vec<_>>>()?;
-    let by_name: HashMap<&str, &super::TensorEntry<'_>> = entries.iter().map(|t| (t.name, t)).collect();
-    let mut report = CtReport::default();
-    let mut consumed: BTreeSet<&str> = BTreeSet::new();
-    let mut tensors = Vec::with_capacity(file.len());
-    for t in &entries {
-        report.bytes_before += t.bytes.len();
-        let Some(module) = t.name.strip_suffix(".weight_scale") else { continue };
-        let weight_name = format!("{module}.weight");
-        let packed_name = format!("{module}.weight_packed");
-        let (weight, packed) = match (by_name.get(weight_name.as_str()), by_name.get(packed_name.as_str())) {
-            (Some(w), None) => ((*w).clone(), false),
-            (None, Some(p)) => ((*p).clone(), true),
-            (Some(_), Some(_)) => return Err(bad(module, "has both weight and weight_packed")),
-            (None, None) => return Err(bad(module, "weight_scale without weight or weight_packed")),
-        };
-        let get = |suffix: &str| by_name.get(format!("{module}.{suffix}").as_str()).map(|t| (*t).clone());
-        let parts = ModuleTensors {
-            weight,
-            scale: t.clone(),
-            zero_point: get("weight_zero_point"),
-            shape: get("weight_shape"),
-            g_idx: get("weight_g_idx"),
-        };
-        let (bits, gs) = if packed { pack_args } else { int_args };
-        let (values, shape, dtype) = dequantize_module(module, &parts, bits, gs)?;
-        for p in [
-            Some(&parts.weight),
-            Some(&parts.scale),
-            parts.zero_point.as_ref(),
-            parts.shape.as_ref(),
-            parts.g_idx.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            consumed.insert(p.name);
-        }
-        report.modules += 1;
-        let bytes = float_bytes(dtype, &values);
-        report.bytes_after += bytes.len();
-        tensors.push((weight_name, tensor(dtype, shape, bytes)));
-    }
-    for t in &entries {
-        if let Some(m) = t.name.strip_suffix(".weight_packed") {
-            if !consumed.contains(t.name) {
-                return Err(bad(m, "weight_packed without weight_scale"));
+    let mut config = model_config(model)?;
+    let mut writer = ModelWriter::create_folder(model, output)?;
+    let mut report = CtReport { bytes_before: model.data_bytes() as usize, ..CtReport::default() };
+    let (mut done, total) = (0u64, model.data_bytes());
+    let homes: Vec<(String, bool)> = (0..reader.tensors().len()).map(|i| reader.home(i)).collect();
+    for shard in model.shards() {
+        let mut out = writer.shard(shard)?;
+        for (i, (home, module)) in homes.iter().enumerate() {
+            let Some(info) = shard.info(home) else { continue };
+            let row = &reader.tensors()[i];
+            if *module {
+                let dtype = match row.restores_to.as_str() {
+                    "F16" => Dtype::F16,
+                    "BF16" => Dtype::BF16,
+                    _ => Dtype::F32,
+                };
+                let bytes = float_bytes(dtype, &reader.read_f32(i)?);
+                report.modules += 1;
+                report.bytes_after += bytes.len();
+                out.add(&row.name, &tensor(dtype, row.shape.clone(), bytes))?;
+            } else {
+                report.bytes_after += info.byte_len as usize;
+                super::compress::copy_tensor(shard, info, &mut out)?;
             }
+            done += row.bytes as u64;
+            progress(done.min(total), total);
         }
-        if consumed.contains(t.name) || DROPPED.iter().any(|s| t.name.ends_with(s)) {
-            continue;
-        }
-        report.bytes_after += t.bytes.len();
-        tensors.push((
-            t.name.to_string(),
-            OutTensor { dtype: t.dtype, shape: t.shape.to_vec(), bytes: Cow::Owned(t.bytes.to_vec()) },
-        ));
+        writer.finish_shard(shard, out, &torch_metadata())?;
     }
-    let mut config = config.clone();
     if let Some(o) = config.as_object_mut() {
         o.remove("quantization_config");
     }
-    Ok((tensors, config, report))
+    write_config(&mut writer, &config)?;
+    writer.commit()?;
+    Ok(report)
 }
 
 /// Reads and parses a `config.json`.

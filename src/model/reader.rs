@@ -117,14 +117,10 @@ impl CompressedModel {
             return Self::from_gguf(GgufFile::open(path)?);
         }
         let model = Model::open(path)?;
+        // A folder's config.json, or one beside a lone file (ignored there when it is not JSON).
         let config = match model.config_json() {
-            Some(text) => Some(ct::parse_config(text, "config.json")?),
-            // A lone file: a compressed-tensors config.json beside it makes it one.
-            None if !meta.is_dir() => path
-                .parent()
-                .and_then(|dir| std::fs::read_to_string(dir.join(super::CONFIG_FILE)).ok())
-                .and_then(|text| serde_json::from_str::<Value>(&text).ok()),
-            None => None,
+            Some(text) => Some(ct::parse_config(text, super::CONFIG_FILE)?),
+            None => ct::model_config(&model).ok(),
         };
         if let Some(qc) = config.as_ref().and_then(ct::compressed_tensors_config) {
             return Self::from_compressed_tensors(model, qc);
@@ -241,6 +237,29 @@ impl CompressedModel {
             reader.push(row, plan);
         }
         Ok(reader)
+    }
+
+    /// The safetensors model read (`None` for GGUF).
+    pub(crate) fn model(&self) -> Option<&Model> {
+        match &self.source {
+            Source::Safetensors(model) => Some(model),
+            Source::Gguf(_) => None,
+        }
+    }
+
+    /// The stored tensor that locates tensor `index` (a module's weight or packed weight, else the
+    /// tensor itself), and whether it is a compressed-tensors module.
+    pub(crate) fn home(&self, index: usize) -> (String, bool) {
+        match (&self.source, &self.plans[index]) {
+            (Source::Safetensors(model), Plan::Module { module, .. }) => {
+                let weight = format!("{module}.weight");
+                match model.info(&weight) {
+                    Some(_) => (weight, true),
+                    None => (format!("{module}.weight_packed"), true),
+                }
+            }
+            _ => (self.tensors[index].name.clone(), false),
+        }
     }
 
     /// Who wrote the model.

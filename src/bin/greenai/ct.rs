@@ -2,10 +2,10 @@
 
 use crate::printable;
 use greenai::model::compressed_tensors::{
-    compress_model, compressed_tensors_config, decompress_model, model_config, torch_metadata, write_config,
-    CtReport, CtScheme, Scheme, Strategy,
+    compress_model, compressed_tensors_config, decompress_model, model_config, CtReport, CtScheme, Scheme,
+    Strategy,
 };
-use greenai::model::{Model, ModelWriter};
+use greenai::model::Model;
 use greenai::{Error, Result};
 use std::io::Write;
 use std::path::Path;
@@ -66,28 +66,12 @@ pub fn is_compressed_tensors(path: &Path) -> bool {
         .is_ok_and(|config| compressed_tensors_config(&config).is_some())
 }
 
-/// Dequantizes the compressed-tensors model `input` (one safetensors file) into the float model
-/// folder `output`.
+/// Dequantizes the compressed-tensors model `input` (a folder, sharded or not, or a file with its
+/// config.json beside it) into the float model folder `output`.
 pub fn decompress(input: &Path, output: &Path) -> Result<()> {
-    let model = Model::open(input)?;
-    let config = model_config(&model)?;
-    let [shard] = model.shards() else {
-        return Err(Error::invalid(
-            "input",
-            input.display(),
-            "sharded compressed-tensors folders are not read here yet: give one safetensors file",
-        ));
-    };
-    let mut writer = ModelWriter::create_folder(&model, output)?;
-    let (tensors, config, report) = decompress_model(shard, &config)?;
-    let mut out = writer.shard(shard)?;
-    for (name, t) in &tensors {
-        out.add(name, t)?;
-    }
-    drop(tensors);
-    writer.finish_shard(shard, out, &torch_metadata())?;
-    write_config(&mut writer, &config)?;
-    writer.commit()?;
+    let bar = crate::files::progress_bar(Model::open(input)?.data_bytes(), "decompressing");
+    let report = decompress_model(input, output, &mut |done, _| bar.set_position(done))?;
+    bar.finish_and_clear();
     print_report(output, "dense", &report)
 }
 
