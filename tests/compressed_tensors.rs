@@ -140,6 +140,20 @@ fn tiny_llama_every_scheme_checked_by_the_reader() {
     run_and_check(&model, tmp.path(), "llama", "w4a16", 0, false);
     run_and_check(&model, tmp.path(), "llama", "w8a16", 64, false);
     let out = run_and_check(&model, tmp.path(), "llama", "w8a8", 0, true);
+    // inspect: one row per logical tensor, each module as its int8 weight in the original's shape
+    let (ok, stdout, stderr) = greenai(&["inspect", s(&out), "--json"]);
+    assert!(ok, "{stderr}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let original = greenai::model::Model::open(&model).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), original.len());
+    for row in rows.as_array().unwrap() {
+        let info = original.info(row["name"].as_str().unwrap()).unwrap();
+        assert_eq!(row["shape"], serde_json::json!(info.shape), "{row}");
+        let module = info.shape.len() == 2
+            && row["name"] != "model.embed_tokens.weight"
+            && row["name"] != "lm_head.weight";
+        assert_eq!(row["dtype"] == "int8", module, "{row}");
+    }
     // decompress: a float model again, the config without quantization_config
     let dense = tmp.path().join("dense");
     let (ok, _, stderr) = greenai(&["decompress", s(&out), "-o", s(&dense)]);

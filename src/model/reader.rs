@@ -239,8 +239,8 @@ impl CompressedModel {
         Ok(reader)
     }
 
-    /// The safetensors model read (`None` for GGUF).
-    pub(crate) fn model(&self) -> Option<&Model> {
+    /// The safetensors files read (`None` for a GGUF file).
+    pub fn model(&self) -> Option<&Model> {
         match &self.source {
             Source::Safetensors(model) => Some(model),
             Source::Gguf(_) => None,

@@ -4,7 +4,7 @@ use crate::printable;
 use greenai::kernels::ggml::GgmlType;
 use greenai::model::{
     self, Calibrate, CompressOptions, CompressReport, Destination, Grouping, LogicalSummary, Method, Model,
-    ModelFile, Pruning, StagedFile, Target, TensorSummary,
+    Pruning, StagedFile, Target, TensorSummary,
 };
 use greenai::{units, Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -116,6 +116,18 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
     if crate::gguf::is_gguf(&args.file) {
         return crate::gguf::inspect(&args.file, args.json);
     }
+    if crate::ct::is_compressed_tensors(&args.file) {
+        let reader = model::CompressedModel::open(&args.file)?;
+        if args.json {
+            return print_json(&reader.tensors());
+        }
+        let stored = reader.model().map_or(0, Model::len);
+        let mut out = crate::stdout();
+        let path = args.file.display().to_string();
+        return print_logical(&mut out, &path, stored, "compressed-tensors", reader.tensors())
+            .and_then(|()| out.flush())
+            .map_err(crate::stdout_error);
+    }
     let file = Model::open(&args.file)?;
     let mut logical = Vec::new();
     for shard in file.shards() {
@@ -130,7 +142,10 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         }
         let mut out = crate::stdout();
         for (shard, rows) in &logical {
-            print_logical(&mut out, shard, rows).map_err(crate::stdout_error)?;
+            let path = shard.path().display().to_string();
+            let format = shard.metadata().get("greenai.format").map_or("?", String::as_str);
+            print_logical(&mut out, &path, shard.len(), &format!("greenai format {format}"), rows)
+                .map_err(crate::stdout_error)?;
         }
         return out.flush().map_err(crate::stdout_error);
     }
@@ -144,21 +159,19 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
     print_summary(&mut out, &file, &rows).and_then(|()| out.flush()).map_err(crate::stdout_error)
 }
 
-/// The table of a file written by `greenai compress`: one line per logical tensor.
-fn print_logical(out: &mut impl Write, file: &ModelFile, rows: &[LogicalSummary]) -> std::io::Result<()> {
+/// The table of a compressed model (`format` says whose): one line per logical tensor, `stored`
+/// tensors in the files.
+fn print_logical(
+    out: &mut impl Write,
+    path: &str,
+    stored: usize,
+    format: &str,
+    rows: &[LogicalSummary],
+) -> std::io::Result<()> {
     let names: Vec<_> = rows.iter().map(|r| printable(&r.name)).collect();
     let w = names.iter().map(|n| n.chars().count()).max().unwrap_or(4).max(4);
     let sw = rows.iter().map(|r| r.scheme.len()).max().unwrap_or(6).max(6);
-    let path = file.path().display().to_string();
-    let format = file.metadata().get("greenai.format").map_or("?", String::as_str);
-    writeln!(
-        out,
-        "{}: {} tensors ({} stored), greenai format {}",
-        printable(&path),
-        rows.len(),
-        file.len(),
-        printable(format)
-    )?;
+    writeln!(out, "{}: {} tensors ({stored} stored), {}", printable(path), rows.len(), printable(format))?;
     writeln!(
         out,
         "{:<w$}  {:<6} {:<18} {:>9} {:>5} {:<sw$} {:<7} {:>8} {:>9}",

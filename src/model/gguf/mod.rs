@@ -16,26 +16,26 @@ pub use format::{
 };
 pub use types::{tensor_type, FileType, ModelShape};
 
-use super::write::{write_safetensors, OutTensor};
+use super::write::OutTensor;
 use crate::{Error, Result};
 use std::path::Path;
 
 /// Writes every tensor of the GGUF file at `input` to a safetensors file at `output` (atomically):
 /// float and block types dequantized to f32, integer types kept, shapes outermost first, names as
-/// in the GGUF file (a `llama` file's q/k rows stay in ggml's permuted order).
+/// in the GGUF file (a `llama` file's q/k rows stay in ggml's permuted order). One tensor is held
+/// in memory at a time.
 /// `progress(done, total)` is called after each tensor.
 pub fn decompress_gguf(input: &Path, output: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<()> {
     super::check_distinct(&[("input", input), ("output", output)])?;
-    super::Destination::check(output)?;
     let file = GgufFile::open(input)?;
+    let mut out = super::SafetensorsWriter::create(output)?;
     let total = file.tensors.len();
-    let mut out = Vec::with_capacity(total);
     for (i, t) in file.tensors.iter().enumerate() {
         let (dtype, bytes) = match t.ty {
-            TensorType::I8 => (safetensors::Dtype::I8, file.data(t)?.to_vec()),
-            TensorType::I16 => (safetensors::Dtype::I16, file.data(t)?.to_vec()),
-            TensorType::I32 => (safetensors::Dtype::I32, file.data(t)?.to_vec()),
-            TensorType::I64 => (safetensors::Dtype::I64, file.data(t)?.to_vec()),
+            TensorType::I8 => (safetensors::Dtype::I8, file.data(t)?.into_owned()),
+            TensorType::I16 => (safetensors::Dtype::I16, file.data(t)?.into_owned()),
+            TensorType::I32 => (safetensors::Dtype::I32, file.data(t)?.into_owned()),
+            TensorType::I64 => (safetensors::Dtype::I64, file.data(t)?.into_owned()),
             TensorType::F32 | TensorType::F16 | TensorType::BF16 | TensorType::F64 | TensorType::Ggml(_) => (
                 safetensors::Dtype::F32,
                 file.to_f32(t)
@@ -45,12 +45,12 @@ pub fn decompress_gguf(input: &Path, output: &Path, progress: &mut dyn FnMut(usi
                     .collect(),
             ),
         };
-        out.push((t.name.clone(), OutTensor { dtype, shape: t.shape(), bytes: bytes.into() }));
+        out.add(&t.name, &OutTensor { dtype, shape: t.shape(), bytes: bytes.into() })?;
         progress(i + 1, total);
     }
     let mut metadata = std::collections::HashMap::new();
     if let Some(arch) = file.get("general.architecture").and_then(Value::as_str) {
         metadata.insert("gguf.architecture".to_string(), arch.to_string());
     }
-    write_safetensors(output, &out, &metadata)
+    out.finish(&metadata)
 }
