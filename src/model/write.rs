@@ -15,6 +15,7 @@
 //! temporary behind; the next run writing the same destination removes it (a live run's temporary
 //! is locked and left alone).
 
+use super::bytes::read_at_skipping_holes;
 use crate::{Error, Result};
 use safetensors::Dtype;
 use std::borrow::Cow;
@@ -501,11 +502,12 @@ impl SafetensorsWriter {
         let spool_path = self.spool.temporary_path().to_path_buf();
         let spool = self.spool.flushed()?;
         let mut buf = vec![0u8; 1 << 20];
+        let hole = Mutex::default();
         for t in &order {
             let mut done = 0;
             while done < t.len {
                 let n = (t.len - done).min(buf.len() as u64) as usize;
-                read_exact_at(spool, &mut buf[..n], t.offset + done)
+                read_at_skipping_holes(spool, &mut buf[..n], t.offset + done, &hole)
                     .map_err(|e| Error::io(&spool_path, e))?;
                 out.write_sparse(&buf[..n])?;
                 done += n as u64;
@@ -513,18 +515,6 @@ impl SafetensorsWriter {
         }
         out.commit()
     }
-}
-
-#[cfg(unix)]
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(not(unix))]
-fn read_exact_at(mut file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    use std::io::Read;
-    file.seek(std::io::SeekFrom::Start(offset))?;
-    file.read_exact(buf)
 }
 
 /// Writes `tensors` and `metadata` as a safetensors file at `path` through a [`SafetensorsWriter`]:
