@@ -181,19 +181,29 @@ impl Layout {
         let groups = self.groups();
         let mut mins = crate::error::try_vec(groups, f32::INFINITY)?;
         let mut maxs = crate::error::try_vec(groups, f32::NEG_INFINITY)?;
+        if !self.ranges_into(x, &mut mins, &mut maxs) {
+            return Err(crate::kernels::math::non_finite("x", x));
+        }
+        Ok((mins, maxs))
+    }
+
+    /// Widens `mins` and `maxs` (one per group) to each group's values in `x`; false if `x` holds a
+    /// NaN or an infinity.
+    pub(crate) fn ranges_into(&self, x: &[f32], mins: &mut [f32], maxs: &mut [f32]) -> bool {
         let mut finite = true;
         self.segments(|start, count, g, per_element| {
             let run = &x[start..start + count];
             if per_element {
                 // Column-wise: each element updates its own group (vectorized by the compiler).
                 let (lo, hi) = (&mut mins[g..g + count], &mut maxs[g..g + count]);
-                let mut all_finite = true;
+                let mut bad = 0.0f32;
                 for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(run) {
-                    *l = l.min(v);
-                    *h = h.max(v);
-                    all_finite &= v.is_finite();
+                    *l = if v < *l { v } else { *l };
+                    *h = if v > *h { v } else { *h };
+                    // `v * 0` is NaN exactly for NaN and infinities, and NaN sticks in the sum.
+                    bad += v * 0.0;
                 }
-                finite &= all_finite;
+                finite &= bad == 0.0;
             } else {
                 let (lo, hi, run_finite) = min_max_finite(run);
                 mins[g] = mins[g].min(lo);
@@ -201,11 +211,67 @@ impl Layout {
                 finite &= run_finite;
             }
         });
-        if !finite {
-            return Err(crate::kernels::math::non_finite("x", x));
-        }
-        Ok((mins, maxs))
+        finite
     }
+
+    /// Calls `f` for contiguous spans that each hold every element of their groups, covering every
+    /// element and every group once in increasing order: a one-pass quantizer finishes a span (its
+    /// range, parameters and values) while it is in cache. Per-channel rows along a leading axis
+    /// and blocks are spans of their own; the rest is one span.
+    pub(crate) fn spans(&self, mut f: impl FnMut(Span) -> Result<()>) -> Result<()> {
+        match *self {
+            Layout::Axis { outer: 1, len, inner } if inner >= MIN_SPAN => {
+                for a in 0..len {
+                    f(Span { start: a * inner, layout: Layout::Tensor { n: inner }, group: a })?;
+                }
+                Ok(())
+            }
+            Layout::Block { outer, len, inner, block } => {
+                let blocks = len.div_ceil(block);
+                for o in 0..outer {
+                    for b in 0..blocks {
+                        let rows = block.min(len - b * block);
+                        let start = (o * len + b * block) * inner;
+                        let group = (o * blocks + b) * inner;
+                        let layout = if inner == 1 {
+                            Layout::Tensor { n: rows }
+                        } else {
+                            // Groups are the columns of a `rows x inner` strip.
+                            Layout::Axis { outer: rows, len: inner, inner: 1 }
+                        };
+                        f(Span { start, layout, group })?;
+                    }
+                }
+                Ok(())
+            }
+            _ => f(Span { start: 0, layout: *self, group: 0 }),
+        }
+    }
+
+    /// Number of elements.
+    pub(crate) fn len(&self) -> usize {
+        match *self {
+            Layout::Tensor { n } => n,
+            Layout::Axis { outer, len, inner } | Layout::Block { outer, len, inner, .. } => {
+                outer * len * inner
+            }
+        }
+    }
+}
+
+/// Rows shorter than this are not spans of their own (see [`Layout::spans`]): the per-span work
+/// would outweigh the cache it saves.
+const MIN_SPAN: usize = 64;
+
+/// A contiguous span of a tensor that holds every element of its groups (see [`Layout::spans`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// The first element.
+    pub(crate) start: usize,
+    /// The span's own layout (its length is the span's).
+    pub(crate) layout: Layout,
+    /// The tensor's group that is the span's group 0; the span's groups are consecutive.
+    pub(crate) group: usize,
 }
 
 impl Granularity {
