@@ -403,36 +403,45 @@ pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: 
 fn min_max_one_pass(isa: Isa, x: &[f32], shape: &[usize], spec: QuantSpec) -> Result<QTensor> {
     let layout = super::params::check_data(spec.granularity, x, shape)?;
     let groups = layout.groups();
-    let floats = |v: f32| crate::error::try_vec(groups, v);
-    let (mut mins, mut maxs) = (floats(f32::INFINITY)?, floats(f32::NEG_INFINITY)?);
-    let (mut scales, mut factors, mut float_zero_points) = (floats(0.0)?, floats(0.0)?, floats(0.0)?);
-    let mut zero_points = crate::error::try_vec(groups, 0i32)?;
+    let (mut scales, mut zero_points) =
+        (crate::error::try_vec(groups, 0f32)?, crate::error::try_vec(groups, 0i32)?);
+    // One span's ranges and kernel factors, grown to the largest span.
+    let (mut mins, mut maxs, mut factors, mut float_zero_points) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let values = Values::new(isa, spec);
     let mut data = zeroed(spec.qtype, shape)?;
     let mut out = qslice_mut(&mut data)?;
     layout.spans(|span| {
         let n = span.layout.len();
         let xs = &x[span.start..span.start + n];
-        let gs = span.group..span.group + span.layout.groups();
-        if !span.layout.ranges_into(xs, &mut mins[gs.clone()], &mut maxs[gs.clone()]) {
+        let ng = span.layout.groups();
+        if mins.len() < ng {
+            for v in [&mut mins, &mut maxs, &mut factors, &mut float_zero_points] {
+                *v = crate::error::try_vec(ng, 0f32)?;
+            }
+        }
+        let (lo, hi) = (&mut mins[..ng], &mut maxs[..ng]);
+        lo.fill(f32::INFINITY);
+        hi.fill(f32::NEG_INFINITY);
+        if !span.layout.ranges_into(isa, xs, lo, hi) {
             return Err(crate::kernels::math::non_finite("x", x));
         }
-        for g in gs.clone() {
-            // An empty group: any range will do.
-            let (lo, hi) = if mins[g] > maxs[g] { (0.0, 0.0) } else { (mins[g], maxs[g]) };
-            (scales[g], zero_points[g]) = spec.params_for_range(lo, hi)?;
-            (factors[g], float_zero_points[g]) = values.factor(scales[g], zero_points[g]);
+        let gs = span.group..span.group + ng;
+        let (scales, zero_points) = (&mut scales[gs.clone()], &mut zero_points[gs]);
+        spec.params_for_ranges(lo, hi, scales, zero_points)?;
+        for i in 0..ng {
+            (factors[i], float_zero_points[i]) = values.factor(scales[i], zero_points[i]);
         }
         let p = GroupParams {
-            scales: &scales[gs.clone()],
-            zero_points: &zero_points[gs.clone()],
-            factors: &factors[gs.clone()],
-            float_zero_points: &float_zero_points[gs],
+            scales,
+            zero_points,
+            factors: &factors[..ng],
+            float_zero_points: &float_zero_points[..ng],
         };
         values.run(&span.layout, xs, span.start, &p, &mut out)
     })?;
     clear_last_nibble(&mut out, x.len());
-    let params = QuantParams::new(spec, spec.granularity.param_shape(shape)?, scales, zero_points)?;
+    let params = QuantParams::computed(spec, spec.granularity.param_shape(shape)?, scales, zero_points);
     Ok(QTensor { data, params })
 }
 

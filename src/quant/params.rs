@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::convert::min_max_finite;
+use crate::kernels::Isa;
 use half::f16;
 
 /// The integer type of quantized values.
@@ -181,29 +182,22 @@ impl Layout {
         let groups = self.groups();
         let mut mins = crate::error::try_vec(groups, f32::INFINITY)?;
         let mut maxs = crate::error::try_vec(groups, f32::NEG_INFINITY)?;
-        if !self.ranges_into(x, &mut mins, &mut maxs) {
+        if !self.ranges_into(Isa::active(), x, &mut mins, &mut maxs) {
             return Err(crate::kernels::math::non_finite("x", x));
         }
         Ok((mins, maxs))
     }
 
-    /// Widens `mins` and `maxs` (one per group) to each group's values in `x`; false if `x` holds a
-    /// NaN or an infinity.
-    pub(crate) fn ranges_into(&self, x: &[f32], mins: &mut [f32], maxs: &mut [f32]) -> bool {
+    /// Widens `mins` and `maxs` (one per group) to each group's values in `x`, on the path `isa`
+    /// (available); false if `x` holds a NaN or an infinity.
+    pub(crate) fn ranges_into(&self, isa: Isa, x: &[f32], mins: &mut [f32], maxs: &mut [f32]) -> bool {
         let mut finite = true;
         self.segments(|start, count, g, per_element| {
             let run = &x[start..start + count];
             if per_element {
-                // Column-wise: each element updates its own group (vectorized by the compiler).
+                // Column-wise: each element updates its own group.
                 let (lo, hi) = (&mut mins[g..g + count], &mut maxs[g..g + count]);
-                let mut bad = 0.0f32;
-                for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(run) {
-                    *l = if v < *l { v } else { *l };
-                    *h = if v > *h { v } else { *h };
-                    // `v * 0` is NaN exactly for NaN and infinities, and NaN sticks in the sum.
-                    bad += v * 0.0;
-                }
-                finite &= bad == 0.0;
+                finite &= crate::kernels::convert::general::min_max_columns_on(isa, run, lo, hi);
             } else {
                 let (lo, hi, run_finite) = min_max_finite(run);
                 mins[g] = mins[g].min(lo);
@@ -502,10 +496,63 @@ impl QuantSpec {
     /// Parameters for one group whose values lie in `[min, max]` (finite, `min <= max`), by the
     /// spec's convention (see [`Convention`]).
     pub fn params_for_range(&self, min: f32, max: f32) -> Result<(f32, i32)> {
+        self.params_in(self.qrange(), min, max)
+    }
+
+    /// Each group's parameters from its range as found (`min > max` for an empty group, which
+    /// takes the range `[0, 0]`), on the active tier's instructions (its rounding of f64 is one
+    /// instruction where the baseline calls libm).
+    pub(crate) fn params_for_ranges(
+        &self,
+        mins: &[f32],
+        maxs: &[f32],
+        scales: &mut [f32],
+        zero_points: &mut [i32],
+    ) -> Result<()> {
+        #[inline(always)]
+        fn each(
+            spec: &QuantSpec,
+            mins: &[f32],
+            maxs: &[f32],
+            scales: &mut [f32],
+            zero_points: &mut [i32],
+        ) -> Result<()> {
+            let qrange = spec.qrange();
+            for (((&lo, &hi), s), z) in
+                mins.iter().zip(maxs).zip(scales.iter_mut()).zip(zero_points.iter_mut())
+            {
+                let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
+                (*s, *z) = spec.params_in(qrange, lo, hi)?;
+            }
+            Ok(())
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn each_avx2(
+            spec: &QuantSpec,
+            mins: &[f32],
+            maxs: &[f32],
+            scales: &mut [f32],
+            zero_points: &mut [i32],
+        ) -> Result<()> {
+            each(spec, mins, maxs, scales, zero_points)
+        }
+        match Isa::active() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the active tier is available: the CPU has AVX2, FMA and F16C.
+            Isa::Avx2 | Isa::Avx512 => unsafe { each_avx2(self, mins, maxs, scales, zero_points) },
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon | Isa::Dotprod | Isa::I8mm => each(self, mins, maxs, scales, zero_points),
+            Isa::Scalar => each(self, mins, maxs, scales, zero_points),
+        }
+    }
+
+    /// [`Self::params_for_range`] with the integer range given.
+    #[inline(always)]
+    fn params_in(&self, (qmin, qmax): (i32, i32), min: f32, max: f32) -> Result<(f32, i32)> {
         if !(min.is_finite() && max.is_finite()) || min > max {
             return Err(Error::invalid("range", format!("[{min}, {max}]"), "must be finite with min <= max"));
         }
-        let (qmin, qmax) = self.qrange();
         let symmetric = self.mode == Mode::Symmetric;
         let rmin = min.min(0.0);
         let rmax = max.max(0.0);
@@ -638,6 +685,17 @@ impl QuantParams {
             ));
         }
         Ok(QuantParams { spec, shape, scales, zero_points })
+    }
+
+    /// Parameters as [`QuantSpec::params_for_range`] computes them (valid by construction), in the
+    /// layout of `shape`.
+    pub(crate) fn computed(
+        spec: QuantSpec,
+        shape: Vec<usize>,
+        scales: Vec<f32>,
+        zero_points: Vec<i32>,
+    ) -> Self {
+        QuantParams { spec, shape, scales, zero_points }
     }
 
     /// Parameters from each group's `[min, max]` (same layout as the scales), by the spec's convention.

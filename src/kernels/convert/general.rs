@@ -164,8 +164,13 @@ pub(crate) fn quantize_run_on(
     p: RunParams<'_>,
     a: Arithmetic,
     (lo, hi): (i32, i32),
-    y: Dest<'_>,
+    mut y: Dest<'_>,
 ) {
+    if let (RunParams::Broadcast { factor, zero_point }, Dest::Nibbles(y), ONNX) = (p, &mut y, a) {
+        if onnx_nibbles(isa, x, factor, zero_point as i32, (lo, hi), y) {
+            return;
+        }
+    }
     let (lo, hi) = (lo as f32, hi as f32);
     match isa {
         #[cfg(target_arch = "x86_64")]
@@ -178,6 +183,136 @@ pub(crate) fn quantize_run_on(
         // NEON is part of aarch64's baseline: the portable body is already vectorized there.
         Isa::Neon | Isa::Dotprod | Isa::I8mm => generic(x, p, a, lo, hi, y),
         Isa::Scalar => generic(x, p, a, lo, hi, y),
+    }
+}
+
+/// ONNX QuantizeLinear's arithmetic: division, half to even.
+const ONNX: Arithmetic = Arithmetic { multiply: false, half_away: false };
+
+/// Elements the ONNX nibble path quantizes to bytes at a time (a buffer in L1).
+const BYTE_CHUNK: usize = 2048;
+
+/// ONNX arithmetic of one scale into nibbles through the i8/u8 QuantizeLinear kernels (exact, and
+/// faster than a division): bytes in a buffer, clamped to `[lo, hi]` (clamping to a sub-range after
+/// the type's range is clamping to the sub-range), packed. False, with `y` untouched, if the
+/// kernels refuse the parameters (a scale that is not normal, a zero point outside their type).
+fn onnx_nibbles(
+    isa: Isa,
+    x: &[f32],
+    scale: f32,
+    zero_point: i32,
+    (lo, hi): (i32, i32),
+    y: &mut [u8],
+) -> bool {
+    let signed = lo < 0;
+    let (Ok(zp8), Ok(zpu)) = (i8::try_from(zero_point), u8::try_from(zero_point.max(0))) else {
+        return false;
+    };
+    if super::check_scale(scale).is_err() || !(-128..=255).contains(&lo) || !(-128..=255).contains(&hi) {
+        return false;
+    }
+    let mut buf = [0u8; BYTE_CHUNK];
+    for (x, y) in x.chunks(BYTE_CHUNK).zip(y.chunks_mut(BYTE_CHUNK / 2)) {
+        let v = &mut buf[..x.len()];
+        let done = if signed {
+            super::quantize_i8_scanned_on(isa, x, scale, zp8, bytemuck::cast_slice_mut(v))
+        } else {
+            super::quantize_u8_scanned_on(isa, x, scale, zpu, v)
+        };
+        if done.is_err() {
+            return false;
+        }
+        clamp_pack_on(isa, v, signed, (lo, hi), y);
+    }
+    true
+}
+
+#[inline(always)]
+fn clamp_pack(v: &[u8], signed: bool, (lo, hi): (i32, i32), y: &mut [u8]) {
+    if signed {
+        let (lo, hi) = (lo as i8, hi as i8);
+        for (d, p) in y.iter_mut().zip(v.chunks_exact(2)) {
+            let (a, b) = ((p[0] as i8).clamp(lo, hi) as u8, (p[1] as i8).clamp(lo, hi) as u8);
+            *d = (a & 0x0F) | (b << 4);
+        }
+    } else {
+        let (lo, hi) = (lo as u8, hi as u8);
+        for (d, p) in y.iter_mut().zip(v.chunks_exact(2)) {
+            *d = (p[0].clamp(lo, hi) & 0x0F) | (p[1].clamp(lo, hi) << 4);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn clamp_pack_avx2(v: &[u8], signed: bool, r: (i32, i32), y: &mut [u8]) {
+    clamp_pack(v, signed, r, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn clamp_pack_avx512(v: &[u8], signed: bool, r: (i32, i32), y: &mut [u8]) {
+    clamp_pack(v, signed, r, y)
+}
+
+/// Clamps byte values (i8 if `signed`, else u8) to `r` (a 4-bit range) and packs them in pairs.
+fn clamp_pack_on(isa: Isa, v: &[u8], signed: bool, r: (i32, i32), y: &mut [u8]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller checked `Isa::Avx2` available: the CPU has AVX2, FMA and F16C.
+        Isa::Avx2 => unsafe { clamp_pack_avx2(v, signed, r, y) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller checked `Isa::Avx512` available: AVX-512 F/BW/VL/DQ and AVX2's set.
+        Isa::Avx512 => unsafe { clamp_pack_avx512(v, signed, r, y) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => clamp_pack(v, signed, r, y),
+        Isa::Scalar => clamp_pack(v, signed, r, y),
+    }
+}
+
+/// Whether `v` is an infinity or NaN, as an integer test that vectorizes (all exponent bits set).
+#[inline(always)]
+fn non_finite_bit(v: f32) -> u32 {
+    u32::from(v.to_bits() & 0x7F80_0000 == 0x7F80_0000)
+}
+
+#[inline(always)]
+fn columns(x: &[f32], mins: &mut [f32], maxs: &mut [f32]) -> bool {
+    let mut bad = 0u32;
+    for ((l, h), &v) in mins.iter_mut().zip(maxs.iter_mut()).zip(x) {
+        *l = if v < *l { v } else { *l };
+        *h = if v > *h { v } else { *h };
+        bad |= non_finite_bit(v);
+    }
+    bad == 0
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn columns_avx2(x: &[f32], mins: &mut [f32], maxs: &mut [f32]) -> bool {
+    columns(x, mins, maxs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn columns_avx512(x: &[f32], mins: &mut [f32], maxs: &mut [f32]) -> bool {
+    columns(x, mins, maxs)
+}
+
+/// Widens `mins[i]` and `maxs[i]` to `x[i]` (one row of a column-wise range: channels or blocks
+/// that run across rows); false if `x` holds an infinity or NaN (whose `mins`/`maxs` are then
+/// meaningless). On the path `isa` (already checked available).
+pub(crate) fn min_max_columns_on(isa: Isa, x: &[f32], mins: &mut [f32], maxs: &mut [f32]) -> bool {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller checked `Isa::Avx2` available: the CPU has AVX2, FMA and F16C.
+        Isa::Avx2 => unsafe { columns_avx2(x, mins, maxs) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller checked `Isa::Avx512` available: AVX-512 F/BW/VL/DQ and AVX2's set.
+        Isa::Avx512 => unsafe { columns_avx512(x, mins, maxs) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => columns(x, mins, maxs),
+        Isa::Scalar => columns(x, mins, maxs),
     }
 }
 
@@ -225,6 +360,32 @@ mod tests {
                                 assert_eq!(got, want[..m], "{isa} {a:?} [{lo}, {hi}] n={n} {dest} {p:?}");
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn column_ranges_match_a_plain_fold_on_every_tier() {
+        let mut rng = Rng(12);
+        for &n in &[0usize, 1, 15, 16, 17, 97, 2048, 2051] {
+            let rows: Vec<Vec<f32>> = (0..5).map(|_| rng.floats(n, 100.0)).collect();
+            let want_min: Vec<f32> =
+                (0..n).map(|j| rows.iter().map(|r| r[j]).fold(f32::INFINITY, f32::min)).collect();
+            let want_max: Vec<f32> =
+                (0..n).map(|j| rows.iter().map(|r| r[j]).fold(f32::NEG_INFINITY, f32::max)).collect();
+            for isa in Isa::available() {
+                let (mut lo, mut hi) = (vec![f32::INFINITY; n], vec![f32::NEG_INFINITY; n]);
+                for r in &rows {
+                    assert!(min_max_columns_on(isa, r, &mut lo, &mut hi), "{isa} n={n}");
+                }
+                assert_eq!((&lo, &hi), (&want_min, &want_max), "{isa} n={n}");
+                for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN] {
+                    if n > 0 {
+                        let mut r = rows[0].clone();
+                        r[n / 2] = bad;
+                        assert!(!min_max_columns_on(isa, &r, &mut lo, &mut hi), "{isa} n={n} {bad}");
                     }
                 }
             }
