@@ -609,3 +609,138 @@ fn qslice_mut(data: &mut DynTensor) -> Result<QSliceMut<'_>> {
         other => return Err(Error::UnsupportedDType { dtype: other.dtype(), operation: "quantized tensor" }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{Granularity, Mode, Preset, ScaleType};
+    use proptest::prelude::*;
+
+    /// Element `i`'s group, from the layout's plain runs.
+    fn groups_of(spec: &QuantSpec, shape: &[usize]) -> Vec<usize> {
+        let mut g = vec![0; crate::tensor::numel(shape).unwrap()];
+        spec.granularity
+            .layout(shape)
+            .unwrap()
+            .runs(|start, count, group| g[start..start + count].fill(group));
+        g
+    }
+
+    fn spec_strategy(rank: usize) -> impl Strategy<Value = QuantSpec> {
+        let random = (
+            prop::sample::select(QType::ALL.to_vec()),
+            any::<bool>(),
+            any::<bool>(),
+            prop::sample::select(vec![Convention::Onnx, Convention::PyTorch, Convention::TfLite]),
+            0usize..3,
+            0..rank.max(1),
+            1usize..40,
+            0u8..3,
+            any::<bool>(),
+        )
+            .prop_map(
+                move |(qtype, symmetric, narrow, convention, g, axis, block, rounding, f16)| QuantSpec {
+                    qtype,
+                    mode: if symmetric { Mode::Symmetric } else { Mode::Affine },
+                    narrow_range: narrow,
+                    reduced_range: false,
+                    granularity: match g {
+                        0 => Granularity::PerTensor,
+                        1 => Granularity::PerAxis { axis },
+                        _ => Granularity::PerBlock { axis, block },
+                    },
+                    rounding: match rounding {
+                        0 => Rounding::HalfEven,
+                        1 => Rounding::HalfAway,
+                        _ => Rounding::Stochastic { seed: 7 },
+                    },
+                    scale_type: if f16 { ScaleType::F16 } else { ScaleType::F32 },
+                    convention,
+                },
+            );
+        let preset = prop::sample::select(Preset::ALL.to_vec()).prop_map(QuantSpec::preset);
+        prop_oneof![random, preset]
+    }
+
+    fn case() -> impl Strategy<Value = (Tensor<f32>, QuantSpec)> {
+        let dim = prop::sample::select(vec![0usize, 1, 2, 3, 7, 31, 64, 65, 97, 257, 2053]);
+        prop::collection::vec(dim, 1..4)
+            .prop_filter("small enough", |s| s.iter().product::<usize>() <= 40_000)
+            .prop_flat_map(|shape| {
+                let n: usize = shape.iter().product();
+                let values =
+                    prop::collection::vec(prop_oneof![-3.0f32..3.0, Just(0.0), Just(-0.0), Just(0.5)], n);
+                (Just(shape.clone()), values, 1e-3f32..1e3, spec_strategy(shape.len()))
+            })
+            .prop_map(|(shape, v, r, spec)| {
+                (Tensor::from_vec(shape, v.into_iter().map(|v| v * r).collect()).unwrap(), spec)
+            })
+            .prop_filter("axis in range", |(x, spec)| spec.granularity.layout(x.shape()).is_ok())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+        /// The one-pass quantizer against its definition: parameters as `QuantParams::from_data`
+        /// gives them, every value as the per-element f64 quantizer computes it, and for ONNX
+        /// i8/u8 the bytes of the QuantizeLinear kernels run group by group; on every tier.
+        #[test]
+        fn one_pass_gives_the_two_step_definition_and_the_kernels_bytes((x, spec) in case()) {
+            let params = QuantParams::from_data(spec, x.as_slice(), x.shape()).unwrap();
+            let groups = groups_of(&spec, x.shape());
+            let want: Vec<i32> = x.as_slice().iter().enumerate().map(|(i, &v)| {
+                let g = groups[i];
+                Quantizer::new(&spec, params.scales()[g], params.zero_points()[g]).quantize(v, i)
+            }).collect();
+            let full_onnx = onnx_kernel_case(&spec) && spec.qrange() == spec.qtype.range();
+            for isa in Isa::available() {
+                let q = QTensor::quantize_min_max_on(isa, &x, spec).unwrap();
+                prop_assert_eq!(q.params(), &params, "{}", isa);
+                prop_assert_eq!(&q.values().unwrap(), &want, "{} {:?}", isa, spec);
+                let two_step = QTensor::quantize(&x, params.clone()).unwrap();
+                prop_assert_eq!(q.data(), two_step.data(), "{}", isa);
+                if full_onnx {
+                    let mut bytes = vec![0u8; x.len()];
+                    let mut ok = true;
+                    spec.granularity.layout(x.shape()).unwrap().runs(|start, count, g| {
+                        let (xs, y) = (&x.as_slice()[start..start + count], &mut bytes[start..start + count]);
+                        let (s, z) = (params.scales()[g], params.zero_points()[g]);
+                        ok &= match spec.qtype {
+                            QType::I8 => kernel::quantize_i8_on(isa, xs, s, z as i8, bytemuck::cast_slice_mut(y)),
+                            _ => kernel::quantize_u8_on(isa, xs, s, z as u8, y),
+                        }
+                        .is_ok();
+                    });
+                    prop_assert!(ok);
+                    let got: Vec<u8> = match q.as_qslice().unwrap() {
+                        QSlice::I8(v) => bytemuck::cast_slice(v).to_vec(),
+                        QSlice::U8(v) => v.to_vec(),
+                        other => panic!("{:?}", other.qtype()),
+                    };
+                    prop_assert_eq!(got, bytes, "{} kernels", isa);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_names_the_first_non_finite_element_of_the_tensor() {
+        let mut v: Vec<f32> = (0..4096).map(|i| i as f32 * 0.01).collect();
+        v[3000] = f32::NAN;
+        v[2100] = f32::INFINITY;
+        let x = Tensor::from_vec([64, 64], v).unwrap();
+        for g in [
+            Granularity::PerTensor,
+            Granularity::PerAxis { axis: 0 },
+            Granularity::PerBlock { axis: 0, block: 8 },
+        ] {
+            let spec = QuantSpec::preset(Preset::PyTorchWeightI8PerChannel).with_granularity(g);
+            for isa in Isa::available() {
+                match QTensor::quantize_min_max_on(isa, &x, spec) {
+                    Err(Error::NonFinite { index, .. }) => assert_eq!(index, 2100, "{isa} {g:?}"),
+                    other => panic!("{isa} {g:?}: {other:?}"),
+                }
+            }
+        }
+    }
+}
