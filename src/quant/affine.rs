@@ -6,10 +6,11 @@
 //! half to even, `x / scale` in f32) run through the SIMD kernels of [`crate::kernels::convert`].
 
 use super::pack::{nibble_get, nibble_put, packed_len};
-use super::params::{Convention, QType, QuantParams, QuantSpec, Rounding};
+use super::params::{Convention, Layout, QType, QuantParams, QuantSpec, Rounding};
 use crate::error::{Error, Result};
 use crate::kernels::convert as kernel;
-use crate::kernels::convert::general::{quantize_run_on, Arithmetic, RunParams};
+use crate::kernels::convert::general::{quantize_run_on, Arithmetic, Dest, RunParams};
+use crate::kernels::Isa;
 use crate::tensor::{DynTensor, Packed4, Tensor};
 
 /// Quantized values, borrowed, by type; 4-bit types are packed two per byte (first in the low nibble).
@@ -221,32 +222,150 @@ fn clamp_run<T: Copy + Ord + TryFrom<i32>>(y: &mut [T], (qmin, qmax): (i32, i32)
     }
 }
 
-/// Elements the general kernel quantizes into its scratch at a time (16 KiB of i32, in L1).
-const CHUNK: usize = 4096;
-
-/// Stores quantized values `v` (inside the type's range) at elements `start..` of `out`.
-fn store(out: &mut QSliceMut<'_>, start: usize, v: &[i32]) {
-    let end = start + v.len();
+/// The general kernel on `x` into elements `at..` of `out`; for 4-bit types the pairs between an
+/// odd first and an odd last element are packed by the kernel, those two put alone.
+fn general_run(
+    isa: Isa,
+    x: &[f32],
+    run: RunParams<'_>,
+    a: Arithmetic,
+    range: (i32, i32),
+    out: &mut QSliceMut<'_>,
+    at: usize,
+) {
+    let n = x.len();
     match out {
-        QSliceMut::I8(y) => y[start..end].iter_mut().zip(v).for_each(|(d, &q)| *d = q as i8),
-        QSliceMut::U8(y) => y[start..end].iter_mut().zip(v).for_each(|(d, &q)| *d = q as u8),
-        QSliceMut::I16(y) => y[start..end].iter_mut().zip(v).for_each(|(d, &q)| *d = q as i16),
-        QSliceMut::U16(y) => y[start..end].iter_mut().zip(v).for_each(|(d, &q)| *d = q as u16),
+        QSliceMut::I8(y) => quantize_run_on(isa, x, run, a, range, Dest::I8(&mut y[at..at + n])),
+        QSliceMut::U8(y) => quantize_run_on(isa, x, run, a, range, Dest::U8(&mut y[at..at + n])),
+        QSliceMut::I16(y) => quantize_run_on(isa, x, run, a, range, Dest::I16(&mut y[at..at + n])),
+        QSliceMut::U16(y) => quantize_run_on(isa, x, run, a, range, Dest::U16(&mut y[at..at + n])),
         QSliceMut::I4(b) | QSliceMut::U4(b) => {
-            let mut i = 0;
-            if start % 2 == 1 && !v.is_empty() {
-                nibble_put(b, start, v[0]);
-                i = 1;
+            let put_one = |b: &mut [u8], i: usize| {
+                let mut v = [0i32];
+                quantize_run_on(isa, &x[i..i + 1], run.skip(i), a, range, Dest::I32(&mut v));
+                nibble_put(b, at + i, v[0]);
+            };
+            let head = (at % 2).min(n);
+            if head == 1 {
+                put_one(b, 0);
             }
-            let pairs = (v.len() - i) / 2;
-            let first = (start + i) / 2;
-            for (d, p) in b[first..first + pairs].iter_mut().zip(v[i..].chunks_exact(2)) {
-                *d = (p[0] as u8 & 0x0F) | ((p[1] as u8) << 4);
+            let pairs = (n - head) / 2;
+            let first = (at + head) / 2;
+            let (x_pairs, b_pairs) = (&x[head..head + 2 * pairs], &mut b[first..first + pairs]);
+            quantize_run_on(isa, x_pairs, run.skip(head), a, range, Dest::Nibbles(b_pairs));
+            if head + 2 * pairs < n {
+                put_one(b, n - 1);
             }
-            i += 2 * pairs;
-            if i < v.len() {
-                nibble_put(b, start + i, v[i]);
+        }
+    }
+}
+
+/// How values become integers under one spec: the choices [`quantize_into`] and the one-pass
+/// quantizer make once per call.
+struct Values {
+    spec: QuantSpec,
+    isa: Isa,
+    /// ONNX i8/u8: the one-pass QuantizeLinear kernels on runs.
+    onnx_kernel: bool,
+    /// A sub-range of the type (one more clamp after the ONNX kernels).
+    narrow: bool,
+    /// The general kernel's arithmetic; `None` for stochastic rounding (per element).
+    general: Option<Arithmetic>,
+}
+
+/// One span's parameters, its group 0 first: scales and zero points, and the general kernel's
+/// factors (scales or their reciprocals, as [`Quantizer`] forms them) and zero points as floats.
+struct GroupParams<'a> {
+    scales: &'a [f32],
+    zero_points: &'a [i32],
+    factors: &'a [f32],
+    float_zero_points: &'a [f32],
+}
+
+impl Values {
+    fn new(isa: Isa, spec: QuantSpec) -> Self {
+        let general = (!matches!(spec.rounding, Rounding::Stochastic { .. })).then_some(Arithmetic {
+            multiply: spec.convention != Convention::Onnx,
+            half_away: spec.rounding == Rounding::HalfAway,
+        });
+        Values {
+            spec,
+            isa,
+            onnx_kernel: onnx_kernel_case(&spec),
+            narrow: spec.qrange() != spec.qtype.range(),
+            general,
+        }
+    }
+
+    /// The general kernel's factor and zero point for one group.
+    fn factor(&self, scale: f32, zero_point: i32) -> (f32, f32) {
+        let multiply = self.general.is_some_and(|a| a.multiply);
+        (if multiply { 1.0 / scale } else { scale }, zero_point as f32)
+    }
+
+    /// Quantizes `x` (free of NaN, laid out by `layout`) into elements `base..` of `out`.
+    fn run(
+        &self,
+        layout: &Layout,
+        x: &[f32],
+        base: usize,
+        p: &GroupParams<'_>,
+        out: &mut QSliceMut<'_>,
+    ) -> Result<()> {
+        let (spec, isa) = (&self.spec, self.isa);
+        let mut result = Ok(());
+        layout.segments(|start, count, g, per_element| {
+            if result.is_err() {
+                return;
             }
+            let (x, at) = (&x[start..start + count], base + start);
+            match (&mut *out, self.onnx_kernel && !per_element && count >= KERNEL_MIN_RUN) {
+                (QSliceMut::I8(y), true) => {
+                    let y = &mut y[at..at + count];
+                    result = kernel::quantize_i8_scanned_on(isa, x, p.scales[g], p.zero_points[g] as i8, y);
+                    if self.narrow {
+                        clamp_run(y, spec.qrange());
+                    }
+                }
+                (QSliceMut::U8(y), true) => {
+                    let y = &mut y[at..at + count];
+                    result = kernel::quantize_u8_scanned_on(isa, x, p.scales[g], p.zero_points[g] as u8, y);
+                    if self.narrow {
+                        clamp_run(y, spec.qrange());
+                    }
+                }
+                _ => match self.general {
+                    Some(arithmetic) => {
+                        let run = if per_element {
+                            RunParams::PerElement {
+                                factors: &p.factors[g..g + count],
+                                zero_points: &p.float_zero_points[g..g + count],
+                            }
+                        } else {
+                            RunParams::Broadcast { factor: p.factors[g], zero_point: p.float_zero_points[g] }
+                        };
+                        general_run(isa, x, run, arithmetic, spec.qrange(), out, at);
+                    }
+                    None => {
+                        for (i, &v) in x.iter().enumerate() {
+                            let group = if per_element { g + i } else { g };
+                            let qz = Quantizer::new(spec, p.scales[group], p.zero_points[group]);
+                            out.put(at + i, qz.quantize(v, at + i));
+                        }
+                    }
+                },
+            }
+        });
+        result
+    }
+}
+
+/// Zeroes the unused high nibble of an odd-length 4-bit tensor.
+fn clear_last_nibble(out: &mut QSliceMut<'_>, n: usize) {
+    if let QSliceMut::I4(b) | QSliceMut::U4(b) = out {
+        if n % 2 == 1 {
+            let last = b.len() - 1;
+            b[last] &= 0x0F;
         }
     }
 }
@@ -260,86 +379,85 @@ pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: 
     let layout = params.layout_for(shape)?;
     super::params::check_data(spec.granularity, x, shape)?;
     check_qbuffer(out.as_ref(), &spec, x.len())?;
-    let kernel_path = onnx_kernel_case(&spec);
-    let narrow = spec.qrange() != spec.qtype.range();
     // Any NaN is found before the first write, by one scan of the whole tensor; the runs below
     // then skip the kernels' own scan.
     crate::kernels::convert::check_no_nan("x", x)?;
-    let isa = crate::kernels::Isa::active();
-    let (scales, zps) = (params.scales(), params.zero_points());
-    let general = !matches!(spec.rounding, Rounding::Stochastic { .. });
-    let arithmetic = Arithmetic {
-        multiply: spec.convention != Convention::Onnx,
-        half_away: spec.rounding == Rounding::HalfAway,
-    };
-    // The general kernel's factors: the scales, or their reciprocals exactly as `Quantizer` forms them.
-    let (factors, zero_points) = if general {
-        let mut f = crate::error::try_vec(scales.len(), 0f32)?;
-        let mut z = crate::error::try_vec(scales.len(), 0f32)?;
-        for ((f, z), (&s, &zp)) in f.iter_mut().zip(z.iter_mut()).zip(scales.iter().zip(zps)) {
-            *f = if arithmetic.multiply { 1.0 / s } else { s };
-            *z = zp as f32;
-        }
-        (f, z)
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    let mut scratch = if general { crate::error::try_vec(CHUNK.min(x.len()), 0i32)? } else { Vec::new() };
-    let mut result = Ok(());
-    layout.segments(|start, count, g, per_element| {
-        if result.is_err() {
-            return;
-        }
-        let range = start..start + count;
-        match (&mut out, kernel_path && !per_element && count >= KERNEL_MIN_RUN) {
-            (QSliceMut::I8(y), true) => {
-                let y = &mut y[range.clone()];
-                result = kernel::quantize_i8_scanned_on(isa, &x[range], scales[g], zps[g] as i8, y);
-                if narrow {
-                    clamp_run(y, spec.qrange());
-                }
-            }
-            (QSliceMut::U8(y), true) => {
-                let y = &mut y[range.clone()];
-                result = kernel::quantize_u8_scanned_on(isa, &x[range], scales[g], zps[g] as u8, y);
-                if narrow {
-                    clamp_run(y, spec.qrange());
-                }
-            }
-            _ if general => {
-                for c0 in (0..count).step_by(CHUNK) {
-                    let c1 = (c0 + CHUNK).min(count);
-                    let run = if per_element {
-                        RunParams::PerElement {
-                            factors: &factors[g + c0..g + c1],
-                            zero_points: &zero_points[g + c0..g + c1],
-                        }
-                    } else {
-                        RunParams::Broadcast { factor: factors[g], zero_point: zero_points[g] }
-                    };
-                    let v = &mut scratch[..c1 - c0];
-                    quantize_run_on(isa, &x[start + c0..start + c1], run, arithmetic, spec.qrange(), v);
-                    store(&mut out, start + c0, v);
-                }
-            }
-            _ => {
-                for i in range {
-                    let group = if per_element { g + (i - start) } else { g };
-                    let qz = Quantizer::new(&spec, scales[group], zps[group]);
-                    out.put(i, qz.quantize(x[i], i));
-                }
-            }
-        }
-    });
-    result?;
-    if let QSliceMut::I4(b) | QSliceMut::U4(b) = &mut out {
-        if x.len() % 2 == 1 {
-            // The unused high nibble of an odd-length tensor is zero.
-            let last = b.len() - 1;
-            b[last] &= 0x0F;
-        }
+    let values = Values::new(Isa::active(), spec);
+    let (scales, zero_points) = (params.scales(), params.zero_points());
+    let groups = scales.len();
+    let mut factors = crate::error::try_vec(groups, 0f32)?;
+    let mut float_zero_points = crate::error::try_vec(groups, 0f32)?;
+    for i in 0..groups {
+        (factors[i], float_zero_points[i]) = values.factor(scales[i], zero_points[i]);
     }
+    let p = GroupParams { scales, zero_points, factors: &factors, float_zero_points: &float_zero_points };
+    values.run(&layout, x, 0, &p, &mut out)?;
+    clear_last_nibble(&mut out, x.len());
     Ok(())
+}
+
+/// [`QTensor::quantize_min_max`] in one pass over each span (see [`Layout::spans`]) on the path
+/// `isa` (available): its range, its parameters, then its values while it is in cache. The range
+/// pass proves the span finite, so no NaN scan follows. Any failure is returned as is; the caller
+/// names it as the two-step path would.
+fn min_max_one_pass(isa: Isa, x: &[f32], shape: &[usize], spec: QuantSpec) -> Result<QTensor> {
+    let layout = super::params::check_data(spec.granularity, x, shape)?;
+    let groups = layout.groups();
+    let (mut scales, mut zero_points) =
+        (crate::error::try_vec(groups, 0f32)?, crate::error::try_vec(groups, 0i32)?);
+    // One span's ranges and kernel factors, grown to the largest span.
+    let (mut mins, mut maxs, mut factors, mut float_zero_points) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let values = Values::new(isa, spec);
+    let mut data = zeroed(spec.qtype, shape)?;
+    let mut out = qslice_mut(&mut data)?;
+    layout.spans(|span| {
+        let n = span.layout.len();
+        let xs = &x[span.start..span.start + n];
+        let ng = span.layout.groups();
+        if mins.len() < ng {
+            for v in [&mut mins, &mut maxs, &mut factors, &mut float_zero_points] {
+                *v = crate::error::try_vec(ng, 0f32)?;
+            }
+        }
+        let (lo, hi) = (&mut mins[..ng], &mut maxs[..ng]);
+        lo.fill(f32::INFINITY);
+        hi.fill(f32::NEG_INFINITY);
+        if !span.layout.ranges_into(isa, xs, lo, hi) {
+            return Err(crate::kernels::math::non_finite("x", x));
+        }
+        let gs = span.group..span.group + ng;
+        let (scales, zero_points) = (&mut scales[gs.clone()], &mut zero_points[gs]);
+        spec.params_for_ranges(lo, hi, scales, zero_points)?;
+        for i in 0..ng {
+            (factors[i], float_zero_points[i]) = values.factor(scales[i], zero_points[i]);
+        }
+        let p = GroupParams {
+            scales,
+            zero_points,
+            factors: &factors[..ng],
+            float_zero_points: &float_zero_points[..ng],
+        };
+        values.run(&span.layout, xs, span.start, &p, &mut out)
+    })?;
+    clear_last_nibble(&mut out, x.len());
+    let params = QuantParams::computed(spec, spec.granularity.param_shape(shape)?, scales, zero_points);
+    Ok(QTensor { data, params })
+}
+
+/// A zero-filled tensor of quantized type `qtype` (4-bit types packed).
+fn zeroed(qtype: QType, shape: &[usize]) -> Result<DynTensor> {
+    let shape = shape.to_vec();
+    Ok(match qtype {
+        QType::I8 => DynTensor::I8(Tensor::zeros(shape)?),
+        QType::U8 => DynTensor::U8(Tensor::zeros(shape)?),
+        QType::I16 => DynTensor::I16(Tensor::zeros(shape)?),
+        QType::U16 => DynTensor::U16(Tensor::zeros(shape)?),
+        QType::I4 | QType::U4 => {
+            let bytes = crate::error::try_vec(packed_len(crate::tensor::numel(&shape)?), 0u8)?;
+            DynTensor::Packed4(Packed4 { signed: qtype == QType::I4, shape, bytes })
+        }
+    })
 }
 
 /// Dequantizes `q` (row-major, `shape`) with `params` into `out`, in place: `(q - zero_point) * scale`.
@@ -390,16 +508,26 @@ pub struct QTensor {
 impl QTensor {
     /// Quantizes `x` with given parameters.
     pub fn quantize(x: &Tensor<f32>, params: QuantParams) -> Result<Self> {
-        let mut data = DynTensor::zeros(params.spec().qtype.dtype(), x.shape())?;
+        let mut data = zeroed(params.spec().qtype, x.shape())?;
         quantize_into(x.as_slice(), x.shape(), &params, qslice_mut(&mut data)?)?;
         Ok(QTensor { data, params })
     }
 
     /// Quantizes `x` with min-max parameters computed from `x` itself by the spec: each group's
     /// range is its minimum and maximum (PyTorch's `MinMaxObserver` then `quantize_per_channel`).
+    /// Each channel or block is finished (range, parameters, values) while it is in cache.
     pub fn quantize_min_max(x: &Tensor<f32>, spec: QuantSpec) -> Result<Self> {
-        let params = QuantParams::from_data(spec, x.as_slice(), x.shape())?;
-        Self::quantize(x, params)
+        Self::quantize_min_max_on(Isa::active(), x, spec)
+    }
+
+    /// [`Self::quantize_min_max`] on the kernel path `isa` (available).
+    pub(crate) fn quantize_min_max_on(isa: Isa, x: &Tensor<f32>, spec: QuantSpec) -> Result<Self> {
+        min_max_one_pass(isa, x.as_slice(), x.shape(), spec).or_else(|e| {
+            // The error the two-step definition gives (the first non-finite element of the whole
+            // tensor before any group's parameters), whichever span failed first.
+            QuantParams::from_data(spec, x.as_slice(), x.shape())?;
+            Err(e)
+        })
     }
 
     /// Renamed: in ONNX Runtime "dynamic" means activations quantized at run time.
@@ -480,4 +608,139 @@ fn qslice_mut(data: &mut DynTensor) -> Result<QSliceMut<'_>> {
         DynTensor::Packed4(Packed4 { bytes, .. }) => QSliceMut::U4(bytes),
         other => return Err(Error::UnsupportedDType { dtype: other.dtype(), operation: "quantized tensor" }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{Granularity, Mode, Preset, ScaleType};
+    use proptest::prelude::*;
+
+    /// Element `i`'s group, from the layout's plain runs.
+    fn groups_of(spec: &QuantSpec, shape: &[usize]) -> Vec<usize> {
+        let mut g = vec![0; crate::tensor::numel(shape).unwrap()];
+        spec.granularity
+            .layout(shape)
+            .unwrap()
+            .runs(|start, count, group| g[start..start + count].fill(group));
+        g
+    }
+
+    fn spec_strategy(rank: usize) -> impl Strategy<Value = QuantSpec> {
+        let random = (
+            prop::sample::select(QType::ALL.to_vec()),
+            any::<bool>(),
+            any::<bool>(),
+            prop::sample::select(vec![Convention::Onnx, Convention::PyTorch, Convention::TfLite]),
+            0usize..3,
+            0..rank.max(1),
+            1usize..40,
+            0u8..3,
+            any::<bool>(),
+        )
+            .prop_map(
+                move |(qtype, symmetric, narrow, convention, g, axis, block, rounding, f16)| QuantSpec {
+                    qtype,
+                    mode: if symmetric { Mode::Symmetric } else { Mode::Affine },
+                    narrow_range: narrow,
+                    reduced_range: false,
+                    granularity: match g {
+                        0 => Granularity::PerTensor,
+                        1 => Granularity::PerAxis { axis },
+                        _ => Granularity::PerBlock { axis, block },
+                    },
+                    rounding: match rounding {
+                        0 => Rounding::HalfEven,
+                        1 => Rounding::HalfAway,
+                        _ => Rounding::Stochastic { seed: 7 },
+                    },
+                    scale_type: if f16 { ScaleType::F16 } else { ScaleType::F32 },
+                    convention,
+                },
+            );
+        let preset = prop::sample::select(Preset::ALL.to_vec()).prop_map(QuantSpec::preset);
+        prop_oneof![random, preset]
+    }
+
+    fn case() -> impl Strategy<Value = (Tensor<f32>, QuantSpec)> {
+        let dim = prop::sample::select(vec![0usize, 1, 2, 3, 7, 31, 64, 65, 97, 257, 2053]);
+        prop::collection::vec(dim, 1..4)
+            .prop_filter("small enough", |s| s.iter().product::<usize>() <= 40_000)
+            .prop_flat_map(|shape| {
+                let n: usize = shape.iter().product();
+                let values =
+                    prop::collection::vec(prop_oneof![-3.0f32..3.0, Just(0.0), Just(-0.0), Just(0.5)], n);
+                (Just(shape.clone()), values, 1e-3f32..1e3, spec_strategy(shape.len()))
+            })
+            .prop_map(|(shape, v, r, spec)| {
+                (Tensor::from_vec(shape, v.into_iter().map(|v| v * r).collect()).unwrap(), spec)
+            })
+            .prop_filter("axis in range", |(x, spec)| spec.granularity.layout(x.shape()).is_ok())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+        /// The one-pass quantizer against its definition: parameters as `QuantParams::from_data`
+        /// gives them, every value as the per-element f64 quantizer computes it, and for ONNX
+        /// i8/u8 the bytes of the QuantizeLinear kernels run group by group; on every tier.
+        #[test]
+        fn one_pass_gives_the_two_step_definition_and_the_kernels_bytes((x, spec) in case()) {
+            let params = QuantParams::from_data(spec, x.as_slice(), x.shape()).unwrap();
+            let groups = groups_of(&spec, x.shape());
+            let want: Vec<i32> = x.as_slice().iter().enumerate().map(|(i, &v)| {
+                let g = groups[i];
+                Quantizer::new(&spec, params.scales()[g], params.zero_points()[g]).quantize(v, i)
+            }).collect();
+            let full_onnx = onnx_kernel_case(&spec) && spec.qrange() == spec.qtype.range();
+            for isa in Isa::available() {
+                let q = QTensor::quantize_min_max_on(isa, &x, spec).unwrap();
+                prop_assert_eq!(q.params(), &params, "{}", isa);
+                prop_assert_eq!(&q.values().unwrap(), &want, "{} {:?}", isa, spec);
+                let two_step = QTensor::quantize(&x, params.clone()).unwrap();
+                prop_assert_eq!(q.data(), two_step.data(), "{}", isa);
+                if full_onnx {
+                    let mut bytes = vec![0u8; x.len()];
+                    let mut ok = true;
+                    spec.granularity.layout(x.shape()).unwrap().runs(|start, count, g| {
+                        let (xs, y) = (&x.as_slice()[start..start + count], &mut bytes[start..start + count]);
+                        let (s, z) = (params.scales()[g], params.zero_points()[g]);
+                        ok &= match spec.qtype {
+                            QType::I8 => kernel::quantize_i8_on(isa, xs, s, z as i8, bytemuck::cast_slice_mut(y)),
+                            _ => kernel::quantize_u8_on(isa, xs, s, z as u8, y),
+                        }
+                        .is_ok();
+                    });
+                    prop_assert!(ok);
+                    let got: Vec<u8> = match q.as_qslice().unwrap() {
+                        QSlice::I8(v) => bytemuck::cast_slice(v).to_vec(),
+                        QSlice::U8(v) => v.to_vec(),
+                        other => panic!("{:?}", other.qtype()),
+                    };
+                    prop_assert_eq!(got, bytes, "{} kernels", isa);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_names_the_first_non_finite_element_of_the_tensor() {
+        let mut v: Vec<f32> = (0..4096).map(|i| i as f32 * 0.01).collect();
+        v[3000] = f32::NAN;
+        v[2100] = f32::INFINITY;
+        let x = Tensor::from_vec([64, 64], v).unwrap();
+        for g in [
+            Granularity::PerTensor,
+            Granularity::PerAxis { axis: 0 },
+            Granularity::PerBlock { axis: 0, block: 8 },
+        ] {
+            let spec = QuantSpec::preset(Preset::PyTorchWeightI8PerChannel).with_granularity(g);
+            for isa in Isa::available() {
+                match QTensor::quantize_min_max_on(isa, &x, spec) {
+                    Err(Error::NonFinite { index, .. }) => assert_eq!(index, 2100, "{isa} {g:?}"),
+                    other => panic!("{isa} {g:?}: {other:?}"),
+                }
+            }
+        }
+    }
 }

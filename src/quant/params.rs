@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::convert::min_max_finite;
+use crate::kernels::Isa;
 use half::f16;
 
 /// The integer type of quantized values.
@@ -181,19 +182,22 @@ impl Layout {
         let groups = self.groups();
         let mut mins = crate::error::try_vec(groups, f32::INFINITY)?;
         let mut maxs = crate::error::try_vec(groups, f32::NEG_INFINITY)?;
+        if !self.ranges_into(Isa::active(), x, &mut mins, &mut maxs) {
+            return Err(crate::kernels::math::non_finite("x", x));
+        }
+        Ok((mins, maxs))
+    }
+
+    /// Widens `mins` and `maxs` (one per group) to each group's values in `x`, on the path `isa`
+    /// (available); false if `x` holds a NaN or an infinity.
+    pub(crate) fn ranges_into(&self, isa: Isa, x: &[f32], mins: &mut [f32], maxs: &mut [f32]) -> bool {
         let mut finite = true;
         self.segments(|start, count, g, per_element| {
             let run = &x[start..start + count];
             if per_element {
-                // Column-wise: each element updates its own group (vectorized by the compiler).
+                // Column-wise: each element updates its own group.
                 let (lo, hi) = (&mut mins[g..g + count], &mut maxs[g..g + count]);
-                let mut all_finite = true;
-                for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(run) {
-                    *l = l.min(v);
-                    *h = h.max(v);
-                    all_finite &= v.is_finite();
-                }
-                finite &= all_finite;
+                finite &= crate::kernels::convert::general::min_max_columns_on(isa, run, lo, hi);
             } else {
                 let (lo, hi, run_finite) = min_max_finite(run);
                 mins[g] = mins[g].min(lo);
@@ -201,11 +205,67 @@ impl Layout {
                 finite &= run_finite;
             }
         });
-        if !finite {
-            return Err(crate::kernels::math::non_finite("x", x));
-        }
-        Ok((mins, maxs))
+        finite
     }
+
+    /// Calls `f` for contiguous spans that each hold every element of their groups, covering every
+    /// element and every group once in increasing order: a one-pass quantizer finishes a span (its
+    /// range, parameters and values) while it is in cache. Per-channel rows along a leading axis
+    /// and blocks are spans of their own; the rest is one span.
+    pub(crate) fn spans(&self, mut f: impl FnMut(Span) -> Result<()>) -> Result<()> {
+        match *self {
+            Layout::Axis { outer: 1, len, inner } if inner >= MIN_SPAN => {
+                for a in 0..len {
+                    f(Span { start: a * inner, layout: Layout::Tensor { n: inner }, group: a })?;
+                }
+                Ok(())
+            }
+            Layout::Block { outer, len, inner, block } => {
+                let blocks = len.div_ceil(block);
+                for o in 0..outer {
+                    for b in 0..blocks {
+                        let rows = block.min(len - b * block);
+                        let start = (o * len + b * block) * inner;
+                        let group = (o * blocks + b) * inner;
+                        let layout = if inner == 1 {
+                            Layout::Tensor { n: rows }
+                        } else {
+                            // Groups are the columns of a `rows x inner` strip.
+                            Layout::Axis { outer: rows, len: inner, inner: 1 }
+                        };
+                        f(Span { start, layout, group })?;
+                    }
+                }
+                Ok(())
+            }
+            _ => f(Span { start: 0, layout: *self, group: 0 }),
+        }
+    }
+
+    /// Number of elements.
+    pub(crate) fn len(&self) -> usize {
+        match *self {
+            Layout::Tensor { n } => n,
+            Layout::Axis { outer, len, inner } | Layout::Block { outer, len, inner, .. } => {
+                outer * len * inner
+            }
+        }
+    }
+}
+
+/// Rows shorter than this are not spans of their own (see [`Layout::spans`]): the per-span work
+/// would outweigh the cache it saves.
+const MIN_SPAN: usize = 64;
+
+/// A contiguous span of a tensor that holds every element of its groups (see [`Layout::spans`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// The first element.
+    pub(crate) start: usize,
+    /// The span's own layout (its length is the span's).
+    pub(crate) layout: Layout,
+    /// The tensor's group that is the span's group 0; the span's groups are consecutive.
+    pub(crate) group: usize,
 }
 
 impl Granularity {
@@ -436,10 +496,63 @@ impl QuantSpec {
     /// Parameters for one group whose values lie in `[min, max]` (finite, `min <= max`), by the
     /// spec's convention (see [`Convention`]).
     pub fn params_for_range(&self, min: f32, max: f32) -> Result<(f32, i32)> {
+        self.params_in(self.qrange(), min, max)
+    }
+
+    /// Each group's parameters from its range as found (`min > max` for an empty group, which
+    /// takes the range `[0, 0]`), on the active tier's instructions (its rounding of f64 is one
+    /// instruction where the baseline calls libm).
+    pub(crate) fn params_for_ranges(
+        &self,
+        mins: &[f32],
+        maxs: &[f32],
+        scales: &mut [f32],
+        zero_points: &mut [i32],
+    ) -> Result<()> {
+        #[inline(always)]
+        fn each(
+            spec: &QuantSpec,
+            mins: &[f32],
+            maxs: &[f32],
+            scales: &mut [f32],
+            zero_points: &mut [i32],
+        ) -> Result<()> {
+            let qrange = spec.qrange();
+            for (((&lo, &hi), s), z) in
+                mins.iter().zip(maxs).zip(scales.iter_mut()).zip(zero_points.iter_mut())
+            {
+                let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
+                (*s, *z) = spec.params_in(qrange, lo, hi)?;
+            }
+            Ok(())
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn each_avx2(
+            spec: &QuantSpec,
+            mins: &[f32],
+            maxs: &[f32],
+            scales: &mut [f32],
+            zero_points: &mut [i32],
+        ) -> Result<()> {
+            each(spec, mins, maxs, scales, zero_points)
+        }
+        match Isa::active() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the active tier is available: the CPU has AVX2, FMA and F16C.
+            Isa::Avx2 | Isa::Avx512 => unsafe { each_avx2(self, mins, maxs, scales, zero_points) },
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon | Isa::Dotprod | Isa::I8mm => each(self, mins, maxs, scales, zero_points),
+            Isa::Scalar => each(self, mins, maxs, scales, zero_points),
+        }
+    }
+
+    /// [`Self::params_for_range`] with the integer range given.
+    #[inline(always)]
+    fn params_in(&self, (qmin, qmax): (i32, i32), min: f32, max: f32) -> Result<(f32, i32)> {
         if !(min.is_finite() && max.is_finite()) || min > max {
             return Err(Error::invalid("range", format!("[{min}, {max}]"), "must be finite with min <= max"));
         }
-        let (qmin, qmax) = self.qrange();
         let symmetric = self.mode == Mode::Symmetric;
         let rmin = min.min(0.0);
         let rmax = max.max(0.0);
@@ -572,6 +685,17 @@ impl QuantParams {
             ));
         }
         Ok(QuantParams { spec, shape, scales, zero_points })
+    }
+
+    /// Parameters as [`QuantSpec::params_for_range`] computes them (valid by construction), in the
+    /// layout of `shape`.
+    pub(crate) fn computed(
+        spec: QuantSpec,
+        shape: Vec<usize>,
+        scales: Vec<f32>,
+        zero_points: Vec<i32>,
+    ) -> Self {
+        QuantParams { spec, shape, scales, zero_points }
     }
 
     /// Parameters from each group's `[min, max]` (same layout as the scales), by the spec's convention.
