@@ -125,13 +125,7 @@ impl CompressedModel {
         if let Some(qc) = config.as_ref().and_then(ct::compressed_tensors_config) {
             return Self::from_compressed_tensors(model, qc);
         }
-        let mut reader = CompressedModel {
-            format: ModelFormat::Safetensors,
-            source: Source::Safetensors(model),
-            tensors: Vec::new(),
-            plans: Vec::new(),
-            by_name: HashMap::new(),
-        };
+        let mut reader = CompressedModel::empty(ModelFormat::Safetensors, Source::Safetensors(model));
         let Source::Safetensors(model) = &reader.source else { unreachable!("just built") };
         let mut rows = Vec::new();
         for shard in model.shards() {
@@ -149,6 +143,10 @@ impl CompressedModel {
         Ok(reader)
     }
 
+    fn empty(format: ModelFormat, source: Source) -> Self {
+        CompressedModel { format, source, tensors: Vec::new(), plans: Vec::new(), by_name: HashMap::new() }
+    }
+
     fn push(&mut self, row: LogicalSummary, plan: Plan) {
         self.by_name.insert(row.name.clone(), self.tensors.len());
         self.tensors.push(row);
@@ -156,13 +154,7 @@ impl CompressedModel {
     }
 
     fn from_gguf(file: GgufFile) -> Result<Self> {
-        let mut reader = CompressedModel {
-            format: ModelFormat::Gguf,
-            source: Source::Gguf(file),
-            tensors: Vec::new(),
-            plans: Vec::new(),
-            by_name: HashMap::new(),
-        };
+        let mut reader = CompressedModel::empty(ModelFormat::Gguf, Source::Gguf(file));
         let Source::Gguf(file) = &reader.source else { unreachable!("just built") };
         let rows: Vec<LogicalSummary> = file
             .tensors
@@ -199,13 +191,7 @@ impl CompressedModel {
 
     fn from_compressed_tensors(model: Model, qc: &serde_json::Map<String, Value>) -> Result<Self> {
         let (int_args, pack_args) = (ct::config_args(qc, false)?, ct::config_args(qc, true)?);
-        let mut reader = CompressedModel {
-            format: ModelFormat::CompressedTensors,
-            source: Source::Safetensors(model),
-            tensors: Vec::new(),
-            plans: Vec::new(),
-            by_name: HashMap::new(),
-        };
+        let mut reader = CompressedModel::empty(ModelFormat::CompressedTensors, Source::Safetensors(model));
         let Source::Safetensors(model) = &reader.source else { unreachable!("just built") };
         let mut consumed = BTreeSet::new();
         let mut rows = Vec::new();
