@@ -19,18 +19,21 @@ mod minilm;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The types checked, with the least cosine to the float64 reference every sentence must reach
-/// (what each reaches here is in the README).
-const TYPES: [(&str, f64); 8] = [
-    ("f16", 0.999),
-    ("bf16", 0.99),
-    ("q8_0", 0.99),
-    ("q6_k", 0.99),
-    ("q5_0", 0.99),
-    ("q4_1", 0.98),
-    ("q4_0", 0.97),
-    ("q4_k", 0.98),
+/// The types checked: the least cosine to the float64 reference every sentence must reach (what
+/// each reaches here is in the README), and llama.cpp's `llama_ftype` for its own quantizer.
+const TYPES: [(&str, f64, Option<u32>); 8] = [
+    ("f16", 0.999, None),
+    ("bf16", 0.99, None),
+    ("q8_0", 0.99, Some(7)),
+    ("q6_k", 0.99, Some(18)),
+    ("q5_0", 0.95, Some(8)),
+    ("q4_k", 0.95, Some(15)),
+    ("q4_1", 0.92, Some(3)),
+    ("q4_0", 0.90, Some(2)),
 ];
+
+/// How far below llama.cpp's own quantization (of our f16 file) ours may fall: cosine minimum and mean.
+const PEER_MARGIN: (f64, f64) = (0.01, 0.002);
 
 /// Tokens per sentence, sentence-transformers' max_seq_length for all-MiniLM-L6-v2.
 const MAX_LEN: usize = 256;
@@ -135,6 +138,81 @@ fn spearman(e: &Embedded) -> f64 {
     eval::spearman(&sims, &pairs.iter().map(|p| p.2).collect::<Vec<_>>())
 }
 
+/// `dir` written as GGUF with `quant` by `greenai compress`.
+fn compress(dir: &Path, quant: &str, out: &Path) {
+    let run = Command::new(env!("CARGO_BIN_EXE_greenai"))
+        .arg("compress")
+        .arg(dir)
+        .args(["--format", "gguf", "--quant", quant, "-o"])
+        .arg(out)
+        .output()
+        .unwrap();
+    ok("greenai compress", run);
+}
+
+/// llama.cpp's token ids and embeddings of `sentences` with `gguf`, and what it warned.
+fn llama_cpp_embed(gguf: &Path, sentences: &Path) -> (Embedded, String) {
+    let out = gguf.with_extension("safetensors");
+    let run = python(&[&script(), &"embed", &gguf, &sentences, &MAX_LEN.to_string(), &out]);
+    let warnings = String::from_utf8_lossy(&run.stderr).trim().to_string();
+    ok("llama.cpp", run);
+    (read(&out), warnings)
+}
+
+/// The tokens of `sentences` by the tokenizers package from `dir`'s tokenizer.json, truncated as
+/// sentence-transformers truncates.
+fn tokenize(dir: &Path, sentences: &[String]) -> Vec<Vec<i64>> {
+    let mut tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    tok.with_truncation(Some(tokenizers::TruncationParams { max_length: MAX_LEN, ..Default::default() }))
+        .unwrap();
+    tok.with_padding(None);
+    let ids =
+        |s: &String| tok.encode(s.as_str(), true).unwrap().get_ids().iter().map(|&i| i64::from(i)).collect();
+    sentences.iter().map(ids).collect()
+}
+
+/// A copy of the model directory whose tokenizer.json keeps case (BertNormalizer `lowercase: false`).
+fn cased_copy(dir: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if path.is_dir() {
+            std::fs::create_dir(to.join(name)).unwrap();
+            for inner in std::fs::read_dir(&path).unwrap() {
+                let inner = inner.unwrap().path();
+                std::fs::copy(&inner, to.join(name).join(inner.file_name().unwrap())).unwrap();
+            }
+        } else if std::fs::hard_link(&path, to.join(name)).is_err() {
+            std::fs::copy(&path, to.join(name)).unwrap();
+        }
+    }
+    let tj = to.join("tokenizer.json");
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&tj).unwrap()).unwrap();
+    json["normalizer"]["lowercase"] = serde_json::Value::Bool(false);
+    std::fs::remove_file(&tj).unwrap(); // a hard link: the original stays as it is
+    std::fs::write(&tj, serde_json::to_vec(&json).unwrap()).unwrap();
+}
+
+/// How many sentences llama.cpp tokenized as the tokenizers package did; each other one is a failure.
+fn check_ids(
+    what: &str,
+    got: &[Vec<i64>],
+    want: &[Vec<i64>],
+    sentences: &[String],
+    failures: &mut Vec<String>,
+) -> usize {
+    let mut same = 0;
+    for ((a, b), s) in got.iter().zip(want).zip(sentences) {
+        if a == b {
+            same += 1;
+        } else {
+            failures.push(format!("{what}: tokens of {s:?}: llama.cpp {a:?}, tokenizers {b:?}"));
+        }
+    }
+    same
+}
+
 #[test]
 fn llama_cpp_embeds_with_our_minilm_gguf_like_the_f32_model() {
     let Some(dir) = minilm::minilm_dir() else { return };
@@ -165,44 +243,55 @@ fn llama_cpp_embeds_with_our_minilm_gguf_like_the_f32_model() {
 
     let rho_ref = spearman(&reference);
     let mut failures = Vec::new();
-    for (quant, least) in TYPES {
+    for (quant, least, ftype) in TYPES {
         let gguf = t.join(format!("minilm-{quant}.gguf"));
-        let out = Command::new(env!("CARGO_BIN_EXE_greenai"))
-            .arg("compress")
-            .arg(&dir)
-            .args(["--format", "gguf", "--quant", quant, "-o"])
-            .arg(&gguf)
-            .output()
-            .unwrap();
-        ok("greenai compress", out);
-        let emb = t.join(format!("llama-{quant}.safetensors"));
-        let out = python(&[&script(), &"embed", &gguf, &file, &MAX_LEN.to_string(), &emb]);
-        let warnings = String::from_utf8_lossy(&out.stderr).into_owned();
-        ok("llama.cpp", out);
-        let got = read(&emb);
-        let same_ids = got.ids.iter().zip(&reference.ids).filter(|(a, b)| a == b).count();
+        compress(&dir, quant, &gguf);
+        let (got, warnings) = llama_cpp_embed(&gguf, &file);
+        let same_ids = check_ids(quant, &got.ids, &reference.ids, &sentences, &mut failures);
         let (min, mean) = cosines(&got, &reference);
         let size = std::fs::metadata(&gguf).unwrap().len() as f64 / 1e6;
-        eprintln!(
-            "{quant:>5} ({size:5.1} MB): cosine to f32 min {min:.5} mean {mean:.5}; Spearman {:.4} (f32 {rho_ref:.4}); \
-             token ids equal on {same_ids}/{} sentences",
+        let mut line = format!(
+            "{quant:>5} ({size:4.1} MB): cosine to f32 min {min:.5} mean {mean:.5}; Spearman {:.4} (f32 \
+             {rho_ref:.4}); token ids equal on {same_ids}/{}",
             spearman(&got),
             sentences.len()
         );
-        if !warnings.trim().is_empty() {
-            eprintln!("llama.cpp warned: {}", warnings.trim());
-        }
-        for (i, (a, b)) in got.ids.iter().zip(&reference.ids).enumerate() {
-            if a != b {
-                failures.push(format!(
-                    "{quant}: tokens of {:?}: llama.cpp {a:?}, tokenizers {b:?}",
-                    sentences[i]
-                ));
-            }
-        }
         if min < least {
             failures.push(format!("{quant}: cosine min {min} < {least}"));
         }
+        if let Some(ftype) = ftype {
+            // llama.cpp's own quantizer from our f16 file: the loss of the format, not of our writer.
+            let theirs = t.join(format!("llama-{quant}.gguf"));
+            ok(
+                "llama_model_quantize",
+                python(&[&script(), &"quantize", &t.join("minilm-f16.gguf"), &theirs, &ftype.to_string()]),
+            );
+            let (peer, _) = llama_cpp_embed(&theirs, &file);
+            let (pmin, pmean) = cosines(&peer, &reference);
+            line += &format!("; llama.cpp's own {quant}: min {pmin:.5} mean {pmean:.5}");
+            if min < pmin - PEER_MARGIN.0 || mean < pmean - PEER_MARGIN.1 {
+                failures.push(format!(
+                    "{quant}: ours min {min} mean {mean}, llama.cpp's own min {pmin} mean {pmean}"
+                ));
+            }
+        }
+        eprintln!("{line}");
+        if !warnings.is_empty() {
+            eprintln!("  llama.cpp warned: {warnings}");
+        }
     }
+
+    // A tokenizer that keeps case: llama.cpp lowercases unless the file says not to.
+    let cased = t.join("cased");
+    cased_copy(&dir, &cased);
+    let gguf = t.join("cased-q8_0.gguf");
+    compress(&cased, "q8_0", &gguf);
+    let want = tokenize(&cased, &sentences);
+    assert!(
+        want.iter().zip(&reference.ids).filter(|(a, b)| a != b).count() > sentences.len() / 2,
+        "keeping case changes most sentences' tokens"
+    );
+    let same = check_ids("cased", &llama_cpp_embed(&gguf, &file).0.ids, &want, &sentences, &mut failures);
+    eprintln!("cased tokenizer: token ids equal on {same}/{}", sentences.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -10,6 +10,9 @@ usage:
       last), and pools with the GGUF's own pooling type (which must be mean). OUT (safetensors):
       `embeddings` (float64, L2-normalised, sentences x n_embd), `ids` (int64, all sentences'
       token ids concatenated), `lengths` (int64, tokens per sentence).
+  llama_cpp_embed.py quantize GGUF OUT FTYPE
+      llama.cpp's own quantizer (llama-quantize's llama_model_quantize) from GGUF to OUT with the
+      llama_ftype number FTYPE (2 Q4_0, 3 Q4_1, 7 Q8_0, 8 Q5_0, 15 Q4_K_M, 18 Q6_K).
   llama_cpp_embed.py st MODEL_DIR SENTENCES_FILE OUT
       sentence-transformers' normalised embeddings of MODEL_DIR into OUT (`embeddings`, float64).
 
@@ -53,11 +56,7 @@ def tokenize(llama_cpp, vocab, text):
 
 
 def embed(gguf, sentences_file, max_len, out):
-    try:
-        import llama_cpp
-    except ImportError as e:
-        print(f"llama_cpp is not installed ({e})", file=sys.stderr)
-        sys.exit(MISSING)
+    llama_cpp = import_llama_cpp()
     keep = quiet_logs(llama_cpp)
     llama_cpp.llama_backend_init()
     model = llama_cpp.llama_model_load_from_file(gguf.encode(), llama_cpp.llama_model_default_params())
@@ -77,6 +76,7 @@ def embed(gguf, sentences_file, max_len, out):
         sys.exit(f"the GGUF's pooling type is {pooling}, not mean")
     vocab = llama_cpp.llama_model_get_vocab(model)
     n_embd = llama_cpp.llama_model_n_embd(model)
+    batch = llama_cpp.llama_batch_init(n_ctx, 0, 1)
     embeddings, all_ids, lengths = [], [], []
     for s in sentences(sentences_file):
         ids = tokenize(llama_cpp, vocab, s)
@@ -84,16 +84,40 @@ def embed(gguf, sentences_file, max_len, out):
             ids = ids[: max_len - 1] + ids[-1:]
         all_ids += ids
         lengths.append(len(ids))
-        tokens = (llama_cpp.llama_token * len(ids))(*ids)
-        if llama_cpp.llama_encode(ctx, llama_cpp.llama_batch_get_one(tokens, len(ids))) != 0:
+        batch.n_tokens = len(ids)
+        for i, t in enumerate(ids):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = t, i, 1, True
+            batch.seq_id[i][0] = 0
+        if llama_cpp.llama_encode(ctx, batch) != 0:
             sys.exit(f"llama_encode failed on {s!r}")
         e = np.array(llama_cpp.llama_get_embeddings_seq(ctx, 0)[:n_embd], dtype=np.float64)
         embeddings.append(e / max(np.linalg.norm(e), 1e-12))
+    llama_cpp.llama_batch_free(batch)
     llama_cpp.llama_free(ctx)
     llama_cpp.llama_model_free(model)
     del keep
     save_file({"embeddings": np.stack(embeddings), "ids": np.array(all_ids, dtype=np.int64),
                "lengths": np.array(lengths, dtype=np.int64)}, out)
+
+
+def import_llama_cpp():
+    try:
+        import llama_cpp
+    except ImportError as e:
+        print(f"llama_cpp is not installed ({e})", file=sys.stderr)
+        sys.exit(MISSING)
+    return llama_cpp
+
+
+def quantize(gguf, out, ftype):
+    llama_cpp = import_llama_cpp()
+    keep = quiet_logs(llama_cpp)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = 2
+    if llama_cpp.llama_model_quantize(gguf.encode(), out.encode(), ctypes.byref(params)) != 0:
+        sys.exit(f"llama_model_quantize failed on {gguf}")
+    del keep
 
 
 def sentence_transformers(model_dir, sentences_file, out):
@@ -112,6 +136,8 @@ def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "embed":
         embed(args[0], args[1], int(args[2]), args[3])
+    elif cmd == "quantize":
+        quantize(args[0], args[1], int(args[2]))
     elif cmd == "st":
         sentence_transformers(*args[:3])
     else:
