@@ -2,8 +2,9 @@
 //! several types is loaded and run by llama.cpp (its PyPI binding llama-cpp-python, in
 //! tests/support/llama_cpp_embed.py), whose mean-pooled embeddings are compared with the float64
 //! reference of examples/minilm/reference.py (numpy, tokenizers, safetensors; itself checked against
-//! sentence-transformers when that is installed). llama.cpp's token ids, from the vocabulary in our
-//! file, must equal the tokenizers package's from tokenizer.json.
+//! sentence-transformers when that is installed), and with llama.cpp's own quantization of our f16
+//! file. llama.cpp's token ids, from the vocabulary in our file, must equal the tokenizers package's
+//! from tokenizer.json, also for a copy of the tokenizer that keeps case.
 //!
 //! Optional, as llama.cpp is not built by CI (it takes half an hour): without `import llama_cpp` the
 //! test says so and passes, unless `GREENAI_LLAMA_CPP_REQUIRED=1`. To build it:
