@@ -165,6 +165,8 @@ def check(model, path, ftype):
             assert types[i] == (3 if i in added else 1)
         ids = {"bos": 101, "eos": 102, "unknown": 100, "seperator": 102, "padding": 0, "mask": 103}
         adds = {"bos": True, "eos": True, "sep": False}
+        # gguf-py's SpecialVocab reads the BertNormalizer's flags; llama.cpp lowercases without the key.
+        assert field(r, "tokenizer.ggml.normalizer.lowercase") is tj["normalizer"]["lowercase"]
     else:
         assert field(r, a + ".attention.head_count_kv") == cfg["num_key_value_heads"]
         assert np.float32(field(r, a + ".attention.layer_norm_rms_epsilon")) == np.float32(cfg["rms_norm_eps"])

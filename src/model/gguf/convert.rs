@@ -684,7 +684,41 @@ fn tokenizer(arch: Arch, config: &Json, dir: &Path) -> Result<Vec<(String, Value
         m.push(kv("tokenizer.ggml.merges", Value::Array(Array::String(out))));
     }
     m.extend(special_tokens(tokenizer.as_ref(), tokenizer_config, config, &added_list, n_tokens));
+    let mut flags = [None; 2];
+    if let Some(n) = tokenizer.as_ref().and_then(|t| t.get("normalizer")) {
+        normalizer_flags(n, &mut flags);
+    }
+    for (key, flag) in NORMALIZER_FLAGS.iter().zip(flags) {
+        if let Some(v) = flag {
+            m.push(kv(format!("tokenizer.ggml.normalizer.{key}"), Value::Bool(v)));
+        }
+    }
     Ok(m)
+}
+
+/// The normalizer flags gguf-py's `SpecialVocab` writes, in its order.
+const NORMALIZER_FLAGS: [&str; 2] = ["lowercase", "strip_accents"];
+
+/// gguf-py's `SpecialVocab._parse_normalizer`: [`NORMALIZER_FLAGS`] as tokenizer.json's normalizer
+/// sets them (llama.cpp's WordPiece tokenizer lowercases when the key is absent).
+fn normalizer_flags(n: &Json, flags: &mut [Option<bool>; 2]) {
+    match n.get("type").and_then(Json::as_str) {
+        Some("Lowercase") => flags[0] = Some(true),
+        Some("StripAccents") => flags[1] = Some(true),
+        Some("BertNormalizer") => {
+            for (key, flag) in NORMALIZER_FLAGS.iter().zip(flags.iter_mut()) {
+                if let Some(v) = n.get(*key).and_then(Json::as_bool) {
+                    *flag = Some(v);
+                }
+            }
+        }
+        Some("Sequence") => {
+            for inner in n.get("normalizers").and_then(Json::as_array).into_iter().flatten() {
+                normalizer_flags(inner, flags);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// gguf-py's `SpecialVocab` (special token ids from tokenizer_config.json looked up among the added
@@ -839,6 +873,21 @@ mod tests {
         let out = permute_qk_rows(&data, 8, 1, 2).unwrap();
         assert_eq!(out, [0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
         assert!(permute_qk_rows(&data, 8, 1, 3).is_err());
+    }
+
+    #[test]
+    fn normalizer_flags_as_gguf_py_reads_them() {
+        let flags = |text: &str| {
+            let mut out = [None; 2];
+            normalizer_flags(&serde_json::from_str(text).unwrap(), &mut out);
+            out
+        };
+        let bert = r#"{"type": "BertNormalizer", "lowercase": false, "strip_accents": null}"#;
+        assert_eq!(flags(bert), [Some(false), None]);
+        let seq = r#"{"type": "Sequence", "normalizers": [{"type": "NFD"}, {"type": "StripAccents"},
+            {"type": "Lowercase"}]}"#;
+        assert_eq!(flags(seq), [Some(true), Some(true)]);
+        assert_eq!(flags(r#"{"type": "NFC"}"#), [None, None]);
     }
 
     #[test]
