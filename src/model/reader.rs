@@ -96,7 +96,9 @@ enum Source {
     Gguf(GgufFile),
 }
 
-/// A compressed model opened for reading tensor by tensor (see the [module docs](self)).
+/// A compressed model (greenai's convention, compressed-tensors, GGUF or plain safetensors) opened
+/// for reading tensor by tensor: its logical tensors listed from the headers, each read as f32, as
+/// int8 weights or as ggml blocks when asked; memory holds one tensor at a time.
 pub struct CompressedModel {
     format: ModelFormat,
     source: Source,
