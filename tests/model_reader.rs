@@ -292,3 +292,40 @@ fn bad_input_is_an_error() {
     assert!(CompressedModel::open(&junk).unwrap_err().to_string().contains("truncated"));
     assert!(CompressedModel::open(tmp.path()).unwrap_err().to_string().contains("without weights"));
 }
+
+#[test]
+fn a_compressed_tensors_module_with_a_huge_or_wrong_weight_shape_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, expected) = (tmp.path().join("theirs"), tmp.path().join("expected.safetensors"));
+    if !python_writer(&["write", dir.to_str().unwrap(), expected.to_str().unwrap()]) {
+        return;
+    }
+    let original = std::fs::read(dir.join("model.safetensors")).unwrap();
+    for (shape, needle) in [
+        ([1i32 << 30, 1 << 30], "too large"),
+        ([1 << 20, 1 << 20], "weight_packed has shape"),
+        ([12, 65], "weight_packed has shape"),
+    ] {
+        let file = ModelFile::from_bytes("m.safetensors", original.clone()).unwrap();
+        let tensors: Vec<(String, OutTensor<'static>)> = file
+            .tensors()
+            .iter()
+            .map(|info| {
+                let t = file.read(info).unwrap();
+                let bytes = if info.name == "a.proj.weight_shape" {
+                    shape.iter().flat_map(|v| v.to_le_bytes()).collect()
+                } else {
+                    t.bytes.to_vec()
+                };
+                (
+                    info.name.clone(),
+                    OutTensor { dtype: t.dtype, shape: t.shape.to_vec(), bytes: Cow::Owned(bytes) },
+                )
+            })
+            .collect();
+        std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+        write_safetensors(&dir.join("model.safetensors"), &tensors, &HashMap::new()).unwrap();
+        let err = CompressedModel::open(&dir).unwrap_err().to_string();
+        assert!(err.contains("a.proj") && err.contains(needle), "{shape:?}: {err}");
+    }
+}

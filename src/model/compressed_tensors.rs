@@ -834,6 +834,9 @@ pub fn decode_module(
                 usize::try_from(rows).map_err(|_| bad(module, "negative weight_shape"))?,
                 usize::try_from(cols).map_err(|_| bad(module, "negative weight_shape"))?,
             );
+            // Every count below (values, packed bits) fits in a usize.
+            crate::error::checked_product("weight_shape", &[rows, cols, 32])
+                .map_err(|_| bad(module, format!("weight_shape [{rows}, {cols}] is too large")))?;
             let [prows, words] = t.weight.shape else {
                 return Err(bad(
                     module,
