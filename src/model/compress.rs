@@ -1067,6 +1067,12 @@ fn restore_dense(input: &ModelFile, entry: &TensorEntry<'_>, changed: &Changed<'
         }
         _ => entry.to_f32()?,
     };
+    if values.len() != crate::tensor::numel(&changed.shape)? {
+        return Err(Error::format(
+            metadata_key(name),
+            format!("`shape` {:?} disagrees with the stored {:?}", changed.shape, entry.shape),
+        ));
+    }
     crate::kernels::math::check_finite("restored weights", &values)
         .map_err(|e| Error::format(name, format!("{e} (a corrupt scale or data)")))?;
     Ok(values)

@@ -124,7 +124,14 @@ impl CompressedModel {
             Some(text) => Some(ct::parse_config(text, super::CONFIG_FILE)?),
             None => ct::model_config(&model).ok(),
         };
-        if let Some(qc) = config.as_ref().and_then(ct::compressed_tensors_config) {
+        Self::from_model(model, config.as_ref())
+    }
+
+    /// Reads a safetensors model already opened (a folder, or a file held in memory:
+    /// `ModelFile::from_bytes(..)?.into()`), whose `config.json` is `config` when it has one: a
+    /// compressed-tensors `quantization_config` there makes it a compressed-tensors model.
+    pub fn from_model(model: Model, config: Option<&Value>) -> Result<Self> {
+        if let Some(qc) = config.and_then(ct::compressed_tensors_config) {
             return Self::from_compressed_tensors(model, qc);
         }
         let mut reader = CompressedModel::empty(ModelFormat::Safetensors, Source::Safetensors(model));
@@ -275,6 +282,17 @@ impl CompressedModel {
     /// defines it; an integer tensor that is not a quantized weight is refused.
     pub fn read_f32(&self, index: usize) -> Result<Vec<f32>> {
         let row = self.get(index)?;
+        let values = self.read_f32_unchecked(index, row)?;
+        if values.len() != row.params {
+            return Err(Error::format(
+                &row.name,
+                format!("{} values stored for shape {:?}", values.len(), row.shape),
+            ));
+        }
+        Ok(values)
+    }
+
+    fn read_f32_unchecked(&self, index: usize, row: &LogicalSummary) -> Result<Vec<f32>> {
         match (&self.source, &self.plans[index]) {
             (Source::Gguf(file), Plan::Gguf(i)) => {
                 file.to_f32(&file.tensors[*i]).map_err(|e| Error::invalid("tensor", &row.name, e.to_string()))
