@@ -29,8 +29,13 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
+/// A C string of `text`, its NUL bytes written as `\0`.
+pub(crate) fn c_string(text: &str) -> CString {
+    CString::new(text.replace('\0', "\\0")).unwrap_or_default()
+}
+
 fn set_last_error(message: String) {
-    let message = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+    let message = c_string(&message);
     LAST_ERROR.with(|slot| *slot.borrow_mut() = message);
 }
 

@@ -2,7 +2,7 @@
 //! list its tensors, read each as f32, as a ready int8 layer, or as its ggml blocks
 //! (`CompressedModel` in Rust).
 
-use super::boundary::{out_ptr, slice_in, slice_out, str_in, FfiError, FfiResult};
+use super::boundary::{c_string, out_ptr, slice_in, slice_out, str_in, FfiError, FfiResult};
 use super::gemm_int8::greenai_qlinear;
 use super::status::greenai_status;
 use crate::error::check_len;
@@ -48,10 +48,6 @@ pub struct greenai_model_tensor {
 unsafe fn model_ref<'a>(model: *const greenai_model) -> FfiResult<&'a greenai_model> {
     // SAFETY: the caller guarantees a live handle or NULL.
     unsafe { model.as_ref() }.ok_or(FfiError::Null("model"))
-}
-
-fn c_string(s: &str) -> CString {
-    CString::new(s.replace('\0', "\\0")).unwrap_or_default()
 }
 
 /// Opens the model at `path` (UTF-8): a GGUF file, a safetensors file (plain, written by

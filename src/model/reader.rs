@@ -8,7 +8,7 @@
 //! ([`read_int8`](CompressedModel::read_int8)), or as the ggml blocks it is stored in
 //! ([`read_ggml`](CompressedModel::read_ggml)). Memory holds one tensor at a time.
 
-use super::compress::{parse_changed, restore, stored_i8};
+use super::compress::{parse_changed, restore, stored_i8, Changed};
 use super::compressed_tensors::{self as ct, DecodedModule, ModuleTensors};
 use super::dir::Model;
 use super::file::ModelFile;
@@ -115,7 +115,7 @@ impl CompressedModel {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if meta.is_file() && is_gguf_file(path)? {
+        if meta.is_file() && super::gguf::is_gguf_file(path) {
             return Self::from_gguf(GgufFile::open(path)?);
         }
         let model = Model::open(path)?;
@@ -302,11 +302,10 @@ impl CompressedModel {
                 ct::decode_module(module, &parts, *bits, *group_size, true)?.dequantize()
             }
             (Source::Safetensors(model), Plan::Stored) => {
-                let (shard, entry) = (shard(model, &row.name)?, model.tensor(&row.name)?);
-                match shard.metadata().get(&metadata_key(&row.name)) {
-                    Some(text) => {
-                        restore(shard, &entry, &parse_changed(shard, model_info(shard, &row.name)?, text)?)
-                    }
+                let (shard, changed) = greenai_tensor(model, &row.name)?;
+                let entry = model.tensor(&row.name)?;
+                match changed {
+                    Some(changed) => restore(shard, &entry, &changed),
                     None => entry.to_f32(),
                 }
             }
@@ -350,9 +349,7 @@ impl CompressedModel {
                 })
             }
             Plan::Stored => {
-                let shard = shard(model, &row.name)?;
-                let Some(text) = shard.metadata().get(&metadata_key(&row.name)) else { return Err(refuse()) };
-                let changed = parse_changed(shard, model_info(shard, &row.name)?, text)?;
+                let (shard, Some(changed)) = greenai_tensor(model, &row.name)? else { return Err(refuse()) };
                 let [rows, cols] = changed.shape[..] else { return Err(refuse()) };
                 let Some((values, params)) = stored_i8(shard, &model.tensor(&row.name)?, &changed)? else {
                     return Err(refuse());
@@ -406,24 +403,17 @@ impl CompressedModel {
     }
 }
 
-fn is_gguf_file(path: &Path) -> Result<bool> {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let n = file.read(&mut magic).map_err(|e| Error::io(path, e))?;
-    Ok(super::gguf::is_gguf(&magic[..n]))
-}
-
-fn shard<'m>(model: &'m Model, name: &str) -> Result<&'m ModelFile> {
-    model
-        .shard_of(name)
-        .ok_or_else(|| Error::format(model.path().display().to_string(), format!("no tensor named `{name}`")))
-}
-
-fn model_info<'m>(shard: &'m ModelFile, name: &str) -> Result<&'m super::TensorInfo> {
-    shard
-        .info(name)
-        .ok_or_else(|| Error::format(shard.path().display().to_string(), format!("no tensor named `{name}`")))
+/// The shard holding the stored tensor `name`, and how greenai's convention changed it (`None` when
+/// it is stored as it came).
+fn greenai_tensor<'m>(model: &'m Model, name: &str) -> Result<(&'m ModelFile, Option<Changed<'m>>)> {
+    let missing = || Error::format(model.path().display().to_string(), format!("no tensor named `{name}`"));
+    let shard = model.shard_of(name).ok_or_else(missing)?;
+    let info = shard.info(name).ok_or_else(missing)?;
+    let changed = match shard.metadata().get(&metadata_key(name)) {
+        Some(text) => Some(parse_changed(shard, info, text)?),
+        None => None,
+    };
+    Ok((shard, changed))
 }
 
 /// The tensors of the compressed-tensors module `module`; the weight's bytes only `with_weight`.

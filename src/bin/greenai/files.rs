@@ -113,7 +113,7 @@ fn fmt_opt(v: Option<f64>) -> String {
 
 /// Runs `greenai inspect`.
 pub fn inspect(args: &InspectArgs) -> Result<()> {
-    if crate::gguf::is_gguf(&args.file) {
+    if model::gguf::is_gguf_file(&args.file) {
         return crate::gguf::inspect(&args.file, args.json);
     }
     if crate::ct::is_compressed_tensors(&args.file) {
@@ -484,7 +484,7 @@ fn print_report(out: &mut impl Write, report: &CompressReport, warn_sqnr: f64) -
 
 /// Runs `greenai decompress`.
 pub fn decompress(args: &DecompressArgs) -> Result<()> {
-    if crate::gguf::is_gguf(&args.file) {
+    if model::gguf::is_gguf_file(&args.file) {
         return crate::gguf::decompress(&args.file, &args.output);
     }
     if crate::ct::is_compressed_tensors(&args.file) {

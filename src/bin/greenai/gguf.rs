@@ -4,14 +4,8 @@ use crate::printable;
 use greenai::model::gguf::{self, FileType, GgufFile, GgufReport};
 use greenai::model::{self, Destination, StagedFile};
 use greenai::{Error, Result};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
-
-/// Whether the file at `path` starts with GGUF's magic (a file that cannot be read is not).
-pub fn is_gguf(path: &Path) -> bool {
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && gguf::is_gguf(&magic)
-}
 
 /// `greenai inspect X.gguf`: the header, the metadata and every tensor's type, shape and size.
 pub fn inspect(path: &Path, json: bool) -> Result<()> {

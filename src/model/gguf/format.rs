@@ -544,6 +544,13 @@ pub fn is_gguf(bytes: &[u8]) -> bool {
     bytes.starts_with(&MAGIC)
 }
 
+/// Whether the file at `path` starts with GGUF's magic (a file that cannot be read is not).
+pub fn is_gguf_file(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && is_gguf(&magic)
+}
+
 impl GgufFile {
     /// Opens the GGUF file at `path` and checks its header; tensors are read when asked.
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self> {

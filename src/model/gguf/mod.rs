@@ -11,8 +11,8 @@ pub use convert::{
     SUPPORTED_ARCHITECTURES,
 };
 pub use format::{
-    header_bytes, is_gguf, write_gguf, Array, GgufFile, PlannedTensor, TensorInfo, TensorType, Value,
-    DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS,
+    header_bytes, is_gguf, is_gguf_file, write_gguf, Array, GgufFile, PlannedTensor, TensorInfo, TensorType,
+    Value, DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS,
 };
 pub use types::{tensor_type, FileType, ModelShape};
 
