@@ -1136,6 +1136,7 @@ fn quant_params(input: &ModelFile, name: &str, changed: &Changed<'_>) -> Result<
 
 /// The int8 values and parameters of a tensor stored with `kind=quant`, `qtype=i8` and integer zero
 /// points (a sparse layout made dense, which needs zero points of 0); `None` for any other kind.
+#[cfg(feature = "serde")]
 pub(crate) fn stored_i8(
     input: &ModelFile,
     entry: &TensorEntry<'_>,

@@ -9,7 +9,7 @@ use super::pack::{nibble_get, nibble_put, packed_len};
 use super::params::{Convention, Layout, QType, QuantParams, QuantSpec, Rounding};
 use crate::error::{Error, Result};
 use crate::kernels::convert as kernel;
-use crate::kernels::convert::general::{quantize_run_on, Arithmetic, Dest, RunParams};
+use crate::kernels::convert::general::{quantize_run_on, Arithmetic, Dest, RunParams, Wide};
 use crate::kernels::Isa;
 use crate::tensor::{DynTensor, Packed4, Tensor};
 
@@ -273,13 +273,77 @@ struct Values {
     general: Option<Arithmetic>,
 }
 
-/// One span's parameters, its group 0 first: scales and zero points, and the general kernel's
-/// factors (scales or their reciprocals, as [`Quantizer`] forms them) and zero points as floats.
+/// One span's parameters, its group 0 first: scales and zero points, the general kernel's factors
+/// (scales or their reciprocals, as [`Quantizer`] forms them) and zero points as floats and, for
+/// per-element divisions, the reciprocals that replace the division.
 struct GroupParams<'a> {
     scales: &'a [f32],
     zero_points: &'a [i32],
     factors: &'a [f32],
     float_zero_points: &'a [f32],
+    wide: Option<Reciprocals<'a>>,
+}
+
+/// The scales' reciprocals of [`Wide`]: f64 ones, and the fixed-point ones where every scale has
+/// one (else empty).
+#[derive(Clone, Copy)]
+struct Reciprocals<'a> {
+    reciprocals: &'a [f64],
+    fixed: &'a [f32],
+}
+
+/// The general kernel's per-group inputs, grown to the largest span they serve.
+#[derive(Default)]
+struct KernelFactors {
+    factors: Vec<f32>,
+    float_zero_points: Vec<f32>,
+    reciprocals: Vec<f64>,
+    fixed: Vec<f32>,
+}
+
+impl KernelFactors {
+    /// The kernel inputs of these groups, to quantize `layout` by `values`.
+    fn of<'a>(
+        &'a mut self,
+        values: &Values,
+        layout: &Layout,
+        scales: &'a [f32],
+        zero_points: &'a [i32],
+    ) -> Result<GroupParams<'a>> {
+        let n = scales.len();
+        if self.factors.len() < n {
+            self.factors = crate::error::try_vec(n, 0f32)?;
+            self.float_zero_points = crate::error::try_vec(n, 0f32)?;
+        }
+        let float_zero_points = &mut self.float_zero_points[..n];
+        for (f, &z) in float_zero_points.iter_mut().zip(zero_points) {
+            *f = z as f32;
+        }
+        // A division's factors are the scales; a multiplication's, their reciprocals.
+        let factors: &[f32] = if values.divides() {
+            scales
+        } else {
+            for (f, &s) in self.factors.iter_mut().zip(scales) {
+                *f = 1.0 / s;
+            }
+            &self.factors[..n]
+        };
+        // Only per-element runs divide by a different scale at every element; the others take
+        // the one-scale kernels, which form their own reciprocal.
+        let wide = if values.divides() && layout.per_element() {
+            if self.reciprocals.len() < n {
+                self.reciprocals = crate::error::try_vec(n, 0f64)?;
+                self.fixed = crate::error::try_vec(n, 0f32)?;
+            }
+            let (wide, fixed) = (&mut self.reciprocals[..n], &mut self.fixed[..n]);
+            let every_fixed = kernel::general::reciprocals_on(values.isa, scales, wide, fixed);
+            let fixed: &[f32] = if every_fixed { &self.fixed[..n] } else { &[] };
+            Some(Reciprocals { reciprocals: &self.reciprocals[..n], fixed })
+        } else {
+            None
+        };
+        Ok(GroupParams { scales, zero_points, factors, float_zero_points, wide })
+    }
 }
 
 impl Values {
@@ -297,13 +361,14 @@ impl Values {
         }
     }
 
-    /// The general kernel's factor and zero point for one group.
-    fn factor(&self, scale: f32, zero_point: i32) -> (f32, f32) {
-        let multiply = self.general.is_some_and(|a| a.multiply);
-        (if multiply { 1.0 / scale } else { scale }, zero_point as f32)
+    /// Whether the general kernel divides (by the scale, as ONNX does).
+    fn divides(&self) -> bool {
+        self.general.is_some_and(|a| !a.multiply)
     }
 
-    /// Quantizes `x` (free of NaN, laid out by `layout`) into elements `base..` of `out`.
+    /// Quantizes `x` (free of NaN, laid out by `layout`) into elements `base..` of `out`, bringing
+    /// `next` (what the caller reads after, or nothing) into L2 along the way, in step with
+    /// the per-element runs (whose arithmetic leaves the memory idle).
     fn run(
         &self,
         layout: &Layout,
@@ -311,6 +376,7 @@ impl Values {
         base: usize,
         p: &GroupParams<'_>,
         out: &mut QSliceMut<'_>,
+        next: &[f32],
     ) -> Result<()> {
         let (spec, isa) = (&self.spec, self.isa);
         let mut result = Ok(());
@@ -340,6 +406,12 @@ impl Values {
                             RunParams::PerElement {
                                 factors: &p.factors[g..g + count],
                                 zero_points: &p.float_zero_points[g..g + count],
+                                wide: p.wide.map(|w| Wide {
+                                    reciprocals: &w.reciprocals[g..g + count],
+                                    fixed: w.fixed.get(g..g + count).unwrap_or_default(),
+                                    zero_points: &p.zero_points[g..g + count],
+                                    ahead: next.get(start..start + count).unwrap_or_default(),
+                                }),
                             }
                         } else {
                             RunParams::Broadcast { factor: p.factors[g], zero_point: p.float_zero_points[g] }
@@ -383,15 +455,9 @@ pub fn quantize_into(x: &[f32], shape: &[usize], params: &QuantParams, mut out: 
     // then skip the kernels' own scan.
     crate::kernels::convert::check_no_nan("x", x)?;
     let values = Values::new(Isa::active(), spec);
-    let (scales, zero_points) = (params.scales(), params.zero_points());
-    let groups = scales.len();
-    let mut factors = crate::error::try_vec(groups, 0f32)?;
-    let mut float_zero_points = crate::error::try_vec(groups, 0f32)?;
-    for i in 0..groups {
-        (factors[i], float_zero_points[i]) = values.factor(scales[i], zero_points[i]);
-    }
-    let p = GroupParams { scales, zero_points, factors: &factors, float_zero_points: &float_zero_points };
-    values.run(&layout, x, 0, &p, &mut out)?;
+    let mut kernel_factors = KernelFactors::default();
+    let p = kernel_factors.of(&values, &layout, params.scales(), params.zero_points())?;
+    values.run(&layout, x, 0, &p, &mut out, &[])?;
     clear_last_nibble(&mut out, x.len());
     Ok(())
 }
@@ -406,8 +472,7 @@ fn min_max_one_pass(isa: Isa, x: &[f32], shape: &[usize], spec: QuantSpec) -> Re
     let (mut scales, mut zero_points) =
         (crate::error::try_vec(groups, 0f32)?, crate::error::try_vec(groups, 0i32)?);
     // One span's ranges and kernel factors, grown to the largest span.
-    let (mut mins, mut maxs, mut factors, mut float_zero_points) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut mins, mut maxs, mut kernel_factors) = (Vec::new(), Vec::new(), KernelFactors::default());
     let values = Values::new(isa, spec);
     let mut data = zeroed(spec.qtype, shape)?;
     let mut out = qslice_mut(&mut data)?;
@@ -416,9 +481,7 @@ fn min_max_one_pass(isa: Isa, x: &[f32], shape: &[usize], spec: QuantSpec) -> Re
         let xs = &x[span.start..span.start + n];
         let ng = span.layout.groups();
         if mins.len() < ng {
-            for v in [&mut mins, &mut maxs, &mut factors, &mut float_zero_points] {
-                *v = crate::error::try_vec(ng, 0f32)?;
-            }
+            (mins, maxs) = (crate::error::try_vec(ng, 0f32)?, crate::error::try_vec(ng, 0f32)?);
         }
         let (lo, hi) = (&mut mins[..ng], &mut maxs[..ng]);
         lo.fill(f32::INFINITY);
@@ -429,16 +492,9 @@ fn min_max_one_pass(isa: Isa, x: &[f32], shape: &[usize], spec: QuantSpec) -> Re
         let gs = span.group..span.group + ng;
         let (scales, zero_points) = (&mut scales[gs.clone()], &mut zero_points[gs]);
         spec.params_for_ranges(lo, hi, scales, zero_points)?;
-        for i in 0..ng {
-            (factors[i], float_zero_points[i]) = values.factor(scales[i], zero_points[i]);
-        }
-        let p = GroupParams {
-            scales,
-            zero_points,
-            factors: &factors[..ng],
-            float_zero_points: &float_zero_points[..ng],
-        };
-        values.run(&span.layout, xs, span.start, &p, &mut out)
+        let p = kernel_factors.of(&values, &span.layout, scales, zero_points)?;
+        let next = &x[span.start + n..(span.start + 2 * n).min(x.len())];
+        values.run(&span.layout, xs, span.start, &p, &mut out, next)
     })?;
     clear_last_nibble(&mut out, x.len());
     let params = QuantParams::computed(spec, spec.granularity.param_shape(shape)?, scales, zero_points);

@@ -153,6 +153,12 @@ impl Layout {
             }
         }
     }
+    /// Whether [`Self::segments`] gives per-element segments (channels or blocks across a row).
+    pub(crate) fn per_element(&self) -> bool {
+        matches!(*self, Layout::Axis { inner: 1, .. })
+            || matches!(*self, Layout::Block { inner, .. } if inner > 1)
+    }
+
     /// Calls `f(start, count, group, per_element)` for contiguous segments covering every element
     /// once, in increasing order: with `per_element` false the whole segment is in `group`; with it
     /// true element `start + i` is in group `group + i` (channels or blocks that run across a row).
@@ -191,6 +197,11 @@ impl Layout {
     /// Widens `mins` and `maxs` (one per group) to each group's values in `x`, on the path `isa`
     /// (available); false if `x` holds a NaN or an infinity.
     pub(crate) fn ranges_into(&self, isa: Isa, x: &[f32], mins: &mut [f32], maxs: &mut [f32]) -> bool {
+        if let Layout::Axis { len, inner: 1, .. } = *self {
+            // Every row runs across all the groups: one call for the whole layout.
+            let (lo, hi) = (&mut mins[..len], &mut maxs[..len]);
+            return crate::kernels::convert::general::min_max_columns_on(isa, x, lo, hi);
+        }
         let mut finite = true;
         self.segments(|start, count, g, per_element| {
             let run = &x[start..start + count];
@@ -518,6 +529,12 @@ impl QuantSpec {
             zero_points: &mut [i32],
         ) -> Result<()> {
             let qrange = spec.qrange();
+            if spec.convention == Convention::Onnx
+                && spec.scale_type == ScaleType::F32
+                && onnx_f32_params(spec.mode == Mode::Symmetric, qrange, mins, maxs, scales, zero_points)
+            {
+                return Ok(());
+            }
             for (((&lo, &hi), s), z) in
                 mins.iter().zip(maxs).zip(scales.iter_mut()).zip(zero_points.iter_mut())
             {
@@ -537,10 +554,24 @@ impl QuantSpec {
         ) -> Result<()> {
             each(spec, mins, maxs, scales, zero_points)
         }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+        fn each_avx512(
+            spec: &QuantSpec,
+            mins: &[f32],
+            maxs: &[f32],
+            scales: &mut [f32],
+            zero_points: &mut [i32],
+        ) -> Result<()> {
+            each(spec, mins, maxs, scales, zero_points)
+        }
         match Isa::active() {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the active tier is available: the CPU has AVX2, FMA and F16C.
-            Isa::Avx2 | Isa::Avx512 => unsafe { each_avx2(self, mins, maxs, scales, zero_points) },
+            Isa::Avx2 => unsafe { each_avx2(self, mins, maxs, scales, zero_points) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the active tier is available: the CPU has AVX-512 F/BW/VL/DQ and AVX2's set.
+            Isa::Avx512 => unsafe { each_avx512(self, mins, maxs, scales, zero_points) },
             #[cfg(target_arch = "aarch64")]
             Isa::Neon | Isa::Dotprod | Isa::I8mm => each(self, mins, maxs, scales, zero_points),
             Isa::Scalar => each(self, mins, maxs, scales, zero_points),
@@ -622,6 +653,48 @@ impl QuantSpec {
             }
         }
     }
+}
+
+/// [`QuantSpec::params_for_ranges`] for ONNX with f32 scales: each group's `params_in` in the same
+/// f64 operations, without branches, so that the compiler vectorizes it. False if any group fails
+/// `params_in`'s checks (the caller then runs `params_in`, which names the failure).
+#[inline(always)]
+fn onnx_f32_params(
+    symmetric: bool,
+    (qmin, qmax): (i32, i32),
+    mins: &[f32],
+    maxs: &[f32],
+    scales: &mut [f32],
+    zero_points: &mut [i32],
+) -> bool {
+    let width = f64::from(qmax) - f64::from(qmin);
+    let middle = (f64::from(qmin + qmax) / 2.0).round_ties_even();
+    let (qmin, qmax) = (f64::from(qmin), f64::from(qmax));
+    let mut valid = true;
+    for (((&lo, &hi), s), z) in mins.iter().zip(maxs).zip(scales.iter_mut()).zip(zero_points.iter_mut()) {
+        let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
+        valid &= lo.is_finite() & hi.is_finite();
+        let (rmin, rmax) = (lo.min(0.0), hi.max(0.0));
+        let (rmin, rmax) = if symmetric {
+            let a = rmin.abs().max(rmax.abs());
+            (-a, a)
+        } else {
+            (rmin, rmax)
+        };
+        let scale = (f64::from(rmax) - f64::from(rmin)) / width;
+        let tiny = scale < f64::from(f32::MIN_POSITIVE);
+        let zp = if symmetric { middle } else { (qmin - f64::from(rmin) / scale).round_ties_even() };
+        *s = if tiny { 1.0 } else { scale as f32 };
+        // Clamped by selects (NaN, from an invalid range, goes to `qmin`), then converted by
+        // adding 1.5 * 2^52, which leaves an integer below 2^31 in the low 32 bits: both vectorize,
+        // unlike `clamp` and the saturating `as i32`.
+        let zp = if tiny { 0.0 } else { zp };
+        let zp = if zp > qmin { zp } else { qmin };
+        let zp = if zp < qmax { zp } else { qmax };
+        *z = (zp + 6_755_399_441_055_744.0).to_bits() as i32;
+        valid &= s.is_normal();
+    }
+    valid
 }
 
 /// Scales and zero points of one quantized tensor, with the spec they belong to.
@@ -784,4 +857,60 @@ pub(crate) fn check_data(granularity: Granularity, x: &[f32], shape: &[usize]) -
         });
     }
     granularity.layout(shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A group's range: ordinary, tiny, huge, zero-width, empty or not finite.
+    fn range() -> impl Strategy<Value = (f32, f32)> {
+        let value = prop_oneof![
+            4 => -10.0f32..10.0,
+            1 => prop::sample::select(vec![
+                0.0, -0.0, 1e-40, -1e-40, 1e-38, 3e38, -3e38, f32::MAX, f32::MIN, f32::INFINITY, f32::NAN,
+            ]),
+        ];
+        (value.clone(), value).prop_map(|(a, b)| if a <= b || a.is_nan() { (a, b) } else { (b, a) })
+    }
+
+    proptest! {
+        /// The vectorized ONNX path gives each group exactly what `params_in` gives it, and fails
+        /// (with `params_in`'s error) exactly where one group does.
+        #[test]
+        fn ranges_at_once_match_one_range_at_a_time(
+            qtype in prop::sample::select(vec![QType::I4, QType::U4, QType::I8, QType::U8, QType::I16, QType::U16]),
+            symmetric: bool,
+            narrow_range: bool,
+            reduced_range: bool,
+            mut ranges in prop::collection::vec(range(), 0..40),
+            empty_at in 0usize..40,
+        ) {
+            let mode = if symmetric { Mode::Symmetric } else { Mode::Affine };
+            let spec = QuantSpec { narrow_range, reduced_range, ..QuantSpec::new(qtype, mode) };
+            if empty_at < ranges.len() {
+                ranges[empty_at] = (f32::INFINITY, f32::NEG_INFINITY);
+            }
+            let (mins, maxs): (Vec<f32>, Vec<f32>) = ranges.iter().copied().unzip();
+            let want: Result<Vec<(f32, i32)>> = ranges
+                .iter()
+                .map(|&(lo, hi)| {
+                    let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
+                    spec.params_in(spec.qrange(), lo, hi)
+                })
+                .collect();
+            let (mut scales, mut zero_points) = (vec![0f32; ranges.len()], vec![0i32; ranges.len()]);
+            let got = spec.params_for_ranges(&mins, &maxs, &mut scales, &mut zero_points);
+            match want {
+                Ok(want) => {
+                    prop_assert!(got.is_ok());
+                    let got: Vec<(u32, i32)> = scales.iter().map(|s| s.to_bits()).zip(zero_points).collect();
+                    let want: Vec<(u32, i32)> = want.iter().map(|(s, z)| (s.to_bits(), *z)).collect();
+                    prop_assert_eq!(got, want);
+                }
+                Err(e) => prop_assert_eq!(got.unwrap_err().to_string(), e.to_string()),
+            }
+        }
+    }
 }

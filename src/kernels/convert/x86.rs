@@ -6,6 +6,7 @@
 //! available). Lengths are taken as the shorter of the two slices, so memory safety never depends
 //! on the caller.
 
+use super::general::{fixed_reciprocal, FRACTION_BITS, SHIFTER};
 use super::scalar;
 use core::arch::x86_64::*;
 use half::{bf16, f16};
@@ -153,14 +154,6 @@ fn quantize_lanes(x: __m256, scale: __m256, zero_point: __m256, lo: __m256, hi: 
     _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, zero_point), lo), hi))
 }
 
-/// Fraction bits of the fixed-point quotient in [`FixedQuotient`].
-pub(super) const FRACTION_BITS: i32 = 11;
-
-/// `1.5 * 2^23 + 2^10`: added to a float of magnitude below `2^22`, it rounds it to an integer (half
-/// to even) held in the low mantissa bits, so the sum's bit pattern is `0x4B40_0400 + integer`;
-/// the `2^10` moves half-integers of the fixed-point quotient to multiples of `2^11`.
-pub(super) const SHIFTER: f32 = 12_583_936.0;
-
 /// ONNX quantization without the division, exact for every input it does not flag.
 ///
 /// One FMA forms `fixed = round(x * RN(2^11 / scale))`, the quotient with 11 fraction bits, as the
@@ -185,10 +178,7 @@ impl FixedQuotient {
     /// (scales below about `2^-116`), which keep the division.
     #[target_feature(enable = "avx2,fma,f16c")]
     fn new(scale: f32, zero_point: i32) -> Option<Self> {
-        let reciprocal = (f64::from(1u32 << FRACTION_BITS) / f64::from(scale)) as f32;
-        if !reciprocal.is_normal() {
-            return None;
-        }
+        let reciprocal = fixed_reciprocal(scale)?;
         let bias = (zero_point << FRACTION_BITS) - SHIFTER.to_bits() as i32 + (1 << (FRACTION_BITS - 1));
         Some(Self { reciprocal: _mm256_set1_ps(reciprocal), bias: _mm256_set1_epi32(bias) })
     }

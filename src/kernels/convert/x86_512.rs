@@ -8,8 +8,8 @@
 //! checked [`Isa::Avx512`](crate::kernels::Isa::Avx512)); lengths are the shorter slice's, and
 //! the elements past the last whole vector go through the scalar reference.
 
+use super::general::{fixed_reciprocal, Dest, Wide, FRACTION_BITS, SHIFTER};
 use super::scalar;
-use super::x86::{FRACTION_BITS, SHIFTER};
 use core::arch::x86_64::*;
 use half::{bf16, f16};
 
@@ -127,10 +127,7 @@ impl FixedQuotient {
     /// (scales below about `2^-116`), which keep the division.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
     fn new(scale: f32, zero_point: i32) -> Option<Self> {
-        let reciprocal = (f64::from(1u32 << FRACTION_BITS) / f64::from(scale)) as f32;
-        if !reciprocal.is_normal() {
-            return None;
-        }
+        let reciprocal = fixed_reciprocal(scale)?;
         let offset = (SHIFTER.to_bits() >> FRACTION_BITS) as i32 - zero_point;
         Some(Self {
             reciprocal: _mm512_set1_ps(reciprocal),
@@ -334,6 +331,145 @@ pub unsafe fn quantize_u8_checked(x: &[f32], scale: f32, zero_point: u8, y: &mut
             None
         }
         Err(at) => Some(at),
+    }
+}
+
+/// Quantization with a divisor and zero point per element (blocks and channels that run across a
+/// row), replaced by `wide`: rounded half to even (or half away from zero with `AWAY`) and clamped
+/// to `[lo, hi]`, on the whole vectors of `x` into `y`; returns how many elements it did (the
+/// caller finishes the rest).
+///
+/// With fixed-point reciprocals and a range within `[-256, 255]` (4- and 8-bit types), each vector
+/// takes [`FixedQuotient`]'s arithmetic, exact where it flags no lane; the vectors with a flagged
+/// lane that matters (about 20% of them when small symmetric groups put their negative extremes
+/// on a tie, which a branch would mispredict) are listed without a branch and redone from the f64
+/// reciprocals, 64 vectors at a time. Otherwise every vector takes the f64 reciprocals
+/// (`general::quotient`, exact).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub unsafe fn quantize_per_element<const AWAY: bool>(
+    x: &[f32],
+    wide: Wide<'_>,
+    zero_points: &[f32],
+    range: (f32, f32),
+    y: Dest<'_>,
+) -> usize {
+    let n = x.len().min(wide.reciprocals.len()).min(wide.zero_points.len()).min(zero_points.len());
+    let n = n.min(y.len()) / LANES * LANES;
+    let (x, zero_points) = (&x[..n], &zero_points[..n]);
+    // SAFETY (every store below): the elements `i..i + 16` lie in `y` (8 bytes of nibbles for 16),
+    // as `i + 16 <= n <= y.len()`; unaligned stores.
+    match y {
+        Dest::I8(y) => per_element::<AWAY>(x, wide, zero_points, range, |i, q| unsafe {
+            _mm_storeu_si128(y.as_mut_ptr().add(i).cast(), _mm512_cvtepi32_epi8(q))
+        }),
+        Dest::U8(y) => per_element::<AWAY>(x, wide, zero_points, range, |i, q| unsafe {
+            _mm_storeu_si128(y.as_mut_ptr().add(i).cast(), _mm512_cvtepi32_epi8(q))
+        }),
+        Dest::I16(y) => per_element::<AWAY>(x, wide, zero_points, range, |i, q| unsafe {
+            _mm256_storeu_si256(y.as_mut_ptr().add(i).cast(), _mm512_cvtepi32_epi16(q))
+        }),
+        Dest::U16(y) => per_element::<AWAY>(x, wide, zero_points, range, |i, q| unsafe {
+            _mm256_storeu_si256(y.as_mut_ptr().add(i).cast(), _mm512_cvtepi32_epi16(q))
+        }),
+        Dest::I32(y) => per_element::<AWAY>(x, wide, zero_points, range, |i, q| unsafe {
+            _mm512_storeu_si512(y.as_mut_ptr().add(i).cast(), q)
+        }),
+        Dest::Nibbles(y) => per_element::<AWAY>(x, wide, zero_points, range, |i, q| unsafe {
+            // Each qword holds an element pair: bits 0-3 from the even one, bits 4-7 from the odd
+            // one shifted down (a bitwise select on 0x0F), then the low byte of each qword.
+            let pairs =
+                _mm512_ternarylogic_epi64::<0xD8>(_mm512_srli_epi64::<28>(q), q, _mm512_set1_epi64(0x0F));
+            _mm_storel_epi64(y.as_mut_ptr().add(i / 2).cast(), _mm512_cvtepi64_epi8(pairs))
+        }),
+    }
+    n
+}
+
+/// [`quantize_per_element`] on `x` (whole vectors; the other slices at least as long) through
+/// `store(element index, values)`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+#[inline]
+fn per_element<const AWAY: bool>(
+    x: &[f32],
+    wide: Wide<'_>,
+    zero_points: &[f32],
+    (lo, hi): (f32, f32),
+    mut store: impl FnMut(usize, __m512i),
+) {
+    const BLOCK: usize = 64;
+    let n = x.len();
+    let (lo_f, hi_f) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+    let (lo_i, hi_i) = (_mm512_set1_epi32(lo as i32), _mm512_set1_epi32(hi as i32));
+    let by_reciprocal = |i: usize| {
+        // SAFETY: i + 16 <= n, and no slice read is shorter than n.
+        unsafe {
+            let product = |k: usize| {
+                let v = _mm512_cvtps_pd(_mm256_loadu_ps(x.as_ptr().add(i + k)));
+                _mm512_cvtpd_ps(_mm512_mul_pd(v, _mm512_loadu_pd(wide.reciprocals.as_ptr().add(i + k))))
+            };
+            let t = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(product(0)), product(8));
+            let r = if AWAY {
+                // Half away from zero, as `f32::round`: the integer part, one further from zero
+                // where the dropped fraction (exact) is at least 1/2.
+                let whole = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(t);
+                let half = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(
+                    _mm512_abs_ps(_mm512_sub_ps(t, whole)),
+                    _mm512_set1_ps(0.5),
+                );
+                let one = _mm512_or_ps(_mm512_set1_ps(1.0), _mm512_and_ps(t, _mm512_set1_ps(-0.0)));
+                _mm512_mask_add_ps(whole, half, whole, one)
+            } else {
+                _mm512_roundscale_ps::<RNE>(t)
+            };
+            let z = _mm512_loadu_ps(zero_points.as_ptr().add(i));
+            _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, z), lo_f), hi_f))
+        }
+    };
+    let prefetch = |i: usize| {
+        if i < wide.ahead.len() {
+            // SAFETY: the address lies in `wide.ahead`; a prefetch reads nothing architecturally.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(wide.ahead.as_ptr().add(i).cast()) };
+        }
+    };
+    if wide.fixed.len() < n || lo < -256.0 || hi > 255.0 {
+        for i in (0..n).step_by(LANES) {
+            prefetch(i);
+            store(i, by_reciprocal(i));
+        }
+        return;
+    }
+    let (shifter, fraction) = (_mm512_set1_ps(SHIFTER), _mm512_set1_epi32((1 << FRACTION_BITS) - 1));
+    let offset = _mm512_set1_epi32((SHIFTER.to_bits() >> FRACTION_BITS) as i32);
+    for block in (0..n).step_by(BLOCK * LANES) {
+        let mut flagged = [0u16; BLOCK];
+        let mut count = 0;
+        for (v, i) in (block..n.min(block + BLOCK * LANES)).step_by(LANES).enumerate() {
+            prefetch(i);
+            // SAFETY: i + 16 <= n, and no slice read is shorter than n.
+            let (q, clean) = unsafe {
+                let sum = _mm512_castps_si512(_mm512_fmadd_ps(
+                    _mm512_loadu_ps(x.as_ptr().add(i)),
+                    _mm512_loadu_ps(wide.fixed.as_ptr().add(i)),
+                    shifter,
+                ));
+                let z = _mm512_loadu_si512(wide.zero_points.as_ptr().add(i).cast());
+                let q = _mm512_add_epi32(
+                    _mm512_srai_epi32::<{ FRACTION_BITS as u32 }>(sum),
+                    _mm512_sub_epi32(z, offset),
+                );
+                (q, _mm512_test_epi32_mask(sum, fraction))
+            };
+            // A flagged lane lies on or near the half-integer between `q - 1` and `q`; when both
+            // clamp to the same end (the positive extreme of a symmetric group does), it is right.
+            let inside = _mm512_cmpgt_epi32_mask(q, lo_i) & _mm512_cmple_epi32_mask(q, hi_i);
+            store(i, _mm512_min_epi32(_mm512_max_epi32(q, lo_i), hi_i));
+            flagged[count] = v as u16;
+            count += usize::from(inside & !clean != 0);
+        }
+        for &v in &flagged[..count] {
+            let i = block + usize::from(v) * LANES;
+            store(i, by_reciprocal(i));
+        }
     }
 }
 
