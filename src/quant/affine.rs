@@ -290,6 +290,7 @@ struct GroupParams<'a> {
 struct Reciprocals<'a> {
     reciprocals: &'a [f64],
     fixed: &'a [f32],
+    offsets: &'a [i32],
 }
 
 /// The general kernel's per-group inputs, grown to the largest span they serve.
@@ -299,6 +300,7 @@ struct KernelFactors {
     float_zero_points: Vec<f32>,
     reciprocals: Vec<f64>,
     fixed: Vec<f32>,
+    offsets: Vec<i32>,
 }
 
 impl KernelFactors {
@@ -334,11 +336,15 @@ impl KernelFactors {
             if self.reciprocals.len() < n {
                 self.reciprocals = crate::error::try_vec(n, 0f64)?;
                 self.fixed = crate::error::try_vec(n, 0f32)?;
+                self.offsets = crate::error::try_vec(n, 0i32)?;
             }
-            let (wide, fixed) = (&mut self.reciprocals[..n], &mut self.fixed[..n]);
-            let every_fixed = kernel::general::reciprocals_on(values.isa, scales, wide, fixed);
-            let fixed: &[f32] = if every_fixed { &self.fixed[..n] } else { &[] };
-            Some(Reciprocals { reciprocals: &self.reciprocals[..n], fixed })
+            let (wide, fixed, offsets) =
+                (&mut self.reciprocals[..n], &mut self.fixed[..n], &mut self.offsets[..n]);
+            let every_fixed =
+                kernel::general::reciprocals_on(values.isa, (scales, zero_points), wide, fixed, offsets);
+            let (fixed, offsets): (&[f32], &[i32]) =
+                if every_fixed { (&self.fixed[..n], &self.offsets[..n]) } else { (&[], &[]) };
+            Some(Reciprocals { reciprocals: &self.reciprocals[..n], fixed, offsets })
         } else {
             None
         };
@@ -409,7 +415,7 @@ impl Values {
                                 wide: p.wide.map(|w| Wide {
                                     reciprocals: &w.reciprocals[g..g + count],
                                     fixed: w.fixed.get(g..g + count).unwrap_or_default(),
-                                    zero_points: &p.zero_points[g..g + count],
+                                    offsets: w.offsets.get(g..g + count).unwrap_or_default(),
                                     ahead: next.get(start..start + count).unwrap_or_default(),
                                 }),
                             }

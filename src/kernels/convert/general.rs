@@ -37,8 +37,8 @@ pub struct Wide<'a> {
     /// [`fixed_reciprocal`] of each divisor (every one normal), or empty: the AVX-512 tier's
     /// fixed-point quotient, exact except at lanes it flags, which take the f64 reciprocal.
     pub fixed: &'a [f32],
-    /// The zero points as integers.
-    pub zero_points: &'a [i32],
+    /// [`fixed_offset`] of each zero point (entries as for `fixed`).
+    pub offsets: &'a [i32],
     /// Elements the caller reads after this run (empty for none): brought into L2 along the way,
     /// while the arithmetic leaves the memory idle.
     pub ahead: &'a [f32],
@@ -50,7 +50,7 @@ impl<'a> Wide<'a> {
         Wide {
             reciprocals: &self.reciprocals[k..],
             fixed: self.fixed.get(k..).unwrap_or_default(),
-            zero_points: &self.zero_points[k..],
+            offsets: self.offsets.get(k..).unwrap_or_default(),
             ahead: self.ahead.get(k..).unwrap_or_default(),
         }
     }
@@ -62,7 +62,6 @@ pub(super) const FRACTION_BITS: i32 = 11;
 /// `1.5 * 2^23 + 2^10`: added to a float of magnitude below `2^22`, it rounds it to an integer (half
 /// to even) held in the low mantissa bits, so the sum's bit pattern is `0x4B40_0400 + integer`;
 /// the `2^10` moves half-integers of the fixed-point quotient to multiples of `2^11`.
-#[cfg(target_arch = "x86_64")]
 pub(super) const SHIFTER: f32 = 12_583_936.0;
 
 /// `RN(2^11 / scale)`, the multiplier of the fixed-point quotient, or `None` where it is not a
@@ -70,6 +69,12 @@ pub(super) const SHIFTER: f32 = 12_583_936.0;
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn fixed_reciprocal(scale: f32) -> Option<f32> {
     fixed_from_wide(wide_reciprocal(scale))
+}
+
+/// What the fixed-point quotient's sum, shifted down by its fraction bits, needs added to give
+/// `round(x / scale) + zero_point`: the zero point less the shifter's part, `bits(SHIFTER) >> 11`.
+pub(crate) fn fixed_offset(zero_point: i32) -> i32 {
+    zero_point - (SHIFTER.to_bits() >> FRACTION_BITS) as i32
 }
 
 /// [`fixed_reciprocal`] from the scale's [`wide_reciprocal`]: `2^11 * RN64(1 / scale)` is exact,
@@ -419,12 +424,21 @@ fn clamp_pack_on(isa: Isa, v: &[u8], signed: bool, r: (i32, i32), y: &mut [u8]) 
 }
 
 #[inline(always)]
-fn reciprocals(scales: &[f32], wide: &mut [f64], fixed: &mut [f32]) -> bool {
+fn reciprocals(
+    scales: &[f32],
+    zero_points: &[i32],
+    wide: &mut [f64],
+    fixed: &mut [f32],
+    offsets: &mut [i32],
+) -> bool {
     let mut every_fixed = true;
-    for ((w, f), &s) in wide.iter_mut().zip(fixed.iter_mut()).zip(scales) {
+    for ((((w, f), o), &s), &z) in
+        wide.iter_mut().zip(fixed.iter_mut()).zip(offsets.iter_mut()).zip(scales).zip(zero_points)
+    {
         *w = wide_reciprocal(s);
         let fixed = fixed_from_wide(*w);
         *f = fixed.unwrap_or(0.0);
+        *o = fixed_offset(z);
         every_fixed &= fixed.is_some();
     }
     every_fixed
@@ -432,29 +446,37 @@ fn reciprocals(scales: &[f32], wide: &mut [f64], fixed: &mut [f32]) -> bool {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn reciprocals_avx2(scales: &[f32], wide: &mut [f64], fixed: &mut [f32]) -> bool {
-    reciprocals(scales, wide, fixed)
+fn reciprocals_avx2(s: &[f32], z: &[i32], w: &mut [f64], f: &mut [f32], o: &mut [i32]) -> bool {
+    reciprocals(s, z, w, f, o)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn reciprocals_avx512(scales: &[f32], wide: &mut [f64], fixed: &mut [f32]) -> bool {
-    reciprocals(scales, wide, fixed)
+fn reciprocals_avx512(s: &[f32], z: &[i32], w: &mut [f64], f: &mut [f32], o: &mut [i32]) -> bool {
+    reciprocals(s, z, w, f, o)
 }
 
-/// [`wide_reciprocal`] and [`fixed_from_wide`] of each scale into `wide` and `fixed` (as long as
-/// `scales`), on the path `isa` (available): whether every fixed-point reciprocal is normal.
-pub(crate) fn reciprocals_on(isa: Isa, scales: &[f32], wide: &mut [f64], fixed: &mut [f32]) -> bool {
+/// [`wide_reciprocal`] and [`fixed_from_wide`] of each scale and [`fixed_offset`] of each zero
+/// point into `wide`, `fixed` and `offsets` (each as long as `scales`), on the path `isa`
+/// (available): whether every fixed-point reciprocal is normal.
+pub(crate) fn reciprocals_on(
+    isa: Isa,
+    (scales, zero_points): (&[f32], &[i32]),
+    wide: &mut [f64],
+    fixed: &mut [f32],
+    offsets: &mut [i32],
+) -> bool {
+    let (s, z) = (scales, zero_points);
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the caller checked `Isa::Avx2` available: the CPU has AVX2, FMA and F16C.
-        Isa::Avx2 => unsafe { reciprocals_avx2(scales, wide, fixed) },
+        Isa::Avx2 => unsafe { reciprocals_avx2(s, z, wide, fixed, offsets) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the caller checked `Isa::Avx512` available: AVX-512 F/BW/VL/DQ and AVX2's set.
-        Isa::Avx512 => unsafe { reciprocals_avx512(scales, wide, fixed) },
+        Isa::Avx512 => unsafe { reciprocals_avx512(s, z, wide, fixed, offsets) },
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon | Isa::Dotprod | Isa::I8mm => reciprocals(scales, wide, fixed),
-        Isa::Scalar => reciprocals(scales, wide, fixed),
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => reciprocals(s, z, wide, fixed, offsets),
+        Isa::Scalar => reciprocals(s, z, wide, fixed, offsets),
     }
 }
 
@@ -580,9 +602,8 @@ mod tests {
                     let want: Vec<i32> =
                         (0..n).map(|i| reference(x[i], factors[i], zps[i], a, lo, hi)).collect();
                     let want_b: Vec<i32> = (0..n).map(|i| reference(x[i], 0.75, 2.0, a, lo, hi)).collect();
-                    let (reciprocals, fixed, int_zps) = wide_parts(&factors, &zps);
-                    let wide =
-                        Wide { reciprocals: &reciprocals, fixed: &[], zero_points: &int_zps, ahead: &x };
+                    let (reciprocals, fixed, offsets) = wide_parts(&factors, &zps);
+                    let wide = Wide { reciprocals: &reciprocals, fixed: &[], offsets: &offsets, ahead: &x };
                     for isa in Isa::available() {
                         let per_element =
                             RunParams::PerElement { factors: &factors, zero_points: &zps, wide: None };
@@ -612,12 +633,13 @@ mod tests {
         }
     }
 
-    /// The f64 and fixed-point reciprocals and the integer zero points of these divisors.
+    /// The f64 and fixed-point reciprocals of these divisors and the fixed-point offsets of these
+    /// zero points.
     fn wide_parts(factors: &[f32], zps: &[f32]) -> (Vec<f64>, Vec<f32>, Vec<i32>) {
         (
             factors.iter().map(|&f| wide_reciprocal(f)).collect(),
             factors.iter().map(|&f| fixed_from_wide(wide_reciprocal(f)).unwrap()).collect(),
-            zps.iter().map(|&z| z as i32).collect(),
+            zps.iter().map(|&z| fixed_offset(z as i32)).collect(),
         )
     }
 
@@ -697,8 +719,8 @@ mod tests {
         }
         let n = x.len();
         let zps: Vec<f32> = (0..n).map(|i| (i % 5) as f32 - 2.0).collect();
-        let (reciprocals, fixed, int_zps) = wide_parts(&factors, &zps);
-        let wide = Wide { reciprocals: &reciprocals, fixed: &fixed, zero_points: &int_zps, ahead: &[] };
+        let (reciprocals, fixed, offsets) = wide_parts(&factors, &zps);
+        let wide = Wide { reciprocals: &reciprocals, fixed: &fixed, offsets: &offsets, ahead: &[] };
         for wide in [wide, Wide { fixed: &[], ..wide }] {
             let p = RunParams::PerElement { factors: &factors, zero_points: &zps, wide: Some(wide) };
             for half_away in [false, true] {

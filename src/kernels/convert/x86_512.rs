@@ -353,7 +353,7 @@ pub unsafe fn quantize_per_element<const AWAY: bool>(
     range: (f32, f32),
     y: Dest<'_>,
 ) -> usize {
-    let n = x.len().min(wide.reciprocals.len()).min(wide.zero_points.len()).min(zero_points.len());
+    let n = x.len().min(wide.reciprocals.len()).min(zero_points.len());
     let n = n.min(y.len()) / LANES * LANES;
     let (x, zero_points) = (&x[..n], &zero_points[..n]);
     // SAFETY (every store below): the elements `i..i + 16` lie in `y` (8 bytes of nibbles for 16),
@@ -431,7 +431,7 @@ fn per_element<const AWAY: bool>(
             unsafe { _mm_prefetch::<_MM_HINT_T1>(wide.ahead.as_ptr().add(i).cast()) };
         }
     };
-    if wide.fixed.len() < n || lo < -256.0 || hi > 255.0 {
+    if wide.fixed.len() < n || wide.offsets.len() < n || lo < -256.0 || hi > 255.0 {
         for i in (0..n).step_by(LANES) {
             prefetch(i);
             store(i, by_reciprocal(i));
@@ -439,32 +439,28 @@ fn per_element<const AWAY: bool>(
         return;
     }
     let (shifter, fraction) = (_mm512_set1_ps(SHIFTER), _mm512_set1_epi32((1 << FRACTION_BITS) - 1));
-    let offset = _mm512_set1_epi32((SHIFTER.to_bits() >> FRACTION_BITS) as i32);
     for block in (0..n).step_by(BLOCK * LANES) {
         let mut flagged = [0u16; BLOCK];
         let mut count = 0;
         for (v, i) in (block..n.min(block + BLOCK * LANES)).step_by(LANES).enumerate() {
             prefetch(i);
             // SAFETY: i + 16 <= n, and no slice read is shorter than n.
-            let (q, clean) = unsafe {
+            let (q, flags) = unsafe {
                 let sum = _mm512_castps_si512(_mm512_fmadd_ps(
                     _mm512_loadu_ps(x.as_ptr().add(i)),
                     _mm512_loadu_ps(wide.fixed.as_ptr().add(i)),
                     shifter,
                 ));
-                let z = _mm512_loadu_si512(wide.zero_points.as_ptr().add(i).cast());
-                let q = _mm512_add_epi32(
-                    _mm512_srai_epi32::<{ FRACTION_BITS as u32 }>(sum),
-                    _mm512_sub_epi32(z, offset),
-                );
-                (q, _mm512_test_epi32_mask(sum, fraction))
+                let offset = _mm512_loadu_si512(wide.offsets.as_ptr().add(i).cast());
+                let q = _mm512_add_epi32(_mm512_srai_epi32::<{ FRACTION_BITS as u32 }>(sum), offset);
+                (q, _mm512_testn_epi32_mask(sum, fraction))
             };
             // A flagged lane lies on or near the half-integer between `q - 1` and `q`; when both
-            // clamp to the same end (the positive extreme of a symmetric group does), it is right.
-            let inside = _mm512_cmpgt_epi32_mask(q, lo_i) & _mm512_cmple_epi32_mask(q, hi_i);
+            // are above the range (the positive extreme of a symmetric group), it is right.
+            let matters = _mm512_mask_cmple_epi32_mask(flags, q, hi_i);
             store(i, _mm512_min_epi32(_mm512_max_epi32(q, lo_i), hi_i));
             flagged[count] = v as u16;
-            count += usize::from(inside & !clean != 0);
+            count += usize::from(matters != 0);
         }
         for &v in &flagged[..count] {
             let i = block + usize::from(v) * LANES;
