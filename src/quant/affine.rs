@@ -785,6 +785,42 @@ mod tests {
         }
     }
 
+    /// Blocks of 32 down the columns of a wide tensor (ONNX's 4-bit preset, and the same with i8 and
+    /// half away from zero): every group's extreme lies on a tie, runs are longer than the AVX-512
+    /// path's blocks of 64 vectors and end in a tail; every value as the per-element definition.
+    #[test]
+    fn column_blocks_with_their_extremes_on_ties_match_the_definition() {
+        let (rows, cols) = (70, 2053);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+            })
+            .collect();
+        let x = Tensor::from_vec([rows, cols], data).unwrap();
+        let i4 = QuantSpec::preset(Preset::OnnxWeightI4Block32);
+        let i8 = QuantSpec { qtype: QType::I8, ..i4 };
+        let away = QuantSpec { rounding: Rounding::HalfAway, ..i8 };
+        for spec in [i4, i8, away] {
+            let params = QuantParams::from_data(spec, x.as_slice(), x.shape()).unwrap();
+            let groups = groups_of(&spec, x.shape());
+            let want: Vec<i32> = (0..x.len())
+                .map(|i| {
+                    let g = groups[i];
+                    Quantizer::new(&spec, params.scales()[g], params.zero_points()[g])
+                        .quantize(x.as_slice()[i], i)
+                })
+                .collect();
+            for isa in Isa::available() {
+                let q = QTensor::quantize_min_max_on(isa, &x, spec).unwrap();
+                assert_eq!(q.values().unwrap(), want, "{isa} {spec:?}");
+            }
+        }
+    }
+
     #[test]
     fn one_pass_names_the_first_non_finite_element_of_the_tensor() {
         let mut v: Vec<f32> = (0..4096).map(|i| i as f32 * 0.01).collect();
