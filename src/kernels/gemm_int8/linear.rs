@@ -191,8 +191,11 @@ impl QuantLinear {
         check_matrix("y", y.len(), batch, n, n)?;
         let (x, y) = (&x[..batch * k], &mut y[..batch * n]);
         let macs = batch.saturating_mul(k).saturating_mul(n);
-        let parallel = cfg!(feature = "parallel") && macs >= PARALLEL_MIN_MACS;
-        let chunk_rows = chunk_rows(batch, parallel);
+        // Small products never touch rayon (asking its thread count starts the pool); one thread
+        // works on the calling thread.
+        let threads = if macs >= PARALLEL_MIN_MACS { current_threads() } else { 1 };
+        let parallel = threads > 1;
+        let chunk_rows = chunk_rows(batch, threads);
         // Every row's quantization parameters first, so that bad input fails before y is written.
         let mut params = try_vec(batch, RowQuant { scale: 1.0, zero: 0 })?;
         let mut ranges = try_vec(batch, (0f32, 0f32, true))?;
@@ -342,9 +345,8 @@ thread_local! {
 const I32_EXACT_DEPTH: usize = i32::MAX as usize / (255 * 256);
 
 /// Rows per chunk of `batch`: at most [`MC`] (a chunk's buffers stay in cache), and at least as
-/// many chunks as threads when `parallel`, each a multiple of [`MR`] where possible.
-fn chunk_rows(batch: usize, parallel: bool) -> usize {
-    let threads = if parallel { current_threads() } else { 1 };
+/// many chunks as `threads`, each a multiple of [`MR`] where possible.
+fn chunk_rows(batch: usize, threads: usize) -> usize {
     let chunks = batch.div_ceil(MC).max(threads).max(1);
     batch.div_ceil(chunks).next_multiple_of(MR).clamp(1, MC)
 }
