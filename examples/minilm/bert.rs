@@ -753,14 +753,18 @@ impl Encoder {
         };
         let new_scratch = || AttnScratch::new(longest, dh);
         #[cfg(feature = "parallel")]
-        {
-            use rayon::prelude::*;
-            units.par_iter_mut().try_for_each_init(new_scratch, attend)?;
-        }
+        let serial = rayon::current_num_threads() == 1;
         #[cfg(not(feature = "parallel"))]
-        {
+        let serial = true;
+        if serial {
             let mut t = new_scratch();
             units.iter_mut().try_for_each(|u| attend(&mut t, u))?;
+        } else {
+            #[cfg(feature = "parallel")]
+            {
+                use rayon::prelude::*;
+                units.par_iter_mut().try_for_each_init(new_scratch, attend)?;
+            }
         }
         // The heads side by side, a sequence at a time.
         let (ctx, head_major) = (&mut s.ctx, &s.heads);
@@ -782,13 +786,16 @@ impl Encoder {
             }
             Ok(())
         };
+        if serial {
+            return sequences.iter_mut().try_for_each(gather);
+        }
         #[cfg(feature = "parallel")]
         {
             use rayon::prelude::*;
             sequences.par_iter_mut().try_for_each(gather)
         }
         #[cfg(not(feature = "parallel"))]
-        sequences.iter_mut().try_for_each(gather)
+        Ok(())
     }
 }
 
