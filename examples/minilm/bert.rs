@@ -341,12 +341,15 @@ impl Norm {
     /// `x = (x - mean) / sqrt(var + eps) * gamma + beta` on every row (greenai's SIMD LayerNorm); with
     /// a folded smoothing, `smoothed` gets the same rows through `gamma / s` and `beta / s`.
     pub fn apply(&self, x: &mut [f32], smoothed: &mut [f32]) -> Result<()> {
+        let width = self.gamma.len();
         if let Some((g2, b2)) = &self.folded {
-            let out = &mut smoothed[..x.len()];
-            out.copy_from_slice(x);
-            lib(math::layer_norm(out, g2, b2, self.eps))?;
+            let x: &[f32] = x;
+            par_rows(&mut smoothed[..x.len()], width, |first, out| {
+                out.copy_from_slice(&x[first * width..first * width + out.len()]);
+                lib(math::layer_norm(out, g2, b2, self.eps))
+            })?;
         }
-        lib(math::layer_norm(x, &self.gamma, &self.beta, self.eps))
+        par_rows(x, width, |_, rows| lib(math::layer_norm(rows, &self.gamma, &self.beta, self.eps)))
     }
 
     /// Folds SmoothQuant's division by `scales` into a second output (see [`Norm::apply`]), with
@@ -625,8 +628,7 @@ impl Encoder {
             }
         }
         let lens: Vec<usize> = sequences.iter().map(Vec::len).collect();
-        let longest = lens.iter().copied().max().unwrap_or(0);
-        let mut scratch = Scratch::new(total, h, self.config.intermediate, longest);
+        let mut scratch = Scratch::new(total, h, self.config.intermediate);
         self.embed_norm.apply(&mut x, &mut scratch.smoothed)?;
         for (l, layer) in self.layers.iter().enumerate() {
             self.layer(l, layer, &lens, &mut x, &mut scratch, observe)?;
@@ -656,57 +658,14 @@ impl Encoder {
         s: &mut Scratch,
         observe: &mut Observer,
     ) -> Result<()> {
-        let (h, rows) = (self.config.hidden, x.len() / self.config.hidden);
-        let (heads, dh) = (self.config.heads, h / self.config.heads);
+        let rows = x.len() / self.config.hidden;
         observe(l, Site::Qkv, x)?;
         let before = if l == 0 { &self.embed_norm } else { &self.layers[l - 1].out_norm };
         let qkv_in: &[f32] = if before.folded.is_some() { &s.smoothed } else { x };
         layer.query.forward(qkv_in, rows, &mut s.q)?;
         layer.key.forward(qkv_in, rows, &mut s.k)?;
         layer.value.forward(qkv_in, rows, &mut s.v)?;
-        let scale = 1.0 / (dh as f32).sqrt();
-        let mut start = 0;
-        for &len in lens {
-            for head in 0..heads {
-                let col = head * dh;
-                // K_h^T (dh x len), so the scores are one GEMM.
-                for t in 0..len {
-                    for d in 0..dh {
-                        s.kt[d * len + t] = s.k[(start + t) * h + col + d];
-                    }
-                }
-                let q = &s.q[start * h + col..];
-                lib(gemm_float::gemm_on(
-                    greenai::kernels::Isa::active(),
-                    len,
-                    len,
-                    dh,
-                    q,
-                    h,
-                    &s.kt[..dh * len],
-                    len,
-                    &mut s.scores[..len * len],
-                    len,
-                ))?;
-                for r in 0..len {
-                    let row = &s.scores[r * len..(r + 1) * len];
-                    lib(math::softmax(row, scale, &mut s.probs[r * len..(r + 1) * len]))?;
-                }
-                lib(gemm_float::gemm_on(
-                    greenai::kernels::Isa::active(),
-                    len,
-                    dh,
-                    len,
-                    &s.probs[..len * len],
-                    len,
-                    &s.v[start * h + col..],
-                    h,
-                    &mut s.ctx[start * h + col..],
-                    h,
-                ))?;
-            }
-            start += len;
-        }
+        self.attention(lens, s)?;
         observe(l, Site::AttnOut, &s.ctx)?;
         layer.attn_out.forward(&s.ctx, rows, &mut s.q)?;
         x.iter_mut().zip(&s.q).for_each(|(a, b)| *a += b);
@@ -714,7 +673,10 @@ impl Encoder {
         observe(l, Site::Up, x)?;
         let up_in: &[f32] = if layer.attn_norm.folded.is_some() { &s.smoothed } else { x };
         layer.up.forward(up_in, rows, &mut s.inter)?;
-        math::gelu(&mut s.inter);
+        par_rows(&mut s.inter, self.config.intermediate, |_, rows| {
+            math::gelu(rows);
+            Ok(())
+        })?;
         observe(l, Site::Down, &s.inter)?;
         if let Some(inv) = &layer.down_smoothing {
             for row in s.inter.chunks_exact_mut(inv.len()) {
@@ -728,6 +690,155 @@ impl Encoder {
     }
 }
 
+impl Encoder {
+    /// Each sequence's attention, one (sequence, head) pair a task: `s.heads` gets each pair's
+    /// context (`len x dh`, contiguous), then `s.ctx` the heads side by side.
+    fn attention(&self, lens: &[usize], s: &mut Scratch) -> Result<()> {
+        let (h, heads) = (self.config.hidden, self.config.heads);
+        let dh = h / heads;
+        let scale = 1.0 / (dh as f32).sqrt();
+        let (q, k, v) = (&s.q, &s.k, &s.v);
+        let mut units = Vec::with_capacity(lens.len() * heads);
+        let (mut start, mut rest) = (0, &mut s.heads[..]);
+        for &len in lens {
+            for head in 0..heads {
+                let (out, tail) = std::mem::take(&mut rest).split_at_mut(len * dh);
+                units.push((start, len, head * dh, out));
+                rest = tail;
+            }
+            start += len;
+        }
+        let longest = lens.iter().copied().max().unwrap_or(0);
+        let attend = |t: &mut AttnScratch, (start, len, col, out): &mut (usize, usize, usize, &mut [f32])| {
+            let (start, len, col) = (*start, *len, *col);
+            // K_h^T (dh x len), so the scores are one GEMM.
+            for r in 0..len {
+                for d in 0..dh {
+                    t.kt[d * len + r] = k[(start + r) * h + col + d];
+                }
+            }
+            let isa = greenai::kernels::Isa::active();
+            let scores = &mut t.scores[..len * len];
+            lib(gemm_float::gemm_on(
+                isa,
+                len,
+                len,
+                dh,
+                &q[start * h + col..],
+                h,
+                &t.kt[..dh * len],
+                len,
+                scores,
+                len,
+            ))?;
+            for r in 0..len {
+                lib(math::softmax(
+                    &scores[r * len..(r + 1) * len],
+                    scale,
+                    &mut t.probs[r * len..(r + 1) * len],
+                ))?;
+            }
+            lib(gemm_float::gemm_on(
+                isa,
+                len,
+                dh,
+                len,
+                &t.probs[..len * len],
+                len,
+                &v[start * h + col..],
+                h,
+                out,
+                dh,
+            ))
+        };
+        let new_scratch = || AttnScratch::new(longest, dh);
+        #[cfg(feature = "parallel")]
+        let serial = rayon::current_num_threads() == 1;
+        #[cfg(not(feature = "parallel"))]
+        let serial = true;
+        if serial {
+            let mut t = new_scratch();
+            units.iter_mut().try_for_each(|u| attend(&mut t, u))?;
+        } else {
+            #[cfg(feature = "parallel")]
+            {
+                use rayon::prelude::*;
+                units.par_iter_mut().try_for_each_init(new_scratch, attend)?;
+            }
+        }
+        // The heads side by side, a sequence at a time.
+        let (ctx, head_major) = (&mut s.ctx, &s.heads);
+        let mut first = 0;
+        let mut sequences = Vec::with_capacity(lens.len());
+        let mut rest = &mut ctx[..];
+        for &len in lens {
+            let (rows, tail) = std::mem::take(&mut rest).split_at_mut(len * h);
+            sequences.push((first, len, rows));
+            rest = tail;
+            first += len;
+        }
+        let gather = |(first, len, rows): &mut (usize, usize, &mut [f32])| -> Result<()> {
+            let src = &head_major[*first * h..(*first + *len) * h];
+            for (head, block) in src.chunks_exact(*len * dh).enumerate() {
+                for (r, piece) in block.chunks_exact(dh).enumerate() {
+                    rows[r * h + head * dh..r * h + (head + 1) * dh].copy_from_slice(piece);
+                }
+            }
+            Ok(())
+        };
+        if serial {
+            return sequences.iter_mut().try_for_each(gather);
+        }
+        #[cfg(feature = "parallel")]
+        {
+            use rayon::prelude::*;
+            sequences.par_iter_mut().try_for_each(gather)
+        }
+        #[cfg(not(feature = "parallel"))]
+        Ok(())
+    }
+}
+
+/// Runs `f(first_row, rows)` on chunks of whole rows of `x` (`width` values a row), split across
+/// rayon's threads when there are several (feature `parallel`).
+fn par_rows(
+    x: &mut [f32],
+    width: usize,
+    f: impl Fn(usize, &mut [f32]) -> Result<()> + Send + Sync,
+) -> Result<()> {
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        let (rows, threads) = (x.len() / width.max(1), rayon::current_num_threads());
+        if threads > 1 && rows >= 2 * PAR_MIN_ROWS {
+            let chunk = rows.div_ceil(threads * 4).max(PAR_MIN_ROWS);
+            return x.par_chunks_mut(chunk * width).enumerate().try_for_each(|(c, rows)| f(c * chunk, rows));
+        }
+    }
+    let _ = width;
+    f(0, x)
+}
+
+/// Rows below which [`par_rows`] stays on the calling thread.
+const PAR_MIN_ROWS: usize = 32;
+
+/// One attention task's buffers.
+struct AttnScratch {
+    kt: Vec<f32>,
+    scores: Vec<f32>,
+    probs: Vec<f32>,
+}
+
+impl AttnScratch {
+    fn new(max_len: usize, dh: usize) -> AttnScratch {
+        AttnScratch {
+            kt: vec![0.0; max_len * dh],
+            scores: vec![0.0; max_len * max_len],
+            probs: vec![0.0; max_len * max_len],
+        }
+    }
+}
+
 /// Buffers one forward pass reuses across its layers.
 struct Scratch {
     q: Vec<f32>,
@@ -735,24 +846,21 @@ struct Scratch {
     v: Vec<f32>,
     ctx: Vec<f32>,
     inter: Vec<f32>,
-    kt: Vec<f32>,
-    scores: Vec<f32>,
-    probs: Vec<f32>,
+    /// Attention's context a (sequence, head) at a time, each `len x dh` contiguous.
+    heads: Vec<f32>,
     /// The rows of the last LayerNorm through its folded smoothing, when it has one.
     smoothed: Vec<f32>,
 }
 
 impl Scratch {
-    fn new(rows: usize, h: usize, inter: usize, max_len: usize) -> Scratch {
+    fn new(rows: usize, h: usize, inter: usize) -> Scratch {
         Scratch {
             q: vec![0.0; rows * h],
             k: vec![0.0; rows * h],
             v: vec![0.0; rows * h],
             ctx: vec![0.0; rows * h],
             inter: vec![0.0; rows * inter],
-            kt: vec![0.0; max_len * h],
-            scores: vec![0.0; max_len * max_len],
-            probs: vec![0.0; max_len * max_len],
+            heads: vec![0.0; rows * h],
             smoothed: vec![0.0; rows * h],
         }
     }

@@ -1,11 +1,13 @@
 //! The quantized linear layer: `y = x W^T + b` with W int8 per output channel, x quantized per row.
 
-use super::{check_matrix, gemm_packed_on, PackedI8, Update};
+use super::blocking::{MC, MR, PARALLEL_MIN_MACS};
+use super::{check_matrix, gemm_packed_serial, Kernel, PackedI8};
 use crate::error::{check_len, try_vec};
-use crate::kernels::convert::{min_max_finite, quantize_i8_on, quantize_u8_on, scalar};
-use crate::kernels::math::check_finite;
+use crate::kernels::convert::{min_max_finite, quantize_i8_scanned_on, quantize_u8_scanned_on, scalar};
+use crate::kernels::math::{check_finite, non_finite};
 use crate::kernels::Isa;
 use crate::{Error, Result};
+use std::cell::Cell;
 
 /// How the layer quantizes its f32 input, one scale (and zero point) per row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +33,11 @@ pub struct QuantLinear {
 /// `max |x| / limit`, or 1 when that is zero or subnormal (as ONNX Runtime; zeros stay exact).
 fn symmetric_scale(x: &[f32], limit: f32) -> f32 {
     let (lo, hi, _) = min_max_finite(x);
+    symmetric_from_range(lo, hi, limit)
+}
+
+/// [`symmetric_scale`] of values in `[lo, hi]`.
+fn symmetric_from_range(lo: f32, hi: f32, limit: f32) -> f32 {
     let scale = hi.max(-lo).max(0.0) / limit;
     if scale.is_normal() {
         scale
@@ -162,7 +169,8 @@ impl QuantLinear {
     }
 
     /// `y = x W^T + b` for `batch` rows of x (`batch x in_features`), y `batch x out_features`.
-    /// A non-finite value in x is an error and y is left untouched.
+    /// A non-finite value in x is an error and y is left untouched. Large batches are split by rows
+    /// across rayon's threads (feature `parallel`); each row's result is the same either way.
     pub fn forward(&self, x: &[f32], batch: usize, mode: ActivationQuant, y: &mut [f32]) -> Result<()> {
         self.forward_on(Isa::active(), x, batch, mode, y)
     }
@@ -176,23 +184,33 @@ impl QuantLinear {
         mode: ActivationQuant,
         y: &mut [f32],
     ) -> Result<()> {
-        isa.ensure_available()?;
+        let kernel = Kernel::new(isa)?;
+        kernel.check_reads(&self.packed)?;
         let (k, n) = (self.in_features(), self.out_features());
         check_matrix("x", x.len(), batch, k, k)?;
         check_matrix("y", y.len(), batch, n, n)?;
-        let x = &x[..batch * k];
-        check_finite("x", x)?;
-        let mut acc = try_vec(batch * n, 0i32)?;
-        let mut row_scale = try_vec(batch, 0f32)?;
-        let mut row_zero = try_vec(batch, 0i32)?;
-        // Sums of each quantized input row, needed only for affine weights.
-        let mut row_sums = try_vec(if self.zero_points.is_empty() { 0 } else { batch }, 0i64)?;
-        match mode {
-            ActivationQuant::U8Affine => {
-                let mut q = try_vec(batch * k, 0u8)?;
-                for i in 0..batch {
-                    let row = &x[i * k..(i + 1) * k];
-                    let (lo, hi, _) = min_max_finite(row);
+        let (x, y) = (&x[..batch * k], &mut y[..batch * n]);
+        let macs = batch.saturating_mul(k).saturating_mul(n);
+        // Small products never touch rayon (asking its thread count starts the pool); one thread
+        // works on the calling thread.
+        let threads = if macs >= PARALLEL_MIN_MACS { current_threads() } else { 1 };
+        let parallel = threads > 1;
+        let chunk_rows = chunk_rows(batch, threads);
+        // Every row's quantization parameters first, so that bad input fails before y is written.
+        let mut params = try_vec(batch, RowQuant { scale: 1.0, zero: 0 })?;
+        let mut ranges = try_vec(batch, (0f32, 0f32, true))?;
+        for_chunks(&mut ranges, 1, chunk_rows, parallel, |first, out| {
+            for (i, range) in out.iter_mut().enumerate() {
+                *range = min_max_finite(&x[(first + i) * k..(first + i + 1) * k]);
+            }
+            Ok(())
+        })?;
+        if !ranges.iter().all(|&(_, _, finite)| finite) {
+            return Err(non_finite("x", x));
+        }
+        for (i, (param, &(lo, hi, _))) in params.iter_mut().zip(&ranges).enumerate() {
+            *param = match mode {
+                ActivationQuant::U8Affine => {
                     let (lo, hi) = (lo.min(0.0), hi.max(0.0));
                     let scale = (hi - lo) / 255.0;
                     if !scale.is_finite() {
@@ -201,38 +219,163 @@ impl QuantLinear {
                     // As ONNX Runtime: a scale below f32's smallest normal becomes 1.
                     let scale = if scale.is_normal() { scale } else { 1.0 };
                     let zero = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
-                    quantize_u8_on(isa, row, scale, zero, &mut q[i * k..(i + 1) * k])?;
-                    (row_scale[i], row_zero[i]) = (scale, i32::from(zero));
+                    RowQuant { scale, zero: i32::from(zero) }
                 }
-                for (i, sum) in row_sums.iter_mut().enumerate() {
-                    *sum = q[i * k..(i + 1) * k].iter().map(|&v| i64::from(v)).sum();
+                ActivationQuant::I8Symmetric => {
+                    RowQuant { scale: symmetric_from_range(lo, hi, 127.0), zero: 0 }
                 }
-                gemm_packed_on(isa, batch, &q, k, &self.packed, &mut acc, n, Update::Overwrite)?;
-            }
-            ActivationQuant::I8Symmetric => {
-                let mut q = try_vec(batch * k, 0i8)?;
-                for i in 0..batch {
-                    let row = &x[i * k..(i + 1) * k];
-                    row_scale[i] = symmetric_scale(row, 127.0);
-                    quantize_i8_on(isa, row, row_scale[i], 0, &mut q[i * k..(i + 1) * k])?;
+            };
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        for_chunks(y, n, chunk_rows, parallel, |first, y| {
+            let rows = y.len() / n;
+            let (x, params) = (&x[first * k..(first + rows) * k], &params[first..first + rows]);
+            CHUNK.with(|cell| {
+                let mut scratch = cell.take();
+                let result = self.forward_chunk(kernel, isa, x, params, mode, y, &mut scratch);
+                cell.set(scratch);
+                result
+            })
+        })
+    }
+
+    /// Quantizes the rows `x` with their `params`, multiplies and writes `y = dequantized + bias`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_chunk(
+        &self,
+        kernel: Kernel,
+        isa: Isa,
+        x: &[f32],
+        params: &[RowQuant],
+        mode: ActivationQuant,
+        y: &mut [f32],
+        scratch: &mut ChunkScratch,
+    ) -> Result<()> {
+        let (k, n, rows) = (self.in_features(), self.out_features(), params.len());
+        if scratch.q.len() < rows * k {
+            scratch.q = try_vec(rows * k, 0u8)?;
+        }
+        if scratch.acc.len() < rows * n {
+            scratch.acc = try_vec(rows * n, 0i32)?;
+        }
+        let (q, acc) = (&mut scratch.q[..rows * k], &mut scratch.acc[..rows * n]);
+        for (i, p) in params.iter().enumerate() {
+            let (row, out) = (&x[i * k..(i + 1) * k], &mut q[i * k..(i + 1) * k]);
+            match mode {
+                // `zero` came from a u8 and `x` was found finite by the caller.
+                ActivationQuant::U8Affine => quantize_u8_scanned_on(isa, row, p.scale, p.zero as u8, out)?,
+                ActivationQuant::I8Symmetric => {
+                    quantize_i8_scanned_on(isa, row, p.scale, 0, bytemuck::cast_slice_mut(out))?
                 }
-                for (i, sum) in row_sums.iter_mut().enumerate() {
-                    *sum = q[i * k..(i + 1) * k].iter().map(|&v| i64::from(v)).sum();
-                }
-                gemm_packed_on(isa, batch, &q, k, &self.packed, &mut acc, n, Update::Overwrite)?;
             }
         }
-        // sum_k (x_q - zx)(w_q - zw) = acc - zx sum_k w_q - zw (sum_k x_q - k zx), exact in i64.
+        match mode {
+            ActivationQuant::U8Affine => gemm_packed_serial(kernel, rows, &*q, k, &self.packed, acc, n)?,
+            ActivationQuant::I8Symmetric => {
+                let q: &[i8] = bytemuck::cast_slice(q);
+                gemm_packed_serial(kernel, rows, q, k, &self.packed, acc, n)?
+            }
+        }
+        let q = &scratch.q[..rows * k];
         let sums = self.packed.col_sums();
-        for i in 0..batch {
-            for j in 0..n {
-                let mut centred = i64::from(acc[i * n + j]) - i64::from(row_zero[i]) * i64::from(sums[j]);
-                if let (Some(&zw), Some(&xs)) = (self.zero_points.get(j), row_sums.get(i)) {
-                    centred -= i64::from(zw) * (xs - k as i64 * i64::from(row_zero[i]));
+        // Each |sum_k (x_q - zx)(w_q - zw)| is at most 255 * 256 * k: below I32_EXACT_DEPTH it and
+        // every partial term fit i32, so wrapping i32 arithmetic gives it exactly (vectorised).
+        let narrow = k <= I32_EXACT_DEPTH;
+        for (i, ((y, acc), p)) in y.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(params).enumerate() {
+            let (zx, rs) = (p.zero, p.scale);
+            let q_row = &q[i * k..(i + 1) * k];
+            // sum_k (x_q - zx)(w_q - zw) = acc - zx sum_k w_q - zw (sum_k x_q - k zx).
+            let row_sum = || -> i64 {
+                match mode {
+                    ActivationQuant::U8Affine => q_row.iter().map(|&v| i64::from(v)).sum(),
+                    ActivationQuant::I8Symmetric => q_row.iter().map(|&v| i64::from(v as i8)).sum(),
                 }
-                y[i * n + j] = centred as f32 * (row_scale[i] * self.scales[j]) + self.bias[j];
+            };
+            let centred_x =
+                if self.zero_points.is_empty() { 0 } else { row_sum() - k as i64 * i64::from(zx) };
+            if narrow && self.zero_points.is_empty() {
+                for ((((y, &a), &s), &ws), &b) in
+                    y.iter_mut().zip(acc).zip(sums).zip(&self.scales).zip(&self.bias)
+                {
+                    let centred = a.wrapping_sub(zx.wrapping_mul(s));
+                    *y = centred as f32 * (rs * ws) + b;
+                }
+            } else if narrow {
+                let d = centred_x as i32;
+                let weights = sums.iter().zip(&self.zero_points).zip(&self.scales).zip(&self.bias);
+                for ((y, &a), (((&s, &zw), &ws), &b)) in y.iter_mut().zip(acc).zip(weights) {
+                    let centred = a.wrapping_sub(zx.wrapping_mul(s)).wrapping_sub(zw.wrapping_mul(d));
+                    *y = centred as f32 * (rs * ws) + b;
+                }
+            } else {
+                for (j, y) in y.iter_mut().enumerate() {
+                    let mut centred = i64::from(acc[j]) - i64::from(zx) * i64::from(sums[j]);
+                    if let Some(&zw) = self.zero_points.get(j) {
+                        centred -= i64::from(zw) * centred_x;
+                    }
+                    *y = centred as f32 * (rs * self.scales[j]) + self.bias[j];
+                }
             }
         }
         Ok(())
     }
+}
+
+/// One input row's quantization: `x = (q - zero) * scale`.
+#[derive(Clone, Copy, Debug)]
+struct RowQuant {
+    scale: f32,
+    zero: i32,
+}
+
+/// The quantized rows and i32 products of one chunk, kept per thread across calls.
+#[derive(Default)]
+struct ChunkScratch {
+    q: Vec<u8>,
+    acc: Vec<i32>,
+}
+
+thread_local! {
+    static CHUNK: Cell<ChunkScratch> = Cell::new(ChunkScratch::default());
+}
+
+/// Depths up to which `255 * 256 * k` fits i32 (see `forward_chunk`).
+const I32_EXACT_DEPTH: usize = i32::MAX as usize / (255 * 256);
+
+/// Rows per chunk of `batch`: at most [`MC`] (a chunk's buffers stay in cache), and at least as
+/// many chunks as `threads`, each a multiple of [`MR`] where possible.
+fn chunk_rows(batch: usize, threads: usize) -> usize {
+    let chunks = batch.div_ceil(MC).max(threads).max(1);
+    batch.div_ceil(chunks).next_multiple_of(MR).clamp(1, MC)
+}
+
+#[cfg(feature = "parallel")]
+fn current_threads() -> usize {
+    rayon::current_num_threads()
+}
+
+#[cfg(not(feature = "parallel"))]
+fn current_threads() -> usize {
+    1
+}
+
+/// Runs `f(first_row, rows)` on chunks of `chunk_rows` rows of `out` (`width` elements a row),
+/// on rayon's threads when `parallel`.
+fn for_chunks<T: Send>(
+    out: &mut [T],
+    width: usize,
+    chunk_rows: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T]) -> Result<()> + Send + Sync,
+) -> Result<()> {
+    let len = chunk_rows * width;
+    #[cfg(feature = "parallel")]
+    if parallel {
+        use rayon::prelude::*;
+        return out.par_chunks_mut(len).enumerate().try_for_each(|(c, rows)| f(c * chunk_rows, rows));
+    }
+    let _ = parallel;
+    out.chunks_mut(len).enumerate().try_for_each(|(c, rows)| f(c * chunk_rows, rows))
 }

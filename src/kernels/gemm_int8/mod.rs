@@ -232,7 +232,7 @@ pub fn gemm_path_on<T: AElement>(
             let update = if r0 == 0 { update } else { Update::Accumulate };
             result = packed
                 .repack(rows, cols, &b[r0 * ldb + j0..], ldb)
-                .and_then(|()| run(kernel, update, m, &a[r0..], lda, &packed, &mut c[j0..], ldc));
+                .and_then(|()| run(kernel, update, m, &a[r0..], lda, &packed, &mut c[j0..], ldc, true));
             if result.is_err() {
                 break 'blocks;
             }
@@ -278,7 +278,28 @@ pub fn gemm_packed_on<T: AElement>(
         finish_empty(m, n, k, c, ldc, update);
         return Ok(());
     }
-    run(kernel, update, m, a, lda, packed, c, ldc)
+    run(kernel, update, m, a, lda, packed, c, ldc, true)
+}
+
+/// `C = A B` with B prepacked on the calling thread alone, for callers that split the rows across
+/// threads themselves ([`QuantLinear`]); `kernel` must read `packed`'s layout (checked by the caller).
+pub(crate) fn gemm_packed_serial<T: AElement>(
+    kernel: Kernel,
+    m: usize,
+    a: &[T],
+    lda: usize,
+    packed: &PackedI8,
+    c: &mut [i32],
+    ldc: usize,
+) -> Result<()> {
+    let (n, k) = (packed.n(), packed.k());
+    check_matrix("a", a.len(), m, k, lda)?;
+    check_matrix("c", c.len(), m, n, ldc)?;
+    if m == 0 || n == 0 || k == 0 {
+        finish_empty(m, n, k, c, ldc, Update::Overwrite);
+        return Ok(());
+    }
+    run(kernel, Update::Overwrite, m, a, lda, packed, c, ldc, false)
 }
 
 /// An empty product: only `k == 0` with `Overwrite` writes (zeros).
@@ -298,8 +319,8 @@ unsafe impl Send for CPtr {}
 // SAFETY: as above.
 unsafe impl Sync for CPtr {}
 
-/// Arguments checked, dimensions nonzero, layout read by `kernel`: splits the work and applies
-/// the i8 correction.
+/// Arguments checked, dimensions nonzero, layout read by `kernel`: splits the work (across
+/// threads when `parallel` and the product is large) and applies the i8 correction.
 #[allow(clippy::too_many_arguments)]
 fn run<T: AElement>(
     kernel: Kernel,
@@ -310,6 +331,7 @@ fn run<T: AElement>(
     packed: &PackedI8,
     c: &mut [i32],
     ldc: usize,
+    parallel: bool,
 ) -> Result<()> {
     let n = packed.n();
     let cp = CPtr(c.as_mut_ptr());
@@ -330,7 +352,8 @@ fn run<T: AElement>(
         use rayon::prelude::*;
         // Small products never touch rayon (not even to ask its thread count, which starts the pool).
         let macs = m.saturating_mul(n).saturating_mul(packed.k());
-        let threads = if macs >= blocking::PARALLEL_MIN_MACS { rayon::current_num_threads() } else { 1 };
+        let threads =
+            if parallel && macs >= blocking::PARALLEL_MIN_MACS { rayon::current_num_threads() } else { 1 };
         if threads > 1 {
             let panels = packed.panels();
             let split = |len: usize, unit: usize| -> Vec<Range<usize>> {
@@ -358,7 +381,10 @@ fn run<T: AElement>(
         }
     }
     #[cfg(not(feature = "parallel"))]
-    whole()?;
+    {
+        let _ = parallel;
+        whole()?;
+    }
     if T::SHIFT != 0 && bias.is_none() {
         for i in 0..m {
             for (out, &sum) in c[i * ldc..i * ldc + n].iter_mut().zip(packed.col_sums()) {

@@ -450,3 +450,102 @@ fn streaming_is_exact_at_the_extremes_with_long_depth() {
         }
     }
 }
+
+/// The layer's output computed the plain way: ONNX's per-row parameters, the scalar quantizer,
+/// i64 sums and the i64 epilogue, with the layer's f32 operations in the same order.
+#[allow(clippy::too_many_arguments)]
+fn linear_reference(
+    q: &[i8],
+    scales: &[f32],
+    zero_points: &[i32],
+    bias: &[f32],
+    x: &[f32],
+    batch: usize,
+    (k, n): (usize, usize),
+    mode: ActivationQuant,
+) -> Vec<f32> {
+    let mut y = vec![0f32; batch * n];
+    for i in 0..batch {
+        let row = &x[i * k..(i + 1) * k];
+        let lo = row.iter().fold(0f32, |a, &v| a.min(v));
+        let hi = row.iter().fold(0f32, |a, &v| a.max(v));
+        let (xq, scale, zero): (Vec<i64>, f32, i64) = match mode {
+            ActivationQuant::U8Affine => {
+                let s = (hi - lo) / 255.0;
+                let s = if s.is_normal() { s } else { 1.0 };
+                let z = (-lo / s).round_ties_even().clamp(0.0, 255.0) as u8;
+                let mut out = vec![0u8; k];
+                crate::kernels::convert::scalar::quantize_u8(row, s, z, &mut out);
+                (out.into_iter().map(i64::from).collect(), s, i64::from(z))
+            }
+            ActivationQuant::I8Symmetric => {
+                let s = hi.max(-lo) / 127.0;
+                let s = if s.is_normal() { s } else { 1.0 };
+                let mut out = vec![0i8; k];
+                crate::kernels::convert::scalar::quantize_i8(row, s, 0, &mut out);
+                (out.into_iter().map(i64::from).collect(), s, 0)
+            }
+        };
+        for j in 0..n {
+            let zw = zero_points.get(j).map_or(0, |&z| i64::from(z));
+            let centred: i64 =
+                (0..k).map(|kk| (xq[kk] - zero) * (i64::from(q[j * k + kk]) - zw)).sum::<i64>();
+            y[i * n + j] = centred as f32 * (scale * scales[j]) + bias[j];
+        }
+    }
+    y
+}
+
+#[test]
+fn quantized_linear_split_across_threads_matches_the_plain_computation() {
+    // Above PARALLEL_MIN_MACS: rows quantized, multiplied and finished in chunks on several
+    // threads (pools of 1, 2 and 3), chunks ending mid-tile; a depth beyond the i32 epilogue's
+    // bound takes the i64 one.
+    let mut rng = Rng(31);
+    for (batch, k, n, affine) in
+        [(301, 131, 67, false), (257, 96, 90, true), (3, 33_001, 5, true), (1, 7, 3, false)]
+    {
+        let q: Vec<i8> = as_i8(rng.bytes(n * k));
+        let zero_points: Vec<i32> =
+            if affine { (0..n).map(|j| (j as i32 * 29) % 255 - 127).collect() } else { Vec::new() };
+        let scales: Vec<f32> = (0..n).map(|j| 1e-3 + j as f32 * 1e-5).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.gauss() as f32).collect();
+        let zp = Some(&zero_points[..]).filter(|z| !z.is_empty());
+        let layer = QuantLinear::from_int8(&q, n, k, &scales, zp, Some(&bias)).unwrap();
+        // Rows of different ranges, one all zero, one all negative.
+        let mut x: Vec<f32> =
+            (0..batch * k).map(|i| (rng.gauss() * (1.0 + (i / k % 7) as f64)) as f32).collect();
+        x[..k].fill(0.0);
+        if batch > 2 {
+            x[2 * k..3 * k].iter_mut().for_each(|v| *v = -v.abs() - 0.5);
+        }
+        for mode in [ActivationQuant::U8Affine, ActivationQuant::I8Symmetric] {
+            let want = linear_reference(&q, &scales, &zero_points, &bias, &x, batch, (k, n), mode);
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                for isa in Isa::available() {
+                    let mut y = vec![f32::NAN; batch * n];
+                    pool.install(|| layer.forward_on(isa, &x, batch, mode, &mut y)).unwrap();
+                    assert_eq!(y, want, "{isa} {mode:?} {batch}x{k}x{n} threads {threads}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn quantized_linear_refuses_a_bad_row_of_a_large_batch_before_writing() {
+    let (batch, k, n) = (400, 64, 80);
+    let layer = QuantLinear::from_float(&vec![0.5f32; n * k], n, k, None, false).unwrap();
+    let mut x = vec![1f32; batch * k];
+    x[350 * k + 3] = -3e38;
+    x[350 * k + 4] = 3e38;
+    let mut y = vec![2f32; batch * n];
+    let err = layer.forward(&x, batch, ActivationQuant::U8Affine, &mut y).unwrap_err();
+    assert!(err.to_string().contains("row 350"), "{err}");
+    // A NaN is reported before a too-wide row, whichever comes first.
+    x[390 * k] = f32::NAN;
+    let err = layer.forward(&x, batch, ActivationQuant::U8Affine, &mut y).unwrap_err();
+    assert!(matches!(err, Error::NonFinite { index, .. } if index == 390 * k), "{err}");
+    assert!(y.iter().all(|&v| v == 2.0));
+}
