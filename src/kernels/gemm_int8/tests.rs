@@ -522,14 +522,24 @@ fn quantized_linear_split_across_threads_matches_the_plain_computation() {
         for mode in [ActivationQuant::U8Affine, ActivationQuant::I8Symmetric] {
             let want = linear_reference(&q, &scales, &zero_points, &bias, &x, batch, (k, n), mode);
             for threads in [1, 2, 3] {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 for isa in Isa::available() {
                     let mut y = vec![f32::NAN; batch * n];
-                    pool.install(|| layer.forward_on(isa, &x, batch, mode, &mut y)).unwrap();
+                    on_threads(threads, || layer.forward_on(isa, &x, batch, mode, &mut y)).unwrap();
                     assert_eq!(y, want, "{isa} {mode:?} {batch}x{k}x{n} threads {threads}");
                 }
             }
         }
+    }
+}
+
+/// `f` on a rayon pool of `threads` threads (feature `parallel`), else on the calling thread.
+fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(feature = "parallel")]
+    return rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f);
+    #[cfg(not(feature = "parallel"))]
+    {
+        let _ = threads;
+        f()
     }
 }
 
