@@ -313,8 +313,7 @@ impl KernelFactors {
         zero_points: &'a [i32],
     ) -> Result<GroupParams<'a>> {
         let n = scales.len();
-        if self.factors.len() < n {
-            self.factors = crate::error::try_vec(n, 0f32)?;
+        if self.float_zero_points.len() < n {
             self.float_zero_points = crate::error::try_vec(n, 0f32)?;
         }
         let float_zero_points = &mut self.float_zero_points[..n];
@@ -325,6 +324,9 @@ impl KernelFactors {
         let factors: &[f32] = if values.divides() {
             scales
         } else {
+            if self.factors.len() < n {
+                self.factors = crate::error::try_vec(n, 0f32)?;
+            }
             for (f, &s) in self.factors.iter_mut().zip(scales) {
                 *f = 1.0 / s;
             }

@@ -1,7 +1,7 @@
 //! The quantized linear layer: `y = x W^T + b` with W int8 per output channel, x quantized per row.
 
 use super::blocking::{MC, MR, PARALLEL_MIN_MACS};
-use super::{check_matrix, gemm_packed_serial, Kernel, PackedI8};
+use super::{check_matrix, gemm_packed_with, Kernel, PackedI8, Update};
 use crate::error::{check_len, try_vec};
 use crate::kernels::convert::{min_max_finite, quantize_i8_scanned_on, quantize_u8_scanned_on, scalar};
 use crate::kernels::math::{check_finite, non_finite};
@@ -272,10 +272,12 @@ impl QuantLinear {
             }
         }
         match mode {
-            ActivationQuant::U8Affine => gemm_packed_serial(kernel, rows, &*q, k, &self.packed, acc, n)?,
+            ActivationQuant::U8Affine => {
+                gemm_packed_with(kernel, rows, &*q, k, &self.packed, acc, n, Update::Overwrite, false)?
+            }
             ActivationQuant::I8Symmetric => {
                 let q: &[i8] = bytemuck::cast_slice(q);
-                gemm_packed_serial(kernel, rows, q, k, &self.packed, acc, n)?
+                gemm_packed_with(kernel, rows, q, k, &self.packed, acc, n, Update::Overwrite, false)?
             }
         }
         let q = &scratch.q[..rows * k];

@@ -271,19 +271,14 @@ pub fn gemm_packed_on<T: AElement>(
 ) -> Result<()> {
     let kernel = Kernel::new(isa)?;
     kernel.check_reads(packed)?;
-    let (n, k) = (packed.n(), packed.k());
-    check_matrix("a", a.len(), m, k, lda)?;
-    check_matrix("c", c.len(), m, n, ldc)?;
-    if m == 0 || n == 0 || k == 0 {
-        finish_empty(m, n, k, c, ldc, update);
-        return Ok(());
-    }
-    run(kernel, update, m, a, lda, packed, c, ldc, true)
+    gemm_packed_with(kernel, m, a, lda, packed, c, ldc, update, true)
 }
 
-/// `C = A B` with B prepacked on the calling thread alone, for callers that split the rows across
-/// threads themselves ([`QuantLinear`]); `kernel` must read `packed`'s layout (checked by the caller).
-pub(crate) fn gemm_packed_serial<T: AElement>(
+/// `C (+)= A B` with B prepacked in a layout `kernel` reads (checked by the caller), across rayon's
+/// threads when `parallel`, else on the calling thread alone (for callers that split the rows
+/// across threads themselves, as [`QuantLinear`] does).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_packed_with<T: AElement>(
     kernel: Kernel,
     m: usize,
     a: &[T],
@@ -291,15 +286,17 @@ pub(crate) fn gemm_packed_serial<T: AElement>(
     packed: &PackedI8,
     c: &mut [i32],
     ldc: usize,
+    update: Update,
+    parallel: bool,
 ) -> Result<()> {
     let (n, k) = (packed.n(), packed.k());
     check_matrix("a", a.len(), m, k, lda)?;
     check_matrix("c", c.len(), m, n, ldc)?;
     if m == 0 || n == 0 || k == 0 {
-        finish_empty(m, n, k, c, ldc, Update::Overwrite);
+        finish_empty(m, n, k, c, ldc, update);
         return Ok(());
     }
-    run(kernel, Update::Overwrite, m, a, lda, packed, c, ldc, false)
+    run(kernel, update, m, a, lda, packed, c, ldc, parallel)
 }
 
 /// An empty product: only `k == 0` with `Overwrite` writes (zeros).
