@@ -122,6 +122,9 @@ pub enum Linear {
     Int8(QuantLinear),
     /// Group-wise int4 weights on greenai's W4A8 GEMV (`kernels::int4`), one token row at a time.
     Int4(Int4Linear),
+    /// Layers side by side on one input, their outputs concatenated (query, key and value kept
+    /// apart, as the low-rank variant factorizes each on its own).
+    Stacked(Vec<Linear>),
     /// `W ~ A B` (truncated SVD): `x B^T` (rank wide), then `A` and the bias; each factor f32.
     LowRank {
         /// `B`, `rank x in`, without bias.
@@ -263,8 +266,9 @@ impl Linear {
             Linear::Bf16 { w, bias } => 2 * w.k() * w.n() + 4 * bias.len(),
             Linear::Int8(q) => q.in_features() * q.out_features() + 8 * q.out_features(),
             Linear::Int4(q) => q.bytes(),
+            Linear::Stacked(parts) => parts.iter().map(Linear::weight_bytes).sum(),
             Linear::LowRank { first, second } => {
-                first.weight_bytes() + second.weight_bytes() - 4 * first_rank(first)
+                first.weight_bytes() + second.weight_bytes() - 4 * out_width(first)
             }
         }
     }
@@ -291,8 +295,21 @@ impl Linear {
             }
             Linear::Int8(q) => lib(q.forward(x, rows, ActivationQuant::U8Affine, y))?,
             Linear::Int4(q) => q.forward(x, rows, y)?,
+            Linear::Stacked(parts) => {
+                let out = y.len() / rows.max(1);
+                let mut col = 0;
+                for part in parts {
+                    let width = out_width(part);
+                    let mut t = vec![0.0f32; rows * width];
+                    part.forward(x, rows, &mut t)?;
+                    for (row, piece) in y.chunks_exact_mut(out).zip(t.chunks_exact(width)) {
+                        row[col..col + width].copy_from_slice(piece);
+                    }
+                    col += width;
+                }
+            }
             Linear::LowRank { first, second } => {
-                let mut t = vec![0.0f32; rows * first_rank(first)];
+                let mut t = vec![0.0f32; rows * out_width(first)];
                 first.forward(x, rows, &mut t)?;
                 second.forward(&t, rows, y)?;
             }
@@ -317,13 +334,14 @@ impl Linear {
     }
 }
 
-/// The output width of a factor (the rank, for the first factor of a low-rank layer).
-fn first_rank(first: &Linear) -> usize {
+/// The output width of a layer (the rank, for the first factor of a low-rank layer).
+fn out_width(first: &Linear) -> usize {
     match first {
         Linear::F32 { bias, .. } | Linear::F16 { bias, .. } | Linear::Bf16 { bias, .. } => bias.len(),
         Linear::Int8(q) => q.out_features(),
         Linear::Int4(q) => q.rows,
-        Linear::LowRank { second, .. } => first_rank(second),
+        Linear::LowRank { second, .. } => out_width(second),
+        Linear::Stacked(parts) => parts.iter().map(out_width).sum(),
     }
 }
 
@@ -363,9 +381,8 @@ impl Norm {
 }
 
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    /// Query, key and value stacked (`3 hidden x hidden`): one product, one quantization of its input.
+    qkv: Linear,
     attn_out: Linear,
     attn_norm: Norm,
     up: Linear,
@@ -384,6 +401,8 @@ pub enum Proj {
     Key,
     /// Attention value.
     Value,
+    /// Query, key and value stacked in that order (`3 hidden x hidden`), as the encoder runs them.
+    Qkv,
     /// Attention output.
     AttnOut,
     /// The MLP's first layer (`intermediate.dense`).
@@ -396,7 +415,7 @@ impl Proj {
     /// Its input, shared by query, key and value.
     pub fn site(self) -> Site {
         match self {
-            Proj::Query | Proj::Key | Proj::Value => Site::Qkv,
+            Proj::Query | Proj::Key | Proj::Value | Proj::Qkv => Site::Qkv,
             Proj::AttnOut => Site::AttnOut,
             Proj::Up => Site::Up,
             Proj::Down => Site::Down,
@@ -475,10 +494,19 @@ impl<'a> Weights<'a> {
         proj: Proj,
     ) -> Result<(usize, usize, Vec<f32>, Vec<f32>)> {
         let (h, inter) = (config.hidden, config.intermediate);
+        if proj == Proj::Qkv {
+            let mut stacked = (3 * h, h, Vec::with_capacity(3 * h * h), Vec::with_capacity(3 * h));
+            for part in [Proj::Query, Proj::Key, Proj::Value] {
+                let (_, _, w, b) = self.linear(config, layer, part)?;
+                stacked.2.extend(w);
+                stacked.3.extend(b);
+            }
+            return Ok(stacked);
+        }
         let (name, out, inp) = match proj {
             Proj::Query => ("attention.self.query", h, h),
             Proj::Key => ("attention.self.key", h, h),
-            Proj::Value => ("attention.self.value", h, h),
+            Proj::Value | Proj::Qkv => ("attention.self.value", h, h),
             Proj::AttnOut => ("attention.output.dense", h, h),
             Proj::Up => ("intermediate.dense", inter, h),
             Proj::Down => ("output.dense", h, inter),
@@ -541,9 +569,7 @@ impl Encoder {
                 build(&LinearSpec { layer: l, proj, out, inp, weight: &weight, bias: &bias })
             };
             layers.push(Layer {
-                query: linear(Proj::Query)?,
-                key: linear(Proj::Key)?,
-                value: linear(Proj::Value)?,
+                qkv: linear(Proj::Qkv)?,
                 attn_out: linear(Proj::AttnOut)?,
                 up: linear(Proj::Up)?,
                 down: linear(Proj::Down)?,
@@ -584,11 +610,7 @@ impl Encoder {
 
     /// Bytes of the linear layers' weights in this format (the embeddings stay f32 and are shared).
     pub fn linear_bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .flat_map(|l| [&l.query, &l.key, &l.value, &l.attn_out, &l.up, &l.down])
-            .map(Linear::weight_bytes)
-            .sum()
+        self.layers.iter().flat_map(|l| [&l.qkv, &l.attn_out, &l.up, &l.down]).map(Linear::weight_bytes).sum()
     }
 
     /// Embeddings (`sequences x hidden`, L2-normalised) of token-id sequences (each already holding
@@ -662,13 +684,11 @@ impl Encoder {
         observe(l, Site::Qkv, x)?;
         let before = if l == 0 { &self.embed_norm } else { &self.layers[l - 1].out_norm };
         let qkv_in: &[f32] = if before.folded.is_some() { &s.smoothed } else { x };
-        layer.query.forward(qkv_in, rows, &mut s.q)?;
-        layer.key.forward(qkv_in, rows, &mut s.k)?;
-        layer.value.forward(qkv_in, rows, &mut s.v)?;
+        layer.qkv.forward(qkv_in, rows, &mut s.qkv)?;
         self.attention(lens, s)?;
         observe(l, Site::AttnOut, &s.ctx)?;
-        layer.attn_out.forward(&s.ctx, rows, &mut s.q)?;
-        x.iter_mut().zip(&s.q).for_each(|(a, b)| *a += b);
+        layer.attn_out.forward(&s.ctx, rows, &mut s.proj)?;
+        x.iter_mut().zip(&s.proj).for_each(|(a, b)| *a += b);
         layer.attn_norm.apply(x, &mut s.smoothed)?;
         observe(l, Site::Up, x)?;
         let up_in: &[f32] = if layer.attn_norm.folded.is_some() { &s.smoothed } else { x };
@@ -683,8 +703,8 @@ impl Encoder {
                 row.iter_mut().zip(inv).for_each(|(v, i)| *v *= i);
             }
         }
-        layer.down.forward(&s.inter, rows, &mut s.q)?;
-        x.iter_mut().zip(&s.q).for_each(|(a, b)| *a += b);
+        layer.down.forward(&s.inter, rows, &mut s.proj)?;
+        x.iter_mut().zip(&s.proj).for_each(|(a, b)| *a += b);
         layer.out_norm.apply(x, &mut s.smoothed)?;
         Ok(())
     }
@@ -695,9 +715,9 @@ impl Encoder {
     /// context (`len x dh`, contiguous), then `s.ctx` the heads side by side.
     fn attention(&self, lens: &[usize], s: &mut Scratch) -> Result<()> {
         let (h, heads) = (self.config.hidden, self.config.heads);
-        let dh = h / heads;
+        let (dh, width) = (h / heads, 3 * h);
         let scale = 1.0 / (dh as f32).sqrt();
-        let (q, k, v) = (&s.q, &s.k, &s.v);
+        let qkv = &s.qkv;
         let mut units = Vec::with_capacity(lens.len() * heads);
         let (mut start, mut rest) = (0, &mut s.heads[..]);
         for &len in lens {
@@ -710,27 +730,14 @@ impl Encoder {
         }
         let longest = lens.iter().copied().max().unwrap_or(0);
         let attend = |t: &mut AttnScratch, (start, len, col, out): &mut (usize, usize, usize, &mut [f32])| {
-            let (start, len, col) = (*start, *len, *col);
-            // K_h^T (dh x len), so the scores are one GEMM.
-            for r in 0..len {
-                for d in 0..dh {
-                    t.kt[d * len + r] = k[(start + r) * h + col + d];
-                }
-            }
+            let (len, col, rows) = (*len, *col, &qkv[*start * width..]);
+            let (q, k, v) = (&rows[col..], &rows[h + col..], &rows[2 * h + col..]);
+            // K_h^T (dh x len), so the scores are one GEMM reading its operands in place.
+            let kt = &mut t.kt[..dh * len];
+            transpose(k, width, len, dh, kt);
             let isa = greenai::kernels::Isa::active();
             let scores = &mut t.scores[..len * len];
-            lib(gemm_float::gemm_on(
-                isa,
-                len,
-                len,
-                dh,
-                &q[start * h + col..],
-                h,
-                &t.kt[..dh * len],
-                len,
-                scores,
-                len,
-            ))?;
+            lib(gemm_float::gemm_in_place_on(isa, len, len, dh, q, width, kt, len, scores, len))?;
             for r in 0..len {
                 lib(math::softmax(
                     &scores[r * len..(r + 1) * len],
@@ -738,15 +745,15 @@ impl Encoder {
                     &mut t.probs[r * len..(r + 1) * len],
                 ))?;
             }
-            lib(gemm_float::gemm_on(
+            lib(gemm_float::gemm_in_place_on(
                 isa,
                 len,
                 dh,
                 len,
                 &t.probs[..len * len],
                 len,
-                &v[start * h + col..],
-                h,
+                v,
+                width,
                 out,
                 dh,
             ))
@@ -799,6 +806,26 @@ impl Encoder {
     }
 }
 
+/// `dst` (`cols x rows`, row-major) = the transpose of `rows x cols` of `src` (rows `ld` apart),
+/// eight source rows at a time so each destination row is written in runs.
+fn transpose(src: &[f32], ld: usize, rows: usize, cols: usize, dst: &mut [f32]) {
+    const BLOCK: usize = 8;
+    let mut r0 = 0;
+    while r0 + BLOCK <= rows {
+        let block: [&[f32]; BLOCK] = std::array::from_fn(|i| &src[(r0 + i) * ld..(r0 + i) * ld + cols]);
+        for (c, run) in dst.chunks_exact_mut(rows).take(cols).enumerate() {
+            let run: &mut [f32; BLOCK] = (&mut run[r0..r0 + BLOCK]).try_into().expect("BLOCK values");
+            *run = std::array::from_fn(|i| block[i][c]);
+        }
+        r0 += BLOCK;
+    }
+    for r in r0..rows {
+        for c in 0..cols {
+            dst[c * rows + r] = src[r * ld + c];
+        }
+    }
+}
+
 /// Runs `f(first_row, rows)` on chunks of whole rows of `x` (`width` values a row), split across
 /// rayon's threads when there are several (feature `parallel`).
 fn par_rows(
@@ -841,9 +868,10 @@ impl AttnScratch {
 
 /// Buffers one forward pass reuses across its layers.
 struct Scratch {
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    /// Query, key and value side by side, `3 h` a row.
+    qkv: Vec<f32>,
+    /// The attention output's and the MLP's `h`-wide results before the residual.
+    proj: Vec<f32>,
     ctx: Vec<f32>,
     inter: Vec<f32>,
     /// Attention's context a (sequence, head) at a time, each `len x dh` contiguous.
@@ -855,9 +883,8 @@ struct Scratch {
 impl Scratch {
     fn new(rows: usize, h: usize, inter: usize) -> Scratch {
         Scratch {
-            q: vec![0.0; rows * h],
-            k: vec![0.0; rows * h],
-            v: vec![0.0; rows * h],
+            qkv: vec![0.0; rows * 3 * h],
+            proj: vec![0.0; rows * h],
             ctx: vec![0.0; rows * h],
             inter: vec![0.0; rows * inter],
             heads: vec![0.0; rows * h],

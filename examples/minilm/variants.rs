@@ -157,21 +157,41 @@ pub fn build(
             Linear::new(Format::Int8, s.out, s.inp, &lib(mask.apply(s.weight))?, s.bias)
         }),
         "lowrank" => Encoder::load_with(config, weights, &mut |s: &LinearSpec| {
-            let lr = lib(factorize(s.weight, s.out, s.inp, RankChoice::Energy(LOWRANK_ENERGY)))?;
-            notes.lowest_share =
-                notes.lowest_share.min(lr.rank as f64 / greenai::lowrank::break_even_rank(s.out, s.inp));
-            if lr.is_worth_it() {
-                notes.factorized += 1;
-                notes.lines.push(format!(
-                    "layer {} {:?}: rank {} ({} x {})",
-                    s.layer, s.proj, lr.rank, s.out, s.inp
-                ));
-                Linear::low_rank(s.out, s.inp, lr.rank, &lr.a, &lr.b, s.bias)
-            } else {
-                Linear::new(Format::F32, s.out, s.inp, s.weight, s.bias)
+            if s.proj == Proj::Qkv {
+                // Query, key and value each factorized on its own (their ranks differ).
+                let part = s.out / 3;
+                let parts = [Proj::Query, Proj::Key, Proj::Value].into_iter().enumerate().map(|(i, proj)| {
+                    let rows = i * part..(i + 1) * part;
+                    low_rank_or_f32(
+                        &LinearSpec {
+                            proj,
+                            out: part,
+                            weight: &s.weight[rows.start * s.inp..rows.end * s.inp],
+                            bias: &s.bias[rows],
+                            ..*s
+                        },
+                        notes,
+                    )
+                });
+                return Ok(Linear::Stacked(parts.collect::<Result<_>>()?));
             }
+            low_rank_or_f32(s, notes)
         }),
         other => Err(format!("unknown variant `{other}`")),
+    }
+}
+
+/// `s` factorized at [`LOWRANK_ENERGY`] when that beats its break-even rank, else f32.
+fn low_rank_or_f32(s: &LinearSpec, notes: &mut Notes) -> Result<Linear> {
+    let lr = lib(factorize(s.weight, s.out, s.inp, RankChoice::Energy(LOWRANK_ENERGY)))?;
+    notes.lowest_share =
+        notes.lowest_share.min(lr.rank as f64 / greenai::lowrank::break_even_rank(s.out, s.inp));
+    if lr.is_worth_it() {
+        notes.factorized += 1;
+        notes.lines.push(format!("layer {} {:?}: rank {} ({} x {})", s.layer, s.proj, lr.rank, s.out, s.inp));
+        Linear::low_rank(s.out, s.inp, lr.rank, &lr.a, &lr.b, s.bias)
+    } else {
+        Linear::new(Format::F32, s.out, s.inp, s.weight, s.bias)
     }
 }
 
@@ -191,7 +211,7 @@ fn smooth_scales(config: &Config, weights: &Weights, cal: &Calibration, l: usize
     let w = |p| weights.linear(config, l, p).map(|t| t.2);
     let act = &cal.absmax[l];
     let (h, inter) = (config.hidden, config.intermediate);
-    let qkv: Vec<f32> = [w(Proj::Query)?, w(Proj::Key)?, w(Proj::Value)?].concat();
+    let qkv = w(Proj::Qkv)?;
     Ok([
         lib(smoothquant_scales(&act[0], &qkv, 3 * h, h, SMOOTHQUANT_ALPHA))?,
         lib(smoothquant_scales(&act[1], &w(Proj::AttnOut)?, h, h, SMOOTHQUANT_ALPHA))?,
@@ -211,8 +231,12 @@ fn smoothquant(config: &Config, weights: &Weights, cal: &Calibration) -> Result<
         let sc = &scales[s.layer];
         let (mut w, mut b) = (s.weight.to_vec(), s.bias.to_vec());
         lib(smooth_weight(&mut w, s.out, s.inp, &sc[s.proj.site().index()]))?;
-        if s.proj == Proj::Value {
-            for ((row, bias), &d) in w.chunks_exact_mut(s.inp).zip(&mut b).zip(&sc[Site::AttnOut.index()]) {
+        if s.proj == Proj::Qkv {
+            // The value rows, the last third of the stack.
+            let value = s.out / 3;
+            let (rows, biases) = (&mut w[2 * value * s.inp..], &mut b[2 * value..]);
+            for ((row, bias), &d) in rows.chunks_exact_mut(s.inp).zip(biases).zip(&sc[Site::AttnOut.index()])
+            {
                 row.iter_mut().for_each(|v| *v /= d);
                 *bias /= d;
             }

@@ -607,7 +607,7 @@ fn gemm_block<W: WeightElement>(
         let kc = KC.min(k - pc);
         for ic in (0..m).step_by(MC) {
             let mc = MC.min(m - ic);
-            pack_a(&a[ic * lda..], lda, pc, mc, kc, mr, a_pack);
+            pack_a(kernel, &a[ic * lda..], lda, pc, mc, kc, a_pack);
             for jr in 0..n.div_ceil(nr) {
                 let cols = nr.min(n - jr * nr);
                 let b_panel = b.panel_from(jr, pc);
@@ -702,7 +702,7 @@ fn in_place_block<W: WeightElement>(
     let (ku, c_budget) = (KU_IN_PLACE, blocking::IN_PLACE_C_BYTES);
     let m_pad = m.div_ceil(mr) * mr;
     for pc in (0..k).step_by(ku) {
-        pack_a(a, lda, pc, m, ku.min(k - pc), mr, &mut a_pack[pc * m_pad..]);
+        pack_a(kernel, a, lda, pc, m, ku.min(k - pc), &mut a_pack[pc * m_pad..]);
     }
     let full = n / nr;
     let tail_cols = n - full * nr;
@@ -775,14 +775,23 @@ impl Tile {
     }
 }
 
-/// Packs `mc x kc` of A (from column `pc`) into `mr`-row panels: panel `i` holds `kc` groups of
-/// `mr` values, zero-padded past row `mc`.
-fn pack_a(a: &[f32], lda: usize, pc: usize, mc: usize, kc: usize, mr: usize, out: &mut [f32]) {
+/// Packs `mc x kc` of A (from column `pc`) into the kernel's `mr`-row panels: panel `i` holds
+/// `kc` groups of `mr` values, zero-padded past row `mc`.
+fn pack_a(kernel: Kernel, a: &[f32], lda: usize, pc: usize, mc: usize, kc: usize, out: &mut [f32]) {
+    let mr = kernel.mr();
     for (i, panel) in out[..mc.div_ceil(mr) * mr * kc].chunks_exact_mut(mr * kc).enumerate() {
         let rows = mr.min(mc - i * mr);
+        let first = (i * mr) * lda + pc;
+        #[cfg(target_arch = "x86_64")]
+        if kernel.tier == Tier::Avx512 && rows == mr {
+            // SAFETY: a Kernel of this tier exists only after for_isa checked the AVX-512 tier;
+            // the panel's mr rows hold kc values from `first` (lda apart) and `panel` kc * mr.
+            unsafe { x86_512::pack_a_panel(&a[first..(i * mr + rows - 1) * lda + pc + kc], lda, kc, panel) };
+            continue;
+        }
         for r in 0..mr {
             if r < rows {
-                let src = &a[(i * mr + r) * lda + pc..(i * mr + r) * lda + pc + kc];
+                let src = &a[first + r * lda..first + r * lda + kc];
                 for (p, &v) in src.iter().enumerate() {
                     panel[p * mr + r] = v;
                 }

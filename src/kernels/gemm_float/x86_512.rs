@@ -167,6 +167,57 @@ macro_rules! kernels {
     };
 }
 
+/// Packs one full panel of A: `MR` rows (`lda` apart) of `kc` values into `out[p * MR + r]`,
+/// sixteen columns at a time by an in-register 8 x 16 transposition.
+///
+/// # Safety
+/// The CPU has AVX-512 F/DQ; `a` holds `(MR - 1) * lda + kc` values and `out` `kc * MR`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub(super) unsafe fn pack_a_panel(a: &[f32], lda: usize, kc: usize, out: &mut [f32]) {
+    debug_assert!(a.len() >= (MR - 1) * lda + kc && out.len() >= kc * MR);
+    let rows: [*const f32; MR] = core::array::from_fn(|r| a.as_ptr().wrapping_add(r * lda));
+    let dst = out.as_mut_ptr();
+    // Lanes 0-3 and 4-7 of 128-bit lane l of u and w (rows 0-3 and 4-7 at one column) put side
+    // by side: the column's eight values, for lanes 0, 1 (low) and 2, 3 (high).
+    let low = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    let high = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    let mut p = 0;
+    while p + 16 <= kc {
+        // SAFETY: p + 16 <= kc, so each row has 16 values at p, and out has 16 * MR at p * MR.
+        unsafe {
+            let r: [__m512; MR] = core::array::from_fn(|i| _mm512_loadu_ps(rows[i].add(p)));
+            // Pairs of rows interleaved: t[2i] holds columns 4l, 4l+1 and t[2i+1] 4l+2, 4l+3
+            // of rows 2i and 2i+1, in each 128-bit lane l.
+            let t: [__m512d; MR] = core::array::from_fn(|i| {
+                let (x, y) = (r[i & !1], r[i | 1]);
+                _mm512_castps_pd(if i % 2 == 0 { _mm512_unpacklo_ps(x, y) } else { _mm512_unpackhi_ps(x, y) })
+            });
+            // u[j] (rows 0-3) and u[4 + j] (rows 4-7): column 4l + j in lane l.
+            let u: [__m512; MR] = core::array::from_fn(|i| {
+                let (base, j) = (if i < 4 { 0 } else { 4 }, i % 4);
+                let (x, y) = (t[base + (j >> 1)], t[base + 2 + (j >> 1)]);
+                _mm512_castpd_ps(if j % 2 == 0 { _mm512_unpacklo_pd(x, y) } else { _mm512_unpackhi_pd(x, y) })
+            });
+            for j in 0..4 {
+                let lo = _mm512_permutex2var_ps(u[j], low, u[4 + j]);
+                let hi = _mm512_permutex2var_ps(u[j], high, u[4 + j]);
+                let at = |col: usize| dst.add((p + col) * MR);
+                _mm256_storeu_ps(at(j), _mm512_castps512_ps256(lo));
+                _mm256_storeu_ps(at(4 + j), _mm512_extractf32x8_ps::<1>(lo));
+                _mm256_storeu_ps(at(8 + j), _mm512_castps512_ps256(hi));
+                _mm256_storeu_ps(at(12 + j), _mm512_extractf32x8_ps::<1>(hi));
+            }
+        }
+        p += 16;
+    }
+    for p in p..kc {
+        for (r, row) in rows.iter().enumerate() {
+            // SAFETY: p < kc, inside row r and inside out.
+            unsafe { *dst.add(p * MR + r) = *row.add(p) };
+        }
+    }
+}
+
 kernels!(microkernel_f32, dots_f32, f32, load_f32);
 kernels!(microkernel_f16, dots_f16, f16, load_f16);
 kernels!(microkernel_bf16, dots_bf16, bf16, load_bf16);
