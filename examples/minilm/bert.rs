@@ -729,7 +729,9 @@ impl Encoder {
             start += len;
         }
         let longest = lens.iter().copied().max().unwrap_or(0);
-        let attend = |t: &mut AttnScratch, (start, len, col, out): &mut (usize, usize, usize, &mut [f32])| {
+        let attend = |t: &mut AttnScratch,
+                      (start, len, col, out): &mut (usize, usize, usize, &mut [f32])|
+         -> Result<()> {
             let (len, col, rows) = (*len, *col, &qkv[*start * width..]);
             let (q, k, v) = (&rows[col..], &rows[h + col..], &rows[2 * h + col..]);
             // K_h^T (dh x len), so the scores are one GEMM reading its operands in place.
@@ -738,25 +740,20 @@ impl Encoder {
             let isa = greenai::kernels::Isa::active();
             let scores = &mut t.scores[..len * len];
             lib(gemm_float::gemm_in_place_on(isa, len, len, dh, q, width, kt, len, scores, len))?;
-            for r in 0..len {
-                lib(math::softmax(
-                    &scores[r * len..(r + 1) * len],
-                    scale,
-                    &mut t.probs[r * len..(r + 1) * len],
-                ))?;
+            // Softmax with the division left to the context rows (dh wide, not len): exp of each
+            // score row's shifted values, then the product, then each row over its sum.
+            let probs = &mut t.probs[..len * len];
+            for ((row, exps), inv) in
+                scores.chunks_exact(len).zip(probs.chunks_exact_mut(len)).zip(&mut t.inv)
+            {
+                let max = math::max_finite(row).ok_or("attention: a score is not finite")?;
+                *inv = (1.0 / lib(math::exp_sum(row, max, scale, exps))?) as f32;
             }
-            lib(gemm_float::gemm_in_place_on(
-                isa,
-                len,
-                dh,
-                len,
-                &t.probs[..len * len],
-                len,
-                v,
-                width,
-                out,
-                dh,
-            ))
+            lib(gemm_float::gemm_in_place_on(isa, len, dh, len, probs, len, v, width, out, dh))?;
+            for (row, &inv) in out.chunks_exact_mut(dh).zip(&t.inv) {
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
+            Ok(())
         };
         let new_scratch = || AttnScratch::new(longest, dh);
         #[cfg(feature = "parallel")]
@@ -854,6 +851,8 @@ struct AttnScratch {
     kt: Vec<f32>,
     scores: Vec<f32>,
     probs: Vec<f32>,
+    /// `1 / sum` of each row's exponentials.
+    inv: Vec<f32>,
 }
 
 impl AttnScratch {
@@ -862,6 +861,7 @@ impl AttnScratch {
             kt: vec![0.0; max_len * dh],
             scores: vec![0.0; max_len * max_len],
             probs: vec![0.0; max_len * max_len],
+            inv: vec![0.0; max_len],
         }
     }
 }
