@@ -621,9 +621,9 @@ impl Encoder {
 
     /// [`Encoder::embed`], handing `observe` every linear layer's input (`layer`, its [`Site`],
     /// `tokens x features` row-major) as the forward pass meets it: calibration statistics.
+    /// Sequences run through the layers together until they hold [`GROUP_TOKENS`] tokens, so a
+    /// large batch's activations stay in cache while each layer's weights are reused.
     pub fn embed_observed(&self, sequences: &[Vec<u32>], observe: &mut Observer) -> Result<Vec<f32>> {
-        let h = self.config.hidden;
-        let total: usize = sequences.iter().map(Vec::len).sum();
         if let Some(s) = sequences.iter().find(|s| s.is_empty() || s.len() > self.config.max_positions) {
             return Err(format!(
                 "a sequence of {} tokens (1 to {} allowed)",
@@ -631,6 +631,27 @@ impl Encoder {
                 self.config.max_positions
             ));
         }
+        let mut out = Vec::with_capacity(sequences.len() * self.config.hidden);
+        let mut rest = sequences;
+        while !rest.is_empty() {
+            let mut tokens = rest[0].len();
+            let count = 1 + rest[1..]
+                .iter()
+                .take_while(|s| {
+                    tokens += s.len();
+                    tokens <= GROUP_TOKENS
+                })
+                .count();
+            out.extend(self.embed_group(&rest[..count], observe)?);
+            rest = &rest[count..];
+        }
+        Ok(out)
+    }
+
+    /// [`Encoder::embed_observed`] of sequences run through the layers as one block of tokens.
+    fn embed_group(&self, sequences: &[Vec<u32>], observe: &mut Observer) -> Result<Vec<f32>> {
+        let h = self.config.hidden;
+        let total: usize = sequences.iter().map(Vec::len).sum();
         // Every token of every sequence, stacked: the linear layers run on all of them at once.
         let mut x = vec![0.0f32; total * h];
         let mut row = 0;
@@ -842,6 +863,10 @@ fn par_rows(
     let _ = width;
     f(0, x)
 }
+
+/// Tokens [`Encoder::embed_observed`] runs through the layers together (at least one sequence):
+/// at 512, a layer's widest activations (512 x 1536 f32, 3 MiB) stay in cache.
+const GROUP_TOKENS: usize = 512;
 
 /// Rows below which [`par_rows`] stays on the calling thread.
 const PAR_MIN_ROWS: usize = 32;
