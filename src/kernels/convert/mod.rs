@@ -60,10 +60,29 @@ pub fn check_scale(scale: f32) -> Result<()> {
     Ok(())
 }
 
-/// Minimum, maximum and whether every element is finite (`(inf, -inf, true)` when empty): one
-/// pass that the compiler vectorises (independent lanes; `v * 0` is NaN exactly for infinities and
-/// NaN, and NaN sticks in a sum). The range a quantizer's parameters come from.
+/// Minimum, maximum and whether every element is finite (`(inf, -inf, true)` when empty), on the
+/// active SIMD path: the range a quantizer's parameters come from.
 pub fn min_max_finite(x: &[f32]) -> (f32, f32, bool) {
+    min_max_finite_on(Isa::active(), x)
+}
+
+/// [`min_max_finite`] on `isa` (available, as [`Isa::active`] and every tier below it are): the
+/// AVX2 and AVX-512 paths keep the portable one's 16 lanes, so the results are the same.
+pub(crate) fn min_max_finite_on(isa: Isa, x: &[f32]) -> (f32, f32, bool) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller passes an available tier: AVX-512 F/BW/VL/DQ and AVX2's features.
+        Isa::Avx512 => unsafe { x86_512::min_max_finite(x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, AVX2, FMA and F16C.
+        Isa::Avx2 => unsafe { x86::min_max_finite(x) },
+        _ => min_max_finite_portable(x),
+    }
+}
+
+/// The portable [`min_max_finite`]: one pass that the compiler vectorises (independent lanes;
+/// `v * 0` is NaN exactly for infinities and NaN, and NaN sticks in a sum).
+fn min_max_finite_portable(x: &[f32]) -> (f32, f32, bool) {
     const LANES: usize = 16;
     let (mut lo, mut hi, mut bad) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES], [0.0f32; LANES]);
     let chunks = x.chunks_exact(LANES);

@@ -314,3 +314,42 @@ pub unsafe fn dequantize_u8(y: &[u8], scale: f32, zero_point: u8, x: &mut [f32])
     let done = dequantize_blocks::<false>(&y[..n], scale, zero_point.into(), &mut x[..n]);
     scalar::dequantize_u8(&y[done..n], scale, zero_point, &mut x[done..n]);
 }
+
+/// [`super::min_max_finite`] in 16 lanes (two vectors) as the portable version has them, NaN
+/// found by ordered compares.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn min_max_finite(x: &[f32]) -> (f32, f32, bool) {
+    let (mut lo, mut hi) = ([_mm256_set1_ps(f32::INFINITY); 2], [_mm256_set1_ps(f32::NEG_INFINITY); 2]);
+    let mut ordered = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    let chunks = x.chunks_exact(2 * LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        // SAFETY: the chunk holds 16 f32; unaligned loads.
+        let v = unsafe { [_mm256_loadu_ps(chunk.as_ptr()), _mm256_loadu_ps(chunk.as_ptr().add(LANES))] };
+        ordered = _mm256_and_ps(ordered, _mm256_cmp_ps::<_CMP_ORD_Q>(v[0], v[1]));
+        for h in 0..2 {
+            // `min(v, lo)` is `v < lo ? v : lo`, the portable lane update.
+            lo[h] = _mm256_min_ps(v[h], lo[h]);
+            hi[h] = _mm256_max_ps(v[h], hi[h]);
+        }
+    }
+    let (mut los, mut his) = ([0f32; 2 * LANES], [0f32; 2 * LANES]);
+    // SAFETY: each array holds 16 f32.
+    unsafe {
+        for h in 0..2 {
+            _mm256_storeu_ps(los.as_mut_ptr().add(h * LANES), lo[h]);
+            _mm256_storeu_ps(his.as_mut_ptr().add(h * LANES), hi[h]);
+        }
+    }
+    let mut nan = _mm256_movemask_ps(ordered) != 0xFF;
+    for (i, &v) in rest.iter().enumerate() {
+        los[i] = if v < los[i] { v } else { los[i] };
+        his[i] = if v > his[i] { v } else { his[i] };
+        nan |= v.is_nan();
+    }
+    let min = los.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+    let max = his.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    // Infinities reach the range; NaN, which no compare lets through, only the ordered mask.
+    let finite = x.is_empty() || (!nan && min > f32::NEG_INFINITY && max < f32::INFINITY);
+    (min, max, finite)
+}

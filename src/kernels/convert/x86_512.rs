@@ -568,3 +568,48 @@ pub unsafe fn dequantize_u8(y: &[u8], scale: f32, zero_point: u8, x: &mut [f32])
     let done = dequantize_blocks::<false>(&y[..n], scale, zero_point.into(), &mut x[..n]);
     scalar::dequantize_u8(&y[done..n], scale, zero_point, &mut x[done..n]);
 }
+
+/// [`super::min_max_finite`] in 16 lanes as the portable version has them (element `i` of each
+/// 16 in lane `i`, the tail masked into its lanes), NaN found by ordered compares.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub unsafe fn min_max_finite(x: &[f32]) -> (f32, f32, bool) {
+    let (mut lo, mut hi) = (_mm512_set1_ps(f32::INFINITY), _mm512_set1_ps(f32::NEG_INFINITY));
+    let mut ordered: __mmask16 = 0xFFFF;
+    let mut pairs = x.chunks_exact(2 * LANES);
+    for pair in &mut pairs {
+        // SAFETY: the pair holds 32 f32; unaligned loads.
+        let (v0, v1) = unsafe { (_mm512_loadu_ps(pair.as_ptr()), _mm512_loadu_ps(pair.as_ptr().add(LANES))) };
+        ordered = _mm512_mask_cmp_ps_mask::<_CMP_ORD_Q>(ordered, v0, v1);
+        // `min(v, lo)` is `v < lo ? v : lo`, the portable lane update.
+        lo = _mm512_min_ps(v1, _mm512_min_ps(v0, lo));
+        hi = _mm512_max_ps(v1, _mm512_max_ps(v0, hi));
+    }
+    let mut rest = pairs.remainder();
+    if rest.len() >= LANES {
+        // SAFETY: the slice holds at least 16 f32.
+        let v = unsafe { _mm512_loadu_ps(rest.as_ptr()) };
+        ordered = _mm512_mask_cmp_ps_mask::<_CMP_ORD_Q>(ordered, v, v);
+        lo = _mm512_min_ps(v, lo);
+        hi = _mm512_max_ps(v, hi);
+        rest = &rest[LANES..];
+    }
+    if !rest.is_empty() {
+        let mask: __mmask16 = (1u16 << rest.len()) - 1;
+        // SAFETY: the masked load reads only the `rest.len()` elements the slice holds.
+        let v = unsafe { _mm512_maskz_loadu_ps(mask, rest.as_ptr()) };
+        ordered &= _mm512_mask_cmp_ps_mask::<_CMP_ORD_Q>(mask, v, v) | !mask;
+        lo = _mm512_mask_min_ps(lo, mask, v, lo);
+        hi = _mm512_mask_max_ps(hi, mask, v, hi);
+    }
+    let (mut los, mut his) = ([0f32; LANES], [0f32; LANES]);
+    // SAFETY: each array holds 16 f32.
+    unsafe {
+        _mm512_storeu_ps(los.as_mut_ptr(), lo);
+        _mm512_storeu_ps(his.as_mut_ptr(), hi);
+    }
+    let min = los.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+    let max = his.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    // Infinities reach the range; NaN, which no compare lets through, only the ordered mask.
+    let finite = x.is_empty() || (ordered == 0xFFFF && min > f32::NEG_INFINITY && max < f32::INFINITY);
+    (min, max, finite)
+}

@@ -1,9 +1,14 @@
 //! The quantized linear layer: `y = x W^T + b` with W int8 per output channel, x quantized per row.
 
 use super::blocking::{MC, MR, PARALLEL_MIN_MACS};
-use super::{check_matrix, gemm_packed_with, Kernel, PackedI8, Update};
+use super::{
+    can_dequant, check_matrix, gemm_packed_dequant, gemm_packed_with, Dequant, Kernel, PackedI8, RowQuant,
+    Update,
+};
 use crate::error::{check_len, try_vec};
-use crate::kernels::convert::{min_max_finite, quantize_i8_scanned_on, quantize_u8_scanned_on, scalar};
+use crate::kernels::convert::{
+    min_max_finite, min_max_finite_on, quantize_i8_scanned_on, quantize_u8_scanned_on, scalar,
+};
 use crate::kernels::math::{check_finite, non_finite};
 use crate::kernels::Isa;
 use crate::{Error, Result};
@@ -201,7 +206,7 @@ impl QuantLinear {
         let mut ranges = try_vec(batch, (0f32, 0f32, true))?;
         for_chunks(&mut ranges, 1, chunk_rows, parallel, |first, out| {
             for (i, range) in out.iter_mut().enumerate() {
-                *range = min_max_finite(&x[(first + i) * k..(first + i + 1) * k]);
+                *range = min_max_finite_on(isa, &x[(first + i) * k..(first + i + 1) * k]);
             }
             Ok(())
         })?;
@@ -254,13 +259,18 @@ impl QuantLinear {
         scratch: &mut ChunkScratch,
     ) -> Result<()> {
         let (k, n, rows) = (self.in_features(), self.out_features(), params.len());
+        // Each |sum_k (x_q - zx)(w_q - zw)| is at most 255 * 256 * k: below I32_EXACT_DEPTH it and
+        // every partial term fit i32, so wrapping i32 arithmetic gives it exactly (vectorised).
+        let narrow = k <= I32_EXACT_DEPTH;
+        // Symmetric weights on AVX-512: the kernel dequantizes its tiles in registers into y.
+        let fused = narrow && self.zero_points.is_empty() && can_dequant(kernel, rows, &self.packed);
         if scratch.q.len() < rows * k {
             scratch.q = try_vec(rows * k, 0u8)?;
         }
-        if scratch.acc.len() < rows * n {
+        if !fused && scratch.acc.len() < rows * n {
             scratch.acc = try_vec(rows * n, 0i32)?;
         }
-        let (q, acc) = (&mut scratch.q[..rows * k], &mut scratch.acc[..rows * n]);
+        let q = &mut scratch.q[..rows * k];
         for (i, p) in params.iter().enumerate() {
             let (row, out) = (&x[i * k..(i + 1) * k], &mut q[i * k..(i + 1) * k]);
             match mode {
@@ -271,6 +281,17 @@ impl QuantLinear {
                 }
             }
         }
+        if fused {
+            let dequant = Dequant { y, ldy: n, rows: params, w_scale: &self.scales, bias: &self.bias };
+            return match mode {
+                ActivationQuant::U8Affine => gemm_packed_dequant(kernel, rows, &*q, k, &self.packed, dequant),
+                ActivationQuant::I8Symmetric => {
+                    let q: &[i8] = bytemuck::cast_slice(q);
+                    gemm_packed_dequant(kernel, rows, q, k, &self.packed, dequant)
+                }
+            };
+        }
+        let acc = &mut scratch.acc[..rows * n];
         match mode {
             ActivationQuant::U8Affine => {
                 gemm_packed_with(kernel, rows, &*q, k, &self.packed, acc, n, Update::Overwrite, false)?
@@ -282,9 +303,6 @@ impl QuantLinear {
         }
         let q = &scratch.q[..rows * k];
         let sums = self.packed.col_sums();
-        // Each |sum_k (x_q - zx)(w_q - zw)| is at most 255 * 256 * k: below I32_EXACT_DEPTH it and
-        // every partial term fit i32, so wrapping i32 arithmetic gives it exactly (vectorised).
-        let narrow = k <= I32_EXACT_DEPTH;
         for (i, ((y, acc), p)) in y.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(params).enumerate() {
             let (zx, rs) = (p.zero, p.scale);
             let q_row = &q[i * k..(i + 1) * k];
@@ -323,13 +341,6 @@ impl QuantLinear {
         }
         Ok(())
     }
-}
-
-/// One input row's quantization: `x = (q - zero) * scale`.
-#[derive(Clone, Copy, Debug)]
-struct RowQuant {
-    scale: f32,
-    zero: i32,
 }
 
 /// The quantized rows and i32 products of one chunk, kept per thread across calls.

@@ -299,6 +299,132 @@ pub(crate) fn gemm_packed_with<T: AElement>(
     run(kernel, update, m, a, lda, packed, c, ldc, parallel)
 }
 
+/// One row of A's quantization as [`QuantLinear`] has it: `x = (q - zero) * scale`.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub(crate) struct RowQuant {
+    pub(crate) scale: f32,
+    pub(crate) zero: i32,
+}
+
+/// [`QuantLinear`]'s dequantization of the product into f32 `y` (`m x n`, leading dimension
+/// `ldy`): `y[i][j] = (acc - rows[i].zero col_sums[j]) as f32 * (rows[i].scale w_scale[j]) +
+/// bias[j]` in wrapping i32, which is exact while `k <= I32_EXACT_DEPTH` (the caller's check).
+pub(crate) struct Dequant<'a> {
+    pub(crate) y: &'a mut [f32],
+    pub(crate) ldy: usize,
+    pub(crate) rows: &'a [RowQuant],
+    pub(crate) w_scale: &'a [f32],
+    pub(crate) bias: &'a [f32],
+}
+
+/// Whether [`gemm_packed_dequant`] runs `m` rows against `packed` on `kernel`: the AVX-512
+/// kernel, which dequantizes its tiles in registers, over the whole depth in one block.
+pub(crate) fn can_dequant(kernel: Kernel, m: usize, packed: &PackedI8) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    let vnni = matches!(kernel.tier, Tier::Avx512(_));
+    #[cfg(not(target_arch = "x86_64"))]
+    let vnni = false;
+    let quads = packed.quads();
+    vnni && m > 0 && packed.n() > 0 && quads > 0 && depth_block(kernel, m, quads).1 >= quads
+}
+
+/// `y = dequant(A B)` with B prepacked, on the calling thread, for a product
+/// [`can_dequant`] accepted; no i32 C is written.
+pub(crate) fn gemm_packed_dequant<T: AElement>(
+    kernel: Kernel,
+    m: usize,
+    a: &[T],
+    lda: usize,
+    packed: &PackedI8,
+    dequant: Dequant<'_>,
+) -> Result<()> {
+    let (n, k) = (packed.n(), packed.k());
+    check_matrix("a", a.len(), m, k, lda)?;
+    check_matrix("y", dequant.y.len(), m, n, dequant.ldy)?;
+    check_len("rows", dequant.rows.len(), m)?;
+    check_len("w_scale", dequant.w_scale.len(), n)?;
+    check_len("bias", dequant.bias.len(), n)?;
+    if !can_dequant(kernel, m, packed) {
+        return Err(Error::invalid("kernel", kernel.name(), "does not dequantize this product"));
+    }
+    let bias = match T::SHIFT != 0 {
+        true => Some(shift_bias(T::SHIFT, packed)?),
+        false => None,
+    };
+    let view = DequantView {
+        y: dequant.y.as_mut_ptr(),
+        ldy: dequant.ldy,
+        rows: dequant.rows,
+        col_sums: packed.col_sums(),
+        w_scale: dequant.w_scale,
+        bias: dequant.bias,
+    };
+    let c = CPtr(std::ptr::null_mut());
+    // SAFETY: with `dequant`, drive writes only `y`, whose extent was checked (m x n, ldy); the
+    // per-row and per-column slices were checked against m and n; the kernel reads the layout.
+    unsafe {
+        drive(kernel, a, lda, packed, 0..m, 0..packed.panels(), c, 0, false, bias.as_deref(), Some(&view))
+    }
+}
+
+/// [`Dequant`] as the tiles read it (y as a pointer, B's column sums beside the weights').
+struct DequantView<'a> {
+    y: *mut f32,
+    ldy: usize,
+    rows: &'a [RowQuant],
+    col_sums: &'a [i32],
+    w_scale: &'a [f32],
+    bias: &'a [f32],
+}
+
+impl DequantView<'_> {
+    /// Dequantizes the `tile` part of a local i32 tile whose first element is (`row`, `col`):
+    /// the scalar definition the AVX-512 kernel matches bit for bit.
+    ///
+    /// # Safety
+    /// The tile must lie inside y (checked extent), `row + tile.rows <= rows.len()`, `col +
+    /// tile.cols <= n`.
+    unsafe fn store_local(&self, local: &[[i32; NR]; MR], row: usize, col: usize, tile: Tile) {
+        for (r, acc) in local.iter().enumerate().take(tile.rows) {
+            let q = self.rows[row + r];
+            for (j, &a) in acc.iter().enumerate().take(tile.cols) {
+                let c = col + j;
+                let centred = a.wrapping_sub(q.zero.wrapping_mul(self.col_sums[c]));
+                // SAFETY: (row + r, c) is inside y by the caller's contract.
+                unsafe {
+                    *self.y.add((row + r) * self.ldy + c) =
+                        centred as f32 * (q.scale * self.w_scale[c]) + self.bias[c];
+                }
+            }
+        }
+    }
+
+    /// The AVX-512 kernel's view of the tile whose first element is (`row`, `col`), 16 whole
+    /// columns at least.
+    #[cfg(target_arch = "x86_64")]
+    fn fuse(&self, row: usize, col: usize) -> x86_512::Fuse {
+        x86_512::Fuse {
+            y: self.y.wrapping_add(row * self.ldy + col),
+            ldy: self.ldy,
+            rows: self.rows[row..].as_ptr(),
+            col_sums: self.col_sums[col..].as_ptr(),
+            w_scale: self.w_scale[col..].as_ptr(),
+            bias: self.bias[col..].as_ptr(),
+        }
+    }
+}
+
+/// Rows of A per cache block and quads of k per depth block for `rows` rows of `quads` quads:
+/// row blocks of at most MC rows, balanced (m = 128 is one block of 128, not 120 and 8), kept over
+/// the whole depth while the packed block fits [`A_WHOLE_DEPTH_BYTES`].
+fn depth_block(kernel: Kernel, rows: usize, quads: usize) -> (usize, usize) {
+    let block_rows = rows.div_ceil(rows.div_ceil(MC)).next_multiple_of(MR);
+    let a_bytes = if kernel.a_layouts().contains(&ALayout::Wide) { std::mem::size_of::<i16>() } else { 1 };
+    let whole_depth = block_rows * quads * KU * a_bytes <= A_WHOLE_DEPTH_BYTES;
+    (block_rows, if whole_depth { quads.max(1) } else { KC_QUADS })
+}
+
 /// An empty product: only `k == 0` with `Overwrite` writes (zeros).
 fn finish_empty(m: usize, n: usize, k: usize, c: &mut [i32], ldc: usize, update: Update) {
     if k == 0 && update == Update::Overwrite && n > 0 {
@@ -342,8 +468,9 @@ fn run<T: AElement>(
         false => None,
     };
     let bias = bias.as_deref();
-    let whole =
-        || unsafe { drive(kernel, a, lda, packed, 0..m, 0..packed.panels(), cp, ldc, accumulate, bias) };
+    let whole = || unsafe {
+        drive(kernel, a, lda, packed, 0..m, 0..packed.panels(), cp, ldc, accumulate, bias, None)
+    };
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
@@ -364,13 +491,13 @@ fn run<T: AElement>(
                 // SAFETY: the column ranges are disjoint, so each thread writes its own columns of C,
                 // whose bounds were checked above.
                 split(panels, 1).into_par_iter().try_for_each(|cols| unsafe {
-                    drive(kernel, a, lda, packed, 0..m, cols, cp, ldc, accumulate, bias)
+                    drive(kernel, a, lda, packed, 0..m, cols, cp, ldc, accumulate, bias, None)
                 })?;
             } else {
                 // SAFETY: the row ranges are disjoint, so each thread writes its own rows of C, whose
                 // bounds were checked above.
                 split(m, kernel.mr()).into_par_iter().try_for_each(|rows| unsafe {
-                    drive(kernel, a, lda, packed, rows, 0..panels, cp, ldc, accumulate, bias)
+                    drive(kernel, a, lda, packed, rows, 0..panels, cp, ldc, accumulate, bias, None)
                 })?;
             }
         } else {
@@ -455,7 +582,8 @@ fn block_mode(
 /// # Safety
 /// `c` must point to a matrix with leading dimension `ldc` holding every (row in `rows`, column
 /// of `panels` below `packed.n()`), not accessed by anyone else during the call; `a` must hold
-/// the rows (`lda >= packed.k()`); `kernel` must read `packed`'s layout.
+/// the rows (`lda >= packed.k()`); `kernel` must read `packed`'s layout. With `dequant` (only
+/// where [`can_dequant`] holds), C is not touched: the tiles go to its `y`, which must hold them.
 #[allow(clippy::too_many_arguments)]
 unsafe fn drive<T: AElement>(
     kernel: Kernel,
@@ -468,15 +596,19 @@ unsafe fn drive<T: AElement>(
     ldc: usize,
     accumulate: bool,
     bias: Option<&[i32]>,
+    dequant: Option<&DequantView<'_>>,
 ) -> Result<()> {
     let (n, k, quads) = (packed.n(), packed.k(), packed.quads());
-    // Row blocks of at most MC rows, balanced (m = 128 is one block of 128, not 120 and 8).
-    let block_rows = rows.len().div_ceil(rows.len().div_ceil(MC)).next_multiple_of(MR);
-    let a_bytes = if kernel.a_layouts().contains(&ALayout::Wide) { std::mem::size_of::<i16>() } else { 1 };
-    let whole_depth = block_rows * quads * KU * a_bytes <= A_WHOLE_DEPTH_BYTES;
-    let kc = if whole_depth { quads.max(1) } else { KC_QUADS };
+    let (block_rows, kc) = depth_block(kernel, rows.len(), quads);
     let block_len = block_rows * kc.min(quads) * KU;
     let mut narrow: Vec<u8> = Vec::new();
+    // The AVX-512 kernel reads u8 A where it lies (whole quads only: k a multiple of four), so
+    // such A is not packed.
+    #[cfg(target_arch = "x86_64")]
+    let vnni = match kernel.tier {
+        Tier::Avx512(_) => Some(T::kernel_bytes(a).filter(|_| k.is_multiple_of(KU))),
+        _ => None,
+    };
     #[cfg(target_arch = "x86_64")]
     let (mut wide, mut wide_b): (Vec<i16>, Vec<WideQuad>) = (Vec::new(), Vec::new());
     for q0 in (0..quads).step_by(kc) {
@@ -490,6 +622,39 @@ unsafe fn drive<T: AElement>(
             let panel_len = qn * MR * KU;
             match block_mode(kernel, packed.is_seven_bit(), seven_bit, block.len(), qn) {
                 Mode::Narrow => {
+                    #[cfg(target_arch = "x86_64")]
+                    if let Some(direct) = vnni {
+                        let a_rows = match direct {
+                            Some(bytes) => ARows { ptr: bytes.as_ptr(), ld: lda, step: KU },
+                            None => {
+                                if narrow.is_empty() {
+                                    narrow = try_vec(block_len, 0u8)?;
+                                }
+                                pack_a_narrow(a, lda, block.clone(), ks.clone(), &mut narrow);
+                                ARows { ptr: narrow.as_ptr(), ld: KU, step: MR * KU }
+                            }
+                        };
+                        for p in panels.clone().step_by(PANELS_VNNI) {
+                            let tile_panels = PANELS_VNNI.min(panels.end - p);
+                            let b = packed.panels_from(p, tile_panels, q0, qn);
+                            let cols = (tile_panels * NR).min(n - p * NR);
+                            let bias = bias.filter(|_| q0 == 0).map(|bias| &bias[p * NR..]);
+                            for (pi, r0) in tiles() {
+                                let tile = Tile { rows: MR.min(block.end - r0), cols, add };
+                                let a = match direct {
+                                    // Row r0, quad q0 of A as it lies.
+                                    Some(_) => a_rows.at(r0 * lda + q0 * KU),
+                                    None => a_rows.at(pi * panel_len),
+                                };
+                                let out = c.0.wrapping_add(r0 * ldc + p * NR);
+                                let dq = dequant.map(|view| (view, r0, p * NR));
+                                // SAFETY: (r0.., p * NR..) is inside the caller's region of C (or
+                                // of y with `dequant`); A holds the tile's rows and quads.
+                                unsafe { vnni_tile(a, b, bias, out, ldc, tile, dq) };
+                            }
+                        }
+                        continue;
+                    }
                     if narrow.is_empty() {
                         narrow = try_vec(block_len, 0u8)?;
                     }
@@ -616,18 +781,112 @@ const _: () = assert!(MR == 5, "by_rows dispatches 1 to 5 rows");
 #[cfg(target_arch = "x86_64")]
 const _: () = assert!(PANELS_VNNI == 4, "narrow_tile runs full AVX-512 tiles as kernel_vnni::<_, 4>");
 
-/// Calls `x86_512::kernel_vnni::<R, P>` with `R = $rows` (1 to `MR`) and `P = $panels`.
+/// Calls `x86_512::kernel_vnni::<R, P>(args)` with `R = $rows` (1 to `MR`) and `P = $panels`.
 #[cfg(target_arch = "x86_64")]
 macro_rules! by_rows_vnni {
-    ($panels:literal, $rows:expr, $quads:expr, $a:expr, $b:expr, $stride:expr, $bias:expr, $out:expr, $ld:expr, $add:expr) => {
+    ($panels:literal, $rows:expr, ($($arg:expr),* $(,)?)) => {
         match $rows {
-            1 => x86_512::kernel_vnni::<1, $panels>($quads, $a, $b, $stride, $bias, $out, $ld, $add),
-            2 => x86_512::kernel_vnni::<2, $panels>($quads, $a, $b, $stride, $bias, $out, $ld, $add),
-            3 => x86_512::kernel_vnni::<3, $panels>($quads, $a, $b, $stride, $bias, $out, $ld, $add),
-            4 => x86_512::kernel_vnni::<4, $panels>($quads, $a, $b, $stride, $bias, $out, $ld, $add),
-            _ => x86_512::kernel_vnni::<MR, $panels>($quads, $a, $b, $stride, $bias, $out, $ld, $add),
+            1 => x86_512::kernel_vnni::<1, $panels>($($arg),*),
+            2 => x86_512::kernel_vnni::<2, $panels>($($arg),*),
+            3 => x86_512::kernel_vnni::<3, $panels>($($arg),*),
+            4 => x86_512::kernel_vnni::<4, $panels>($($arg),*),
+            _ => x86_512::kernel_vnni::<MR, $panels>($($arg),*),
         }
     };
+}
+
+/// Where the AVX-512 kernel finds A: row `r`, quad `q` at `ptr + q step + r ld` bytes.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct ARows {
+    ptr: *const u8,
+    ld: usize,
+    step: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl ARows {
+    /// The same rows from `offset` bytes on.
+    fn at(self, offset: usize) -> ARows {
+        ARows { ptr: self.ptr.wrapping_add(offset), ..self }
+    }
+}
+
+/// One AVX-512 tile of up to [`PANELS_VNNI`] panels: full tiles of four or two panels run
+/// straight on C (or dequantized into y), the rest one panel at a time (a narrow last panel
+/// through the local tile).
+///
+/// # Safety
+/// AVX-512 VNNI must be available; `a` must hold `panels.quads` quads of `tile.rows` rows; `c`
+/// must be valid for reads and writes of `tile.rows` rows of `tile.cols` i32, `ldc` apart (not
+/// read with `dequant`, whose view must hold the tile at (row, col)); `bias` as for
+/// [`narrow_tile`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn vnni_tile(
+    a: ARows,
+    panels: pack::Panels<'_>,
+    bias: Option<&[i32]>,
+    c: *mut i32,
+    ldc: usize,
+    tile: Tile,
+    dequant: Option<(&DequantView<'_>, usize, usize)>,
+) {
+    let (quads, stride, b) = (panels.quads, panels.stride, panels.first().as_ptr());
+    let bias_at = |p: usize| bias.map_or(std::ptr::null(), |bias| bias[p * NR..].as_ptr());
+    let fuse_at = |p: usize| dequant.map(|(view, row, col)| view.fuse(row, col + p * NR));
+    // SAFETY (every kernel call): the caller's contract; each call covers whole panels of the
+    // tile inside C (or y), panel p's quads at `b + p stride`.
+    unsafe {
+        if panels.count == PANELS_VNNI && tile.cols == PANELS_VNNI * NR {
+            let (fuse, bias) = (fuse_at(0), bias_at(0));
+            by_rows_vnni!(
+                4,
+                tile.rows,
+                (quads, a.ptr, a.ld, a.step, b, stride, bias, c, ldc, tile.add, fuse.as_ref())
+            );
+            return;
+        }
+        let mut p = 0;
+        while p < panels.count {
+            let (bp, out, bias) = (b.add(p * stride), c.wrapping_add(p * NR), bias_at(p));
+            if p + 2 <= panels.count && tile.cols >= (p + 2) * NR {
+                let fuse = fuse_at(p);
+                by_rows_vnni!(
+                    2,
+                    tile.rows,
+                    (quads, a.ptr, a.ld, a.step, bp, stride, bias, out, ldc, tile.add, fuse.as_ref())
+                );
+                p += 2;
+                continue;
+            }
+            let part = Tile { cols: NR.min(tile.cols - p * NR), ..tile };
+            match dequant {
+                Some(_) if part.cols == NR => {
+                    let fuse = fuse_at(p);
+                    by_rows_vnni!(
+                        1,
+                        part.rows,
+                        (quads, a.ptr, a.ld, a.step, bp, 0, bias, out, ldc, false, fuse.as_ref())
+                    );
+                }
+                Some((view, row, col)) => {
+                    let mut local = [[0i32; NR]; MR];
+                    let out = local.as_mut_ptr().cast();
+                    by_rows_vnni!(
+                        1,
+                        part.rows,
+                        (quads, a.ptr, a.ld, a.step, bp, 0, bias, out, NR, false, None)
+                    );
+                    view.store_local(&local, row, col + p * NR, part);
+                }
+                None => on_tile(out, ldc, part, part.cols == NR, |out, ld, add| {
+                    by_rows_vnni!(1, part.rows, (quads, a.ptr, a.ld, a.step, bp, 0, bias, out, ld, add, None))
+                }),
+            }
+            p += 1;
+        }
+    }
 }
 
 /// One tile of a narrow A panel and up to [`Kernel::panels_per_tile`] packed B panels, on the
@@ -667,31 +926,10 @@ unsafe fn narrow_tile(
             })
         },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the token proves AVX-512 VNNI; full tiles of four or two panels run straight on
-        // C, the rest one panel at a time (a narrow last panel through the local tile); the
-        // panels hold `panels.quads` quads, `panels.stride` apart.
+        // SAFETY: the token proves AVX-512 VNNI; the narrow panel holds the tile's quads.
         Tier::Avx512(_) => unsafe {
-            let (quads, a, stride) = (panels.quads, a.as_ptr(), panels.stride);
-            let bias_at = |p: usize| bias.map_or(std::ptr::null(), |bias| bias[p * NR..].as_ptr());
-            if panels.count == PANELS_VNNI && tile.cols == PANELS_VNNI * NR {
-                by_rows_vnni!(4, tile.rows, quads, a, b.as_ptr(), stride, bias_at(0), c, ldc, tile.add);
-                return;
-            }
-            let mut p = 0;
-            while p < panels.count {
-                let bp = b.as_ptr().add(p * stride);
-                let (out, bias) = (c.add(p * NR), bias_at(p));
-                if p + 2 <= panels.count && tile.cols >= (p + 2) * NR {
-                    by_rows_vnni!(2, tile.rows, quads, a, bp, stride, bias, out, ldc, tile.add);
-                    p += 2;
-                    continue;
-                }
-                let part = Tile { cols: NR.min(tile.cols - p * NR), ..tile };
-                on_tile(out, ldc, part, part.cols == NR, |out, ld, add| {
-                    by_rows_vnni!(1, part.rows, quads, a, bp, 0, bias, out, ld, add)
-                });
-                p += 1;
-            }
+            let a = ARows { ptr: a.as_ptr(), ld: KU, step: MR * KU };
+            vnni_tile(a, panels, bias, c, ldc, tile, None)
         },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: the token proves NEON and the dot instructions it names (detected by

@@ -320,6 +320,11 @@ pub trait AElement: Copy + Send + Sync + 'static {
     const SHIFT: i32;
     /// The element's value as i16 (the streaming kernel multiplies it unshifted).
     fn widen(self) -> i16;
+    /// The slice as the kernels' bytes, where that needs no conversion (u8).
+    fn kernel_bytes(a: &[Self]) -> Option<&[u8]> {
+        let _ = a;
+        None
+    }
 }
 
 impl AElement for u8 {
@@ -331,6 +336,9 @@ impl AElement for u8 {
     #[inline(always)]
     fn widen(self) -> i16 {
         i16::from(self)
+    }
+    fn kernel_bytes(a: &[u8]) -> Option<&[u8]> {
+        Some(a)
     }
 }
 

@@ -500,11 +500,20 @@ fn linear_reference(
 fn quantized_linear_split_across_threads_matches_the_plain_computation() {
     // Above PARALLEL_MIN_MACS: rows quantized, multiplied and finished in chunks on several
     // threads (pools of 1, 2 and 3), chunks ending mid-tile; a depth beyond the i32 epilogue's
-    // bound takes the i64 one.
+    // bound takes the i64 one. Symmetric weights on AVX-512 are dequantized in the kernel: A packed
+    // (k = 131, 7) or read where it lies (k a multiple of four), tiles of four, two and one
+    // panels and a partial last panel (n = 67, 112, 40, 3); a depth too long for one block
+    // (k = 1700 at 120 rows) keeps the i32 buffer and reads A in depth blocks.
     let mut rng = Rng(31);
-    for (batch, k, n, affine) in
-        [(301, 131, 67, false), (257, 96, 90, true), (3, 33_001, 5, true), (1, 7, 3, false)]
-    {
+    for (batch, k, n, affine) in [
+        (301, 131, 67, false),
+        (257, 96, 90, true),
+        (3, 33_001, 5, true),
+        (1, 7, 3, false),
+        (203, 384, 112, false),
+        (45, 64, 40, false),
+        (240, 1700, 20, false),
+    ] {
         let q: Vec<i8> = as_i8(rng.bytes(n * k));
         let zero_points: Vec<i32> =
             if affine { (0..n).map(|j| (j as i32 * 29) % 255 - 127).collect() } else { Vec::new() };

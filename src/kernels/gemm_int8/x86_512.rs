@@ -11,7 +11,6 @@
 //!   transpose of 128-bit lanes) when stored. Signed A is the signed operand and B is flipped to
 //!   u8 (`b ^ 0x80 = b + 128`), corrected per row by `-128 sum_k a`, which the caller folds in.
 
-use super::blocking::{KU, MR};
 use super::pack::Quad;
 use crate::kernels::prefetch_tile;
 use std::arch::x86_64::*;
@@ -28,33 +27,59 @@ impl Avx512 {
     }
 }
 
+/// What the packed kernel does with its finished accumulators instead of storing them: QuantLinear's
+/// dequantization, `y = (acc - zero[r] col_sums[j]) as f32 * (scale[r] w_scale[j]) + bias[j]`
+/// (wrapping i32, then f32 multiplies and add, unfused: the same bits as the scalar epilogue).
+#[derive(Clone, Copy)]
+pub(crate) struct Fuse {
+    /// The tile's first output, row-major with leading dimension `ldy`.
+    pub(crate) y: *mut f32,
+    pub(crate) ldy: usize,
+    /// The tile's rows' quantization (`R` of them).
+    pub(crate) rows: *const super::RowQuant,
+    /// The tile's columns' B sums, weight scales and biases (`16 P` of each).
+    pub(crate) col_sums: *const i32,
+    pub(crate) w_scale: *const f32,
+    pub(crate) bias: *const f32,
+}
+
 /// Packed kernel: `tile (+)= bias + A B` over `quads` quads for an `R x 16 P` tile, panel `p`
 /// of B at `b + p * panel_stride` quads, every row starting from the `16 P` column values at
-/// `bias` (none when null).
+/// `bias` (none when null); A's row `r`, quad `q` at `a + q a_step + r a_ld` (the narrow panel:
+/// `a_step = MR KU`, `a_ld = KU`; row-major u8 A: `KU` and its leading dimension). With `fuse`,
+/// the tile is dequantized into `fuse.y` and C is not touched.
 ///
 /// # Safety
-/// AVX-512 F/BW/VNNI must be available; `R <= MR`; `a` must hold `quads * MR * 4` bytes (the
-/// narrow panel, the first `R` rows read); each of the `P` panels `quads` quads; `bias` null or
-/// valid for `16 P` i32; `c` an `R x 16 P` tile with leading dimension `ldc`.
+/// AVX-512 F/BW/VNNI must be available; `R <= MR`; `a` must hold the four bytes of every quad
+/// `q < quads` of rows `r < R` at those offsets; each of the `P` panels `quads` quads; `bias` null
+/// or valid for `16 P` i32; without `fuse`, `c` an `R x 16 P` tile with leading dimension `ldc`;
+/// with it, `fuse.y` an `R x 16 P` f32 tile (`ldy` apart), `fuse.rows` valid for `R`, the column
+/// pointers for `16 P`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn kernel_vnni<const R: usize, const P: usize>(
     quads: usize,
     a: *const u8,
+    a_ld: usize,
+    a_step: usize,
     b: *const Quad,
     panel_stride: usize,
     bias: *const i32,
     c: *mut i32,
     ldc: usize,
     accumulate: bool,
+    fuse: Option<&Fuse>,
 ) {
-    prefetch_tile(c, R, ldc, 16 * P);
+    if fuse.is_none() {
+        prefetch_tile(c, R, ldc, 16 * P);
+    }
     let start: [__m512i; P] = core::array::from_fn(|p| match bias.is_null() {
         true => _mm512_setzero_si512(),
         // SAFETY: a non-null bias holds 16 P values (the caller's contract).
         false => unsafe { _mm512_loadu_si512(bias.add(16 * p).cast()) },
     });
     let mut acc = [start; R];
+    let mut aq = a;
     for q in 0..quads {
         // SAFETY: q < quads keeps the quads and the A bytes inside the caller's buffers; Quad is
         // 64-byte aligned.
@@ -63,14 +88,34 @@ pub(crate) unsafe fn kernel_vnni<const R: usize, const P: usize>(
                 let quad = b.add(p * panel_stride + q);
                 _mm512_load_si512(quad.cast())
             });
-            let aq = a.add(q * MR * KU);
             for (r, acc_row) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_epi32(aq.add(r * KU).cast::<i32>().read_unaligned());
+                let av = _mm512_set1_epi32(aq.add(r * a_ld).cast::<i32>().read_unaligned());
                 for (acc, &bv) in acc_row.iter_mut().zip(&bv) {
                     *acc = _mm512_dpbusd_epi32(*acc, av, bv);
                 }
             }
+            aq = aq.wrapping_add(a_step);
         }
+    }
+    if let Some(f) = fuse {
+        for p in 0..P {
+            // SAFETY: the column pointers hold 16 P values and `rows` R (the caller's contract);
+            // the f32 tile is inside y; unaligned access is allowed.
+            unsafe {
+                let sums = _mm512_loadu_si512(f.col_sums.add(16 * p).cast());
+                let w_scale = _mm512_loadu_ps(f.w_scale.add(16 * p));
+                let bias = _mm512_loadu_ps(f.bias.add(16 * p));
+                for (r, row) in acc.iter().enumerate() {
+                    let quant = *f.rows.add(r);
+                    let shift = _mm512_mullo_epi32(_mm512_set1_epi32(quant.zero), sums);
+                    let centred = _mm512_cvtepi32_ps(_mm512_sub_epi32(row[p], shift));
+                    let scale = _mm512_mul_ps(_mm512_set1_ps(quant.scale), w_scale);
+                    let v = _mm512_add_ps(_mm512_mul_ps(centred, scale), bias);
+                    _mm512_storeu_ps(f.y.add(r * f.ldy + 16 * p), v);
+                }
+            }
+        }
+        return;
     }
     for (r, row) in acc.iter().enumerate() {
         for (p, &v) in row.iter().enumerate() {

@@ -58,6 +58,9 @@ pub fn gelu_slice(x: &mut [f32]) {
 
 /// A LayerNorm row's mean and `1 / sqrt(var + eps)` as f32, from the row's sum and its sum of squared
 /// deviations from the mean (`squares(mean)`), both in f64, over `n` values.
+// Always inlined: `squares` is a SIMD closure, which outside its caller's target features
+// would call its intrinsics out of line.
+#[inline(always)]
 pub(super) fn norm_stats(sum: f64, squares: impl FnOnce(f32) -> f64, n: usize, eps: f32) -> (f32, f32) {
     let mean = (sum / n as f64) as f32;
     let var = squares(mean) / n as f64;
