@@ -639,18 +639,25 @@ unsafe fn drive<T: AElement>(
                             let b = packed.panels_from(p, tile_panels, q0, qn);
                             let cols = (tile_panels * NR).min(n - p * NR);
                             let bias = bias.filter(|_| q0 == 0).map(|bias| &bias[p * NR..]);
-                            for (pi, r0) in tiles() {
-                                let tile = Tile { rows: MR.min(block.end - r0), cols, add };
-                                let a = match direct {
+                            // The whole row tiles in one call, then the last partial one.
+                            let full = block.len() / MR;
+                            for (r0, count) in [(block.start, full), (block.start + full * MR, 1)] {
+                                let rows = MR.min(block.end - r0);
+                                if count == 0 || rows == 0 {
+                                    continue;
+                                }
+                                let tile = Tile { rows, cols, add };
+                                let (a, a_tile) = match direct {
                                     // Row r0, quad q0 of A as it lies.
-                                    Some(_) => a_rows.at(r0 * lda + q0 * KU),
-                                    None => a_rows.at(pi * panel_len),
+                                    Some(_) => (a_rows.at(r0 * lda + q0 * KU), MR * lda),
+                                    None => (a_rows.at((r0 - block.start) / MR * panel_len), panel_len),
                                 };
                                 let out = c.0.wrapping_add(r0 * ldc + p * NR);
                                 let dq = dequant.map(|view| (view, r0, p * NR));
-                                // SAFETY: (r0.., p * NR..) is inside the caller's region of C (or
-                                // of y with `dequant`); A holds the tile's rows and quads.
-                                unsafe { vnni_tile(a, b, bias, out, ldc, tile, dq) };
+                                // SAFETY: the `count` tiles from (r0, p * NR) are inside the
+                                // caller's region of C (or of y with `dequant`); A holds their rows
+                                // and quads, `a_tile` bytes apart.
+                                unsafe { vnni_tile(a, (count, a_tile), b, bias, out, ldc, tile, dq) };
                             }
                         }
                         continue;
@@ -812,18 +819,60 @@ impl ARows {
     }
 }
 
-/// One AVX-512 tile of up to [`PANELS_VNNI`] panels: full tiles of four or two panels run
-/// straight on C (or dequantized into y), the rest one panel at a time (a narrow last panel
-/// through the local tile).
+/// `count` AVX-512 tiles of up to [`PANELS_VNNI`] panels one below the other (`tile.rows` rows
+/// each, A's next tile `a_tile` bytes on): full tiles of four panels run straight on C (or
+/// dequantized into y) in one kernel call; otherwise, tile by tile, two panels at once, then one
+/// (a narrow last panel through the local tile).
 ///
 /// # Safety
-/// AVX-512 VNNI must be available; `a` must hold `panels.quads` quads of `tile.rows` rows; `c`
-/// must be valid for reads and writes of `tile.rows` rows of `tile.cols` i32, `ldc` apart (not
-/// read with `dequant`, whose view must hold the tile at (row, col)); `bias` as for
+/// AVX-512 VNNI must be available; `a` must hold `panels.quads` quads of the tiles' rows; `c`
+/// must be valid for reads and writes of `count tile.rows` rows of `tile.cols` i32, `ldc` apart
+/// (not read with `dequant`, whose view must hold the tiles from (row, col)); `bias` as for
 /// [`narrow_tile`].
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn vnni_tile(
+    a: ARows,
+    (count, a_tile): (usize, usize),
+    panels: pack::Panels<'_>,
+    bias: Option<&[i32]>,
+    c: *mut i32,
+    ldc: usize,
+    tile: Tile,
+    dequant: Option<(&DequantView<'_>, usize, usize)>,
+) {
+    if panels.count == PANELS_VNNI && tile.cols == PANELS_VNNI * NR {
+        let (quads, stride, b) = (panels.quads, panels.stride, panels.first().as_ptr());
+        let bias = bias.map_or(std::ptr::null(), |bias| bias.as_ptr());
+        let fuse = dequant.map(|(view, row, col)| view.fuse(row, col));
+        let (ptr, ld, step, add) = (a.ptr, a.ld, a.step, tile.add);
+        // SAFETY: the caller's contract: the tiles inside C (or y), panel p's quads at `b + p
+        // stride`.
+        unsafe {
+            by_rows_vnni!(
+                4,
+                tile.rows,
+                (count, a_tile, quads, ptr, ld, step, b, stride, bias, c, ldc, add, fuse.as_ref())
+            )
+        };
+        return;
+    }
+    for t in 0..count {
+        let (a, c) = (a.at(t * a_tile), c.wrapping_add(t * tile.rows * ldc));
+        let dequant = dequant.map(|(view, row, col)| (view, row + t * tile.rows, col));
+        // SAFETY: the caller's contract for tile t.
+        unsafe { vnni_panels(a, panels, bias, c, ldc, tile, dequant) };
+    }
+}
+
+/// One tile of [`vnni_tile`] that is not four whole panels: two panels at once, then one (a
+/// narrow last panel through the local tile).
+///
+/// # Safety
+/// [`vnni_tile`]'s contract for one tile.
+#[cfg(target_arch = "x86_64")]
+unsafe fn vnni_panels(
     a: ARows,
     panels: pack::Panels<'_>,
     bias: Option<&[i32]>,
@@ -838,15 +887,6 @@ unsafe fn vnni_tile(
     // SAFETY (every kernel call): the caller's contract; each call covers whole panels of the
     // tile inside C (or y), panel p's quads at `b + p stride`.
     unsafe {
-        if panels.count == PANELS_VNNI && tile.cols == PANELS_VNNI * NR {
-            let (fuse, bias) = (fuse_at(0), bias_at(0));
-            by_rows_vnni!(
-                4,
-                tile.rows,
-                (quads, a.ptr, a.ld, a.step, b, stride, bias, c, ldc, tile.add, fuse.as_ref())
-            );
-            return;
-        }
         let mut p = 0;
         while p < panels.count {
             let (bp, out, bias) = (b.add(p * stride), c.wrapping_add(p * NR), bias_at(p));
@@ -855,7 +895,7 @@ unsafe fn vnni_tile(
                 by_rows_vnni!(
                     2,
                     tile.rows,
-                    (quads, a.ptr, a.ld, a.step, bp, stride, bias, out, ldc, tile.add, fuse.as_ref())
+                    (1, 0, quads, a.ptr, a.ld, a.step, bp, stride, bias, out, ldc, tile.add, fuse.as_ref())
                 );
                 p += 2;
                 continue;
@@ -867,7 +907,7 @@ unsafe fn vnni_tile(
                     by_rows_vnni!(
                         1,
                         part.rows,
-                        (quads, a.ptr, a.ld, a.step, bp, 0, bias, out, ldc, false, fuse.as_ref())
+                        (1, 0, quads, a.ptr, a.ld, a.step, bp, 0, bias, out, ldc, false, fuse.as_ref())
                     );
                 }
                 Some((view, row, col)) => {
@@ -876,12 +916,16 @@ unsafe fn vnni_tile(
                     by_rows_vnni!(
                         1,
                         part.rows,
-                        (quads, a.ptr, a.ld, a.step, bp, 0, bias, out, NR, false, None)
+                        (1, 0, quads, a.ptr, a.ld, a.step, bp, 0, bias, out, NR, false, None)
                     );
                     view.store_local(&local, row, col + p * NR, part);
                 }
                 None => on_tile(out, ldc, part, part.cols == NR, |out, ld, add| {
-                    by_rows_vnni!(1, part.rows, (quads, a.ptr, a.ld, a.step, bp, 0, bias, out, ld, add, None))
+                    by_rows_vnni!(
+                        1,
+                        part.rows,
+                        (1, 0, quads, a.ptr, a.ld, a.step, bp, 0, bias, out, ld, add, None)
+                    )
                 }),
             }
             p += 1;
@@ -929,7 +973,7 @@ unsafe fn narrow_tile(
         // SAFETY: the token proves AVX-512 VNNI; the narrow panel holds the tile's quads.
         Tier::Avx512(_) => unsafe {
             let a = ARows { ptr: a.as_ptr(), ld: KU, step: MR * KU };
-            vnni_tile(a, panels, bias, c, ldc, tile, None)
+            vnni_tile(a, (1, 0), panels, bias, c, ldc, tile, None)
         },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: the token proves NEON and the dot instructions it names (detected by

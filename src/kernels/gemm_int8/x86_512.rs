@@ -43,6 +43,52 @@ pub(crate) struct Fuse {
     pub(crate) bias: *const f32,
 }
 
+/// Packed kernel on `tiles` row tiles of `R` rows one below the other (A's next tile `a_tile`
+/// bytes on, C's and y's `R` rows down, the rows' quantization `R` on): [`tile_vnni`] on each,
+/// without a call per tile.
+///
+/// # Safety
+/// [`tile_vnni`]'s contract for every tile.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn kernel_vnni<const R: usize, const P: usize>(
+    tiles: usize,
+    a_tile: usize,
+    quads: usize,
+    a: *const u8,
+    a_ld: usize,
+    a_step: usize,
+    b: *const Quad,
+    panel_stride: usize,
+    bias: *const i32,
+    c: *mut i32,
+    ldc: usize,
+    accumulate: bool,
+    fuse: Option<&Fuse>,
+) {
+    for t in 0..tiles {
+        let fuse =
+            fuse.map(|f| Fuse { y: f.y.wrapping_add(t * R * f.ldy), rows: f.rows.wrapping_add(t * R), ..*f });
+        let (a, c) = (a.wrapping_add(t * a_tile), c.wrapping_add(t * R * ldc));
+        // SAFETY: the caller's contract, tile by tile.
+        unsafe {
+            tile_vnni::<R, P>(
+                quads,
+                a,
+                a_ld,
+                a_step,
+                b,
+                panel_stride,
+                bias,
+                c,
+                ldc,
+                accumulate,
+                fuse.as_ref(),
+            )
+        }
+    }
+}
+
 /// Packed kernel: `tile (+)= bias + A B` over `quads` quads for an `R x 16 P` tile, panel `p`
 /// of B at `b + p * panel_stride` quads, every row starting from the `16 P` column values at
 /// `bias` (none when null); A's row `r`, quad `q` at `a + q a_step + r a_ld` (the narrow panel:
@@ -57,7 +103,8 @@ pub(crate) struct Fuse {
 /// pointers for `16 P`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn kernel_vnni<const R: usize, const P: usize>(
+#[inline]
+unsafe fn tile_vnni<const R: usize, const P: usize>(
     quads: usize,
     a: *const u8,
     a_ld: usize,
