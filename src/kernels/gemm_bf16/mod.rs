@@ -264,6 +264,10 @@ fn pair_halves<const N: usize>(src: &[bf16], row: &mut [bf16]) {
     }
 }
 
+/// Rows of B ahead that [`pack_pairs`] prefetches.
+#[cfg(target_arch = "x86_64")]
+const PACK_PREFETCH_ROWS: usize = 8;
+
 /// As [`pack_panels`] for [`Layout::KPairs`] (`p0` even): the pair of rows `p0 + 2q`, `+ 1` of
 /// panel `jp` goes to `out[jp * panel_stride + 2 q nr..][..2 nr]`, interleaved column by column
 /// (a missing second row of an odd `kc` as zeros).
@@ -284,11 +288,28 @@ fn pack_pairs(
     }
     let row = |p: usize| &b[(p0 + p) * ldb + j0..(p0 + p) * ldb + j0 + cols];
     for q in 0..kc.div_ceil(2) {
+        // The rows of a strip lie a leading dimension apart (a page or more for large n), too many
+        // streams for the hardware prefetcher: ask for the pair PACK_PREFETCH_ROWS ahead.
+        #[cfg(target_arch = "x86_64")]
+        if 2 * q + PACK_PREFETCH_ROWS < kc {
+            let ahead = b.as_ptr().wrapping_add((p0 + 2 * q + PACK_PREFETCH_ROWS) * ldb + j0);
+            for c in (0..cols).step_by(32) {
+                crate::kernels::prefetch_tile(ahead.wrapping_add(c), 2, ldb, 1);
+            }
+        }
         let (even, odd) = (row(2 * q), (2 * q + 1 < kc).then(|| row(2 * q + 1)));
         for jp in 0..cols.div_ceil(nr) {
             let group = &mut out[jp * panel_stride + 2 * q * nr..jp * panel_stride + 2 * (q + 1) * nr];
             let width = nr.min(cols - jp * nr);
             let (even, odd) = (&even[jp * nr..jp * nr + width], odd.map(|o| &o[jp * nr..jp * nr + width]));
+            if let (true, Some(odd)) = (width == nr, odd) {
+                // A whole panel and both rows: a plain interleave, which the compiler vectorizes.
+                for ((slots, &e), &o) in group.chunks_exact_mut(2).zip(even).zip(odd) {
+                    slots[0] = e;
+                    slots[1] = o;
+                }
+                continue;
+            }
             for (c, slots) in group.chunks_exact_mut(2).enumerate() {
                 slots[0] = even.get(c).copied().unwrap_or(bf16::ZERO);
                 slots[1] = odd.and_then(|o| o.get(c).copied()).unwrap_or(bf16::ZERO);

@@ -42,6 +42,13 @@ pub const STREAM_QUADS_VNNI: usize = 16;
 /// of B side by side, few enough streams for the L2 prefetcher (k = n = 4096, m = 1, one
 /// thread: 16 quads 1.28 ms, 4 quads 0.66 ms, 2 quads 0.76 ms; m = 32 would go 4.6 -> 8.0 ms).
 pub const STREAM_QUADS_VNNI_ONE_GROUP: usize = 4;
+/// [`STREAM_QUADS_VNNI_ONE_GROUP`] on AMD (the Zen 4 of 2026-12-07, k = n = 4096, m = 1, one
+/// thread, load 2.5-3: 4 quads 1.44-1.53 ms, 2 quads 1.08-1.13, 1 quad 1.20-1.32).
+pub const STREAM_QUADS_VNNI_ONE_GROUP_AMD: usize = 2;
+/// [`STREAM_MAX_ROWS_VNNI`] on AMD: on that Zen 4 packing B wins from m = 8 (k = n = 4096, one
+/// thread, group `stream_crossover`: stream / pack 1.35 / 2.47 ms at m = 1, 3.89 / 2.61 at 8,
+/// 6.00 / 3.43 at 16, 13.0 / 5.26 at 32).
+pub const STREAM_MAX_ROWS_VNNI_AMD: usize = 4;
 /// Rows of A per pass of the streaming kernel over a block of B (12 accumulators of 16 columns).
 pub const STREAM_ROWS: usize = 6;
 /// Pairs of k per block of the streaming kernel: 64 rows of B are read side by side, C is
@@ -67,3 +74,4 @@ pub const PARALLEL_MIN_MACS: usize = 1 << 21;
 
 const _: () = assert!(MC.is_multiple_of(MR) && NR * KU == 64);
 const _: () = assert!(STREAM_QUADS_VNNI_ONE_GROUP <= STREAM_QUADS_VNNI);
+const _: () = assert!(STREAM_QUADS_VNNI_ONE_GROUP_AMD <= STREAM_QUADS_VNNI);

@@ -224,12 +224,15 @@ impl Kernel {
     }
 
     /// Up to how many rows of A the unpacked API streams row-major B through the kernel instead
-    /// of packing it (0: always packs). Measured crossover on AVX2 (see `blocking::STREAM_MAX_ROWS`).
-    pub const fn stream_max_rows(self) -> usize {
+    /// of packing it (0: always packs). Measured crossovers: AVX2 `blocking::STREAM_MAX_ROWS`;
+    /// AVX-512 `STREAM_MAX_ROWS_VNNI` (Intel) and `STREAM_MAX_ROWS_VNNI_AMD` (AMD Zen 4).
+    pub fn stream_max_rows(self) -> usize {
         match self.tier {
             Tier::Scalar => super::blocking::STREAM_MAX_ROWS,
             #[cfg(target_arch = "x86_64")]
             Tier::Avx2(_) => super::blocking::STREAM_MAX_ROWS,
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512(_) if super::x86_512::is_amd() => super::blocking::STREAM_MAX_ROWS_VNNI_AMD,
             #[cfg(target_arch = "x86_64")]
             Tier::Avx512(_) => super::blocking::STREAM_MAX_ROWS_VNNI,
             #[cfg(target_arch = "aarch64")]

@@ -267,7 +267,10 @@ unsafe fn stream_tile(
 mod vnni {
     #[cfg(feature = "parallel")]
     use super::super::blocking::PARALLEL_MIN_MACS;
-    use super::super::blocking::{STREAM_QUADS_VNNI, STREAM_QUADS_VNNI_ONE_GROUP, STREAM_ROWS_VNNI};
+    use super::super::blocking::{
+        STREAM_QUADS_VNNI, STREAM_QUADS_VNNI_ONE_GROUP, STREAM_QUADS_VNNI_ONE_GROUP_AMD, STREAM_ROWS_VNNI,
+    };
+    use super::super::x86_512::is_amd;
     use super::super::x86_512::{kernel_stream_vnni, Avx512, StreamSign};
     use super::super::{AElement, CPtr};
     use crate::error::try_vec;
@@ -390,7 +393,11 @@ mod vnni {
             let mut tail_b = [0i8; 4 * STREAM_QUADS_VNNI * STRIP];
             let mut tail_c = [0i32; STREAM_ROWS_VNNI * STRIP];
             let zeros = [0i32; STREAM_ROWS_VNNI];
-            let block = if groups == 1 { STREAM_QUADS_VNNI_ONE_GROUP } else { STREAM_QUADS_VNNI };
+            let block = match (groups, is_amd()) {
+                (1, true) => STREAM_QUADS_VNNI_ONE_GROUP_AMD,
+                (1, false) => STREAM_QUADS_VNNI_ONE_GROUP,
+                _ => STREAM_QUADS_VNNI,
+            };
             for q0 in (0..quads).step_by(block) {
                 let qn = block.min(quads - q0);
                 let both = qn.min(whole_quads.saturating_sub(q0));
