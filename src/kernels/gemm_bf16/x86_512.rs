@@ -29,9 +29,7 @@ const _: () = assert!(super::MC.is_multiple_of(MR) && KC.is_multiple_of(2));
 /// for zmm FMA, one core, as measured for this project's issue #16); not on the Intel Xeon of
 /// 2026-12-05 (31-49 against 214).
 pub(super) fn dot_is_fast() -> bool {
-    let vendor = __cpuid(0);
-    (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163)
-    // "AuthenticAMD"
+    crate::kernels::is_amd()
 }
 
 /// `acc + a . b` per lane over a bf16 pair (`vdpbf16ps`).

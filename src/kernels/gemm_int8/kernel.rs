@@ -232,7 +232,7 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Tier::Avx2(_) => super::blocking::STREAM_MAX_ROWS,
             #[cfg(target_arch = "x86_64")]
-            Tier::Avx512(_) if super::x86_512::is_amd() => super::blocking::STREAM_MAX_ROWS_VNNI_AMD,
+            Tier::Avx512(_) if crate::kernels::is_amd() => super::blocking::STREAM_MAX_ROWS_VNNI_AMD,
             #[cfg(target_arch = "x86_64")]
             Tier::Avx512(_) => super::blocking::STREAM_MAX_ROWS_VNNI,
             #[cfg(target_arch = "aarch64")]

@@ -270,10 +270,10 @@ mod vnni {
     use super::super::blocking::{
         STREAM_QUADS_VNNI, STREAM_QUADS_VNNI_ONE_GROUP, STREAM_QUADS_VNNI_ONE_GROUP_AMD, STREAM_ROWS_VNNI,
     };
-    use super::super::x86_512::is_amd;
     use super::super::x86_512::{kernel_stream_vnni, Avx512, StreamSign};
     use super::super::{AElement, CPtr};
     use crate::error::try_vec;
+    use crate::kernels::is_amd;
     use crate::Result;
     use std::ops::Range;
 

@@ -176,16 +176,6 @@ unsafe fn tile_vnni<const R: usize, const P: usize>(
     }
 }
 
-/// Whether the CPU is AMD's (CPUID vendor "AuthenticAMD"), read once: some streaming blocking
-/// constants were measured separately on AMD Zen 4 and on the Intel Xeon (see `blocking`).
-pub(crate) fn is_amd() -> bool {
-    static AMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AMD.get_or_init(|| {
-        let vendor = __cpuid(0);
-        (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163)
-    })
-}
-
 /// The operands of the streaming kernel: what A is, which fixes which operand of `vpdpbusd` B is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StreamSign {
