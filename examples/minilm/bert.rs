@@ -356,18 +356,34 @@ pub struct Norm {
 }
 
 impl Norm {
-    /// `x = (x - mean) / sqrt(var + eps) * gamma + beta` on every row (greenai's SIMD LayerNorm); with
-    /// a folded smoothing, `smoothed` gets the same rows through `gamma / s` and `beta / s`.
-    pub fn apply(&self, x: &mut [f32], smoothed: &mut [f32]) -> Result<()> {
+    /// `x = (x + residual - mean) / sqrt(var + eps) * gamma + beta` on every row (greenai's SIMD
+    /// LayerNorm; no residual: `x` alone); with a folded smoothing, `smoothed` gets the same rows
+    /// through `gamma / s` and `beta / s`.
+    pub fn apply(&self, x: &mut [f32], residual: Option<&[f32]>, smoothed: &mut [f32]) -> Result<()> {
         let width = self.gamma.len();
+        let add = |first: usize, rows: &mut [f32]| {
+            if let Some(r) = residual {
+                rows.iter_mut().zip(&r[first * width..]).for_each(|(a, b)| *a += b);
+            }
+        };
         if let Some((g2, b2)) = &self.folded {
-            let x: &[f32] = x;
-            par_rows(&mut smoothed[..x.len()], width, |first, out| {
-                out.copy_from_slice(&x[first * width..first * width + out.len()]);
+            par_rows(x, width, NORM_PAR_MIN_ROWS, |first, rows| {
+                add(first, rows);
+                Ok(())
+            })?;
+            let input: &[f32] = x;
+            par_rows(&mut smoothed[..input.len()], width, NORM_PAR_MIN_ROWS, |first, out| {
+                out.copy_from_slice(&input[first * width..first * width + out.len()]);
                 lib(math::layer_norm(out, g2, b2, self.eps))
             })?;
+            return par_rows(x, width, NORM_PAR_MIN_ROWS, |_, rows| {
+                lib(math::layer_norm(rows, &self.gamma, &self.beta, self.eps))
+            });
         }
-        par_rows(x, width, |_, rows| lib(math::layer_norm(rows, &self.gamma, &self.beta, self.eps)))
+        par_rows(x, width, NORM_PAR_MIN_ROWS, |first, rows| {
+            add(first, rows);
+            lib(math::layer_norm(rows, &self.gamma, &self.beta, self.eps))
+        })
     }
 
     /// Folds SmoothQuant's division by `scales` into a second output (see [`Norm::apply`]), with
@@ -471,6 +487,8 @@ pub struct Encoder {
     token_type: Vec<f32>,
     embed_norm: Norm,
     layers: Vec<Layer>,
+    /// Buffers of earlier forward passes, reused (one per forward pass running at once).
+    spare: std::sync::Mutex<Vec<Scratch>>,
 }
 
 /// The f32 tensors of a safetensors file, by name.
@@ -585,6 +603,7 @@ impl Encoder {
             token_type: get("embeddings.token_type_embeddings.weight", config.type_vocab * h)?,
             embed_norm: norm("embeddings.LayerNorm")?,
             layers,
+            spare: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -671,10 +690,15 @@ impl Encoder {
             }
         }
         let lens: Vec<usize> = sequences.iter().map(Vec::len).collect();
-        let mut scratch = Scratch::new(total, h, self.config.intermediate);
-        self.embed_norm.apply(&mut x, &mut scratch.smoothed)?;
+        let spare = self.spare.lock().ok().and_then(|mut s| s.pop());
+        let mut scratch = spare.unwrap_or_default();
+        scratch.fit(total, h, self.config.intermediate);
+        self.embed_norm.apply(&mut x, None, &mut scratch.smoothed)?;
         for (l, layer) in self.layers.iter().enumerate() {
             self.layer(l, layer, &lens, &mut x, &mut scratch, observe)?;
+        }
+        if let Ok(mut spare) = self.spare.lock() {
+            spare.push(scratch);
         }
         // Mean over each sequence's tokens, then L2 normalisation.
         let mut out = vec![0.0f32; sequences.len() * h];
@@ -709,12 +733,11 @@ impl Encoder {
         self.attention(lens, s)?;
         observe(l, Site::AttnOut, &s.ctx)?;
         layer.attn_out.forward(&s.ctx, rows, &mut s.proj)?;
-        x.iter_mut().zip(&s.proj).for_each(|(a, b)| *a += b);
-        layer.attn_norm.apply(x, &mut s.smoothed)?;
+        layer.attn_norm.apply(x, Some(&s.proj), &mut s.smoothed)?;
         observe(l, Site::Up, x)?;
         let up_in: &[f32] = if layer.attn_norm.folded.is_some() { &s.smoothed } else { x };
         layer.up.forward(up_in, rows, &mut s.inter)?;
-        par_rows(&mut s.inter, self.config.intermediate, |_, rows| {
+        par_rows(&mut s.inter, self.config.intermediate, PAR_MIN_ROWS, |_, rows| {
             math::gelu(rows);
             Ok(())
         })?;
@@ -725,8 +748,7 @@ impl Encoder {
             }
         }
         layer.down.forward(&s.inter, rows, &mut s.proj)?;
-        x.iter_mut().zip(&s.proj).for_each(|(a, b)| *a += b);
-        layer.out_norm.apply(x, &mut s.smoothed)?;
+        layer.out_norm.apply(x, Some(&s.proj), &mut s.smoothed)?;
         Ok(())
     }
 }
@@ -776,19 +798,26 @@ impl Encoder {
             }
             Ok(())
         };
-        let new_scratch = || AttnScratch::new(longest, dh);
+        // Each thread's buffers are kept across calls (allocating and zeroing them per call cost
+        // more than a small attention).
+        let attend_kept = |unit: &mut (usize, usize, usize, &mut [f32])| {
+            let mut t = ATTN_SCRATCH.take();
+            t.fit(longest, dh);
+            let result = attend(&mut t, unit);
+            ATTN_SCRATCH.set(t);
+            result
+        };
         #[cfg(feature = "parallel")]
         let serial = rayon::current_num_threads() == 1;
         #[cfg(not(feature = "parallel"))]
         let serial = true;
         if serial {
-            let mut t = new_scratch();
-            units.iter_mut().try_for_each(|u| attend(&mut t, u))?;
+            units.iter_mut().try_for_each(attend_kept)?;
         } else {
             #[cfg(feature = "parallel")]
             {
                 use rayon::prelude::*;
-                units.par_iter_mut().try_for_each_init(new_scratch, attend)?;
+                units.par_iter_mut().try_for_each(attend_kept)?;
             }
         }
         // The heads side by side, a sequence at a time.
@@ -849,18 +878,19 @@ fn transpose(src: &[f32], ld: usize, rows: usize, cols: usize, dst: &mut [f32]) 
 fn par_rows(
     x: &mut [f32],
     width: usize,
+    min_rows: usize,
     f: impl Fn(usize, &mut [f32]) -> Result<()> + Send + Sync,
 ) -> Result<()> {
     #[cfg(feature = "parallel")]
     {
         use rayon::prelude::*;
         let (rows, threads) = (x.len() / width.max(1), rayon::current_num_threads());
-        if threads > 1 && rows >= 2 * PAR_MIN_ROWS {
-            let chunk = rows.div_ceil(threads * 4).max(PAR_MIN_ROWS);
+        if threads > 1 && rows >= 2 * min_rows {
+            let chunk = rows.div_ceil(threads * 4).max(min_rows);
             return x.par_chunks_mut(chunk * width).enumerate().try_for_each(|(c, rows)| f(c * chunk, rows));
         }
     }
-    let _ = width;
+    let _ = (width, min_rows);
     f(0, x)
 }
 
@@ -868,10 +898,15 @@ fn par_rows(
 /// at 512, a layer's widest activations (512 x 1536 f32, 3 MiB) stay in cache.
 const GROUP_TOKENS: usize = 512;
 
-/// Rows below which [`par_rows`] stays on the calling thread.
+/// Rows below which [`par_rows`] stays on the calling thread (GELU: 32 rows of 1536).
 const PAR_MIN_ROWS: usize = 32;
 
+/// The same for LayerNorm, cheaper a row: below 2 x 128 rows of 384, handing rows to another
+/// thread costs more than it saves.
+const NORM_PAR_MIN_ROWS: usize = 128;
+
 /// One attention task's buffers.
+#[derive(Default)]
 struct AttnScratch {
     kt: Vec<f32>,
     scores: Vec<f32>,
@@ -881,17 +916,28 @@ struct AttnScratch {
 }
 
 impl AttnScratch {
-    fn new(max_len: usize, dh: usize) -> AttnScratch {
-        AttnScratch {
-            kt: vec![0.0; max_len * dh],
-            scores: vec![0.0; max_len * max_len],
-            probs: vec![0.0; max_len * max_len],
-            inv: vec![0.0; max_len],
+    /// Grows the buffers to hold a sequence of `max_len` tokens (each is written before it is read).
+    fn fit(&mut self, max_len: usize, dh: usize) {
+        for (v, len) in [
+            (&mut self.kt, max_len * dh),
+            (&mut self.scores, max_len * max_len),
+            (&mut self.probs, max_len * max_len),
+            (&mut self.inv, max_len),
+        ] {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
         }
     }
 }
 
+thread_local! {
+    /// Each thread's attention buffers, kept across calls.
+    static ATTN_SCRATCH: std::cell::Cell<AttnScratch> = std::cell::Cell::new(AttnScratch::default());
+}
+
 /// Buffers one forward pass reuses across its layers.
+#[derive(Default)]
 struct Scratch {
     /// Query, key and value side by side, `3 h` a row.
     qkv: Vec<f32>,
@@ -906,14 +952,12 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(rows: usize, h: usize, inter: usize) -> Scratch {
-        Scratch {
-            qkv: vec![0.0; rows * 3 * h],
-            proj: vec![0.0; rows * h],
-            ctx: vec![0.0; rows * h],
-            inter: vec![0.0; rows * inter],
-            heads: vec![0.0; rows * h],
-            smoothed: vec![0.0; rows * h],
+    /// Sizes every buffer for `rows` tokens (each is written before it is read).
+    fn fit(&mut self, rows: usize, h: usize, inter: usize) {
+        self.qkv.resize(rows * 3 * h, 0.0);
+        self.inter.resize(rows * inter, 0.0);
+        for v in [&mut self.proj, &mut self.ctx, &mut self.heads, &mut self.smoothed] {
+            v.resize(rows * h, 0.0);
         }
     }
 }

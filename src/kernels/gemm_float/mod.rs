@@ -647,8 +647,19 @@ fn gemm_in_place<W: WeightElement>(
     };
     let threads = threads_for(m, n, k).min(n.div_ceil(nr));
     if threads <= 1 {
-        let (mut a_pack, mut tail) = scratch()?;
-        in_place_block(kernel, m, n, k, a, lda, b, ldb, c, ldc, &mut a_pack, &mut tail);
+        // Packed A in a buffer the calling thread keeps (many small products, attention's say,
+        // would each allocate and zero it); packing writes every element the product reads.
+        let a_len = crate::error::checked_product("packed a", &[m.div_ceil(mr) * mr, k])?;
+        let tail_len = if n.is_multiple_of(nr) { 0 } else { k * nr };
+        let mut tail = try_vec(tail_len, W::ZERO)?;
+        let mut a_pack = IN_PLACE_A.take();
+        if a_pack.len() < a_len {
+            a_pack = try_vec(a_len, 0.0f32)?;
+        }
+        in_place_block(kernel, m, n, k, a, lda, b, ldb, c, ldc, &mut a_pack[..a_len], &mut tail);
+        if a_pack.len() <= IN_PLACE_A_KEPT {
+            IN_PLACE_A.set(a_pack);
+        }
         return Ok(());
     }
     #[cfg(feature = "parallel")]
@@ -675,6 +686,14 @@ fn gemm_in_place<W: WeightElement>(
         }
     }
     Ok(())
+}
+
+/// The largest packed A (in floats, 1 MiB) a thread keeps for its next in-place product.
+const IN_PLACE_A_KEPT: usize = 1 << 18;
+
+thread_local! {
+    /// [`gemm_in_place`]'s packed A on one thread, kept across calls up to [`IN_PLACE_A_KEPT`].
+    static IN_PLACE_A: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// The in-place product on one thread. All of A is packed first (`KU_IN_PLACE`-deep slices of

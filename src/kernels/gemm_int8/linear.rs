@@ -204,7 +204,9 @@ impl QuantLinear {
         // Every row's quantization parameters first, so that bad input fails before y is written.
         let mut params = try_vec(batch, RowQuant { scale: 1.0, zero: 0 })?;
         let mut ranges = try_vec(batch, (0f32, 0f32, true))?;
-        for_chunks(&mut ranges, 1, chunk_rows, parallel, |first, out| {
+        // The ranges are one read of x: worth other threads only when x is large.
+        let parallel_ranges = parallel && batch * k >= PARALLEL_RANGE_MIN_VALUES;
+        for_chunks(&mut ranges, 1, chunk_rows, parallel_ranges, |first, out| {
             for (i, range) in out.iter_mut().enumerate() {
                 *range = min_max_finite_on(isa, &x[(first + i) * k..(first + i + 1) * k]);
             }
@@ -356,6 +358,10 @@ thread_local! {
 
 /// Depths up to which `255 * 256 * k` fits i32 (see `forward_chunk`).
 const I32_EXACT_DEPTH: usize = i32::MAX as usize / (255 * 256);
+
+/// Values of x from which the row ranges are found on several threads: below, one thread reads
+/// them (a few microseconds) faster than another thread can be handed a share.
+const PARALLEL_RANGE_MIN_VALUES: usize = 1 << 18;
 
 /// Rows per chunk of `batch`: at most [`MC`] (a chunk's buffers stay in cache), and at least as
 /// many chunks as `threads`, each a multiple of [`MR`] where possible.
