@@ -640,17 +640,14 @@ fn gemm_in_place<W: WeightElement>(
     ldc: usize,
 ) -> Result<()> {
     let (mr, nr) = (kernel.mr(), kernel.nr());
-    let scratch = || -> Result<(Vec<f32>, Vec<W>)> {
-        let a_len = crate::error::checked_product("packed a", &[m.div_ceil(mr) * mr, k])?;
-        let tail_len = if n.is_multiple_of(nr) { 0 } else { k * nr };
-        Ok((try_vec(a_len, 0.0f32)?, try_vec(tail_len, W::ZERO)?))
-    };
+    let a_len = crate::error::checked_product("packed a", &[m.div_ceil(mr) * mr, k])?;
+    let tail_len = if n.is_multiple_of(nr) { 0 } else { k * nr };
+    let scratch =
+        || -> Result<(Vec<f32>, Vec<W>)> { Ok((try_vec(a_len, 0.0f32)?, try_vec(tail_len, W::ZERO)?)) };
     let threads = threads_for(m, n, k).min(n.div_ceil(nr));
     if threads <= 1 {
         // Packed A in a buffer the calling thread keeps (many small products, attention's say,
         // would each allocate and zero it); packing writes every element the product reads.
-        let a_len = crate::error::checked_product("packed a", &[m.div_ceil(mr) * mr, k])?;
-        let tail_len = if n.is_multiple_of(nr) { 0 } else { k * nr };
         let mut tail = try_vec(tail_len, W::ZERO)?;
         let mut a_pack = IN_PLACE_A.take();
         if a_pack.len() < a_len {
