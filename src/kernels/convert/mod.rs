@@ -289,3 +289,46 @@ pub fn dequantize_u8_on(isa: Isa, y: &[u8], scale: f32, zero_point: u8, x: &mut 
     dispatch!(isa, dequantize_u8(y, scale, zero_point, x));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::test_rng::Rng;
+
+    /// The range by a plain fold: exact, and finite exactly when every element is.
+    fn reference(x: &[f32]) -> (f32, f32, bool) {
+        let min = x.iter().fold(f32::INFINITY, |a, &b| if b < a { b } else { a });
+        let max = x.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+        (min, max, x.iter().all(|v| v.is_finite()))
+    }
+
+    #[test]
+    fn min_max_finite_matches_a_fold_on_every_tier() {
+        let mut rng = Rng(0x5eed_4a11);
+        for len in (0..=80).chain([127, 128, 129, 1000]) {
+            let clean = rng.floats(len, 3.0);
+            let mut cases = vec![clean.clone()];
+            // A NaN or an infinity at every position of the short rows (tails, whole vectors, pairs),
+            // and at a few of the long ones.
+            let positions: Vec<usize> =
+                if len <= 80 { (0..len).collect() } else { vec![0, len / 2, len - 1] };
+            for &at in &positions {
+                for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                    let mut x = clean.clone();
+                    x[at] = bad;
+                    cases.push(x);
+                }
+            }
+            for x in &cases {
+                let want = reference(x);
+                for isa in Isa::available() {
+                    let got = min_max_finite_on(isa, x);
+                    assert_eq!(got.2, want.2, "{isa:?} len {len}: finite flag of {x:?}");
+                    if !x.iter().any(|v| v.is_nan()) {
+                        assert_eq!((got.0, got.1), (want.0, want.1), "{isa:?} len {len}: range");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -368,7 +368,9 @@ pub(crate) fn gemm_packed_dequant<T: AElement>(
     }
 }
 
-/// [`Dequant`] as the tiles read it (y as a pointer, B's column sums beside the weights').
+/// [`Dequant`] as the tiles read it (y as a pointer, B's column sums beside the weights'). Only
+/// the AVX-512 kernel fuses dequantization; elsewhere [`can_dequant`] is false and this is unused.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct DequantView<'a> {
     y: *mut f32,
     ldy: usize,
@@ -378,6 +380,7 @@ struct DequantView<'a> {
     bias: &'a [f32],
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl DequantView<'_> {
     /// Dequantizes the `tile` part of a local i32 tile whose first element is (`row`, `col`):
     /// the scalar definition the AVX-512 kernel matches bit for bit.
@@ -598,6 +601,8 @@ unsafe fn drive<T: AElement>(
     bias: Option<&[i32]>,
     dequant: Option<&DequantView<'_>>,
 ) -> Result<()> {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = dequant; // only the AVX-512 kernel fuses dequantization (see `can_dequant`)
     let (n, k, quads) = (packed.n(), packed.k(), packed.quads());
     let (block_rows, kc) = depth_block(kernel, rows.len(), quads);
     let block_len = block_rows * kc.min(quads) * KU;
