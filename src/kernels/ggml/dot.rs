@@ -83,7 +83,6 @@ pub fn vec_dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
 
 /// The eight 6-bit scales and the eight minima of a Q4_K block, byte `j` of each word for
 /// sub-block `j` (ggml's `utmp` unpacking: [`scale_min_k4`] for all eight at once, branch-free).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline]
 pub(crate) fn scales_mins_k4(q: &[u8; 12]) -> (u64, u64) {
     const K1: u32 = 0x3f3f_3f3f;
@@ -193,7 +192,7 @@ pub(crate) fn unsupported(ty: GgmlType) -> Error {
 
 /// The dot product of the weight row `w` (whole blocks of `ty`) with `act` on `isa`; the caller
 /// checked that `w` and `act` hold the same number of elements and that `isa` is available.
-/// (The aarch64 tiers run the scalar reference, which needs none of the SIMD side data.)
+/// (Q4_0's `sum8` serves the AVX-512 kernel only.)
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub(crate) fn row_dot(isa: Isa, ty: GgmlType, w: &[u8], act: &Activations) -> Result<f32> {
     Ok(match (ty, act) {
@@ -208,7 +207,11 @@ pub(crate) fn row_dot(isa: Isa, ty: GgmlType, w: &[u8], act: &Activations) -> Re
                 // SAFETY: as above.
                 Isa::Avx512 => unsafe { super::x86_512::q4_0_q8_0(x, blocks, d, sum8) },
                 #[cfg(target_arch = "aarch64")]
-                Isa::Neon | Isa::Dotprod | Isa::I8mm => vec_dot_q4_0_q8_0(x, blocks),
+                // SAFETY: NEON is part of every aarch64 target; the lengths as above.
+                Isa::Neon => unsafe { super::aarch64::q4_0_q8_0(x, blocks, d) },
+                #[cfg(target_arch = "aarch64")]
+                // SAFETY: the caller checked the tier (i8mm implies dotprod); the lengths as above.
+                Isa::Dotprod | Isa::I8mm => unsafe { super::aarch64::q4_0_q8_0_dotprod(x, blocks, d) },
             }
         }
         (GgmlType::Q8_0, Activations::Q8_0 { blocks, d, .. }) => {
@@ -222,7 +225,11 @@ pub(crate) fn row_dot(isa: Isa, ty: GgmlType, w: &[u8], act: &Activations) -> Re
                 // SAFETY: as above.
                 Isa::Avx512 => unsafe { super::x86_512::q8_0_q8_0(x, blocks, d) },
                 #[cfg(target_arch = "aarch64")]
-                Isa::Neon | Isa::Dotprod | Isa::I8mm => vec_dot_q8_0_q8_0(x, blocks),
+                // SAFETY: NEON is part of every aarch64 target; the lengths as above.
+                Isa::Neon => unsafe { super::aarch64::q8_0_q8_0(x, blocks, d) },
+                #[cfg(target_arch = "aarch64")]
+                // SAFETY: the caller checked the tier (i8mm implies dotprod); the lengths as above.
+                Isa::Dotprod | Isa::I8mm => unsafe { super::aarch64::q8_0_q8_0_dotprod(x, blocks, d) },
             }
         }
         (GgmlType::Q4K, Activations::Q8K { blocks, sums32 }) => {
@@ -236,7 +243,11 @@ pub(crate) fn row_dot(isa: Isa, ty: GgmlType, w: &[u8], act: &Activations) -> Re
                 // SAFETY: as above.
                 Isa::Avx512 => unsafe { super::x86_512::q4_k_q8_k(x, blocks, sums32) },
                 #[cfg(target_arch = "aarch64")]
-                Isa::Neon | Isa::Dotprod | Isa::I8mm => vec_dot_q4_k_q8_k(x, blocks),
+                // SAFETY: NEON is part of every aarch64 target; the lengths as above.
+                Isa::Neon => unsafe { super::aarch64::q4_k_q8_k(x, blocks, sums32) },
+                #[cfg(target_arch = "aarch64")]
+                // SAFETY: the caller checked the tier (i8mm implies dotprod); the lengths as above.
+                Isa::Dotprod | Isa::I8mm => unsafe { super::aarch64::q4_k_q8_k_dotprod(x, blocks, sums32) },
             }
         }
         (GgmlType::Q6K, Activations::Q8K { blocks, .. }) => {
@@ -250,7 +261,11 @@ pub(crate) fn row_dot(isa: Isa, ty: GgmlType, w: &[u8], act: &Activations) -> Re
                 // SAFETY: as above.
                 Isa::Avx512 => unsafe { super::x86_512::q6_k_q8_k(x, blocks) },
                 #[cfg(target_arch = "aarch64")]
-                Isa::Neon | Isa::Dotprod | Isa::I8mm => vec_dot_q6_k_q8_k(x, blocks),
+                // SAFETY: NEON is part of every aarch64 target; the lengths as above.
+                Isa::Neon => unsafe { super::aarch64::q6_k_q8_k(x, blocks) },
+                #[cfg(target_arch = "aarch64")]
+                // SAFETY: the caller checked the tier (i8mm implies dotprod); the lengths as above.
+                Isa::Dotprod | Isa::I8mm => unsafe { super::aarch64::q6_k_q8_k_dotprod(x, blocks) },
             }
         }
         // `Activations::quantize` pairs each type with its format; no other pair reaches here.

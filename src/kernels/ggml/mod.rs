@@ -1,6 +1,8 @@
 //! ggml's block formats (Q4_0 ... Q8_K): the blocks, quantizers and dequantizers equal bit for bit
 //! to ggml's reference code, and the dot products and GEMV that read them.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 mod blocks;
 mod dequantize;
 mod dot;
