@@ -69,7 +69,7 @@ unsafe fn load_i8(p: *const i8) -> [float32x4_t; 2] {
 }
 
 macro_rules! kernels {
-    ($microkernel:ident, $dots:ident, $t:ty, $load:ident) => {
+    ($microkernel:ident, $dots:ident, $sweep:ident, $t:ty, $load:ident) => {
         /// One `mr x nr` tile of C (`mr <= MR`, `nr <= NR`) from an MR-row panel of packed A and
         /// `kc` rows of NR weights, `tile.b_stride` apart (a packed panel or B in place).
         ///
@@ -159,12 +159,44 @@ macro_rules! kernels {
                 vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3))) + tail
             })
         }
+
+        /// `y[j] += sum_r a[r] * w[r * ldw + j]` for `j < n`: `R` rows of B swept whole, so B
+        /// streams from memory row after row (the product of a single row of A).
+        ///
+        /// # Safety
+        /// The CPU has NEON; `w` holds `(R - 1) * ldw + n` elements and `y` `n`.
+        #[target_feature(enable = "neon")]
+        #[allow(dead_code)]
+        unsafe fn $sweep<const R: usize>(w: &[$t], ldw: usize, n: usize, a: [f32; R], y: &mut [f32]) {
+            let rows: [*const $t; R] = core::array::from_fn(|r| w[r * ldw..].as_ptr());
+            let yp = y.as_mut_ptr();
+            let mut j = 0;
+            while j + 8 <= n {
+                // SAFETY: j + 8 <= n, so every row and y have 8 elements from j.
+                unsafe {
+                    let (mut y0, mut y1) = (vld1q_f32(yp.add(j)), vld1q_f32(yp.add(j + 4)));
+                    for (row, &ar) in rows.iter().zip(&a) {
+                        let [w0, w1] = $load(row.add(j));
+                        y0 = vfmaq_n_f32(y0, w0, ar);
+                        y1 = vfmaq_n_f32(y1, w1, ar);
+                    }
+                    vst1q_f32(yp.add(j), y0);
+                    vst1q_f32(yp.add(j + 4), y1);
+                }
+                j += 8;
+            }
+            for t in j..n {
+                for (r, &ar) in a.iter().enumerate() {
+                    y[t] = ar.mul_add(w[r * ldw + t].value(), y[t]);
+                }
+            }
+        }
     };
 }
 
-kernels!(microkernel_f32, dots_f32, f32, load_f32);
-kernels!(microkernel_f16, dots_f16, f16, load_f16);
-kernels!(microkernel_bf16, dots_bf16, bf16, load_bf16);
-kernels!(microkernel_i8, dots_i8, i8, load_i8);
+kernels!(microkernel_f32, dots_f32, sweep_f32, f32, load_f32);
+kernels!(microkernel_f16, dots_f16, sweep_f16, f16, load_f16);
+kernels!(microkernel_bf16, dots_bf16, sweep_bf16, bf16, load_bf16);
+kernels!(microkernel_i8, dots_i8, sweep_i8, i8, load_i8);
 
 super::entry::weight_entry_points!("NEON");

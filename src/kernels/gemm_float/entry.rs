@@ -78,6 +78,50 @@ macro_rules! weight_entry_points {
             }
         }
 
+        /// Rows of B per call of `sweep_*` in [`sweep`].
+        const SWEEP_ROWS: usize = 4;
+
+        /// `y = a B` for a single row `a` (`k`) and B `k x n` (rows `ldb` apart), B swept whole
+        /// rows at a time so that it streams from memory in order; `y` (`n`) is overwritten.
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU has ", $cpu, "; `a` holds `k`, `b` `(k - 1) * ldb + n` (when `k > 0`), `y` `n`.")]
+        pub(crate) unsafe fn sweep<W: WeightElement>(
+            k: usize,
+            n: usize,
+            a: &[f32],
+            b: &[W],
+            ldb: usize,
+            y: &mut [f32],
+        ) {
+            /// Sweeps `$b` (of the concrete weight type) with `$sweep`.
+            macro_rules! sweep_with {
+                ($sweep:ident, $b:expr) => {{
+                    let b = $b;
+                    let mut p = 0;
+                    while p + SWEEP_ROWS <= k {
+                        let rows: [f32; SWEEP_ROWS] = core::array::from_fn(|r| a[p + r]);
+                        // SAFETY: rows p .. p + SWEEP_ROWS of B hold n weights each, ldb apart
+                        // (the caller's contract), and y holds n.
+                        unsafe { $sweep::<SWEEP_ROWS>(&b[p * ldb..], ldb, n, rows, y) };
+                        p += SWEEP_ROWS;
+                    }
+                    while p < k {
+                        // SAFETY: as above, for one row.
+                        unsafe { $sweep::<1>(&b[p * ldb..], ldb, n, [a[p]], y) };
+                        p += 1;
+                    }
+                }};
+            }
+            y[..n].fill(0.0);
+            match W::KIND {
+                // SAFETY (each arm): the kind names W's concrete type.
+                WeightKind::F32 => sweep_with!(sweep_f32, unsafe { as_kind::<W, f32>(b) }),
+                WeightKind::F16 => sweep_with!(sweep_f16, unsafe { as_kind::<W, f16>(b) }),
+                WeightKind::Bf16 => sweep_with!(sweep_bf16, unsafe { as_kind::<W, bf16>(b) }),
+            }
+        }
+
         /// `y_i = scale_i * (W x)_i` for int8 weights.
         ///
         /// # Safety

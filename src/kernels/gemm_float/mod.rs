@@ -256,6 +256,28 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// `y = a B` for a single row `a` of A: B (`k x n`, rows `ldb` apart) read row after row, in
+    /// the order it lies in memory. Panics unless the buffers hold what it reads and writes (an
+    /// internal invariant).
+    fn sweep<W: WeightElement>(self, k: usize, n: usize, a: &[f32], b: &[W], ldb: usize, y: &mut [f32]) {
+        assert!(a.len() >= k && y.len() >= n && ldb >= n && (k == 0 || b.len() >= (k - 1) * ldb + n));
+        match self.tier {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a Kernel of this tier exists only after for_isa checked avx2, fma and f16c;
+            // the buffers hold what the sweep reads (asserted above).
+            Tier::Avx2 => unsafe { x86::sweep(k, n, a, b, ldb, y) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for the AVX-512 tier.
+            Tier::Avx512 => unsafe { x86_512::sweep(k, n, a, b, ldb, y) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: a Kernel of this tier exists only after for_isa checked NEON; buffers asserted.
+            Tier::Neon => unsafe { aarch64::sweep(k, n, a, b, ldb, y) },
+            Tier::Scalar => scalar::sweep(k, n, a, b, ldb, y),
+        }
+    }
+}
+
 impl std::fmt::Display for Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({} x {} tile)", self.name(), self.mr(), self.nr())
@@ -714,6 +736,12 @@ fn in_place_block<W: WeightElement>(
     a_pack: &mut [f32],
     tail: &mut [W],
 ) {
+    if m == 1 {
+        // One row of A: B swept whole rows at a time streams in memory order (a KU-row sweep
+        // across columns keeps KU short streams in flight and ran at half the bandwidth).
+        kernel.sweep(k, n, &a[..k], b, ldb, &mut c[..n]);
+        return;
+    }
     let (mr, nr) = (kernel.mr(), kernel.nr());
     let (ku, c_budget) = (KU_IN_PLACE, blocking::IN_PLACE_C_BYTES);
     let m_pad = m.div_ceil(mr) * mr;

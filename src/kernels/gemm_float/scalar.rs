@@ -69,6 +69,17 @@ pub(crate) fn microkernel<W: WeightElement>(tile: Tile, a: &[f32], b: &[W], c: &
     tile.store(&acc, c);
 }
 
+/// `y = a B` for a single row `a` (`k`) and B `k x n` (rows `ldb` apart), B read row after row;
+/// `y` (`n`) is overwritten.
+pub(crate) fn sweep<W: WeightElement>(k: usize, n: usize, a: &[f32], b: &[W], ldb: usize, y: &mut [f32]) {
+    y[..n].fill(0.0);
+    for (p, &ap) in a.iter().enumerate().take(k) {
+        for (v, w) in y[..n].iter_mut().zip(&b[p * ldb..p * ldb + n]) {
+            *v += ap * w.to_f32();
+        }
+    }
+}
+
 /// `y = W x`: `y_i = sum_j W_ij x_j`.
 pub fn gemv<W: WeightElement>(n: usize, k: usize, w: &[W], ldw: usize, x: &[f32], y: &mut [f32]) {
     for (i, yi) in y.iter_mut().enumerate().take(n) {

@@ -78,7 +78,7 @@ macro_rules! by_rows_8 {
 }
 
 macro_rules! kernels {
-    ($microkernel:ident, $dots:ident, $t:ty, $load:ident) => {
+    ($microkernel:ident, $dots:ident, $sweep:ident, $t:ty, $load:ident) => {
         /// One `mr x nr` tile of C (`mr <= MR`, `nr <= NR`) from an MR-row panel of packed A and
         /// `kc` rows of NR weights, `tile.b_stride` apart.
         ///
@@ -164,6 +164,41 @@ macro_rules! kernels {
                 _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])) + tail
             })
         }
+
+        /// `y[j] += sum_r a[r] * w[r * ldw + j]` for `j < n`: `R` rows of B swept whole, so B
+        /// streams from memory row after row (the product of a single row of A).
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F/BW/VL/DQ and FMA; `w` holds `(R - 1) * ldw + n` elements, `y` `n`.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+        #[allow(dead_code)]
+        unsafe fn $sweep<const R: usize>(w: &[$t], ldw: usize, n: usize, a: [f32; R], y: &mut [f32]) {
+            let rows: [*const $t; R] = core::array::from_fn(|r| w[r * ldw..].as_ptr());
+            let av: [__m512; R] = a.map(|v| _mm512_set1_ps(v));
+            let yp = y.as_mut_ptr();
+            let mut j = 0;
+            while j + 16 <= n {
+                for row in rows {
+                    // The next R rows, this far along: a prefetch never faults, and wrapping_add
+                    // keeps the address defined past B.
+                    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(R * ldw + j).cast());
+                }
+                // SAFETY: j + 16 <= n, so every row and y have 16 elements from j.
+                unsafe {
+                    let mut acc = _mm512_loadu_ps(yp.add(j));
+                    for (row, &ar) in rows.iter().zip(&av) {
+                        acc = _mm512_fmadd_ps(ar, $load(row.add(j)), acc);
+                    }
+                    _mm512_storeu_ps(yp.add(j), acc);
+                }
+                j += 16;
+            }
+            for t in j..n {
+                for (r, &ar) in a.iter().enumerate() {
+                    y[t] = ar.mul_add(w[r * ldw + t].value(), y[t]);
+                }
+            }
+        }
     };
 }
 
@@ -218,10 +253,10 @@ pub(super) unsafe fn pack_a_panel(a: &[f32], lda: usize, kc: usize, out: &mut [f
     }
 }
 
-kernels!(microkernel_f32, dots_f32, f32, load_f32);
-kernels!(microkernel_f16, dots_f16, f16, load_f16);
-kernels!(microkernel_bf16, dots_bf16, bf16, load_bf16);
+kernels!(microkernel_f32, dots_f32, sweep_f32, f32, load_f32);
+kernels!(microkernel_f16, dots_f16, sweep_f16, f16, load_f16);
+kernels!(microkernel_bf16, dots_bf16, sweep_bf16, bf16, load_bf16);
 
-kernels!(microkernel_i8, dots_i8, i8, load_i8);
+kernels!(microkernel_i8, dots_i8, sweep_i8, i8, load_i8);
 
 super::entry::weight_entry_points!("AVX-512 F/BW/VL/DQ, FMA and F16C");
