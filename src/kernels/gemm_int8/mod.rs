@@ -22,6 +22,7 @@ mod kernel;
 mod linear;
 pub mod pack;
 pub mod scalar;
+mod sparse24;
 mod stream;
 
 #[cfg(target_arch = "aarch64")]
