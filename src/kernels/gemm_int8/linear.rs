@@ -321,7 +321,10 @@ impl QuantLinear {
         // Symmetric weights on AVX-512: the kernel dequantizes its tiles in registers into y.
         let fused = narrow
             && self.zero_points.is_empty()
-            && packed.is_some_and(|packed| can_dequant(kernel, rows, packed));
+            && match (packed, sparse) {
+                (Some(packed), _) => can_dequant(kernel, rows, packed),
+                (None, _) => Sparse24::can_dequant(kernel),
+            };
         if scratch.q.len() < rows * k {
             scratch.q = try_vec(rows * k, 0u8)?;
         }
@@ -338,6 +341,10 @@ impl QuantLinear {
                     quantize_i8_scanned_on(isa, row, p.scale, 0, bytemuck::cast_slice_mut(out))?
                 }
             }
+        }
+        if let (true, Some(sparse)) = (fused, sparse) {
+            let dequant = Dequant { y, ldy: n, rows: params, w_scale: &self.scales, bias: &self.bias };
+            return sparse.product_dequant(kernel, q, mode == ActivationQuant::I8Symmetric, dequant);
         }
         if let (true, Some(packed)) = (fused, packed) {
             let dequant = Dequant { y, ldy: n, rows: params, w_scale: &self.scales, bias: &self.bias };

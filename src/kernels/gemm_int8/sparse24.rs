@@ -169,8 +169,43 @@ impl Sparse24 {
     pub(crate) fn product(&self, kernel: super::Kernel, q: &[u8], rows: usize, signed: bool, c: &mut [i32]) {
         match kernel.tier {
             #[cfg(target_arch = "x86_64")]
-            super::kernel::Tier::Avx512(token) => self.product_avx512(token, q, rows, signed, c),
+            super::kernel::Tier::Avx512(token) => self.product_avx512(token, q, rows, signed, Out::Acc(c)),
             _ => self.product_scalar(q, rows, signed, c),
+        }
+    }
+
+    /// Whether [`Sparse24::product_dequant`] runs on `kernel` (AVX-512).
+    pub(crate) fn can_dequant(kernel: super::Kernel) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return matches!(kernel.tier, super::kernel::Tier::Avx512(_));
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = kernel;
+            false
+        }
+    }
+
+    /// `y = dequant(q W^T)` on the AVX-512 2:4 kernel, the dequantization in registers
+    /// (`Dequant`'s formula, the same bits as the scalar epilogue; exact while the depth is at
+    /// most the caller's i32 bound), for a `kernel` [`Sparse24::can_dequant`] accepts; elsewhere
+    /// an error and nothing written.
+    pub(crate) fn product_dequant(
+        &self,
+        kernel: super::Kernel,
+        q: &[u8],
+        signed: bool,
+        dequant: super::Dequant<'_>,
+    ) -> Result<()> {
+        match kernel.tier {
+            #[cfg(target_arch = "x86_64")]
+            super::kernel::Tier::Avx512(token) => {
+                self.product_avx512(token, q, dequant.rows.len(), signed, Out::Dequant(dequant));
+                Ok(())
+            }
+            _ => {
+                let _ = (q, signed, dequant);
+                Err(Error::invalid("kernel", kernel.name(), "does not dequantize a 2:4 product"))
+            }
         }
     }
 
@@ -192,45 +227,63 @@ impl Sparse24 {
         }
     }
 
-    /// [`Sparse24::product_scalar`] on the AVX-512 kernel.
+    /// The AVX-512 2:4 product into i32 `c` or dequantized into `y`.
     #[cfg(target_arch = "x86_64")]
-    pub(crate) fn product_avx512(
+    fn product_avx512(
         &self,
         token: super::x86_512::Avx512,
         q: &[u8],
         rows: usize,
         signed: bool,
-        c: &mut [i32],
+        out: Out<'_>,
     ) {
         let _ = token;
         let (n, k) = (self.n, self.k);
-        assert!(q.len() >= rows * k && c.len() >= rows * n, "checked by the caller");
+        assert!(q.len() >= rows * k, "checked by the caller");
+        let (base, ldc, fuse): (*mut u32, usize, _) = match out {
+            Out::Acc(c) => {
+                assert!(c.len() >= rows * n, "checked by the caller");
+                (c.as_mut_ptr().cast(), n, None)
+            }
+            Out::Dequant(d) => {
+                let fits = d.rows.len() == rows
+                    && d.w_scale.len() >= n
+                    && d.bias.len() >= n
+                    && (rows == 0 || d.ldy >= n && d.y.len() >= (rows - 1) * d.ldy + n);
+                assert!(fits, "checked by the caller");
+                (d.y.as_mut_ptr().cast(), d.ldy, Some((d.rows, d.w_scale, d.bias)))
+            }
+        };
         let blocks = k / BLOCK;
         let panels = n.div_ceil(PANEL);
-        let start: Vec<i32> = match signed {
-            true => self.col_sums.iter().map(|&s| s.wrapping_mul(-128)).collect(),
-            false => vec![0; n],
-        };
         let mut p = 0;
         while p < panels {
             let two = p + 2 <= panels;
             let mut t = 0;
             while t < rows {
                 let tokens = (rows - t).min(TOKENS);
+                let (o, at) = (p * PANEL, t * ldc + p * PANEL);
+                let fused = fuse.map(|(quant, w_scale, bias)| Fused {
+                    rows: quant[t..].as_ptr(),
+                    w_scale: w_scale[o..].as_ptr(),
+                    bias: bias[o..].as_ptr(),
+                });
                 let args = Args {
                     blocks,
                     lines: self.lines[2 * p * blocks..].as_ptr(),
                     panel_stride: 2 * blocks,
                     x: q[t * k..].as_ptr(),
                     ldx: k,
-                    start: start[p * PANEL..].as_ptr(),
-                    c: c[t * n + p * PANEL..].as_mut_ptr(),
-                    ldc: n,
-                    cols: n - p * PANEL,
+                    col_sums: self.col_sums[o..].as_ptr(),
+                    out: base.wrapping_add(at),
+                    ldc,
+                    cols: n - o,
+                    fused,
                 };
                 // SAFETY: the token proves AVX-512 F/BW/VNNI; the panels' lines, `tokens` rows of
-                // q from row t, `tokens` rows of c from (t, 16 p) and the start values from 16 p
-                // lie inside the buffers (stores masked to the `cols` columns left).
+                // q from row t, `tokens` rows of c (or y) from (t, 16 p) and the column sums,
+                // scales, biases from 16 p lie inside the buffers checked above (stores and the
+                // column loads masked to the `cols` columns left).
                 unsafe { dispatch(two, tokens, signed, &args) };
                 t += tokens;
             }
@@ -239,9 +292,28 @@ impl Sparse24 {
     }
 }
 
+/// Where the AVX-512 product goes.
+#[cfg(target_arch = "x86_64")]
+enum Out<'a> {
+    /// i32 products, `rows x n`, row-major.
+    Acc(&'a mut [i32]),
+    /// Dequantized into `y` as `Dequant` says.
+    Dequant(super::Dequant<'a>),
+}
+
 /// Tokens per register tile of the AVX-512 kernel.
 #[cfg(target_arch = "x86_64")]
 const TOKENS: usize = 6;
+
+/// The per-row and per-column operands of the fused dequantization, from the tile's first
+/// row and column.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Fused {
+    rows: *const super::RowQuant,
+    w_scale: *const f32,
+    bias: *const f32,
+}
 
 /// The AVX-512 tile's operands.
 #[cfg(target_arch = "x86_64")]
@@ -251,10 +323,12 @@ struct Args {
     panel_stride: usize,
     x: *const u8,
     ldx: usize,
-    start: *const i32,
-    c: *mut i32,
+    col_sums: *const i32,
+    /// i32 C, or f32 y with `fused`.
+    out: *mut u32,
     ldc: usize,
     cols: usize,
+    fused: Option<Fused>,
 }
 
 /// Runs the tile for 1 or 2 panels, `tokens` tokens (1 to [`TOKENS`]), u8 or i8 activations.
@@ -287,14 +361,15 @@ unsafe fn dispatch(two: bool, tokens: usize, signed: bool, a: &Args) {
     }
 }
 
-/// `T` tokens x `16 P` outputs: `c = start + x W^T` over every block, the panels' lines in
-/// registers per chunk (see the module notes). With `S`, x is i8 and flipped to u8 (`start` holds
-/// `-128 col_sums`). Columns from `cols` on are neither read from `start` nor stored.
+/// `T` tokens x `16 P` outputs: `x W^T` over every block, the panels' lines in registers per
+/// chunk (see the module notes), stored as i32 or, with `fused`, dequantized into f32 y. With `S`,
+/// x is i8 and flipped to u8, the accumulators starting from `-128 col_sums`. Columns from `cols`
+/// on are neither read nor stored.
 ///
 /// # Safety
 /// AVX-512 F/BW/VNNI available; `lines + p panel_stride` holds `2 blocks` lines for `p < P`;
-/// `x + t ldx` holds `8 blocks` bytes for `t < T`; `c + t ldc` holds `min(cols, 16 P)` i32 for
-/// `t < T`, and `start` as many.
+/// `x + t ldx` holds `8 blocks` bytes for `t < T`; `out + t ldc` holds `min(cols, 16 P)` values
+/// for `t < T`, and `col_sums` (and `fused`'s column pointers) as many; `fused.rows` holds `T`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn tile<const P: usize, const T: usize, const S: bool>(a: &Args) {
@@ -304,9 +379,15 @@ unsafe fn tile<const P: usize, const T: usize, const S: bool>(a: &Args) {
         ((1u32 << live) - 1) as __mmask16
     };
     let flip = _mm512_set1_epi8(i8::MIN);
-    let start: [__m512i; P] =
-        // SAFETY: the masked lanes lie inside `start` (the caller's contract); masked-off ones are not read.
-        core::array::from_fn(|p| unsafe { _mm512_maskz_loadu_epi32(mask(p), a.start.add(PANEL * p)) });
+    // SAFETY (every masked load of a column operand): the unmasked lanes lie inside it (the
+    // caller's contract); masked-off ones are not read.
+    let col_sums: [__m512i; P] =
+        core::array::from_fn(|p| unsafe { _mm512_maskz_loadu_epi32(mask(p), a.col_sums.add(PANEL * p)) });
+    // i8 activations flipped to u8 add 128 col_sums: start from minus that (wrapping).
+    let start = match S {
+        true => col_sums.map(|s| _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32::<7>(s))),
+        false => [_mm512_setzero_si512(); P],
+    };
     let mut acc = [start; T];
     let line = |p: usize, i: usize| -> __m512i {
         // SAFETY: i < 2 blocks lines of panel p < P (the callers below), 64-byte aligned.
@@ -344,10 +425,34 @@ unsafe fn tile<const P: usize, const T: usize, const S: bool>(a: &Args) {
             }
         }
     }
-    for (t, acc) in acc.iter().enumerate() {
-        for (p, &v) in acc.iter().enumerate() {
-            // SAFETY: the unmasked lanes lie inside c's row t (the caller's contract).
-            unsafe { _mm512_mask_storeu_epi32(a.c.add(t * a.ldc + PANEL * p), mask(p), v) };
+    let Some(f) = a.fused else {
+        for (t, acc) in acc.iter().enumerate() {
+            for (p, &v) in acc.iter().enumerate() {
+                // SAFETY: the unmasked lanes lie inside c's row t (the caller's contract).
+                unsafe { _mm512_mask_storeu_epi32(a.out.add(t * a.ldc + PANEL * p).cast(), mask(p), v) };
+            }
+        }
+        return;
+    };
+    // As x86_512's fused kernel and the scalar epilogue: (acc - zero col_sums) as f32 times
+    // (row scale x weight scale), plus bias, unfused.
+    for p in 0..P {
+        // SAFETY: as the column sums above.
+        let (w_scale, bias) = unsafe {
+            (
+                _mm512_maskz_loadu_ps(mask(p), f.w_scale.add(PANEL * p)),
+                _mm512_maskz_loadu_ps(mask(p), f.bias.add(PANEL * p)),
+            )
+        };
+        for (t, acc) in acc.iter().enumerate() {
+            // SAFETY: `rows` holds T (the caller's contract).
+            let quant = unsafe { *f.rows.add(t) };
+            let shift = _mm512_mullo_epi32(_mm512_set1_epi32(quant.zero), col_sums[p]);
+            let centred = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[p], shift));
+            let scale = _mm512_mul_ps(_mm512_set1_ps(quant.scale), w_scale);
+            let v = _mm512_add_ps(_mm512_mul_ps(centred, scale), bias);
+            // SAFETY: the unmasked lanes lie inside y's row t (the caller's contract).
+            unsafe { _mm512_mask_storeu_ps(a.out.add(t * a.ldc + PANEL * p).cast(), mask(p), v) };
         }
     }
 }
