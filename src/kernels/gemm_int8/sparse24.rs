@@ -53,7 +53,7 @@ pub(crate) struct Sparse24 {
 /// Fails unless every aligned group of four in every row of `w` (`rows x cols`, row-major) has
 /// at most two nonzero values (`is_zero`), naming the first row and group that does not.
 pub(crate) fn check_2_4<T>(w: &[T], rows: usize, cols: usize, is_zero: impl Fn(&T) -> bool) -> Result<()> {
-    if cols % BLOCK != 0 {
+    if !cols.is_multiple_of(BLOCK) {
         return Err(Error::invalid(
             "in_features",
             cols,
