@@ -244,3 +244,24 @@ proptest! {
         check_shape(&mut rng, batch, 8 * blocks, n);
     }
 }
+
+#[test]
+fn two_four_layer_split_across_threads_gives_the_dense_layers_y() {
+    // Above PARALLEL_MIN_MACS: chunks of rows on pools of 1, 2 and 3 threads, chunks ending
+    // mid-tile (301 rows), a partial last panel (n = 130).
+    let mut rng = Rng(41);
+    let (batch, k, n) = (301, 384, 130);
+    let q = two_four_ints(&mut rng, n, k, -127);
+    let scales: Vec<f32> = (0..n).map(|j| 2e-3 + j as f32 * 1e-5).collect();
+    let sparse = QuantLinear::from_int8_2_4(&q, n, k, &scales, None).unwrap();
+    let dense = QuantLinear::from_int8(&q, n, k, &scales, None, None).unwrap();
+    let x = activations(&mut rng, batch, k);
+    for threads in [1, 2, 3] {
+        #[cfg(feature = "parallel")]
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        #[cfg(feature = "parallel")]
+        pool.install(|| assert_same_y(&sparse, &dense, &x, batch, &format!("threads {threads}")));
+        #[cfg(not(feature = "parallel"))]
+        assert_same_y(&sparse, &dense, &x, batch, &format!("threads {threads}"));
+    }
+}
