@@ -21,7 +21,7 @@ use bert::{Encoder, Weights};
 use eval::{cosine, pairs, spearman};
 use greenai::energy::{EnergyMeter, EnergyTable};
 use greenai::flops::zoo::{transformer, TransformerConfig};
-use greenai::flops::{Compression, Precision};
+use greenai::flops::{Compression, Precision, Sparsity};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -170,7 +170,11 @@ fn modelled_joules(config: &bert::Config, variant: &str) -> Result<f64, String> 
         _ => (Precision::F32, Precision::F32),
     };
     let mut comp = Compression::dense(weights);
-    comp.activations = activations; // sparse24_int8 runs dense int8: modelled as what runs
+    comp.activations = activations;
+    if variant == "sparse24_int8" {
+        // What runs: the int8 2:4 kernel, two of every four weights (with their positions).
+        comp = comp.with_sparsity(Sparsity::NM { n: 2, m: 4 });
+    }
     let report = model.report(&comp).map_err(|e| e.to_string())?;
     Ok(EnergyTable::default().energy(&report.total, weights, activations).total_j())
 }

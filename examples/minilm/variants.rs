@@ -1,10 +1,11 @@
 //! The example's variants, each built from the f32 model by greenai's own APIs: the weight formats
 //! (f32, f16, bf16, int8), SmoothQuant int8, int4 group-128 by round-to-nearest, HQQ and GPTQ, Wanda
-//! 2:4 + int8, and low-rank where the break-even rule says it pays. The calibrated ones read
+//! 2:4 + int8 (on the int8 2:4 kernel), and low-rank where the break-even rule says it pays. The calibrated ones read
 //! statistics of the f32 model's own linear-layer inputs on `calibration.txt` (sentences that are not
 //! the judged pairs').
 
 use crate::bert::{Config, Encoder, Format, Int4Linear, Linear, LinearSpec, Proj, Result, Site, Weights};
+use greenai::kernels::gemm_int8::QuantLinear;
 use greenai::lowrank::{factorize, RankChoice};
 use greenai::prune::{n_m, ActivationNormObserver};
 use greenai::quant::smoothquant::{channel_absmax, smooth_weight, smoothquant_scales};
@@ -154,7 +155,9 @@ pub fn build(
                 .map(|(i, w)| (f64::from(w.abs()) * norms[i % s.inp]) as f32)
                 .collect();
             let mask = lib(n_m(&scores, &[s.out, s.inp], 2, 4, false))?;
-            Linear::new(Format::Int8, s.out, s.inp, &lib(mask.apply(s.weight))?, s.bias)
+            // Kept in the 2:4 form and run on the int8 2:4 kernel (the same integers as dense int8).
+            let w = lib(mask.apply(s.weight))?;
+            Ok(Linear::Int8(lib(QuantLinear::from_float_2_4(&w, s.out, s.inp, Some(s.bias), false))?))
         }),
         "lowrank" => Encoder::load_with(config, weights, &mut |s: &LinearSpec| {
             if s.proj == Proj::Qkv {

@@ -1,6 +1,8 @@
 //! The quantized linear layer: `y = x W^T + b` with W int8 per output channel, x quantized per row.
 
 use super::blocking::{MC, MR, PARALLEL_MIN_MACS};
+use super::kernel::Tier;
+use super::sparse24::{check_2_4, Sparse24};
 use super::{
     can_dequant, check_matrix, gemm_packed_dequant, gemm_packed_with, Dequant, Kernel, PackedI8, RowQuant,
     Update,
@@ -25,14 +27,23 @@ pub enum ActivationQuant {
 }
 
 /// A linear layer with int8 weights per output channel (scale and zero point per row of W),
-/// prepacked for the GEMM.
+/// prepacked for the GEMM, dense or 2:4 sparse ([`QuantLinear::from_float_2_4`]).
 #[derive(Clone, Debug)]
 pub struct QuantLinear {
-    packed: PackedI8,
+    weights: Weights,
     scales: Vec<f32>,
     /// Per output channel; empty when every zero point is 0 (symmetric weights).
     zero_points: Vec<i32>,
     bias: Vec<f32>,
+}
+
+/// How a [`QuantLinear`] holds its integers.
+#[derive(Clone, Debug)]
+enum Weights {
+    /// Every weight, packed for the dense GEMM.
+    Dense(PackedI8),
+    /// Two of every four along a row, for the 2:4 kernel (see `sparse24`).
+    TwoFour(Sparse24),
 }
 
 /// `max |x| / limit`, or 1 when that is zero or subnormal (as ONNX Runtime; zeros stay exact).
@@ -64,17 +75,60 @@ impl QuantLinear {
         bias: Option<&[f32]>,
         reduce_range: bool,
     ) -> Result<Self> {
-        check_matrix("w", w.len(), out_features, in_features, in_features)?;
-        check_finite("w", &w[..out_features * in_features])?;
-        let limit = if reduce_range { 63.0 } else { 127.0 };
-        let mut q = try_vec(out_features * in_features, 0i8)?;
-        let mut scales = try_vec(out_features, 0f32)?;
-        for (o, scale) in scales.iter_mut().enumerate() {
-            let row = &w[o * in_features..(o + 1) * in_features];
-            *scale = symmetric_scale(row, limit);
-            scalar::quantize_i8(row, *scale, 0, &mut q[o * in_features..(o + 1) * in_features]);
-        }
+        let (q, scales) = quantize_weights(w, out_features, in_features, reduce_range)?;
         Self::from_int8(&q, out_features, in_features, &scales, None, bias)
+    }
+
+    /// [`QuantLinear::from_float`] for weights that are 2:4 along the inputs (in every aligned
+    /// group of four inputs of a row at most two nonzero values), kept in the 2:4 form and run on
+    /// the 2:4 kernel: the same scales and integers as `from_float`, and the same `y` bit for bit.
+    /// `in_features` must be a multiple of 8 (pad W with zero columns and x with zeros); a weight
+    /// that is not 2:4 is refused with its row and group, as is a non-finite one.
+    pub fn from_float_2_4(
+        w: &[f32],
+        out_features: usize,
+        in_features: usize,
+        bias: Option<&[f32]>,
+        reduce_range: bool,
+    ) -> Result<Self> {
+        check_matrix("w", w.len(), out_features, in_features, in_features)?;
+        let w = &w[..out_features * in_features];
+        check_finite("w", w)?;
+        check_2_4(w, out_features, in_features, |&v| v == 0.0)?;
+        let (q, scales) = quantize_weights(w, out_features, in_features, reduce_range)?;
+        Self::from_int8_2_4(&q, out_features, in_features, &scales, bias)
+    }
+
+    /// [`QuantLinear::from_int8`] (symmetric: zero points 0) for 2:4 integers, kept in the 2:4
+    /// form as [`QuantLinear::from_float_2_4`] does, with its checks.
+    pub fn from_int8_2_4(
+        w: &[i8],
+        out_features: usize,
+        in_features: usize,
+        scales: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Self> {
+        check_matrix("w", w.len(), out_features, in_features, in_features)?;
+        let w = &w[..out_features * in_features];
+        let scales = check_scales(scales, out_features)?;
+        let bias = bias_or_zeros(bias, out_features)?;
+        check_2_4(w, out_features, in_features, |&v| v == 0)?;
+        let sparse = Sparse24::pack(w, out_features, in_features)?;
+        Ok(QuantLinear { weights: Weights::TwoFour(sparse), scales, zero_points: Vec::new(), bias })
+    }
+
+    /// Whether the layer holds 2:4 weights and runs the 2:4 kernel.
+    pub fn is_2_4(&self) -> bool {
+        matches!(self.weights, Weights::TwoFour(_))
+    }
+
+    /// Bytes of the weights as held for the kernel (packing padding included; a 2:4 layer's
+    /// positions are one byte per kept value), without scales, zero points and bias.
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weights {
+            Weights::Dense(p) => p.held_bytes(),
+            Weights::TwoFour(s) => s.held_bytes(),
+        }
     }
 
     /// Wraps already quantized weights W (`out_features x in_features` i8, row-major) with one
@@ -88,15 +142,7 @@ impl QuantLinear {
         zero_points: Option<&[i32]>,
         bias: Option<&[f32]>,
     ) -> Result<Self> {
-        check_len("scales", scales.len(), out_features)?;
-        let scales = &scales[..out_features];
-        if let Some((o, &s)) = scales.iter().enumerate().find(|(_, s)| !(s.is_finite() && **s > 0.0)) {
-            return Err(Error::invalid(
-                "scales",
-                s,
-                format!("scale of channel {o} must be positive and finite"),
-            ));
-        }
+        let scales = check_scales(scales, out_features)?;
         let zero_points = match zero_points {
             Some(z) => {
                 check_len("zero_points", z.len(), out_features)?;
@@ -116,16 +162,9 @@ impl QuantLinear {
             }
             None => Vec::new(),
         };
-        let bias = match bias {
-            Some(b) => {
-                check_len("bias", b.len(), out_features)?;
-                check_finite("bias", &b[..out_features])?;
-                b[..out_features].to_vec()
-            }
-            None => try_vec(out_features, 0f32)?,
-        };
+        let bias = bias_or_zeros(bias, out_features)?;
         let packed = PackedI8::pack_transposed(out_features, in_features, w, in_features)?;
-        Ok(QuantLinear { packed, scales: scales.to_vec(), zero_points, bias })
+        Ok(QuantLinear { weights: Weights::Dense(packed), scales, zero_points, bias })
     }
 
     /// Renamed with the C argument order: weights first, then their dimensions.
@@ -165,12 +204,18 @@ impl QuantLinear {
 
     /// Input features (columns of x).
     pub fn in_features(&self) -> usize {
-        self.packed.k()
+        match &self.weights {
+            Weights::Dense(p) => p.k(),
+            Weights::TwoFour(s) => s.k(),
+        }
     }
 
     /// Output features (columns of y).
     pub fn out_features(&self) -> usize {
-        self.packed.n()
+        match &self.weights {
+            Weights::Dense(p) => p.n(),
+            Weights::TwoFour(s) => s.n(),
+        }
     }
 
     /// `y = x W^T + b` for `batch` rows of x (`batch x in_features`), y `batch x out_features`.
@@ -190,7 +235,9 @@ impl QuantLinear {
         y: &mut [f32],
     ) -> Result<()> {
         let kernel = Kernel::new(isa)?;
-        kernel.check_reads(&self.packed)?;
+        if let Weights::Dense(packed) = &self.weights {
+            kernel.check_reads(packed)?;
+        }
         let (k, n) = (self.in_features(), self.out_features());
         check_matrix("x", x.len(), batch, k, k)?;
         check_matrix("y", y.len(), batch, n, n)?;
@@ -264,8 +311,20 @@ impl QuantLinear {
         // Each |sum_k (x_q - zx)(w_q - zw)| is at most 255 * 256 * k: below I32_EXACT_DEPTH it and
         // every partial term fit i32, so wrapping i32 arithmetic gives it exactly (vectorised).
         let narrow = k <= I32_EXACT_DEPTH;
+        // 2:4 weights run the 2:4 kernel on AVX-512 and the scalar tier, elsewhere the dense
+        // kernel on the weights decompressed (the same integers).
+        let (packed, sparse) = match &self.weights {
+            Weights::Dense(packed) => (Some(packed), None),
+            Weights::TwoFour(sparse) if runs_2_4(kernel) => (None, Some(sparse)),
+            Weights::TwoFour(sparse) => (Some(sparse.dense()?), None),
+        };
         // Symmetric weights on AVX-512: the kernel dequantizes its tiles in registers into y.
-        let fused = narrow && self.zero_points.is_empty() && can_dequant(kernel, rows, &self.packed);
+        let fused = narrow
+            && self.zero_points.is_empty()
+            && match (packed, sparse) {
+                (Some(packed), _) => can_dequant(kernel, rows, packed),
+                (None, _) => Sparse24::can_dequant(kernel),
+            };
         if scratch.q.len() < rows * k {
             scratch.q = try_vec(rows * k, 0u8)?;
         }
@@ -283,28 +342,38 @@ impl QuantLinear {
                 }
             }
         }
-        if fused {
+        if let (true, Some(sparse)) = (fused, sparse) {
+            let dequant = Dequant { y, ldy: n, rows: params, w_scale: &self.scales, bias: &self.bias };
+            return sparse.product_dequant(kernel, q, mode == ActivationQuant::I8Symmetric, dequant);
+        }
+        if let (true, Some(packed)) = (fused, packed) {
             let dequant = Dequant { y, ldy: n, rows: params, w_scale: &self.scales, bias: &self.bias };
             return match mode {
-                ActivationQuant::U8Affine => gemm_packed_dequant(kernel, rows, &*q, k, &self.packed, dequant),
+                ActivationQuant::U8Affine => gemm_packed_dequant(kernel, rows, &*q, k, packed, dequant),
                 ActivationQuant::I8Symmetric => {
                     let q: &[i8] = bytemuck::cast_slice(q);
-                    gemm_packed_dequant(kernel, rows, q, k, &self.packed, dequant)
+                    gemm_packed_dequant(kernel, rows, q, k, packed, dequant)
                 }
             };
         }
         let acc = &mut scratch.acc[..rows * n];
-        match mode {
-            ActivationQuant::U8Affine => {
-                gemm_packed_with(kernel, rows, &*q, k, &self.packed, acc, n, Update::Overwrite, false)?
-            }
-            ActivationQuant::I8Symmetric => {
+        let signed = mode == ActivationQuant::I8Symmetric;
+        match (packed, sparse) {
+            (_, Some(sparse)) => sparse.product(kernel, q, rows, signed, acc),
+            (Some(packed), None) if signed => {
                 let q: &[i8] = bytemuck::cast_slice(q);
-                gemm_packed_with(kernel, rows, q, k, &self.packed, acc, n, Update::Overwrite, false)?
+                gemm_packed_with(kernel, rows, q, k, packed, acc, n, Update::Overwrite, false)?
             }
+            (Some(packed), None) => {
+                gemm_packed_with(kernel, rows, &*q, k, packed, acc, n, Update::Overwrite, false)?
+            }
+            (None, None) => return Err(Error::invalid("QuantLinear", "weights", "no kernel runs them")),
         }
         let q = &scratch.q[..rows * k];
-        let sums = self.packed.col_sums();
+        let sums = match &self.weights {
+            Weights::Dense(packed) => packed.col_sums(),
+            Weights::TwoFour(sparse) => sparse.col_sums(),
+        };
         for (i, ((y, acc), p)) in y.chunks_exact_mut(n).zip(acc.chunks_exact(n)).zip(params).enumerate() {
             let (zx, rs) = (p.zero, p.scale);
             let q_row = &q[i * k..(i + 1) * k];
@@ -342,6 +411,60 @@ impl QuantLinear {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `kernel` runs 2:4 weights on the 2:4 kernel (else on the dense one, decompressed).
+fn runs_2_4(kernel: Kernel) -> bool {
+    match kernel.tier {
+        Tier::Scalar => true,
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512(_) => true,
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}
+
+/// W quantized per output channel, symmetric (see [`QuantLinear::from_float`]): the integers
+/// (`out x in`) and the scales.
+fn quantize_weights(
+    w: &[f32],
+    out_features: usize,
+    in_features: usize,
+    reduce_range: bool,
+) -> Result<(Vec<i8>, Vec<f32>)> {
+    check_matrix("w", w.len(), out_features, in_features, in_features)?;
+    check_finite("w", &w[..out_features * in_features])?;
+    let limit = if reduce_range { 63.0 } else { 127.0 };
+    let mut q = try_vec(out_features * in_features, 0i8)?;
+    let mut scales = try_vec(out_features, 0f32)?;
+    for (o, scale) in scales.iter_mut().enumerate() {
+        let row = &w[o * in_features..(o + 1) * in_features];
+        *scale = symmetric_scale(row, limit);
+        scalar::quantize_i8(row, *scale, 0, &mut q[o * in_features..(o + 1) * in_features]);
+    }
+    Ok((q, scales))
+}
+
+/// The first `out_features` scales, each positive and finite.
+fn check_scales(scales: &[f32], out_features: usize) -> Result<Vec<f32>> {
+    check_len("scales", scales.len(), out_features)?;
+    let scales = &scales[..out_features];
+    if let Some((o, &s)) = scales.iter().enumerate().find(|(_, s)| !(s.is_finite() && **s > 0.0)) {
+        return Err(Error::invalid("scales", s, format!("scale of channel {o} must be positive and finite")));
+    }
+    Ok(scales.to_vec())
+}
+
+/// The first `out_features` biases, finite, or zeros.
+fn bias_or_zeros(bias: Option<&[f32]>, out_features: usize) -> Result<Vec<f32>> {
+    match bias {
+        Some(b) => {
+            check_len("bias", b.len(), out_features)?;
+            check_finite("bias", &b[..out_features])?;
+            Ok(b[..out_features].to_vec())
+        }
+        None => try_vec(out_features, 0f32),
     }
 }
 

@@ -15,13 +15,15 @@
 //!
 //! The pieces: [`Kernel`] (per tier: tile, layouts, properties), [`blocking`] (tile and cache
 //! sizes), [`pack`] (B panels, A panels), the microkernels ([`scalar`], `x86`, `aarch64`), the
-//! streaming small-m driver (`stream`), and the packed driver here (cache blocking, threads).
+//! streaming small-m driver (`stream`), the packed driver here (cache blocking, threads), and
+//! `sparse24` (2:4 weights for [`QuantLinear::from_float_2_4`] and their AVX-512 kernel).
 
 pub mod blocking;
 mod kernel;
 mod linear;
 pub mod pack;
 pub mod scalar;
+mod sparse24;
 mod stream;
 
 #[cfg(target_arch = "aarch64")]
