@@ -37,7 +37,7 @@ pub struct PackedInt4 {
     /// Blocked: `[block][group][16]` (rows past the end 0); else `[row][group]`.
     pub(crate) scales: Vec<f32>,
     /// `8 + zero`, laid out as `scales`.
-    pub(crate) zoff: Vec<i32>,
+    pub(crate) zoff: Vec<i8>,
 }
 
 impl PackedInt4 {
@@ -50,14 +50,14 @@ impl PackedInt4 {
         let prows = if blocked { blocks * BLOCK } else { rows };
         let mut data = try_vec(checked_product("int4 packed", &[prows, cols])? / 2, 0u8)?;
         let params = checked_product("int4 scales", &[prows, groups])?;
-        let (mut scales, mut zoff) = (try_vec(params, 0.0f32)?, try_vec(params, 8i32)?);
+        let (mut scales, mut zoff) = (try_vec(params, 0.0f32)?, try_vec(params, 8i8)?);
         let row_bytes = cols / 2;
         for r in 0..rows {
             let src = &w.packed[r * row_bytes..(r + 1) * row_bytes];
             for g in 0..groups {
                 let i = param_index(blocked, groups, r, g);
                 scales[i] = w.scales[r * groups + g];
-                zoff[i] = 8 + w.zero_points.map_or(0, |z| i32::from(z[r * groups + g]));
+                zoff[i] = 8 + w.zero_points.map_or(0, |z| z[r * groups + g]);
             }
             if !blocked {
                 for (d, &s) in data[r * row_bytes..(r + 1) * row_bytes].iter_mut().zip(src) {
@@ -96,7 +96,7 @@ impl PackedInt4 {
 
     /// Bytes held (nibbles, scales and zero points, padding included).
     pub fn bytes(&self) -> usize {
-        self.data.len() + 4 * self.scales.len() + 4 * self.zoff.len()
+        self.data.len() + 4 * self.scales.len() + self.zoff.len()
     }
 
     /// The signed value of weight `(r, c)`.
@@ -161,7 +161,7 @@ fn out_scalar(p: &PackedInt4, act: &RowActivations, t: usize, r: usize) -> f32 {
         let (start, end) = (g * group, ((g + 1) * group).min(cols));
         let mut isum: i32 = (start..end).map(|c| p.q(r, c) * i32::from(aq[c])).sum();
         let i = param_index(p.blocked, groups, r, g);
-        isum -= (p.zoff[i] - 8) * act.sum[t * groups + g];
+        isum -= (i32::from(p.zoff[i]) - 8) * act.sum[t * groups + g];
         y += p.scales[i] * act.scale[t * groups + g] * isum as f32;
     }
     y

@@ -54,7 +54,7 @@ unsafe fn tile_avx512<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: 
         }
         let pi = (b * groups + g) * BLOCK;
         let (sw, zo) = unsafe {
-            (_mm512_loadu_ps(p.scales.as_ptr().add(pi)), _mm512_loadu_si512(p.zoff.as_ptr().add(pi).cast()))
+            (_mm512_loadu_ps(p.scales.as_ptr().add(pi)), _mm512_cvtepi8_epi32(_mm_loadu_si128(p.zoff.as_ptr().add(pi).cast())))
         };
         for (t, (s, acc)) in isum.iter().zip(&mut acc).enumerate() {
             let ai = (t0 + t) * groups + g;
@@ -148,7 +148,7 @@ unsafe fn tile_avx2<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: *m
             let (sw, zo) = unsafe {
                 (
                     _mm256_loadu_ps(p.scales.as_ptr().add(pi + 8 * h)),
-                    _mm256_loadu_si256(p.zoff.as_ptr().add(pi + 8 * h).cast()),
+                    _mm256_cvtepi8_epi32(_mm_loadl_epi64(p.zoff.as_ptr().add(pi + 8 * h).cast())),
                 )
             };
             for (t, (s, acc)) in isum.iter().zip(&mut acc).enumerate() {
