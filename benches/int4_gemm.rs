@@ -35,7 +35,14 @@ fn shape(c: &mut Criterion<CpuTime>, m: usize, out: usize, inp: usize) {
     let packed: Vec<u8> = (0..out * inp / 2).map(|_| rng.next() as u8).collect();
     let scales: Vec<f32> = (0..out * groups).map(|_| rng.uniform().abs() * 0.01 + 1e-3).collect();
     let zeros: Vec<i8> = (0..out * groups).map(|_| (rng.next() % 16) as i8 - 8).collect();
-    let w4 = Int4Weights { rows: out, cols: inp, group: GROUP, packed: &packed, scales: &scales, zero_points: Some(&zeros) };
+    let w4 = Int4Weights {
+        rows: out,
+        cols: inp,
+        group: GROUP,
+        packed: &packed,
+        scales: &scales,
+        zero_points: Some(&zeros),
+    };
     let p4 = PackedInt4::new(&w4).expect("int4 weights");
     let wf: Vec<f32> = (0..out * inp).map(|_| rng.uniform() * 0.1).collect();
     let q8 = QuantLinear::from_float(&wf, out, inp, None, false).expect("int8 layer");

@@ -209,21 +209,24 @@ pub fn gemm_w4a8_packed_on(isa: Isa, p: &PackedInt4, x: &[f32], m: usize, y: &mu
         y.fill(0.0);
         return Ok(());
     }
-    let run = |t0: usize, ys: &mut [f32]| -> Result<()> {
-        let mt = ys.len() / rows;
+    // Tokens t0..t0 + mt, output rows r0.. (a multiple of 16) into runs of `ys` `ldy` apart.
+    let run = |t0: usize, mt: usize, r0: usize, ys: &mut [f32], ldy: usize| -> Result<()> {
         let act = RowActivations::quantize(&x[t0 * cols..(t0 + mt) * cols], mt, cols, p.group)?;
+        let width = if mt == 0 { 0 } else { (ys.len() - (mt - 1) * ldy).min(rows - r0) };
+        let blocks = r0 / BLOCK..(r0 + width).div_ceil(BLOCK);
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the tier passed ensure_available; `p` is blocked (its sizes are consistent by
-            // construction), `act` holds `mt` rows of `cols` and `ys` `mt` rows of `rows`.
-            Isa::Avx512 if p.blocked => unsafe { super::gemm_x86::gemm_avx512(p, &act, mt, ys) },
+            // construction), `act` holds `mt` rows of `cols`, `ys` `mt` runs of `width` outputs
+            // `ldy` apart, from row r0 (a multiple of 16) up to the end of `blocks` or `rows`.
+            Isa::Avx512 if p.blocked => unsafe { super::gemm_x86::gemm_avx512(p, &act, mt, ys, ldy, blocks) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            Isa::Avx2 if p.blocked => unsafe { super::gemm_x86::gemm_avx2(p, &act, mt, ys) },
+            Isa::Avx2 if p.blocked => unsafe { super::gemm_x86::gemm_avx2(p, &act, mt, ys, ldy, blocks) },
             _ => {
-                for (t, yr) in ys.chunks_exact_mut(rows).enumerate() {
-                    for (r, out) in yr.iter_mut().enumerate() {
-                        *out = out_scalar(p, &act, t, r);
+                for t in 0..mt {
+                    for (i, out) in ys[t * ldy..t * ldy + width].iter_mut().enumerate() {
+                        *out = out_scalar(p, &act, t, r0 + i);
                     }
                 }
             }
@@ -231,13 +234,24 @@ pub fn gemm_w4a8_packed_on(isa: Isa, p: &PackedInt4, x: &[f32], m: usize, y: &mu
         Ok(())
     };
     #[cfg(feature = "parallel")]
-    if m >= 2 && m.saturating_mul(rows).saturating_mul(cols) >= PARALLEL_MIN_MACS {
+    if m.saturating_mul(rows).saturating_mul(cols) >= PARALLEL_MIN_MACS {
         let threads = rayon::current_num_threads();
         if threads > 1 {
             use rayon::prelude::*;
+            if m == 1 {
+                // One token: blocks of output rows.
+                let chunk = rows.div_ceil(threads * 4).next_multiple_of(BLOCK);
+                return y
+                    .par_chunks_mut(chunk)
+                    .enumerate()
+                    .try_for_each(|(c, ys)| run(0, 1, c * chunk, ys, rows));
+            }
             let chunk = m.div_ceil(threads).next_multiple_of(8);
-            return y.par_chunks_mut(chunk * rows).enumerate().try_for_each(|(c, ys)| run(c * chunk, ys));
+            return y
+                .par_chunks_mut(chunk * rows)
+                .enumerate()
+                .try_for_each(|(c, ys)| run(c * chunk, ys.len() / rows, 0, ys, rows));
         }
     }
-    run(0, y)
+    run(0, m, 0, y, rows)
 }

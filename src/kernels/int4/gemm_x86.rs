@@ -6,6 +6,7 @@
 
 use super::gemm::{PackedInt4, RowActivations, BLOCK, STEP};
 use core::arch::x86_64::*;
+use core::ops::Range;
 
 /// Tokens per AVX-512 tile: 8 i32 and 8 f32 accumulators.
 const TOKENS_512: usize = 8;
@@ -18,14 +19,14 @@ struct Operands<'a> {
     act: &'a RowActivations,
 }
 
-/// `T` tokens from `t0` against block `b` (16 rows from `16 b`): writes `y[t][16 b ..]` for the
-/// rows that exist (`ldy` apart).
+/// `T` tokens from `t0` against block `b` (16 rows from `16 b`): writes `y[t * ldy ..]` for the
+/// rows that exist.
 ///
 /// # Safety
 /// The CPU has the AVX-512 tier's features; `p` is blocked, `t0 + T` tokens exist in `act`, `y`
-/// holds those tokens' rows of `p.rows` outputs.
+/// points at `T` runs (`ldy` apart) of as many outputs as block `b` has rows.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-unsafe fn tile_avx512<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: *mut f32) {
+unsafe fn tile_avx512<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: *mut f32, ldy: usize) {
     let (p, act) = (o.p, o.act);
     let (cols, group, groups) = (p.cols, p.group, p.groups);
     let low = _mm512_set1_epi8(0x0F);
@@ -45,7 +46,8 @@ unsafe fn tile_avx512<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: 
             let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
             for (t, s) in isum.iter_mut().enumerate() {
                 let a = unsafe { a0.add(t * cols + c) };
-                let (qa, qb) = unsafe { (a.cast::<i32>().read_unaligned(), a.add(4).cast::<i32>().read_unaligned()) };
+                let (qa, qb) =
+                    unsafe { (a.cast::<i32>().read_unaligned(), a.add(4).cast::<i32>().read_unaligned()) };
                 *s = _mm512_dpbusd_epi32(*s, lo, _mm512_set1_epi32(qa));
                 *s = _mm512_dpbusd_epi32(*s, hi, _mm512_set1_epi32(qb));
             }
@@ -54,7 +56,10 @@ unsafe fn tile_avx512<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: 
         }
         let pi = (b * groups + g) * BLOCK;
         let (sw, zo) = unsafe {
-            (_mm512_loadu_ps(p.scales.as_ptr().add(pi)), _mm512_cvtepi8_epi32(_mm_loadu_si128(p.zoff.as_ptr().add(pi).cast())))
+            (
+                _mm512_loadu_ps(p.scales.as_ptr().add(pi)),
+                _mm512_cvtepi8_epi32(_mm_loadu_si128(p.zoff.as_ptr().add(pi).cast())),
+            )
         };
         for (t, (s, acc)) in isum.iter().zip(&mut acc).enumerate() {
             let ai = (t0 + t) * groups + g;
@@ -66,38 +71,48 @@ unsafe fn tile_avx512<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: 
     let live = (p.rows - b * BLOCK).min(BLOCK);
     let mask: __mmask16 = if live == BLOCK { 0xFFFF } else { (1u16 << live) - 1 };
     for (t, acc) in acc.iter().enumerate() {
-        // SAFETY: token t's row holds `rows` outputs; the mask keeps the rows of this block.
-        unsafe { _mm512_mask_storeu_ps(y.add(t * p.rows + b * BLOCK), mask, *acc) };
+        // SAFETY: token t's run holds the block's live rows; the mask keeps those.
+        unsafe { _mm512_mask_storeu_ps(y.add(t * ldy), mask, *acc) };
     }
 }
 
-/// The whole GEMM on AVX-512: token tiles of 8, each against every block.
+/// The GEMM on AVX-512 for the rows of `blocks`: token tiles of 8, each against every block.
 ///
 /// # Safety
-/// The CPU has the AVX-512 tier's features; `p` is blocked, `act` holds `m` token rows and `y`
-/// `m * p.rows` values.
+/// The CPU has the AVX-512 tier's features; `p` is blocked, `blocks` within its blocks, `act` holds
+/// `m` token rows and `y` `m` runs `ldy` apart of the outputs of rows `16 blocks.start` up to
+/// `16 blocks.end` (or `p.rows`).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-pub(super) unsafe fn gemm_avx512(p: &PackedInt4, act: &RowActivations, m: usize, y: &mut [f32]) {
-    debug_assert!(p.blocked && y.len() >= m * p.rows && act.q.len() >= m * p.cols);
+pub(super) unsafe fn gemm_avx512(
+    p: &PackedInt4,
+    act: &RowActivations,
+    m: usize,
+    y: &mut [f32],
+    ldy: usize,
+    blocks: Range<usize>,
+) {
+    debug_assert!(
+        p.blocked && act.q.len() >= m * p.cols && blocks.end * BLOCK <= p.rows.next_multiple_of(BLOCK)
+    );
+    debug_assert!(m == 0 || y.len() >= (m - 1) * ldy + p.rows.min(blocks.end * BLOCK) - blocks.start * BLOCK);
     let o = Operands { p, act };
-    let blocks = p.rows.div_ceil(BLOCK);
     let mut t0 = 0;
     while t0 < m {
         let n = (m - t0).min(TOKENS_512);
-        // SAFETY: tokens t0..t0 + n exist; their y rows start at t0 * rows.
-        let yt = unsafe { y.as_mut_ptr().add(t0 * p.rows) };
-        for b in 0..blocks {
+        for b in blocks.clone() {
+            // SAFETY: token t0's run of block b lies in y (the contract).
+            let yt = unsafe { y.as_mut_ptr().add(t0 * ldy + (b - blocks.start) * BLOCK) };
             // SAFETY: as the function's contract, for tokens t0..t0 + n and block b.
             unsafe {
                 match n {
-                    8 => tile_avx512::<8>(&o, b, t0, yt),
-                    7 => tile_avx512::<7>(&o, b, t0, yt),
-                    6 => tile_avx512::<6>(&o, b, t0, yt),
-                    5 => tile_avx512::<5>(&o, b, t0, yt),
-                    4 => tile_avx512::<4>(&o, b, t0, yt),
-                    3 => tile_avx512::<3>(&o, b, t0, yt),
-                    2 => tile_avx512::<2>(&o, b, t0, yt),
-                    _ => tile_avx512::<1>(&o, b, t0, yt),
+                    8 => tile_avx512::<8>(&o, b, t0, yt, ldy),
+                    7 => tile_avx512::<7>(&o, b, t0, yt, ldy),
+                    6 => tile_avx512::<6>(&o, b, t0, yt, ldy),
+                    5 => tile_avx512::<5>(&o, b, t0, yt, ldy),
+                    4 => tile_avx512::<4>(&o, b, t0, yt, ldy),
+                    3 => tile_avx512::<3>(&o, b, t0, yt, ldy),
+                    2 => tile_avx512::<2>(&o, b, t0, yt, ldy),
+                    _ => tile_avx512::<1>(&o, b, t0, yt, ldy),
                 }
             }
         }
@@ -111,7 +126,7 @@ pub(super) unsafe fn gemm_avx512(p: &PackedInt4, act: &RowActivations, m: usize,
 /// # Safety
 /// As [`tile_avx512`], with AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_avx2<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: *mut f32) {
+unsafe fn tile_avx2<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: *mut f32, ldy: usize) {
     let (p, act) = (o.p, o.act);
     let (cols, group, groups) = (p.cols, p.group, p.groups);
     let (low, ones) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
@@ -133,10 +148,12 @@ unsafe fn tile_avx2<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: *m
             ];
             for (t, s) in isum.iter_mut().enumerate() {
                 let a = unsafe { a0.add(t * cols + c) };
-                let (qa, qb) = unsafe { (a.cast::<i32>().read_unaligned(), a.add(4).cast::<i32>().read_unaligned()) };
+                let (qa, qb) =
+                    unsafe { (a.cast::<i32>().read_unaligned(), a.add(4).cast::<i32>().read_unaligned()) };
                 let (qa, qb) = (_mm256_set1_epi32(qa), _mm256_set1_epi32(qb));
                 for h in 0..2 {
-                    let d = _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], qa), _mm256_maddubs_epi16(hi[h], qb));
+                    let d =
+                        _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], qa), _mm256_maddubs_epi16(hi[h], qb));
                     s[h] = _mm256_add_epi32(s[h], _mm256_madd_epi16(d, ones));
                 }
             }
@@ -167,32 +184,41 @@ unsafe fn tile_avx2<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: *m
             _mm256_storeu_ps(out.as_mut_ptr(), acc[0]);
             _mm256_storeu_ps(out.as_mut_ptr().add(8), acc[1]);
         }
-        // SAFETY: token t's row holds `rows` outputs, `live` of them from 16 b.
-        unsafe { core::ptr::copy_nonoverlapping(out.as_ptr(), y.add(t * p.rows + b * BLOCK), live) };
+        // SAFETY: token t's run holds the block's `live` rows.
+        unsafe { core::ptr::copy_nonoverlapping(out.as_ptr(), y.add(t * ldy), live) };
     }
 }
 
-/// The whole GEMM on AVX2: token tiles of 2.
+/// The GEMM on AVX2 for the rows of `blocks`: token tiles of 2.
 ///
 /// # Safety
 /// As [`gemm_avx512`], with AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn gemm_avx2(p: &PackedInt4, act: &RowActivations, m: usize, y: &mut [f32]) {
-    debug_assert!(p.blocked && y.len() >= m * p.rows && act.q.len() >= m * p.cols);
+pub(super) unsafe fn gemm_avx2(
+    p: &PackedInt4,
+    act: &RowActivations,
+    m: usize,
+    y: &mut [f32],
+    ldy: usize,
+    blocks: Range<usize>,
+) {
+    debug_assert!(
+        p.blocked && act.q.len() >= m * p.cols && blocks.end * BLOCK <= p.rows.next_multiple_of(BLOCK)
+    );
+    debug_assert!(m == 0 || y.len() >= (m - 1) * ldy + p.rows.min(blocks.end * BLOCK) - blocks.start * BLOCK);
     let o = Operands { p, act };
-    let blocks = p.rows.div_ceil(BLOCK);
     let mut t0 = 0;
     while t0 < m {
         let n = (m - t0).min(TOKENS_AVX2);
-        // SAFETY: tokens t0..t0 + n exist; their y rows start at t0 * rows.
-        let yt = unsafe { y.as_mut_ptr().add(t0 * p.rows) };
-        for b in 0..blocks {
+        for b in blocks.clone() {
+            // SAFETY: token t0's run of block b lies in y (the contract).
+            let yt = unsafe { y.as_mut_ptr().add(t0 * ldy + (b - blocks.start) * BLOCK) };
             // SAFETY: as the function's contract, for tokens t0..t0 + n and block b.
             unsafe {
                 if n == 2 {
-                    tile_avx2::<2>(&o, b, t0, yt)
+                    tile_avx2::<2>(&o, b, t0, yt, ldy)
                 } else {
-                    tile_avx2::<1>(&o, b, t0, yt)
+                    tile_avx2::<1>(&o, b, t0, yt, ldy)
                 }
             }
         }

@@ -62,7 +62,11 @@ impl Int4Linear {
             return Err(Error::invalid("q", w.q[i], format!("[{i}]: not a 4-bit level")));
         }
         if !cols.is_multiple_of(2) {
-            return Err(Error::invalid("cols", cols, "packed int4 rows must start on a byte: cols must be even"));
+            return Err(Error::invalid(
+                "cols",
+                cols,
+                "packed int4 rows must start on a byte: cols must be even",
+            ));
         }
         let params = checked_product("int4 scales", &[rows, w.groups])?;
         check_len("scales", w.scales.len(), params)?;

@@ -214,19 +214,36 @@ fn check_gemm(rng: &mut Rng, m: usize, rows: usize, cols: usize, group: usize, w
                 let want = if with_reference { reference(&w, &act) } else { Vec::new() };
                 let got = &y[t * rows..(t + 1) * rows];
                 for r in 0..rows {
-                    let at = format!("{isa} m={m} rows={rows} cols={cols} group={group} affine={affine} [{t}, {r}]");
-                    assert_eq!(got[r].to_bits(), scalar[r].to_bits(), "{at}: {} vs scalar GEMV {}", got[r], scalar[r]);
+                    let at = format!(
+                        "{isa} m={m} rows={rows} cols={cols} group={group} affine={affine} [{t}, {r}]"
+                    );
+                    assert_eq!(
+                        got[r].to_bits(),
+                        scalar[r].to_bits(),
+                        "{at}: {} vs scalar GEMV {}",
+                        got[r],
+                        scalar[r]
+                    );
                     assert_eq!(got[r].to_bits(), y2[t * rows + r].to_bits(), "{at}: packed once vs per call");
                     // The tier's GEMV sums in another f32 order: both within a few ulp of the terms.
                     let mag: f64 = (0..cols)
                         .map(|c| {
                             let g = c / group;
-                            let q = decode(&packed, r * cols + c) - affine.then_some(i64::from(zeros[r * groups + g])).unwrap_or(0);
-                            (f64::from(scales[r * groups + g]) * f64::from(act.scale[g]) * (q * i64::from(act.q[c])) as f64).abs()
+                            let q = decode(&packed, r * cols + c)
+                                - if affine { i64::from(zeros[r * groups + g]) } else { 0 };
+                            (f64::from(scales[r * groups + g])
+                                * f64::from(act.scale[g])
+                                * (q * i64::from(act.q[c])) as f64)
+                                .abs()
                         })
                         .sum();
                     let tol = (groups as f64 + 4.0) * 4.0 * f64::from(f32::EPSILON) * mag + 1e-30;
-                    assert!((f64::from(got[r]) - f64::from(tier[r])).abs() <= 2.0 * tol, "{at}: {} vs tier GEMV {}", got[r], tier[r]);
+                    assert!(
+                        (f64::from(got[r]) - f64::from(tier[r])).abs() <= 2.0 * tol,
+                        "{at}: {} vs tier GEMV {}",
+                        got[r],
+                        tier[r]
+                    );
                     if let Some(&(exact, _)) = want.get(r) {
                         assert!((f64::from(got[r]) - exact).abs() <= tol, "{at}: {} vs f64 {exact}", got[r]);
                     }
@@ -250,7 +267,9 @@ fn gemm_matches_the_scalar_gemv_bit_for_bit_on_every_tier() {
             }
         }
     }
-    for (m, rows, cols, group) in [(1, 384, 384, 128), (5, 384, 1536, 128), (33, 384, 384, 64), (130, 384, 384, 128)] {
+    for (m, rows, cols, group) in
+        [(1, 384, 384, 128), (5, 384, 1536, 128), (33, 384, 384, 64), (130, 384, 384, 128)]
+    {
         check_gemm(&mut rng, m, rows, cols, group, m <= 5);
     }
     // Shapes the GEMV runs on its scalar path: group 24, cols 40 (blocked here: multiples of 8),
@@ -269,7 +288,8 @@ fn gemm_extreme_nibbles_and_zero_points_stay_exact() {
         let packed = vec![nibble; rows * cols / 2];
         let scales = vec![1.0f32; rows];
         let zeros = vec![zero; rows];
-        let w = Int4Weights { rows, cols, group, packed: &packed, scales: &scales, zero_points: Some(&zeros) };
+        let w =
+            Int4Weights { rows, cols, group, packed: &packed, scales: &scales, zero_points: Some(&zeros) };
         let x: Vec<f32> = (0..m * cols).map(|i| if (i / cols) % 2 == 0 { -1.0 } else { 1.0 }).collect();
         for isa in Isa::available() {
             let mut y = vec![0.0f32; m * rows];
@@ -288,7 +308,14 @@ fn gemm_extreme_nibbles_and_zero_points_stay_exact() {
 #[test]
 fn gemm_bad_input_is_refused_and_nothing_written() {
     let (packed, scales, zeros) = (vec![0u8; 64], vec![1.0f32; 4], vec![0i8; 4]);
-    let w = Int4Weights { rows: 2, cols: 64, group: 32, packed: &packed, scales: &scales, zero_points: Some(&zeros) };
+    let w = Int4Weights {
+        rows: 2,
+        cols: 64,
+        group: 32,
+        packed: &packed,
+        scales: &scales,
+        zero_points: Some(&zeros),
+    };
     let p = PackedInt4::new(&w).unwrap();
     let x = vec![1.0f32; 3 * 64];
     let mut y = vec![5.0f32; 3 * 2];
@@ -330,7 +357,8 @@ fn gptq_weight(rng: &mut Rng, rows: usize, cols: usize, group: usize, fractional
 #[test]
 fn int4_linear_matches_the_dequantized_f64_product_and_any_batch() {
     let mut rng = Rng(0x0bad_5eed_0000_0001);
-    for (batch, rows, cols, group) in [(1, 17, 128, 128), (7, 40, 384, 128), (12, 33, 96, 32), (3, 5, 30, 10)] {
+    for (batch, rows, cols, group) in [(1, 17, 128, 128), (7, 40, 384, 128), (12, 33, 96, 32), (3, 5, 30, 10)]
+    {
         for fractional in [false, true] {
             let w = gptq_weight(&mut rng, rows, cols, group, fractional);
             let bias: Vec<f32> = (0..rows).map(|_| rng.uniform()).collect();
@@ -351,19 +379,23 @@ fn int4_linear_matches_the_dequantized_f64_product_and_any_batch() {
                         // w = scale * (level - zero) against the quantized activations; the offsets'
                         // share uses x itself (what the layer subtracts).
                         let (mut exact, mut mag) = (f64::from(bias[r]), f64::from(bias[r]).abs());
-                        for c in 0..cols {
+                        for (c, &xc) in xr.iter().enumerate() {
                             let g = c / group;
-                            let (s, z) = (f64::from(w.scales[r * w.groups + g]), f64::from(w.zeros[r * w.groups + g]));
+                            let (s, z) =
+                                (f64::from(w.scales[r * w.groups + g]), f64::from(w.zeros[r * w.groups + g]));
                             let whole = z.round();
                             let deq = s * (f64::from(w.q[r * cols + c]) - whole);
                             let term = deq * f64::from(act.scale[g]) * f64::from(act.q[c])
-                                - f64::from((s * (z - whole)) as f32) * f64::from(xr[c]);
+                                - f64::from((s * (z - whole)) as f32) * f64::from(xc);
                             exact += term;
                             mag += term.abs();
                         }
                         let tol = 16.0 * (w.groups as f64 + 4.0) * f64::from(f32::EPSILON) * mag + 1e-6;
                         let got = f64::from(y[t * rows + r]);
-                        assert!((got - exact).abs() <= tol, "{isa} frac={fractional} [{t}, {r}]: {got} vs {exact}");
+                        assert!(
+                            (got - exact).abs() <= tol,
+                            "{isa} frac={fractional} [{t}, {r}]: {got} vs {exact}"
+                        );
                     }
                 }
             }
@@ -402,4 +434,30 @@ fn int4_linear_refuses_bad_weights_and_input() {
     assert!(y.iter().all(|&v| v == 9.0));
     layer.forward(&x, 2, &mut y).unwrap();
     assert!(y.iter().all(|v| v.is_finite() && *v != 9.0));
+}
+
+#[cfg(feature = "parallel")]
+#[test]
+fn gemm_split_across_threads_gives_the_same_bits() {
+    // Above the parallel size: one token splits by blocks of output rows, more split by tokens.
+    let mut rng = Rng(0x5eed_0003);
+    let (rows, cols, group) = (1000, 4096, 128);
+    let (packed, scales, zeros) = random_weights(&mut rng, rows, cols, group);
+    let w = Int4Weights { rows, cols, group, packed: &packed, scales: &scales, zero_points: Some(&zeros) };
+    let p = PackedInt4::new(&w).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    for m in [1usize, 13] {
+        let x: Vec<f32> = (0..m * cols).map(|_| rng.uniform()).collect();
+        for isa in Isa::available() {
+            let mut y = vec![f32::NAN; m * rows];
+            pool.install(|| gemm_w4a8_packed_on(isa, &p, &x, m, &mut y)).unwrap();
+            for t in 0..m {
+                let mut want = vec![0.0f32; rows];
+                gemv_w4a8_on(Isa::Scalar, &w, &x[t * cols..(t + 1) * cols], &mut want).unwrap();
+                for r in 0..rows {
+                    assert_eq!(y[t * rows + r].to_bits(), want[r].to_bits(), "{isa} m={m} [{t}, {r}]");
+                }
+            }
+        }
+    }
 }
