@@ -139,13 +139,13 @@ pub(crate) struct RowActivations {
 }
 
 impl RowActivations {
-    fn quantize(x: &[f32], m: usize, cols: usize, group: usize) -> Result<RowActivations> {
+    fn quantize(isa: Isa, x: &[f32], m: usize, cols: usize, group: usize) -> Result<RowActivations> {
         let groups = cols.div_ceil(group);
         let mut q = try_vec(m * cols, 0i8)?;
         let (mut scale, mut sum) = (try_vec(m * groups, 0.0f32)?, try_vec(m * groups, 0i32)?);
         for (t, (xr, qr)) in x.chunks_exact(cols).zip(q.chunks_exact_mut(cols)).enumerate().take(m) {
             for (g, (xg, qg)) in xr.chunks(group).zip(qr.chunks_mut(group)).enumerate() {
-                (scale[t * groups + g], sum[t * groups + g]) = quantize_group(xg, qg);
+                (scale[t * groups + g], sum[t * groups + g]) = quantize_group(isa, xg, qg);
             }
         }
         Ok(RowActivations { q, scale, sum })
@@ -211,7 +211,7 @@ pub fn gemm_w4a8_packed_on(isa: Isa, p: &PackedInt4, x: &[f32], m: usize, y: &mu
     }
     // Tokens t0..t0 + mt, output rows r0.. (a multiple of 16) into runs of `ys` `ldy` apart.
     let run = |t0: usize, mt: usize, r0: usize, ys: &mut [f32], ldy: usize| -> Result<()> {
-        let act = RowActivations::quantize(&x[t0 * cols..(t0 + mt) * cols], mt, cols, p.group)?;
+        let act = RowActivations::quantize(isa, &x[t0 * cols..(t0 + mt) * cols], mt, cols, p.group)?;
         let width = if mt == 0 { 0 } else { (ys.len() - (mt - 1) * ldy).min(rows - r0) };
         let blocks = r0 / BLOCK..(r0 + width).div_ceil(BLOCK);
         match isa {

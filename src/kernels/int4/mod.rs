@@ -108,9 +108,25 @@ fn quantize_one(v: f32, scale: f32) -> i8 {
     (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8
 }
 
-/// Quantizes one group `xg` (finite) into `qg`: returns its scale and the sum of its values.
+/// Quantizes one group `xg` (finite) into `qg` on `isa`: returns its scale and the sum of its
+/// values. Every tier runs the same Rust arithmetic, compiled for the tier (so rounding half to
+/// even is an instruction there, not a libm call): the same values on every tier.
 #[inline]
-pub(crate) fn quantize_group(xg: &[f32], qg: &mut [i8]) -> (f32, i32) {
+pub(crate) fn quantize_group(isa: Isa, xg: &[f32], qg: &mut [i8]) -> (f32, i32) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: callers pass a tier that passed ensure_available.
+        Isa::Avx512 => unsafe { x86::quantize_group_avx512(xg, qg) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { x86::quantize_group_avx2(xg, qg) },
+        _ => quantize_group_body(xg, qg),
+    }
+}
+
+/// The arithmetic of [`quantize_group`].
+#[inline(always)]
+pub(crate) fn quantize_group_body(xg: &[f32], qg: &mut [i8]) -> (f32, i32) {
     let amax = xg.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let scale = amax / 127.0;
     for (o, &v) in qg.iter_mut().zip(xg) {
@@ -120,13 +136,19 @@ pub(crate) fn quantize_group(xg: &[f32], qg: &mut [i8]) -> (f32, i32) {
 }
 
 impl Activations {
-    /// Quantizes `x` (finite) per group of `group` columns.
+    /// Quantizes `x` (finite) per group of `group` columns (on the scalar tier).
+    #[cfg(test)]
     pub(crate) fn quantize(x: &[f32], group: usize) -> Result<Activations> {
+        Activations::quantize_on(Isa::Scalar, x, group)
+    }
+
+    /// Quantizes `x` (finite) per group of `group` columns on `isa` (available).
+    pub(crate) fn quantize_on(isa: Isa, x: &[f32], group: usize) -> Result<Activations> {
         let groups = x.len().div_ceil(group);
         let (mut q, mut split) = (try_vec(x.len(), 0i8)?, try_vec(x.len(), 0i8)?);
         let (mut scale, mut sum) = (try_vec(groups, 0.0f32)?, try_vec(groups, 0i32)?);
         for (g, (xg, qg)) in x.chunks(group).zip(q.chunks_mut(group)).enumerate() {
-            (scale[g], sum[g]) = quantize_group(xg, qg);
+            (scale[g], sum[g]) = quantize_group(isa, xg, qg);
         }
         for (src, dst) in q.chunks_exact(CHUNK).zip(split.chunks_exact_mut(CHUNK)) {
             for j in 0..CHUNK / 2 {
@@ -192,7 +214,7 @@ pub fn gemv_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> 
         y.fill(0.0);
         return Ok(());
     }
-    let act = Activations::quantize(x, w.group)?;
+    let act = Activations::quantize_on(isa, x, w.group)?;
     let (cols, group, groups) = (w.cols, w.group, w.groups());
     let row_bytes = cols / 2;
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]

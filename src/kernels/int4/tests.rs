@@ -461,3 +461,37 @@ fn gemm_split_across_threads_gives_the_same_bits() {
         }
     }
 }
+
+#[test]
+fn activation_quantization_is_the_same_on_every_tier() {
+    let mut rng = Rng(0x9a_b1e5);
+    // Ties: amax 127 makes the scale 1, so k + 0.5 rounds to the even neighbour.
+    let mut x: Vec<f32> = (0..300).map(|i| (i % 254) as f32 - 127.0 + 0.5).collect();
+    x[0] = 127.0;
+    x.extend((0..1000).map(|_| rng.uniform() * 10.0));
+    x.extend([1e-38f32, -3e-39, 0.0, 5e-45, -1e-30, 1e30, -2e30]);
+    for group in [1usize, 7, 24, 128, 2000] {
+        let want = Activations::quantize(&x, group).unwrap();
+        for isa in Isa::available() {
+            let got = Activations::quantize_on(isa, &x, group).unwrap();
+            assert_eq!((&got.q, &got.sum), (&want.q, &want.sum), "{isa} group {group}");
+            assert!(
+                got.scale.iter().zip(&want.scale).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{isa} group {group}"
+            );
+        }
+    }
+    // The ties themselves, against round half to even written out.
+    let act = Activations::quantize(&x[..300], 300).unwrap();
+    for (i, &v) in x[1..300].iter().enumerate() {
+        let (fl, frac) = (v.floor(), v - v.floor());
+        let want = if frac == 0.5 && fl % 2.0 == 0.0 {
+            fl
+        } else if frac == 0.5 {
+            fl + 1.0
+        } else {
+            v.round()
+        };
+        assert_eq!(f32::from(act.q[i + 1]), want.clamp(-127.0, 127.0), "{v}");
+    }
+}
