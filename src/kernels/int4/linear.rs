@@ -16,7 +16,8 @@ use crate::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct Int4Linear {
     weights: PackedInt4,
-    /// `rows x groups`, or none when every zero point is an integer.
+    /// `groups x rows` (transposed, so the correction runs along y's rows), or none when every
+    /// zero point is an integer.
     offsets: Option<Vec<f32>>,
     bias: Option<Vec<f32>>,
 }
@@ -35,6 +36,19 @@ impl Int4Linear {
             Ok(v[..len].to_vec())
         };
         let offsets = offsets.map(|o| finite("offsets", o, params)).transpose()?;
+        let groups = w.groups();
+        let offsets = match offsets {
+            Some(o) => {
+                let mut t = try_vec(params, 0.0f32)?;
+                for (r, row) in o.chunks_exact(groups.max(1)).enumerate() {
+                    for (g, &v) in row.iter().enumerate() {
+                        t[g * w.rows + r] = v;
+                    }
+                }
+                Some(t)
+            }
+            None => None,
+        };
         let bias = bias.map(|b| finite("bias", b, w.rows)).transpose()?;
         Ok(Int4Linear { weights, offsets, bias })
     }
@@ -131,7 +145,9 @@ impl Int4Linear {
     pub fn forward_on(&self, isa: Isa, x: &[f32], batch: usize, y: &mut [f32]) -> Result<()> {
         let (cols, rows, group) = (self.in_features(), self.out_features(), self.group());
         let groups = cols.div_ceil(group);
-        let mut sums = try_vec(if self.offsets.is_some() { groups } else { 0 }, 0.0f32)?;
+        let with_offsets = self.offsets.is_some();
+        let mut sums = try_vec(if with_offsets { groups } else { 0 }, 0.0f32)?;
+        let mut acc = try_vec(if with_offsets { rows } else { 0 }, 0.0f32)?;
         gemm_w4a8_packed_on(isa, &self.weights, x, batch, y)?;
         if rows == 0 {
             return Ok(());
@@ -143,13 +159,20 @@ impl Int4Linear {
             }
         }
         if let (Some(off), true) = (&self.offsets, cols > 0) {
+            // y -= sum over groups of offset * (the group's f32 sum of x), the groups summed in
+            // order for each output (as `Iterator::sum`), vectorized along the outputs.
             for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(rows)) {
                 for (s, xg) in sums.iter_mut().zip(xr.chunks(group)) {
                     *s = xg.iter().sum();
                 }
-                for (v, o) in yr.iter_mut().zip(off.chunks_exact(groups)) {
-                    *v -= o.iter().zip(&sums).map(|(a, b)| a * b).sum::<f32>();
+                for (g, (og, &s)) in off.chunks_exact(rows).zip(&sums).enumerate() {
+                    if g == 0 {
+                        acc.iter_mut().zip(og).for_each(|(a, &o)| *a = o * s);
+                    } else {
+                        acc.iter_mut().zip(og).for_each(|(a, &o)| *a += o * s);
+                    }
                 }
+                yr.iter_mut().zip(&acc).for_each(|(v, a)| *v -= a);
             }
         }
         Ok(())
