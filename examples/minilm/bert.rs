@@ -6,7 +6,7 @@
 
 use greenai::kernels::gemm_float::{gemm_packed, PackedB};
 use greenai::kernels::gemm_int8::{ActivationQuant, QuantLinear};
-use greenai::kernels::int4::{gemv_w4a8, Int4Weights};
+use greenai::kernels::int4;
 use greenai::kernels::{gemm_float, math};
 use greenai::quant::GptqWeight;
 use half::{bf16, f16};
@@ -120,7 +120,7 @@ pub enum Linear {
     Bf16 { w: PackedB<bf16>, bias: Vec<f32> },
     /// int8 weights and their bias in greenai's quantized linear layer.
     Int8(QuantLinear),
-    /// Group-wise int4 weights on greenai's W4A8 GEMV (`kernels::int4`), one token row at a time.
+    /// Group-wise int4 weights on greenai's W4A8 GEMM (`kernels::int4`).
     Int4(Int4Linear),
     /// Layers side by side on one input, their outputs concatenated (query, key and value kept
     /// apart, as the low-rank variant factorizes each on its own).
@@ -134,100 +134,24 @@ pub enum Linear {
     },
 }
 
-/// A linear layer in greenai's group-wise int4 layout (`kernels::int4`): signed nibbles, one scale
-/// and one integer zero point per group of a row, and, for zero points that are not integers (HQQ's),
-/// the remainder as a per-group offset `scale * (zero - round(zero))` subtracted times the group's
-/// sum of inputs, so `w = scale * (q - zero)` holds exactly.
-pub struct Int4Linear {
-    rows: usize,
-    cols: usize,
-    group: usize,
-    packed: Vec<u8>,
-    scales: Vec<f32>,
-    zeros: Vec<i8>,
-    offsets: Option<Vec<f32>>,
-    bias: Vec<f32>,
-}
+/// A linear layer in greenai's group-wise int4 layout on its W4A8 GEMM
+/// ([`greenai::kernels::int4::Int4Linear`]: signed nibbles, one scale and zero point per group of a
+/// row, HQQ's fractional zero points as per-group offsets, bias).
+pub struct Int4Linear(int4::Int4Linear);
 
 impl Int4Linear {
     /// Takes a 4-bit GPTQ-layout weight (greenai's RTN, HQQ or GPTQ) with contiguous groups
     /// (`g_idx[c] = c / group`, so act order only with static groups) and its bias.
     pub fn from_gptq(w: &GptqWeight, bias: &[f32]) -> Result<Int4Linear> {
-        let (rows, cols) = (w.rows, w.cols);
-        let group = w.g_idx.iter().take_while(|&&g| g == 0).count().max(1);
-        if w.g_idx.iter().enumerate().any(|(c, &g)| g as usize != c / group)
-            || w.groups != cols.div_ceil(group)
-        {
-            return Err(
-                "int4: the int4 kernel takes contiguous groups only (act order needs static groups)".into()
-            );
-        }
-        if w.q.iter().any(|&q| q > 15) || bias.len() != rows || cols % 2 != 0 {
-            return Err(format!(
-                "int4: a {rows} x {cols} weight of 4-bit levels, even cols and {rows} biases needed"
-            ));
-        }
-        let mut packed = vec![0u8; rows * cols / 2];
-        for (byte, pair) in packed.iter_mut().zip(w.q.chunks_exact(2)) {
-            // Level q in 0..=15 is the signed nibble q - 8: flipping bit 3 gives its two's complement.
-            *byte = (pair[0] ^ 8) | ((pair[1] ^ 8) << 4);
-        }
-        let mut zeros = Vec::with_capacity(w.zeros.len());
-        let mut offsets = Vec::with_capacity(w.zeros.len());
-        for (&z, &s) in w.zeros.iter().zip(&w.scales) {
-            let whole = z.round().clamp(0.0, 15.0);
-            zeros.push(whole as i8 - 8);
-            offsets.push(s * (z - whole));
-        }
-        let offsets = offsets.iter().any(|&o| o != 0.0).then_some(offsets);
-        Ok(Int4Linear {
-            rows,
-            cols,
-            group,
-            packed,
-            scales: w.scales.clone(),
-            zeros,
-            offsets,
-            bias: bias.to_vec(),
-        })
-    }
-
-    fn weights(&self) -> Int4Weights<'_> {
-        Int4Weights {
-            rows: self.rows,
-            cols: self.cols,
-            group: self.group,
-            packed: &self.packed,
-            scales: &self.scales,
-            zero_points: Some(&self.zeros),
-        }
+        lib(int4::Int4Linear::from_gptq(w, Some(bias))).map(Int4Linear).map_err(|e| format!("int4: {e}"))
     }
 
     fn bytes(&self) -> usize {
-        self.packed.len()
-            + 4 * self.scales.len()
-            + self.zeros.len()
-            + self.offsets.as_ref().map_or(0, |o| 4 * o.len())
-            + 4 * self.bias.len()
+        self.0.bytes()
     }
 
     fn forward(&self, x: &[f32], rows: usize, y: &mut [f32]) -> Result<()> {
-        let w = self.weights();
-        let groups = w.groups();
-        let mut sums = vec![0.0f32; groups];
-        for (xr, yr) in x.chunks_exact(self.cols).zip(y.chunks_exact_mut(self.rows)).take(rows) {
-            lib(gemv_w4a8(&w, xr, yr))?;
-            yr.iter_mut().zip(&self.bias).for_each(|(v, b)| *v += b);
-            if let Some(off) = &self.offsets {
-                for (s, xg) in sums.iter_mut().zip(xr.chunks(self.group)) {
-                    *s = xg.iter().sum();
-                }
-                for (v, o) in yr.iter_mut().zip(off.chunks_exact(groups)) {
-                    *v -= o.iter().zip(&sums).map(|(a, b)| a * b).sum::<f32>();
-                }
-            }
-        }
-        Ok(())
+        lib(self.0.forward(x, rows, y))
     }
 }
 
@@ -339,7 +263,7 @@ fn out_width(first: &Linear) -> usize {
     match first {
         Linear::F32 { bias, .. } | Linear::F16 { bias, .. } | Linear::Bf16 { bias, .. } => bias.len(),
         Linear::Int8(q) => q.out_features(),
-        Linear::Int4(q) => q.rows,
+        Linear::Int4(q) => q.0.out_features(),
         Linear::LowRank { second, .. } => out_width(second),
         Linear::Stacked(parts) => parts.iter().map(out_width).sum(),
     }

@@ -4,6 +4,7 @@ use super::affine::{QSlice, QTensor};
 use super::params::Granularity;
 use crate::error::{Error, Result};
 pub use crate::kernels::gemm_int8::{ActivationQuant, QuantLinear};
+pub use crate::kernels::int4::Int4Linear;
 
 impl QTensor {
     /// The int8 linear layer `y = x W^T + b` of these weights: a 2-D i8 tensor `[out_features,

@@ -39,7 +39,7 @@ pub use fake::{fake_quantize, fake_quantize_grad};
 pub use gptq::gptq_quantize;
 pub use gptq::{rtn_quantize, GptqOptions, GptqWeight, HessianAccumulator};
 pub use hqq::{hqq_quantize, HqqOptions};
-pub use linear::{ActivationQuant, QuantLinear};
+pub use linear::{ActivationQuant, Int4Linear, QuantLinear};
 pub use metrics::{error_metrics, error_metrics_per_axis, ErrorMetrics};
 pub(crate) use pack::{nibble_get, nibble_put};
 pub use pack::{pack_4bit, packed_len, unpack_4bit};

@@ -10,10 +10,17 @@
 //! on AVX2, `vpdpbusd` on AVX-512) against activations reordered once per call (the even
 //! elements of each 32, then the odd ones) and subtract `(8 + zero) * sum(a)` per group.
 
+mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod gemm_x86;
+mod linear;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+pub use gemm::{gemm_w4a8, gemm_w4a8_on, gemm_w4a8_packed, gemm_w4a8_packed_on, PackedInt4};
+pub use linear::Int4Linear;
 
 use crate::error::{check_len, try_vec};
 use crate::kernels::Isa;
@@ -46,7 +53,7 @@ impl Int4Weights<'_> {
     }
 
     /// Checks the shape and buffers.
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if !self.cols.is_multiple_of(2) {
             return Err(Error::invalid(
                 "cols",
@@ -101,19 +108,47 @@ fn quantize_one(v: f32, scale: f32) -> i8 {
     (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8
 }
 
+/// Quantizes one group `xg` (finite) into `qg` on `isa`: returns its scale and the sum of its
+/// values. Every tier runs the same Rust arithmetic, compiled for the tier (so rounding half to
+/// even is an instruction there, not a libm call): the same values on every tier.
+#[inline]
+pub(crate) fn quantize_group(isa: Isa, xg: &[f32], qg: &mut [i8]) -> (f32, i32) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: callers pass a tier that passed ensure_available.
+        Isa::Avx512 => unsafe { x86::quantize_group_avx512(xg, qg) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { x86::quantize_group_avx2(xg, qg) },
+        _ => quantize_group_body(xg, qg),
+    }
+}
+
+/// The arithmetic of [`quantize_group`].
+#[inline(always)]
+pub(crate) fn quantize_group_body(xg: &[f32], qg: &mut [i8]) -> (f32, i32) {
+    let amax = xg.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let scale = amax / 127.0;
+    for (o, &v) in qg.iter_mut().zip(xg) {
+        *o = quantize_one(v, scale);
+    }
+    (scale, qg.iter().map(|&v| i32::from(v)).sum())
+}
+
 impl Activations {
-    /// Quantizes `x` (finite) per group of `group` columns.
+    /// Quantizes `x` (finite) per group of `group` columns (on the scalar tier).
+    #[cfg(test)]
     pub(crate) fn quantize(x: &[f32], group: usize) -> Result<Activations> {
+        Activations::quantize_on(Isa::Scalar, x, group)
+    }
+
+    /// Quantizes `x` (finite) per group of `group` columns on `isa` (available).
+    pub(crate) fn quantize_on(isa: Isa, x: &[f32], group: usize) -> Result<Activations> {
         let groups = x.len().div_ceil(group);
         let (mut q, mut split) = (try_vec(x.len(), 0i8)?, try_vec(x.len(), 0i8)?);
         let (mut scale, mut sum) = (try_vec(groups, 0.0f32)?, try_vec(groups, 0i32)?);
         for (g, (xg, qg)) in x.chunks(group).zip(q.chunks_mut(group)).enumerate() {
-            let amax = xg.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            scale[g] = amax / 127.0;
-            for (o, &v) in qg.iter_mut().zip(xg) {
-                *o = quantize_one(v, scale[g]);
-            }
-            sum[g] = qg.iter().map(|&v| i32::from(v)).sum();
+            (scale[g], sum[g]) = quantize_group(isa, xg, qg);
         }
         for (src, dst) in q.chunks_exact(CHUNK).zip(split.chunks_exact_mut(CHUNK)) {
             for j in 0..CHUNK / 2 {
@@ -179,7 +214,7 @@ pub fn gemv_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> 
         y.fill(0.0);
         return Ok(());
     }
-    let act = Activations::quantize(x, w.group)?;
+    let act = Activations::quantize_on(isa, x, w.group)?;
     let (cols, group, groups) = (w.cols, w.group, w.groups());
     let row_bytes = cols / 2;
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]

@@ -108,3 +108,21 @@ pub(super) unsafe fn row_avx512(
     }
     _mm512_reduce_add_ps(acc) - offset
 }
+
+/// [`quantize_group_body`](super::quantize_group_body) compiled for AVX2.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_group_avx2(xg: &[f32], qg: &mut [i8]) -> (f32, i32) {
+    super::quantize_group_body(xg, qg)
+}
+
+/// [`quantize_group_body`](super::quantize_group_body) compiled for AVX-512.
+///
+/// # Safety
+/// The CPU has the AVX-512 tier's features.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn quantize_group_avx512(xg: &[f32], qg: &mut [i8]) -> (f32, i32) {
+    super::quantize_group_body(xg, qg)
+}
