@@ -1,27 +1,8 @@
 use super::*;
 use crate::kernels::gemm_int8::{ActivationQuant, Kernel, QuantLinear};
+use crate::kernels::test_rng::Rng;
 use crate::kernels::Isa;
 use proptest::prelude::*;
-
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn gauss(&mut self) -> f64 {
-        let u1 = ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let u2 = ((self.next() >> 11) as f64) / (1u64 << 53) as f64;
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-}
 
 /// Random 2:4 integers (`n x k`): each group of four has 0, 1 or 2 nonzeros at random positions,
 /// values over the whole range `lo ..= 127` (the extremes often), zero groups and rows included.
