@@ -41,20 +41,25 @@ unsafe fn tile_avx512<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: 
         let mut isum = [_mm512_setzero_si512(); T];
         let mut c = g * group;
         while c < end {
+            // SAFETY: the step lies in block b of `data` (see above).
             let v = unsafe { _mm512_loadu_si512(w.cast()) };
             let lo = _mm512_and_si512(v, low);
             let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), low);
             for (t, s) in isum.iter_mut().enumerate() {
+                // SAFETY: token t0 + t < t0 + T exists and c < cols (see above).
                 let a = unsafe { a0.add(t * cols + c) };
+                // SAFETY: the eight bytes at column c of the token row exist (c + 8 <= cols).
                 let (qa, qb) =
                     unsafe { (a.cast::<i32>().read_unaligned(), a.add(4).cast::<i32>().read_unaligned()) };
                 *s = _mm512_dpbusd_epi32(*s, lo, _mm512_set1_epi32(qa));
                 *s = _mm512_dpbusd_epi32(*s, hi, _mm512_set1_epi32(qb));
             }
+            // SAFETY: the next step of block b, or one past its last (never read).
             w = unsafe { w.add(4 * BLOCK) };
             c += STEP;
         }
         let pi = (b * groups + g) * BLOCK;
+        // SAFETY: params (b, g) hold 16 scales and 16 offsets in `scales` and `zoff`.
         let (sw, zo) = unsafe {
             (
                 _mm512_loadu_ps(p.scales.as_ptr().add(pi)),
@@ -140,6 +145,7 @@ unsafe fn tile_avx2<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: *m
         let mut isum = [[_mm256_setzero_si256(); 2]; T];
         let mut c = g * group;
         while c < end {
+            // SAFETY: the step lies in block b of `data` (see above).
             let v = unsafe { [_mm256_loadu_si256(w.cast()), _mm256_loadu_si256(w.add(32).cast())] };
             let lo = [_mm256_and_si256(v[0], low), _mm256_and_si256(v[1], low)];
             let hi = [
@@ -147,7 +153,9 @@ unsafe fn tile_avx2<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: *m
                 _mm256_and_si256(_mm256_srli_epi16::<4>(v[1]), low),
             ];
             for (t, s) in isum.iter_mut().enumerate() {
+                // SAFETY: token t0 + t < t0 + T exists and c < cols (see above).
                 let a = unsafe { a0.add(t * cols + c) };
+                // SAFETY: the eight bytes at column c of the token row exist (c + 8 <= cols).
                 let (qa, qb) =
                     unsafe { (a.cast::<i32>().read_unaligned(), a.add(4).cast::<i32>().read_unaligned()) };
                 let (qa, qb) = (_mm256_set1_epi32(qa), _mm256_set1_epi32(qb));
@@ -157,11 +165,13 @@ unsafe fn tile_avx2<const T: usize>(o: &Operands<'_>, b: usize, t0: usize, y: *m
                     s[h] = _mm256_add_epi32(s[h], _mm256_madd_epi16(d, ones));
                 }
             }
+            // SAFETY: the next step of block b, or one past its last (never read).
             w = unsafe { w.add(4 * BLOCK) };
             c += STEP;
         }
         let pi = (b * groups + g) * BLOCK;
         for h in 0..2 {
+            // SAFETY: params (b, g) hold 16 scales and 16 offsets in `scales` and `zoff`.
             let (sw, zo) = unsafe {
                 (
                     _mm256_loadu_ps(p.scales.as_ptr().add(pi + 8 * h)),
