@@ -96,30 +96,46 @@ pub(super) unsafe fn gemm_avx512(
     ldy: usize,
     blocks: Range<usize>,
 ) {
+    let o = Operands { p, act };
+    for_each_tile(&o, m, TOKENS_512, y, ldy, blocks, |n, b, t0, yt| {
+        // SAFETY: the function's contract, for tokens t0..t0 + n and block b (`yt` their run).
+        unsafe {
+            match n {
+                8 => tile_avx512::<8>(&o, b, t0, yt, ldy),
+                7 => tile_avx512::<7>(&o, b, t0, yt, ldy),
+                6 => tile_avx512::<6>(&o, b, t0, yt, ldy),
+                5 => tile_avx512::<5>(&o, b, t0, yt, ldy),
+                4 => tile_avx512::<4>(&o, b, t0, yt, ldy),
+                3 => tile_avx512::<3>(&o, b, t0, yt, ldy),
+                2 => tile_avx512::<2>(&o, b, t0, yt, ldy),
+                _ => tile_avx512::<1>(&o, b, t0, yt, ldy),
+            }
+        }
+    });
+}
+
+/// Runs `tile(n, b, t0, yt)` for every tile of at most `tokens` tokens (`n` of them from `t0`)
+/// against every block `b` of `blocks`, `yt` pointing at token `t0`'s run of block `b` in `y`.
+#[inline(always)]
+fn for_each_tile(
+    o: &Operands<'_>,
+    m: usize,
+    tokens: usize,
+    y: &mut [f32],
+    ldy: usize,
+    blocks: Range<usize>,
+    mut tile: impl FnMut(usize, usize, usize, *mut f32),
+) {
+    let (p, act) = (o.p, o.act);
     debug_assert!(
         p.blocked && act.q.len() >= m * p.cols && blocks.end * BLOCK <= p.rows.next_multiple_of(BLOCK)
     );
     debug_assert!(m == 0 || y.len() >= (m - 1) * ldy + p.rows.min(blocks.end * BLOCK) - blocks.start * BLOCK);
-    let o = Operands { p, act };
     let mut t0 = 0;
     while t0 < m {
-        let n = (m - t0).min(TOKENS_512);
+        let n = (m - t0).min(tokens);
         for b in blocks.clone() {
-            // SAFETY: token t0's run of block b lies in y (the contract).
-            let yt = unsafe { y.as_mut_ptr().add(t0 * ldy + (b - blocks.start) * BLOCK) };
-            // SAFETY: as the function's contract, for tokens t0..t0 + n and block b.
-            unsafe {
-                match n {
-                    8 => tile_avx512::<8>(&o, b, t0, yt, ldy),
-                    7 => tile_avx512::<7>(&o, b, t0, yt, ldy),
-                    6 => tile_avx512::<6>(&o, b, t0, yt, ldy),
-                    5 => tile_avx512::<5>(&o, b, t0, yt, ldy),
-                    4 => tile_avx512::<4>(&o, b, t0, yt, ldy),
-                    3 => tile_avx512::<3>(&o, b, t0, yt, ldy),
-                    2 => tile_avx512::<2>(&o, b, t0, yt, ldy),
-                    _ => tile_avx512::<1>(&o, b, t0, yt, ldy),
-                }
-            }
+            tile(n, b, t0, y.as_mut_ptr().wrapping_add(t0 * ldy + (b - blocks.start) * BLOCK));
         }
         t0 += n;
     }
@@ -212,26 +228,15 @@ pub(super) unsafe fn gemm_avx2(
     ldy: usize,
     blocks: Range<usize>,
 ) {
-    debug_assert!(
-        p.blocked && act.q.len() >= m * p.cols && blocks.end * BLOCK <= p.rows.next_multiple_of(BLOCK)
-    );
-    debug_assert!(m == 0 || y.len() >= (m - 1) * ldy + p.rows.min(blocks.end * BLOCK) - blocks.start * BLOCK);
     let o = Operands { p, act };
-    let mut t0 = 0;
-    while t0 < m {
-        let n = (m - t0).min(TOKENS_AVX2);
-        for b in blocks.clone() {
-            // SAFETY: token t0's run of block b lies in y (the contract).
-            let yt = unsafe { y.as_mut_ptr().add(t0 * ldy + (b - blocks.start) * BLOCK) };
-            // SAFETY: as the function's contract, for tokens t0..t0 + n and block b.
-            unsafe {
-                if n == 2 {
-                    tile_avx2::<2>(&o, b, t0, yt, ldy)
-                } else {
-                    tile_avx2::<1>(&o, b, t0, yt, ldy)
-                }
+    for_each_tile(&o, m, TOKENS_AVX2, y, ldy, blocks, |n, b, t0, yt| {
+        // SAFETY: the function's contract, for tokens t0..t0 + n and block b (`yt` their run).
+        unsafe {
+            if n == 2 {
+                tile_avx2::<2>(&o, b, t0, yt, ldy)
+            } else {
+                tile_avx2::<1>(&o, b, t0, yt, ldy)
             }
         }
-        t0 += n;
-    }
+    });
 }
