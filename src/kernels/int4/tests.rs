@@ -71,9 +71,7 @@ fn every_tier_matches_the_f64_reference() {
     for (rows, cols, group) in shapes {
         for affine in [false, true] {
             let groups = cols.div_ceil(group);
-            let packed: Vec<u8> = (0..rows * cols / 2).map(|_| rng.next() as u8).collect();
-            let scales: Vec<f32> = (0..rows * groups).map(|_| rng.uniform().abs() * 0.1 + 1e-3).collect();
-            let zeros: Vec<i8> = (0..rows * groups).map(|_| (rng.next() % 16) as i8 - 8).collect();
+            let (packed, scales, zeros) = random_weights(&mut rng, rows, cols, group);
             let w = Int4Weights {
                 rows,
                 cols,
