@@ -420,8 +420,10 @@ fn runs_2_4(kernel: Kernel) -> bool {
         Tier::Scalar => true,
         #[cfg(target_arch = "x86_64")]
         Tier::Avx512(_) => true,
-        #[allow(unreachable_patterns)]
-        _ => false,
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx2(_) => false,
+        #[cfg(target_arch = "aarch64")]
+        Tier::Neon(_) => false,
     }
 }
 

@@ -73,6 +73,11 @@ pub(crate) fn check_2_4<T>(w: &[T], rows: usize, cols: usize, is_zero: impl Fn(&
     Ok(())
 }
 
+/// The error of a tier whose 2:4 kernel does not dequantize in registers.
+fn no_dequant(kernel: super::Kernel) -> Error {
+    Error::invalid("kernel", kernel.name(), "does not dequantize a 2:4 product")
+}
+
 impl Sparse24 {
     /// Packs `w` (`n x k` i8, row-major), which the caller checked with [`check_2_4`].
     pub(crate) fn pack(w: &[i8], n: usize, k: usize) -> Result<Self> {
@@ -170,7 +175,11 @@ impl Sparse24 {
         match kernel.tier {
             #[cfg(target_arch = "x86_64")]
             super::kernel::Tier::Avx512(token) => self.product_avx512(token, q, rows, signed, Out::Acc(c)),
-            _ => self.product_scalar(q, rows, signed, c),
+            #[cfg(target_arch = "x86_64")]
+            super::kernel::Tier::Avx2(_) => self.product_scalar(q, rows, signed, c),
+            #[cfg(target_arch = "aarch64")]
+            super::kernel::Tier::Neon(_) => self.product_scalar(q, rows, signed, c),
+            super::kernel::Tier::Scalar => self.product_scalar(q, rows, signed, c),
         }
     }
 
@@ -189,6 +198,7 @@ impl Sparse24 {
     /// (`Dequant`'s formula, the same bits as the scalar epilogue; exact while the depth is at
     /// most the caller's i32 bound), for a `kernel` [`Sparse24::can_dequant`] accepts; elsewhere
     /// an error and nothing written.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     pub(crate) fn product_dequant(
         &self,
         kernel: super::Kernel,
@@ -202,10 +212,11 @@ impl Sparse24 {
                 self.product_avx512(token, q, dequant.rows.len(), signed, Out::Dequant(dequant));
                 Ok(())
             }
-            _ => {
-                let _ = (q, signed, dequant);
-                Err(Error::invalid("kernel", kernel.name(), "does not dequantize a 2:4 product"))
-            }
+            #[cfg(target_arch = "x86_64")]
+            super::kernel::Tier::Avx2(_) => Err(no_dequant(kernel)),
+            #[cfg(target_arch = "aarch64")]
+            super::kernel::Tier::Neon(_) => Err(no_dequant(kernel)),
+            super::kernel::Tier::Scalar => Err(no_dequant(kernel)),
         }
     }
 

@@ -213,6 +213,16 @@ pub fn gemm_w4a8_packed_on(isa: Isa, p: &PackedInt4, x: &[f32], m: usize, y: &mu
     let run = |t0: usize, mt: usize, r0: usize, ys: &mut [f32], ldy: usize| -> Result<()> {
         let act = RowActivations::quantize(isa, &x[t0 * cols..(t0 + mt) * cols], mt, cols, p.group)?;
         let width = if mt == 0 { 0 } else { (ys.len() - (mt - 1) * ldy).min(rows - r0) };
+        // Row by row: the scalar tier, the aarch64 tiers (no int4 kernel there yet) and shapes
+        // kept row-major.
+        let scalar = |ys: &mut [f32]| {
+            for t in 0..mt {
+                for (i, out) in ys[t * ldy..t * ldy + width].iter_mut().enumerate() {
+                    *out = out_scalar(p, &act, t, r0 + i);
+                }
+            }
+        };
+        #[cfg(target_arch = "x86_64")]
         let blocks = r0 / BLOCK..(r0 + width).div_ceil(BLOCK);
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -223,13 +233,11 @@ pub fn gemm_w4a8_packed_on(isa: Isa, p: &PackedInt4, x: &[f32], m: usize, y: &mu
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
             Isa::Avx2 if p.blocked => unsafe { super::gemm_x86::gemm_avx2(p, &act, mt, ys, ldy, blocks) },
-            _ => {
-                for t in 0..mt {
-                    for (i, out) in ys[t * ldy..t * ldy + width].iter_mut().enumerate() {
-                        *out = out_scalar(p, &act, t, r0 + i);
-                    }
-                }
-            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 | Isa::Avx2 => scalar(ys),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon | Isa::Dotprod | Isa::I8mm => scalar(ys),
+            Isa::Scalar => scalar(ys),
         }
         Ok(())
     };

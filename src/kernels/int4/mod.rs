@@ -120,7 +120,9 @@ pub(crate) fn quantize_group(isa: Isa, xg: &[f32], qg: &mut [i8]) -> (f32, i32) 
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { x86::quantize_group_avx2(xg, qg) },
-        _ => quantize_group_body(xg, qg),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => quantize_group_body(xg, qg),
+        Isa::Scalar => quantize_group_body(xg, qg),
     }
 }
 
