@@ -140,11 +140,45 @@ pub fn vec_dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
 /// A row of activations quantized to a weight type's partner format, with what the SIMD kernels
 /// read beside the blocks.
 pub(crate) enum Activations {
-    /// Q8_0 blocks (for Q4_0 and Q8_0 weights), each block's scale as f32 and `8 * sum(q)` as
-    /// f32 (Q4_0's offset, subtracted per row in the AVX-512 kernel).
-    Q8_0 { blocks: Vec<BlockQ8_0>, d: Vec<f32>, sum8: Vec<f32> },
+    /// Q8_0 blocks (for Q4_0 and Q8_0 weights), each block's scale as f32, and the layout of the
+    /// AVX-512 Q4_0 kernel.
+    Q8_0 { blocks: Vec<BlockQ8_0>, d: Vec<f32>, split: Q4Split },
     /// Q8_K blocks (for the K types), with the sums of each 32 values (pairs of `bsums`).
     Q8K { blocks: Vec<BlockQ8K>, sums32: Vec<[i16; 8]> },
+}
+
+/// Q8_0 activations laid out for the AVX-512 Q4_0 kernel, whose 64-byte step holds the nibbles
+/// of four blocks (each block's 16 low nibbles, elements 0-15, then in another register its 16
+/// high ones, elements 16-31), so that each i32 lane of `vpdpbusd` belongs to one block.
+#[derive(Default)]
+pub(crate) struct Q4Split {
+    /// Per block its elements 0-15.
+    pub low: Vec<i8>,
+    /// Per block its elements 16-31.
+    pub high: Vec<i8>,
+    /// Per block its scale, four times (one per lane).
+    pub d: Vec<f32>,
+    /// Per block `8 * sum(q)` (the nibbles' offset) in its first lane, 0 in the other three.
+    pub offset: Vec<i32>,
+}
+
+impl Q4Split {
+    fn new(blocks: &[BlockQ8_0], d: &[f32]) -> Result<Q4Split> {
+        let n = blocks.len();
+        let mut split = Q4Split {
+            low: try_vec(16 * n, 0)?,
+            high: try_vec(16 * n, 0)?,
+            d: try_vec(4 * n, 0.0)?,
+            offset: try_vec(4 * n, 0)?,
+        };
+        for (i, (b, &d)) in blocks.iter().zip(d).enumerate() {
+            split.low[16 * i..16 * i + 16].copy_from_slice(&b.qs[..16]);
+            split.high[16 * i..16 * i + 16].copy_from_slice(&b.qs[16..]);
+            split.d[4 * i..4 * i + 4].fill(d);
+            split.offset[4 * i] = 8 * b.qs.iter().map(|&q| i32::from(q)).sum::<i32>();
+        }
+        Ok(split)
+    }
 }
 
 impl Activations {
@@ -156,13 +190,14 @@ impl Activations {
         match ty {
             GgmlType::Q4_0 | GgmlType::Q8_0 => {
                 let mut blocks = try_vec(nb, BlockQ8_0 { d: [0; 2], qs: [0; QK] })?;
-                let (mut d, mut sum8) = (try_vec(nb, 0.0f32)?, try_vec(nb, 0.0f32)?);
+                let mut d = try_vec(nb, 0.0f32)?;
                 for (i, (xb, yb)) in x.chunks_exact(per).zip(blocks.iter_mut()).enumerate() {
                     q8_0_block(xb, yb);
                     d[i] = f16_get(yb.d).to_f32();
-                    sum8[i] = 8.0 * yb.qs.iter().map(|&q| i32::from(q)).sum::<i32>() as f32;
                 }
-                Ok(Activations::Q8_0 { blocks, d, sum8 })
+                let split =
+                    if ty == GgmlType::Q4_0 { Q4Split::new(&blocks, &d)? } else { Q4Split::default() };
+                Ok(Activations::Q8_0 { blocks, d, split })
             }
             GgmlType::Q4K | GgmlType::Q6K => {
                 let mut blocks = try_vec(nb, bytemuck::Zeroable::zeroed())?;
@@ -192,11 +227,11 @@ pub(crate) fn unsupported(ty: GgmlType) -> Error {
 
 /// The dot product of the weight row `w` (whole blocks of `ty`) with `act` on `isa`; the caller
 /// checked that `w` and `act` hold the same number of elements and that `isa` is available.
-/// (Q4_0's `sum8` serves the AVX-512 kernel only.)
+/// (Q4_0's `split` serves the AVX-512 kernel only.)
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub(crate) fn row_dot(isa: Isa, ty: GgmlType, w: &[u8], act: &Activations) -> Result<f32> {
     Ok(match (ty, act) {
-        (GgmlType::Q4_0, Activations::Q8_0 { blocks, d, sum8 }) => {
+        (GgmlType::Q4_0, Activations::Q8_0 { blocks, d, split }) => {
             let x: &[BlockQ4_0] = bytemuck::cast_slice(w);
             match isa {
                 Isa::Scalar => vec_dot_q4_0_q8_0(x, blocks),
@@ -205,7 +240,7 @@ pub(crate) fn row_dot(isa: Isa, ty: GgmlType, w: &[u8], act: &Activations) -> Re
                 Isa::Avx2 => unsafe { super::x86::q4_0_q8_0(x, blocks, d) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above.
-                Isa::Avx512 => unsafe { super::x86_512::q4_0_q8_0(x, blocks, d, sum8) },
+                Isa::Avx512 => unsafe { super::x86_512::q4_0_q8_0(x, blocks, split) },
                 #[cfg(target_arch = "aarch64")]
                 // SAFETY: NEON is part of every aarch64 target; the lengths as above.
                 Isa::Neon => unsafe { super::aarch64::q4_0_q8_0(x, blocks, d) },

@@ -5,7 +5,7 @@ use super::blocks::GgmlType;
 use super::dot::{row_dot, unsupported, Activations};
 use crate::error::check_len;
 use crate::kernels::Isa;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Weights (elements) below which a GEMV stays on the calling thread.
 #[cfg(feature = "parallel")]
@@ -49,9 +49,7 @@ pub fn gemv_on(
     check_len("x", x.len(), cols)?;
     check_len("y", y.len(), rows)?;
     let x = &x[..cols];
-    if let Some(index) = x.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NonFinite { name: "x", index, value: f64::from(x[index]) });
-    }
+    crate::kernels::math::check_finite("x", x)?;
     let y = &mut y[..rows];
     if cols == 0 {
         y.fill(0.0);

@@ -591,9 +591,7 @@ pub fn quantize_row_q6_k(x: &[f32], y: &mut [BlockQ6K]) -> Result<()> {
 pub fn quantize(ty: GgmlType, x: &[f32], rows: usize, cols: usize, out: &mut [u8]) -> Result<()> {
     let bytes = ty.matrix_bytes(rows, cols)?;
     check_matrix_lens(x.len(), rows, cols, out.len(), bytes, "out")?;
-    if let Some(index) = x.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NonFinite { name: "x", index, value: f64::from(x[index]) });
-    }
+    crate::kernels::math::check_finite("x", x)?;
     match ty {
         GgmlType::Q4_0 => quantize_rows(x, cols, ty.block_elems(), out, q4_0_block),
         GgmlType::Q4_1 => quantize_rows(x, cols, ty.block_elems(), out, q4_1_block),

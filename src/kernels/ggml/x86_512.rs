@@ -1,33 +1,18 @@
-//! AVX-512 dot products. Q4_0 and Q8_0 take four blocks a step, two per zmm, through the exact
-//! `vpdpbusd` (Q4_0's nibbles as u8 with the offset 8 subtracted per row in f32; Q8_0 as |w| times
-//! the activation with w's sign); the four blocks' scales come from one `vcvtph2ps` and are
-//! spread over each block's eight lanes by `vpermps`. The K types take a half super-block per zmm:
+//! AVX-512 dot products. Q4_0 and Q8_0 take four blocks a step through the exact `vpdpbusd`.
+//! Q4_0: one zmm of the four blocks' nibbles gathered by `vpermt2w`, as u8 against activations
+//! laid out once per call so that each lane belongs to one block, the offset 8 subtracted per
+//! block in i32, scales spread over each block's four lanes by `vpermw`. Q8_0: two blocks per zmm,
+//! |w| times the activation with w's sign, the four blocks' scales from one `vcvtph2ps` spread
+//! over each block's eight lanes by `vpermps`. The K types take a half super-block per zmm:
 //! `vpmaddubsw` pair sums (never saturating: at most 63 * 127 * 2) weighted by the sub-block
 //! scales in the VNNI `vpdpwssd`.
 
 use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK};
-use super::dot::{bsums, scales_mins_k4};
+use super::dot::{bsums, scales_mins_k4, Q4Split};
 use super::x86::{f16_to_f32, mins_dot};
 use crate::kernels::prefetch_stream;
 use core::arch::x86_64::*;
 use core::mem::size_of;
-
-/// The low and high nibbles of two Q4_0 blocks: `[lo q0, hi q0, lo q1, hi q1]`, as u8.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-#[inline]
-fn nibbles2(q0: &[u8; 16], q1: &[u8; 16]) -> __m512i {
-    const FOUR: i64 = 0x0004_0004_0004_0004;
-    // SAFETY: each array holds 16 bytes.
-    let (b0, b1) = unsafe {
-        (
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(q0.as_ptr().cast())),
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(q1.as_ptr().cast())),
-        )
-    };
-    let z = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(b0), b1);
-    let shift = _mm512_set_epi64(FOUR, FOUR, 0, 0, FOUR, FOUR, 0, 0);
-    _mm512_and_si512(_mm512_srlv_epi16(z, shift), _mm512_set1_epi8(0x0F))
-}
 
 /// The 32 values of two Q8_0 blocks, one after the other.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
@@ -65,29 +50,50 @@ fn scale4(acc: &mut [__m512; 2], p01: __m512i, p23: __m512i, s: __m128) {
     acc[1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p23), _mm512_permutexvar_ps(second, s), acc[1]);
 }
 
-/// Q4_0 x Q8_0 (`dy`: the activation blocks' scales; `sum8`: 8 times their value sums).
+/// Q4_0 x Q8_0 (`split`: the activations in the kernel's layout, see [`Q4Split`]). Four blocks
+/// (72 bytes) a step: two loads, one `vpermt2w` gathers their 64 nibble bytes (each block's 16 at
+/// 16-bit offset `9 b + 1`) and one `vpermw` their four f16 scales, each spread over the block's
+/// four lanes.
 ///
 /// # Safety
-/// The CPU has the AVX-512 tier's features; `y`, `dy` and `sum8` hold at least `x.len()` entries.
+/// The CPU has the AVX-512 tier's features; `y` holds at least `x.len()` blocks and `split` was
+/// made from them.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-pub(super) unsafe fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0], dy: &[f32], sum8: &[f32]) -> f32 {
+pub(super) unsafe fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0], split: &Q4Split) -> f32 {
+    const BLOCK: i16 = (size_of::<BlockQ4_0>() / 2) as i16;
     let n4 = x.len() / 4 * 4;
-    let zero = _mm512_setzero_si512();
+    let qs_words: [i16; 32] = core::array::from_fn(|k| BLOCK * (k as i16 / 8) + 1 + k as i16 % 8);
+    let d_words: [i16; 32] = core::array::from_fn(|k| BLOCK * (k as i16 / 4 % 4));
+    // SAFETY: two arrays of 32 i16.
+    let (qs_words, d_words) = unsafe {
+        (_mm512_loadu_si512(qs_words.as_ptr().cast()), _mm512_loadu_si512(d_words.as_ptr().cast()))
+    };
+    let low = _mm512_set1_epi8(0x0F);
     let mut acc = [_mm512_setzero_ps(); 2];
-    let mut offset = _mm_setzero_ps();
     for i in (0..n4).step_by(4) {
-        prefetch_stream(x.as_ptr().wrapping_add(i), 4 * size_of::<BlockQ4_0>());
-        let (x, y) = (&x[i..i + 4], &y[i..i + 4]);
-        let p01 = _mm512_dpbusd_epi32(zero, nibbles2(&x[0].qs, &x[1].qs), qs2(&y[0].qs, &y[1].qs));
-        let p23 = _mm512_dpbusd_epi32(zero, nibbles2(&x[2].qs, &x[3].qs), qs2(&y[2].qs, &y[3].qs));
-        // SAFETY: i + 4 <= n4 <= dy.len(), sum8.len().
-        let (dy4, sum4) = unsafe { (_mm_loadu_ps(dy.as_ptr().add(i)), _mm_loadu_ps(sum8.as_ptr().add(i))) };
-        let s = _mm_mul_ps(scales4([x[0].d, x[1].d, x[2].d, x[3].d]), dy4);
-        offset = _mm_fmadd_ps(s, sum4, offset);
-        scale4(&mut acc, p01, p23, s);
+        let at = x.as_ptr().wrapping_add(i).cast::<u8>();
+        prefetch_stream(at, 4 * size_of::<BlockQ4_0>());
+        // SAFETY: blocks i..i + 4 (72 bytes) exist: the first 64 bytes and the four 16-bit words
+        // after them; the activation arrays hold 16 i8, 4 f32 and 4 i32 per block.
+        let (v0, v1, a_low, a_high, d_act, offset) = unsafe {
+            (
+                _mm512_loadu_si512(at.cast()),
+                _mm512_maskz_loadu_epi16(0xF, at.add(64).cast()),
+                _mm512_loadu_si512(split.low.as_ptr().add(16 * i).cast()),
+                _mm512_loadu_si512(split.high.as_ptr().add(16 * i).cast()),
+                _mm512_loadu_ps(split.d.as_ptr().add(4 * i)),
+                _mm512_loadu_si512(split.offset.as_ptr().add(4 * i).cast()),
+            )
+        };
+        let qs = _mm512_permutex2var_epi16(v0, qs_words, v1);
+        let d_w = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(d_words, v0)));
+        let (lo, hi) = (_mm512_and_si512(qs, low), _mm512_and_si512(_mm512_srli_epi16::<4>(qs), low));
+        let dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, a_low), hi, a_high);
+        let s = _mm512_mul_ps(d_w, d_act);
+        acc[i / 4 % 2] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dot, offset)), s, acc[i / 4 % 2]);
     }
-    let mut sum =
-        _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_zextps128_ps512(offset)));
+    let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
     for (xb, yb) in x[n4..].iter().zip(&y[n4..]) {
         let sumi: i32 = (0..QK / 2)
             .map(|j| {

@@ -4,15 +4,13 @@
 //! Every token row is quantized exactly as [`gemv_w4a8`](super::gemv_w4a8) does (per group,
 //! symmetric int8, round half to even); each group's dot product `sum (q - zero) * a` is an exact
 //! integer, and the f32 work per output is the scalar reference's, group after group:
-//! `y += (scale * activation scale) * dot`. So every tier of the GEMM gives the bits of the scalar
-//! GEMV, row by row. The SIMD GEMV tiers keep f32 partial sums per lane across groups and reduce
-//! once at the end (a per-group horizontal reduction would cost the GEMV its speed), so against
-//! those the GEMM agrees within f32 rounding, not bit for bit.
+//! `y += (scale * activation scale) * dot`. So every tier of the GEMM gives the bits of the GEMV
+//! (of any tier), row by row.
 
 use super::{quantize_group, Int4Weights};
 use crate::error::{check_len, checked_product, try_vec};
 use crate::kernels::Isa;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Output rows per block of the kernel layout (one zmm of i32 or f32).
 pub(crate) const BLOCK: usize = 16;
@@ -169,16 +167,30 @@ fn out_scalar(p: &PackedInt4, act: &RowActivations, t: usize, r: usize) -> f32 {
 
 /// `y (m x rows) = x (m x cols) W^T` for group-wise int4 W: each row of `x` quantized per group
 /// as [`gemv_w4a8`](super::gemv_w4a8) does, with the same results as the scalar GEMV row by row.
-/// Repacks W on every call; a layer calls [`gemm_w4a8_packed`] on a [`PackedInt4`] made once.
+/// Below 16 tokens it runs the GEMV per token on W as it is; from there it repacks W on every call (a layer calls [`gemm_w4a8_packed`] on a [`PackedInt4`] made once).
 /// Nothing is written on failure.
 pub fn gemm_w4a8(w: &Int4Weights<'_>, x: &[f32], m: usize, y: &mut [f32]) -> Result<()> {
     gemm_w4a8_on(Isa::active(), w, x, m, y)
 }
 
+/// Tokens from which [`gemm_w4a8`] repacks W rather than reading it once per token.
+const REPACK_MIN_TOKENS: usize = 16;
+
 /// [`gemm_w4a8`] on a chosen tier.
 pub fn gemm_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], m: usize, y: &mut [f32]) -> Result<()> {
     isa.ensure_available()?;
-    gemm_w4a8_packed_on(isa, &PackedInt4::new(w)?, x, m, y)
+    if m >= REPACK_MIN_TOKENS {
+        return gemm_w4a8_packed_on(isa, &PackedInt4::new(w)?, x, m, y);
+    }
+    w.check()?;
+    let (rows, cols) = (w.rows, w.cols);
+    check_len("x", x.len(), checked_product("x", &[m, cols])?)?;
+    check_len("y", y.len(), checked_product("y", &[m, rows])?)?;
+    crate::kernels::math::check_finite("x", &x[..m * cols])?;
+    for t in 0..m {
+        super::gemv_w4a8_on(isa, w, &x[t * cols..(t + 1) * cols], &mut y[t * rows..(t + 1) * rows])?;
+    }
+    Ok(())
 }
 
 /// `y (m x rows) = x (m x cols) W^T` on weights packed once; see [`gemm_w4a8`]. `x` holds at
@@ -199,9 +211,7 @@ pub fn gemm_w4a8_packed_on(isa: Isa, p: &PackedInt4, x: &[f32], m: usize, y: &mu
     check_len("x", x.len(), checked_product("x", &[m, cols])?)?;
     check_len("y", y.len(), checked_product("y", &[m, rows])?)?;
     let (x, y) = (&x[..m * cols], &mut y[..m * rows]);
-    if let Some(index) = x.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NonFinite { name: "x", index, value: f64::from(x[index]) });
-    }
+    crate::kernels::math::check_finite("x", x)?;
     if rows == 0 || m == 0 {
         return Ok(());
     }

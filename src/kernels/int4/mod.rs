@@ -6,9 +6,13 @@
 //!
 //! The activations are quantized once per call, per group, to symmetric int8 (`scale = max |x| /
 //! 127`, round half to even); each group's dot product is an exact integer, scaled by the weight
-//! and activation scales in f32. The SIMD tiers read the nibbles as `q + 8` in u8 (`vpmaddubsw`
-//! on AVX2, `vpdpbusd` on AVX-512) against activations reordered once per call (the even
-//! elements of each 32, then the odd ones) and subtract `(8 + zero) * sum(a)` per group.
+//! and activation scales in f32 in one order on every tier, group after group:
+//! `y += (scale * activation scale) * dot` (no fused multiply-add), so every tier gives the scalar
+//! reference's bits. The SIMD tiers read the nibbles as `q + 8` in u8 (`vpmaddubsw` on AVX2, a row
+//! at a time; `vpdpbusd` on AVX-512, 16 rows at a time, whose 16 sums per group one transposing
+//! reduction turns into one lane per row) against activations reordered once per call (per step of
+//! the tier's width: the even elements, then the odd ones) and subtract `(8 + zero) * sum(a)` per
+//! group.
 
 mod gemm;
 #[cfg(target_arch = "x86_64")]
@@ -28,6 +32,13 @@ use crate::{Error, Result};
 
 /// Columns per SIMD step: 16 packed bytes.
 const CHUNK: usize = 32;
+
+/// Columns per AVX-512 step: 64 packed bytes (a group's last step may be shorter).
+#[cfg(target_arch = "x86_64")]
+const CHUNK_512: usize = 128;
+
+/// The longest group the exact i32 sums take: `15 * 127 * 2^20` fits an i32.
+const MAX_GROUP_COLS: usize = 1 << 20;
 
 /// A row-major `rows x cols` matrix of group-wise int4 weights (see the module notes).
 #[derive(Clone, Copy, Debug)]
@@ -64,16 +75,30 @@ impl Int4Weights<'_> {
         if self.group == 0 {
             return Err(Error::invalid("group", 0, "a group holds at least one weight"));
         }
+        if self.group.min(self.cols) > MAX_GROUP_COLS {
+            return Err(Error::invalid(
+                "group",
+                self.group,
+                format!("a group's exact integer sum holds at most {MAX_GROUP_COLS} columns"),
+            ));
+        }
         let elems = crate::error::checked_product("int4 weights", &[self.rows, self.cols])?;
         check_len("packed", self.packed.len(), elems / 2)?;
         let params = crate::error::checked_product("int4 scales", &[self.rows, self.groups()])?;
         check_len("scales", self.scales.len(), params)?;
-        if let Some(i) = self.scales[..params].iter().position(|s| !s.is_finite()) {
-            return Err(Error::invalid("scales", self.scales[i], format!("[{i}]: must be finite")));
+        // Branch-free passes first (they vectorize: a GEMV call checks every scale); the position
+        // only when something is wrong.
+        let scales = &self.scales[..params];
+        if !scales.iter().fold(true, |ok, s| ok & s.is_finite()) {
+            let i = scales.iter().position(|s| !s.is_finite()).unwrap_or(0);
+            return Err(Error::invalid("scales", scales[i], format!("[{i}]: must be finite")));
         }
         if let Some(z) = self.zero_points {
             check_len("zero_points", z.len(), params)?;
-            if let Some(i) = z[..params].iter().position(|z| !(-8..=7).contains(z)) {
+            let z = &z[..params];
+            let in_range = |z: &i8| (-8..=7).contains(z);
+            if !z.iter().fold(true, |ok, z| ok & in_range(z)) {
+                let i = z.iter().position(|z| !in_range(z)).unwrap_or(0);
                 return Err(Error::invalid("zero_points", z[i], format!("[{i}]: outside [-8, 7]")));
             }
         }
@@ -90,22 +115,14 @@ impl Int4Weights<'_> {
 pub(crate) struct Activations {
     /// The int8 values in column order.
     pub q: Vec<i8>,
-    /// The same values reordered per 32 columns: the 16 even columns, then the 16 odd ones.
+    /// The same values reordered per step of each group (32 columns, or 128 on AVX-512, the last
+    /// step of a group possibly shorter): the step's even columns, then its odd ones.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub split: Vec<i8>,
     /// Each group's scale.
     pub scale: Vec<f32>,
     /// Each group's sum of values.
     pub sum: Vec<i32>,
-}
-
-/// The symmetric int8 value of `v` at `inv = 1 / scale`: round half to even, clamped to ±127.
-#[inline]
-fn quantize_one(v: f32, scale: f32) -> i8 {
-    if scale == 0.0 {
-        return 0;
-    }
-    (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8
 }
 
 /// Quantizes one group `xg` (finite) into `qg` on `isa`: returns its scale and the sum of its
@@ -129,12 +146,22 @@ pub(crate) fn quantize_group(isa: Isa, xg: &[f32], qg: &mut [i8]) -> (f32, i32) 
 /// The arithmetic of [`quantize_group`].
 #[inline(always)]
 pub(crate) fn quantize_group_body(xg: &[f32], qg: &mut [i8]) -> (f32, i32) {
-    let amax = xg.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    // For finite values the order of |v| is the order of its bits without the sign: an integer
+    // maximum, which vectorizes (a float one does not, for its NaN rules).
+    let amax = f32::from_bits(xg.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7FFF_FFFF)));
     let scale = amax / 127.0;
-    for (o, &v) in qg.iter_mut().zip(xg) {
-        *o = quantize_one(v, scale);
+    if scale == 0.0 {
+        qg.fill(0);
+        return (scale, 0);
     }
-    (scale, qg.iter().map(|&v| i32::from(v)).sum())
+    for (o, &v) in qg.iter_mut().zip(xg) {
+        #[allow(clippy::manual_clamp, reason = "clamp keeps a NaN, max then min give -127")]
+        let r = (v / scale).round_ties_even().max(-127.0).min(127.0);
+        // SAFETY: r is an integer in [-127, 127], so the conversion is exact and in range (the
+        // checked `as` conversion would keep the loop from vectorizing).
+        *o = unsafe { r.to_int_unchecked::<i32>() } as i8;
+    }
+    (scale, qg.iter().fold(0i32, |s, &v| s + i32::from(v)))
 }
 
 impl Activations {
@@ -149,16 +176,32 @@ impl Activations {
         let groups = x.len().div_ceil(group);
         let (mut q, mut split) = (try_vec(x.len(), 0i8)?, try_vec(x.len(), 0i8)?);
         let (mut scale, mut sum) = (try_vec(groups, 0.0f32)?, try_vec(groups, 0i32)?);
+        let step = split_step(isa);
         for (g, (xg, qg)) in x.chunks(group).zip(q.chunks_mut(group)).enumerate() {
             (scale[g], sum[g]) = quantize_group(isa, xg, qg);
-        }
-        for (src, dst) in q.chunks_exact(CHUNK).zip(split.chunks_exact_mut(CHUNK)) {
-            for j in 0..CHUNK / 2 {
-                dst[j] = src[2 * j];
-                dst[CHUNK / 2 + j] = src[2 * j + 1];
+            let sg = &mut split[g * group..g * group + qg.len()];
+            for (src, dst) in qg.chunks(step).zip(sg.chunks_mut(step)) {
+                let half = src.len() / 2;
+                for j in 0..half {
+                    dst[j] = src[2 * j];
+                    dst[half + j] = src[2 * j + 1];
+                }
             }
         }
         Ok(Activations { q, split, scale, sum })
+    }
+}
+
+/// Columns per reordered step of [`Activations::split`] on `isa`.
+fn split_step(isa: Isa) -> usize {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => CHUNK_512,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => CHUNK,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => CHUNK,
+        Isa::Scalar => CHUNK,
     }
 }
 
@@ -208,9 +251,7 @@ pub fn gemv_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> 
     check_len("x", x.len(), w.cols)?;
     check_len("y", y.len(), w.rows)?;
     let x = &x[..w.cols];
-    if let Some(index) = x.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NonFinite { name: "x", index, value: f64::from(x[index]) });
-    }
+    crate::kernels::math::check_finite("x", x)?;
     let y = &mut y[..w.rows];
     if w.cols == 0 {
         y.fill(0.0);
@@ -221,26 +262,36 @@ pub fn gemv_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> 
     let row_bytes = cols / 2;
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     let simd = w.simd_shape();
+    let row = |r: usize| -> f32 {
+        let row = &w.packed[r * row_bytes..(r + 1) * row_bytes];
+        let scales = &w.scales[r * groups..(r + 1) * groups];
+        let zeros = w.zero_points.map(|z| &z[r * groups..(r + 1) * groups]);
+        match isa {
+            Isa::Scalar => row_scalar(row, cols, group, scales, zeros, &act),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the tier passed ensure_available; the shape is whole 32-column steps and
+            // every slice was checked against it.
+            Isa::Avx2 | Isa::Avx512 if simd => unsafe { x86::row_avx2(row, group, scales, zeros, &act) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::Avx512 => row_scalar(row, cols, group, scales, zeros, &act),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon | Isa::Dotprod | Isa::I8mm => row_scalar(row, cols, group, scales, zeros, &act),
+        }
+    };
+    // Rows r0.. into `ys`; r0 is a multiple of the AVX-512 tile.
     let run = |r0: usize, ys: &mut [f32]| {
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 && simd {
+            for (t, tile) in ys.chunks_mut(x86::TILE_ROWS).enumerate() {
+                // SAFETY: the tier passed ensure_available; the shape is whole 32-column steps,
+                // `w` was checked, `act` quantized for it with the AVX-512 steps, and the tile's
+                // rows exist.
+                unsafe { x86::tile_avx512(w, &act, r0 + t * x86::TILE_ROWS, tile) };
+            }
+            return;
+        }
         for (i, out) in ys.iter_mut().enumerate() {
-            let r = r0 + i;
-            let row = &w.packed[r * row_bytes..(r + 1) * row_bytes];
-            let scales = &w.scales[r * groups..(r + 1) * groups];
-            let zeros = w.zero_points.map(|z| &z[r * groups..(r + 1) * groups]);
-            *out = match isa {
-                Isa::Scalar => row_scalar(row, cols, group, scales, zeros, &act),
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the tier passed ensure_available; the shape is whole 32-column steps and
-                // every slice was checked against it.
-                Isa::Avx2 if simd => unsafe { x86::row_avx2(row, group, scales, zeros, &act) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above.
-                Isa::Avx512 if simd => unsafe { x86::row_avx512(row, group, scales, zeros, &act) },
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 | Isa::Avx512 => row_scalar(row, cols, group, scales, zeros, &act),
-                #[cfg(target_arch = "aarch64")]
-                Isa::Neon | Isa::Dotprod | Isa::I8mm => row_scalar(row, cols, group, scales, zeros, &act),
-            };
+            *out = row(r0 + i);
         }
     };
     #[cfg(feature = "parallel")]

@@ -1,33 +1,41 @@
-//! AVX2 and AVX-512 rows of the W4A8 GEMV: 32 columns (16 packed bytes) a step on AVX2 with
-//! `vpmaddubsw` (u8 `q + 8` at most 15 times |a| at most 127: no pair sum saturates), 64 a step
-//! on AVX-512 with `vpdpbusd`; one f32 multiply-add per group.
+//! AVX2 rows and AVX-512 tiles of the W4A8 GEMV. AVX2: 32 columns (16 packed bytes) a step with
+//! `vpmaddubsw` (u8 `q + 8` at most 15 times |a| at most 127: no pair sum saturates), one row at a
+//! time. AVX-512: 16 rows at a time, 128 columns (64 packed bytes) a step with `vpdpbusd`, each
+//! row's partial sums in its own register until the group ends, when one transposing reduction
+//! turns the 16 registers into one lane per row. Both finish each group as the scalar reference
+//! does: the exact integer dot less `(8 + zero) * sum(a)`, then `y += (scale * activation scale) *
+//! dot` in f32.
 
-use super::Activations;
+use super::{Activations, Int4Weights};
 use core::arch::x86_64::*;
 
-/// The sum of the eight f32 lanes of `v`.
+/// Rows per AVX-512 tile: one i32 lane each after the reduction.
+pub(super) const TILE_ROWS: usize = 16;
+
+/// How many tiles ahead the tile prefetches its weights into L2.
+const AHEAD: usize = 2;
+
+/// The sum of the eight i32 lanes of `v` (wrapping, as the exact sum fits).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn hsum_ps(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s)))
 }
 
-/// The f32 factor and the integer offset of group `g`: `scale * activation scale` and
-/// `(8 + zero) * sum(a)`.
+/// Group `g`'s integer offset: `(8 + zero) * sum(a)`.
 #[inline]
-fn group_terms(g: usize, scales: &[f32], zeros: Option<&[i8]>, act: &Activations) -> (f32, f32) {
-    let s = scales[g] * act.scale[g];
-    let offset = (8 + zeros.map_or(0, |z| i32::from(z[g]))) * act.sum[g];
-    (s, s * offset as f32)
+fn group_offset(g: usize, zeros: Option<&[i8]>, act: &Activations) -> i32 {
+    (8 + zeros.map_or(0, |z| i32::from(z[g]))).wrapping_mul(act.sum[g])
 }
 
 /// One output on AVX2.
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; `row` holds `cols / 2` bytes with `cols` and `group`
-/// multiples of 32, `scales` (and `zeros`) one entry per group, `act` quantized for `cols`.
+/// multiples of 32, `scales` (and `zeros`) one entry per group, `act` quantized for `cols` with
+/// 32-column steps.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn row_avx2(
     row: &[u8],
@@ -37,8 +45,7 @@ pub(super) unsafe fn row_avx2(
     act: &Activations,
 ) -> f32 {
     let (low, flip, ones) = (_mm256_set1_epi8(0x0F), _mm_set1_epi8(0x88u8 as i8), _mm256_set1_epi16(1));
-    let mut acc = _mm256_setzero_ps();
-    let mut offset = 0.0f32;
+    let mut y = 0.0f32;
     for (g, (bytes, a)) in row.chunks(group / 2).zip(act.split.chunks(group)).enumerate() {
         let mut isum = _mm256_setzero_si256();
         for (b, a) in bytes.chunks_exact(16).zip(a.chunks_exact(32)) {
@@ -49,64 +56,124 @@ pub(super) unsafe fn row_avx2(
             let u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16::<4>(q), q), low);
             isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), ones));
         }
-        let (s, off) = group_terms(g, scales, zeros, act);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(s), acc);
-        offset += off;
+        let dot = hsum_epi32(isum).wrapping_sub(group_offset(g, zeros, act));
+        y += scales[g] * act.scale[g] * dot as f32;
     }
-    hsum_ps(acc) - offset
+    y
 }
 
-/// One output on AVX-512.
+/// Lane `i` of the result: the sum of the 16 lanes of `v[i]` (wrapping, as the exact sums fit).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn transpose_sum(v: &[__m512i; TILE_ROWS]) -> __m512i {
+    // Rows 2k and 2k + 1 interleaved: per 128-bit lane [2k, 2k + 1, 2k, 2k + 1].
+    let pairs: [__m512i; 8] = core::array::from_fn(|k| {
+        let (a, b) = (v[2 * k], v[2 * k + 1]);
+        _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
+    });
+    // Rows 4k..4k + 4 in order within each 128-bit lane.
+    let quads: [__m512i; 4] = core::array::from_fn(|k| {
+        let (a, b) = (pairs[2 * k], pairs[2 * k + 1]);
+        _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+    });
+    // Sum the four 128-bit lanes of each quad, quad k landing in lane k.
+    let halves = |a: __m512i, b: __m512i| {
+        _mm512_add_epi32(_mm512_shuffle_i32x4::<0x88>(a, b), _mm512_shuffle_i32x4::<0xDD>(a, b))
+    };
+    let (low, high) = (halves(quads[0], quads[1]), halves(quads[2], quads[3]));
+    halves(low, high)
+}
+
+/// Outputs `y` (1 to 16 of them) of rows `r0..r0 + y.len()` on AVX-512.
 ///
 /// # Safety
-/// As [`row_avx2`], with the AVX-512 tier's features.
+/// The CPU has the AVX-512 tier's features; `w` passed `check` with `cols` and `group` multiples
+/// of 32; `act` was quantized for `w.cols` with 128-column steps; rows `r0..r0 + y.len()` exist and
+/// `y.len()` is 1 to 16.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-pub(super) unsafe fn row_avx512(
-    row: &[u8],
-    group: usize,
-    scales: &[f32],
-    zeros: Option<&[i8]>,
-    act: &Activations,
-) -> f32 {
-    const FOUR: i64 = 0x0004_0004_0004_0004;
-    let shift = _mm512_set_epi64(FOUR, FOUR, 0, 0, FOUR, FOUR, 0, 0);
+pub(super) unsafe fn tile_avx512(w: &Int4Weights<'_>, act: &Activations, r0: usize, y: &mut [f32]) {
+    let (cols, group, groups) = (w.cols, w.group, w.groups());
+    let live = y.len();
+    let row_bytes = cols / 2;
+    // Rows past the tile's live ones read its last row again; their lanes are never stored.
+    let row_of = |i: usize| r0 + i.min(live - 1);
+    let rows: [*const u8; TILE_ROWS] = core::array::from_fn(|i| w.packed[row_of(i) * row_bytes..].as_ptr());
+    let params = _mm512_mullo_epi32(
+        _mm512_min_epi32(
+            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+            _mm512_set1_epi32(live as i32 - 1),
+        ),
+        _mm512_set1_epi32(groups as i32),
+    );
     let (low, flip) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x88u8 as i8));
-    let mut acc = _mm512_setzero_ps();
-    let mut offset = 0.0f32;
-    for (g, (bytes, a)) in row.chunks(group / 2).zip(act.split.chunks(group)).enumerate() {
-        crate::kernels::prefetch_stream(bytes.as_ptr(), bytes.len());
-        let mut isum = _mm512_setzero_si512();
-        let mut pairs = bytes.chunks_exact(32).zip(a.chunks_exact(64));
-        for (b, a) in &mut pairs {
-            // SAFETY: b holds 32 bytes and a 64.
-            let (q, a) = unsafe {
-                let b0 = _mm256_broadcastsi128_si256(_mm_loadu_si128(b.as_ptr().cast()));
-                let b1 = _mm256_broadcastsi128_si256(_mm_loadu_si128(b.as_ptr().add(16).cast()));
-                (
-                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(b0), b1),
-                    _mm512_loadu_si512(a.as_ptr().cast()),
-                )
-            };
-            // [lo b0, hi b0, lo b1, hi b1]: the even then odd columns of each 32.
-            let u = _mm512_and_si512(_mm512_srlv_epi16(_mm512_xor_si512(q, flip), shift), low);
-            isum = _mm512_dpbusd_epi32(isum, u, a);
-        }
-        if bytes.len() % 32 == 16 {
-            // An odd count of 32-column steps: the last one on ymm.
-            let (b, a) = (&bytes[bytes.len() - 16..], &a[a.len() - 32..]);
-            // SAFETY: b holds 16 bytes and a 32.
-            let (q, a) =
-                unsafe { (_mm_loadu_si128(b.as_ptr().cast()), _mm256_loadu_si256(a.as_ptr().cast())) };
-            let q = _mm_xor_si128(q, _mm_set1_epi8(0x88u8 as i8));
-            let u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16::<4>(q), q), _mm256_set1_epi8(0x0F));
-            let tail = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, a);
-            isum = _mm512_add_epi32(isum, _mm512_zextsi256_si512(tail));
-        }
-        let (s, off) = group_terms(g, scales, zeros, act);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(s), acc);
-        offset += off;
+    let next_tile = w.packed.as_ptr().wrapping_add((r0 + AHEAD * TILE_ROWS) * row_bytes);
+    // Its scales (and zero points) too: the gathers below would wait for DRAM.
+    let params_ahead = ((r0 + AHEAD * TILE_ROWS) * groups).min(w.scales.len());
+    let params_len = (TILE_ROWS * groups).min(w.scales.len() - params_ahead);
+    for line in (0..4 * params_len).step_by(64) {
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T1>(w.scales.as_ptr().add(params_ahead).cast::<i8>().wrapping_add(line))
+        };
     }
-    _mm512_reduce_add_ps(acc) - offset
+    if let Some(z) = w.zero_points {
+        for line in (0..params_len).step_by(64) {
+            // SAFETY: as above.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T1>(z.as_ptr().add(params_ahead).cast::<i8>().wrapping_add(line))
+            };
+        }
+    }
+    let mut y_acc = _mm512_setzero_ps();
+    for g in 0..groups {
+        let end = ((g + 1) * group).min(cols);
+        // Issued before the group's dot products, which hide the gather's latency.
+        // SAFETY: the gather reads scales[row_of(i) * groups + g], all within `scales`.
+        let sw = unsafe { _mm512_i32gather_ps::<4>(params, w.scales.as_ptr().add(r0 * groups + g).cast()) };
+        let mut acc = [_mm512_setzero_si512(); TILE_ROWS];
+        let mut c = g * group;
+        while c < end {
+            let bytes = (end - c).min(super::CHUNK_512) / 2;
+            let mask: __mmask64 = if bytes == 64 { !0 } else { (1u64 << bytes) - 1 };
+            // SAFETY: the step's even and odd activations lie in `split` (columns c..c + 2 bytes).
+            let (a_even, a_odd) = unsafe {
+                let a = act.split.as_ptr().add(c);
+                (_mm512_maskz_loadu_epi8(mask, a.cast()), _mm512_maskz_loadu_epi8(mask, a.add(bytes).cast()))
+            };
+            // The next tile's rows are one contiguous run of bytes: fetch it into L2 in order,
+            // a step's share at a time (sixteen streams at once are more than the hardware
+            // prefetcher follows).
+            for line in 0..TILE_ROWS {
+                let at = next_tile.wrapping_add(c / 2 * TILE_ROWS + line * 64);
+                _mm_prefetch::<_MM_HINT_T1>(at.cast());
+            }
+            for (acc, row) in acc.iter_mut().zip(&rows) {
+                // SAFETY: the row's bytes c / 2..c / 2 + bytes lie in `packed` (the row exists).
+                let v = unsafe { _mm512_maskz_loadu_epi8(mask, row.add(c / 2).cast()) };
+                // Masked-off bytes become 0x88 (u = 8) against activations 0: nothing added.
+                let v = _mm512_xor_si512(v, flip);
+                let (lo, hi) = (_mm512_and_si512(v, low), _mm512_and_si512(_mm512_srli_epi16::<4>(v), low));
+                *acc = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(*acc, lo, a_even), hi, a_odd);
+            }
+            c += 2 * bytes;
+        }
+        let dot = transpose_sum(&acc);
+        let offset = match w.zero_points {
+            None => _mm512_set1_epi32(8i32.wrapping_mul(act.sum[g])),
+            Some(z) => {
+                let zoff: [i32; TILE_ROWS] =
+                    core::array::from_fn(|i| 8 + i32::from(z[row_of(i) * groups + g]));
+                // SAFETY: 16 i32 in a local array.
+                let zoff = unsafe { _mm512_loadu_si512(zoff.as_ptr().cast()) };
+                _mm512_mullo_epi32(zoff, _mm512_set1_epi32(act.sum[g]))
+            }
+        };
+        let scale = _mm512_mul_ps(sw, _mm512_set1_ps(act.scale[g]));
+        y_acc = _mm512_add_ps(y_acc, _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, offset))));
+    }
+    let mask: __mmask16 = if live == TILE_ROWS { !0 } else { (1u16 << live) - 1 };
+    // SAFETY: y holds `live` outputs; the mask stores those.
+    unsafe { _mm512_mask_storeu_ps(y.as_mut_ptr(), mask, y_acc) };
 }
 
 /// [`quantize_group_body`](super::quantize_group_body) compiled for AVX2.
