@@ -4,8 +4,8 @@ use super::blocking::{MC, MR, PARALLEL_MIN_MACS};
 use super::kernel::Tier;
 use super::sparse24::{check_2_4, Sparse24};
 use super::{
-    can_dequant, check_matrix, gemm_packed_dequant, gemm_packed_with, Dequant, Kernel, PackedI8, RowQuant,
-    Update,
+    can_dequant, check_matrix, gemm_packed_dequant, gemm_packed_dequant_columns, gemm_packed_with, Dequant,
+    Kernel, PackedI8, RowQuant, Update,
 };
 use crate::error::{check_len, try_vec};
 use crate::kernels::convert::{
@@ -247,13 +247,13 @@ impl QuantLinear {
         // works on the calling thread.
         let threads = if macs >= PARALLEL_MIN_MACS { current_threads() } else { 1 };
         let parallel = threads > 1;
-        let chunk_rows = chunk_rows(batch, threads);
+        let chunks = chunk_bounds(batch, threads);
         // Every row's quantization parameters first, so that bad input fails before y is written.
         let mut params = try_vec(batch, RowQuant { scale: 1.0, zero: 0 })?;
         let mut ranges = try_vec(batch, (0f32, 0f32, true))?;
         // The ranges are one read of x: worth other threads only when x is large.
         let parallel_ranges = parallel && batch * k >= PARALLEL_RANGE_MIN_VALUES;
-        for_chunks(&mut ranges, 1, chunk_rows, parallel_ranges, |first, out| {
+        for_chunks(&mut ranges, 1, &chunks, parallel_ranges, |first, out| {
             for (i, range) in out.iter_mut().enumerate() {
                 *range = min_max_finite_on(isa, &x[(first + i) * k..(first + i + 1) * k]);
             }
@@ -283,7 +283,12 @@ impl QuantLinear {
         if n == 0 {
             return Ok(());
         }
-        for_chunks(y, n, chunk_rows, parallel, |first, y| {
+        if let (true, Weights::Dense(packed)) = (parallel && batch <= COLUMN_SPLIT_MAX_ROWS, &self.weights) {
+            if k <= I32_EXACT_DEPTH && self.zero_points.is_empty() && can_dequant(kernel, batch, packed) {
+                return self.forward_columns(kernel, isa, x, &params, mode, y, packed, (&chunks, threads));
+            }
+        }
+        for_chunks(y, n, &chunks, parallel, |first, y| {
             let rows = y.len() / n;
             let (x, params) = (&x[first * k..(first + rows) * k], &params[first..first + rows]);
             CHUNK.with(|cell| {
@@ -292,6 +297,55 @@ impl QuantLinear {
                 cell.set(scratch);
                 result
             })
+        })
+    }
+
+    /// [`QuantLinear::forward_on`] for few rows on several threads: the rows quantized (split by
+    /// rows at `split.0`), then the product and its dequantization split by columns across
+    /// `split.1` threads, so that each thread reads only its share of the weights.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_columns(
+        &self,
+        kernel: Kernel,
+        isa: Isa,
+        x: &[f32],
+        params: &[RowQuant],
+        mode: ActivationQuant,
+        y: &mut [f32],
+        packed: &PackedI8,
+        split: (&[usize], usize),
+    ) -> Result<()> {
+        let (k, n, rows) = (self.in_features(), self.out_features(), params.len());
+        CHUNK.with(|cell| {
+            let mut scratch = cell.take();
+            let result = (|| {
+                if scratch.q.len() < rows * k {
+                    scratch.q = try_vec(rows * k, 0u8)?;
+                }
+                let q = &mut scratch.q[..rows * k];
+                for_chunks(q, k, split.0, true, |first, q| {
+                    let count = q.len() / k;
+                    quantize_rows(
+                        isa,
+                        &x[first * k..(first + count) * k],
+                        &params[first..first + count],
+                        mode,
+                        q,
+                    )
+                })?;
+                let dequant = Dequant { y, ldy: n, rows: params, w_scale: &self.scales, bias: &self.bias };
+                match mode {
+                    ActivationQuant::U8Affine => {
+                        gemm_packed_dequant_columns(kernel, rows, &*q, k, packed, dequant, split.1)
+                    }
+                    ActivationQuant::I8Symmetric => {
+                        let q: &[i8] = bytemuck::cast_slice(q);
+                        gemm_packed_dequant_columns(kernel, rows, q, k, packed, dequant, split.1)
+                    }
+                }
+            })();
+            cell.set(scratch);
+            result
         })
     }
 
@@ -332,16 +386,7 @@ impl QuantLinear {
             scratch.acc = try_vec(rows * n, 0i32)?;
         }
         let q = &mut scratch.q[..rows * k];
-        for (i, p) in params.iter().enumerate() {
-            let (row, out) = (&x[i * k..(i + 1) * k], &mut q[i * k..(i + 1) * k]);
-            match mode {
-                // `zero` came from a u8 and `x` was found finite by the caller.
-                ActivationQuant::U8Affine => quantize_u8_scanned_on(isa, row, p.scale, p.zero as u8, out)?,
-                ActivationQuant::I8Symmetric => {
-                    quantize_i8_scanned_on(isa, row, p.scale, 0, bytemuck::cast_slice_mut(out))?
-                }
-            }
-        }
+        quantize_rows(isa, x, params, mode, q)?;
         if let (true, Some(sparse)) = (fused, sparse) {
             let dequant = Dequant { y, ldy: n, rows: params, w_scale: &self.scales, bias: &self.bias };
             return sparse.product_dequant(kernel, q, mode == ActivationQuant::I8Symmetric, dequant);
@@ -414,6 +459,27 @@ impl QuantLinear {
     }
 }
 
+/// Quantizes the rows of `x` (`params.len()` rows, `q.len() / params.len()` wide) into `q`.
+fn quantize_rows(
+    isa: Isa,
+    x: &[f32],
+    params: &[RowQuant],
+    mode: ActivationQuant,
+    q: &mut [u8],
+) -> Result<()> {
+    let k = q.len() / params.len().max(1);
+    for ((row, out), p) in x.chunks_exact(k).zip(q.chunks_exact_mut(k)).zip(params) {
+        match mode {
+            // `zero` came from a u8 and `x` was found finite by the caller.
+            ActivationQuant::U8Affine => quantize_u8_scanned_on(isa, row, p.scale, p.zero as u8, out)?,
+            ActivationQuant::I8Symmetric => {
+                quantize_i8_scanned_on(isa, row, p.scale, 0, bytemuck::cast_slice_mut(out))?
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether `kernel` runs 2:4 weights on the 2:4 kernel (else on the dense one, decompressed).
 fn runs_2_4(kernel: Kernel) -> bool {
     match kernel.tier {
@@ -484,15 +550,23 @@ thread_local! {
 /// Depths up to which `255 * 256 * k` fits i32 (see `forward_chunk`).
 const I32_EXACT_DEPTH: usize = i32::MAX as usize / (255 * 256);
 
+/// Up to this many rows, a product on several threads splits the weights' columns between them
+/// rather than the rows (AVX-512 with the fused dequantization only): at MiniLM's 128 rows the
+/// row split had each thread read all of the weights and gained little over one thread.
+const COLUMN_SPLIT_MAX_ROWS: usize = 256;
+
 /// Values of x from which the row ranges are found on several threads: below, one thread reads
 /// them (a few microseconds) faster than another thread can be handed a share.
 const PARALLEL_RANGE_MIN_VALUES: usize = 1 << 18;
 
-/// Rows per chunk of `batch`: at most [`MC`] (a chunk's buffers stay in cache), and at least as
-/// many chunks as `threads`, each a multiple of [`MR`] where possible.
-fn chunk_rows(batch: usize, threads: usize) -> usize {
-    let chunks = batch.div_ceil(MC).max(threads).max(1);
-    batch.div_ceil(chunks).next_multiple_of(MR).clamp(1, MC)
+/// The first row of every chunk of `batch` rows, then `batch`: chunks of at most [`MC`] rows (a
+/// chunk's buffers stay in cache), each a multiple of [`MR`] but the last, as even as [`MR`]
+/// allows, and as many as a multiple of `threads`, so that every thread gets the same share (512
+/// rows in five chunks of 105 over two threads left one idle for a fifth of the product).
+fn chunk_bounds(batch: usize, threads: usize) -> Vec<usize> {
+    let tiles = batch.div_ceil(MR);
+    let chunks = batch.div_ceil(MC).next_multiple_of(threads.max(1)).clamp(1, tiles.max(1));
+    (0..=chunks).map(|c| (tiles * c / chunks * MR).min(batch)).collect()
 }
 
 #[cfg(feature = "parallel")]
@@ -505,21 +579,27 @@ fn current_threads() -> usize {
     1
 }
 
-/// Runs `f(first_row, rows)` on chunks of `chunk_rows` rows of `out` (`width` elements a row),
-/// on rayon's threads when `parallel`.
+/// Runs `f(first_row, rows)` on the chunks of `out` (`width` elements a row) that start at the
+/// rows `bounds` lists (see [`chunk_bounds`]), on rayon's threads when `parallel`.
 fn for_chunks<T: Send>(
     out: &mut [T],
     width: usize,
-    chunk_rows: usize,
+    bounds: &[usize],
     parallel: bool,
     f: impl Fn(usize, &mut [T]) -> Result<()> + Send + Sync,
 ) -> Result<()> {
-    let len = chunk_rows * width;
+    let mut parts = Vec::with_capacity(bounds.len());
+    let mut rest = out;
+    for pair in bounds.windows(2).filter(|pair| pair[1] > pair[0]) {
+        let (part, tail) = std::mem::take(&mut rest).split_at_mut((pair[1] - pair[0]) * width);
+        parts.push((pair[0], part));
+        rest = tail;
+    }
     #[cfg(feature = "parallel")]
     if parallel {
         use rayon::prelude::*;
-        return out.par_chunks_mut(len).enumerate().try_for_each(|(c, rows)| f(c * chunk_rows, rows));
+        return parts.into_par_iter().try_for_each(|(first, rows)| f(first, rows));
     }
     let _ = parallel;
-    out.chunks_mut(len).enumerate().try_for_each(|(c, rows)| f(c * chunk_rows, rows))
+    parts.into_iter().try_for_each(|(first, rows)| f(first, rows))
 }

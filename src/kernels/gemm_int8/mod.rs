@@ -370,6 +370,81 @@ pub(crate) fn gemm_packed_dequant<T: AElement>(
     }
 }
 
+/// [`gemm_packed_dequant`] with B's column panels split into `parts` ranges of whole register
+/// tiles, each on its own rayon thread (feature `parallel`): for few rows of A, every thread then
+/// reads its share of B once, where a split by rows has every thread read all of B. Each element
+/// is computed as on one thread (the same depth block, the same epilogue), so y is the same.
+pub(crate) fn gemm_packed_dequant_columns<T: AElement>(
+    kernel: Kernel,
+    m: usize,
+    a: &[T],
+    lda: usize,
+    packed: &PackedI8,
+    dequant: Dequant<'_>,
+    parts: usize,
+) -> Result<()> {
+    let (n, k) = (packed.n(), packed.k());
+    check_matrix("a", a.len(), m, k, lda)?;
+    check_matrix("y", dequant.y.len(), m, n, dequant.ldy)?;
+    check_len("rows", dequant.rows.len(), m)?;
+    check_len("w_scale", dequant.w_scale.len(), n)?;
+    check_len("bias", dequant.bias.len(), n)?;
+    if !can_dequant(kernel, m, packed) {
+        return Err(Error::invalid("kernel", kernel.name(), "does not dequantize this product"));
+    }
+    let bias = match T::SHIFT != 0 {
+        true => Some(shift_bias(T::SHIFT, packed)?),
+        false => None,
+    };
+    let y = YPtr(dequant.y.as_mut_ptr());
+    let tile = kernel.panels_per_tile();
+    let tiles = packed.panels().div_ceil(tile);
+    let parts = parts.clamp(1, tiles);
+    let ranges: Vec<Range<usize>> = (0..parts)
+        .map(|t| {
+            (tiles * t / parts * tile).min(packed.panels())
+                ..(tiles * (t + 1) / parts * tile).min(packed.panels())
+        })
+        .collect();
+    let part = |cols: Range<usize>| -> Result<()> {
+        let view = DequantView {
+            y: y.get(),
+            ldy: dequant.ldy,
+            rows: dequant.rows,
+            col_sums: packed.col_sums(),
+            w_scale: dequant.w_scale,
+            bias: dequant.bias,
+        };
+        let c = CPtr(std::ptr::null_mut());
+        // SAFETY: with `dequant`, drive writes only the columns `cols` covers of `y`, whose extent
+        // was checked (m x n, ldy); the ranges are disjoint, so no element is written twice; the
+        // per-row and per-column slices were checked against m and n; the kernel reads the layout.
+        unsafe { drive(kernel, a, lda, packed, 0..m, cols, c, 0, false, bias.as_deref(), Some(&view)) }
+    };
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        ranges.into_par_iter().try_for_each(part)
+    }
+    #[cfg(not(feature = "parallel"))]
+    ranges.into_iter().try_for_each(part)
+}
+
+/// y as shared by the threads of [`gemm_packed_dequant_columns`], each writing its own columns.
+#[derive(Clone, Copy)]
+struct YPtr(*mut f32);
+// SAFETY: the threads write disjoint columns of y, which outlives the parallel scope.
+unsafe impl Send for YPtr {}
+// SAFETY: as above.
+unsafe impl Sync for YPtr {}
+
+impl YPtr {
+    /// The pointer (a method, so closures capture the `Sync` wrapper, not the raw pointer).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// [`Dequant`] as the tiles read it (y as a pointer, B's column sums beside the weights'). Only
 /// the AVX-512 kernel fuses dequantization; elsewhere [`can_dequant`] is false and this is unused.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]

@@ -503,7 +503,8 @@ fn quantized_linear_split_across_threads_matches_the_plain_computation() {
     // bound takes the i64 one. Symmetric weights on AVX-512 are dequantized in the kernel: A packed
     // (k = 131, 7) or read where it lies (k a multiple of four), tiles of four, two and one
     // panels and a partial last panel (n = 67, 112, 40, 3); a depth too long for one block
-    // (k = 1700 at 120 rows) keeps the i32 buffer and reads A in depth blocks.
+    // (k = 1700 at 120 rows) keeps the i32 buffer and reads A in depth blocks. Up to 256 rows on
+    // AVX-512 the threads split the columns instead (tiles of four panels, the last partial).
     let mut rng = Rng(31);
     for (batch, k, n, affine) in [
         (301, 131, 67, false),
@@ -513,6 +514,8 @@ fn quantized_linear_split_across_threads_matches_the_plain_computation() {
         (203, 384, 112, false),
         (45, 64, 40, false),
         (240, 1700, 20, false),
+        (128, 384, 1000, false),
+        (100, 1536, 72, false),
     ] {
         let q: Vec<i8> = as_i8(rng.bytes(n * k));
         let zero_points: Vec<i32> =
