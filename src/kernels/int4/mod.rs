@@ -10,6 +10,8 @@
 //! on AVX2, `vpdpbusd` on AVX-512) against activations reordered once per call (the even
 //! elements of each 32, then the odd ones) and subtract `(8 + zero) * sum(a)` per group.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod gemm_x86;
@@ -238,6 +240,15 @@ pub fn gemv_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> 
                 Isa::Avx512 if simd => unsafe { x86::row_avx512(row, group, scales, zeros, &act) },
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx2 | Isa::Avx512 => row_scalar(row, cols, group, scales, zeros, &act),
+                #[cfg(target_arch = "aarch64")]
+                // SAFETY: NEON is part of every aarch64 target; the shape is whole 32-column steps and
+                // every slice was checked against it.
+                Isa::Neon if simd => unsafe { aarch64::row_neon(row, group, scales, zeros, &act) },
+                #[cfg(target_arch = "aarch64")]
+                // SAFETY: the tier passed ensure_available (i8mm implies dotprod); the shape as above.
+                Isa::Dotprod | Isa::I8mm if simd => unsafe {
+                    aarch64::row_dotprod(row, group, scales, zeros, &act)
+                },
                 #[cfg(target_arch = "aarch64")]
                 Isa::Neon | Isa::Dotprod | Isa::I8mm => row_scalar(row, cols, group, scales, zeros, &act),
             };
