@@ -5,9 +5,10 @@
 //! symmetric int8, round half to even); each group's dot product `sum (q - zero) * a` is an exact
 //! integer, and the f32 work per output is the scalar reference's, group after group:
 //! `y += (scale * activation scale) * dot`. So every tier of the GEMM gives the bits of the scalar
-//! GEMV, row by row. The SIMD GEMV tiers keep f32 partial sums per lane across groups and reduce
-//! once at the end (a per-group horizontal reduction would cost the GEMV its speed), so against
-//! those the GEMM agrees within f32 rounding, not bit for bit.
+//! GEMV, row by row. The x86 SIMD GEMV tiers keep f32 partial sums per lane across groups and
+//! reduce once at the end (a per-group horizontal reduction would cost the GEMV its speed), so
+//! against those the GEMM agrees within f32 rounding, not bit for bit; the aarch64 GEMV tiers give
+//! the scalar bits.
 
 use super::{quantize_group, Int4Weights};
 use crate::error::{check_len, checked_product, try_vec};
