@@ -11,6 +11,8 @@ use super::{quantize_group, Int4Weights};
 use crate::error::{check_len, checked_product, try_vec};
 use crate::kernels::Isa;
 use crate::Result;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+use core::ops::Range;
 
 /// Output rows per block of the kernel layout (one zmm of i32 or f32).
 pub(crate) const BLOCK: usize = 16;
@@ -150,6 +152,41 @@ impl RowActivations {
     }
 }
 
+/// The read-only operands of one call of a SIMD GEMM.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(super) struct Operands<'a> {
+    pub(super) p: &'a PackedInt4,
+    pub(super) act: &'a RowActivations,
+}
+
+/// Runs `tile(n, b, t0, yt)` for every tile of at most `tokens` tokens (`n` of them from `t0`)
+/// against every block `b` of `blocks`, `yt` pointing at token `t0`'s run of block `b` in `y`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+pub(super) fn for_each_tile(
+    o: &Operands<'_>,
+    m: usize,
+    tokens: usize,
+    y: &mut [f32],
+    ldy: usize,
+    blocks: Range<usize>,
+    mut tile: impl FnMut(usize, usize, usize, *mut f32),
+) {
+    let (p, act) = (o.p, o.act);
+    debug_assert!(
+        p.blocked && act.q.len() >= m * p.cols && blocks.end * BLOCK <= p.rows.next_multiple_of(BLOCK)
+    );
+    debug_assert!(m == 0 || y.len() >= (m - 1) * ldy + p.rows.min(blocks.end * BLOCK) - blocks.start * BLOCK);
+    let mut t0 = 0;
+    while t0 < m {
+        let n = (m - t0).min(tokens);
+        for b in blocks.clone() {
+            tile(n, b, t0, y.as_mut_ptr().wrapping_add(t0 * ldy + (b - blocks.start) * BLOCK));
+        }
+        t0 += n;
+    }
+}
+
 /// Output `r` for token `t`: the scalar reference's order (see the module notes).
 fn out_scalar(p: &PackedInt4, act: &RowActivations, t: usize, r: usize) -> f32 {
     let (cols, group, groups) = (p.cols, p.group, p.groups);
@@ -223,8 +260,7 @@ pub fn gemm_w4a8_packed_on(isa: Isa, p: &PackedInt4, x: &[f32], m: usize, y: &mu
     let run = |t0: usize, mt: usize, r0: usize, ys: &mut [f32], ldy: usize| -> Result<()> {
         let act = RowActivations::quantize(isa, &x[t0 * cols..(t0 + mt) * cols], mt, cols, p.group)?;
         let width = if mt == 0 { 0 } else { (ys.len() - (mt - 1) * ldy).min(rows - r0) };
-        // Row by row: the scalar tier, the aarch64 tiers (no int4 kernel there yet) and shapes
-        // kept row-major.
+        // Row by row: the scalar tier and shapes kept row-major.
         let scalar = |ys: &mut [f32]| {
             for t in 0..mt {
                 for (i, out) in ys[t * ldy..t * ldy + width].iter_mut().enumerate() {
@@ -232,7 +268,7 @@ pub fn gemm_w4a8_packed_on(isa: Isa, p: &PackedInt4, x: &[f32], m: usize, y: &mu
                 }
             }
         };
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         let blocks = r0 / BLOCK..(r0 + width).div_ceil(BLOCK);
         match isa {
             #[cfg(target_arch = "x86_64")]
@@ -245,6 +281,15 @@ pub fn gemm_w4a8_packed_on(isa: Isa, p: &PackedInt4, x: &[f32], m: usize, y: &mu
             Isa::Avx2 if p.blocked => unsafe { super::gemm_x86::gemm_avx2(p, &act, mt, ys, ldy, blocks) },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 | Isa::Avx2 => scalar(ys),
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is part of every aarch64 target; `p`, `act`, `ys` and `blocks` as for the x86
+            // tiers above.
+            Isa::Neon if p.blocked => unsafe { super::aarch64::gemm_neon(p, &act, mt, ys, ldy, blocks) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: the tier passed ensure_available (i8mm implies dotprod); the operands as above.
+            Isa::Dotprod | Isa::I8mm if p.blocked => unsafe {
+                super::aarch64::gemm_dotprod(p, &act, mt, ys, ldy, blocks)
+            },
             #[cfg(target_arch = "aarch64")]
             Isa::Neon | Isa::Dotprod | Isa::I8mm => scalar(ys),
             Isa::Scalar => scalar(ys),

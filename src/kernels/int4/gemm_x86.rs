@@ -4,7 +4,7 @@
 //! Per group the i32 sums less `(8 + zero) * sum(a)` become f32 and are scaled in the scalar
 //! reference's order: `y += (scale * activation scale) * dot` (no fused multiply-add).
 
-use super::gemm::{PackedInt4, RowActivations, BLOCK, STEP};
+use super::gemm::{for_each_tile, Operands, PackedInt4, RowActivations, BLOCK, STEP};
 use core::arch::x86_64::*;
 use core::ops::Range;
 
@@ -12,12 +12,6 @@ use core::ops::Range;
 const TOKENS_512: usize = 8;
 /// Tokens per AVX2 tile: 2 x 2 i32 and 2 x 2 f32 accumulators (16 rows in two ymm).
 const TOKENS_AVX2: usize = 2;
-
-/// The read-only operands of one call.
-struct Operands<'a> {
-    p: &'a PackedInt4,
-    act: &'a RowActivations,
-}
 
 /// `T` tokens from `t0` against block `b` (16 rows from `16 b`): writes `y[t * ldy ..]` for the
 /// rows that exist.
@@ -112,33 +106,6 @@ pub(super) unsafe fn gemm_avx512(
             }
         }
     });
-}
-
-/// Runs `tile(n, b, t0, yt)` for every tile of at most `tokens` tokens (`n` of them from `t0`)
-/// against every block `b` of `blocks`, `yt` pointing at token `t0`'s run of block `b` in `y`.
-#[inline(always)]
-fn for_each_tile(
-    o: &Operands<'_>,
-    m: usize,
-    tokens: usize,
-    y: &mut [f32],
-    ldy: usize,
-    blocks: Range<usize>,
-    mut tile: impl FnMut(usize, usize, usize, *mut f32),
-) {
-    let (p, act) = (o.p, o.act);
-    debug_assert!(
-        p.blocked && act.q.len() >= m * p.cols && blocks.end * BLOCK <= p.rows.next_multiple_of(BLOCK)
-    );
-    debug_assert!(m == 0 || y.len() >= (m - 1) * ldy + p.rows.min(blocks.end * BLOCK) - blocks.start * BLOCK);
-    let mut t0 = 0;
-    while t0 < m {
-        let n = (m - t0).min(tokens);
-        for b in blocks.clone() {
-            tile(n, b, t0, y.as_mut_ptr().wrapping_add(t0 * ldy + (b - blocks.start) * BLOCK));
-        }
-        t0 += n;
-    }
 }
 
 /// As [`tile_avx512`] on AVX2: 16 rows in two ymm, `vpmaddubsw` (u8 at most 15 times |a| at most

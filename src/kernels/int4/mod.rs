@@ -14,6 +14,8 @@
 //! the tier's width: the even elements, then the odd ones) and subtract `(8 + zero) * sum(a)` per
 //! group.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 mod gemm;
 #[cfg(target_arch = "x86_64")]
 mod gemm_x86;
@@ -260,7 +262,6 @@ pub fn gemv_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> 
     let act = Activations::quantize_on(isa, x, w.group)?;
     let (cols, group, groups) = (w.cols, w.group, w.groups());
     let row_bytes = cols / 2;
-    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     let simd = w.simd_shape();
     let row = |r: usize| -> f32 {
         let row = &w.packed[r * row_bytes..(r + 1) * row_bytes];
@@ -274,6 +275,15 @@ pub fn gemv_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> 
             Isa::Avx2 | Isa::Avx512 if simd => unsafe { x86::row_avx2(row, group, scales, zeros, &act) },
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 | Isa::Avx512 => row_scalar(row, cols, group, scales, zeros, &act),
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is part of every aarch64 target; the shape is whole 32-column steps and
+            // every slice was checked against it.
+            Isa::Neon if simd => unsafe { aarch64::row_neon(row, group, scales, zeros, &act) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: the tier passed ensure_available (i8mm implies dotprod); the shape as above.
+            Isa::Dotprod | Isa::I8mm if simd => unsafe {
+                aarch64::row_dotprod(row, group, scales, zeros, &act)
+            },
             #[cfg(target_arch = "aarch64")]
             Isa::Neon | Isa::Dotprod | Isa::I8mm => row_scalar(row, cols, group, scales, zeros, &act),
         }

@@ -109,63 +109,6 @@ fn every_tier_matches_the_f64_reference() {
 }
 
 #[test]
-fn gemv_gives_the_scalar_bits_on_every_tier() {
-    let mut rng = Rng(0x005e_ed0f_b175);
-    let mut k = 0usize;
-    // Groups of one to four 128-column steps and partial ones; rows around the 16-row tile.
-    for (cols, group) in [
-        (32usize, 32usize),
-        (64, 64),
-        (96, 32),
-        (160, 160),
-        (256, 96),
-        (384, 128),
-        (640, 192),
-        (1024, 256),
-        (512, 512),
-    ] {
-        for rows in [1usize, 2, 15, 16, 17, 31, 33, 40] {
-            let affine = k % 3 == 1;
-            k += 1;
-            let groups = cols.div_ceil(group);
-            let (mut packed, scales, zeros) = random_weights(&mut rng, rows, cols, group);
-            if k.is_multiple_of(4) {
-                packed[..cols / 2].fill(0x88); // a row of -8: the largest products
-            }
-            let w = Int4Weights {
-                rows,
-                cols,
-                group,
-                packed: &packed,
-                scales: &scales,
-                zero_points: affine.then_some(&zeros[..]),
-            };
-            let mut x: Vec<f32> = (0..cols).map(|_| rng.gauss() as f32).collect();
-            x[cols / 3] = -40.0; // one activation at -127 in its group
-            if groups > 1 {
-                x[group..(2 * group).min(cols)].fill(0.0); // a group of zeros: scale 0
-            }
-            let mut want = vec![0.0f32; rows];
-            gemv_w4a8_on(Isa::Scalar, &w, &x, &mut want).unwrap();
-            for isa in Isa::available() {
-                let mut y = vec![f32::NAN; rows + 1];
-                gemv_w4a8_on(isa, &w, &x, &mut y).unwrap();
-                for r in 0..rows {
-                    assert_eq!(
-                        y[r].to_bits(),
-                        want[r].to_bits(),
-                        "{isa} rows={rows} cols={cols} group={group} affine={affine} row {r}: {} vs {}",
-                        y[r],
-                        want[r]
-                    );
-                }
-                assert!(y[rows].is_nan(), "{isa}: wrote past y");
-            }
-        }
-    }
-}
-
-#[test]
 fn extreme_nibbles_and_activations_stay_exact() {
     // Every weight -8 (nibble 8), every activation -127: the largest products of the u8 path.
     let (rows, cols, group) = (2, 256, 128);
@@ -541,5 +484,215 @@ fn activation_quantization_is_the_same_on_every_tier() {
             v.round()
         };
         assert_eq!(f32::from(act.q[i + 1]), want.clamp(-127.0, 127.0), "{v}");
+    }
+}
+
+// The SIMD tiers of the GEMV and GEMM against the scalar reference's bits (h-neon4: the aarch64
+// tiers; the GEMM tiers of every architecture).
+
+/// The scalar reference's bits written out: per group the exact integer sum of `(q - zero) * a`
+/// (nibbles decoded here), then `y += (scale * activation scale) * dot` in f32, group after group.
+fn reference_bits(w: &Int4Weights<'_>, act: &Activations) -> Vec<f32> {
+    let groups = w.groups();
+    (0..w.rows)
+        .map(|r| {
+            let mut y = 0.0f32;
+            for g in 0..groups {
+                let z = w.zero_points.map_or(0, |z| i64::from(z[r * groups + g]));
+                let dot: i64 = (g * w.group..((g + 1) * w.group).min(w.cols))
+                    .map(|c| (decode(w.packed, r * w.cols + c) - z) * i64::from(act.q[c]))
+                    .sum();
+                let s = w.scales[r * groups + g] * act.scale[g];
+                y += s * dot as f32;
+            }
+            y
+        })
+        .collect()
+}
+
+/// Random weights (see `random_weights`) with about half of the nibbles and zero points at the
+/// ends of their range, -8 and 7.
+fn extreme_weights(rng: &mut Rng, rows: usize, cols: usize, group: usize) -> (Vec<u8>, Vec<f32>, Vec<i8>) {
+    let (mut packed, scales, mut zeros) = random_weights(rng, rows, cols, group);
+    for b in &mut packed {
+        match rng.below(8) {
+            0 => *b = 0x88,
+            1 => *b = 0x77,
+            2 => *b = 0x78,
+            3 => *b = 0x87,
+            _ => {}
+        }
+    }
+    for z in &mut zeros {
+        match rng.below(4) {
+            0 => *z = -8,
+            1 => *z = 7,
+            _ => {}
+        }
+    }
+    (packed, scales, zeros)
+}
+
+/// `n` activations: runs of +-1 (quantized to +-127 where 1 is the group's largest magnitude), a
+/// group-sized run of zeros, otherwise uniform in [-1, 1).
+fn extreme_activations(rng: &mut Rng, n: usize, group: usize) -> Vec<f32> {
+    let mut x: Vec<f32> = (0..n)
+        .map(|_| match rng.below(3) {
+            0 => 1.0,
+            1 => -1.0,
+            _ => rng.uniform(),
+        })
+        .collect();
+    if n >= 3 * group {
+        x[group..2 * group].fill(0.0);
+        for (i, v) in x[2 * group..3 * group].iter_mut().enumerate() {
+            *v = if i % 2 == 0 { -1.0 } else { 1.0 };
+        }
+    }
+    x
+}
+
+#[test]
+fn gemv_tiers_give_the_scalar_reference_bits() {
+    let mut rng = Rng(0x4e30_4e34_0000_0017);
+    let mut exercised = Vec::new();
+    // (rows, cols, group): several groups, a shorter last group (320 = 128 + 128 + 64), odd row
+    // counts, groups of 32 to 256, one group per row, and shapes the SIMD rows leave to the scalar
+    // row (group 40, cols 200).
+    let shapes = [
+        (1usize, 32usize, 32usize),
+        (3, 64, 32),
+        (17, 256, 64),
+        (5, 320, 128),
+        (7, 768, 256),
+        (33, 512, 128),
+        (3, 160, 96),
+        (9, 1024, 256),
+        (2, 2048, 2048),
+        (4, 200, 40),
+        // Around the AVX-512 16-row tile, with steps of 128 + 64 and 64 + 32 columns.
+        (16, 384, 128),
+        (40, 640, 192),
+        (31, 96, 96),
+    ];
+    for (rows, cols, group) in shapes {
+        for affine in [false, true] {
+            let (packed, scales, zeros) = extreme_weights(&mut rng, rows, cols, group);
+            let w = Int4Weights {
+                rows,
+                cols,
+                group,
+                packed: &packed,
+                scales: &scales,
+                zero_points: affine.then_some(&zeros[..]),
+            };
+            let x = extreme_activations(&mut rng, cols, group);
+            let want = reference_bits(&w, &Activations::quantize(&x, group).unwrap());
+            for isa in Isa::available() {
+                let mut y = vec![f32::NAN; rows + 1];
+                gemv_w4a8_on(isa, &w, &x, &mut y).unwrap();
+                for (r, (got, want)) in y.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{isa} rows={rows} cols={cols} group={group} affine={affine} row {r}: {got} vs {want}"
+                    );
+                }
+                assert!(y[rows].is_nan(), "{isa}: wrote past y");
+                if !exercised.contains(&isa) {
+                    exercised.push(isa);
+                }
+            }
+        }
+    }
+    println!("int4 GEMV tiers checked bit for bit: {exercised:?}");
+}
+
+#[test]
+fn gemm_tiers_give_the_reference_bits_on_extreme_values() {
+    let mut rng = Rng(0x4e30_4e34_0000_0018);
+    // (m, rows, cols, group): token counts around the tiles (1 to 9), odd row counts, groups of 8
+    // to 256 (24 and 40: an odd count of 8-column steps), a shorter last group (320, 120).
+    let shapes = [
+        (1usize, 17usize, 256usize, 32usize),
+        (2, 15, 64, 64),
+        (3, 33, 384, 128),
+        (4, 16, 512, 256),
+        (5, 31, 320, 128),
+        (7, 17, 96, 32),
+        (9, 5, 120, 24),
+        (6, 19, 40, 40),
+        (5, 16, 1024, 256),
+        (3, 1, 8, 8),
+        (8, 49, 256, 64),
+    ];
+    for (m, rows, cols, group) in shapes {
+        for affine in [false, true] {
+            let (packed, scales, zeros) = extreme_weights(&mut rng, rows, cols, group);
+            let w = Int4Weights {
+                rows,
+                cols,
+                group,
+                packed: &packed,
+                scales: &scales,
+                zero_points: affine.then_some(&zeros[..]),
+            };
+            let x = extreme_activations(&mut rng, m * cols, group);
+            let p = PackedInt4::new(&w).unwrap();
+            let want: Vec<Vec<f32>> = x
+                .chunks_exact(cols)
+                .map(|xr| reference_bits(&w, &Activations::quantize(xr, group).unwrap()))
+                .collect();
+            for isa in Isa::available() {
+                let mut y = vec![f32::NAN; m * rows + 1];
+                gemm_w4a8_packed_on(isa, &p, &x, m, &mut y).unwrap();
+                for (t, want) in want.iter().enumerate() {
+                    for (r, want) in want.iter().enumerate() {
+                        let got = y[t * rows + r];
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{isa} m={m} rows={rows} cols={cols} group={group} affine={affine} [{t}, {r}]: \
+                             {got} vs {want}"
+                        );
+                    }
+                }
+                assert!(y[m * rows].is_nan(), "{isa}: wrote past y");
+            }
+        }
+    }
+}
+
+#[cfg(feature = "parallel")]
+#[test]
+fn gemv_and_gemm_split_across_threads_give_the_reference_bits() {
+    // Above the parallel sizes: the GEMV by runs of rows, the GEMM by output blocks (one token)
+    // and by tokens.
+    let mut rng = Rng(0x4e30_4e34_0000_0019);
+    let (rows, cols, group) = (263, 8192, 256);
+    let (packed, scales, zeros) = extreme_weights(&mut rng, rows, cols, group);
+    let w = Int4Weights { rows, cols, group, packed: &packed, scales: &scales, zero_points: Some(&zeros) };
+    let p = PackedInt4::new(&w).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    for m in [1usize, 5] {
+        let x = extreme_activations(&mut rng, m * cols, group);
+        let want: Vec<f32> = x
+            .chunks_exact(cols)
+            .flat_map(|xr| reference_bits(&w, &Activations::quantize(xr, group).unwrap()))
+            .collect();
+        for isa in Isa::available() {
+            let mut y = vec![f32::NAN; m * rows];
+            pool.install(|| gemm_w4a8_packed_on(isa, &p, &x, m, &mut y)).unwrap();
+            for (i, (got, want)) in y.iter().zip(&want).enumerate() {
+                assert_eq!(got.to_bits(), want.to_bits(), "{isa} GEMM m={m} [{i}]: {got} vs {want}");
+            }
+            if m == 1 {
+                let mut y = vec![f32::NAN; rows];
+                pool.install(|| gemv_w4a8_on(isa, &w, &x, &mut y)).unwrap();
+                for (r, (got, want)) in y.iter().zip(&want).enumerate() {
+                    assert_eq!(got.to_bits(), want.to_bits(), "{isa} GEMV row {r}: {got} vs {want}");
+                }
+            }
+        }
     }
 }
