@@ -664,6 +664,7 @@ fn gemm_in_place<W: WeightElement>(
     let (mr, nr) = (kernel.mr(), kernel.nr());
     let a_len = crate::error::checked_product("packed a", &[m.div_ceil(mr) * mr, k])?;
     let tail_len = if n.is_multiple_of(nr) { 0 } else { k * nr };
+    #[cfg(feature = "parallel")]
     let scratch =
         || -> Result<(Vec<f32>, Vec<W>)> { Ok((try_vec(a_len, 0.0f32)?, try_vec(tail_len, W::ZERO)?)) };
     let threads = threads_for(m, n, k).min(n.div_ceil(nr));

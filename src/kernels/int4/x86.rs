@@ -105,7 +105,7 @@ pub(super) unsafe fn tile_avx512(w: &Int4Weights<'_>, act: &Activations, r0: usi
         ),
         _mm512_set1_epi32(groups as i32),
     );
-    let (low, flip) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x88u8 as i8));
+    let (low, eight) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x08));
     let next_tile = w.packed.as_ptr().wrapping_add((r0 + AHEAD * TILE_ROWS) * row_bytes);
     // Its scales (and zero points) too: the gathers below would wait for DRAM.
     let params_ahead = ((r0 + AHEAD * TILE_ROWS) * groups).min(w.scales.len());
@@ -150,9 +150,10 @@ pub(super) unsafe fn tile_avx512(w: &Int4Weights<'_>, act: &Activations, r0: usi
             for (acc, row) in acc.iter_mut().zip(&rows) {
                 // SAFETY: the row's bytes c / 2..c / 2 + bytes lie in `packed` (the row exists).
                 let v = unsafe { _mm512_maskz_loadu_epi8(mask, row.add(c / 2).cast()) };
-                // Masked-off bytes become 0x88 (u = 8) against activations 0: nothing added.
-                let v = _mm512_xor_si512(v, flip);
-                let (lo, hi) = (_mm512_and_si512(v, low), _mm512_and_si512(_mm512_srli_epi16::<4>(v), low));
+                // `(v & 0x0F) ^ 0x08` in one `vpternlogd` per half: the nibble as q + 8. Masked-off
+                // bytes give 8 against activations 0: nothing added.
+                let lo = _mm512_ternarylogic_epi32::<0x6A>(v, low, eight);
+                let hi = _mm512_ternarylogic_epi32::<0x6A>(_mm512_srli_epi16::<4>(v), low, eight);
                 *acc = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(*acc, lo, a_even), hi, a_odd);
             }
             c += 2 * bytes;
