@@ -7,6 +7,34 @@
 //! machine lacks gives the highest tier below it). Functions ending in `_on` take an explicit
 //! [`Isa`], so tests and benchmarks can compare tiers in one process.
 
+/// `$acc.s[j] += sum_u $a.b[4j + u] * $b.b[4j + u]` over 16 i8 lanes with NEON's
+/// `smull`/`smlal2` (i16 pair sums: the caller keeps them in range) and `sadalp`. Used inside an
+/// `unsafe` block of a NEON function (the aarch64 ggml and int4 kernels).
+#[cfg(target_arch = "aarch64")]
+macro_rules! dot16_neon {
+    ($acc:expr, $a:expr, $b:expr) => {{
+        use core::arch::aarch64::{vget_low_s8, vmlal_high_s8, vmull_s8, vpadalq_s16};
+        let (a, b) = ($a, $b);
+        let pairs = vmlal_high_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), a, b);
+        $acc = vpadalq_s16($acc, pairs);
+    }};
+}
+
+/// The same sums with `sdot`, through `asm!` (its intrinsic is unstable in Rust 1.95). Used inside
+/// an `unsafe` block of a function with the dotprod feature.
+#[cfg(target_arch = "aarch64")]
+macro_rules! dot16_sdot {
+    ($acc:expr, $a:expr, $b:expr) => {
+        core::arch::asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) $acc,
+            a = in(vreg) $a,
+            b = in(vreg) $b,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+}
+
 pub mod convert;
 pub mod gemm_bf16;
 pub mod gemm_float;

@@ -14,30 +14,6 @@
 use super::blocks::{f16_get, BlockQ4K, BlockQ4_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK_K};
 use super::dot::scales_mins_k4;
 use std::arch::aarch64::*;
-use std::arch::asm;
-
-/// `$acc.s[j] += sum_u $a.b[4j + u] * $b.b[4j + u]` with `smull`/`smlal2`/`sadalp`.
-macro_rules! dot16_neon {
-    ($acc:expr, $a:expr, $b:expr) => {{
-        let (a, b) = ($a, $b);
-        let pairs = vmlal_high_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), a, b);
-        $acc = vpadalq_s16($acc, pairs);
-    }};
-}
-
-/// `$acc.s[j] += sum_u $a.b[4j + u] * $b.b[4j + u]` with `sdot`. Must be used inside an `unsafe`
-/// block of a function with the dotprod feature.
-macro_rules! dot16_sdot {
-    ($acc:expr, $a:expr, $b:expr) => {
-        asm!(
-            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-            acc = inout(vreg) $acc,
-            a = in(vreg) $a,
-            b = in(vreg) $b,
-            options(pure, nomem, nostack, preserves_flags),
-        )
-    };
-}
 
 /// 16 bytes at `p` as i8 lanes.
 ///

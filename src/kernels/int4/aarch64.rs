@@ -22,28 +22,6 @@ const TOKENS_NEON: usize = 2;
 /// GEMM tokens per dotprod tile: 4 x 4 i32 accumulators, 4 x 4 f32 ones.
 const TOKENS_DOTPROD: usize = 4;
 
-/// `$acc += $a . $b` over 16 i8 lanes (the lanes' total; NEON: `smull`/`smlal2`, `sadalp`).
-macro_rules! dot16_neon {
-    ($acc:expr, $a:expr, $b:expr) => {{
-        let (a, b) = ($a, $b);
-        $acc = vpadalq_s16($acc, vmlal_high_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), a, b));
-    }};
-}
-
-/// `$acc.s[j] += sum_u $a.b[4j + u] * $b.b[4j + u]` with `sdot`. Must be used inside an `unsafe`
-/// block of a function with the dotprod feature.
-macro_rules! dot16_sdot {
-    ($acc:expr, $a:expr, $b:expr) => {
-        asm!(
-            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-            acc = inout(vreg) $acc,
-            a = in(vreg) $a,
-            b = in(vreg) $b,
-            options(pure, nomem, nostack, preserves_flags),
-        )
-    };
-}
-
 /// `$acc.s[j] += sum_u $lo.b[4j + u] * $a.b[4 L0 + u] + $hi.b[4j + u] * $a.b[4 L1 + u]`: four
 /// rows of a blocked step (low and high nibbles) against two activation quads of `$a`, with
 /// `smull`/`smlal`, `addp` and `sadalp` (lane `j` of the result is row `j`, as with `sdot`).
