@@ -341,33 +341,7 @@ pub(crate) fn gemm_packed_dequant<T: AElement>(
     packed: &PackedI8,
     dequant: Dequant<'_>,
 ) -> Result<()> {
-    let (n, k) = (packed.n(), packed.k());
-    check_matrix("a", a.len(), m, k, lda)?;
-    check_matrix("y", dequant.y.len(), m, n, dequant.ldy)?;
-    check_len("rows", dequant.rows.len(), m)?;
-    check_len("w_scale", dequant.w_scale.len(), n)?;
-    check_len("bias", dequant.bias.len(), n)?;
-    if !can_dequant(kernel, m, packed) {
-        return Err(Error::invalid("kernel", kernel.name(), "does not dequantize this product"));
-    }
-    let bias = match T::SHIFT != 0 {
-        true => Some(shift_bias(T::SHIFT, packed)?),
-        false => None,
-    };
-    let view = DequantView {
-        y: dequant.y.as_mut_ptr(),
-        ldy: dequant.ldy,
-        rows: dequant.rows,
-        col_sums: packed.col_sums(),
-        w_scale: dequant.w_scale,
-        bias: dequant.bias,
-    };
-    let c = CPtr(std::ptr::null_mut());
-    // SAFETY: with `dequant`, drive writes only `y`, whose extent was checked (m x n, ldy); the
-    // per-row and per-column slices were checked against m and n; the kernel reads the layout.
-    unsafe {
-        drive(kernel, a, lda, packed, 0..m, 0..packed.panels(), c, 0, false, bias.as_deref(), Some(&view))
-    }
+    gemm_packed_dequant_columns(kernel, m, a, lda, packed, dequant, 1)
 }
 
 /// [`gemm_packed_dequant`] with B's column panels split into `parts` ranges of whole register
@@ -399,7 +373,7 @@ pub(crate) fn gemm_packed_dequant_columns<T: AElement>(
     let y = YPtr(dequant.y.as_mut_ptr());
     let tile = kernel.panels_per_tile();
     let tiles = packed.panels().div_ceil(tile);
-    let parts = parts.clamp(1, tiles);
+    let parts = parts.min(tiles).max(1);
     let ranges: Vec<Range<usize>> = (0..parts)
         .map(|t| {
             (tiles * t / parts * tile).min(packed.panels())
@@ -422,11 +396,10 @@ pub(crate) fn gemm_packed_dequant_columns<T: AElement>(
         unsafe { drive(kernel, a, lda, packed, 0..m, cols, c, 0, false, bias.as_deref(), Some(&view)) }
     };
     #[cfg(feature = "parallel")]
-    {
+    if parts > 1 {
         use rayon::prelude::*;
-        ranges.into_par_iter().try_for_each(part)
+        return ranges.into_par_iter().try_for_each(part);
     }
-    #[cfg(not(feature = "parallel"))]
     ranges.into_iter().try_for_each(part)
 }
 

@@ -163,6 +163,19 @@ pub(crate) struct Q4Split {
 }
 
 impl Q4Split {
+    /// Whether the Q4_0 kernel of `isa` reads this layout (else it stays empty).
+    fn read_on(isa: Isa) -> bool {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => false,
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon | Isa::Dotprod | Isa::I8mm => false,
+            Isa::Scalar => false,
+        }
+    }
+
     fn new(blocks: &[BlockQ8_0], d: &[f32]) -> Result<Q4Split> {
         let n = blocks.len();
         let mut split = Q4Split {
@@ -183,8 +196,9 @@ impl Q4Split {
 
 impl Activations {
     /// `x` quantized to `ty`'s activation format as ggml's reference quantizer does
-    /// (`quantize_row_q8_0_ref` for Q4_0/Q8_0, `quantize_row_q8_K_ref` for Q4_K/Q6_K).
-    pub(crate) fn quantize(ty: GgmlType, x: &[f32]) -> Result<Activations> {
+    /// (`quantize_row_q8_0_ref` for Q4_0/Q8_0, `quantize_row_q8_K_ref` for Q4_K/Q6_K), with the
+    /// extra layout `isa`'s kernel reads.
+    pub(crate) fn quantize(isa: Isa, ty: GgmlType, x: &[f32]) -> Result<Activations> {
         let per = ty.block_elems();
         let nb = x.len() / per;
         match ty {
@@ -195,8 +209,11 @@ impl Activations {
                     q8_0_block(xb, yb);
                     d[i] = f16_get(yb.d).to_f32();
                 }
-                let split =
-                    if ty == GgmlType::Q4_0 { Q4Split::new(&blocks, &d)? } else { Q4Split::default() };
+                let split = if ty == GgmlType::Q4_0 && Q4Split::read_on(isa) {
+                    Q4Split::new(&blocks, &d)?
+                } else {
+                    Q4Split::default()
+                };
                 Ok(Activations::Q8_0 { blocks, d, split })
             }
             GgmlType::Q4K | GgmlType::Q6K => {
@@ -321,6 +338,6 @@ pub fn vec_dot_on(isa: Isa, ty: GgmlType, w: &[u8], x: &[f32]) -> Result<f32> {
             format!("the row takes {bytes} bytes"),
         ));
     }
-    let act = Activations::quantize(ty, x)?;
+    let act = Activations::quantize(isa, ty, x)?;
     row_dot(isa, ty, w, &act)
 }

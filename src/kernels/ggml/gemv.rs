@@ -55,7 +55,7 @@ pub fn gemv_on(
         y.fill(0.0);
         return Ok(());
     }
-    let act = Activations::quantize(ty, x)?;
+    let act = Activations::quantize(isa, ty, x)?;
     let w = &w[..bytes];
     let run = |w: &[u8], y: &mut [f32]| -> Result<()> {
         for (wr, out) in w.chunks_exact(row_bytes).zip(y.iter_mut()) {

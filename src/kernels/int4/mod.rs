@@ -117,8 +117,9 @@ impl Int4Weights<'_> {
 pub(crate) struct Activations {
     /// The int8 values in column order.
     pub q: Vec<i8>,
-    /// The same values reordered per step of each group (32 columns, or 128 on AVX-512, the last
-    /// step of a group possibly shorter): the step's even columns, then its odd ones.
+    /// The same values reordered per step of each group (32 columns on AVX2, 128 on AVX-512, the
+    /// last step of a group possibly shorter): the step's even columns, then its odd ones; empty
+    /// on the tiers that read `q`.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub split: Vec<i8>,
     /// Each group's scale.
@@ -176,11 +177,13 @@ impl Activations {
     /// Quantizes `x` (finite) per group of `group` columns on `isa` (available).
     pub(crate) fn quantize_on(isa: Isa, x: &[f32], group: usize) -> Result<Activations> {
         let groups = x.len().div_ceil(group);
-        let (mut q, mut split) = (try_vec(x.len(), 0i8)?, try_vec(x.len(), 0i8)?);
-        let (mut scale, mut sum) = (try_vec(groups, 0.0f32)?, try_vec(groups, 0i32)?);
         let step = split_step(isa);
+        let mut q = try_vec(x.len(), 0i8)?;
+        let mut split = try_vec(if step.is_some() { x.len() } else { 0 }, 0i8)?;
+        let (mut scale, mut sum) = (try_vec(groups, 0.0f32)?, try_vec(groups, 0i32)?);
         for (g, (xg, qg)) in x.chunks(group).zip(q.chunks_mut(group)).enumerate() {
             (scale[g], sum[g]) = quantize_group(isa, xg, qg);
+            let Some(step) = step else { continue };
             let sg = &mut split[g * group..g * group + qg.len()];
             for (src, dst) in qg.chunks(step).zip(sg.chunks_mut(step)) {
                 let half = src.len() / 2;
@@ -194,16 +197,17 @@ impl Activations {
     }
 }
 
-/// Columns per reordered step of [`Activations::split`] on `isa`.
-fn split_step(isa: Isa) -> usize {
+/// Columns per reordered step of [`Activations::split`] on `isa`; `None` where no kernel reads it
+/// (the scalar and aarch64 tiers read `q`).
+fn split_step(isa: Isa) -> Option<usize> {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => CHUNK_512,
+        Isa::Avx512 => Some(CHUNK_512),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => CHUNK,
+        Isa::Avx2 => Some(CHUNK),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon | Isa::Dotprod | Isa::I8mm => CHUNK,
-        Isa::Scalar => CHUNK,
+        Isa::Neon | Isa::Dotprod | Isa::I8mm => None,
+        Isa::Scalar => None,
     }
 }
 
