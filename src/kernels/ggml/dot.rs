@@ -4,7 +4,7 @@
 //! sums.
 
 use super::blocks::{f16_get, BlockQ4K, BlockQ4_0, BlockQ6K, BlockQ8K, BlockQ8_0, GgmlType, QK, QK_K};
-use super::quantize::{q8_0_block, q8_k_block, scale_min_k4};
+use super::quantize::{q8_0_block_finite, q8_k_block, scale_min_k4};
 use crate::error::try_vec;
 use crate::kernels::Isa;
 use crate::{Error, Result};
@@ -158,8 +158,8 @@ pub(crate) struct Q4Split {
     pub high: Vec<i8>,
     /// Per block its scale, four times (one per lane).
     pub d: Vec<f32>,
-    /// Per block `8 * sum(q)` (the nibbles' offset) in its first lane, 0 in the other three.
-    pub offset: Vec<i32>,
+    /// Per block `-8 * sum(q)` (less the nibbles' offset) in its first lane, 0 in the other three.
+    pub minus_offset: Vec<i32>,
 }
 
 impl Q4Split {
@@ -182,32 +182,41 @@ impl Q4Split {
             low: try_vec(16 * n, 0)?,
             high: try_vec(16 * n, 0)?,
             d: try_vec(4 * n, 0.0)?,
-            offset: try_vec(4 * n, 0)?,
+            minus_offset: try_vec(4 * n, 0)?,
         };
         for (i, (b, &d)) in blocks.iter().zip(d).enumerate() {
             split.low[16 * i..16 * i + 16].copy_from_slice(&b.qs[..16]);
             split.high[16 * i..16 * i + 16].copy_from_slice(&b.qs[16..]);
             split.d[4 * i..4 * i + 4].fill(d);
-            split.offset[4 * i] = 8 * b.qs.iter().map(|&q| i32::from(q)).sum::<i32>();
+            split.minus_offset[4 * i] = -8 * b.qs.iter().map(|&q| i32::from(q)).sum::<i32>();
         }
         Ok(split)
     }
 }
 
 impl Activations {
-    /// `x` quantized to `ty`'s activation format as ggml's reference quantizer does
-    /// (`quantize_row_q8_0_ref` for Q4_0/Q8_0, `quantize_row_q8_K_ref` for Q4_K/Q6_K), with the
-    /// extra layout `isa`'s kernel reads.
+    /// `x` (which must be finite: an error names the first value that is not) quantized to `ty`'s
+    /// activation format as ggml's reference quantizer does (`quantize_row_q8_0_ref` for
+    /// Q4_0/Q8_0, `quantize_row_q8_K_ref` for Q4_K/Q6_K), with the extra layout `isa`'s kernel
+    /// reads.
     pub(crate) fn quantize(isa: Isa, ty: GgmlType, x: &[f32]) -> Result<Activations> {
+        crate::kernels::math::check_finite("x", x)?;
         let per = ty.block_elems();
         let nb = x.len() / per;
         match ty {
             GgmlType::Q4_0 | GgmlType::Q8_0 => {
                 let mut blocks = try_vec(nb, BlockQ8_0 { d: [0; 2], qs: [0; QK] })?;
                 let mut d = try_vec(nb, 0.0f32)?;
-                for (i, (xb, yb)) in x.chunks_exact(per).zip(blocks.iter_mut()).enumerate() {
-                    q8_0_block(xb, yb);
-                    d[i] = f16_get(yb.d).to_f32();
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: callers pass an available tier.
+                    Isa::Avx512 => unsafe { super::x86_512::q8_0_blocks(x, &mut blocks, &mut d) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as above.
+                    Isa::Avx2 => unsafe { super::x86::q8_0_blocks(x, &mut blocks, &mut d) },
+                    #[cfg(target_arch = "aarch64")]
+                    Isa::Neon | Isa::Dotprod | Isa::I8mm => q8_0_blocks(x, &mut blocks, &mut d),
+                    Isa::Scalar => q8_0_blocks(x, &mut blocks, &mut d),
                 }
                 let split = if ty == GgmlType::Q4_0 && Q4Split::read_on(isa) {
                     Q4Split::new(&blocks, &d)?
@@ -230,6 +239,16 @@ impl Activations {
                 Err(unsupported(ty))
             }
         }
+    }
+}
+
+/// Q8_0 blocks of the finite `x` ([`q8_0_block_finite`], ggml's reference bits) and their scales
+/// as f32: the body each tier compiles.
+#[inline(always)]
+pub(crate) fn q8_0_blocks(x: &[f32], blocks: &mut [BlockQ8_0], d: &mut [f32]) {
+    for ((xb, yb), d) in x.chunks_exact(QK).zip(blocks).zip(d) {
+        q8_0_block_finite(xb, yb);
+        *d = f16_get(yb.d).to_f32();
     }
 }
 
@@ -256,8 +275,12 @@ pub(crate) fn row_dot(isa: Isa, ty: GgmlType, w: &[u8], act: &Activations) -> Re
                 // SAFETY: the caller checked the tier is available; x and blocks have equal lengths.
                 Isa::Avx2 => unsafe { super::x86::q4_0_q8_0(x, blocks, d) },
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above.
-                Isa::Avx512 => unsafe { super::x86_512::q4_0_q8_0(x, blocks, split) },
+                // SAFETY: as above; the row holds x.len() blocks; `split` was made from `blocks`.
+                Isa::Avx512 => unsafe {
+                    let at = w.as_ptr();
+                    super::x86_512::q4_0_rows::<1>(at, w.len(), x.len(), blocks, split, at.wrapping_add(1024))
+                        [0]
+                },
                 #[cfg(target_arch = "aarch64")]
                 // SAFETY: NEON is part of every aarch64 target; the lengths as above.
                 Isa::Neon => unsafe { super::aarch64::q4_0_q8_0(x, blocks, d) },
@@ -327,7 +350,7 @@ pub(crate) fn row_dot(isa: Isa, ty: GgmlType, w: &[u8], act: &Activations) -> Re
 
 /// The dot product of one weight row `w` (bytes of whole `ty` blocks) with the f32 row `x`,
 /// quantized to `ty`'s activation format as ggml does, on `isa` (as ggml's `vec_dot` after
-/// `from_float`). `x.len()` must be the row's element count.
+/// `from_float`). `x.len()` must be the row's element count and `x` finite.
 pub fn vec_dot_on(isa: Isa, ty: GgmlType, w: &[u8], x: &[f32]) -> Result<f32> {
     isa.ensure_available()?;
     let bytes = ty.row_bytes(x.len())?;

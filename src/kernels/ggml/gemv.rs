@@ -49,15 +49,23 @@ pub fn gemv_on(
     check_len("x", x.len(), cols)?;
     check_len("y", y.len(), rows)?;
     let x = &x[..cols];
-    crate::kernels::math::check_finite("x", x)?;
+    let act = Activations::quantize(isa, ty, x)?;
     let y = &mut y[..rows];
     if cols == 0 {
         y.fill(0.0);
         return Ok(());
     }
-    let act = Activations::quantize(isa, ty, x)?;
     let w = &w[..bytes];
     let run = |w: &[u8], y: &mut [f32]| -> Result<()> {
+        #[cfg(target_arch = "x86_64")]
+        if let (Isa::Avx512, Activations::Q8_0 { blocks, split, .. }) = (isa, &act) {
+            if ty == GgmlType::Q4_0 {
+                // SAFETY: the tier is available; w holds y.len() rows of row_bytes = blocks.len()
+                // Q4_0 blocks; `split` was made from `blocks` for this tier.
+                unsafe { super::x86_512::q4_0_gemv(w, row_bytes, blocks.len(), blocks, split, y) };
+                return Ok(());
+            }
+        }
         for (wr, out) in w.chunks_exact(row_bytes).zip(y.iter_mut()) {
             *out = row_dot(isa, ty, wr, &act)?;
         }

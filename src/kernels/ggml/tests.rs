@@ -5,6 +5,7 @@ use super::*;
 use crate::kernels::Isa;
 
 use crate::kernels::test_rng::Rng;
+use proptest::prelude::*;
 
 const TYPES: [GgmlType; 4] = [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q6K];
 
@@ -167,5 +168,46 @@ fn branch_free_scale_unpacking_is_ggml_get_scale_min_k4() {
             assert_eq!(((scales >> (8 * j)) & 0xFF) as u8, sc, "{q:?} scale {j}");
             assert_eq!(((mins >> (8 * j)) & 0xFF) as u8, m, "{q:?} min {j}");
         }
+    }
+}
+
+/// One Q8_0 block of `x` by ggml's reference quantizer and by each tier's activation quantizer.
+fn q8_0_both_ways(x: &[f32]) {
+    let mut want = vec![0u8; GgmlType::Q8_0.row_bytes(x.len()).unwrap()];
+    quantize(GgmlType::Q8_0, x, 1, x.len(), &mut want).unwrap();
+    for isa in Isa::available() {
+        let got = super::dot::Activations::quantize(isa, GgmlType::Q8_0, x).unwrap();
+        let super::dot::Activations::Q8_0 { blocks, d, .. } = got else { panic!("Q8_0 activations") };
+        assert_eq!(bytemuck::cast_slice::<_, u8>(&blocks), &want[..], "{isa} {x:?}");
+        for (b, d) in blocks.iter().zip(&d) {
+            assert_eq!(f16_get(b.d).to_f32().to_bits(), d.to_bits(), "{isa}");
+        }
+    }
+}
+
+#[test]
+fn activation_quantizer_is_the_reference_on_ties_and_extremes() {
+    // amax 127 makes d = 1 and id = 1: every k + 0.5 is a tie, rounded away from zero.
+    let ties: Vec<f32> = (0..64).map(|i| if i == 0 { 127.0 } else { (i as f32 - 32.0) + 0.5 }).collect();
+    q8_0_both_ways(&ties);
+    let extremes = [0.0, -0.0, f32::MIN_POSITIVE, -1e-45, f32::MAX, -f32::MAX, 1e-38, 3.4e38, 65504.0, 7e-8];
+    let x: Vec<f32> =
+        (0..96).map(|i| extremes[i % extremes.len()] * if i % 3 == 0 { -1.0 } else { 1.0 }).collect();
+    q8_0_both_ways(&x);
+    q8_0_both_ways(&[0.0; 32]);
+}
+
+proptest! {
+    #[test]
+    fn activation_quantizer_is_the_reference(
+        x in (1..4usize).prop_flat_map(|blocks| proptest::collection::vec(
+            prop_oneof![
+                proptest::num::f32::NORMAL | proptest::num::f32::SUBNORMAL | proptest::num::f32::ZERO,
+                (-254i32..=254).prop_map(|k| k as f32 * 0.5),
+            ],
+            32 * blocks,
+        ))
+    ) {
+        q8_0_both_ways(&x);
     }
 }

@@ -184,3 +184,12 @@ pub(super) unsafe fn q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     }
     hsum_ps(acc)
 }
+
+/// [`q8_0_blocks`](super::dot::q8_0_blocks) compiled for the AVX2 tier.
+///
+/// # Safety
+/// The CPU has the AVX2 tier's features.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q8_0_blocks(x: &[f32], blocks: &mut [BlockQ8_0], d: &mut [f32]) {
+    super::dot::q8_0_blocks(x, blocks, d)
+}

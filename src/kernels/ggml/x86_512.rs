@@ -50,18 +50,35 @@ fn scale4(acc: &mut [__m512; 2], p01: __m512i, p23: __m512i, s: __m128) {
     acc[1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p23), _mm512_permutexvar_ps(second, s), acc[1]);
 }
 
-/// Q4_0 x Q8_0 (`split`: the activations in the kernel's layout, see [`Q4Split`]). Four blocks
-/// (72 bytes) a step: two loads, one `vpermt2w` gathers their 64 nibble bytes (each block's 16 at
-/// 16-bit offset `9 b + 1`) and one `vpermw` their four f16 scales, each spread over the block's
-/// four lanes.
+/// Rows of a Q4_0 GEMV taken together: the activations of a step are loaded once for all of them.
+pub(super) const Q4_0_TILE_ROWS: usize = 8;
+
+/// How many tiles ahead [`q4_0_rows`] prefetches its weights into L2.
+const Q4_0_AHEAD: usize = 2;
+
+/// Q4_0 x Q8_0 for `R` rows of `nb` blocks each, `row_bytes` apart from `w` (`split`: the
+/// activations in the kernel's layout, see [`Q4Split`]); every row's result has the same bits as
+/// alone (`R = 1`). Four blocks (72 bytes) of a row a step: two loads, one `vpermt2w` gathers
+/// their 64 nibble bytes (each block's 16 at 16-bit offset `9 b + 1`) and one `vpermw` their four
+/// f16 scales, each spread over the block's four lanes; the offset 8 enters as the starting value
+/// of the block's `vpdpbusd` sums. `ahead` is prefetched into L2 at `72 R` bytes a step (the
+/// tile that follows a few tiles on; any address, it is never read).
 ///
 /// # Safety
-/// The CPU has the AVX-512 tier's features; `y` holds at least `x.len()` blocks and `split` was
-/// made from them.
+/// The CPU has the AVX-512 tier's features; rows `0..R` of `nb` blocks lie at `w + r row_bytes`;
+/// `y` holds at least `nb` blocks and `split` was made from them.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-pub(super) unsafe fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0], split: &Q4Split) -> f32 {
+pub(super) unsafe fn q4_0_rows<const R: usize>(
+    w: *const u8,
+    row_bytes: usize,
+    nb: usize,
+    y: &[BlockQ8_0],
+    split: &Q4Split,
+    ahead: *const u8,
+) -> [f32; R] {
     const BLOCK: i16 = (size_of::<BlockQ4_0>() / 2) as i16;
-    let n4 = x.len() / 4 * 4;
+    const STEP: usize = 4 * size_of::<BlockQ4_0>();
+    let n4 = nb / 4 * 4;
     let qs_words: [i16; 32] = core::array::from_fn(|k| BLOCK * (k as i16 / 8) + 1 + k as i16 % 8);
     let d_words: [i16; 32] = core::array::from_fn(|k| BLOCK * (k as i16 / 4 % 4));
     // SAFETY: two arrays of 32 i16.
@@ -69,41 +86,80 @@ pub(super) unsafe fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0], split: &Q4Split
         (_mm512_loadu_si512(qs_words.as_ptr().cast()), _mm512_loadu_si512(d_words.as_ptr().cast()))
     };
     let low = _mm512_set1_epi8(0x0F);
-    let mut acc = [_mm512_setzero_ps(); 2];
+    let mut acc = [_mm512_setzero_ps(); R];
     for i in (0..n4).step_by(4) {
-        let at = x.as_ptr().wrapping_add(i).cast::<u8>();
-        prefetch_stream(at, 4 * size_of::<BlockQ4_0>());
-        // SAFETY: blocks i..i + 4 (72 bytes) exist: the first 64 bytes and the four 16-bit words
-        // after them; the activation arrays hold 16 i8, 4 f32 and 4 i32 per block.
-        let (v0, v1, a_low, a_high, d_act, offset) = unsafe {
+        let fetch = ahead.wrapping_add(i / 4 * STEP * R);
+        for line in (0..STEP * R).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T1>(fetch.wrapping_add(line).cast());
+        }
+        // SAFETY: the activation arrays hold 16 i8, 4 f32 and 4 i32 per block, blocks i..i + 4.
+        let (a_low, a_high, d_act, start) = unsafe {
             (
-                _mm512_loadu_si512(at.cast()),
-                _mm512_maskz_loadu_epi16(0xF, at.add(64).cast()),
                 _mm512_loadu_si512(split.low.as_ptr().add(16 * i).cast()),
                 _mm512_loadu_si512(split.high.as_ptr().add(16 * i).cast()),
                 _mm512_loadu_ps(split.d.as_ptr().add(4 * i)),
-                _mm512_loadu_si512(split.offset.as_ptr().add(4 * i).cast()),
+                _mm512_loadu_si512(split.minus_offset.as_ptr().add(4 * i).cast()),
             )
         };
-        let qs = _mm512_permutex2var_epi16(v0, qs_words, v1);
-        let d_w = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(d_words, v0)));
-        let (lo, hi) = (_mm512_and_si512(qs, low), _mm512_and_si512(_mm512_srli_epi16::<4>(qs), low));
-        let dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, a_low), hi, a_high);
-        let s = _mm512_mul_ps(d_w, d_act);
-        acc[i / 4 % 2] =
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dot, offset)), s, acc[i / 4 % 2]);
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let at = w.wrapping_add(r * row_bytes + i / 4 * STEP);
+            // SAFETY: blocks i..i + 4 of row r (72 bytes) exist: the first 64 bytes and the four
+            // 16-bit words after them.
+            let (v0, v1) =
+                unsafe { (_mm512_loadu_si512(at.cast()), _mm512_maskz_loadu_epi16(0xF, at.add(64).cast())) };
+            let qs = _mm512_permutex2var_epi16(v0, qs_words, v1);
+            let d_w = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(d_words, v0)));
+            let (lo, hi) = (_mm512_and_si512(qs, low), _mm512_and_si512(_mm512_srli_epi16::<4>(qs), low));
+            let dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo, a_low), hi, a_high);
+            *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d_w, d_act), *acc);
+        }
     }
-    let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
-    for (xb, yb) in x[n4..].iter().zip(&y[n4..]) {
-        let sumi: i32 = (0..QK / 2)
-            .map(|j| {
-                (i32::from(xb.qs[j] & 0x0F) - 8) * i32::from(yb.qs[j])
-                    + (i32::from(xb.qs[j] >> 4) - 8) * i32::from(yb.qs[j + QK / 2])
-            })
-            .sum();
-        sum += sumi as f32 * f16_to_f32(xb.d) * f16_to_f32(yb.d);
+    core::array::from_fn(|r| {
+        let mut sum = _mm512_reduce_add_ps(acc[r]);
+        // SAFETY: row r holds nb blocks.
+        let x = unsafe { core::slice::from_raw_parts(w.wrapping_add(r * row_bytes).cast::<BlockQ4_0>(), nb) };
+        for (xb, yb) in x[n4..].iter().zip(&y[n4..]) {
+            let sumi: i32 = (0..QK / 2)
+                .map(|j| {
+                    (i32::from(xb.qs[j] & 0x0F) - 8) * i32::from(yb.qs[j])
+                        + (i32::from(xb.qs[j] >> 4) - 8) * i32::from(yb.qs[j + QK / 2])
+                })
+                .sum();
+            sum += sumi as f32 * f16_to_f32(xb.d) * f16_to_f32(yb.d);
+        }
+        sum
+    })
+}
+
+/// The Q4_0 GEMV's rows `y` from the rows of `w` (whole rows of `row_bytes` = `nb` blocks each):
+/// [`q4_0_rows`] on tiles of [`Q4_0_TILE_ROWS`], then the last rows one at a time.
+///
+/// # Safety
+/// The CPU has the AVX-512 tier's features; `w` holds `y.len()` rows; `act` holds `nb` blocks
+/// and `split` was made from them.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn q4_0_gemv(
+    w: &[u8],
+    row_bytes: usize,
+    nb: usize,
+    act: &[BlockQ8_0],
+    split: &Q4Split,
+    y: &mut [f32],
+) {
+    const R: usize = Q4_0_TILE_ROWS;
+    let done = y.len() / R * R;
+    let mut tiles = y.chunks_exact_mut(R);
+    for (t, out) in (&mut tiles).enumerate() {
+        let at = w.as_ptr().wrapping_add(t * R * row_bytes);
+        let ahead = at.wrapping_add(Q4_0_AHEAD * R * row_bytes);
+        // SAFETY: rows t R..(t + 1) R exist; the caller's guarantees for the rest.
+        out.copy_from_slice(&unsafe { q4_0_rows::<R>(at, row_bytes, nb, act, split, ahead) });
     }
-    sum
+    for (r, out) in tiles.into_remainder().iter_mut().enumerate() {
+        let at = w.as_ptr().wrapping_add((done + r) * row_bytes);
+        // SAFETY: as above, one row.
+        *out = unsafe { q4_0_rows::<1>(at, row_bytes, nb, act, split, at.wrapping_add(1024)) }[0];
+    }
 }
 
 /// `sum w a` per four bytes of 64 signed `w` and `a` (a in [-127, 127]), exact.
@@ -259,4 +315,13 @@ pub(super) unsafe fn q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
         acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
     }
     _mm512_reduce_add_ps(acc)
+}
+
+/// [`q8_0_blocks`](super::dot::q8_0_blocks) compiled for the AVX-512 tier.
+///
+/// # Safety
+/// The CPU has the AVX-512 tier's features.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn q8_0_blocks(x: &[f32], blocks: &mut [BlockQ8_0], d: &mut [f32]) {
+    super::dot::q8_0_blocks(x, blocks, d)
 }
