@@ -7,6 +7,7 @@ use std::env;
 fn main() {
     link_onednn_for_benches();
     link_openblas_for_benches();
+    link_ggml_for_benches();
     #[cfg(feature = "capi")]
     generate_header();
 }
@@ -87,4 +88,49 @@ fn link_openblas_for_benches() {
         println!("cargo:rustc-cfg=greenai_openblas");
         println!("cargo:rustc-link-arg-benches=-lopenblas");
     }
+}
+
+/// The ggml GEMV bench's ggml peer (ggml's own `vec_dot` per row) is compiled in when
+/// `GREENAI_GGML_DIR` names a build of ggml's CPU library (`include/ggml-cpu.h` and
+/// `lib/libggml-cpu` + `lib/libggml-base`, static or shared, as `benches/peers/build_ggml.sh` makes)
+/// for a native x86-64 or aarch64 build. Only the benches link it.
+fn link_ggml_for_benches() {
+    use std::path::Path;
+    println!("cargo::rustc-check-cfg=cfg(greenai_ggml)");
+    println!("cargo:rerun-if-env-changed=GREENAI_GGML_DIR");
+    let Some(dir) = env::var_os("GREENAI_GGML_DIR").filter(|d| !d.is_empty()) else {
+        return;
+    };
+    let dir = Path::new(&dir);
+    let native = env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "x86_64" || a == "aarch64")
+        && env::var("TARGET").ok() == env::var("HOST").ok();
+    let (include, lib) = (dir.join("include"), dir.join("lib"));
+    let header = include.join("ggml-cpu.h").exists() && include.join("ggml.h").exists();
+    let has = |name: &str, ext: &str| lib.join(format!("lib{name}.{ext}")).exists();
+    let stat = has("ggml-cpu", "a") && has("ggml-base", "a");
+    let shared = has("ggml-cpu", "so") && has("ggml-base", "so");
+    for path in [include.join("ggml-cpu.h"), lib.clone()] {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    if !(native && header && (stat || shared)) {
+        println!(
+            "cargo:warning=GREENAI_GGML_DIR={} has no ggml CPU build for this target: the ggml peer is left out",
+            dir.display()
+        );
+        return;
+    }
+    println!("cargo:rustc-cfg=greenai_ggml");
+    println!("cargo:rustc-link-arg-benches=-L{}", lib.display());
+    if stat {
+        // ggml-cpu needs ggml-base, which needs the C++ runtime (ggml-cpu has C++ sources).
+        println!("cargo:rustc-link-arg-benches=-l:libggml-cpu.a");
+        println!("cargo:rustc-link-arg-benches=-l:libggml-base.a");
+        println!("cargo:rustc-link-arg-benches=-lstdc++");
+    } else {
+        println!("cargo:rustc-link-arg-benches=-lggml-cpu");
+        println!("cargo:rustc-link-arg-benches=-lggml-base");
+        println!("cargo:rustc-link-arg-benches=-Wl,-rpath,{}", lib.display());
+    }
+    println!("cargo:rustc-link-arg-benches=-lm");
+    println!("cargo:rustc-link-arg-benches=-lpthread");
 }

@@ -19,9 +19,20 @@
 //!   row), the yardstick of the 1.7x target;
 //! - `read_*`: every byte of that weight buffer read once (wrapping sum of u64 words): the memory
 //!   floor of the GEMV beside it.
+//! - `ggml_q4_0`, `ggml_q8_0`, `ggml_q4_k`, `ggml_q6_k` (only when built with
+//!   `GREENAI_GGML_DIR`, `cfg(greenai_ggml)`): ggml's own GEMV on the same blocks, x quantized by
+//!   ggml's `quantize_row_q8_0` / `quantize_row_q8_K` (the `from_float` of the type's
+//!   `vec_dot_type`), then the type's `vec_dot` per row with `nrc = 1`, one thread: what ggml's
+//!   `mul_mat` does for one token without its repacked or llamafile paths. ggml is llama.cpp
+//!   0c1e57098bba43ac29e6e3b677cdceebdd22334f (ggml 0.25.3) as vendored by llama-cpp-python
+//!   0.3.36, built by `benches/peers/build_ggml.sh` (static, Release, `GGML_NATIVE=ON`, no
+//!   OpenMP); each type's y is checked once against greenai's before timing.
 
 #[allow(dead_code, reason = "this bench uses only CpuTime")]
 mod common;
+#[cfg(greenai_ggml)]
+#[path = "peers/ggml.rs"]
+mod ggml_peer;
 
 use common::CpuTime;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -77,6 +88,38 @@ fn read_bytes(bytes: &[u8]) -> u64 {
     head.iter().chain(tail).fold(rest, |s, &v| s.wrapping_add(u64::from(v)))
 }
 
+/// ggml's own GEMV on the same blocks (`ggml_<type>`): x quantized by ggml's `from_float` of the
+/// type's `vec_dot_type`, then its `vec_dot` per row, one thread, as `mul_mat` for one token. Checked
+/// once against greenai's y before timing: max |y_greenai - y_ggml| <= 1e-5 max |y|.
+#[cfg(greenai_ggml)]
+#[allow(clippy::too_many_arguments)]
+fn ggml_peer_rows(
+    group: &mut criterion::BenchmarkGroup<'_, CpuTime>,
+    name: &str,
+    ty: GgmlType,
+    blocks: &[Vec<u8>],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    let Some(mut peer) = ggml_peer::Gemv::new(ty as i32, cols) else {
+        eprintln!("ggml peer: no vec_dot for {name}");
+        return;
+    };
+    let mut y_ggml = vec![0.0f32; rows];
+    peer.gemv(&blocks[0], x, &mut y_ggml);
+    ggml::gemv_on(Isa::best(), ty, &blocks[0], rows, cols, x, y).unwrap();
+    let scale = y.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let diff = y.iter().zip(&y_ggml).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("ggml peer {name}: max |y_greenai - y_ggml| = {diff:.3e}, max |y| = {scale:.3e}");
+    assert!(diff <= 1e-5 * scale, "ggml's {name} GEMV disagrees with greenai's");
+    let mut turn = 0;
+    group.bench_function(format!("ggml_{name}"), |bench| {
+        bench.iter(|| peer.gemv(black_box(next(blocks, &mut turn)), black_box(x), &mut y_ggml))
+    });
+}
+
 fn gemv_dram(c: &mut Criterion<CpuTime>) {
     gemv_all(c, "dram", 11008, 4096, DRAM_BYTES);
 }
@@ -115,6 +158,8 @@ fn gemv_all(c: &mut Criterion<CpuTime>, place: &str, rows: usize, cols: usize, t
                 })
             })
         });
+        #[cfg(greenai_ggml)]
+        ggml_peer_rows(&mut group, name, ty, &blocks, rows, cols, &x, &mut y);
         group.bench_function(format!("read_{name}"), |bench| {
             bench.iter(|| read_bytes(black_box(next(&blocks, &mut turn))))
         });
