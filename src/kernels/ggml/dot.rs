@@ -275,12 +275,8 @@ pub(crate) fn row_dot(isa: Isa, ty: GgmlType, w: &[u8], act: &Activations) -> Re
                 // SAFETY: the caller checked the tier is available; x and blocks have equal lengths.
                 Isa::Avx2 => unsafe { super::x86::q4_0_q8_0(x, blocks, d) },
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above; the row holds x.len() blocks; `split` was made from `blocks`.
-                Isa::Avx512 => unsafe {
-                    let at = w.as_ptr();
-                    super::x86_512::q4_0_rows::<1>(at, w.len(), x.len(), blocks, split, at.wrapping_add(1024))
-                        [0]
-                },
+                // SAFETY: as above; `split` was made from `blocks`.
+                Isa::Avx512 => unsafe { super::x86_512::q4_0_q8_0(x, blocks, split) },
                 #[cfg(target_arch = "aarch64")]
                 // SAFETY: NEON is part of every aarch64 target; the lengths as above.
                 Isa::Neon => unsafe { super::aarch64::q4_0_q8_0(x, blocks, d) },

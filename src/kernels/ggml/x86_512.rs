@@ -53,43 +53,72 @@ fn scale4(acc: &mut [__m512; 2], p01: __m512i, p23: __m512i, s: __m128) {
 /// Rows of a Q4_0 GEMV taken together: the activations of a step are loaded once for all of them.
 pub(super) const Q4_0_TILE_ROWS: usize = 8;
 
-/// How many tiles ahead [`q4_0_rows`] prefetches its weights into L2.
+/// How many tiles ahead [`q4_0_gemv`] prefetches its weights into L2.
 const Q4_0_AHEAD: usize = 2;
 
-/// Q4_0 x Q8_0 for `R` rows of `nb` blocks each, `row_bytes` apart from `w` (`split`: the
-/// activations in the kernel's layout, see [`Q4Split`]); every row's result has the same bits as
-/// alone (`R = 1`). Four blocks (72 bytes) of a row a step: two loads, one `vpermt2w` gathers
-/// their 64 nibble bytes (each block's 16 at 16-bit offset `9 b + 1`) and one `vpermw` their four
-/// f16 scales, each spread over the block's four lanes; the offset 8 enters as the starting value
-/// of the block's `vpdpbusd` sums. `ahead` is prefetched into L2 at `72 R` bytes a step (the
-/// tile that follows a few tiles on; any address, it is never read).
+/// A Q4_0 block in 16-bit words.
+const Q4_0_BLOCK_WORDS: i16 = (size_of::<BlockQ4_0>() / 2) as i16;
+
+/// The words of four Q4_0 blocks' nibbles within their 72 bytes: block `k / 8`'s word `k % 8`.
+const Q4_0_QS_WORDS: [i16; 32] = {
+    let mut w = [0; 32];
+    let mut k = 0;
+    while k < 32 {
+        w[k] = Q4_0_BLOCK_WORDS * (k as i16 / 8) + 1 + k as i16 % 8;
+        k += 1;
+    }
+    w
+};
+
+/// Word `4 b + r` of four rows' scales: block `b`'s scale (its first word) of row `r % 2`, from
+/// the first (even r) or second (odd r) of two rows' loads; the upper 16 words are not used.
+const Q4_0_D_WORDS: [i16; 32] = {
+    let mut w = [0; 32];
+    let mut k = 0;
+    while k < 32 {
+        w[k] = Q4_0_BLOCK_WORDS * (k as i16 / 4 % 4) + if k % 2 == 1 { 32 } else { 0 };
+        k += 1;
+    }
+    w
+};
+
+/// Q4_0 x Q8_0 for the `R` rows (a multiple of 4; a row may repeat) of `nb` blocks at `rows`
+/// (`split`: the activations in the kernel's layout, see [`Q4Split`]). A row's result depends on
+/// that row alone: the same bits wherever it stands and whatever its neighbours.
+///
+/// Four blocks (72 bytes) of a row a step: two loads, one `vpermt2w` gathers their 64 nibble bytes
+/// (each block's 16 at 16-bit offset `9 b + 1`) for two `vpdpbusd` (the offset 8 enters as the
+/// starting value of the block's sums), leaving each block's sum in four lanes. Four rows' sums
+/// are then added across those lanes by two unpack-and-add rounds into one vector, lane `4 b + r`
+/// for row `r` and block `b`, so the f32 work (convert, scale product, multiply-add) is done once
+/// for four rows; their f16 scales come from two `vpermt2w` and a blend. `ahead + s step_bytes`
+/// is prefetched into L2 at step `s`, `step_bytes` of it (any address: it is never read).
 ///
 /// # Safety
-/// The CPU has the AVX-512 tier's features; rows `0..R` of `nb` blocks lie at `w + r row_bytes`;
-/// `y` holds at least `nb` blocks and `split` was made from them.
+/// The CPU has the AVX-512 tier's features; every row in `rows` holds `nb` blocks; `y` holds at
+/// least `nb` blocks and `split` was made from them.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 pub(super) unsafe fn q4_0_rows<const R: usize>(
-    w: *const u8,
-    row_bytes: usize,
+    rows: [*const u8; R],
     nb: usize,
     y: &[BlockQ8_0],
     split: &Q4Split,
     ahead: *const u8,
+    step_bytes: usize,
 ) -> [f32; R] {
-    const BLOCK: i16 = (size_of::<BlockQ4_0>() / 2) as i16;
+    const { assert!(R % 4 == 0 && R <= 16) };
     const STEP: usize = 4 * size_of::<BlockQ4_0>();
     let n4 = nb / 4 * 4;
-    let qs_words: [i16; 32] = core::array::from_fn(|k| BLOCK * (k as i16 / 8) + 1 + k as i16 % 8);
-    let d_words: [i16; 32] = core::array::from_fn(|k| BLOCK * (k as i16 / 4 % 4));
     // SAFETY: two arrays of 32 i16.
-    let (qs_words, d_words) = unsafe {
-        (_mm512_loadu_si512(qs_words.as_ptr().cast()), _mm512_loadu_si512(d_words.as_ptr().cast()))
+    let (qs_words, d_words_01) = unsafe {
+        (_mm512_loadu_si512(Q4_0_QS_WORDS.as_ptr().cast()), _mm512_loadu_si512(Q4_0_D_WORDS.as_ptr().cast()))
     };
+    let upper_pair: __mmask32 = 0xCCCC_CCCC;
     let low = _mm512_set1_epi8(0x0F);
-    let mut acc = [_mm512_setzero_ps(); R];
+    let mut acc = [_mm512_setzero_ps(); 4];
     for i in (0..n4).step_by(4) {
-        let fetch = ahead.wrapping_add(i / 4 * STEP * R);
-        for line in (0..STEP * R).step_by(64) {
+        let fetch = ahead.wrapping_add(i / 4 * step_bytes);
+        for line in (0..step_bytes).step_by(64) {
             _mm_prefetch::<_MM_HINT_T1>(fetch.wrapping_add(line).cast());
         }
         // SAFETY: the activation arrays hold 16 i8, 4 f32 and 4 i32 per block, blocks i..i + 4.
@@ -101,23 +130,47 @@ pub(super) unsafe fn q4_0_rows<const R: usize>(
                 _mm512_loadu_si512(split.minus_offset.as_ptr().add(4 * i).cast()),
             )
         };
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let at = w.wrapping_add(r * row_bytes + i / 4 * STEP);
-            // SAFETY: blocks i..i + 4 of row r (72 bytes) exist: the first 64 bytes and the four
-            // 16-bit words after them.
-            let (v0, v1) =
-                unsafe { (_mm512_loadu_si512(at.cast()), _mm512_maskz_loadu_epi16(0xF, at.add(64).cast())) };
-            let qs = _mm512_permutex2var_epi16(v0, qs_words, v1);
-            let d_w = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(d_words, v0)));
-            let (lo, hi) = (_mm512_and_si512(qs, low), _mm512_and_si512(_mm512_srli_epi16::<4>(qs), low));
-            let dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo, a_low), hi, a_high);
-            *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d_w, d_act), *acc);
+        for (quad, acc) in rows.chunks_exact(4).zip(acc.iter_mut()) {
+            let mut first = [_mm512_setzero_si512(); 4];
+            let dots: [__m512i; 4] = core::array::from_fn(|r| {
+                let at = quad[r].wrapping_add(i / 4 * STEP);
+                // SAFETY: blocks i..i + 4 of the row (72 bytes) exist: the first 64 bytes and the
+                // four 16-bit words after them.
+                let (v0, v1) = unsafe {
+                    (_mm512_loadu_si512(at.cast()), _mm512_maskz_loadu_epi16(0xF, at.add(64).cast()))
+                };
+                first[r] = v0;
+                let qs = _mm512_permutex2var_epi16(v0, qs_words, v1);
+                let (lo, hi) = (_mm512_and_si512(qs, low), _mm512_and_si512(_mm512_srli_epi16::<4>(qs), low));
+                _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo, a_low), hi, a_high)
+            });
+            let d_w = _mm512_mask_blend_epi16(
+                upper_pair,
+                _mm512_permutex2var_epi16(first[0], d_words_01, first[1]),
+                _mm512_permutex2var_epi16(first[2], d_words_01, first[3]),
+            );
+            let d_w = _mm512_cvtph_ps(_mm512_castsi512_si256(d_w));
+            let pair = |a: __m512i, b: __m512i| {
+                _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
+            };
+            let (s01, s23) = (pair(dots[0], dots[1]), pair(dots[2], dots[3]));
+            let sums = _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+            *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(d_w, d_act), *acc);
         }
     }
+    // Lane 4 b + r holds row r's blocks b, b + 4, ...: the four added in a fixed order.
+    let lanes: [[f32; 4]; 4] = core::array::from_fn(|q| {
+        let halves = _mm256_add_ps(_mm512_castps512_ps256(acc[q]), _mm512_extractf32x8_ps::<1>(acc[q]));
+        let quarters = _mm_add_ps(_mm256_castps256_ps128(halves), _mm256_extractf128_ps::<1>(halves));
+        let mut out = [0.0f32; 4];
+        // SAFETY: out holds 4 f32.
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), quarters) };
+        out
+    });
     core::array::from_fn(|r| {
-        let mut sum = _mm512_reduce_add_ps(acc[r]);
-        // SAFETY: row r holds nb blocks.
-        let x = unsafe { core::slice::from_raw_parts(w.wrapping_add(r * row_bytes).cast::<BlockQ4_0>(), nb) };
+        let mut sum = lanes[r / 4][r % 4];
+        // SAFETY: the row holds nb blocks.
+        let x = unsafe { core::slice::from_raw_parts(rows[r].cast::<BlockQ4_0>(), nb) };
         for (xb, yb) in x[n4..].iter().zip(&y[n4..]) {
             let sumi: i32 = (0..QK / 2)
                 .map(|j| {
@@ -131,8 +184,24 @@ pub(super) unsafe fn q4_0_rows<const R: usize>(
     })
 }
 
+/// Q4_0 x Q8_0 for one row `x` ([`q4_0_rows`] with the row four times).
+///
+/// # Safety
+/// The CPU has the AVX-512 tier's features; `y` holds at least `x.len()` blocks and `split` was
+/// made from them.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0], split: &Q4Split) -> f32 {
+    let at = x.as_ptr().cast::<u8>();
+    // SAFETY: the caller's guarantees; the row repeated.
+    let out = unsafe {
+        q4_0_rows::<4>([at; 4], x.len(), y, split, at.wrapping_add(1024), 4 * size_of::<BlockQ4_0>())
+    };
+    out[0]
+}
+
 /// The Q4_0 GEMV's rows `y` from the rows of `w` (whole rows of `row_bytes` = `nb` blocks each):
-/// [`q4_0_rows`] on tiles of [`Q4_0_TILE_ROWS`], then the last rows one at a time.
+/// [`q4_0_rows`] on tiles of [`Q4_0_TILE_ROWS`], the last rows four at a time (the last of them
+/// repeated to fill the four).
 ///
 /// # Safety
 /// The CPU has the AVX-512 tier's features; `w` holds `y.len()` rows; `act` holds `nb` blocks
@@ -147,18 +216,31 @@ pub(super) unsafe fn q4_0_gemv(
     y: &mut [f32],
 ) {
     const R: usize = Q4_0_TILE_ROWS;
-    let done = y.len() / R * R;
-    let mut tiles = y.chunks_exact_mut(R);
-    for (t, out) in (&mut tiles).enumerate() {
-        let at = w.as_ptr().wrapping_add(t * R * row_bytes);
-        let ahead = at.wrapping_add(Q4_0_AHEAD * R * row_bytes);
-        // SAFETY: rows t R..(t + 1) R exist; the caller's guarantees for the rest.
-        out.copy_from_slice(&unsafe { q4_0_rows::<R>(at, row_bytes, nb, act, split, ahead) });
+    let row = |r: usize| w.as_ptr().wrapping_add(r * row_bytes);
+    let mut r0 = 0;
+    while r0 + R <= y.len() {
+        let ahead = row(r0 + Q4_0_AHEAD * R);
+        // SAFETY: rows r0..r0 + R exist; the caller's guarantees for the rest.
+        let out = unsafe {
+            q4_0_rows::<R>(
+                core::array::from_fn(|r| row(r0 + r)),
+                nb,
+                act,
+                split,
+                ahead,
+                R * 4 * size_of::<BlockQ4_0>(),
+            )
+        };
+        y[r0..r0 + R].copy_from_slice(&out);
+        r0 += R;
     }
-    for (r, out) in tiles.into_remainder().iter_mut().enumerate() {
-        let at = w.as_ptr().wrapping_add((done + r) * row_bytes);
-        // SAFETY: as above, one row.
-        *out = unsafe { q4_0_rows::<1>(at, row_bytes, nb, act, split, at.wrapping_add(1024)) }[0];
+    while r0 < y.len() {
+        let live = (y.len() - r0).min(4);
+        let rows = core::array::from_fn(|r| row(r0 + r.min(live - 1)));
+        // SAFETY: as above; rows past the live ones repeat the last.
+        let out = unsafe { q4_0_rows::<4>(rows, nb, act, split, row(r0 + 4), 16 * size_of::<BlockQ4_0>()) };
+        y[r0..r0 + live].copy_from_slice(&out[..live]);
+        r0 += live;
     }
 }
 
