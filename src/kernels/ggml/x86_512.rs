@@ -106,7 +106,7 @@ pub(super) unsafe fn q4_0_rows<const R: usize>(
     ahead: *const u8,
     step_bytes: usize,
 ) -> [f32; R] {
-    const { assert!(R % 4 == 0 && R <= 16) };
+    const { assert!(R.is_multiple_of(4) && R <= 16) };
     const STEP: usize = 4 * size_of::<BlockQ4_0>();
     let n4 = nb / 4 * 4;
     // SAFETY: two arrays of 32 i16.
