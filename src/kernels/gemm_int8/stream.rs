@@ -268,13 +268,15 @@ mod vnni {
     #[cfg(feature = "parallel")]
     use super::super::blocking::PARALLEL_MIN_MACS;
     use super::super::blocking::{
-        STREAM_QUADS_VNNI, STREAM_QUADS_VNNI_ONE_GROUP, STREAM_QUADS_VNNI_ONE_GROUP_AMD, STREAM_ROWS_VNNI,
+        STREAM_BAND_PREFETCH_BYTES, STREAM_BAND_SCRATCH_BYTES, STREAM_QUADS_VNNI, STREAM_ROWS_VNNI,
     };
-    use super::super::x86_512::{kernel_stream_vnni, Avx512, StreamSign};
+    use super::super::x86_512::{
+        band_finish_vnni, kernel_band_vnni, kernel_stream_vnni, Avx512, StreamSign, BAND_ROWS,
+    };
     use super::super::{AElement, CPtr};
     use crate::error::try_vec;
-    use crate::kernels::is_amd;
     use crate::Result;
+    use std::arch::x86_64::{__m512i, _mm512_setzero_si512};
     use std::ops::Range;
 
     /// Columns per kernel call.
@@ -297,12 +299,14 @@ mod vnni {
     ) -> Result<()> {
         let sign = if T::SHIFT == 0 { StreamSign::UnsignedA } else { StreamSign::SignedA };
         let quads = k.div_ceil(4);
-        let mut a_quads = try_vec(m * quads, 0i32)?;
+        // Whole bands of two quads per row (the banded kernel reads both quads of the last one).
+        let a_ld = k.div_ceil(BAND_ROWS) * 2;
+        let mut a_quads = try_vec(m * a_ld, 0i32)?;
         let mut init = try_vec(m, 0i32)?;
         for i in 0..m {
             let row = &a[i * lda..i * lda + k];
             let mut sum = 0i32;
-            for (q, out) in a_quads[i * quads..(i + 1) * quads].iter_mut().enumerate() {
+            for (q, out) in a_quads[i * a_ld..i * a_ld + quads].iter_mut().enumerate() {
                 let mut bytes = [0u8; 4];
                 for (byte, v) in bytes.iter_mut().zip(&row[4 * q..k.min(4 * q + 4)]) {
                     // The raw byte: u8 as it is, i8 two's complement (the kernel's signed operand).
@@ -319,6 +323,7 @@ mod vnni {
             m,
             k,
             a_quads: &a_quads,
+            a_ld,
             init: &init,
             b,
             ldb,
@@ -352,8 +357,10 @@ mod vnni {
         sign: StreamSign,
         m: usize,
         k: usize,
-        /// Row `i`'s quad `q` is bytes `a[i][4q..4q + 4]` (0 past k), `ceil(k / 4)` per row.
+        /// Row `i`'s quad `q` is bytes `a[i][4q..4q + 4]` (0 past k), at `i a_ld + q`.
         a_quads: &'a [i32],
+        /// Quads per row of `a_quads`: `ceil(k / 4)` rounded up to whole bands of two.
+        a_ld: usize,
         /// Per row, what the first block of k adds (the signed-A correction).
         init: &'a [i32],
         b: &'a [i8],
@@ -373,9 +380,12 @@ mod vnni {
         /// `b` and `c` hold the `k x n` and `m x n` matrices their leading dimensions describe;
         /// no one else touches columns `cols` of C during the call.
         unsafe fn run(&self, avx512: Avx512, cols: Range<usize>) -> Result<()> {
-            let _ = avx512;
             let (m, k, ldb, ldc) = (self.m, self.k, self.ldb, self.ldc);
-            let quads = k.div_ceil(4);
+            if m <= STREAM_ROWS_VNNI {
+                // SAFETY: the caller's contract.
+                return unsafe { self.run_bands(avx512, cols) };
+            }
+            let (quads, a_ld) = (k.div_ceil(4), self.a_ld);
             let whole_quads = k / 4;
             let full_end = cols.start + (cols.len() / STRIP) * STRIP;
             let groups = m.div_ceil(STREAM_ROWS_VNNI);
@@ -393,11 +403,7 @@ mod vnni {
             let mut tail_b = [0i8; 4 * STREAM_QUADS_VNNI * STRIP];
             let mut tail_c = [0i32; STREAM_ROWS_VNNI * STRIP];
             let zeros = [0i32; STREAM_ROWS_VNNI];
-            let block = match (groups, is_amd()) {
-                (1, true) => STREAM_QUADS_VNNI_ONE_GROUP_AMD,
-                (1, false) => STREAM_QUADS_VNNI_ONE_GROUP,
-                _ => STREAM_QUADS_VNNI,
-            };
+            let block = STREAM_QUADS_VNNI;
             for q0 in (0..quads).step_by(block) {
                 let qn = block.min(quads - q0);
                 let both = qn.min(whole_quads.saturating_sub(q0));
@@ -412,7 +418,7 @@ mod vnni {
                 for j0 in (cols.start..full_end).step_by(STRIP) {
                     for g in 0..groups {
                         let rows = group(g);
-                        let a_at = self.a_quads[rows.start * quads + q0..].as_ptr();
+                        let a_at = self.a_quads[rows.start * a_ld + q0..].as_ptr();
                         // SAFETY: rows 4 q0 .. 4 (q0 + both) of B exist and hold columns j0..j0 + 64;
                         // the last quad's rows are in `last_quad`, `width` apart, column j0 - cols.start
                         // of it; the tile (rows, j0..j0 + 64) lies in C; AVX-512 VNNI is present.
@@ -426,7 +432,7 @@ mod vnni {
                                     rows.len(),
                                     both,
                                     a_at,
-                                    quads,
+                                    a_ld,
                                     first,
                                     b_at,
                                     ldb,
@@ -444,7 +450,7 @@ mod vnni {
                                     rows.len(),
                                     1,
                                     a_at.add(both),
-                                    quads,
+                                    a_ld,
                                     init,
                                     last,
                                     width,
@@ -466,7 +472,7 @@ mod vnni {
                     }
                     for g in 0..groups {
                         let rows = group(g);
-                        let a_at = self.a_quads[rows.start * quads + q0..].as_ptr();
+                        let a_at = self.a_quads[rows.start * a_ld + q0..].as_ptr();
                         // SAFETY: `tail_b` holds 4 qn rows of 64 and `tail_c` rows.len() rows of 64;
                         // AVX-512 VNNI is present.
                         unsafe {
@@ -476,7 +482,7 @@ mod vnni {
                                 rows.len(),
                                 qn,
                                 a_at,
-                                quads,
+                                a_ld,
                                 init_of(&rows),
                                 b_at,
                                 STRIP,
@@ -499,6 +505,132 @@ mod vnni {
                 }
             }
             Ok(())
+        }
+
+        /// [`Job::run`] for at most [`STREAM_ROWS_VNNI`] rows: B swept band by band
+        /// ([`BAND_ROWS`] rows across all columns, in memory order), panels of columns at a time
+        /// whose accumulators fit in [`STREAM_BAND_SCRATCH_BYTES`].
+        ///
+        /// # Safety
+        /// As [`Job::run`]; `self.m <= STREAM_ROWS_VNNI`.
+        unsafe fn run_bands(&self, avx512: Avx512, cols: Range<usize>) -> Result<()> {
+            let _ = avx512;
+            let (m, k, ldb) = (self.m, self.k, self.ldb);
+            let panel = (STREAM_BAND_SCRATCH_BYTES / (m * 4 * STRIP) * STRIP).max(STRIP);
+            // SAFETY: an all-zero vector is a valid __m512i.
+            let zero = unsafe { _mm512_setzero_si512() };
+            let mut acc: Vec<__m512i> = try_vec(4 * m * panel.min(cols.len()).div_ceil(STRIP), zero)?;
+            let bands = k.div_ceil(BAND_ROWS);
+            for p0 in cols.clone().step_by(panel) {
+                let width = panel.min(cols.end - p0);
+                for band in 0..bands {
+                    let rows = BAND_ROWS.min(k - band * BAND_ROWS);
+                    // SAFETY: rows band * BAND_ROWS .. + rows of B exist and hold columns p0 ..
+                    // p0 + width (inside cols, inside n); `a_quads` holds two quads of this band per
+                    // row (a_ld is whole bands); `acc` holds 4 m ceil(width / 64) vectors; AVX-512
+                    // VNNI is present.
+                    unsafe {
+                        let a_at = self.a_quads.as_ptr().add(2 * band);
+                        let b_at = self.b.as_ptr().add(band * BAND_ROWS * ldb + p0);
+                        band_call(
+                            self.sign,
+                            m,
+                            rows,
+                            a_at,
+                            self.a_ld,
+                            b_at,
+                            ldb,
+                            width,
+                            acc.as_mut_ptr(),
+                            band == 0,
+                        )
+                    };
+                }
+                // SAFETY: `acc` holds the panel's accumulators; the tile (0..m, p0..p0 + width)
+                // lies in C and in these columns; `init` holds m values.
+                unsafe {
+                    let c_at = self.c.0.add(p0);
+                    band_finish(m, acc.as_ptr(), width, self.init, c_at, self.ldc, self.accumulate)
+                };
+            }
+            Ok(())
+        }
+    }
+
+    /// Calls `kernel_band_vnni::<R, FULL>` with `R = rows_a` (1 to [`STREAM_ROWS_VNNI`]) and
+    /// `FULL` when the band has all [`BAND_ROWS`] rows.
+    ///
+    /// # Safety
+    /// As `kernel_band_vnni`, for `rows_a` rows of A and `rows` rows of B.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn band_call(
+        sign: StreamSign,
+        rows_a: usize,
+        rows: usize,
+        a: *const i32,
+        a_ld: usize,
+        b: *const i8,
+        ldb: usize,
+        width: usize,
+        acc: *mut __m512i,
+        first: bool,
+    ) {
+        const _: () = assert!(STREAM_ROWS_VNNI == 6, "band_call dispatches 1 to 6 rows");
+        let ahead = STREAM_BAND_PREFETCH_BYTES;
+        macro_rules! call {
+            ($r:literal) => {
+                match rows == BAND_ROWS {
+                    true => {
+                        kernel_band_vnni::<$r, true>(sign, rows, a, a_ld, b, ldb, width, acc, first, ahead)
+                    }
+                    false => {
+                        kernel_band_vnni::<$r, false>(sign, rows, a, a_ld, b, ldb, width, acc, first, ahead)
+                    }
+                }
+            };
+        }
+        // SAFETY: the caller's contract, for `rows_a` rows.
+        unsafe {
+            match rows_a {
+                1 => call!(1),
+                2 => call!(2),
+                3 => call!(3),
+                4 => call!(4),
+                5 => call!(5),
+                _ => call!(6),
+            }
+        }
+    }
+
+    /// Calls `band_finish_vnni::<R>` with `R = rows` (1 to [`STREAM_ROWS_VNNI`]).
+    ///
+    /// # Safety
+    /// As `band_finish_vnni`, for `rows` rows; `init` holds `rows` values.
+    unsafe fn band_finish(
+        rows: usize,
+        acc: *const __m512i,
+        width: usize,
+        init: &[i32],
+        c: *mut i32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        macro_rules! call {
+            ($r:literal) => {{
+                let init: &[i32; $r] = init[..$r].try_into().expect("rows values");
+                band_finish_vnni::<$r>(acc, width, init, c, ldc, accumulate)
+            }};
+        }
+        // SAFETY: the caller's contract, for `rows` rows.
+        unsafe {
+            match rows {
+                1 => call!(1),
+                2 => call!(2),
+                3 => call!(3),
+                4 => call!(4),
+                5 => call!(5),
+                _ => call!(6),
+            }
         }
     }
 

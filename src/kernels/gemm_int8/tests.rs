@@ -115,6 +115,16 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (32, 64, 2),
     (33, 19, 7),
     (1, 257, 1001),
+    // The AVX-512 banded path (m <= 6): bands of 8 rows of B with k = 1..7 and 9..15 past the
+    // last whole band, masked column tails, several column panels (STREAM_BAND_SCRATCH_BYTES:
+    // 16384 columns at m = 1, 2688 at m = 6), and at m = 1 enough work for threads to split the
+    // columns (their ranges start past 0).
+    (1, 63, 5),
+    (2, 129, 14),
+    (4, 65, 8),
+    (6, 2700, 11),
+    (1, 16450, 9),
+    (1, 1000, 2100),
 ];
 
 #[test]
