@@ -270,9 +270,7 @@ mod vnni {
     use super::super::blocking::{
         STREAM_BAND_PREFETCH_BYTES, STREAM_BAND_SCRATCH_BYTES, STREAM_QUADS_VNNI, STREAM_ROWS_VNNI,
     };
-    use super::super::x86_512::{
-        band_finish_vnni, kernel_band_vnni, kernel_stream_vnni, Avx512, StreamSign, BAND_ROWS,
-    };
+    use super::super::x86_512::{band_finish_vnni, kernel_band_vnni, kernel_stream_vnni, Avx512, StreamSign};
     use super::super::{AElement, CPtr};
     use crate::error::try_vec;
     use crate::Result;
@@ -299,8 +297,8 @@ mod vnni {
     ) -> Result<()> {
         let sign = if T::SHIFT == 0 { StreamSign::UnsignedA } else { StreamSign::SignedA };
         let quads = k.div_ceil(4);
-        // Whole bands of two quads per row (the banded kernel reads both quads of the last one).
-        let a_ld = k.div_ceil(BAND_ROWS) * 2;
+        // Whole bands of the tallest kind per row (the banded kernel reads all quads of the last).
+        let a_ld = k.div_ceil(4 * BAND_QUADS_MAX) * BAND_QUADS_MAX;
         let mut a_quads = try_vec(m * a_ld, 0i32)?;
         let mut init = try_vec(m, 0i32)?;
         for i in 0..m {
@@ -359,7 +357,7 @@ mod vnni {
         k: usize,
         /// Row `i`'s quad `q` is bytes `a[i][4q..4q + 4]` (0 past k), at `i a_ld + q`.
         a_quads: &'a [i32],
-        /// Quads per row of `a_quads`: `ceil(k / 4)` rounded up to whole bands of two.
+        /// Quads per row of `a_quads`: `ceil(k / 4)` rounded up to whole bands of `BAND_QUADS_MAX`.
         a_ld: usize,
         /// Per row, what the first block of k adds (the signed-A correction).
         init: &'a [i32],
@@ -507,9 +505,9 @@ mod vnni {
             Ok(())
         }
 
-        /// [`Job::run`] for at most [`STREAM_ROWS_VNNI`] rows: B swept band by band
-        /// ([`BAND_ROWS`] rows across all columns, in memory order), panels of columns at a time
-        /// whose accumulators fit in [`STREAM_BAND_SCRATCH_BYTES`].
+        /// [`Job::run`] for at most [`STREAM_ROWS_VNNI`] rows: B swept band by band (8 or 16
+        /// rows across all columns, in memory order, see [`band_quads`]), panels of columns at a
+        /// time whose accumulators fit in [`STREAM_BAND_SCRATCH_BYTES`].
         ///
         /// # Safety
         /// As [`Job::run`]; `self.m <= STREAM_ROWS_VNNI`.
@@ -520,30 +518,22 @@ mod vnni {
             // SAFETY: an all-zero vector is a valid __m512i.
             let zero = unsafe { _mm512_setzero_si512() };
             let mut acc: Vec<__m512i> = try_vec(4 * m * panel.min(cols.len()).div_ceil(STRIP), zero)?;
-            let bands = k.div_ceil(BAND_ROWS);
+            let quads = band_quads(ldb);
+            let band_rows = 4 * quads;
+            let bands = k.div_ceil(band_rows);
             for p0 in cols.clone().step_by(panel) {
                 let width = panel.min(cols.end - p0);
                 for band in 0..bands {
-                    let rows = BAND_ROWS.min(k - band * BAND_ROWS);
-                    // SAFETY: rows band * BAND_ROWS .. + rows of B exist and hold columns p0 ..
-                    // p0 + width (inside cols, inside n); `a_quads` holds two quads of this band per
-                    // row (a_ld is whole bands); `acc` holds 4 m ceil(width / 64) vectors; AVX-512
-                    // VNNI is present.
+                    let rows = band_rows.min(k - band * band_rows);
+                    // SAFETY: rows band * band_rows .. + rows of B exist and hold columns p0 ..
+                    // p0 + width (inside cols, inside n); `a_quads` holds `quads` quads of this band
+                    // per row (a_ld is whole bands of BAND_QUADS_MAX, a multiple of `quads`); `acc`
+                    // holds 4 m ceil(width / 64) vectors; AVX-512 VNNI is present.
                     unsafe {
-                        let a_at = self.a_quads.as_ptr().add(2 * band);
-                        let b_at = self.b.as_ptr().add(band * BAND_ROWS * ldb + p0);
-                        band_call(
-                            self.sign,
-                            m,
-                            rows,
-                            a_at,
-                            self.a_ld,
-                            b_at,
-                            ldb,
-                            width,
-                            acc.as_mut_ptr(),
-                            band == 0,
-                        )
+                        let a_at = self.a_quads.as_ptr().add(quads * band);
+                        let b_at = self.b.as_ptr().add(band * band_rows * ldb + p0);
+                        let at = acc.as_mut_ptr();
+                        band_call(self.sign, m, quads, rows, a_at, self.a_ld, b_at, ldb, width, at, band == 0)
                     };
                 }
                 // SAFETY: `acc` holds the panel's accumulators; the tile (0..m, p0..p0 + width)
@@ -557,15 +547,36 @@ mod vnni {
         }
     }
 
-    /// Calls `kernel_band_vnni::<R, FULL>` with `R = rows_a` (1 to [`STREAM_ROWS_VNNI`]) and
-    /// `FULL` when the band has all [`BAND_ROWS`] rows.
+    /// The tallest band: 4 quads (16 rows of B).
+    const BAND_QUADS_MAX: usize = 4;
+
+    /// Quads per band for rows of B `ldb` bytes apart: 4 (16 rows) when those rows fall in
+    /// different L1 sets (at most two per 64-byte set index of a 4 KiB page), else 2. Rows a
+    /// multiple of 4 KiB apart share one set of the 8-way L1: 16 of them evict each other (k = 4096,
+    /// m = 1, one thread, B in L3, standalone sweep at load ~4: n = ldb = 4096 8 rows 0.48-0.58
+    /// ms, 16 rows 0.79-0.89; ldb = 4160: 0.54 / 0.48-0.52, 32 rows 0.42, a read 0.42).
+    fn band_quads(ldb: usize) -> usize {
+        let mut sets = [0u8; 64];
+        for u in 0..4 * BAND_QUADS_MAX {
+            sets[u * ldb / 64 % 64] += 1;
+        }
+        if sets.iter().all(|&s| s <= 2) {
+            BAND_QUADS_MAX
+        } else {
+            2
+        }
+    }
+
+    /// Calls `kernel_band_vnni::<R, QB, FULL>` with `R = rows_a` (1 to [`STREAM_ROWS_VNNI`]),
+    /// `QB = quads` (2 or [`BAND_QUADS_MAX`]) and `FULL` when the band has all `4 quads` rows.
     ///
     /// # Safety
-    /// As `kernel_band_vnni`, for `rows_a` rows of A and `rows` rows of B.
+    /// As `kernel_band_vnni`, for `rows_a` rows of A, `quads` quads and `rows` rows of B.
     #[allow(clippy::too_many_arguments)]
     unsafe fn band_call(
         sign: StreamSign,
         rows_a: usize,
+        quads: usize,
         rows: usize,
         a: *const i32,
         a_ld: usize,
@@ -576,16 +587,23 @@ mod vnni {
         first: bool,
     ) {
         const _: () = assert!(STREAM_ROWS_VNNI == 6, "band_call dispatches 1 to 6 rows");
+        const _: () = assert!(BAND_QUADS_MAX == 4, "band_call dispatches 2 or 4 quads");
         let ahead = STREAM_BAND_PREFETCH_BYTES;
         macro_rules! call {
             ($r:literal) => {
-                match rows == BAND_ROWS {
-                    true => {
-                        kernel_band_vnni::<$r, true>(sign, rows, a, a_ld, b, ldb, width, acc, first, ahead)
+                match (quads == BAND_QUADS_MAX, rows == 4 * quads) {
+                    (true, true) => {
+                        kernel_band_vnni::<$r, 4, true>(sign, rows, a, a_ld, b, ldb, width, acc, first, ahead)
                     }
-                    false => {
-                        kernel_band_vnni::<$r, false>(sign, rows, a, a_ld, b, ldb, width, acc, first, ahead)
+                    (true, false) => kernel_band_vnni::<$r, 4, false>(
+                        sign, rows, a, a_ld, b, ldb, width, acc, first, ahead,
+                    ),
+                    (false, true) => {
+                        kernel_band_vnni::<$r, 2, true>(sign, rows, a, a_ld, b, ldb, width, acc, first, ahead)
                     }
+                    (false, false) => kernel_band_vnni::<$r, 2, false>(
+                        sign, rows, a, a_ld, b, ldb, width, acc, first, ahead,
+                    ),
                 }
             };
         }

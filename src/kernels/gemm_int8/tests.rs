@@ -140,6 +140,20 @@ fn every_path_matches_reference_on_random_shapes() {
 }
 
 #[test]
+fn streaming_with_rows_of_b_a_page_apart_matches_reference() {
+    // ldb a multiple of 4 KiB: the AVX-512 banded path takes 8-row bands (16 rows elsewhere);
+    // k = 8 (one whole band), 19 (two and three rows), 16 + 5.
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for (m, n, k, ldb) in [(1, 130, 8, 4096), (3, 64, 19, 4096), (6, 77, 21, 2048), (2, 200, 16, 8192)] {
+        let lda = k + 3;
+        let a = rng.bytes(matrix_len(m, k, lda).unwrap());
+        let b = as_i8(rng.bytes(matrix_len(k, n, ldb).unwrap()));
+        check_all_paths(m, n, k, &a, lda, &b, ldb);
+        check_all_paths(m, n, k, &as_i8(a), lda, &b, ldb);
+    }
+}
+
+#[test]
 fn saturation_patterns_are_exact() {
     let (m, n, k) = (13, 21, 260);
     // all 255 x all -128, alternating extremes, and the i8 edges.

@@ -249,27 +249,24 @@ pub(crate) unsafe fn kernel_stream_vnni<const R: usize>(
     }
 }
 
-/// Rows of B per band of [`kernel_band_vnni`] (two quads).
-pub(crate) const BAND_ROWS: usize = 8;
-
-/// Banded streaming kernel: one band of [`BAND_ROWS`] rows of B (`rows` of them present, the
-/// rest read as zero) across `width` columns, added into the `R x width` accumulators at `acc`
-/// (zeroed first when `first`). The accumulators stay in [`interleave_rows`]' order: strip `s`
-/// of 64 columns is `acc[(s R + r) 4 + v]`, row `r`, quad vector `v`; [`band_finish_vnni`] puts
-/// them back in column order once, after the last band. Every row of the band ahead is
+/// Banded streaming kernel: one band of `4 QB` rows of B (`QB` quads; `rows` of them present,
+/// the rest read as zero) across `width` columns, added into the `R x width` accumulators at
+/// `acc` (zeroed first when `first`). The accumulators stay in [`interleave_rows`]' order: strip
+/// `s` of 64 columns is `acc[(s R + r) 4 + v]`, row `r`, quad vector `v`; [`band_finish_vnni`]
+/// puts them back in column order once, after the last band. Every row of the band is
 /// prefetched `ahead` bytes further along (into the next band's rows near the end), into L2.
 ///
-/// `a` holds row `r`'s two quads of this band at `a + r a_ld` (zero past k); with
+/// `a` holds row `r`'s `QB` quads of this band at `a + r a_ld` (zero past k); with
 /// [`StreamSign::SignedA`] the caller adds `-128 sum_k a` per row. A last strip narrower than 64
 /// columns is read with masked loads.
 ///
 /// # Safety
-/// AVX-512 F/BW/VNNI must be available; `1 <= R <= 6`; `FULL` exactly when `rows` is
-/// [`BAND_ROWS`]; `a` valid for two i32 at `a + r a_ld`, `r < R`; `b` valid for `width` bytes at
-/// `b + u ldb` for every `u < rows`; `acc` for `4 R ceil(width / 64)` vectors.
+/// AVX-512 F/BW/VNNI must be available; `1 <= R <= 6`; `FULL` exactly when `rows` is `4 QB`;
+/// `a` valid for `QB` i32 at `a + r a_ld`, `r < R`; `b` valid for `width` bytes at `b + u ldb`
+/// for every `u < rows`; `acc` for `4 R ceil(width / 64)` vectors.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn kernel_band_vnni<const R: usize, const FULL: bool>(
+pub(crate) unsafe fn kernel_band_vnni<const R: usize, const QB: usize, const FULL: bool>(
     sign: StreamSign,
     rows: usize,
     a: *const i32,
@@ -281,8 +278,8 @@ pub(crate) unsafe fn kernel_band_vnni<const R: usize, const FULL: bool>(
     first: bool,
     ahead: usize,
 ) {
-    // SAFETY: `a` holds two quads per row (the caller's contract).
-    let av: [[__m512i; 2]; R] = core::array::from_fn(|r| {
+    // SAFETY: `a` holds QB quads per row (the caller's contract).
+    let av: [[__m512i; QB]; R] = core::array::from_fn(|r| {
         core::array::from_fn(|i| unsafe { _mm512_set1_epi32(a.add(r * a_ld + i).read()) })
     });
     let band = Band { sign, rows, av, b, ldb, width, acc, first, ahead };
@@ -299,10 +296,10 @@ pub(crate) unsafe fn kernel_band_vnni<const R: usize, const FULL: bool>(
 }
 
 /// One call of [`kernel_band_vnni`]: its arguments, A broadcast.
-struct Band<const R: usize> {
+struct Band<const R: usize, const QB: usize> {
     sign: StreamSign,
     rows: usize,
-    av: [[__m512i; 2]; R],
+    av: [[__m512i; QB]; R],
     b: *const i8,
     ldb: usize,
     width: usize,
@@ -311,7 +308,7 @@ struct Band<const R: usize> {
     ahead: usize,
 }
 
-impl<const R: usize> Band<R> {
+impl<const R: usize, const QB: usize> Band<R, QB> {
     /// Strip `s` (columns `64 s ..`), the bytes selected by `mask` when given, all 64 otherwise.
     ///
     /// # Safety
@@ -330,7 +327,7 @@ impl<const R: usize> Band<R> {
                 true => [[_mm512_setzero_si512(); 4]; R],
                 false => core::array::from_fn(|r| core::array::from_fn(|v| *at.add(4 * r + v))),
             };
-            for i in 0..2 {
+            for i in 0..QB {
                 let rows: [__m512i; 4] = core::array::from_fn(|u| {
                     let row = 4 * i + u;
                     if !FULL && row >= self.rows {
@@ -359,9 +356,9 @@ impl<const R: usize> Band<R> {
             // The same columns `ahead` bytes on, in this band's rows or wrapped to the next's.
             let (base, col) = match j + self.ahead < self.width {
                 true => (self.b, j + self.ahead),
-                false => (self.b.wrapping_add(BAND_ROWS * self.ldb), j + self.ahead - self.width),
+                false => (self.b.wrapping_add(4 * QB * self.ldb), j + self.ahead - self.width),
             };
-            for u in 0..BAND_ROWS {
+            for u in 0..4 * QB {
                 _mm_prefetch::<_MM_HINT_T2>(base.wrapping_add(u * self.ldb + col).cast());
             }
             for (r, acc_row) in acc.iter().enumerate() {
