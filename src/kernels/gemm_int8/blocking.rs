@@ -39,10 +39,10 @@ pub const STREAM_ROWS_VNNI: usize = 6;
 /// reloaded once per block (for several row groups, C is the larger traffic).
 pub const STREAM_QUADS_VNNI: usize = 16;
 /// Bytes of accumulators (rows of A x columns x 4) per panel of the AVX-512 banded streaming
-/// path (at most [`STREAM_ROWS_VNNI`] rows: B swept in bands of 8 rows across a panel of
-/// columns, the panel's accumulators kept in L2 between bands): 16384 columns at m = 1, so the
-/// 11008 columns of an LLM MLP are one panel.
-pub const STREAM_BAND_SCRATCH_BYTES: usize = 256 << 10;
+/// path (at most [`STREAM_ROWS_VNNI`] rows: B swept in bands of 8 or 16 rows across a panel of
+/// columns, the panel's accumulators kept in L2 between bands): 131072 columns at m = 1, 21824
+/// at m = 6, so the 11008 columns of an LLM MLP are one panel.
+pub const STREAM_BAND_SCRATCH_BYTES: usize = 512 << 10;
 /// How far ahead along each row of B the banded streaming path prefetches (into L2, `prefetcht2`).
 /// k = 4096, m = 1, one thread, standalone sweep (load ~3.6): 8-row bands at n = 4096 (B in L3)
 /// 0.53-0.57 ms without prefetch, 0.48 at 512 bytes T0, 0.46-0.48 at 1024 T1, 0.46 at 2048 T2;

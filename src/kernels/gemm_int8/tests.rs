@@ -115,15 +115,17 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (32, 64, 2),
     (33, 19, 7),
     (1, 257, 1001),
-    // The AVX-512 banded path (m <= 6): bands of 8 rows of B with k = 1..7 and 9..15 past the
-    // last whole band, masked column tails, several column panels (STREAM_BAND_SCRATCH_BYTES:
-    // 16384 columns at m = 1, 2688 at m = 6), and at m = 1 enough work for threads to split the
-    // columns (their ranges start past 0).
+    // The AVX-512 banded path (m <= 6): bands of 16 rows of B (8 in the test below) with rows
+    // past the last whole band, masked column tails, several column panels
+    // (STREAM_BAND_SCRATCH_BYTES: 131072 columns at m = 1, 26176 at m = 5; the second panel
+    // here has a tail), and at m = 1 enough work for threads to split the columns (their ranges
+    // start past 0).
     (1, 63, 5),
     (2, 129, 14),
     (4, 65, 8),
-    (6, 2700, 11),
-    (1, 16450, 9),
+    (6, 700, 35),
+    (5, 26300, 3),
+    (1, 131150, 2),
     (1, 1000, 2100),
 ];
 
