@@ -148,7 +148,7 @@ fn crossover(c: &mut Criterion) {
     let b: Vec<i8> = rng.bytes(k * n).into_iter().map(|v| v as i8).collect();
     let mut group = c.benchmark_group(format!("stream_crossover_k{k}_n{n}"));
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
-    for m in [1, 8, 16, 24, 32, 48, 64, 96, 128] {
+    for m in [1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128] {
         let a = rng.bytes(m * k);
         let mut ci = vec![0i32; m * n];
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));

@@ -7,6 +7,11 @@
 //! `STREAM_PAIRS` pairs outermost and columns inside, so B is read row after row (a few dozen
 //! sequential streams, prefetched) and C, a few rows of i32, stays in cache between blocks.
 //! Signed A is multiplied as is (i16 products), so the i8 path needs no shift and no column sums.
+//!
+//! On AVX-512, up to `STREAM_BAND_MAX_ROWS` rows of A (the decode step), B is swept band by band
+//! instead: 8 or 16 rows across a whole panel of columns, in memory order, each row group's
+//! accumulators kept in L2 in the kernel's interleaved order and put back in column order once
+//! at the end (`x86_512::kernel_band_vnni`); the rows ahead are prefetched into L2.
 
 #[cfg(target_arch = "x86_64")]
 use super::blocking::{STREAM_PAIRS, STREAM_ROWS};
@@ -268,7 +273,8 @@ mod vnni {
     #[cfg(feature = "parallel")]
     use super::super::blocking::PARALLEL_MIN_MACS;
     use super::super::blocking::{
-        STREAM_BAND_PREFETCH_BYTES, STREAM_BAND_SCRATCH_BYTES, STREAM_QUADS_VNNI, STREAM_ROWS_VNNI,
+        STREAM_BAND_MAX_ROWS, STREAM_BAND_PREFETCH_BYTES, STREAM_BAND_SCRATCH_BYTES, STREAM_QUADS_VNNI,
+        STREAM_ROWS_VNNI,
     };
     use super::super::x86_512::{band_finish_vnni, kernel_band_vnni, kernel_stream_vnni, Avx512, StreamSign};
     use super::super::{AElement, CPtr};
@@ -379,9 +385,16 @@ mod vnni {
         /// no one else touches columns `cols` of C during the call.
         unsafe fn run(&self, avx512: Avx512, cols: Range<usize>) -> Result<()> {
             let (m, k, ldb, ldc) = (self.m, self.k, self.ldb, self.ldc);
-            if m <= STREAM_ROWS_VNNI {
-                // SAFETY: the caller's contract.
-                return unsafe { self.run_bands(avx512, cols) };
+            if m <= STREAM_BAND_MAX_ROWS {
+                // Row groups of at most STREAM_ROWS_VNNI, each sweeping B once.
+                let groups = m.div_ceil(STREAM_ROWS_VNNI);
+                for g in 0..groups {
+                    // SAFETY: the caller's contract; the group has 1 to STREAM_ROWS_VNNI rows.
+                    unsafe {
+                        self.run_bands(avx512, (m * g / groups)..(m * (g + 1) / groups), cols.clone())?
+                    };
+                }
+                return Ok(());
             }
             let (quads, a_ld) = (k.div_ceil(4), self.a_ld);
             let whole_quads = k / 4;
@@ -505,15 +518,15 @@ mod vnni {
             Ok(())
         }
 
-        /// [`Job::run`] for at most [`STREAM_ROWS_VNNI`] rows: B swept band by band (8 or 16
+        /// [`Job::run`] for rows `rows_a` of A and C (at most [`STREAM_ROWS_VNNI`]): B swept band by band (8 or 16
         /// rows across all columns, in memory order, see [`band_quads`]), panels of columns at a
         /// time whose accumulators fit in [`STREAM_BAND_SCRATCH_BYTES`].
         ///
         /// # Safety
-        /// As [`Job::run`]; `self.m <= STREAM_ROWS_VNNI`.
-        unsafe fn run_bands(&self, avx512: Avx512, cols: Range<usize>) -> Result<()> {
+        /// As [`Job::run`]; `rows_a` is inside `0..self.m`, 1 to `STREAM_ROWS_VNNI` rows.
+        unsafe fn run_bands(&self, avx512: Avx512, rows_a: Range<usize>, cols: Range<usize>) -> Result<()> {
             let _ = avx512;
-            let (m, k, ldb) = (self.m, self.k, self.ldb);
+            let (m, k, ldb) = (rows_a.len(), self.k, self.ldb);
             let panel = (STREAM_BAND_SCRATCH_BYTES / (m * 4 * STRIP) * STRIP).max(STRIP);
             // SAFETY: an all-zero vector is a valid __m512i.
             let zero = unsafe { _mm512_setzero_si512() };
@@ -530,17 +543,18 @@ mod vnni {
                     // per row (a_ld is whole bands of BAND_QUADS_MAX, a multiple of `quads`); `acc`
                     // holds 4 m ceil(width / 64) vectors; AVX-512 VNNI is present.
                     unsafe {
-                        let a_at = self.a_quads.as_ptr().add(quads * band);
+                        let a_at = self.a_quads.as_ptr().add(rows_a.start * self.a_ld + quads * band);
                         let b_at = self.b.as_ptr().add(band * band_rows * ldb + p0);
                         let at = acc.as_mut_ptr();
                         band_call(self.sign, m, quads, rows, a_at, self.a_ld, b_at, ldb, width, at, band == 0)
                     };
                 }
-                // SAFETY: `acc` holds the panel's accumulators; the tile (0..m, p0..p0 + width)
-                // lies in C and in these columns; `init` holds m values.
+                // SAFETY: `acc` holds the panel's accumulators; the tile (rows_a, p0..p0 + width)
+                // lies in C and in these columns; `init` holds a value per row.
                 unsafe {
-                    let c_at = self.c.0.add(p0);
-                    band_finish(m, acc.as_ptr(), width, self.init, c_at, self.ldc, self.accumulate)
+                    let c_at = self.c.0.add(rows_a.start * self.ldc + p0);
+                    let init = &self.init[rows_a.clone()];
+                    band_finish(m, acc.as_ptr(), width, init, c_at, self.ldc, self.accumulate)
                 };
             }
             Ok(())

@@ -127,6 +127,8 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (5, 26300, 3),
     (1, 131150, 2),
     (1, 1000, 2100),
+    // Two banded row groups (m = 7, 8: up to STREAM_BAND_MAX_ROWS).
+    (8, 100, 37),
 ];
 
 #[test]
