@@ -15,9 +15,16 @@
 //! `stream_crossover_k4096_n4096`: the plain API's two paths (`stream`, `pack`) for m = 1..48, to
 //! place `STREAM_MAX_ROWS`.
 //!
-//! `gemv_dram_k4096_n11008`: m = 1 with 45 MB of weights (over the 8 MB L3: they come from DRAM),
-//! throughput in weight bytes per second, beside a plain read of the same bytes (`read_bytes`).
+//! `gemv_dram_k4096_n11008`: m = 1 with 45 MB of weights, held in as many copies as make up
+//! `DRAM_BYTES` (four times this machine's 32 MiB L3; every call, GEMV or read, takes the next
+//! copy, so none finds its B in cache), throughput in weight bytes per second, beside a plain
+//! read of the same bytes (`read_bytes`) and rten-gemm's unpacked GEMV. Times there are the
+//! thread's CPU time ([`CpuTime`]), so other jobs count only through the memory they share.
 
+#[allow(dead_code, reason = "this bench uses only CpuTime")]
+mod common;
+
+use common::CpuTime;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use greenai::kernels::gemm_int8::{gemm_packed_on, gemm_path_on, PackedI8, PlainPath, Update};
 use greenai::kernels::Isa;
@@ -141,7 +148,7 @@ fn crossover(c: &mut Criterion) {
     let b: Vec<i8> = rng.bytes(k * n).into_iter().map(|v| v as i8).collect();
     let mut group = c.benchmark_group(format!("stream_crossover_k{k}_n{n}"));
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
-    for m in [1, 8, 16, 24, 32, 48, 64, 96, 128] {
+    for m in [1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128] {
         let a = rng.bytes(m * k);
         let mut ci = vec![0i32; m * n];
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
@@ -187,22 +194,45 @@ fn read_bytes(bytes: &[i8]) -> u64 {
     head.iter().chain(tail).fold(rest, |s, &v| s.wrapping_add(v as u64))
 }
 
-fn gemv_dram(c: &mut Criterion) {
+/// Bytes of copies of the DRAM GEMV's weights that its calls cycle through.
+const DRAM_BYTES: usize = 128 << 20;
+
+/// Copies of `v` that together make at least `total` bytes (at least one).
+fn copies<T: Clone>(v: &[T], total: usize) -> Vec<Vec<T>> {
+    let bytes = std::mem::size_of_val(v).max(1);
+    vec![v.to_vec(); total.div_ceil(bytes).max(1)]
+}
+
+/// The copy for the next call.
+fn next<'a, T>(copies: &'a [T], turn: &mut usize) -> &'a T {
+    *turn = (*turn + 1) % copies.len();
+    &copies[*turn]
+}
+
+fn gemv_dram(c: &mut Criterion<CpuTime>) {
     let one = one_thread();
     let isa = Isa::best();
     let (n, k) = (11008, 4096);
     let mut rng = Rng(3);
     let b: Vec<i8> = rng.bytes(k * n).into_iter().map(|v| v as i8).collect();
     let packed = PackedI8::pack(k, n, &b, n).unwrap();
+    let packed = vec![packed; DRAM_BYTES.div_ceil(k * n).max(1)];
+    let b = copies(&b, DRAM_BYTES);
     let a = rng.bytes(k);
+    let rten = GemmExecutor::<u8, i8, i32>::default();
+    let a_view = NdTensorView::from_data([1, k], &a[..]);
     let mut ci = vec![0i32; n];
+    let mut turn = 0;
     let mut group = c.benchmark_group(format!("gemv_dram_k{k}_n{n}"));
     group.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     group.throughput(Throughput::Bytes((k * n) as u64));
-    group.bench_function("read_bytes", |bench| bench.iter(|| read_bytes(black_box(&b))));
+    group.bench_function("read_bytes", |bench| {
+        bench.iter(|| read_bytes(black_box(next::<Vec<i8>>(&b, &mut turn))))
+    });
     group.bench_function("greenai_plain", |bench| {
         one.install(|| {
             bench.iter(|| {
+                let b = next(&b[..], &mut turn);
                 gemm_path_on(
                     isa,
                     PlainPath::Auto,
@@ -212,7 +242,7 @@ fn gemv_dram(c: &mut Criterion) {
                     k,
                     black_box(&a),
                     k,
-                    &b,
+                    b,
                     n,
                     &mut ci,
                     n,
@@ -224,12 +254,27 @@ fn gemv_dram(c: &mut Criterion) {
     group.bench_function("greenai_prepacked", |bench| {
         one.install(|| {
             bench.iter(|| {
-                gemm_packed_on(isa, 1, black_box(&a), k, &packed, &mut ci, n, Update::Overwrite).unwrap()
+                let packed = next(&packed[..], &mut turn);
+                gemm_packed_on(isa, 1, black_box(&a), k, packed, &mut ci, n, Update::Overwrite).unwrap()
+            })
+        })
+    });
+    group.bench_function("rten_plain", |bench| {
+        one.install(|| {
+            bench.iter(|| {
+                let b_view = NdTensorView::from_data([k, n], &next(&b[..], &mut turn)[..]);
+                let b_in = GemmInputB::Unpacked(b_view);
+                rten.gemm(&mut ci, GemmInputA::Unpacked(a_view), b_in, GemmOptions::default()).unwrap()
             })
         })
     });
     group.finish();
 }
 
-criterion_group!(benches, llm, crossover, gemv_dram);
-criterion_main!(benches);
+criterion_group!(benches, llm, crossover);
+criterion_group! {
+    name = dram;
+    config = Criterion::default().with_measurement(CpuTime);
+    targets = gemv_dram
+}
+criterion_main!(benches, dram);

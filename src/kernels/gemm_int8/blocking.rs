@@ -38,17 +38,27 @@ pub const STREAM_ROWS_VNNI: usize = 6;
 /// Quads of k per block of the AVX-512 streaming kernel: 64 rows of B read side by side, C
 /// reloaded once per block (for several row groups, C is the larger traffic).
 pub const STREAM_QUADS_VNNI: usize = 16;
-/// The same for at most [`STREAM_ROWS_VNNI`] rows (one group, C a single small tile row): 16 rows
-/// of B side by side, few enough streams for the L2 prefetcher (k = n = 4096, m = 1, one
-/// thread: 16 quads 1.28 ms, 4 quads 0.66 ms, 2 quads 0.76 ms; m = 32 would go 4.6 -> 8.0 ms).
-pub const STREAM_QUADS_VNNI_ONE_GROUP: usize = 4;
-/// [`STREAM_QUADS_VNNI_ONE_GROUP`] on AMD (the Zen 4 of 2026-12-07, k = n = 4096, m = 1, one
-/// thread, load 2.5-3: 4 quads 1.44-1.53 ms, 2 quads 1.08-1.13, 1 quad 1.20-1.32).
-pub const STREAM_QUADS_VNNI_ONE_GROUP_AMD: usize = 2;
-/// [`STREAM_MAX_ROWS_VNNI`] on AMD: on that Zen 4 packing B wins from m = 8 (k = n = 4096, one
-/// thread, group `stream_crossover`: stream / pack 1.35 / 2.47 ms at m = 1, 3.89 / 2.61 at 8,
-/// 6.00 / 3.43 at 16, 13.0 / 5.26 at 32).
-pub const STREAM_MAX_ROWS_VNNI_AMD: usize = 4;
+/// Bytes of accumulators (rows of A x columns x 4) per panel of the AVX-512 banded streaming
+/// path (at most [`STREAM_ROWS_VNNI`] rows: B swept in bands of 8 or 16 rows across a panel of
+/// columns, the panel's accumulators kept in L2 between bands): 131072 columns at m = 1, 21824
+/// at m = 6, so the 11008 columns of an LLM MLP are one panel.
+pub const STREAM_BAND_SCRATCH_BYTES: usize = 512 << 10;
+/// Up to this many rows of A, the AVX-512 streaming path is the banded one (row groups of at
+/// most [`STREAM_ROWS_VNNI`], each sweeping B once); past it, one sweep in blocks of
+/// [`STREAM_QUADS_VNNI`] quads with C reloaded per block. k = n = 4096, one thread, Zen 4, group
+/// `stream_crossover` (load 1.2-1.7): banded m = 8 1.73-2.06 ms (the block sweep: 3.93 in an
+/// earlier run), m = 12 2.97-3.09, m = 16 (three groups) 4.03 against the block sweep's 2.99-3.24.
+pub const STREAM_BAND_MAX_ROWS: usize = 8;
+/// How far ahead along each row of B the banded streaming path prefetches (into L2, `prefetcht2`).
+/// k = 4096, m = 1, one thread, standalone sweep (load ~3.6): 8-row bands at n = 4096 (B in L3)
+/// 0.53-0.57 ms without prefetch, 0.48 at 512 bytes T0, 0.46-0.48 at 1024 T1, 0.46 at 2048 T2;
+/// n = 11008 from DRAM 2.35-2.50 / 2.20 / 2.06 / 1.94-2.09 ms (a read: 1.83 ms).
+pub const STREAM_BAND_PREFETCH_BYTES: usize = 2048;
+/// [`STREAM_MAX_ROWS_VNNI`] on AMD: on the Zen 4 of 2026-12-07 (k = n = 4096, one thread, group
+/// `stream_crossover`, load 1.2-1.7, two runs) the banded stream / packing: 0.42 / 2.29-2.49 ms at
+/// m = 1, 0.78-1.11 / 2.13-2.69 at 4, 1.47-1.73 / 2.68-3.09 at 6, 1.73-2.06 / 2.77-3.18 at 8;
+/// at 12 2.97-3.09 / 2.63-3.41 and at 16 (block sweep) 2.99-3.24 / 3.09-4.16, too close to call.
+pub const STREAM_MAX_ROWS_VNNI_AMD: usize = 8;
 /// Rows of A per pass of the streaming kernel over a block of B (12 accumulators of 16 columns).
 pub const STREAM_ROWS: usize = 6;
 /// Pairs of k per block of the streaming kernel: 64 rows of B are read side by side, C is
@@ -73,5 +83,3 @@ pub const PLAIN_BLOCK_ROWS_UNIT: usize = 64;
 pub const PARALLEL_MIN_MACS: usize = 1 << 21;
 
 const _: () = assert!(MC.is_multiple_of(MR) && NR * KU == 64);
-const _: () = assert!(STREAM_QUADS_VNNI_ONE_GROUP <= STREAM_QUADS_VNNI);
-const _: () = assert!(STREAM_QUADS_VNNI_ONE_GROUP_AMD <= STREAM_QUADS_VNNI);

@@ -7,6 +7,11 @@
 //! `STREAM_PAIRS` pairs outermost and columns inside, so B is read row after row (a few dozen
 //! sequential streams, prefetched) and C, a few rows of i32, stays in cache between blocks.
 //! Signed A is multiplied as is (i16 products), so the i8 path needs no shift and no column sums.
+//!
+//! On AVX-512, up to `STREAM_BAND_MAX_ROWS` rows of A (the decode step), B is swept band by band
+//! instead: 8 or 16 rows across a whole panel of columns, in memory order, each row group's
+//! accumulators kept in L2 in the kernel's interleaved order and put back in column order once
+//! at the end (`x86_512::kernel_band_vnni`); the rows ahead are prefetched into L2.
 
 #[cfg(target_arch = "x86_64")]
 use super::blocking::{STREAM_PAIRS, STREAM_ROWS};
@@ -268,13 +273,14 @@ mod vnni {
     #[cfg(feature = "parallel")]
     use super::super::blocking::PARALLEL_MIN_MACS;
     use super::super::blocking::{
-        STREAM_QUADS_VNNI, STREAM_QUADS_VNNI_ONE_GROUP, STREAM_QUADS_VNNI_ONE_GROUP_AMD, STREAM_ROWS_VNNI,
+        STREAM_BAND_MAX_ROWS, STREAM_BAND_PREFETCH_BYTES, STREAM_BAND_SCRATCH_BYTES, STREAM_QUADS_VNNI,
+        STREAM_ROWS_VNNI,
     };
-    use super::super::x86_512::{kernel_stream_vnni, Avx512, StreamSign};
+    use super::super::x86_512::{band_finish_vnni, kernel_band_vnni, kernel_stream_vnni, Avx512, StreamSign};
     use super::super::{AElement, CPtr};
     use crate::error::try_vec;
-    use crate::kernels::is_amd;
     use crate::Result;
+    use std::arch::x86_64::{__m512i, _mm512_setzero_si512};
     use std::ops::Range;
 
     /// Columns per kernel call.
@@ -297,12 +303,14 @@ mod vnni {
     ) -> Result<()> {
         let sign = if T::SHIFT == 0 { StreamSign::UnsignedA } else { StreamSign::SignedA };
         let quads = k.div_ceil(4);
-        let mut a_quads = try_vec(m * quads, 0i32)?;
+        // Whole bands of the tallest kind per row (the banded kernel reads all quads of the last).
+        let a_ld = k.div_ceil(4 * BAND_QUADS_MAX) * BAND_QUADS_MAX;
+        let mut a_quads = try_vec(m * a_ld, 0i32)?;
         let mut init = try_vec(m, 0i32)?;
         for i in 0..m {
             let row = &a[i * lda..i * lda + k];
             let mut sum = 0i32;
-            for (q, out) in a_quads[i * quads..(i + 1) * quads].iter_mut().enumerate() {
+            for (q, out) in a_quads[i * a_ld..i * a_ld + quads].iter_mut().enumerate() {
                 let mut bytes = [0u8; 4];
                 for (byte, v) in bytes.iter_mut().zip(&row[4 * q..k.min(4 * q + 4)]) {
                     // The raw byte: u8 as it is, i8 two's complement (the kernel's signed operand).
@@ -319,6 +327,7 @@ mod vnni {
             m,
             k,
             a_quads: &a_quads,
+            a_ld,
             init: &init,
             b,
             ldb,
@@ -352,8 +361,10 @@ mod vnni {
         sign: StreamSign,
         m: usize,
         k: usize,
-        /// Row `i`'s quad `q` is bytes `a[i][4q..4q + 4]` (0 past k), `ceil(k / 4)` per row.
+        /// Row `i`'s quad `q` is bytes `a[i][4q..4q + 4]` (0 past k), at `i a_ld + q`.
         a_quads: &'a [i32],
+        /// Quads per row of `a_quads`: `ceil(k / 4)` rounded up to whole bands of `BAND_QUADS_MAX`.
+        a_ld: usize,
         /// Per row, what the first block of k adds (the signed-A correction).
         init: &'a [i32],
         b: &'a [i8],
@@ -373,9 +384,19 @@ mod vnni {
         /// `b` and `c` hold the `k x n` and `m x n` matrices their leading dimensions describe;
         /// no one else touches columns `cols` of C during the call.
         unsafe fn run(&self, avx512: Avx512, cols: Range<usize>) -> Result<()> {
-            let _ = avx512;
             let (m, k, ldb, ldc) = (self.m, self.k, self.ldb, self.ldc);
-            let quads = k.div_ceil(4);
+            if m <= STREAM_BAND_MAX_ROWS {
+                // Row groups of at most STREAM_ROWS_VNNI, each sweeping B once.
+                let groups = m.div_ceil(STREAM_ROWS_VNNI);
+                for g in 0..groups {
+                    // SAFETY: the caller's contract; the group has 1 to STREAM_ROWS_VNNI rows.
+                    unsafe {
+                        self.run_bands(avx512, (m * g / groups)..(m * (g + 1) / groups), cols.clone())?
+                    };
+                }
+                return Ok(());
+            }
+            let (quads, a_ld) = (k.div_ceil(4), self.a_ld);
             let whole_quads = k / 4;
             let full_end = cols.start + (cols.len() / STRIP) * STRIP;
             let groups = m.div_ceil(STREAM_ROWS_VNNI);
@@ -393,11 +414,7 @@ mod vnni {
             let mut tail_b = [0i8; 4 * STREAM_QUADS_VNNI * STRIP];
             let mut tail_c = [0i32; STREAM_ROWS_VNNI * STRIP];
             let zeros = [0i32; STREAM_ROWS_VNNI];
-            let block = match (groups, is_amd()) {
-                (1, true) => STREAM_QUADS_VNNI_ONE_GROUP_AMD,
-                (1, false) => STREAM_QUADS_VNNI_ONE_GROUP,
-                _ => STREAM_QUADS_VNNI,
-            };
+            let block = STREAM_QUADS_VNNI;
             for q0 in (0..quads).step_by(block) {
                 let qn = block.min(quads - q0);
                 let both = qn.min(whole_quads.saturating_sub(q0));
@@ -412,7 +429,7 @@ mod vnni {
                 for j0 in (cols.start..full_end).step_by(STRIP) {
                     for g in 0..groups {
                         let rows = group(g);
-                        let a_at = self.a_quads[rows.start * quads + q0..].as_ptr();
+                        let a_at = self.a_quads[rows.start * a_ld + q0..].as_ptr();
                         // SAFETY: rows 4 q0 .. 4 (q0 + both) of B exist and hold columns j0..j0 + 64;
                         // the last quad's rows are in `last_quad`, `width` apart, column j0 - cols.start
                         // of it; the tile (rows, j0..j0 + 64) lies in C; AVX-512 VNNI is present.
@@ -426,7 +443,7 @@ mod vnni {
                                     rows.len(),
                                     both,
                                     a_at,
-                                    quads,
+                                    a_ld,
                                     first,
                                     b_at,
                                     ldb,
@@ -444,7 +461,7 @@ mod vnni {
                                     rows.len(),
                                     1,
                                     a_at.add(both),
-                                    quads,
+                                    a_ld,
                                     init,
                                     last,
                                     width,
@@ -466,7 +483,7 @@ mod vnni {
                     }
                     for g in 0..groups {
                         let rows = group(g);
-                        let a_at = self.a_quads[rows.start * quads + q0..].as_ptr();
+                        let a_at = self.a_quads[rows.start * a_ld + q0..].as_ptr();
                         // SAFETY: `tail_b` holds 4 qn rows of 64 and `tail_c` rows.len() rows of 64;
                         // AVX-512 VNNI is present.
                         unsafe {
@@ -476,7 +493,7 @@ mod vnni {
                                 rows.len(),
                                 qn,
                                 a_at,
-                                quads,
+                                a_ld,
                                 init_of(&rows),
                                 b_at,
                                 STRIP,
@@ -499,6 +516,153 @@ mod vnni {
                 }
             }
             Ok(())
+        }
+
+        /// [`Job::run`] for rows `rows_a` of A and C (at most [`STREAM_ROWS_VNNI`]): B swept band by band (8 or 16
+        /// rows across all columns, in memory order, see [`band_quads`]), panels of columns at a
+        /// time whose accumulators fit in [`STREAM_BAND_SCRATCH_BYTES`].
+        ///
+        /// # Safety
+        /// As [`Job::run`]; `rows_a` is inside `0..self.m`, 1 to `STREAM_ROWS_VNNI` rows.
+        unsafe fn run_bands(&self, avx512: Avx512, rows_a: Range<usize>, cols: Range<usize>) -> Result<()> {
+            let _ = avx512;
+            let (m, k, ldb) = (rows_a.len(), self.k, self.ldb);
+            let panel = (STREAM_BAND_SCRATCH_BYTES / (m * 4 * STRIP) * STRIP).max(STRIP);
+            // SAFETY: an all-zero vector is a valid __m512i.
+            let zero = unsafe { _mm512_setzero_si512() };
+            let mut acc: Vec<__m512i> = try_vec(4 * m * panel.min(cols.len()).div_ceil(STRIP), zero)?;
+            let quads = band_quads(ldb);
+            let band_rows = 4 * quads;
+            let bands = k.div_ceil(band_rows);
+            for p0 in cols.clone().step_by(panel) {
+                let width = panel.min(cols.end - p0);
+                for band in 0..bands {
+                    let rows = band_rows.min(k - band * band_rows);
+                    // SAFETY: rows band * band_rows .. + rows of B exist and hold columns p0 ..
+                    // p0 + width (inside cols, inside n); `a_quads` holds `quads` quads of this band
+                    // per row (a_ld is whole bands of BAND_QUADS_MAX, a multiple of `quads`); `acc`
+                    // holds 4 m ceil(width / 64) vectors; AVX-512 VNNI is present.
+                    unsafe {
+                        let a_at = self.a_quads.as_ptr().add(rows_a.start * self.a_ld + quads * band);
+                        let b_at = self.b.as_ptr().add(band * band_rows * ldb + p0);
+                        let at = acc.as_mut_ptr();
+                        band_call(self.sign, m, quads, rows, a_at, self.a_ld, b_at, ldb, width, at, band == 0)
+                    };
+                }
+                // SAFETY: `acc` holds the panel's accumulators; the tile (rows_a, p0..p0 + width)
+                // lies in C and in these columns; `init` holds a value per row.
+                unsafe {
+                    let c_at = self.c.0.add(rows_a.start * self.ldc + p0);
+                    let init = &self.init[rows_a.clone()];
+                    band_finish(m, acc.as_ptr(), width, init, c_at, self.ldc, self.accumulate)
+                };
+            }
+            Ok(())
+        }
+    }
+
+    /// The tallest band: 4 quads (16 rows of B).
+    const BAND_QUADS_MAX: usize = 4;
+
+    /// Quads per band for rows of B `ldb` bytes apart: 4 (16 rows) when those rows fall in
+    /// different L1 sets (at most two per 64-byte set index of a 4 KiB page), else 2. Rows a
+    /// multiple of 4 KiB apart share one set of the 8-way L1: 16 of them evict each other (k = 4096,
+    /// m = 1, one thread, B in L3, standalone sweep at load ~4: n = ldb = 4096 8 rows 0.48-0.58
+    /// ms, 16 rows 0.79-0.89; ldb = 4160: 0.54 / 0.48-0.52, 32 rows 0.42, a read 0.42).
+    fn band_quads(ldb: usize) -> usize {
+        let mut sets = [0u8; 64];
+        for u in 0..4 * BAND_QUADS_MAX {
+            sets[u * ldb / 64 % 64] += 1;
+        }
+        if sets.iter().all(|&s| s <= 2) {
+            BAND_QUADS_MAX
+        } else {
+            2
+        }
+    }
+
+    /// Calls `kernel_band_vnni::<R, QB, FULL>` with `R = rows_a` (1 to [`STREAM_ROWS_VNNI`]),
+    /// `QB = quads` (2 or [`BAND_QUADS_MAX`]) and `FULL` when the band has all `4 quads` rows.
+    ///
+    /// # Safety
+    /// As `kernel_band_vnni`, for `rows_a` rows of A, `quads` quads and `rows` rows of B.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn band_call(
+        sign: StreamSign,
+        rows_a: usize,
+        quads: usize,
+        rows: usize,
+        a: *const i32,
+        a_ld: usize,
+        b: *const i8,
+        ldb: usize,
+        width: usize,
+        acc: *mut __m512i,
+        first: bool,
+    ) {
+        const _: () = assert!(STREAM_ROWS_VNNI == 6, "band_call dispatches 1 to 6 rows");
+        const _: () = assert!(BAND_QUADS_MAX == 4, "band_call dispatches 2 or 4 quads");
+        let ahead = STREAM_BAND_PREFETCH_BYTES;
+        macro_rules! call {
+            ($r:literal) => {
+                match (quads == BAND_QUADS_MAX, rows == 4 * quads) {
+                    (true, true) => {
+                        kernel_band_vnni::<$r, 4, true>(sign, rows, a, a_ld, b, ldb, width, acc, first, ahead)
+                    }
+                    (true, false) => kernel_band_vnni::<$r, 4, false>(
+                        sign, rows, a, a_ld, b, ldb, width, acc, first, ahead,
+                    ),
+                    (false, true) => {
+                        kernel_band_vnni::<$r, 2, true>(sign, rows, a, a_ld, b, ldb, width, acc, first, ahead)
+                    }
+                    (false, false) => kernel_band_vnni::<$r, 2, false>(
+                        sign, rows, a, a_ld, b, ldb, width, acc, first, ahead,
+                    ),
+                }
+            };
+        }
+        // SAFETY: the caller's contract, for `rows_a` rows.
+        unsafe {
+            match rows_a {
+                1 => call!(1),
+                2 => call!(2),
+                3 => call!(3),
+                4 => call!(4),
+                5 => call!(5),
+                _ => call!(6),
+            }
+        }
+    }
+
+    /// Calls `band_finish_vnni::<R>` with `R = rows` (1 to [`STREAM_ROWS_VNNI`]).
+    ///
+    /// # Safety
+    /// As `band_finish_vnni`, for `rows` rows; `init` holds `rows` values.
+    unsafe fn band_finish(
+        rows: usize,
+        acc: *const __m512i,
+        width: usize,
+        init: &[i32],
+        c: *mut i32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        macro_rules! call {
+            ($r:literal) => {{
+                let init: &[i32; $r] = init[..$r].try_into().expect("rows values");
+                band_finish_vnni::<$r>(acc, width, init, c, ldc, accumulate)
+            }};
+        }
+        // SAFETY: the caller's contract, for `rows` rows.
+        unsafe {
+            match rows {
+                1 => call!(1),
+                2 => call!(2),
+                3 => call!(3),
+                4 => call!(4),
+                5 => call!(5),
+                _ => call!(6),
+            }
         }
     }
 

@@ -115,6 +115,20 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (32, 64, 2),
     (33, 19, 7),
     (1, 257, 1001),
+    // The AVX-512 banded path (m <= 6): bands of 16 rows of B (8 in the test below) with rows
+    // past the last whole band, masked column tails, several column panels
+    // (STREAM_BAND_SCRATCH_BYTES: 131072 columns at m = 1, 26176 at m = 5; the second panel
+    // here has a tail), and at m = 1 enough work for threads to split the columns (their ranges
+    // start past 0).
+    (1, 63, 5),
+    (2, 129, 14),
+    (4, 65, 8),
+    (6, 700, 35),
+    (5, 26300, 3),
+    (1, 131150, 2),
+    (1, 1000, 2100),
+    // Two banded row groups (m = 7, 8: up to STREAM_BAND_MAX_ROWS).
+    (8, 100, 37),
 ];
 
 #[test]
@@ -122,6 +136,20 @@ fn every_path_matches_reference_on_random_shapes() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for &(m, n, k) in SHAPES {
         let (lda, ldb) = (k + 1, n + 2);
+        let a = rng.bytes(matrix_len(m, k, lda).unwrap());
+        let b = as_i8(rng.bytes(matrix_len(k, n, ldb).unwrap()));
+        check_all_paths(m, n, k, &a, lda, &b, ldb);
+        check_all_paths(m, n, k, &as_i8(a), lda, &b, ldb);
+    }
+}
+
+#[test]
+fn streaming_with_rows_of_b_a_page_apart_matches_reference() {
+    // ldb a multiple of 4 KiB: the AVX-512 banded path takes 8-row bands (16 rows elsewhere);
+    // k = 8 (one whole band), 19 (two and three rows), 16 + 5.
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for (m, n, k, ldb) in [(1, 130, 8, 4096), (3, 64, 19, 4096), (6, 77, 21, 2048), (2, 200, 16, 8192)] {
+        let lda = k + 3;
         let a = rng.bytes(matrix_len(m, k, lda).unwrap());
         let b = as_i8(rng.bytes(matrix_len(k, n, ldb).unwrap()));
         check_all_paths(m, n, k, &a, lda, &b, ldb);

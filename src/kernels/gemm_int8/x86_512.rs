@@ -249,6 +249,168 @@ pub(crate) unsafe fn kernel_stream_vnni<const R: usize>(
     }
 }
 
+/// Banded streaming kernel: one band of `4 QB` rows of B (`QB` quads; `rows` of them present,
+/// the rest read as zero) across `width` columns, added into the `R x width` accumulators at
+/// `acc` (zeroed first when `first`). The accumulators stay in [`interleave_rows`]' order: strip
+/// `s` of 64 columns is `acc[(s R + r) 4 + v]`, row `r`, quad vector `v`; [`band_finish_vnni`]
+/// puts them back in column order once, after the last band. Every row of the band is
+/// prefetched `ahead` bytes further along (into the next band's rows near the end), into L2.
+///
+/// `a` holds row `r`'s `QB` quads of this band at `a + r a_ld` (zero past k); with
+/// [`StreamSign::SignedA`] the caller adds `-128 sum_k a` per row. A last strip narrower than 64
+/// columns is read with masked loads.
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI must be available; `1 <= R <= 6`; `FULL` exactly when `rows` is `4 QB`;
+/// `a` valid for `QB` i32 at `a + r a_ld`, `r < R`; `b` valid for `width` bytes at `b + u ldb`
+/// for every `u < rows`; `acc` for `4 R ceil(width / 64)` vectors.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn kernel_band_vnni<const R: usize, const QB: usize, const FULL: bool>(
+    sign: StreamSign,
+    rows: usize,
+    a: *const i32,
+    a_ld: usize,
+    b: *const i8,
+    ldb: usize,
+    width: usize,
+    acc: *mut __m512i,
+    first: bool,
+    ahead: usize,
+) {
+    // SAFETY: `a` holds QB quads per row (the caller's contract).
+    let av: [[__m512i; QB]; R] = core::array::from_fn(|r| {
+        core::array::from_fn(|i| unsafe { _mm512_set1_epi32(a.add(r * a_ld + i).read()) })
+    });
+    let band = Band { sign, rows, av, b, ldb, width, acc, first, ahead };
+    let strips = width / 64;
+    for s in 0..strips {
+        // SAFETY: strip s < width / 64 lies inside the caller's rows and accumulators.
+        unsafe { band.strip::<FULL>(s, None) };
+    }
+    let tail = width % 64;
+    if tail > 0 {
+        // SAFETY: the masked loads read only the `tail` present columns of the last strip.
+        unsafe { band.strip::<FULL>(strips, Some((1u64 << tail) - 1)) };
+    }
+}
+
+/// One call of [`kernel_band_vnni`]: its arguments, A broadcast.
+struct Band<const R: usize, const QB: usize> {
+    sign: StreamSign,
+    rows: usize,
+    av: [[__m512i; QB]; R],
+    b: *const i8,
+    ldb: usize,
+    width: usize,
+    acc: *mut __m512i,
+    first: bool,
+    ahead: usize,
+}
+
+impl<const R: usize, const QB: usize> Band<R, QB> {
+    /// Strip `s` (columns `64 s ..`), the bytes selected by `mask` when given, all 64 otherwise.
+    ///
+    /// # Safety
+    /// [`kernel_band_vnni`]'s contract; strip `s` is inside `width` (its first `mask` bytes with
+    /// a mask).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn strip<const FULL: bool>(&self, s: usize, mask: Option<u64>) {
+        let j = 64 * s;
+        let at = self.acc.wrapping_add(4 * R * s);
+        let flip = _mm512_set1_epi8(i8::MIN);
+        // SAFETY: the strip's accumulators, rows and columns are inside the caller's buffers; a
+        // masked load reads only its selected bytes; a prefetch never faults.
+        unsafe {
+            let mut acc: [[__m512i; 4]; R] = match self.first {
+                true => [[_mm512_setzero_si512(); 4]; R],
+                false => core::array::from_fn(|r| core::array::from_fn(|v| *at.add(4 * r + v))),
+            };
+            for i in 0..QB {
+                let rows: [__m512i; 4] = core::array::from_fn(|u| {
+                    let row = 4 * i + u;
+                    if !FULL && row >= self.rows {
+                        return _mm512_setzero_si512();
+                    }
+                    let p = self.b.add(row * self.ldb + j);
+                    match mask {
+                        None => _mm512_loadu_si512(p.cast()),
+                        Some(mask) => _mm512_maskz_loadu_epi8(mask, p),
+                    }
+                });
+                let rows = match self.sign {
+                    StreamSign::UnsignedA => rows,
+                    StreamSign::SignedA => rows.map(|r| _mm512_xor_si512(r, flip)),
+                };
+                let bq = interleave_rows(rows);
+                for (acc_row, av) in acc.iter_mut().zip(&self.av) {
+                    for (acc, &bv) in acc_row.iter_mut().zip(&bq) {
+                        *acc = match self.sign {
+                            StreamSign::UnsignedA => _mm512_dpbusd_epi32(*acc, av[i], bv),
+                            StreamSign::SignedA => _mm512_dpbusd_epi32(*acc, bv, av[i]),
+                        };
+                    }
+                }
+            }
+            // The same columns `ahead` bytes on, in this band's rows or wrapped to the next's.
+            let (base, col) = match j + self.ahead < self.width {
+                true => (self.b, j + self.ahead),
+                false => (self.b.wrapping_add(4 * QB * self.ldb), j + self.ahead - self.width),
+            };
+            for u in 0..4 * QB {
+                _mm_prefetch::<_MM_HINT_T2>(base.wrapping_add(u * self.ldb + col).cast());
+            }
+            for (r, acc_row) in acc.iter().enumerate() {
+                for (v, &x) in acc_row.iter().enumerate() {
+                    *at.add(4 * r + v) = x;
+                }
+            }
+        }
+    }
+}
+
+/// After the last band: row `r` of the `R x width` tile at `c` becomes `(accumulate ? c : 0) +
+/// init[r] + acc` with [`kernel_band_vnni`]'s accumulators put back in column order.
+///
+/// # Safety
+/// AVX-512 F/BW must be available; `acc` valid for `4 R ceil(width / 64)` vectors; `c` for an
+/// `R x width` tile, `ldc` apart (masked stores write only its columns).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn band_finish_vnni<const R: usize>(
+    acc: *const __m512i,
+    width: usize,
+    init: &[i32; R],
+    c: *mut i32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    for s in 0..width.div_ceil(64) {
+        for (r, &init) in init.iter().enumerate() {
+            // SAFETY: strip s's accumulators are inside `acc`; each group's masked load and store
+            // touch only columns below `width` of row r of the tile.
+            unsafe {
+                let at = acc.add(4 * (R * s + r));
+                let cols = transpose_lanes(core::array::from_fn(|v| *at.add(v)));
+                let base = _mm512_set1_epi32(init);
+                for (g, &v) in cols.iter().enumerate() {
+                    let col = 64 * s + 16 * g;
+                    if col >= width {
+                        break;
+                    }
+                    let mask: __mmask16 = if width - col >= 16 { !0 } else { (1 << (width - col)) - 1 };
+                    let out = c.add(r * ldc + col);
+                    let old = match accumulate {
+                        true => _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, out), base),
+                        false => base,
+                    };
+                    _mm512_mask_storeu_epi32(out, mask, _mm512_add_epi32(old, v));
+                }
+            }
+        }
+    }
+}
+
 /// Four rows of 64 B bytes interleaved into four quad vectors: 128-bit lane `l` of vector `v`
 /// holds columns `16 l + 4 v .. + 4`, each as its four bytes of k (the [`Quad`] order).
 #[target_feature(enable = "avx512f,avx512bw")]
