@@ -270,6 +270,20 @@ unsafe fn stream_tile(
 /// The AVX-512 streaming driver: k in quads (`vpdpbusd`), 64 columns per kernel call.
 #[cfg(target_arch = "x86_64")]
 mod vnni {
+    /// `$call!(R)` with the literal `R` equal to `$rows` (1 to [`STREAM_ROWS_VNNI`], which is 6).
+    macro_rules! with_rows {
+        ($rows:expr, $call:ident) => {
+            match $rows {
+                1 => $call!(1),
+                2 => $call!(2),
+                3 => $call!(3),
+                4 => $call!(4),
+                5 => $call!(5),
+                _ => $call!(6),
+            }
+        };
+    }
+
     #[cfg(feature = "parallel")]
     use super::super::blocking::PARALLEL_MIN_MACS;
     use super::super::blocking::{
@@ -622,16 +636,7 @@ mod vnni {
             };
         }
         // SAFETY: the caller's contract, for `rows_a` rows.
-        unsafe {
-            match rows_a {
-                1 => call!(1),
-                2 => call!(2),
-                3 => call!(3),
-                4 => call!(4),
-                5 => call!(5),
-                _ => call!(6),
-            }
-        }
+        unsafe { with_rows!(rows_a, call) }
     }
 
     /// Calls `band_finish_vnni::<R>` with `R = rows` (1 to [`STREAM_ROWS_VNNI`]).
@@ -654,16 +659,7 @@ mod vnni {
             }};
         }
         // SAFETY: the caller's contract, for `rows` rows.
-        unsafe {
-            match rows {
-                1 => call!(1),
-                2 => call!(2),
-                3 => call!(3),
-                4 => call!(4),
-                5 => call!(5),
-                _ => call!(6),
-            }
-        }
+        unsafe { with_rows!(rows, call) }
     }
 
     /// Calls `kernel_stream_vnni::<R>` with `R = rows` (1 to [`STREAM_ROWS_VNNI`]).
@@ -692,15 +688,6 @@ mod vnni {
             }};
         }
         // SAFETY: the caller's contract, for `rows` rows.
-        unsafe {
-            match rows {
-                1 => call!(1),
-                2 => call!(2),
-                3 => call!(3),
-                4 => call!(4),
-                5 => call!(5),
-                _ => call!(6),
-            }
-        }
+        unsafe { with_rows!(rows, call) }
     }
 }
