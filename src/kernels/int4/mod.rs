@@ -267,6 +267,32 @@ pub fn gemv_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> 
     let (cols, group, groups) = (w.cols, w.group, w.groups());
     let row_bytes = cols / 2;
     let simd = w.simd_shape();
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && simd && w.rows < x86::TILE_ROWS {
+        // Fewer rows than a tile: the rows copied into one tile padded with zeros.
+        const R: usize = x86::TILE_ROWS;
+        let params = w.rows * groups;
+        let mut packed = try_vec(R * row_bytes, 0u8)?;
+        packed[..w.rows * row_bytes].copy_from_slice(&w.packed[..w.rows * row_bytes]);
+        let mut scales = try_vec(R * groups, 0.0f32)?;
+        scales[..params].copy_from_slice(&w.scales[..params]);
+        let zeros = match w.zero_points {
+            None => None,
+            Some(z) => {
+                let mut padded = try_vec(R * groups, 0i8)?;
+                padded[..params].copy_from_slice(&z[..params]);
+                Some(padded)
+            }
+        };
+        let padded =
+            Int4Weights { rows: R, packed: &packed, scales: &scales, zero_points: zeros.as_deref(), ..*w };
+        let mut tile = [0.0f32; R];
+        // SAFETY: the tier passed ensure_available; the shape is whole 32-column steps, the padded
+        // weights hold one whole tile of valid parameters, `act` was quantized with the AVX-512 steps.
+        unsafe { x86::tile_avx512(&padded, &act, 0, &mut tile) };
+        y.copy_from_slice(&tile[..w.rows]);
+        return Ok(());
+    }
     let row = |r: usize| -> f32 {
         let row = &w.packed[r * row_bytes..(r + 1) * row_bytes];
         let scales = &w.scales[r * groups..(r + 1) * groups];
@@ -276,7 +302,9 @@ pub fn gemv_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> 
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the tier passed ensure_available; the shape is whole 32-column steps and
             // every slice was checked against it.
-            Isa::Avx2 | Isa::Avx512 if simd => unsafe { x86::row_avx2(row, group, scales, zeros, &act) },
+            Isa::Avx2 if simd => unsafe { x86::row_avx2(row, group, scales, zeros, &act) },
+            // AVX-512 runs whole tiles whenever the shape allows (its activations are reordered in
+            // 128-column steps, which the AVX2 row does not read).
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 | Isa::Avx512 => row_scalar(row, cols, group, scales, zeros, &act),
             #[cfg(target_arch = "aarch64")]
@@ -295,12 +323,25 @@ pub fn gemv_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> 
     // Rows r0.. into `ys`; r0 is a multiple of the AVX-512 tile.
     let run = |r0: usize, ys: &mut [f32]| {
         #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx512 && simd {
-            for (t, tile) in ys.chunks_mut(x86::TILE_ROWS).enumerate() {
+        if isa == Isa::Avx512 && simd && w.rows >= x86::TILE_ROWS {
+            const R: usize = x86::TILE_ROWS;
+            let end = r0 + ys.len();
+            let mut tiles = ys.chunks_exact_mut(R);
+            for (t, tile) in (&mut tiles).enumerate() {
+                let tile: &mut [f32; R] = tile.try_into().expect("chunks_exact yields whole tiles");
                 // SAFETY: the tier passed ensure_available; the shape is whole 32-column steps,
                 // `w` was checked, `act` quantized for it with the AVX-512 steps, and the tile's
                 // rows exist.
-                unsafe { x86::tile_avx512(w, &act, r0 + t * x86::TILE_ROWS, tile) };
+                unsafe { x86::tile_avx512(w, &act, r0 + t * R, tile) };
+            }
+            let rest = tiles.into_remainder();
+            if !rest.is_empty() {
+                // The last rows as the last lanes of the tile that ends with them (each lane's
+                // bits do not depend on the tile it sits in).
+                let mut tile = [0.0f32; R];
+                // SAFETY: as above; rows end - 16..end exist since w.rows >= 16.
+                unsafe { x86::tile_avx512(w, &act, end - R, &mut tile) };
+                rest.copy_from_slice(&tile[R - rest.len()..]);
             }
             return;
         }

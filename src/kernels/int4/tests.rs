@@ -574,6 +574,12 @@ fn gemv_tiers_give_the_scalar_reference_bits() {
         (16, 384, 128),
         (40, 640, 192),
         (31, 96, 96),
+        // More than 16 groups a row (the AVX-512 tile takes its parameters 16 groups at a time):
+        // two whole sets and a part, and a part only.
+        (20, 2304, 64),
+        (45, 1600, 32),
+        // Enough weights for parallel row tasks, the last task's rows not a whole tile.
+        (300, 4096, 128),
     ];
     for (rows, cols, group) in shapes {
         for affine in [false, true] {

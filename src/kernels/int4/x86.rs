@@ -84,30 +84,69 @@ fn transpose_sum(v: &[__m512i; TILE_ROWS]) -> __m512i {
     halves(low, high)
 }
 
-/// Outputs `y` (1 to 16 of them) of rows `r0..r0 + y.len()` on AVX-512.
+/// Row `i` of the result: column `i` of the 16 x 16 matrix whose rows are `rows` (32-bit lanes).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn transpose16(rows: &[__m512i; 16]) -> [__m512i; 16] {
+    // Within each 128-bit lane L: elements 4L, 4L + 1 of rows 2k, 2k + 1 (low), 4L + 2, 4L + 3 (high).
+    let t: [__m512i; 16] = core::array::from_fn(|i| {
+        let (a, b) = (rows[i & !1], rows[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_epi32(a, b)
+        } else {
+            _mm512_unpackhi_epi32(a, b)
+        }
+    });
+    // u[4k + m], lane L: element 4L + m of rows 4k..4k + 4.
+    let u: [__m512i; 16] = core::array::from_fn(|i| {
+        let (k, m) = (i / 4, i % 4);
+        let (a, b) = (t[4 * k + m / 2], t[4 * k + 2 + m / 2]);
+        if m % 2 == 0 {
+            _mm512_unpacklo_epi64(a, b)
+        } else {
+            _mm512_unpackhi_epi64(a, b)
+        }
+    });
+    // Lanes 0, 2 (even) or 1, 3 (odd) of u[m] and u[4 + m], then of u[8 + m] and u[12 + m].
+    let half = |m: usize, odd: bool, hi: usize| {
+        let (a, b) = (u[hi + m], u[hi + 4 + m]);
+        if odd {
+            _mm512_shuffle_i32x4::<0xDD>(a, b)
+        } else {
+            _mm512_shuffle_i32x4::<0x88>(a, b)
+        }
+    };
+    core::array::from_fn(|c| {
+        let (lane, m) = (c / 4, c % 4);
+        let (a, b) = (half(m, lane % 2 == 1, 0), half(m, lane % 2 == 1, 8));
+        if lane < 2 {
+            _mm512_shuffle_i32x4::<0x88>(a, b)
+        } else {
+            _mm512_shuffle_i32x4::<0xDD>(a, b)
+        }
+    })
+}
+
+/// The 16 outputs `y` of rows `r0..r0 + 16` on AVX-512.
 ///
 /// # Safety
 /// The CPU has the AVX-512 tier's features; `w` passed `check` with `cols` and `group` multiples
-/// of 32; `act` was quantized for `w.cols` with 128-column steps; rows `r0..r0 + y.len()` exist and
-/// `y.len()` is 1 to 16.
+/// of 32; `act` was quantized for `w.cols` with 128-column steps; rows `r0..r0 + 16` exist.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-pub(super) unsafe fn tile_avx512(w: &Int4Weights<'_>, act: &Activations, r0: usize, y: &mut [f32]) {
+pub(super) unsafe fn tile_avx512(
+    w: &Int4Weights<'_>,
+    act: &Activations,
+    r0: usize,
+    y: &mut [f32; TILE_ROWS],
+) {
     let (cols, group, groups) = (w.cols, w.group, w.groups());
-    let live = y.len();
     let row_bytes = cols / 2;
-    // Rows past the tile's live ones read its last row again; their lanes are never stored.
-    let row_of = |i: usize| r0 + i.min(live - 1);
-    let rows: [*const u8; TILE_ROWS] = core::array::from_fn(|i| w.packed[row_of(i) * row_bytes..].as_ptr());
-    let params = _mm512_mullo_epi32(
-        _mm512_min_epi32(
-            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-            _mm512_set1_epi32(live as i32 - 1),
-        ),
-        _mm512_set1_epi32(groups as i32),
-    );
+    let tile = w.packed[r0 * row_bytes..(r0 + TILE_ROWS) * row_bytes].as_ptr();
+    let scales = &w.scales[r0 * groups..(r0 + TILE_ROWS) * groups];
+    let zeros = w.zero_points.map(|z| &z[r0 * groups..(r0 + TILE_ROWS) * groups]);
     let (low, eight) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x08));
-    let next_tile = w.packed.as_ptr().wrapping_add((r0 + AHEAD * TILE_ROWS) * row_bytes);
-    // Its scales (and zero points) too: the gathers below would wait for DRAM.
+    let next_tile = tile.wrapping_add(AHEAD * TILE_ROWS * row_bytes);
+    // Its scales (and zero points) too, into L2.
     let params_ahead = ((r0 + AHEAD * TILE_ROWS) * groups).min(w.scales.len());
     let params_len = (TILE_ROWS * groups).min(w.scales.len() - params_ahead);
     for line in (0..4 * params_len).step_by(64) {
@@ -125,56 +164,70 @@ pub(super) unsafe fn tile_avx512(w: &Int4Weights<'_>, act: &Activations, r0: usi
         }
     }
     let mut y_acc = _mm512_setzero_ps();
-    for g in 0..groups {
-        let end = ((g + 1) * group).min(cols);
-        // Issued before the group's dot products, which hide the gather's latency.
-        // SAFETY: the gather reads scales[row_of(i) * groups + g], all within `scales`.
-        let sw = unsafe { _mm512_i32gather_ps::<4>(params, w.scales.as_ptr().add(r0 * groups + g).cast()) };
-        let mut acc = [_mm512_setzero_si512(); TILE_ROWS];
-        let mut c = g * group;
-        while c < end {
-            let bytes = (end - c).min(super::CHUNK_512) / 2;
-            let mask: __mmask64 = if bytes == 64 { !0 } else { (1u64 << bytes) - 1 };
-            // SAFETY: the step's even and odd activations lie in `split` (columns c..c + 2 bytes).
-            let (a_even, a_odd) = unsafe {
-                let a = act.split.as_ptr().add(c);
-                (_mm512_maskz_loadu_epi8(mask, a.cast()), _mm512_maskz_loadu_epi8(mask, a.add(bytes).cast()))
+    for g0 in (0..groups).step_by(16) {
+        let live = (groups - g0).min(16);
+        let gmask: __mmask16 = if live == 16 { !0 } else { (1u16 << live) - 1 };
+        // The 16 rows' parameters of groups g0..g0 + live, one vector per group.
+        // SAFETY: row i's groups g0..g0 + live lie in `scales` (and `zeros`); masked loads.
+        let sw = transpose16(&core::array::from_fn(|i| unsafe {
+            _mm512_maskz_loadu_epi32(gmask, scales.as_ptr().add(i * groups + g0).cast())
+        }));
+        let zoff = zeros.map(|z| {
+            transpose16(&core::array::from_fn(|i| {
+                // SAFETY: as above.
+                let z = unsafe { _mm_maskz_loadu_epi8(gmask, z.as_ptr().add(i * groups + g0).cast()) };
+                _mm512_add_epi32(_mm512_cvtepi8_epi32(z), _mm512_set1_epi32(8))
+            }))
+        });
+        for j in 0..live {
+            let g = g0 + j;
+            let end = ((g + 1) * group).min(cols);
+            let mut acc = [_mm512_setzero_si512(); TILE_ROWS];
+            let mut c = g * group;
+            while c < end {
+                let bytes = (end - c).min(super::CHUNK_512) / 2;
+                let mask: __mmask64 = if bytes == 64 { !0 } else { (1u64 << bytes) - 1 };
+                // SAFETY: the step's even and odd activations lie in `split` (columns c..c + 2 bytes).
+                let (a_even, a_odd) = unsafe {
+                    let a = act.split.as_ptr().add(c);
+                    (
+                        _mm512_maskz_loadu_epi8(mask, a.cast()),
+                        _mm512_maskz_loadu_epi8(mask, a.add(bytes).cast()),
+                    )
+                };
+                // The tile two ahead is one contiguous run of bytes: fetch it into L2 in order, a
+                // step's share at a time (sixteen streams at once are more than the hardware
+                // prefetcher follows).
+                for line in 0..TILE_ROWS {
+                    let at = next_tile.wrapping_add(c / 2 * TILE_ROWS + line * 64);
+                    _mm_prefetch::<_MM_HINT_T1>(at.cast());
+                }
+                let mut row = tile.wrapping_add(c / 2);
+                for acc in &mut acc {
+                    // SAFETY: the row's bytes c / 2..c / 2 + bytes lie in the tile.
+                    let v = unsafe { _mm512_maskz_loadu_epi8(mask, row.cast()) };
+                    // `(v & 0x0F) ^ 0x08` in one `vpternlogd` per half: the nibble as q + 8.
+                    // Masked-off bytes give 8 against activations 0: nothing added.
+                    let lo = _mm512_ternarylogic_epi32::<0x6A>(v, low, eight);
+                    let hi = _mm512_ternarylogic_epi32::<0x6A>(_mm512_srli_epi16::<4>(v), low, eight);
+                    *acc = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(*acc, lo, a_even), hi, a_odd);
+                    row = row.wrapping_add(row_bytes);
+                }
+                c += 2 * bytes;
+            }
+            let dot = transpose_sum(&acc);
+            let sum = _mm512_set1_epi32(act.sum[g]);
+            let offset = match &zoff {
+                None => _mm512_slli_epi32::<3>(sum),
+                Some(z) => _mm512_mullo_epi32(z[j], sum),
             };
-            // The next tile's rows are one contiguous run of bytes: fetch it into L2 in order,
-            // a step's share at a time (sixteen streams at once are more than the hardware
-            // prefetcher follows).
-            for line in 0..TILE_ROWS {
-                let at = next_tile.wrapping_add(c / 2 * TILE_ROWS + line * 64);
-                _mm_prefetch::<_MM_HINT_T1>(at.cast());
-            }
-            for (acc, row) in acc.iter_mut().zip(&rows) {
-                // SAFETY: the row's bytes c / 2..c / 2 + bytes lie in `packed` (the row exists).
-                let v = unsafe { _mm512_maskz_loadu_epi8(mask, row.add(c / 2).cast()) };
-                // `(v & 0x0F) ^ 0x08` in one `vpternlogd` per half: the nibble as q + 8. Masked-off
-                // bytes give 8 against activations 0: nothing added.
-                let lo = _mm512_ternarylogic_epi32::<0x6A>(v, low, eight);
-                let hi = _mm512_ternarylogic_epi32::<0x6A>(_mm512_srli_epi16::<4>(v), low, eight);
-                *acc = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(*acc, lo, a_even), hi, a_odd);
-            }
-            c += 2 * bytes;
+            let scale = _mm512_mul_ps(_mm512_castsi512_ps(sw[j]), _mm512_set1_ps(act.scale[g]));
+            y_acc =
+                _mm512_add_ps(y_acc, _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, offset))));
         }
-        let dot = transpose_sum(&acc);
-        let offset = match w.zero_points {
-            None => _mm512_set1_epi32(8i32.wrapping_mul(act.sum[g])),
-            Some(z) => {
-                let zoff: [i32; TILE_ROWS] =
-                    core::array::from_fn(|i| 8 + i32::from(z[row_of(i) * groups + g]));
-                // SAFETY: 16 i32 in a local array.
-                let zoff = unsafe { _mm512_loadu_si512(zoff.as_ptr().cast()) };
-                _mm512_mullo_epi32(zoff, _mm512_set1_epi32(act.sum[g]))
-            }
-        };
-        let scale = _mm512_mul_ps(sw, _mm512_set1_ps(act.scale[g]));
-        y_acc = _mm512_add_ps(y_acc, _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, offset))));
     }
-    let mask: __mmask16 = if live == TILE_ROWS { !0 } else { (1u16 << live) - 1 };
-    // SAFETY: y holds `live` outputs; the mask stores those.
-    unsafe { _mm512_mask_storeu_ps(y.as_mut_ptr(), mask, y_acc) };
+    // SAFETY: y holds 16 outputs.
+    unsafe { _mm512_storeu_ps(y.as_mut_ptr(), y_acc) };
 }
 
 /// [`quantize_group_body`](super::quantize_group_body) compiled for AVX2.
