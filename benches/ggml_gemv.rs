@@ -128,7 +128,6 @@ fn gemv_dram(c: &mut Criterion<CpuTime>) {
 /// compute speed, the headroom it has over DRAM.
 fn gemv_cache(c: &mut Criterion<CpuTime>) {
     gemv_all(c, "cache", 128, 4096, 0);
-    gemv_all(c, "cache", 128, 4352, 0);
 }
 
 /// Every GEMV of the file and its read, on `rows x cols` weights in copies of `total` bytes.
