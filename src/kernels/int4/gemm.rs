@@ -145,7 +145,7 @@ impl RowActivations {
         let (mut scale, mut sum) = (try_vec(m * groups, 0.0f32)?, try_vec(m * groups, 0i32)?);
         for (t, (xr, qr)) in x.chunks_exact(cols).zip(q.chunks_exact_mut(cols)).enumerate().take(m) {
             for (g, (xg, qg)) in xr.chunks(group).zip(qr.chunks_mut(group)).enumerate() {
-                (scale[t * groups + g], sum[t * groups + g]) = quantize_group(isa, xg, qg);
+                (scale[t * groups + g], sum[t * groups + g]) = quantize_group(isa, xg, qg, &mut []);
             }
         }
         Ok(RowActivations { q, scale, sum })

@@ -128,18 +128,26 @@ pub(crate) struct Activations {
     pub sum: Vec<i32>,
 }
 
-/// Quantizes one group `xg` (finite) into `qg` on `isa`: returns its scale and the sum of its
-/// values. Every tier runs the same Rust arithmetic, compiled for the tier (so rounding half to
-/// even is an instruction there, not a libm call): the same values on every tier.
+/// Quantizes one group `xg` (finite) into `qg` on `isa`, and where the tier reads a
+/// [`split`](Activations::split) (`sg` as long as `qg`, else empty) reorders it into `sg`:
+/// returns the group's scale and the sum of its values. Every tier runs the same Rust
+/// arithmetic, compiled for the tier (so rounding half to even is an instruction there, not a
+/// libm call): the same values on every tier.
 #[inline]
-pub(crate) fn quantize_group(isa: Isa, xg: &[f32], qg: &mut [i8]) -> (f32, i32) {
+pub(crate) fn quantize_group(
+    isa: Isa,
+    xg: &[f32],
+    qg: &mut [i8],
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables, reason = "no tier reads a split"))]
+    sg: &mut [i8],
+) -> (f32, i32) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: callers pass a tier that passed ensure_available.
-        Isa::Avx512 => unsafe { x86::quantize_group_avx512(xg, qg) },
+        Isa::Avx512 => unsafe { x86::quantize_group_avx512(xg, qg, sg) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { x86::quantize_group_avx2(xg, qg) },
+        Isa::Avx2 => unsafe { x86::quantize_group_avx2(xg, qg, sg) },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon | Isa::Dotprod | Isa::I8mm => quantize_group_body(xg, qg),
         Isa::Scalar => quantize_group_body(xg, qg),
@@ -182,16 +190,8 @@ impl Activations {
         let mut split = try_vec(if step.is_some() { x.len() } else { 0 }, 0i8)?;
         let (mut scale, mut sum) = (try_vec(groups, 0.0f32)?, try_vec(groups, 0i32)?);
         for (g, (xg, qg)) in x.chunks(group).zip(q.chunks_mut(group)).enumerate() {
-            (scale[g], sum[g]) = quantize_group(isa, xg, qg);
-            let Some(step) = step else { continue };
-            let sg = &mut split[g * group..g * group + qg.len()];
-            for (src, dst) in qg.chunks(step).zip(sg.chunks_mut(step)) {
-                let half = src.len() / 2;
-                for j in 0..half {
-                    dst[j] = src[2 * j];
-                    dst[half + j] = src[2 * j + 1];
-                }
-            }
+            let sg = split.get_mut(g * group..g * group + qg.len()).unwrap_or_default();
+            (scale[g], sum[g]) = quantize_group(isa, xg, qg, sg);
         }
         Ok(Activations { q, split, scale, sum })
     }

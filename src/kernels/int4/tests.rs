@@ -470,6 +470,21 @@ fn activation_quantization_is_the_same_on_every_tier() {
                 got.scale.iter().zip(&want.scale).all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{isa} group {group}"
             );
+            // The reordered copy written out: per step of each group its even columns, then
+            // its odd ones (an odd last column stays zero).
+            let mut want_split = vec![0i8; if split_step(isa).is_some() { x.len() } else { 0 }];
+            let step = split_step(isa).unwrap_or(1);
+            for g0 in (0..want_split.len()).step_by(group) {
+                let end = (g0 + group).min(x.len());
+                for s0 in (g0..end).step_by(step) {
+                    let half = ((s0 + step).min(end) - s0) / 2;
+                    for j in 0..half {
+                        want_split[s0 + j] = want.q[s0 + 2 * j];
+                        want_split[s0 + half + j] = want.q[s0 + 2 * j + 1];
+                    }
+                }
+            }
+            assert_eq!(got.split, want_split, "{isa} group {group}");
         }
     }
     // The ties themselves, against round half to even written out.

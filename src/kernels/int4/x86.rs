@@ -84,6 +84,26 @@ fn transpose_sum(v: &[__m512i; TILE_ROWS]) -> __m512i {
     halves(low, high)
 }
 
+/// [`transpose_sum`] for groups of one 128-column step, whose lanes hold at most 8 products of
+/// at most `15 * 127`: 15240 and their pairwise sums 30480 fit in i16, so the first two levels
+/// pack two registers into 16-bit lanes and add neighbours with one `vpmaddwd` by ones (two
+/// operations per level and pair, against three).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn transpose_sum_one_step(v: &[__m512i; TILE_ROWS]) -> __m512i {
+    let ones = _mm512_set1_epi16(1);
+    let level = |a: __m512i, b: __m512i| _mm512_madd_epi16(_mm512_packs_epi32(a, b), ones);
+    // Per 128-bit lane: [a0 + a1, a2 + a3, b0 + b1, b2 + b3] for rows a = 2k, b = 2k + 1.
+    let pairs: [__m512i; 8] = core::array::from_fn(|k| level(v[2 * k], v[2 * k + 1]));
+    // Rows 4k..4k + 4 in order within each 128-bit lane.
+    let quads: [__m512i; 4] = core::array::from_fn(|k| level(pairs[2 * k], pairs[2 * k + 1]));
+    let halves = |a: __m512i, b: __m512i| {
+        _mm512_add_epi32(_mm512_shuffle_i32x4::<0x88>(a, b), _mm512_shuffle_i32x4::<0xDD>(a, b))
+    };
+    let (low, high) = (halves(quads[0], quads[1]), halves(quads[2], quads[3]));
+    halves(low, high)
+}
+
 /// Row `i` of the result: column `i` of the 16 x 16 matrix whose rows are `rows` (32-bit lanes).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 #[inline]
@@ -163,6 +183,7 @@ pub(super) unsafe fn tile_avx512(
             };
         }
     }
+    let one_step = group <= super::CHUNK_512;
     let mut y_acc = _mm512_setzero_ps();
     for g0 in (0..groups).step_by(16) {
         let live = (groups - g0).min(16);
@@ -215,7 +236,7 @@ pub(super) unsafe fn tile_avx512(
                 }
                 c += 2 * bytes;
             }
-            let dot = transpose_sum(&acc);
+            let dot = if one_step { transpose_sum_one_step(&acc) } else { transpose_sum(&acc) };
             let sum = _mm512_set1_epi32(act.sum[g]);
             let offset = match &zoff {
                 None => _mm512_slli_epi32::<3>(sum),
@@ -230,20 +251,36 @@ pub(super) unsafe fn tile_avx512(
     unsafe { _mm512_storeu_ps(y.as_mut_ptr(), y_acc) };
 }
 
-/// [`quantize_group_body`](super::quantize_group_body) compiled for AVX2.
+/// Each `STEP`-column piece of `qg` (the last one possibly shorter) into `sg`: its even
+/// columns, then its odd ones (an odd last column is left out: no kernel reads it).
+#[inline(always)]
+fn split_steps<const STEP: usize>(qg: &[i8], sg: &mut [i8]) {
+    for (src, dst) in qg.chunks(STEP).zip(sg.chunks_mut(STEP)) {
+        let (evens, odds) = dst.split_at_mut(src.len() / 2);
+        for ((pair, e), o) in src.as_chunks::<2>().0.iter().zip(evens).zip(odds) {
+            (*e, *o) = (pair[0], pair[1]);
+        }
+    }
+}
+
+/// [`quantize_group_body`](super::quantize_group_body) and [`split_steps`] compiled for AVX2.
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn quantize_group_avx2(xg: &[f32], qg: &mut [i8]) -> (f32, i32) {
-    super::quantize_group_body(xg, qg)
+pub(super) unsafe fn quantize_group_avx2(xg: &[f32], qg: &mut [i8], sg: &mut [i8]) -> (f32, i32) {
+    let scale_sum = super::quantize_group_body(xg, qg);
+    split_steps::<{ super::CHUNK }>(qg, sg);
+    scale_sum
 }
 
-/// [`quantize_group_body`](super::quantize_group_body) compiled for AVX-512.
+/// [`quantize_group_body`](super::quantize_group_body) and [`split_steps`] compiled for AVX-512.
 ///
 /// # Safety
 /// The CPU has the AVX-512 tier's features.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-pub(super) unsafe fn quantize_group_avx512(xg: &[f32], qg: &mut [i8]) -> (f32, i32) {
-    super::quantize_group_body(xg, qg)
+pub(super) unsafe fn quantize_group_avx512(xg: &[f32], qg: &mut [i8], sg: &mut [i8]) -> (f32, i32) {
+    let scale_sum = super::quantize_group_body(xg, qg);
+    split_steps::<{ super::CHUNK_512 }>(qg, sg);
+    scale_sum
 }
