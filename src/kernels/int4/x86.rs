@@ -63,40 +63,26 @@ pub(super) unsafe fn row_avx2(
 }
 
 /// Lane `i` of the result: the sum of the 16 lanes of `v[i]` (wrapping, as the exact sums fit).
+/// With `I16_LEVELS` (groups of one 128-column step, whose lanes hold at most 8 products of at
+/// most `15 * 127`: 15240, and pairwise 30480, fit in i16) the first two levels pack two
+/// registers into 16-bit lanes and add neighbours with one `vpmaddwd` by ones: two operations
+/// per pair of registers, against three.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 #[inline]
-fn transpose_sum(v: &[__m512i; TILE_ROWS]) -> __m512i {
-    // Rows 2k and 2k + 1 interleaved: per 128-bit lane [2k, 2k + 1, 2k, 2k + 1].
-    let pairs: [__m512i; 8] = core::array::from_fn(|k| {
-        let (a, b) = (v[2 * k], v[2 * k + 1]);
-        _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
+fn transpose_sum<const I16_LEVELS: bool>(v: &[__m512i; TILE_ROWS]) -> __m512i {
+    let ones = _mm512_set1_epi16(1);
+    let narrow = |a: __m512i, b: __m512i| _mm512_madd_epi16(_mm512_packs_epi32(a, b), ones);
+    // Per 128-bit lane two partial sums each of rows 2k and 2k + 1, in the order the next level takes.
+    let pairs: [__m512i; 8] = core::array::from_fn(|k| match (v[2 * k], v[2 * k + 1]) {
+        (a, b) if I16_LEVELS => narrow(a, b),
+        (a, b) => _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b)),
     });
     // Rows 4k..4k + 4 in order within each 128-bit lane.
-    let quads: [__m512i; 4] = core::array::from_fn(|k| {
-        let (a, b) = (pairs[2 * k], pairs[2 * k + 1]);
-        _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+    let quads: [__m512i; 4] = core::array::from_fn(|k| match (pairs[2 * k], pairs[2 * k + 1]) {
+        (a, b) if I16_LEVELS => narrow(a, b),
+        (a, b) => _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b)),
     });
     // Sum the four 128-bit lanes of each quad, quad k landing in lane k.
-    let halves = |a: __m512i, b: __m512i| {
-        _mm512_add_epi32(_mm512_shuffle_i32x4::<0x88>(a, b), _mm512_shuffle_i32x4::<0xDD>(a, b))
-    };
-    let (low, high) = (halves(quads[0], quads[1]), halves(quads[2], quads[3]));
-    halves(low, high)
-}
-
-/// [`transpose_sum`] for groups of one 128-column step, whose lanes hold at most 8 products of
-/// at most `15 * 127`: 15240 and their pairwise sums 30480 fit in i16, so the first two levels
-/// pack two registers into 16-bit lanes and add neighbours with one `vpmaddwd` by ones (two
-/// operations per level and pair, against three).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-#[inline]
-fn transpose_sum_one_step(v: &[__m512i; TILE_ROWS]) -> __m512i {
-    let ones = _mm512_set1_epi16(1);
-    let level = |a: __m512i, b: __m512i| _mm512_madd_epi16(_mm512_packs_epi32(a, b), ones);
-    // Per 128-bit lane: [a0 + a1, a2 + a3, b0 + b1, b2 + b3] for rows a = 2k, b = 2k + 1.
-    let pairs: [__m512i; 8] = core::array::from_fn(|k| level(v[2 * k], v[2 * k + 1]));
-    // Rows 4k..4k + 4 in order within each 128-bit lane.
-    let quads: [__m512i; 4] = core::array::from_fn(|k| level(pairs[2 * k], pairs[2 * k + 1]));
     let halves = |a: __m512i, b: __m512i| {
         _mm512_add_epi32(_mm512_shuffle_i32x4::<0x88>(a, b), _mm512_shuffle_i32x4::<0xDD>(a, b))
     };
@@ -236,7 +222,7 @@ pub(super) unsafe fn tile_avx512(
                 }
                 c += 2 * bytes;
             }
-            let dot = if one_step { transpose_sum_one_step(&acc) } else { transpose_sum(&acc) };
+            let dot = if one_step { transpose_sum::<true>(&acc) } else { transpose_sum::<false>(&acc) };
             let sum = _mm512_set1_epi32(act.sum[g]);
             let offset = match &zoff {
                 None => _mm512_slli_epi32::<3>(sum),
