@@ -347,8 +347,39 @@ fn quantize_edges(scale: f32) -> Vec<f32> {
         1e20,
     ];
     // Quotients where a fixed-point shortcut leaves its domain (2^11, 3 * 2^11 below zero, the
-    // shifter's own magnitude), with their neighbours.
-    for q in [2047.5f64, 2048.5, 4096.5, -2048.5, -4096.5, -6143.5, -6144.0, -6144.5, -6145.0, -12582912.0] {
+    // shifter's own magnitude; for 13 fraction bits 2^9 and 3 * 2^9 below zero), with their
+    // neighbours, and the ends of i8 and u8 for every zero point.
+    for q in [
+        2047.5f64,
+        2048.5,
+        4096.5,
+        -2048.5,
+        -4096.5,
+        -6143.5,
+        -6144.0,
+        -6144.5,
+        -6145.0,
+        -12582912.0,
+        127.5,
+        128.5,
+        255.5,
+        256.5,
+        383.5,
+        511.5,
+        512.0,
+        512.5,
+        1024.5,
+        -128.5,
+        -255.5,
+        -256.5,
+        -383.5,
+        -511.5,
+        -512.5,
+        -1535.5,
+        -1536.0,
+        -1536.5,
+        -1537.0,
+    ] {
         let x = (q * f64::from(scale)) as f32;
         for ulps in -3..=3 {
             v.push(f32::from_bits((x.to_bits() as i32 + ulps) as u32));
@@ -512,6 +543,91 @@ fn nan_anywhere_in_long_inputs_is_found_and_nothing_is_written() {
             let err = cv::quantize_u8_on(isa, &bad, 0.7, 9, &mut yu).unwrap_err();
             assert!(matches!(err, Error::NonFinite { index, .. } if index == first), "{err} on {isa}");
             assert!(yu.iter().all(|&v| v == 7), "u8 output written on {isa}, NaN at {first}");
+        }
+    }
+}
+
+/// A NaN at every position of inputs whose lengths and alignments put it in every part of the
+/// AVX-512 path (whole blocks of four vectors, the vectors and the masked elements past the last
+/// block), with a second NaN after it: the first one is named and nothing is written. The same
+/// inputs without NaN agree with the scalar path.
+#[test]
+fn nan_at_every_position_and_alignment_is_found_and_nothing_is_written() {
+    let mut rng = Rng(0x0a11_9e55);
+    let buffer: Vec<f32> = (0..1100).map(|_| rng.uniform(150.0)).collect();
+    for isa in Isa::available() {
+        for offset in 0..16 {
+            for len in [1, 15, 16, 17, 63, 64, 65, 79, 127, 128, 129, 191, 192, 255, 256, 257, 383, 448, 1000]
+            {
+                let x = &buffer[offset..offset + len];
+                let (mut got, mut want) = (vec![0i8; len], vec![0i8; len]);
+                cv::quantize_i8_on(isa, x, 0.6, -7, &mut got).unwrap();
+                scalar::quantize_i8(x, 0.6, -7, &mut want);
+                assert_eq!(got, want, "clean input on {isa}, offset {offset}, length {len}");
+                let mut bad = x.to_vec();
+                for first in 0..len {
+                    bad[first] =
+                        if first.is_multiple_of(2) { f32::NAN } else { -f32::from_bits(0x7F80_0001) };
+                    let second = first + (len - first) / 2;
+                    let kept = bad[second];
+                    if second > first {
+                        bad[second] = f32::NAN;
+                    }
+                    let mut yi = vec![7i8; len];
+                    let err = cv::quantize_i8_on(isa, &bad, 0.6, -7, &mut yi).unwrap_err();
+                    assert!(
+                        matches!(err, Error::NonFinite { index, .. } if index == first),
+                        "{err} on {isa}, offset {offset}, length {len}, NaN at {first}"
+                    );
+                    assert!(yi.iter().all(|&v| v == 7), "i8 written on {isa}, length {len}, NaN at {first}");
+                    let mut yu = vec![7u8; len];
+                    let err = cv::quantize_u8_on(isa, &bad, 0.6, 9, &mut yu).unwrap_err();
+                    assert!(
+                        matches!(err, Error::NonFinite { index, .. } if index == first),
+                        "{err} on {isa}"
+                    );
+                    assert!(yu.iter().all(|&v| v == 7), "u8 written on {isa}, length {len}, NaN at {first}");
+                    bad[second] = kept;
+                    bad[first] = x[first];
+                }
+            }
+        }
+    }
+}
+
+/// Inputs past twice the AVX-512 path's scratch (16 Ki elements): a NaN on either side of the
+/// multiples of 64 elements near 16 Ki (where the fused pass into the scratch ends) and 32 Ki, for
+/// four alignments, and spread over the rest is named, nothing is written; clean, they agree with
+/// the scalar path, for u8 too.
+#[test]
+fn nan_near_the_borders_of_long_inputs_is_found_and_nothing_is_written() {
+    let mut rng = Rng(0xb0d3);
+    let len = (32 << 10) + 3000 + 13;
+    let buffer: Vec<f32> = (0..len + 16).map(|_| rng.uniform(100.0)).collect();
+    for isa in Isa::available() {
+        for offset in [0, 3, 4, 8] {
+            let x = &buffer[offset..offset + len];
+            let (mut got, mut want) = (vec![0u8; len], vec![0u8; len]);
+            cv::quantize_u8_on(isa, x, 0.45, 131, &mut got).unwrap();
+            scalar::quantize_u8(x, 0.45, 131, &mut want);
+            assert_eq!(got, want, "clean long input on {isa}, offset {offset}");
+            let mut positions: Vec<usize> = (0..len).step_by(997).chain(len - 70..len).collect();
+            for border in [(16 << 10) - 128, (16 << 10) + 3000 / 2 - 64, 32 << 10] {
+                positions.extend((border - 32..border + 160).step_by(16).flat_map(|p| [p, p + 1, p + 15]));
+            }
+            let mut bad = x.to_vec();
+            bad[len - 1] = f32::NAN;
+            for &first in positions.iter().filter(|&&p| p < len) {
+                bad[first] = -f32::NAN;
+                let mut yi = vec![7i8; len];
+                let err = cv::quantize_i8_on(isa, &bad, 0.45, 3, &mut yi).unwrap_err();
+                assert!(
+                    matches!(err, Error::NonFinite { index, .. } if index == first),
+                    "{err} on {isa}, offset {offset}, NaN at {first}"
+                );
+                assert!(yi.iter().all(|&v| v == 7), "i8 written on {isa}, offset {offset}, NaN at {first}");
+                bad[first] = if first == len - 1 { f32::NAN } else { x[first] };
+            }
         }
     }
 }

@@ -6,9 +6,10 @@
 //!
 //! As in `x86.rs`, every function is `unsafe` only because of `#[target_feature]` (the caller
 //! checked [`Isa::Avx512`](crate::kernels::Isa::Avx512)); lengths are the shorter slice's, and
-//! the elements past the last whole vector go through the scalar reference.
+//! the elements past the last whole vector go through the scalar reference (the quantizers'
+//! through one masked vector).
 
-use super::general::{fixed_reciprocal, Dest, Wide, FRACTION_BITS, SHIFTER};
+use super::general::{Dest, Wide, FRACTION_BITS, SHIFTER};
 use super::scalar;
 use core::arch::x86_64::*;
 use half::{bf16, f16};
@@ -60,8 +61,8 @@ pub unsafe fn f16_to_f32(x: &[f16], y: &mut [f32]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 pub unsafe fn first_nan(x: &[f32]) -> Option<usize> {
     const BLOCK: usize = 8 * LANES;
-    let mut xs = x.chunks_exact(BLOCK);
-    for (i, s) in (&mut xs).enumerate() {
+    let (blocks, rest) = x.as_chunks::<BLOCK>();
+    for (i, s) in blocks.iter().enumerate() {
         // SAFETY: `s` holds 128 f32; unaligned loads.
         let ordered = unsafe {
             let p = s.as_ptr();
@@ -75,8 +76,8 @@ pub unsafe fn first_nan(x: &[f32]) -> Option<usize> {
             return s.iter().position(|v| v.is_nan()).map(|k| i * BLOCK + k);
         }
     }
-    let done = x.len() - xs.remainder().len();
-    xs.remainder().iter().position(|v| v.is_nan()).map(|k| done + k)
+    let done = x.len() - rest.len();
+    rest.iter().position(|v| v.is_nan()).map(|k| done + k)
 }
 
 /// Sixteen quantized lanes, saturated to i8 (`SIGNED`) or u8, as 16 bytes.
@@ -102,38 +103,57 @@ fn pack_bytes<const SIGNED: bool>(q: [__m512i; 4]) -> __m512i {
     _mm512_permutexvar_epi32(order, bytes)
 }
 
+/// Fraction bits of the fixed-point quotient for one scale (the AVX2 tier and the per-element path
+/// keep [`FRACTION_BITS`], 11): with 13, quotients up to `2^9` in magnitude stay exact, which is all
+/// that i8 and u8 need (a result in range has `|x / scale| <= 255.5`), and a lane is flagged for the
+/// division 4 times less often (about 1 in 8192).
+const QUOTIENT_BITS: u32 = 13;
+
+/// `1.5 * 2^23 + 2^12`: the shifter of [`SHIFTER`] with the half of [`QUOTIENT_BITS`]'s unit.
+const QUOTIENT_SHIFTER: f32 = 12_587_008.0;
+
 /// The AVX2 tier's fixed-point quotient (see `FixedQuotient` in `x86.rs` for why it is exact
-/// where it does not flag a lane), reordered to cost three operations and one flag test a vector.
+/// where it does not flag a lane) with [`QUOTIENT_BITS`] fraction bits instead of 11, reordered to
+/// cost three operations and one flag test a vector.
 ///
-/// `sum = x * RN(2^11 / scale) + SHIFTER` in one FMA. Inside the shifter's binade the sum's bit
-/// pattern is `bits(SHIFTER) + fixed` and `bits(SHIFTER) = 0x96800 * 2^11 + 2^10`, so the
-/// arithmetic shift `sum >> 11` is `0x96800 + floor((fixed + 2^10) / 2^11)`, the rounded quotient
-/// plus a constant that one subtraction (with the zero point) removes. Shifting before
-/// subtracting keeps every lane in about `+-2^21`, so lanes outside the binade saturate the
-/// right way without a flag: positive sums keep their order as integers (quotients beyond
-/// `+-2^11` land beyond the ends), and a negative or `-0` sum (quotients below about `-6144`,
-/// and `-inf`) shifts to a negative number below every end. Only lanes whose low 11 bits are
-/// zero (a quotient on or within about `2^-12` of a half-integer) are flagged for the division.
+/// `sum = x * RN(2^13 / scale) + QUOTIENT_SHIFTER` in one FMA. Inside the shifter's binade the
+/// sum's bit pattern is `bits(1.5 * 2^23) + 2^12 + fixed`, `fixed` the quotient with 13 fraction
+/// bits, within 0.75 of `2^13 x / scale` while `|fixed| < 2^22` (`|x / scale| < 2^9`); there the
+/// f32 quotient's half ulp is below `2^-15`, so a `fixed` off a half-integer (low 13 bits of the
+/// sum not all zero) rounds as `round_half_even(x / scale)` does. The arithmetic shift
+/// `sum >> 13` is `0x25A00 + floor((fixed + 2^12) / 2^13)`, the rounded quotient plus a constant
+/// that one subtraction (with the zero point) removes. Outside the binade the lanes only have to
+/// saturate the right way, which they do without a flag: positive sums keep their order as
+/// integers (quotients beyond `+-2^9` land beyond the ends of i8 and u8 whatever the zero point),
+/// and a negative or `-0` sum (quotients below about `-1536`, and `-inf`) shifts to a negative
+/// number below every end. Only lanes whose low 13 bits are zero (a quotient on or within about
+/// `2^-14` of a half-integer) are flagged for the division.
+#[derive(Clone, Copy)]
 struct FixedQuotient {
     reciprocal: __m512,
     shifter: __m512,
-    /// `bits(SHIFTER) >> 11` minus the zero point.
+    /// `bits(QUOTIENT_SHIFTER) >> 13` minus the zero point.
     offset: __m512i,
     fraction: __m512i,
 }
 
 impl FixedQuotient {
-    /// The fixed-point path for `scale`, or `None` where `2^11 / scale` is not a normal f32
-    /// (scales below about `2^-116`), which keep the division.
+    /// The fixed-point path for `scale`, or `None` where `2^13 / scale` is not a normal f32
+    /// (scales below about `2^-114`), which keep the division.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
     fn new(scale: f32, zero_point: i32) -> Option<Self> {
-        let reciprocal = fixed_reciprocal(scale)?;
-        let offset = (SHIFTER.to_bits() >> FRACTION_BITS) as i32 - zero_point;
+        // One rounding: a quotient of f32 values rounded to f64, then to f32, is rounded as once to
+        // f32 (53 bits are at least twice 24 plus 2).
+        let reciprocal = (f64::from(1u32 << QUOTIENT_BITS) / f64::from(scale)) as f32;
+        if !reciprocal.is_normal() {
+            return None;
+        }
+        let offset = (QUOTIENT_SHIFTER.to_bits() >> QUOTIENT_BITS) as i32 - zero_point;
         Some(Self {
             reciprocal: _mm512_set1_ps(reciprocal),
-            shifter: _mm512_set1_ps(SHIFTER),
+            shifter: _mm512_set1_ps(QUOTIENT_SHIFTER),
             offset: _mm512_set1_epi32(offset),
-            fraction: _mm512_set1_epi32((1 << FRACTION_BITS) - 1),
+            fraction: _mm512_set1_epi32((1 << QUOTIENT_BITS) - 1),
         })
     }
 
@@ -143,22 +163,25 @@ impl FixedQuotient {
     #[inline]
     fn lanes(&self, x: __m512, clean: __mmask16) -> (__m512i, __mmask16) {
         let sum = _mm512_castps_si512(_mm512_fmadd_ps(x, self.reciprocal, self.shifter));
-        let q = _mm512_sub_epi32(_mm512_srai_epi32::<{ FRACTION_BITS as u32 }>(sum), self.offset);
+        let q = _mm512_sub_epi32(_mm512_srai_epi32::<QUOTIENT_BITS>(sum), self.offset);
         (q, _mm512_mask_test_epi32_mask(clean, sum, self.fraction))
     }
 }
 
+/// Elements per block of [`quantize_vectors`]: four vectors, 64 bytes of output.
+const BLOCK: usize = 4 * LANES;
+
 /// Quantizes the whole 16-element vectors of `x` into bytes (i8 if `SIGNED`, else u8) and returns
 /// how many elements it did. Four vectors a step by [`FixedQuotient`] with one branch on their
-/// flags together; a flagged vector (a block of 64 has one about 3% of the time on random data)
+/// flags together; a flagged vector (a block of 64 has one about 0.8% of the time on random data)
 /// is redone by division, which is the definition. With `NAN`, the same mask chain also tests the
 /// input for NaN (one ordered compare per pair of vectors), and the first block holding one stops
 /// the pass with `Err(())`: `y` then holds a partial result.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+#[inline]
 fn quantize_vectors<const SIGNED: bool, const NAN: bool>(
     x: &[f32],
-    scale: f32,
-    zero_point: i32,
+    (scale, zero_point, fixed): (f32, i32, Option<FixedQuotient>),
     y: &mut [u8],
 ) -> Result<usize, ()> {
     const ALL: __mmask16 = 0xFFFF;
@@ -174,8 +197,8 @@ fn quantize_vectors<const SIGNED: bool, const NAN: bool>(
         _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, zp), lo), hi))
     };
     let has_nan = |v: __m512| NAN && _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v) != 0;
-    let Some(fixed) = FixedQuotient::new(scale, zero_point) else {
-        for (s, d) in x.chunks_exact(LANES).zip(y.chunks_exact_mut(LANES)) {
+    let Some(fixed) = fixed else {
+        for (s, d) in x.as_chunks::<LANES>().0.iter().zip(y.as_chunks_mut::<LANES>().0) {
             // SAFETY: `s` holds 16 f32 and `d` 16 bytes; unaligned load and store.
             unsafe {
                 let v = _mm512_loadu_ps(s.as_ptr());
@@ -187,9 +210,10 @@ fn quantize_vectors<const SIGNED: bool, const NAN: bool>(
         }
         return Ok(n);
     };
-    let mut xs = x.chunks_exact(4 * LANES);
-    let mut ys = y.chunks_exact_mut(4 * LANES);
-    for (s, d) in (&mut xs).zip(&mut ys) {
+    // Slices of arrays: no division by a run-time chunk length in the loop set-up.
+    let (xs, x_rest) = x.as_chunks::<BLOCK>();
+    let (ys, y_rest) = y.as_chunks_mut::<BLOCK>();
+    for (s, d) in xs.iter().zip(ys) {
         // SAFETY: `s` holds 64 f32 and `d` 64 bytes; unaligned loads and stores.
         unsafe {
             let v: [__m512; 4] = core::array::from_fn(|k| _mm512_loadu_ps(s.as_ptr().add(k * LANES)));
@@ -219,7 +243,7 @@ fn quantize_vectors<const SIGNED: bool, const NAN: bool>(
             _mm512_storeu_si512(d.as_mut_ptr().cast(), pack_bytes::<SIGNED>(q));
         }
     }
-    for (s, d) in xs.remainder().chunks_exact(LANES).zip(ys.into_remainder().chunks_exact_mut(LANES)) {
+    for (s, d) in x_rest.as_chunks::<LANES>().0.iter().zip(y_rest.as_chunks_mut::<LANES>().0) {
         // SAFETY: `s` holds 16 f32 and `d` 16 bytes; unaligned load and store.
         unsafe {
             let v = _mm512_loadu_ps(s.as_ptr());
@@ -243,33 +267,35 @@ std::thread_local! {
     static SCRATCH: core::cell::RefCell<Vec<u8>> = const { core::cell::RefCell::new(Vec::new()) };
 }
 
-/// Quantizes the whole vectors of `x` into `y` unless `x` holds a NaN: `Ok(elements done)`, or
-/// `Err(index of the first NaN)` with `y` untouched. The first [`FUSED_MAX`] elements go through
-/// one pass that converts and tests for NaN at once (into the scratch), the rest is scanned, and
-/// only then is anything written: the output costs one more copy of bytes instead of a second read
-/// of the input's f32 (about a quarter of the traffic).
+/// Quantizes `x` into `y` unless `x` holds a NaN: `Err(index of the first NaN)` with `y`
+/// untouched. The first [`FUSED_MAX`] elements go through one pass that converts and tests for NaN
+/// at once (into the scratch), the rest is scanned, and only then is anything written: the output
+/// costs one more copy of bytes instead of a second read of the input's f32 (about a quarter of the
+/// traffic).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 fn quantize_checked<const SIGNED: bool>(
     x: &[f32],
     scale: f32,
     zero_point: i32,
     y: &mut [u8],
-) -> Result<usize, usize> {
+) -> Result<(), usize> {
     let n = x.len().min(y.len());
-    // SAFETY (both `first_nan` calls): this function has `first_nan`'s target features.
+    let (x, y) = (&x[..n], &mut y[..n]);
+    // SAFETY (every `first_nan` call): this function has `first_nan`'s target features.
     let scan = |x: &[f32]| unsafe { first_nan(x) };
+    let params = (scale, zero_point, FixedQuotient::new(scale, zero_point));
     let head = n.min(FUSED_MAX);
     let fused = SCRATCH.with(|scratch| {
         let mut scratch = scratch.try_borrow_mut().ok()?;
         if scratch.len() < FUSED_MAX {
             scratch.resize(FUSED_MAX, 0);
         }
-        let head_pass = quantize_vectors::<SIGNED, true>(&x[..head], scale, zero_point, &mut scratch[..head]);
+        let head_pass = quantize_vectors::<SIGNED, true>(&x[..head], params, &mut scratch[..head]);
         Some(match head_pass {
             // The pass stopped at a block with a NaN, so the scan finds one.
             Err(()) => Err(scan(&x[..head]).unwrap_or(0)),
             // The head is final only if the rest holds no NaN either.
-            Ok(done) => match scan(&x[done..n]) {
+            Ok(done) => match scan(&x[done..]) {
                 Some(at) => Err(done + at),
                 None => {
                     y[..done].copy_from_slice(&scratch[..done]);
@@ -286,8 +312,38 @@ fn quantize_checked<const SIGNED: bool>(
             None => 0,
         },
     };
-    let rest = quantize_vectors::<SIGNED, false>(&x[done..n], scale, zero_point, &mut y[done..n]);
-    Ok(done + rest.unwrap_or(0))
+    let done = done + quantize_vectors::<SIGNED, false>(&x[done..], params, &mut y[done..]).unwrap_or(0);
+    quantize_few::<SIGNED>(&x[done..], params, &mut y[done..]);
+    Ok(())
+}
+
+/// The last up to 16 elements of a run (no NaN in `x`) into `y`: one masked vector, by division (the definition) when the fixed-point path flags a lane.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn quantize_few<const SIGNED: bool>(
+    x: &[f32],
+    (scale, zero_point, fixed): (f32, i32, Option<FixedQuotient>),
+    y: &mut [u8],
+) {
+    let n = x.len().min(y.len()).min(LANES);
+    if n == 0 {
+        return;
+    }
+    let mask = ((1u32 << n) - 1) as __mmask16;
+    // SAFETY: the masked load reads and the masked store writes only the `n` elements the
+    // slices hold (masked-off lanes do not fault); the zeros loaded past them are not stored.
+    unsafe {
+        let v = _mm512_maskz_loadu_ps(mask, x.as_ptr());
+        let q = match fixed.map(|fixed| fixed.lanes(v, 0xFFFF)) {
+            Some((q, 0xFFFF)) => q,
+            _ => {
+                let (lo, hi) = if SIGNED { (-128.0, 127.0) } else { (0.0, 255.0) };
+                let q = _mm512_roundscale_ps::<RNE>(_mm512_div_ps(v, _mm512_set1_ps(scale)));
+                let q = _mm512_add_ps(q, _mm512_set1_ps(zero_point as f32));
+                _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(lo)), _mm512_set1_ps(hi)))
+            }
+        };
+        _mm_mask_storeu_epi8(y.as_mut_ptr().cast(), mask, narrow::<SIGNED>(q));
+    }
 }
 
 /// ONNX QuantizeLinear to i8 (no NaN in `x`).
@@ -295,43 +351,33 @@ fn quantize_checked<const SIGNED: bool>(
 pub unsafe fn quantize_i8(x: &[f32], scale: f32, zero_point: i8, y: &mut [i8]) {
     let n = x.len().min(y.len());
     let y_bytes = bytemuck::cast_slice_mut(&mut y[..n]);
-    let done = quantize_vectors::<true, false>(&x[..n], scale, zero_point.into(), y_bytes).unwrap_or(0);
-    scalar::quantize_i8(&x[done..n], scale, zero_point, &mut y[done..n]);
+    let fixed = FixedQuotient::new(scale, zero_point.into());
+    let params = (scale, zero_point.into(), fixed);
+    let done = quantize_vectors::<true, false>(&x[..n], params, y_bytes).unwrap_or(0);
+    quantize_few::<true>(&x[done..n], params, &mut y_bytes[done..]);
 }
 
 /// ONNX QuantizeLinear to u8 (no NaN in `x`).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 pub unsafe fn quantize_u8(x: &[f32], scale: f32, zero_point: u8, y: &mut [u8]) {
     let n = x.len().min(y.len());
-    let done = quantize_vectors::<false, false>(&x[..n], scale, zero_point.into(), &mut y[..n]).unwrap_or(0);
-    scalar::quantize_u8(&x[done..n], scale, zero_point, &mut y[done..n]);
+    let fixed = FixedQuotient::new(scale, zero_point.into());
+    let params = (scale, zero_point.into(), fixed);
+    let done = quantize_vectors::<false, false>(&x[..n], params, &mut y[..n]).unwrap_or(0);
+    quantize_few::<false>(&x[done..n], params, &mut y[done..n]);
 }
 
 /// ONNX QuantizeLinear to i8 of `x` that may hold NaN: the index of the first NaN, with `y`
 /// untouched, or `None` with `y` written.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 pub unsafe fn quantize_i8_checked(x: &[f32], scale: f32, zero_point: i8, y: &mut [i8]) -> Option<usize> {
-    let n = x.len().min(y.len());
-    match quantize_checked::<true>(&x[..n], scale, zero_point.into(), bytemuck::cast_slice_mut(&mut y[..n])) {
-        Ok(done) => {
-            scalar::quantize_i8(&x[done..n], scale, zero_point, &mut y[done..n]);
-            None
-        }
-        Err(at) => Some(at),
-    }
+    quantize_checked::<true>(x, scale, zero_point.into(), bytemuck::cast_slice_mut(y)).err()
 }
 
 /// ONNX QuantizeLinear to u8 of `x` that may hold NaN (see [`quantize_i8_checked`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 pub unsafe fn quantize_u8_checked(x: &[f32], scale: f32, zero_point: u8, y: &mut [u8]) -> Option<usize> {
-    let n = x.len().min(y.len());
-    match quantize_checked::<false>(&x[..n], scale, zero_point.into(), &mut y[..n]) {
-        Ok(done) => {
-            scalar::quantize_u8(&x[done..n], scale, zero_point, &mut y[done..n]);
-            None
-        }
-        Err(at) => Some(at),
-    }
+    quantize_checked::<false>(x, scale, zero_point.into(), y).err()
 }
 
 /// Quantization with a divisor and zero point per element (blocks and channels that run across a
