@@ -16,12 +16,12 @@
 //! place `STREAM_MAX_ROWS`.
 //!
 //! `gemv_dram_k4096_n11008`: m = 1 with 45 MB of weights, held in as many copies as make up
-//! `DRAM_BYTES` (four times this machine's 32 MiB L3; every call, GEMV or read, takes the next
+//! `common::dram_bytes()` (four times the last-level cache; every call, GEMV or read, takes the next
 //! copy, so none finds its B in cache), throughput in weight bytes per second, beside a plain
 //! read of the same bytes (`read_bytes`) and rten-gemm's unpacked GEMV. Times there are the
 //! thread's CPU time ([`CpuTime`]), so other jobs count only through the memory they share.
 
-#[allow(dead_code, reason = "this bench uses only CpuTime")]
+#[allow(dead_code, reason = "this bench uses only CpuTime and dram_bytes")]
 mod common;
 
 use common::CpuTime;
@@ -194,9 +194,6 @@ fn read_bytes(bytes: &[i8]) -> u64 {
     head.iter().chain(tail).fold(rest, |s, &v| s.wrapping_add(v as u64))
 }
 
-/// Bytes of copies of the DRAM GEMV's weights that its calls cycle through.
-const DRAM_BYTES: usize = 128 << 20;
-
 /// Copies of `v` that together make at least `total` bytes (at least one).
 fn copies<T: Clone>(v: &[T], total: usize) -> Vec<Vec<T>> {
     let bytes = std::mem::size_of_val(v).max(1);
@@ -216,8 +213,8 @@ fn gemv_dram(c: &mut Criterion<CpuTime>) {
     let mut rng = Rng(3);
     let b: Vec<i8> = rng.bytes(k * n).into_iter().map(|v| v as i8).collect();
     let packed = PackedI8::pack(k, n, &b, n).unwrap();
-    let packed = vec![packed; DRAM_BYTES.div_ceil(k * n).max(1)];
-    let b = copies(&b, DRAM_BYTES);
+    let packed = vec![packed; common::dram_bytes().div_ceil(k * n).max(1)];
+    let b = copies(&b, common::dram_bytes());
     let a = rng.bytes(k);
     let rten = GemmExecutor::<u8, i8, i32>::default();
     let a_view = NdTensorView::from_data([1, k], &a[..]);

@@ -2,9 +2,9 @@
 //! its own bytes. Times are the thread's CPU time ([`CpuTime`]), so other jobs on a shared
 //! machine count only through the memory they share.
 //!
-//! Each weight matrix is held in as many copies as make up `DRAM_BYTES` (four times this
-//! machine's 32 MiB L3), and every call, GEMV or read, takes the next copy: no call finds its
-//! weights in cache (a 4-bit 11008 x 4096 matrix, 22 MiB, would otherwise stay in L3).
+//! Each weight matrix is held in as many copies as make up four times the last-level cache
+//! (`common::dram_bytes`), and every call, GEMV or read, takes the next copy: no call finds its weights
+//! in cache (a 4-bit 11008 x 4096 matrix, 22 MiB, would otherwise stay in L3).
 //!
 //! `gemv_dram_k4096_n11008`: y (11008) = W x with W 11008 rows x 4096 columns (a 7B model's MLP
 //! up-projection), weights quantized from random floats; throughput is weight bytes per second.
@@ -28,7 +28,7 @@
 //!   0.3.36, built by `benches/peers/build_ggml.sh` (static, Release, `GGML_NATIVE=ON`, no
 //!   OpenMP); each type's y is checked once against greenai's before timing.
 
-#[allow(dead_code, reason = "this bench uses only CpuTime")]
+#[allow(dead_code, reason = "this bench uses only CpuTime and dram_bytes")]
 mod common;
 #[cfg(greenai_ggml)]
 #[path = "peers/ggml.rs"]
@@ -53,9 +53,6 @@ impl Rng {
         (0..n).map(|_| (self.next() as f32 / (1u64 << 31) as f32) * 2.0 - 1.0).collect()
     }
 }
-
-/// Bytes of copies of each weight matrix that every call cycles through from DRAM.
-const DRAM_BYTES: usize = 128 << 20;
 
 /// Copies of `v` that together make at least `total` bytes (at least one).
 fn copies<T: Clone>(v: &[T], total: usize) -> Vec<Vec<T>> {
@@ -121,7 +118,7 @@ fn ggml_peer_rows(
 }
 
 fn gemv_dram(c: &mut Criterion<CpuTime>) {
-    gemv_all(c, "dram", 11008, 4096, DRAM_BYTES);
+    gemv_all(c, "dram", 11008, 4096, common::dram_bytes());
 }
 
 /// The same GEMVs with 128 rows, one copy: the weights stay in L2, so this is each kernel's

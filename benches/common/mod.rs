@@ -74,3 +74,22 @@ impl criterion::measurement::Measurement for CpuTime {
         criterion::measurement::Measurement::formatter(&WALL)
     }
 }
+
+/// Bytes of copies of a weight matrix that a bench cycles through so that every call reads from
+/// DRAM: four times the last-level cache that sysfs reports (32 MiB on the Zen 4, 480 MiB on the
+/// Xeon this project has also run on), and at least 128 MiB.
+#[allow(dead_code, reason = "only the benches that stream weights from DRAM call it")]
+pub fn dram_bytes() -> usize {
+    let llc = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index3/size").ok().and_then(|s| {
+        let s = s.trim();
+        let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let shift = match unit {
+            "K" => 10,
+            "M" => 20,
+            "" => 0,
+            _ => return None,
+        };
+        digits.parse::<usize>().ok().map(|v| v << shift)
+    });
+    (4 * llc.unwrap_or(0)).max(128 << 20)
+}
