@@ -301,6 +301,28 @@ fn bad_input_is_an_error_and_writes_nothing() {
     assert!(PackedB::pack(3, 5, &b, 4).is_err());
 }
 
+/// A few rows of A (one row takes the whole-row sweep of B): widths around the vector steps (8, 16
+/// and 32 columns, then the scalar tail), depths around the sweep's groups of rows of B (4 or 8,
+/// the rest one at a time), B's rows padded or not; every tier, every weight format.
+#[test]
+fn few_rows_of_a_match_exact_product_around_the_sweep_steps() {
+    let mut rng = Rng(11);
+    for m in 1..=8 {
+        for n in [1, 7, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 97] {
+            for k in [0, 1, 3, 4, 7, 8, 9, 12, 17] {
+                let (lda, ldb, ldc) = (k + m % 2, n + (n + k) % 3, n + m % 3);
+                let a = rng.vec(matrix_len("a", m, k, lda).unwrap());
+                let b = rng.vec(matrix_len("b", k, n, ldb).unwrap());
+                check_gemm(m, n, k, &a, lda, &b, ldb, ldc);
+                let b16: Vec<f16> = b.iter().map(|&v| f16::from_f32(v)).collect();
+                check_gemm(m, n, k, &a, lda, &b16, ldb, ldc);
+                let bb16: Vec<bf16> = b.iter().map(|&v| bf16::from_f32(v)).collect();
+                check_gemm(m, n, k, &a, lda, &bb16, ldb, ldc);
+            }
+        }
+    }
+}
+
 #[test]
 fn zero_depth_zeroes_c_and_empty_products_are_valid() {
     for isa in Isa::available() {
