@@ -488,6 +488,22 @@ fn quantize_edges_in_every_position_of_large_inputs_agree_with_scalar() {
     }
 }
 
+/// Quantizing `bad` to i8 on `isa` fails naming `first` as its first NaN, and writes nothing.
+fn assert_i8_refused(isa: Isa, bad: &[f32], scale: f32, zero_point: i8, first: usize, case: &str) {
+    let mut y = vec![7i8; bad.len()];
+    let err = cv::quantize_i8_on(isa, bad, scale, zero_point, &mut y).unwrap_err();
+    assert!(matches!(err, Error::NonFinite { index, .. } if index == first), "{err} on {isa}, {case}");
+    assert!(y.iter().all(|&v| v == 7), "i8 output written on {isa}, {case}");
+}
+
+/// Quantizing `bad` to u8 on `isa` fails naming `first` as its first NaN, and writes nothing.
+fn assert_u8_refused(isa: Isa, bad: &[f32], scale: f32, zero_point: u8, first: usize, case: &str) {
+    let mut y = vec![7u8; bad.len()];
+    let err = cv::quantize_u8_on(isa, bad, scale, zero_point, &mut y).unwrap_err();
+    assert!(matches!(err, Error::NonFinite { index, .. } if index == first), "{err} on {isa}, {case}");
+    assert!(y.iter().all(|&v| v == 7), "u8 output written on {isa}, {case}");
+}
+
 #[test]
 fn nan_is_an_error_naming_the_first_index_and_nothing_is_written() {
     let mut rng = Rng(5);
@@ -500,14 +516,8 @@ fn nan_is_an_error_naming_the_first_index_and_nothing_is_written() {
                 x[len - 1] = f32::NAN;
             }
             assert_eq!(cv::first_nan_on(isa, &x).unwrap(), Some(first), "first_nan on {isa}, len {len}");
-            let mut yi = vec![7i8; len];
-            let err = cv::quantize_i8_on(isa, &x, 0.5, 0, &mut yi).unwrap_err();
-            assert!(matches!(err, Error::NonFinite { index, .. } if index == first), "{err} on {isa}");
-            assert!(yi.iter().all(|&v| v == 7), "i8 output written on {isa} despite NaN");
-            let mut yu = vec![7u8; len];
-            let err = cv::quantize_u8_on(isa, &x, 0.5, 0, &mut yu).unwrap_err();
-            assert!(matches!(err, Error::NonFinite { index, .. } if index == first), "{err} on {isa}");
-            assert!(yu.iter().all(|&v| v == 7), "u8 output written on {isa} despite NaN");
+            assert_i8_refused(isa, &x, 0.5, 0, first, &format!("len {len}"));
+            assert_u8_refused(isa, &x, 0.5, 0, first, &format!("len {len}"));
         }
         let clean: Vec<f32> = (0..1000).map(|i| i as f32).collect();
         assert_eq!(cv::first_nan_on(isa, &clean).unwrap(), None);
@@ -534,15 +544,9 @@ fn nan_anywhere_in_long_inputs_is_found_and_nothing_is_written() {
             bad[len - 1] = -f32::NAN;
             // 1e-37 takes the division path (2^11 / scale overflows f32).
             for scale in [0.7, 1e-37] {
-                let mut yi = vec![7i8; len];
-                let err = cv::quantize_i8_on(isa, &bad, scale, 9, &mut yi).unwrap_err();
-                assert!(matches!(err, Error::NonFinite { index, .. } if index == first), "{err} on {isa}");
-                assert!(yi.iter().all(|&v| v == 7), "i8 output written on {isa}, NaN at {first}");
+                assert_i8_refused(isa, &bad, scale, 9, first, &format!("scale {scale}, NaN at {first}"));
             }
-            let mut yu = vec![7u8; len];
-            let err = cv::quantize_u8_on(isa, &bad, 0.7, 9, &mut yu).unwrap_err();
-            assert!(matches!(err, Error::NonFinite { index, .. } if index == first), "{err} on {isa}");
-            assert!(yu.iter().all(|&v| v == 7), "u8 output written on {isa}, NaN at {first}");
+            assert_u8_refused(isa, &bad, 0.7, 9, first, &format!("NaN at {first}"));
         }
     }
 }
@@ -573,20 +577,9 @@ fn nan_at_every_position_and_alignment_is_found_and_nothing_is_written() {
                     if second > first {
                         bad[second] = f32::NAN;
                     }
-                    let mut yi = vec![7i8; len];
-                    let err = cv::quantize_i8_on(isa, &bad, 0.6, -7, &mut yi).unwrap_err();
-                    assert!(
-                        matches!(err, Error::NonFinite { index, .. } if index == first),
-                        "{err} on {isa}, offset {offset}, length {len}, NaN at {first}"
-                    );
-                    assert!(yi.iter().all(|&v| v == 7), "i8 written on {isa}, length {len}, NaN at {first}");
-                    let mut yu = vec![7u8; len];
-                    let err = cv::quantize_u8_on(isa, &bad, 0.6, 9, &mut yu).unwrap_err();
-                    assert!(
-                        matches!(err, Error::NonFinite { index, .. } if index == first),
-                        "{err} on {isa}"
-                    );
-                    assert!(yu.iter().all(|&v| v == 7), "u8 written on {isa}, length {len}, NaN at {first}");
+                    let case = format!("offset {offset}, length {len}, NaN at {first}");
+                    assert_i8_refused(isa, &bad, 0.6, -7, first, &case);
+                    assert_u8_refused(isa, &bad, 0.6, 9, first, &case);
                     bad[second] = kept;
                     bad[first] = x[first];
                 }
@@ -619,13 +612,7 @@ fn nan_near_the_borders_of_long_inputs_is_found_and_nothing_is_written() {
             bad[len - 1] = f32::NAN;
             for &first in positions.iter().filter(|&&p| p < len) {
                 bad[first] = -f32::NAN;
-                let mut yi = vec![7i8; len];
-                let err = cv::quantize_i8_on(isa, &bad, 0.45, 3, &mut yi).unwrap_err();
-                assert!(
-                    matches!(err, Error::NonFinite { index, .. } if index == first),
-                    "{err} on {isa}, offset {offset}, NaN at {first}"
-                );
-                assert!(yi.iter().all(|&v| v == 7), "i8 written on {isa}, offset {offset}, NaN at {first}");
+                assert_i8_refused(isa, &bad, 0.45, 3, first, &format!("offset {offset}, NaN at {first}"));
                 bad[first] = if first == len - 1 { f32::NAN } else { x[first] };
             }
         }

@@ -168,6 +168,18 @@ impl FixedQuotient {
     }
 }
 
+/// Sixteen lanes quantized by the definition, `clamp(round_half_even(x / scale) + zero_point)`
+/// (i8 if `SIGNED`, else u8 range): the clamp comes before the conversion, which would turn
+/// out-of-range values into `i32::MIN`; the float sum is exact wherever the result lies in range.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+#[inline]
+fn divide_lanes<const SIGNED: bool>(v: __m512, scale: f32, zero_point: i32) -> __m512i {
+    let (lo, hi) = if SIGNED { (-128.0, 127.0) } else { (0.0, 255.0) };
+    let q = _mm512_roundscale_ps::<RNE>(_mm512_div_ps(v, _mm512_set1_ps(scale)));
+    let q = _mm512_add_ps(q, _mm512_set1_ps(zero_point as f32));
+    _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(lo)), _mm512_set1_ps(hi)))
+}
+
 /// Elements per block of [`quantize_vectors`]: four vectors, 64 bytes of output.
 const BLOCK: usize = 4 * LANES;
 
@@ -187,15 +199,7 @@ fn quantize_vectors<const SIGNED: bool, const NAN: bool>(
     const ALL: __mmask16 = 0xFFFF;
     let n = x.len().min(y.len()) / LANES * LANES;
     let (x, y) = (&x[..n], &mut y[..n]);
-    let (lo, hi) = if SIGNED { (-128.0, 127.0) } else { (0.0, 255.0) };
-    let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
-    let (scale_v, zp) = (_mm512_set1_ps(scale), _mm512_set1_ps(zero_point as f32));
-    // The definition: the clamp comes before the conversion, which would turn out-of-range values
-    // into `i32::MIN`; the float sum is exact wherever the result lies inside `[lo, hi]`.
-    let divide = |v: __m512| {
-        let q = _mm512_roundscale_ps::<RNE>(_mm512_div_ps(v, scale_v));
-        _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, zp), lo), hi))
-    };
+    let divide = |v: __m512| divide_lanes::<SIGNED>(v, scale, zero_point);
     let has_nan = |v: __m512| NAN && _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v) != 0;
     let Some(fixed) = fixed else {
         for (s, d) in x.as_chunks::<LANES>().0.iter().zip(y.as_chunks_mut::<LANES>().0) {
@@ -317,7 +321,8 @@ fn quantize_checked<const SIGNED: bool>(
     Ok(())
 }
 
-/// The last up to 16 elements of a run (no NaN in `x`) into `y`: one masked vector, by division (the definition) when the fixed-point path flags a lane.
+/// The last up to 16 elements of a run (no NaN in `x`) into `y`: one masked vector, by division
+/// (the definition) when the fixed-point path flags a lane.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 fn quantize_few<const SIGNED: bool>(
     x: &[f32],
@@ -335,12 +340,7 @@ fn quantize_few<const SIGNED: bool>(
         let v = _mm512_maskz_loadu_ps(mask, x.as_ptr());
         let q = match fixed.map(|fixed| fixed.lanes(v, 0xFFFF)) {
             Some((q, 0xFFFF)) => q,
-            _ => {
-                let (lo, hi) = if SIGNED { (-128.0, 127.0) } else { (0.0, 255.0) };
-                let q = _mm512_roundscale_ps::<RNE>(_mm512_div_ps(v, _mm512_set1_ps(scale)));
-                let q = _mm512_add_ps(q, _mm512_set1_ps(zero_point as f32));
-                _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(lo)), _mm512_set1_ps(hi)))
-            }
+            _ => divide_lanes::<SIGNED>(v, scale, zero_point),
         };
         _mm_mask_storeu_epi8(y.as_mut_ptr().cast(), mask, narrow::<SIGNED>(q));
     }

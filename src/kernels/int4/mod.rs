@@ -326,15 +326,13 @@ pub fn gemv_w4a8_on(isa: Isa, w: &Int4Weights<'_>, x: &[f32], y: &mut [f32]) -> 
         if isa == Isa::Avx512 && simd && w.rows >= x86::TILE_ROWS {
             const R: usize = x86::TILE_ROWS;
             let end = r0 + ys.len();
-            let mut tiles = ys.chunks_exact_mut(R);
-            for (t, tile) in (&mut tiles).enumerate() {
-                let tile: &mut [f32; R] = tile.try_into().expect("chunks_exact yields whole tiles");
+            let (tiles, rest) = ys.as_chunks_mut::<R>();
+            for (t, tile) in tiles.iter_mut().enumerate() {
                 // SAFETY: the tier passed ensure_available; the shape is whole 32-column steps,
                 // `w` was checked, `act` quantized for it with the AVX-512 steps, and the tile's
                 // rows exist.
                 unsafe { x86::tile_avx512(w, &act, r0 + t * R, tile) };
             }
-            let rest = tiles.into_remainder();
             if !rest.is_empty() {
                 // The last rows as the last lanes of the tile that ends with them (each lane's
                 // bits do not depend on the tile it sits in).
