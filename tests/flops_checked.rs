@@ -181,3 +181,20 @@ fn lookups_follow_edits_of_the_public_nodes() {
     assert!(m.add("c", Layer::Activation(Activation::Relu)).is_err());
     assert!(m.add("d", Layer::Activation(Activation::Relu)).is_ok());
 }
+
+/// A width whose GPT-2 default inner size (4 x n_embd) overflows is an error, not a panic, and so
+/// is the same width in another family (a fuzzer found the default computed eagerly).
+#[test]
+fn a_width_whose_default_inner_size_overflows_is_an_error() {
+    let huge = "8966666666666666666";
+    let gpt2 = format!(
+        r#"{{"model_type": "gpt2", "n_embd": {huge}, "n_layer": 2, "n_head": 12, "vocab_size": 50257, "n_positions": 1024}}"#
+    );
+    assert!(hf_config::parse(&gpt2).is_err());
+    let qwen2 = format!(
+        r#"{{"model_type": "qwen2", "hidden_size": {huge}, "num_hidden_layers": 2, "num_attention_heads": 14,
+            "intermediate_size": 4864, "vocab_size": 151936, "max_position_embeddings": 32768}}"#
+    );
+    let built = hf_config::parse(&qwen2).and_then(|c| zoo::transformer(&c, 1, 8));
+    assert!(built.is_err());
+}

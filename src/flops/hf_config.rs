@@ -102,10 +102,11 @@ pub fn parse(json: &str) -> Result<TransformerConfig> {
         heads,
         kv_heads,
         head_dim,
+        // GPT-2's default inner size is 4 x n_embd; one that overflows is left as missing.
         intermediate: get_usize(
             &v,
             &["intermediate_size", "n_inner"],
-            (family == Family::Gpt2).then_some(4 * hidden),
+            if family == Family::Gpt2 { hidden.checked_mul(4) } else { None },
         )?,
         vocab: get_usize(&v, &["vocab_size"], None)?,
         max_positions: get_usize(&v, &["max_position_embeddings", "n_positions"], None)?,
